@@ -1,0 +1,5 @@
+"""Placeholder: replaced by the real handler."""
+
+
+def handler(event, context):
+    raise NotImplementedError
