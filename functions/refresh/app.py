@@ -1,5 +1,11 @@
-"""Placeholder: replaced by the real handler."""
+"""Scheduled ({"action": "sweep"}): refresh the connections whose access token is about to expire."""
+
+from qbo_connect.observability import logger, metrics, tracer
+from qbo_connect.runtime import services
 
 
-def handler(event, context):
-    raise NotImplementedError
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict, context) -> dict:
+    return services().refresh_runs.handle(event)

@@ -1,0 +1,392 @@
+"""ConnectionStore on one DynamoDB table.
+
+Items: the connection (`connection#<id>`), its name claim (`name#<name>`, so names stay unique),
+and pending OAuth states (`state#<sha256>`, with a TTL). Every state change is a conditional write.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from qbo_connect import intuit
+from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
+from qbo_connect.errors import Busy, Conflict, ConnectionAlreadyExists, ConnectionNotFound
+from qbo_connect.ports import OAuthState
+
+CONNECTED_INDEX_VALUE = "connected"
+REFRESH_DUE_INDEX = "refresh-due"
+BY_NAME_INDEX = "by-name"
+LISTING_VALUE = "connection"
+STATE_TTL_ATTRIBUTE = "purge_at"
+
+# The table's keys and indexes, exactly as template.yaml declares them (tests/unit/test_table_schema.py
+# holds the two together). The local stack and the tests create the table from this.
+TABLE_SCHEMA: dict[str, Any] = {
+    "AttributeDefinitions": [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "refresh_index", "AttributeType": "S"},
+        {"AttributeName": "access_token_expires_at", "AttributeType": "N"},
+        {"AttributeName": "listing", "AttributeType": "S"},
+        {"AttributeName": "name", "AttributeType": "S"},
+    ],
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": REFRESH_DUE_INDEX,
+            "KeySchema": [
+                {"AttributeName": "refresh_index", "KeyType": "HASH"},
+                {"AttributeName": "access_token_expires_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        },
+        {
+            "IndexName": BY_NAME_INDEX,
+            "KeySchema": [
+                {"AttributeName": "listing", "KeyType": "HASH"},
+                {"AttributeName": "name", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+# Fields the domain changes through save(); the lease and the last test have their own writes.
+_SAVED_FIELDS = (
+    "environment",
+    "base_url",
+    "client_id",
+    "scopes",
+    "realm_id",
+    "status",
+    "has_client_secret",
+    "company_name",
+    "updated_at",
+    "connected_at",
+    "access_token_expires_at",
+    "refresh_token_expires_at",
+    "refresh_token_hard_expires_at",
+    "last_refreshed_at",
+    "consecutive_refresh_failures",
+    "last_refresh_error",
+    "last_revocation",
+    "secret_generation",
+    "expiry_warnings_sent",
+)
+
+
+def create_table(dynamodb_client, table_name: str) -> None:
+    """Create the table as the template does (local stack and tests)."""
+    dynamodb_client.create_table(TableName=table_name, **TABLE_SCHEMA)
+    dynamodb_client.get_waiter("table_exists").wait(TableName=table_name)
+    dynamodb_client.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": STATE_TTL_ATTRIBUTE}
+    )
+
+
+def _connection_key(connection_id: str) -> dict[str, str]:
+    return {"pk": f"connection#{connection_id}"}
+
+
+def _name_key(name: str) -> dict[str, str]:
+    return {"pk": f"name#{name.casefold()}"}
+
+
+def _state_key(state_hash: str) -> dict[str, str]:
+    return {"pk": f"state#{state_hash}"}
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(round(value, 3)))
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items()}
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value) if value % 1 else int(value)
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    return value
+
+
+def _is_conditional_failure(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] in {
+        "ConditionalCheckFailedException",
+        "TransactionCanceledException",
+    }
+
+
+def connection_to_item(connection: Connection) -> dict[str, Any]:
+    item = {
+        **_connection_key(connection.connection_id),
+        "listing": LISTING_VALUE,
+        "connection_id": connection.connection_id,
+        "name": connection.name,
+        "created_at": connection.created_at,
+        "version": connection.version,
+        **{f: getattr(connection, f) for f in _SAVED_FIELDS},
+    }
+    item["environment"] = connection.environment.value
+    item["status"] = connection.status.value
+    if connection.status is ConnectionStatus.CONNECTED and connection.access_token_expires_at is not None:
+        item["refresh_index"] = CONNECTED_INDEX_VALUE
+    return {k: _to_dynamo(v) for k, v in item.items() if v is not None}
+
+
+def item_to_connection(item: dict[str, Any]) -> Connection:
+    data = _from_dynamo(item)
+    last_test = data.get("last_test")
+    return Connection(
+        connection_id=data["connection_id"],
+        name=data["name"],
+        environment=intuit.Environment(data["environment"]),
+        base_url=data["base_url"],
+        client_id=data["client_id"],
+        scopes=tuple(data.get("scopes") or intuit.DEFAULT_SCOPES),
+        realm_id=data.get("realm_id"),
+        status=ConnectionStatus(data["status"]),
+        has_client_secret=bool(data.get("has_client_secret")),
+        company_name=data.get("company_name"),
+        created_at=data.get("created_at", 0),
+        updated_at=data.get("updated_at", 0),
+        connected_at=data.get("connected_at"),
+        access_token_expires_at=data.get("access_token_expires_at"),
+        refresh_token_expires_at=data.get("refresh_token_expires_at"),
+        refresh_token_hard_expires_at=data.get("refresh_token_hard_expires_at"),
+        last_refreshed_at=data.get("last_refreshed_at"),
+        consecutive_refresh_failures=data.get("consecutive_refresh_failures", 0),
+        last_refresh_error=data.get("last_refresh_error"),
+        last_revocation=data.get("last_revocation"),
+        version=data.get("version", 0),
+        secret_generation=data.get("secret_generation", 0),
+        lease_owner=data.get("lease_owner"),
+        lease_expires_at=data.get("lease_expires_at"),
+        last_test=TestResult.from_item(last_test) if last_test else None,
+        expiry_warnings_sent=tuple(data.get("expiry_warnings_sent") or ()),
+    )
+
+
+class DynamoDbConnectionStore:
+    def __init__(self, table) -> None:
+        """`table` is a boto3 DynamoDB Table resource."""
+        self._table = table
+
+    # --- connections ----------------------------------------------------------------------
+    def create(self, connection: Connection) -> Connection:
+        client = self._table.meta.client
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": connection_to_item(connection),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": {**_name_key(connection.name), "connection_id": connection.connection_id},
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise ConnectionAlreadyExists(
+                    f"A connection with ID {connection.connection_id!r} or name {connection.name!r} already exists: "
+                    "choose another name, or use the existing one (`qbo-connect connections list`)"
+                ) from None
+            raise
+        return connection
+
+    def get(self, connection_id: str) -> Connection | None:
+        item = self._table.get_item(Key=_connection_key(connection_id), ConsistentRead=True).get("Item")
+        return item_to_connection(item) if item else None
+
+    def find_by_name(self, name: str) -> Connection | None:
+        claim = self._table.get_item(Key=_name_key(name), ConsistentRead=True).get("Item")
+        return self.get(claim["connection_id"]) if claim else None
+
+    def list(self) -> list[Connection]:
+        connections, kwargs = (
+            [],
+            {"IndexName": BY_NAME_INDEX, "KeyConditionExpression": Key("listing").eq(LISTING_VALUE)},
+        )
+        while True:
+            page = self._table.query(**kwargs)
+            connections += [item_to_connection(item) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return connections
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def save(self, connection: Connection, *, lease_owner: str) -> Connection:
+        item = connection_to_item(connection)
+        sets, removes = ["#version = :next"], []
+        values: dict[str, Any] = {
+            ":next": connection.version + 1,
+            ":expected": connection.version,
+            ":owner": lease_owner,
+        }
+        names: dict[str, str] = {"#version": "version"}
+        for index, field in enumerate((*_SAVED_FIELDS, "refresh_index")):
+            names[f"#f{index}"] = field
+            if field in item:
+                sets.append(f"#f{index} = :v{index}")
+                values[f":v{index}"] = item[field]
+            else:
+                removes.append(f"#f{index}")
+        expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        try:
+            updated = self._table.update_item(
+                Key=_connection_key(connection.connection_id),
+                UpdateExpression=expression,
+                ConditionExpression="#version = :expected AND lease_owner = :owner",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise Conflict(
+                    f"Connection {connection.connection_id!r} changed meanwhile, or the lease was lost: try again"
+                ) from None
+            raise
+        return item_to_connection(updated["Attributes"])
+
+    def delete(self, connection: Connection, *, lease_owner: str) -> None:
+        client = self._table.meta.client
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self._table.name,
+                            "Key": _connection_key(connection.connection_id),
+                            "ConditionExpression": "lease_owner = :owner",
+                            "ExpressionAttributeValues": {":owner": lease_owner},
+                        }
+                    },
+                    {"Delete": {"TableName": self._table.name, "Key": _name_key(connection.name)}},
+                ]
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise Conflict(f"Connection {connection.connection_id!r} lease was lost: try again") from None
+            raise
+
+    # --- the lease ------------------------------------------------------------------------
+    def acquire_lease(self, connection_id: str, *, owner: str, now: float, seconds: float) -> Connection:
+        try:
+            updated = self._table.update_item(
+                Key=_connection_key(connection_id),
+                UpdateExpression="SET lease_owner = :owner, lease_expires_at = :expires",
+                ConditionExpression=Attr("pk").exists()
+                & (Attr("lease_owner").not_exists() | Attr("lease_expires_at").lt(_to_dynamo(float(now)))),
+                ExpressionAttributeValues={":owner": owner, ":expires": _to_dynamo(float(now + seconds))},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+            if not error.response.get("Item") and self.get(connection_id) is None:
+                raise ConnectionNotFound(f"No connection {connection_id!r}") from None
+            raise Busy(f"Connection {connection_id!r} is being changed by someone else: try again shortly") from None
+        return item_to_connection(updated["Attributes"])
+
+    def release_lease(self, connection_id: str, *, owner: str) -> bool:
+        try:
+            self._table.update_item(
+                Key=_connection_key(connection_id),
+                UpdateExpression="REMOVE lease_owner, lease_expires_at",
+                ConditionExpression=Attr("lease_owner").eq(owner),
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def record_test(self, connection_id: str, result: TestResult) -> None:
+        try:
+            self._table.update_item(
+                Key=_connection_key(connection_id),
+                UpdateExpression="SET last_test = :result",
+                ConditionExpression=Attr("pk").exists(),
+                ExpressionAttributeValues={":result": _to_dynamo(result.to_item())},
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+
+    def due_connection_ids(self, *, due_before: float, limit: int | None = None) -> list[str]:
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": REFRESH_DUE_INDEX,
+            "KeyConditionExpression": Key("refresh_index").eq(CONNECTED_INDEX_VALUE)
+            & Key("access_token_expires_at").lte(_to_dynamo(float(due_before))),
+        }
+        while True:
+            page = self._table.query(**kwargs)
+            ids += [item["pk"].removeprefix("connection#") for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page or (limit and len(ids) >= limit):
+                return ids[:limit] if limit else ids
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- OAuth states ---------------------------------------------------------------------
+    def put_state(self, state: OAuthState) -> None:
+        self._table.put_item(
+            Item={
+                **_state_key(state.state_hash),
+                "connection_id": state.connection_id,
+                "redirect_uri": state.redirect_uri,
+                "browser_binding": state.browser_binding,
+                "created_at": _to_dynamo(state.created_at),
+                "expires_at": _to_dynamo(state.expires_at),
+                STATE_TTL_ATTRIBUTE: int(state.expires_at) + 3600,
+            },
+            ConditionExpression=Attr("pk").not_exists(),
+        )
+
+    def get_state(self, state_hash: str) -> OAuthState | None:
+        item = self._table.get_item(Key=_state_key(state_hash), ConsistentRead=True).get("Item")
+        return _state_from_item(state_hash, item) if item else None
+
+    def consume_state(self, state_hash: str) -> OAuthState | None:
+        try:
+            old = self._table.delete_item(
+                Key=_state_key(state_hash), ConditionExpression=Attr("pk").exists(), ReturnValues="ALL_OLD"
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return None
+            raise
+        return _state_from_item(state_hash, old["Attributes"])
+
+
+def _state_from_item(state_hash: str, item: dict[str, Any]) -> OAuthState:
+    data = _from_dynamo(item)
+    return OAuthState(
+        state_hash=state_hash,
+        connection_id=data["connection_id"],
+        redirect_uri=data["redirect_uri"],
+        browser_binding=data["browser_binding"],
+        created_at=float(data["created_at"]),
+        expires_at=float(data["expires_at"]),
+    )

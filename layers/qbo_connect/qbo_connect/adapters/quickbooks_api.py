@@ -1,0 +1,86 @@
+"""CompanyApi on the QuickBooks Online accounting API, and the one place that reads Intuit's faults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from qbo_connect import intuit
+from qbo_connect.errors import Forbidden, IntuitUnavailable, QboConnectError, Throttled, Unauthorized
+from qbo_connect.ports import CompanyInfo
+from qbo_connect.settings import Settings
+
+
+def fault_of(body: Any) -> dict[str, str]:
+    """The first error of Intuit's fault body (`Fault` or lowercase `fault`), as code/message/detail."""
+    if not isinstance(body, dict):
+        return {}
+    fault = body.get("Fault") or body.get("fault") or {}
+    errors = fault.get("Error") or fault.get("error") or []
+    first = errors[0] if errors and isinstance(errors[0], dict) else {}
+    return {
+        "type": str(fault.get("type", "")),
+        "code": str(first.get("code", "")),
+        "message": str(first.get("Message") or first.get("message") or ""),
+        "detail": str(first.get("Detail") or first.get("detail") or ""),
+    }
+
+
+def error_for_response(response: requests.Response) -> QboConnectError | None:
+    """Classify an accounting API answer; None when it succeeded."""
+    if response.status_code < 400:
+        return None
+    tid = response.headers.get(intuit.SUPPORT_ID_HEADER)
+    try:
+        fault = fault_of(response.json())
+    except ValueError:
+        fault = {}
+    said = f" ({fault['code']}: {fault['message']})" if fault.get("code") else ""
+    if response.status_code == 401:
+        return Unauthorized(f"Intuit refused the access token{said}", intuit_tid=tid)
+    if response.status_code == 403:
+        return Forbidden(f"Intuit refused access to this company's accounting data{said}", intuit_tid=tid)
+    if response.status_code == 429:
+        retry_after = response.headers.get("Retry-After", "")
+        return Throttled(
+            f"Intuit is rate limiting this company{said}",
+            retry_after=float(retry_after) if retry_after.isdigit() else 60.0,
+            intuit_tid=tid,
+        )
+    if response.status_code >= 500:
+        return IntuitUnavailable(f"Intuit's API answered HTTP {response.status_code}{said}", intuit_tid=tid)
+    return IntuitUnavailable(f"Intuit's API answered HTTP {response.status_code}{said}", intuit_tid=tid)
+
+
+class QuickBooksApi:
+    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+        self._settings = settings
+        self._session = session or requests.Session()
+
+    def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
+        if not self._settings.is_allowed_api_base_url(base_url):
+            # The token must never travel to a host the deployment did not allow.
+            raise Forbidden(f"The base URL {base_url!r} is not an allowed QuickBooks API host: fix the connection")
+        try:
+            response = self._session.get(
+                base_url.rstrip("/") + intuit.company_info_path(realm_id),
+                params={"minorversion": self._settings.minor_version},
+                headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+                timeout=self._settings.http_timeout,
+            )
+        except requests.RequestException as error:
+            raise IntuitUnavailable(
+                f"Intuit's API did not answer ({type(error).__name__}): try again shortly"
+            ) from None
+        error = error_for_response(response)
+        if error is not None:
+            raise error
+        info = response.json().get("CompanyInfo", {})
+        return CompanyInfo(
+            company_name=info.get("CompanyName", ""),
+            realm_id=realm_id,
+            intuit_tid=response.headers.get(intuit.SUPPORT_ID_HEADER),
+            legal_name=info.get("LegalName"),
+            country=info.get("Country"),
+        )

@@ -1,0 +1,140 @@
+"""TokenVault and SigningKeys on Secrets Manager.
+
+One secret per connection. Each write carries a ClientRequestToken derived from the connection and
+the document's generation: a retried write is a no-op, and a second writer of the same generation
+(a holder whose lease expired while it was slow) is refused instead of overwriting newer tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import uuid
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from botocore.exceptions import ClientError
+
+from qbo_connect.domain.secret_document import ConnectionSecret
+from qbo_connect.errors import Conflict, ConnectionAlreadyExists
+from qbo_connect.observability import logger
+from qbo_connect.settings import Settings
+
+_TOKEN_NAMESPACE = uuid.UUID("8f7a3c1e-5b7d-4a51-9d0e-3c2b1a0f9e88")
+
+
+def client_request_token(connection_id: str, generation: int) -> str:
+    return str(uuid.uuid5(_TOKEN_NAMESPACE, f"{connection_id}/{generation}"))
+
+
+def _error_code(error: ClientError) -> str:
+    return error.response["Error"]["Code"]
+
+
+class SecretsManagerVault:
+    def __init__(self, client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    def create(self, secret: ConnectionSecret) -> None:
+        kwargs = {
+            "Name": self._settings.connection_secret_name(secret.connection_id),
+            "SecretString": secret.to_json(),
+            "ClientRequestToken": client_request_token(secret.connection_id, secret.generation),
+            "Description": "qbo-connect connection: client secret and OAuth token set (JSON, see README)",
+            "Tags": [{"Key": "qbo-connect:connection-id", "Value": secret.connection_id}],
+        }
+        if self._settings.kms_key_id:
+            kwargs["KmsKeyId"] = self._settings.kms_key_id
+        try:
+            self._client.create_secret(**kwargs)
+        except ClientError as error:
+            if _error_code(error) == "ResourceExistsException":
+                raise ConnectionAlreadyExists(
+                    f"A secret for connection {secret.connection_id!r} already exists: choose another ID"
+                ) from None
+            raise
+
+    def read(self, connection_id: str) -> ConnectionSecret | None:
+        try:
+            response = self._client.get_secret_value(SecretId=self._settings.connection_secret_name(connection_id))
+        except ClientError as error:
+            if _error_code(error) == "ResourceNotFoundException":
+                return None
+            raise
+        return ConnectionSecret.from_json(response["SecretString"])
+
+    def write(self, secret: ConnectionSecret) -> None:
+        # Retries (throttling, 5xx, connection errors) are boto3's standard retry mode; the token keeps them safe.
+        try:
+            self._client.put_secret_value(
+                SecretId=self._settings.connection_secret_name(secret.connection_id),
+                SecretString=secret.to_json(),
+                ClientRequestToken=client_request_token(secret.connection_id, secret.generation),
+            )
+        except ClientError as error:
+            if _error_code(error) in {"ResourceExistsException", "InvalidRequestException"}:
+                logger.warning(
+                    "Secret generation already written by another holder",
+                    extra={"connection_id": secret.connection_id, "generation": secret.generation},
+                )
+                raise Conflict(
+                    f"Connection {secret.connection_id!r} was changed by someone else meanwhile: try again"
+                ) from None
+            raise
+
+    def delete(self, connection_id: str) -> None:
+        try:
+            self._client.delete_secret(
+                SecretId=self._settings.connection_secret_name(connection_id), ForceDeleteWithoutRecovery=True
+            )
+        except ClientError as error:
+            if _error_code(error) != "ResourceNotFoundException":
+                raise
+
+
+class SecretsManagerSigningKeys:
+    """The HMAC key for authorize links: {"kid": ..., "key": ..., "previous": [{"kid", "key"}]}.
+
+    The template creates it on deploy; the local stack creates it on first use. Rotation: put a new
+    kid/key and move the old pair into `previous`, so links already handed out keep working until
+    they expire.
+    """
+
+    def __init__(self, client, settings: Settings, *, max_age_seconds: int = 300) -> None:
+        self._client = client
+        self._name = settings.signing_key_name
+        self._provider = SecretsProvider(boto3_client=client)
+        self._max_age = max_age_seconds
+
+    def current(self) -> tuple[str, bytes]:
+        document = self._document()
+        return document["kid"], document["key"].encode()
+
+    def by_id(self, key_id: str) -> bytes | None:
+        document = self._document()
+        for pair in [document, *document.get("previous", [])]:
+            if pair.get("kid") == key_id:
+                return pair["key"].encode()
+        return None
+
+    def _document(self) -> dict:
+        try:
+            return self._provider.get(self._name, max_age=self._max_age, transform="json")
+        except Exception as error:  # Powertools wraps the client error in GetParameterError
+            if "ResourceNotFoundException" not in repr(error.__cause__ or error):
+                raise
+        self._create()
+        return self._provider.get(self._name, max_age=self._max_age, transform="json", force_fetch=True)
+
+    def _create(self) -> None:
+        key = base64.urlsafe_b64encode(secrets.token_bytes(48)).decode().rstrip("=")
+        try:
+            self._client.create_secret(
+                Name=self._name,
+                SecretString=json.dumps({"kid": "k1", "key": key}),
+                Description="qbo-connect: HMAC key that signs authorize links",
+            )
+        except ClientError as error:
+            if _error_code(error) != "ResourceExistsException":  # someone else created it first: fine
+                raise

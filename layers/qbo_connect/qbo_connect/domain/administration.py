@@ -1,0 +1,193 @@
+"""What an administrator does to connections: create, find, set the client secret, reset, delete."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from qbo_connect import intuit
+from qbo_connect.domain.connection import (
+    Connection,
+    new_connection_id,
+    parse_environment,
+    validate_client_id,
+    validate_client_secret,
+    validate_connection_id,
+    validate_name,
+    validate_realm_id,
+    validate_scopes,
+)
+from qbo_connect.domain.events import EventType, connection_event
+from qbo_connect.domain.leases import Leases
+from qbo_connect.domain.secret_document import ConnectionSecret
+from qbo_connect.errors import ConnectionNotFound, InvalidInput, QboConnectError
+from qbo_connect.observability import logger
+from qbo_connect.ports import (
+    ClientCredentials,
+    Clock,
+    ConnectionStore,
+    EventPublisher,
+    IdentityProvider,
+    TokenVault,
+)
+from qbo_connect.settings import Settings
+
+
+@dataclass(frozen=True)
+class NewConnection:
+    name: str
+    client_id: str
+    environment: str = intuit.Environment.SANDBOX.value
+    realm_id: str | None = None
+    scopes: tuple[str, ...] = intuit.DEFAULT_SCOPES
+    base_url: str | None = None  # explicit override of the environment's API base URL
+    connection_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+
+
+class Administration:
+    def __init__(
+        self,
+        store: ConnectionStore,
+        vault: TokenVault,
+        leases: Leases,
+        identity: IdentityProvider,
+        events: EventPublisher,
+        clock: Clock,
+        settings: Settings,
+    ) -> None:
+        self._store = store
+        self._vault = vault
+        self._leases = leases
+        self._identity = identity
+        self._events = events
+        self._clock = clock
+        self._settings = settings
+
+    def find(self, name_or_id: str) -> Connection:
+        """By ID first, then by name, so scripts can use either."""
+        if not isinstance(name_or_id, str) or not name_or_id.strip():
+            raise InvalidInput("Give a connection name or ID (`qbo-connect connections list` shows them)")
+        connection = None
+        with contextlib.suppress(InvalidInput):
+            connection = self._store.get(validate_connection_id(name_or_id))
+        connection = connection or self._store.find_by_name(name_or_id)
+        if connection is None:
+            raise ConnectionNotFound(
+                f"No connection named or with ID {name_or_id!r}: `qbo-connect connections list` shows them"
+            )
+        return connection
+
+    def list(self) -> list[Connection]:
+        return self._store.list()
+
+    def create(self, request: NewConnection) -> Connection:
+        """Validate everything first: bad input changes nothing."""
+        environment = parse_environment(request.environment)
+        base_url = (request.base_url or self._settings.api_base_url(environment)).rstrip("/")
+        if not self._settings.is_allowed_api_base_url(base_url):
+            raise InvalidInput(
+                f"The base URL {base_url!r} is not one of Intuit's API hosts over https: use --environment "
+                "sandbox or production, or ask the deployment to allow the host (QBO_ALLOWED_API_HOSTS)"
+            )
+        now = self._clock.now()
+        connection = Connection(
+            connection_id=validate_connection_id(request.connection_id or new_connection_id()),
+            name=validate_name(request.name),
+            environment=environment,
+            base_url=base_url,
+            client_id=validate_client_id(request.client_id),
+            scopes=validate_scopes(request.scopes),
+            realm_id=validate_realm_id(request.realm_id) if request.realm_id else None,
+            has_client_secret=request.client_secret is not None,
+            created_at=now,
+            updated_at=now,
+        )
+        if request.client_secret is not None:
+            validate_client_secret(request.client_secret)
+        created = self._store.create(connection)
+        try:
+            self._vault.create(
+                ConnectionSecret(
+                    connection_id=created.connection_id,
+                    client_id=created.client_id,
+                    base_url=created.base_url,
+                    client_secret=request.client_secret,
+                    realm_id=created.realm_id,
+                    updated_at=now,
+                )
+            )
+        except Exception:
+            # No half-made connection: without its secret it could never be used.
+            with self._leases.hold(created.connection_id) as held:
+                self._store.delete(held.connection, lease_owner=held.owner)
+                held.deleted = True
+            raise
+        logger.info("Connection created", extra={"connection_id": created.connection_id})
+        return created
+
+    def set_client_secret(self, name_or_id: str, client_secret: str) -> Connection:
+        validate_client_secret(client_secret)
+        connection = self.find(name_or_id)
+        with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
+            current = held.secret or self._empty_secret(held.connection)
+            new_secret = current.next(now=self._clock.now(), client_secret=client_secret)
+            saved = self._leases.commit(
+                held,
+                held.connection.with_client_secret(now=self._clock.now(), generation=new_secret.generation),
+                new_secret,
+            )
+        logger.info("Client secret set", extra={"connection_id": saved.connection_id})
+        return saved
+
+    def reset(self, name_or_id: str) -> Connection:
+        """Revoke at Intuit (best effort, outcome recorded), clear the tokens, keep the client secret."""
+        connection = self.find(name_or_id)
+        with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
+            current = held.secret or self._empty_secret(held.connection)
+            revocation = self._revoke(current)
+            now = self._clock.now()
+            new_secret = current.next(now=now, token_set=None)
+            saved = self._leases.commit(
+                held,
+                held.connection.disconnected(now=now, generation=new_secret.generation, revocation=revocation),
+                new_secret,
+            )
+        self._events.publish([connection_event(EventType.RESET, saved, now=self._clock.now(), revocation=revocation)])
+        logger.info("Connection reset", extra={"connection_id": saved.connection_id, "revocation": revocation})
+        return saved
+
+    def delete(self, name_or_id: str) -> str:
+        """Revoke, then remove the metadata and the secret. Returns the revocation outcome."""
+        connection = self.find(name_or_id)
+        with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
+            revocation = self._revoke(held.secret) if held.secret else "nothing to revoke"
+            self._store.delete(held.connection, lease_owner=held.owner)
+            held.deleted = True
+            self._vault.delete(connection.connection_id)
+        logger.info("Connection deleted", extra={"connection_id": connection.connection_id, "revocation": revocation})
+        return revocation
+
+    def _revoke(self, secret: ConnectionSecret) -> str:
+        if secret.token_set is None:
+            return "nothing to revoke"
+        if not secret.client_secret:
+            return "not revoked: no client secret"
+        try:
+            self._identity.revoke(
+                ClientCredentials(secret.client_id, secret.client_secret),
+                token=secret.token_set.refresh_token,
+            )
+        except QboConnectError as error:
+            return f"not revoked: {error.code.value}"
+        return "revoked"
+
+    @staticmethod
+    def _empty_secret(connection: Connection) -> ConnectionSecret:
+        return ConnectionSecret(
+            connection_id=connection.connection_id,
+            client_id=connection.client_id,
+            base_url=connection.base_url,
+            realm_id=connection.realm_id,
+            generation=connection.secret_generation,
+        )

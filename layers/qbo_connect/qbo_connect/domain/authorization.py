@@ -1,0 +1,297 @@
+"""The consent flow: signed authorize links, single-use browser-bound state, and the callback.
+
+Why these pieces: the authorize route is public, so only a link signed with the deployment's key
+starts a flow; the state is 256 random bits, stored only as a hash, consumed with a conditional
+delete, and bound to the starting browser by a cookie, so a code delivered to another browser, a
+replay or a forged state changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from urllib.parse import urlencode
+
+from qbo_connect import intuit
+from qbo_connect.domain.connection import Connection, validate_connection_id, validate_realm_id
+from qbo_connect.domain.events import EventType, connection_event
+from qbo_connect.domain.leases import Leases
+from qbo_connect.errors import InvalidInput, QboConnectError
+from qbo_connect.observability import logger
+from qbo_connect.ports import (
+    ClientCredentials,
+    Clock,
+    CompanyApi,
+    ConnectionStore,
+    EventPublisher,
+    IdentityProvider,
+    OAuthState,
+    SigningKeys,
+)
+
+STATE_COOKIE = "__Host-qbo_oauth_state"
+CALLBACK_PATH = "/oauth/callback"
+_STATE_BYTES = 32  # 256 bits
+
+
+def authorize_path(connection_id: str) -> str:
+    return f"/connections/{connection_id}/authorize"
+
+
+def callback_url(api_base_url: str) -> str:
+    return api_base_url.rstrip("/") + CALLBACK_PATH
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class AuthorizeLinks:
+    """HMAC-SHA256 signed, expiring links bound to one connection."""
+
+    def __init__(self, keys: SigningKeys, clock: Clock, *, lifetime_seconds: float) -> None:
+        self._keys = keys
+        self._clock = clock
+        self.lifetime_seconds = lifetime_seconds
+
+    def create(self, api_base_url: str, connection_id: str) -> str:
+        key_id, key = self._keys.current()
+        expires = int(self._clock.now() + self.lifetime_seconds)
+        query = urlencode({"exp": expires, "kid": key_id, "sig": self._sign(key, connection_id, expires)})
+        return f"{api_base_url.rstrip('/')}{authorize_path(connection_id)}?{query}"
+
+    def verify(self, connection_id: str, *, exp: str | None, kid: str | None, sig: str | None) -> None:
+        if not (exp and kid and sig) or not exp.isdigit() or len(sig) > 100 or len(kid) > 64:
+            raise LinkRejected(FlowError.LINK_INVALID)
+        key = self._keys.by_id(kid)
+        if key is None or not hmac.compare_digest(self._sign(key, connection_id, int(exp)), sig):
+            raise LinkRejected(FlowError.LINK_INVALID)
+        if int(exp) < self._clock.now():
+            raise LinkRejected(FlowError.LINK_EXPIRED)
+
+    @staticmethod
+    def _sign(key: bytes, connection_id: str, expires: int) -> str:
+        message = f"qbo-connect authorize\n{connection_id}\n{expires}".encode()
+        return _b64(hmac.new(key, message, hashlib.sha256).digest())
+
+
+class FlowError(StrEnum):
+    """Each failure a person can meet in the browser; pages.py says what happened and what to do."""
+
+    LINK_INVALID = "link_invalid"
+    LINK_EXPIRED = "link_expired"
+    CONNECTION_NOT_FOUND = "connection_not_found"
+    NO_CLIENT_SECRET = "no_client_secret"
+    CONSENT_DENIED = "consent_denied"
+    INTUIT_ERROR = "intuit_error"
+    BAD_CALLBACK = "bad_callback"
+    STATE_UNKNOWN = "state_unknown"
+    STATE_EXPIRED = "state_expired"
+    OTHER_BROWSER = "other_browser"
+    EXCHANGE_REFUSED = "exchange_refused"
+    INTUIT_UNAVAILABLE = "intuit_unavailable"
+    COMPANY_MISMATCH = "company_mismatch"
+    BUSY = "busy"
+
+
+class LinkRejected(Exception):
+    def __init__(self, reason: FlowError, **details: str | None) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+        self.details = details
+
+
+@dataclass(frozen=True)
+class FlowStart:
+    redirect_url: str
+    state_cookie: str  # the cookie value: a hash of the state, never the state
+    cookie_max_age: int
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    connection: Connection
+    company_name: str | None
+    realm_id: str
+
+
+class ConsentFlow:
+    def __init__(
+        self,
+        store: ConnectionStore,
+        leases: Leases,
+        identity: IdentityProvider,
+        company_api: CompanyApi,
+        events: EventPublisher,
+        links: AuthorizeLinks,
+        clock: Clock,
+        *,
+        state_seconds: float,
+    ) -> None:
+        self._store = store
+        self._leases = leases
+        self._identity = identity
+        self._company_api = company_api
+        self._events = events
+        self._links = links
+        self._clock = clock
+        self._state_seconds = state_seconds
+
+    def start(
+        self, connection_id: str, *, exp: str | None, kid: str | None, sig: str | None, redirect_uri: str
+    ) -> FlowStart:
+        try:
+            validate_connection_id(connection_id)
+        except InvalidInput:
+            raise LinkRejected(FlowError.LINK_INVALID) from None
+        self._links.verify(connection_id, exp=exp, kid=kid, sig=sig)
+        connection = self._store.get(connection_id)
+        if connection is None:
+            raise LinkRejected(FlowError.CONNECTION_NOT_FOUND)
+        if not connection.has_client_secret:
+            raise LinkRejected(FlowError.NO_CLIENT_SECRET, name=connection.name)
+        state = _b64(secrets.token_bytes(_STATE_BYTES))
+        now = self._clock.now()
+        self._store.put_state(
+            OAuthState(
+                state_hash=_sha256(state),
+                connection_id=connection_id,
+                redirect_uri=redirect_uri,
+                browser_binding=_browser_binding(state),
+                created_at=now,
+                expires_at=now + self._state_seconds,
+            )
+        )
+        url = self._identity.authorization_url(
+            connection.client_id, redirect_uri=redirect_uri, scopes=connection.scopes, state=state
+        )
+        logger.info("Consent flow started", extra={"connection_id": connection_id})
+        return FlowStart(
+            redirect_url=url, state_cookie=_browser_binding(state), cookie_max_age=int(self._state_seconds)
+        )
+
+    def complete(self, params: dict[str, str], *, state_cookie: str | None) -> FlowResult:
+        state = params.get("state") or ""
+        if not (0 < len(state) <= 100):
+            raise LinkRejected(FlowError.STATE_UNKNOWN)
+        pending = self._store.get_state(_sha256(state))
+        if pending is None:
+            raise LinkRejected(FlowError.STATE_UNKNOWN)
+        if not state_cookie or not hmac.compare_digest(state_cookie, pending.browser_binding):
+            # Leave the state in place: the browser that started the flow may still finish it.
+            raise LinkRejected(FlowError.OTHER_BROWSER)
+        if self._store.consume_state(pending.state_hash) is None:
+            raise LinkRejected(FlowError.STATE_UNKNOWN)
+        if pending.expires_at < self._clock.now():  # TTL deletes late: check in code too
+            raise LinkRejected(FlowError.STATE_EXPIRED)
+        connection = self._store.get(pending.connection_id)
+        if connection is None:
+            raise LinkRejected(FlowError.CONNECTION_NOT_FOUND)
+        if params.get("error"):
+            reason = FlowError.CONSENT_DENIED if params["error"] == "access_denied" else FlowError.INTUIT_ERROR
+            raise LinkRejected(
+                reason,
+                name=connection.name,
+                connection_id=connection.connection_id,
+                error=params["error"][:64],
+            )
+        code, realm_id = params.get("code") or "", params.get("realmId") or ""
+        if not code or len(code) > intuit.MAX_CODE_LENGTH:
+            raise LinkRejected(FlowError.BAD_CALLBACK, name=connection.name, connection_id=connection.connection_id)
+        try:
+            validate_realm_id(realm_id)
+        except InvalidInput:
+            raise LinkRejected(
+                FlowError.BAD_CALLBACK, name=connection.name, connection_id=connection.connection_id
+            ) from None
+        return self._connect(connection, code=code, realm_id=realm_id, redirect_uri=pending.redirect_uri)
+
+    def _connect(self, connection: Connection, *, code: str, realm_id: str, redirect_uri: str) -> FlowResult:
+        details = {"name": connection.name, "connection_id": connection.connection_id}
+        try:
+            with self._leases.hold(connection.connection_id, wait_seconds=10) as held:
+                secret = held.secret
+                if secret is None or not secret.client_secret:
+                    raise LinkRejected(FlowError.NO_CLIENT_SECRET, **details)
+                credentials = ClientCredentials(secret.client_id, secret.client_secret)
+                try:
+                    token_set = self._identity.exchange_code(
+                        credentials, code=code, redirect_uri=redirect_uri, scopes=held.connection.scopes
+                    )
+                except QboConnectError as error:
+                    reason = (
+                        FlowError.INTUIT_UNAVAILABLE
+                        if error.code.value in {"intuit_unavailable", "throttled"}
+                        else FlowError.EXCHANGE_REFUSED
+                    )
+                    raise LinkRejected(reason, error=error.code.value, **details) from None
+                expected = held.connection.realm_id
+                if expected and expected != realm_id:
+                    self._revoke_quietly(credentials, token_set.refresh_token, connection.connection_id)
+                    raise LinkRejected(FlowError.COMPANY_MISMATCH, expected=expected, chosen=realm_id, **details)
+                now = self._clock.now()
+                new_secret = secret.next(now=now, token_set=token_set, realm_id=realm_id)
+                # Persist first; the company name is looked up after the tokens are safe.
+                saved = self._leases.commit(
+                    held,
+                    held.connection.connected_with(
+                        token_set,
+                        realm_id=realm_id,
+                        company_name=None,
+                        now=now,
+                        generation=new_secret.generation,
+                    ),
+                    new_secret,
+                )
+                company_name = self._company_name(saved, token_set.access_token)
+                if company_name:
+                    saved = self._leases.commit(held, replace(saved, company_name=company_name))
+        except LinkRejected:
+            raise
+        except QboConnectError as error:
+            if error.code.value == "busy":
+                raise LinkRejected(FlowError.BUSY, **details) from None
+            raise
+        self._events.publish(
+            [connection_event(EventType.AUTHORIZED, saved, now=self._clock.now(), company_name=company_name)]
+        )
+        logger.info("Connection authorized", extra={"connection_id": saved.connection_id, "realm_id": realm_id})
+        return FlowResult(connection=saved, company_name=company_name, realm_id=realm_id)
+
+    def _company_name(self, connection: Connection, access_token: str) -> str | None:
+        try:
+            info = self._company_api.company_info(
+                base_url=connection.base_url, realm_id=connection.realm_id or "", access_token=access_token
+            )
+        except QboConnectError as error:
+            logger.warning(
+                "Connected, but CompanyInfo failed",
+                extra={
+                    "connection_id": connection.connection_id,
+                    "error_code": error.code.value,
+                    "intuit_tid": error.intuit_tid,
+                },
+            )
+            return None
+        return info.company_name
+
+    def _revoke_quietly(self, credentials: ClientCredentials, token: str, connection_id: str) -> None:
+        try:
+            self._identity.revoke(credentials, token=token)
+        except QboConnectError as error:
+            logger.warning(
+                "Could not revoke tokens for the wrong company",
+                extra={"connection_id": connection_id, "error_code": error.code.value},
+            )
+
+
+def _browser_binding(state: str) -> str:
+    return _sha256("qbo-connect browser binding\n" + state)

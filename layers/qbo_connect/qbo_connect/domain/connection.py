@@ -1,0 +1,247 @@
+"""A connection: everything needed to sign into one QuickBooks Online company, minus the secrets.
+
+Secrets (client secret, tokens) live in the vault; this is the metadata kept in the table.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from qbo_connect import intuit
+from qbo_connect.domain.token_set import TokenSet
+from qbo_connect.errors import InvalidInput
+
+
+class ConnectionStatus(StrEnum):
+    NOT_CONNECTED = "not_connected"  # new, or reset: a person must run the consent flow
+    CONNECTED = "connected"
+    NEEDS_REAUTHORIZATION = "needs_reauthorization"  # Intuit said invalid_grant: only a person helps
+    INVALID_CLIENT = "invalid_client"  # Intuit refused the client ID/secret: fix the secret
+
+
+CONNECTION_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{4,128}$")
+REALM_ID_PATTERN = re.compile(intuit.REALM_ID_PATTERN)
+CLIENT_SECRET_PATTERN = re.compile(r"^[\x21-\x7e]{8,256}$")
+
+
+def new_connection_id() -> str:
+    return "qbc-" + secrets.token_hex(6)
+
+
+def validate_connection_id(connection_id: str) -> str:
+    if not isinstance(connection_id, str) or not CONNECTION_ID_PATTERN.match(connection_id):
+        raise InvalidInput(
+            "A connection ID is 2 to 63 lowercase letters, digits or dashes, starting with a letter or digit: "
+            "check the ID (`qbo-connect connections list` shows them)"
+        )
+    return connection_id
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidInput(
+            "A connection name is 1 to 64 letters, digits, spaces, dots, underscores or dashes, "
+            "starting with a letter or digit: choose another name"
+        )
+    return name
+
+
+def validate_realm_id(realm_id: str) -> str:
+    if not isinstance(realm_id, str) or not REALM_ID_PATTERN.match(realm_id):
+        raise InvalidInput(
+            "A company ID (realm ID) is a number of up to 32 digits: copy it from QuickBooks "
+            "(Settings > Account and settings > Billing & subscription) or leave it out"
+        )
+    return realm_id
+
+
+def validate_client_id(client_id: str) -> str:
+    if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.match(client_id):
+        raise InvalidInput(
+            "The client ID looks wrong: copy it from your app's Keys & credentials page in Intuit's developer portal"
+        )
+    return client_id
+
+
+def validate_client_secret(client_secret: str) -> str:
+    if not isinstance(client_secret, str) or not CLIENT_SECRET_PATTERN.match(client_secret):
+        raise InvalidInput(
+            "The client secret must be 8 to 256 printable characters without spaces: copy it from your app's "
+            "Keys & credentials page in Intuit's developer portal"
+        )
+    return client_secret
+
+
+def validate_scopes(scopes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    cleaned = tuple(dict.fromkeys(s.strip() for s in scopes if s.strip()))
+    unknown = [s for s in cleaned if s not in intuit.KNOWN_SCOPES]
+    if not cleaned or unknown:
+        raise InvalidInput(
+            f"Unknown or missing scopes {unknown!r}: use any of {', '.join(sorted(intuit.KNOWN_SCOPES))} "
+            f"(default {intuit.ACCOUNTING_SCOPE})"
+        )
+    return cleaned
+
+
+def parse_environment(value: str) -> intuit.Environment:
+    try:
+        return intuit.Environment(value)
+    except ValueError:
+        raise InvalidInput("The environment is `sandbox` or `production`") from None
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """The outcome of signing in and reading CompanyInfo; recorded on the connection."""
+
+    ok: bool
+    tested_at: float
+    latency_ms: int | None = None
+    company_name: str | None = None
+    error_code: str | None = None
+    message: str | None = None
+    intuit_tid: str | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> TestResult:
+        return cls(**{k: item.get(k) for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Connection:
+    connection_id: str
+    name: str
+    environment: intuit.Environment
+    base_url: str
+    client_id: str
+    scopes: tuple[str, ...] = intuit.DEFAULT_SCOPES
+    realm_id: str | None = None
+    status: ConnectionStatus = ConnectionStatus.NOT_CONNECTED
+    has_client_secret: bool = False
+    company_name: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    connected_at: float | None = None
+    # Token bookkeeping: times only, never the tokens themselves.
+    access_token_expires_at: float | None = None
+    refresh_token_expires_at: float | None = None
+    refresh_token_hard_expires_at: float | None = None
+    last_refreshed_at: float | None = None
+    consecutive_refresh_failures: int = 0
+    last_refresh_error: str | None = None
+    last_revocation: str | None = None
+    # Optimistic concurrency: every save is conditional on the version it read.
+    version: int = 0
+    # The vault document's generation this metadata describes (see secret_document.py).
+    secret_generation: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    last_test: TestResult | None = field(default=None, compare=False)
+    expiry_warnings_sent: tuple[str, ...] = ()
+
+    @property
+    def is_refreshable(self) -> bool:
+        return self.status is ConnectionStatus.CONNECTED and self.has_client_secret
+
+    def is_refresh_due(self, now: float, margin_seconds: float) -> bool:
+        return self.access_token_expires_at is None or self.access_token_expires_at - now <= margin_seconds
+
+    def lease_is_held(self, now: float) -> bool:
+        return self.lease_owner is not None and (self.lease_expires_at or 0) > now
+
+    def connected_with(
+        self, token_set: TokenSet, *, realm_id: str, company_name: str | None, now: float, generation: int
+    ) -> Connection:
+        return replace(
+            self.with_token_times(token_set, now=now, generation=generation),
+            status=ConnectionStatus.CONNECTED,
+            realm_id=realm_id,
+            company_name=company_name or self.company_name,
+            connected_at=now,
+            expiry_warnings_sent=(),
+        )
+
+    def with_token_times(self, token_set: TokenSet, *, now: float, generation: int) -> Connection:
+        return replace(
+            self,
+            access_token_expires_at=token_set.expires_at,
+            refresh_token_expires_at=token_set.refresh_token_expires_at,
+            refresh_token_hard_expires_at=token_set.refresh_token_hard_expires_at,
+            last_refreshed_at=token_set.obtained_at,
+            consecutive_refresh_failures=0,
+            last_refresh_error=None,
+            secret_generation=generation,
+            updated_at=now,
+        )
+
+    def disconnected(self, *, now: float, generation: int, revocation: str | None) -> Connection:
+        return replace(
+            self,
+            status=ConnectionStatus.NOT_CONNECTED,
+            access_token_expires_at=None,
+            refresh_token_expires_at=None,
+            refresh_token_hard_expires_at=None,
+            consecutive_refresh_failures=0,
+            last_refresh_error=None,
+            last_revocation=revocation,
+            secret_generation=generation,
+            expiry_warnings_sent=(),
+            updated_at=now,
+        )
+
+    def with_status(self, status: ConnectionStatus, *, now: float, error: str | None = None) -> Connection:
+        return replace(self, status=status, last_refresh_error=error, updated_at=now)
+
+    def with_refresh_failure(self, error: str, *, now: float) -> Connection:
+        return replace(
+            self,
+            consecutive_refresh_failures=self.consecutive_refresh_failures + 1,
+            last_refresh_error=error,
+            updated_at=now,
+        )
+
+    def with_client_secret(self, *, now: float, generation: int) -> Connection:
+        # A new secret is the fix for invalid_client: the connection becomes refreshable again.
+        status = ConnectionStatus.CONNECTED if self.status is ConnectionStatus.INVALID_CLIENT else self.status
+        return replace(
+            self,
+            has_client_secret=True,
+            status=status,
+            secret_generation=generation,
+            updated_at=now,
+            last_refresh_error=None if status is not self.status else self.last_refresh_error,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """What `list`, `show` and the API may show: no secrets exist on this object to leak."""
+        return {
+            "connection_id": self.connection_id,
+            "name": self.name,
+            "environment": self.environment.value,
+            "base_url": self.base_url,
+            "realm_id": self.realm_id,
+            "client_id": self.client_id,
+            "scopes": list(self.scopes),
+            "status": self.status.value,
+            "client_secret_set": self.has_client_secret,
+            "company_name": self.company_name,
+            "created_at": self.created_at,
+            "connected_at": self.connected_at,
+            "access_token_expires_at": self.access_token_expires_at,
+            "refresh_token_expires_at": self.refresh_token_expires_at,
+            "refresh_token_hard_expires_at": self.refresh_token_hard_expires_at,
+            "last_refreshed_at": self.last_refreshed_at,
+            "consecutive_refresh_failures": self.consecutive_refresh_failures,
+            "last_refresh_error": self.last_refresh_error,
+            "last_revocation": self.last_revocation,
+            "last_test": self.last_test.to_item() if self.last_test else None,
+        }

@@ -1,0 +1,145 @@
+"""The connection test: sign in with the connection and read the company's name.
+
+Its JSON answer is a public contract (README, "The test function"): workflows branch on `ok` and
+`error.code`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from qbo_connect.domain.connection import Connection, TestResult
+from qbo_connect.domain.events import EventType, connection_event
+from qbo_connect.domain.lifecycle import TokenLifecycle
+from qbo_connect.errors import ErrorCode, QboConnectError, Unauthorized
+from qbo_connect.observability import MetricUnit, logger, metrics
+from qbo_connect.ports import Clock, CompanyApi, ConnectionStore, EventPublisher
+
+# What each error asks of the user, beside the error's own message.
+NEXT_STEPS: dict[ErrorCode, str] = {
+    ErrorCode.NOT_FOUND: "Check the connection ID: `qbo-connect connections list` shows them.",
+    ErrorCode.NOT_CONNECTED: "Open the authorize link (`qbo-connect connections authorize-link ID`) and click Connect.",
+    ErrorCode.NEEDS_REAUTHORIZATION: "A company administrator must reconnect through the authorize link.",
+    ErrorCode.INVALID_CLIENT: "Set the app's current client secret: `qbo-connect connections set-secret ID`.",
+    ErrorCode.UNAUTHORIZED: "Intuit refused the access token; if it persists, reconnect through the authorize link.",
+    ErrorCode.FORBIDDEN: "The grant lacks the accounting scope: add com.intuit.quickbooks.accounting and reconnect.",
+    ErrorCode.THROTTLED: "Intuit is rate limiting this company: try again in a minute.",
+    ErrorCode.INTUIT_UNAVAILABLE: "Intuit did not answer: try again shortly; the service keeps the connection.",
+    ErrorCode.BUSY: "The connection is being refreshed: try again in a minute.",
+    ErrorCode.INVALID_INPUT: 'Invoke with {"connection_id": "..."}.',
+}
+
+
+@dataclass(frozen=True)
+class TestReport:
+    connection_id: str
+    result: TestResult
+    connection: Connection | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        r = self.result
+        body: dict[str, Any] = {
+            "ok": r.ok,
+            "connection_id": self.connection_id,
+            "tested_at": int(r.tested_at),
+        }
+        if self.connection is not None:
+            body |= {
+                "name": self.connection.name,
+                "environment": self.connection.environment.value,
+                "realm_id": self.connection.realm_id,
+            }
+        if r.ok:
+            body |= {"company_name": r.company_name, "latency_ms": r.latency_ms}
+        else:
+            code = ErrorCode(r.error_code)
+            body["error"] = {
+                "code": code.value,
+                "message": r.message,
+                "next_step": NEXT_STEPS.get(code),
+                "intuit_tid": r.intuit_tid,
+            }
+        return body
+
+
+class ConnectionTests:
+    def __init__(
+        self,
+        store: ConnectionStore,
+        lifecycle: TokenLifecycle,
+        company_api: CompanyApi,
+        events: EventPublisher,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._lifecycle = lifecycle
+        self._company_api = company_api
+        self._events = events
+        self._clock = clock
+
+    def run(self, connection_id: str) -> TestReport:
+        connection = self._store.get(connection_id) if isinstance(connection_id, str) else None
+        started = time.monotonic()
+        try:
+            connection, token_set = self._lifecycle.valid_token(connection_id, min_valid_seconds=60)
+            try:
+                info = self._call(connection, token_set.access_token)
+            except Unauthorized:
+                # The token may have been revoked early: one forced refresh, then one more try.
+                self._lifecycle.refresh(connection_id, force=True)
+                connection, token_set = self._lifecycle.valid_token(connection_id, min_valid_seconds=60)
+                info = self._call(connection, token_set.access_token)
+        except QboConnectError as error:
+            result = TestResult(
+                ok=False,
+                tested_at=self._clock.now(),
+                error_code=error.code.value,
+                message=error.message,
+                intuit_tid=error.intuit_tid,
+            )
+            return self._record(connection_id, connection, result)
+        latency = int((time.monotonic() - started) * 1000)
+        result = TestResult(
+            ok=True,
+            tested_at=self._clock.now(),
+            latency_ms=latency,
+            company_name=info.company_name,
+            intuit_tid=info.intuit_tid,
+        )
+        return self._record(connection_id, connection, result)
+
+    def _call(self, connection: Connection, access_token: str):
+        return self._company_api.company_info(
+            base_url=connection.base_url, realm_id=connection.realm_id or "", access_token=access_token
+        )
+
+    def _record(self, connection_id: str, connection: Connection | None, result: TestResult) -> TestReport:
+        if connection is None:
+            return TestReport(connection_id, result)
+        self._store.record_test(connection_id, result)
+        metrics.add_metric(
+            name="ConnectionTestOk" if result.ok else "ConnectionTestFailed", unit=MetricUnit.Count, value=1
+        )
+        if not result.ok:
+            logger.warning(
+                "Connection test failed",
+                extra={
+                    "connection_id": connection_id,
+                    "error_code": result.error_code,
+                    "intuit_tid": result.intuit_tid,
+                },
+            )
+            self._events.publish(
+                [
+                    connection_event(
+                        EventType.TEST_FAILED,
+                        connection,
+                        now=self._clock.now(),
+                        reason=result.error_code,
+                        intuit_tid=result.intuit_tid,
+                    )
+                ]
+            )
+        return TestReport(connection_id, result, connection)

@@ -1,0 +1,97 @@
+"""Errors a user can hit: a stable code, and a message that says what to do next.
+
+Messages never carry tokens, codes, states or secrets: they are shown on pages, in CLI output,
+in test results and in logs.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    INVALID_INPUT = "invalid_input"
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    NOT_CONNECTED = "not_connected"
+    NEEDS_REAUTHORIZATION = "needs_reauthorization"
+    INVALID_CLIENT = "invalid_client"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    THROTTLED = "throttled"
+    INTUIT_UNAVAILABLE = "intuit_unavailable"
+    BUSY = "busy"
+    CONFLICT = "conflict"
+
+
+class QboConnectError(Exception):
+    """Base class: `code` is stable for scripts, `str(error)` is for people."""
+
+    code: ErrorCode = ErrorCode.INVALID_INPUT
+
+    def __init__(self, message: str, *, intuit_tid: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.intuit_tid = intuit_tid
+
+
+class InvalidInput(QboConnectError):
+    code = ErrorCode.INVALID_INPUT
+
+
+class ConnectionNotFound(QboConnectError):
+    code = ErrorCode.NOT_FOUND
+
+
+class ConnectionAlreadyExists(QboConnectError):
+    code = ErrorCode.ALREADY_EXISTS
+
+
+class NotConnected(QboConnectError):
+    code = ErrorCode.NOT_CONNECTED
+
+
+class NeedsReauthorization(QboConnectError):
+    code = ErrorCode.NEEDS_REAUTHORIZATION
+
+
+class InvalidClient(QboConnectError):
+    code = ErrorCode.INVALID_CLIENT
+
+
+class Unauthorized(QboConnectError):
+    """The API refused the access token (Intuit fault 3200)."""
+
+    code = ErrorCode.UNAUTHORIZED
+
+
+class Forbidden(QboConnectError):
+    """The grant lacks the scope the call needs."""
+
+    code = ErrorCode.FORBIDDEN
+
+
+class Throttled(QboConnectError):
+    code = ErrorCode.THROTTLED
+
+    def __init__(self, message: str, *, retry_after: float | None = None, intuit_tid: str | None = None) -> None:
+        super().__init__(message, intuit_tid=intuit_tid)
+        self.retry_after = retry_after
+
+
+class IntuitUnavailable(QboConnectError):
+    """5xx, timeouts, connection errors: transient."""
+
+    code = ErrorCode.INTUIT_UNAVAILABLE
+
+
+class Busy(QboConnectError):
+    """Another refresher holds the connection's lease."""
+
+    code = ErrorCode.BUSY
+
+
+class Conflict(QboConnectError):
+    """A conditional write lost a race: someone else changed the connection first."""
+
+    code = ErrorCode.CONFLICT

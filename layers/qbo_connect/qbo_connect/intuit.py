@@ -1,0 +1,51 @@
+"""Intuit's facts as data: endpoints, hosts, scopes, token fields, limits.
+
+Every other module and the emulator read these; nothing repeats them as literals.
+Sources are listed in docs (shared/INTUIT.md). Each endpoint can be overridden in settings.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+AUTHORIZATION_URL = "https://appcenter.intuit.com/connect/oauth2"
+TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+REVOCATION_URL = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
+
+PRODUCTION_API_BASE_URL = "https://quickbooks.api.intuit.com"
+SANDBOX_API_BASE_URL = "https://sandbox-quickbooks.api.intuit.com"
+
+
+class Environment(StrEnum):
+    PRODUCTION = "production"
+    SANDBOX = "sandbox"
+
+
+ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
+PAYMENT_SCOPE = "com.intuit.quickbooks.payment"
+OPENID_SCOPES = ("openid", "profile", "email", "phone", "address")
+KNOWN_SCOPES = frozenset({ACCOUNTING_SCOPE, PAYMENT_SCOPE, *OPENID_SCOPES})
+DEFAULT_SCOPES = (ACCOUNTING_SCOPE,)
+
+# Asking for the grant's absolute end: Intuit only returns it when this header is sent.
+HARD_EXPIRY_REQUEST_HEADER = {"x-include-refresh-token-hard-expires-in": "true"}
+REFRESH_TOKEN_EXPIRES_IN_FIELD = "x_refresh_token_expires_in"
+REFRESH_TOKEN_HARD_EXPIRES_IN_FIELD = "x_refresh_token_hard_expires_in"
+
+# Intuit's documented lifetimes, used only when a response leaves a field out.
+ACCESS_TOKEN_DEFAULT_SECONDS = 3600
+REFRESH_TOKEN_DEFAULT_SECONDS = 100 * 86400
+
+MINOR_VERSION = 75
+SUPPORT_ID_HEADER = "intuit_tid"
+MAX_CODE_LENGTH = 512
+# Realm IDs are decimal company numbers; Intuit's run to 19 digits.
+REALM_ID_PATTERN = r"^[0-9]{1,32}$"
+
+
+def company_info_path(realm_id: str) -> str:
+    return f"/v3/company/{realm_id}/companyinfo/{realm_id}"
+
+
+def company_path(realm_id: str) -> str:
+    return f"/v3/company/{realm_id}"

@@ -1,0 +1,25 @@
+"""Direct invocation payloads ({"connection_id": "..."}): checked here, answered as JSON, never raised."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from qbo_connect.domain.connection import validate_connection_id
+from qbo_connect.errors import ErrorCode, InvalidInput
+
+
+def error_body(code: ErrorCode, message: str, **extra: Any) -> dict[str, Any]:
+    return {"ok": False, **extra, "error": {"code": code.value, "message": message}}
+
+
+def connection_id_from(event: Any, answer: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """Call `answer` with the payload's connection ID, or answer invalid_input without touching anything."""
+    connection_id = event.get("connection_id") if isinstance(event, dict) else None
+    if not isinstance(connection_id, str):
+        return error_body(ErrorCode.INVALID_INPUT, 'Invoke with a JSON object like {"connection_id": "qbc-..."}')
+    try:
+        validate_connection_id(connection_id)
+    except InvalidInput as error:
+        return error_body(ErrorCode.INVALID_INPUT, error.message, connection_id=connection_id[:64])
+    return answer(connection_id)

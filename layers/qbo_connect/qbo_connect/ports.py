@@ -1,0 +1,131 @@
+"""The small interfaces the domain speaks to. Adapters implement them for AWS and HTTP;
+tests implement them in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from qbo_connect.domain.connection import Connection, TestResult
+from qbo_connect.domain.secret_document import ConnectionSecret
+from qbo_connect.domain.token_set import TokenSet
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class OAuthState:
+    """A pending consent flow. Stored under a hash of the state value, never the value itself."""
+
+    state_hash: str
+    connection_id: str
+    redirect_uri: str
+    browser_binding: str
+    created_at: float
+    expires_at: float
+
+
+class ConnectionStore(Protocol):
+    def create(self, connection: Connection) -> Connection:
+        """Raises ConnectionAlreadyExists when the ID or the name is taken."""
+
+    def get(self, connection_id: str) -> Connection | None: ...
+
+    def find_by_name(self, name: str) -> Connection | None: ...
+
+    def list(self) -> list[Connection]: ...
+
+    def save(self, connection: Connection, *, lease_owner: str) -> Connection:
+        """Write the metadata if the stored version is `connection.version` and `lease_owner` holds the
+        lease; returns the stored connection with the next version. Raises Conflict otherwise."""
+
+    def delete(self, connection: Connection, *, lease_owner: str) -> None: ...
+
+    def acquire_lease(self, connection_id: str, *, owner: str, now: float, seconds: float) -> Connection:
+        """Take the lease if nobody holds an unexpired one; returns the connection as stored.
+        Raises Busy (someone holds it) or ConnectionNotFound."""
+
+    def release_lease(self, connection_id: str, *, owner: str) -> bool:
+        """Release only if `owner` still holds it; returns whether it did."""
+
+    def record_test(self, connection_id: str, result: TestResult) -> None: ...
+
+    def due_connection_ids(self, *, due_before: float, limit: int | None = None) -> list[str]:
+        """IDs of connected connections whose access token expires at or before `due_before`."""
+
+    def put_state(self, state: OAuthState) -> None: ...
+
+    def get_state(self, state_hash: str) -> OAuthState | None: ...
+
+    def consume_state(self, state_hash: str) -> OAuthState | None:
+        """Delete the state if it exists and return it; None if someone consumed it first."""
+
+
+class TokenVault(Protocol):
+    def create(self, secret: ConnectionSecret) -> None: ...
+
+    def read(self, connection_id: str) -> ConnectionSecret | None: ...
+
+    def write(self, secret: ConnectionSecret) -> None:
+        """Store `secret` as its generation; raises Conflict if another document already holds it."""
+
+    def delete(self, connection_id: str) -> None: ...
+
+
+class SigningKeys(Protocol):
+    def current(self) -> tuple[str, bytes]:
+        """(key id, key) to sign new authorize links with."""
+
+    def by_id(self, key_id: str) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+class IdentityProvider(Protocol):
+    """Intuit's OAuth 2.0 server, or any standards-compliant stand-in."""
+
+    def authorization_url(self, client_id: str, *, redirect_uri: str, scopes: Iterable[str], state: str) -> str: ...
+
+    def exchange_code(
+        self, credentials: ClientCredentials, *, code: str, redirect_uri: str, scopes: tuple[str, ...]
+    ) -> TokenSet: ...
+
+    def refresh(self, credentials: ClientCredentials, *, refresh_token: str, scopes: tuple[str, ...]) -> TokenSet:
+        """Raises NeedsReauthorization, InvalidClient, Throttled or IntuitUnavailable."""
+
+    def revoke(self, credentials: ClientCredentials, *, token: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CompanyInfo:
+    company_name: str
+    realm_id: str
+    intuit_tid: str | None = None
+    legal_name: str | None = None
+    country: str | None = None
+
+
+class CompanyApi(Protocol):
+    def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
+        """Raises Unauthorized, Forbidden, Throttled or IntuitUnavailable (each with intuit_tid)."""
+
+
+@dataclass(frozen=True)
+class ConnectionEvent:
+    """An EventBridge event; `detail` follows the documented shape and never holds secrets."""
+
+    detail_type: str
+    detail: Mapping[str, Any]
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: list[ConnectionEvent]) -> None: ...

@@ -1,0 +1,141 @@
+"""Wiring: build the domain services on AWS and HTTP adapters, once per process (Lambda container, CLI).
+
+Clients are created on first use, not at import, so a cold start pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+import boto3
+from botocore.config import Config
+
+from qbo_connect.adapters.clock import SystemClock
+from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
+from qbo_connect.adapters.eventbridge import EventBridgePublisher
+from qbo_connect.adapters.intuit_oauth import IntuitOAuth
+from qbo_connect.adapters.quickbooks_api import QuickBooksApi
+from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
+from qbo_connect.domain.administration import Administration
+from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow
+from qbo_connect.domain.connection_test import ConnectionTests
+from qbo_connect.domain.leases import Leases
+from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
+from qbo_connect.ports import Clock, CompanyApi, IdentityProvider
+from qbo_connect.refresh_runs import RefreshRuns
+from qbo_connect.settings import Settings
+
+# Standard mode retries throttling and transient errors with backoff, a bounded number of times.
+_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    session: boto3.Session
+    clock: Clock
+    identity_override: IdentityProvider | None = None
+    company_api_override: CompanyApi | None = None
+
+    def _client(self, name: str):
+        return self.session.client(name, config=_AWS_CONFIG)
+
+    @cached_property
+    def store(self) -> DynamoDbConnectionStore:
+        table = self.session.resource("dynamodb", config=_AWS_CONFIG).Table(self.settings.table_name)
+        return DynamoDbConnectionStore(table)
+
+    @cached_property
+    def vault(self) -> SecretsManagerVault:
+        return SecretsManagerVault(self._client("secretsmanager"), self.settings)
+
+    @cached_property
+    def signing_keys(self) -> SecretsManagerSigningKeys:
+        return SecretsManagerSigningKeys(self._client("secretsmanager"), self.settings)
+
+    @cached_property
+    def events(self) -> EventBridgePublisher:
+        return EventBridgePublisher(self._client("events"), self.settings.event_bus_name)
+
+    @cached_property
+    def identity(self) -> IdentityProvider:
+        return self.identity_override or IntuitOAuth(self.settings, self.clock)
+
+    @cached_property
+    def company_api(self) -> CompanyApi:
+        return self.company_api_override or QuickBooksApi(self.settings)
+
+    @cached_property
+    def leases(self) -> Leases:
+        return Leases(self.store, self.vault, self.clock, lease_seconds=self.settings.lease_seconds)
+
+    @cached_property
+    def lifecycle(self) -> TokenLifecycle:
+        policy = RefreshPolicy(
+            margin_seconds=self.settings.refresh_margin_seconds,
+            call_budget_seconds=sum(self.settings.http_timeout),
+        )
+        return TokenLifecycle(self.store, self.vault, self.identity, self.events, self.clock, self.leases, policy)
+
+    @cached_property
+    def refresh_runs(self) -> RefreshRuns:
+        return RefreshRuns(self.lifecycle)
+
+    @cached_property
+    def authorize_links(self) -> AuthorizeLinks:
+        return AuthorizeLinks(self.signing_keys, self.clock, lifetime_seconds=self.settings.authorize_link_seconds)
+
+    @cached_property
+    def consent(self) -> ConsentFlow:
+        return ConsentFlow(
+            self.store,
+            self.leases,
+            self.identity,
+            self.company_api,
+            self.events,
+            self.authorize_links,
+            self.clock,
+            state_seconds=self.settings.oauth_state_seconds,
+        )
+
+    @cached_property
+    def connection_tests(self) -> ConnectionTests:
+        return ConnectionTests(self.store, self.lifecycle, self.company_api, self.events, self.clock)
+
+    @cached_property
+    def administration(self) -> Administration:
+        return Administration(
+            self.store, self.vault, self.leases, self.identity, self.events, self.clock, self.settings
+        )
+
+
+def build_services(
+    settings: Settings | None = None, *, session: boto3.Session | None = None, clock: Clock | None = None
+) -> Services:
+    return Services(
+        settings=settings or Settings.from_environment(),
+        session=session or boto3.Session(),
+        clock=clock or SystemClock(),
+    )
+
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+
+def services() -> Services:
+    """The process-wide services, built from the environment on first use."""
+    global _services
+    with _lock:
+        if _services is None:
+            _services = build_services()
+        return _services
+
+
+def reset_services() -> None:
+    """Forget the process-wide services (the local stack and tests change the environment)."""
+    global _services
+    with _lock:
+        _services = None

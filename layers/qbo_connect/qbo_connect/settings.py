@@ -1,0 +1,121 @@
+"""Every environment variable the service reads, read once, with defaults.
+
+An empty value counts as unset, so a SAM parameter left at "" falls back to the default here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from qbo_connect import intuit
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    secret_prefix: str = "qbo-connect/"
+    signing_key_secret_id: str = ""
+    public_base_url: str = ""
+    event_bus_name: str = "default"
+    refresh_queue_url: str = ""
+    kms_key_id: str = ""
+
+    authorization_url: str = intuit.AUTHORIZATION_URL
+    token_url: str = intuit.TOKEN_URL
+    revocation_url: str = intuit.REVOCATION_URL
+    production_api_base_url: str = intuit.PRODUCTION_API_BASE_URL
+    sandbox_api_base_url: str = intuit.SANDBOX_API_BASE_URL
+    # host[:port] values besides Intuit's two API hosts that a connection may use (the emulator).
+    allowed_api_hosts: frozenset[str] = field(default_factory=frozenset)
+
+    refresh_margin_seconds: int = 900
+    refresh_period_seconds: int = 300
+    lease_seconds: int = 60
+    secrets_write_budget_per_second: float = 40.0
+    authorize_link_seconds: int = 1800
+    oauth_state_seconds: int = 600
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 30.0
+    minor_version: int = intuit.MINOR_VERSION
+
+    @property
+    def http_timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout_seconds, self.read_timeout_seconds)
+
+    @property
+    def signing_key_name(self) -> str:
+        return self.signing_key_secret_id or f"{self.secret_prefix}signing-key"
+
+    def connection_secret_name(self, connection_id: str) -> str:
+        return f"{self.secret_prefix}connections/{connection_id}"
+
+    def api_base_url(self, environment: intuit.Environment) -> str:
+        if environment is intuit.Environment.PRODUCTION:
+            return self.production_api_base_url
+        return self.sandbox_api_base_url
+
+    def is_allowed_api_base_url(self, base_url: str) -> bool:
+        """Only Intuit's API hosts over https, or a host the deployment names explicitly."""
+        parts = urlsplit(base_url)
+        intuit_hosts = {urlsplit(url).netloc for url in (intuit.PRODUCTION_API_BASE_URL, intuit.SANDBOX_API_BASE_URL)}
+        configured = {urlsplit(url).netloc for url in (self.production_api_base_url, self.sandbox_api_base_url)}
+        if parts.scheme == "https" and parts.netloc in intuit_hosts | configured:
+            return True
+        return parts.scheme in {"http", "https"} and parts.netloc in self.allowed_api_hosts
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def text(name: str, default: str = "") -> str:
+            return env.get(name, "").strip() or default
+
+        def number(name: str, default: float, kind: type = int):
+            raw = text(name)
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, got {raw!r}: fix the setting") from None
+            if value <= 0:
+                raise SettingsError(f"{name} must be greater than zero, got {raw!r}: fix the setting")
+            return value
+
+        table_name = text("QBO_TABLE_NAME")
+        if not table_name:
+            raise SettingsError("QBO_TABLE_NAME is not set: deploy with template.yaml or start the local stack")
+        prefix = text("QBO_SECRET_PREFIX", "qbo-connect/")
+        if not prefix.endswith("/"):
+            prefix += "/"
+        return cls(
+            table_name=table_name,
+            secret_prefix=prefix,
+            signing_key_secret_id=text("QBO_SIGNING_KEY_SECRET_ID"),
+            public_base_url=text("QBO_PUBLIC_BASE_URL").rstrip("/"),
+            event_bus_name=text("QBO_EVENT_BUS_NAME", "default"),
+            refresh_queue_url=text("QBO_REFRESH_QUEUE_URL"),
+            kms_key_id=text("QBO_KMS_KEY_ID"),
+            authorization_url=text("QBO_INTUIT_AUTHORIZATION_URL", intuit.AUTHORIZATION_URL),
+            token_url=text("QBO_INTUIT_TOKEN_URL", intuit.TOKEN_URL),
+            revocation_url=text("QBO_INTUIT_REVOCATION_URL", intuit.REVOCATION_URL),
+            production_api_base_url=text("QBO_PRODUCTION_API_BASE_URL", intuit.PRODUCTION_API_BASE_URL).rstrip("/"),
+            sandbox_api_base_url=text("QBO_SANDBOX_API_BASE_URL", intuit.SANDBOX_API_BASE_URL).rstrip("/"),
+            allowed_api_hosts=frozenset(h.strip() for h in text("QBO_ALLOWED_API_HOSTS").split(",") if h.strip()),
+            refresh_margin_seconds=number("QBO_REFRESH_MARGIN_SECONDS", 900),
+            refresh_period_seconds=number("QBO_REFRESH_PERIOD_SECONDS", 300),
+            lease_seconds=number("QBO_LEASE_SECONDS", 60),
+            secrets_write_budget_per_second=number("QBO_SECRETS_WRITE_BUDGET", 40.0, float),
+            authorize_link_seconds=number("QBO_AUTHORIZE_LINK_SECONDS", 1800),
+            oauth_state_seconds=number("QBO_OAUTH_STATE_SECONDS", 600),
+            connect_timeout_seconds=number("QBO_CONNECT_TIMEOUT_SECONDS", 5.0, float),
+            read_timeout_seconds=number("QBO_READ_TIMEOUT_SECONDS", 30.0, float),
+            minor_version=number("QBO_MINOR_VERSION", intuit.MINOR_VERSION),
+        )

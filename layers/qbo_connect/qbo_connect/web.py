@@ -1,0 +1,125 @@
+"""The two public routes, shaped for API Gateway's HTTP API: requests in, pages and redirects out.
+
+Input limits come first: anything oversized or malformed gets a 400 page and touches nothing.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+from qbo_connect.domain.authorization import (
+    CALLBACK_PATH,
+    STATE_COOKIE,
+    FlowError,
+    LinkRejected,
+    callback_url,
+)
+from qbo_connect.errors import QboConnectError
+from qbo_connect.observability import logger
+from qbo_connect.pages import SECURITY_HEADERS, Page, bad_request_page, connected_page, failure_page
+from qbo_connect.runtime import Services
+
+MAX_QUERY_STRING = 4096
+MAX_COOKIE_HEADER = 4096
+MAX_HEADER_VALUE = 8192
+
+
+def _page_response(page: Page, cookies: list[Cookie] | None = None) -> Response:
+    return Response(status_code=page.status, headers=dict(SECURITY_HEADERS), body=page.html, cookies=cookies or [])
+
+
+def _clear_state_cookie() -> Cookie:
+    return Cookie(
+        name=STATE_COOKIE,
+        value="",
+        path="/",
+        secure=True,
+        http_only=True,
+        max_age=0,
+        same_site=SameSite.LAX_MODE,
+    )
+
+
+def _oversized(event: APIGatewayProxyEventV2) -> bool:
+    cookies = event.cookies or []
+    return (
+        len(event.raw_query_string or "") > MAX_QUERY_STRING
+        or sum(len(c) for c in cookies) > MAX_COOKIE_HEADER
+        or any(len(v or "") > MAX_HEADER_VALUE for v in (event.headers or {}).values())
+    )
+
+
+def _single_params(event: APIGatewayProxyEventV2) -> dict[str, str] | None:
+    """Query parameters, each at most once: API Gateway joins repeats with commas, which we refuse."""
+    params = dict(event.query_string_parameters or {})
+    raw_names = [pair.split("=", 1)[0] for pair in (event.raw_query_string or "").split("&") if pair]
+    if len(raw_names) != len(set(raw_names)):
+        return None
+    return params
+
+
+def _state_cookie(event: APIGatewayProxyEventV2) -> str | None:
+    for cookie in event.cookies or []:
+        name, _, value = cookie.partition("=")
+        if name.strip() == STATE_COOKIE:
+            return value.strip()
+    return None
+
+
+def api_base_url(event: APIGatewayProxyEventV2, services: Services) -> str:
+    """The public URL of the API: configured (custom domain, local stack) or the execute-api host."""
+    if services.settings.public_base_url:
+        return services.settings.public_base_url
+    return f"https://{event.request_context.domain_name}"
+
+
+def start_consent(event: APIGatewayProxyEventV2, connection_id: str, services: Services) -> Response:
+    params = _single_params(event)
+    if _oversized(event) or params is None:
+        return _page_response(bad_request_page())
+    try:
+        start = services.consent.start(
+            connection_id,
+            exp=params.get("exp"),
+            kid=params.get("kid"),
+            sig=params.get("sig"),
+            redirect_uri=callback_url(api_base_url(event, services)),
+        )
+    except LinkRejected as rejected:
+        logger.info("Authorize link rejected", extra={"reason": rejected.reason.value})
+        return _page_response(failure_page(rejected.reason, rejected.details))
+    cookie = Cookie(
+        name=STATE_COOKIE,
+        value=start.state_cookie,
+        path="/",
+        secure=True,
+        http_only=True,
+        max_age=start.cookie_max_age,
+        same_site=SameSite.LAX_MODE,
+    )
+    headers = {k: v for k, v in SECURITY_HEADERS.items() if k != "Content-Type"}
+    return Response(status_code=302, headers={**headers, "Location": start.redirect_url}, body="", cookies=[cookie])
+
+
+def finish_consent(event: APIGatewayProxyEventV2, services: Services) -> Response:
+    params = _single_params(event)
+    if _oversized(event) or params is None:
+        return _page_response(bad_request_page())
+    try:
+        result = services.consent.complete(params, state_cookie=_state_cookie(event))
+    except LinkRejected as rejected:
+        logger.info("Consent callback rejected", extra={"reason": rejected.reason.value})
+        keep_cookie = rejected.reason is FlowError.OTHER_BROWSER
+        return _page_response(
+            failure_page(rejected.reason, rejected.details), None if keep_cookie else [_clear_state_cookie()]
+        )
+    except QboConnectError as error:
+        logger.warning("Consent callback failed", extra={"error_code": error.code.value})
+        return _page_response(failure_page(FlowError.INTUIT_UNAVAILABLE), [_clear_state_cookie()])
+    page = connected_page(name=result.connection.name, company_name=result.company_name, realm_id=result.realm_id)
+    return _page_response(page, [_clear_state_cookie()])
+
+
+__all__ = ["CALLBACK_PATH", "finish_consent", "start_consent"]
