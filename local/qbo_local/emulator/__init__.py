@@ -1,0 +1,68 @@
+"""A development and test emulator of Intuit's OAuth 2.0 server and the QuickBooks Online accounting API.
+
+It never ships in the Lambda layer. Paths mirror Intuit's, so a client only swaps the host:
+
+    GET  /connect/oauth2                 consent page (HTML, no script); POST /connect/oauth2/decision
+    POST /oauth2/v1/tokens/bearer        authorization_code and refresh_token grants (strict rotation)
+    POST /v2/oauth2/tokens/revoke        JSON {"token": ...}, HTTP Basic client auth
+    GET  /.well-known/openid_sandbox_configuration   discovery pointing at this emulator
+    /v3/company/<realm>/companyinfo/<realm>, /customer, /invoice, /query, /reports/ProfitAndLoss
+
+Python:
+
+    from qbo_local.emulator import EmulatorConfig, EmulatorServer, create_app
+    app = create_app(EmulatorConfig(clock=fake_clock, sleep=fake_sleep))   # app.emulator: the state
+    app.emulator.faults.inject("token", "http_503", times=2)
+    app.emulator.stats.grant_type("refresh_token")
+    with EmulatorServer(EmulatorConfig(), port=0) as server:               # server.url, server.emulator
+        ...
+
+Standalone: ``python -m qbo_local.emulator --port 8181``.
+
+Admin API (JSON in and out, for tests and the local stack only):
+
+    GET    /_emulator/health             {"status": "ok", "companies": n, "now": epoch}
+    GET    /_emulator/stats              {"calls": {"authorize", "decision", "token", "revoke", "api": n},
+                                          "grant_types": {"authorization_code": n, "refresh_token": n},
+                                          "api_resources": {"companyinfo": n, "customer": n, "query": n, ...}}
+    DELETE /_emulator/stats              zero the counters
+    GET    /_emulator/faults             the knobs now set
+    POST   /_emulator/faults             one knob object, or a list of them:
+             {"group": "token"|"revoke"|"api", "delay": seconds}
+             {"group": ..., "fault": KIND, "times": n (default 1; null or "until_cleared": true = until
+              cleared), "seconds": stall for timeout (default 130), "process": true (timeout: handle the
+              request after the stall; false: answer 504), "retry_after": 60 (http_429),
+              "grant_type": "refresh_token" (token group: match only that grant type)}
+             {"include_hard_expiry": "header" (default, like Intuit) | "always" | "never"}
+           KIND: http_500, http_503, http_429, timeout, invalid_grant, invalid_client, connection_reset
+           (on the api group, invalid_grant and invalid_client answer the 401 AuthenticationFailed fault)
+    DELETE /_emulator/faults[?group=api] clear faults and delays (all groups: also include_hard_expiry)
+    POST   /_emulator/clients            {"client_id": ..., "client_secret": ...}
+    GET    /_emulator/companies          {"companies": [{"realm_id", "name"}]}
+    POST   /_emulator/companies          {"realm_id": ..., "name": ...}  (seeded with seed_customers customers)
+    POST   /_emulator/companies/<realm>/customers   {"count": 250}  -> {"created", "total"}
+    GET    /_emulator/config             the run-time tunable settings
+    POST   /_emulator/config             any of access_token_seconds, refresh_token_seconds,
+                                         hard_expiry_seconds, auth_code_seconds, open_registration,
+                                         rate_limits, rate_limit_per_second, rate_limit_per_minute,
+                                         max_concurrent
+    GET    /_emulator/grants             grants without token values (refresh_count, revoked, ...)
+    POST   /_emulator/grants/<id>/revoke as if the user disconnected the app in QuickBooks
+    POST   /_emulator/clock              {"advance": seconds}: move the emulator's time forward
+    POST   /_emulator/reset              forget codes, grants, tokens, counters, rate windows, clock offset
+"""
+
+from .config import EmulatorConfig
+from .faults import FaultKind, Group, HardExpiryMode
+from .server import EmulatorServer, create_app
+from .state import EmulatorState
+
+__all__ = [
+    "EmulatorConfig",
+    "EmulatorServer",
+    "EmulatorState",
+    "FaultKind",
+    "Group",
+    "HardExpiryMode",
+    "create_app",
+]

@@ -1,0 +1,178 @@
+"""The QuickBooks Online accounting API: CompanyInfo, Customer and Invoice CRUD, query, one report.
+
+Every call goes through api_call: count it, check the bearer token and its scope, apply the rate
+limits, then injected faults, then the view. Faults come after the limiter on purpose: an injected
+delay then holds a concurrency slot, as a slow Intuit would.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from .common import emulator, fault_response, injected_response, json_response
+from .entities import CUSTOMER, INVOICE
+from .errors import AccessRejected, ApiFault
+from .facts import ACCOUNTING_SCOPE, API_PREFIX
+from .faults import Group
+from .query import parse
+from .responses import (
+    company_info,
+    count_body,
+    deleted_body,
+    entity_body,
+    intuit_date,
+    profit_and_loss,
+    query_body,
+)
+from .state import Company, EmulatorState, Grant
+
+bp = Blueprint("accounting", __name__, url_prefix=f"{API_PREFIX}/<realm_id>")
+
+COMPANY_INFO = "CompanyInfo"
+ENTITY_PATHS = {"customer": CUSTOMER, "invoice": INVOICE}
+QUERY_ENTITIES = {"customer": CUSTOMER, "invoice": INVOICE, "companyinfo": COMPANY_INFO}
+
+View = Callable[..., Response]
+
+
+def api_call(resource: str | None = None) -> Callable[[View], View]:
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(realm_id: str, **kwargs: Any) -> Response:
+            state = emulator()
+            state.stats.record_api(resource or str(kwargs.get("entity", "")).lower())
+            try:
+                grant = _authorized_grant(state, realm_id)
+                limits = state.limits()
+                if limits is not None and not state.limiter.acquire(realm_id, grant.client_id, state.now(), limits):
+                    raise ApiFault.throttle()
+                try:
+                    if (injected := injected_response(Group.API)) is not None:
+                        return injected
+                    return view(realm_id, **kwargs)
+                finally:
+                    if limits is not None:
+                        state.limiter.release(realm_id, grant.client_id)
+            except ApiFault as fault:
+                return fault_response(fault)
+
+        return wrapper
+
+    return decorate
+
+
+def _authorized_grant(state: EmulatorState, realm_id: str) -> Grant:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiFault.authentication("no bearer access token was sent")
+    try:
+        grant = state.authenticate_access(token.strip(), realm_id)
+    except AccessRejected as rejected:
+        raise ApiFault.authentication(str(rejected)) from None
+    if ACCOUNTING_SCOPE not in grant.scopes:
+        raise ApiFault.authorization(f"The app was not granted the {ACCOUNTING_SCOPE} scope for this company.")
+    return grant
+
+
+def _company(realm_id: str) -> Company:
+    company = emulator().company(realm_id)
+    if company is None:
+        raise ApiFault.not_found(COMPANY_INFO, realm_id)
+    return company
+
+
+def _entity(path_name: str) -> str:
+    entity = ENTITY_PATHS.get(path_name.lower())
+    if entity is None:
+        raise ApiFault.unsupported(f"{request.method} {path_name}")
+    return entity
+
+
+def _json_object() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiFault.bad_request("The request body must be a JSON object.")
+    return body
+
+
+def _company_info(company: Company) -> dict[str, Any]:
+    return company_info(realm_id=company.realm_id, name=company.name, created_at=company.created_at)
+
+
+@bp.get("/companyinfo/<company_id>")
+@api_call("companyinfo")
+def read_company_info(realm_id: str, company_id: str) -> Response:
+    company = _company(realm_id)
+    if company_id != realm_id:
+        raise ApiFault.not_found(COMPANY_INFO, company_id)
+    return json_response(entity_body(COMPANY_INFO, _company_info(company), emulator().now()))
+
+
+@bp.get("/<entity>/<entity_id>")
+@api_call()
+def read_entity(realm_id: str, entity: str, entity_id: str) -> Response:
+    name = _entity(entity)
+    obj = _company(realm_id).book.get(name, entity_id)
+    return json_response(entity_body(name, obj, emulator().now()))
+
+
+@bp.post("/<entity>")
+@api_call()
+def write_entity(realm_id: str, entity: str) -> Response:
+    name = _entity(entity)
+    body = _json_object()
+    book = _company(realm_id).book
+    now = emulator().now()
+    operation = request.args.get("operation", "").lower()
+    if operation == "delete":
+        return json_response(deleted_body(name, book.delete(name, body), now))
+    if operation not in ("", "create", "update"):
+        raise ApiFault.unsupported(f"{operation} on {name}")
+    if operation == "update" or "Id" in body:
+        return json_response(entity_body(name, book.update(name, body, now), now))
+    return json_response(entity_body(name, book.create(name, body, now), now))
+
+
+@bp.route("/query", methods=["GET", "POST"])
+@api_call("query")
+def run_query(realm_id: str) -> Response:
+    # Intuit also takes the query as a POST body (Content-Type: application/text).
+    text = request.args.get("query") or (request.get_data(as_text=True) if request.method == "POST" else "")
+    query = parse(text)
+    entity = QUERY_ENTITIES.get(query.entity.lower())
+    if entity is None:
+        raise ApiFault.query_error(f"QueryValidationError: Invalid context declaration : {query.entity}")
+    company = _company(realm_id)
+    items = [_company_info(company)] if entity == COMPANY_INFO else company.book.select(entity, query.filters)
+    now = emulator().now()
+    if query.count:
+        return json_response(count_body(len(items), now))
+    first = query.start_position - 1
+    return json_response(query_body(entity, items[first : first + query.max_results], query.start_position, now))
+
+
+@bp.get("/reports/<report>")
+@api_call("reports")
+def read_report(realm_id: str, report: str) -> Response:
+    if report != "ProfitAndLoss":
+        raise ApiFault.unsupported(f"report {report}")
+    company = _company(realm_id)
+    now = emulator().now()
+    today = intuit_date(now)
+    start = _report_date("start_date", today[:4] + "-01-01")
+    end = _report_date("end_date", today)
+    income = company.book.invoice_total(start, end)
+    return json_response(profit_and_loss(start_date=start, end_date=end, income=income, now=now))
+
+
+def _report_date(name: str, default: str) -> str:
+    value = request.args.get(name) or default
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ApiFault.bad_request(f"{name} must be a date as YYYY-MM-DD") from None

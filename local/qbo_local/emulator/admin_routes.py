@@ -1,0 +1,150 @@
+"""The admin API under /_emulator/: knobs for tests and the local stack (documented in __init__)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from .common import emulator, json_response
+from .facts import ADMIN_PREFIX
+
+bp = Blueprint("admin", __name__, url_prefix=ADMIN_PREFIX)
+
+
+class AdminError(ValueError):
+    """A bad admin request; answered 400 with {"error": message}."""
+
+
+@bp.errorhandler(AdminError)
+@bp.errorhandler(ValueError)
+@bp.errorhandler(KeyError)
+@bp.errorhandler(TypeError)
+def _bad_request(error: Exception) -> Response:
+    message = f"unknown: {error}" if isinstance(error, KeyError) else str(error)
+    return json_response({"error": message}, 400)
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if body is None and not request.get_data():
+        return {}
+    if not isinstance(body, dict):
+        raise AdminError("the body must be a JSON object")
+    return body
+
+
+def _required_str(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise AdminError(f"{name!r} is required (a non-empty string)")
+    return value
+
+
+@bp.get("/health")
+def health() -> Response:
+    state = emulator()
+    return json_response({"status": "ok", "companies": len(state.companies()), "now": state.now()})
+
+
+@bp.get("/stats")
+def stats() -> Response:
+    return json_response(emulator().stats.snapshot())
+
+
+@bp.delete("/stats")
+def clear_stats() -> Response:
+    emulator().stats.reset()
+    return json_response(emulator().stats.snapshot())
+
+
+@bp.get("/faults")
+def faults() -> Response:
+    return json_response(emulator().faults.snapshot())
+
+
+@bp.post("/faults")
+def set_faults() -> Response:
+    # One knob object, or a list of them applied in order.
+    body = request.get_json(silent=True)
+    specs = body if isinstance(body, list) else [body]
+    if not all(isinstance(spec, dict) for spec in specs):
+        raise AdminError("send a JSON object (or a list of objects) of fault knobs")
+    for spec in specs:
+        emulator().faults.configure(spec)
+    return json_response(emulator().faults.snapshot())
+
+
+@bp.delete("/faults")
+def clear_faults() -> Response:
+    emulator().faults.clear(request.args.get("group"))
+    return json_response(emulator().faults.snapshot())
+
+
+@bp.post("/clients")
+def register_client() -> Response:
+    body = _body()
+    client_id = _required_str(body, "client_id")
+    emulator().register_client(client_id, _required_str(body, "client_secret"))
+    return json_response({"client_id": client_id}, 201)
+
+
+@bp.get("/companies")
+def list_companies() -> Response:
+    companies = [{"realm_id": c.realm_id, "name": c.name} for c in emulator().companies()]
+    return json_response({"companies": companies})
+
+
+@bp.post("/companies")
+def add_company() -> Response:
+    body = _body()
+    company = emulator().add_company(_required_str(body, "realm_id"), _required_str(body, "name"))
+    return json_response({"realm_id": company.realm_id, "name": company.name}, 201)
+
+
+@bp.post("/companies/<realm_id>/customers")
+def seed_customers(realm_id: str) -> Response:
+    count = _body().get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 100_000:
+        raise AdminError("'count' must be an integer from 0 to 100000")
+    if emulator().company(realm_id) is None:
+        return json_response({"error": f"no company {realm_id}"}, 404)
+    total = emulator().seed_customers(realm_id, count)
+    return json_response({"realm_id": realm_id, "created": count, "total": total}, 201)
+
+
+@bp.get("/config")
+def read_config() -> Response:
+    return json_response(emulator().config.public_dict())
+
+
+@bp.post("/config")
+def change_config() -> Response:
+    return json_response(emulator().update_config(_body()).public_dict())
+
+
+@bp.get("/grants")
+def grants() -> Response:
+    return json_response({"grants": emulator().grants()})
+
+
+@bp.post("/grants/<grant_id>/revoke")
+def revoke_grant(grant_id: str) -> Response:
+    # Stands in for a user disconnecting the app inside QuickBooks.
+    if not emulator().revoke_grant(grant_id):
+        return json_response({"error": f"no grant {grant_id}"}, 404)
+    return json_response({"grant_id": grant_id, "revoked": True})
+
+
+@bp.post("/clock")
+def advance_clock() -> Response:
+    seconds = _body().get("advance", 0)
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise AdminError("'advance' must be a number of seconds")
+    return json_response({"now": emulator().advance_clock(float(seconds))})
+
+
+@bp.post("/reset")
+def reset() -> Response:
+    emulator().reset()
+    return json_response({"status": "reset"})

@@ -1,0 +1,99 @@
+"""The Flask app factory and a real threaded HTTP server for it."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Self
+
+from flask import Flask, Response, request
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from . import accounting_routes, admin_routes, oauth_routes
+from .config import EmulatorConfig
+from .facts import ADMIN_PREFIX, TID_HEADER
+from .responses import new_tid
+from .state import EmulatorState
+
+
+def create_app(config: EmulatorConfig | None = None) -> Flask:
+    """A Flask app emulating Intuit; app.emulator is its EmulatorState (faults, stats, clock...)."""
+    app = Flask(__name__)
+    app.emulator = EmulatorState(config or EmulatorConfig())  # type: ignore[attr-defined]
+    app.register_blueprint(oauth_routes.bp)
+    app.register_blueprint(accounting_routes.bp)
+    app.register_blueprint(admin_routes.bp)
+
+    @app.after_request
+    def _support_id(response: Response) -> Response:
+        # Intuit tags every answer with a fresh support id; clients should log it with failures.
+        if not request.path.startswith(ADMIN_PREFIX):
+            response.headers[TID_HEADER] = new_tid()
+        return response
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class EmulatorServer:
+    """create_app behind werkzeug's threaded server, run in a daemon thread.
+
+    with EmulatorServer(config).start() as server:
+        requests.get(server.url + "/_emulator/health")
+    """
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        quiet: bool = True,
+    ) -> None:
+        self.app = create_app(config)
+        self.emulator: EmulatorState = self.app.emulator  # type: ignore[attr-defined]
+        handler = _QuietHandler if quiet else WSGIRequestHandler
+        # Binding here, not in start(), means url is known (port=0 picks a free one) before serving.
+        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True, request_handler=handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        if host in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard bind is reached over loopback
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+    def start(self) -> Self:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._server.serve_forever, name="intuit-emulator", daemon=True)
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread (the standalone entry point)."""
+        self._server.serve_forever()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
