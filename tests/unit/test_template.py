@@ -1,0 +1,360 @@
+"""What a user of the deployed stack would notice if template.yaml broke it.
+
+Read with the same loader the local stack routes requests with (qbo_local.template).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qbo_local.template import Tag, function_properties, functions, http_routes, load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+
+FUNCTIONS = {
+    "AuthorizeFunction": "functions/authorize/",
+    "CallbackFunction": "functions/callback/",
+    "RefreshFunction": "functions/refresh/",
+    "TestFunction": "functions/test/",
+}
+
+# Every QBO_ variable the code may be configured with from the template (qbo_connect.settings reads them).
+QBO_VARIABLES = {
+    "QBO_TABLE_NAME",
+    "QBO_SECRET_PREFIX",
+    "QBO_SIGNING_KEY_SECRET_ID",
+    "QBO_PUBLIC_BASE_URL",
+    "QBO_EVENT_BUS_NAME",
+    "QBO_REFRESH_MARGIN_SECONDS",
+    "QBO_REFRESH_PERIOD_SECONDS",
+    "QBO_SECRETS_WRITE_BUDGET",
+    "QBO_ALLOWED_API_HOSTS",
+    "QBO_INTUIT_AUTHORIZATION_URL",
+    "QBO_INTUIT_TOKEN_URL",
+    "QBO_INTUIT_REVOCATION_URL",
+    "QBO_PRODUCTION_API_BASE_URL",
+    "QBO_SANDBOX_API_BASE_URL",
+    "QBO_KMS_KEY_ID",
+    "QBO_REFRESH_QUEUE_URL",
+}
+
+# The table's keys, exactly; the Python code creates the identical table locally.
+EXPECTED_ATTRIBUTES = {
+    "pk": "S",
+    "refresh_index": "S",
+    "access_token_expires_at": "N",
+    "listing": "S",
+    "name": "S",
+}
+EXPECTED_INDEXES = {
+    "refresh-due": ([("refresh_index", "HASH"), ("access_token_expires_at", "RANGE")], "KEYS_ONLY"),
+    "by-name": ([("listing", "HASH"), ("name", "RANGE")], "ALL"),
+}
+
+# The only SAM policy templates the functions may use: each is scoped to one resource.
+ALLOWED_POLICY_TEMPLATES = {
+    "AWSSecretsManagerGetSecretValuePolicy",
+    "SQSSendMessagePolicy",
+    "EventBridgePutEventsPolicy",
+}
+CONNECTION_SECRETS_ARN = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:qbo-connect/${AWS::StackName}/connections/*"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template(TEMPLATE_PATH)
+
+
+def _events(template: dict[str, Any], function: str) -> dict[str, dict[str, Any]]:
+    return function_properties(template, function).get("Events") or {}
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    yield value
+    if isinstance(value, Tag):
+        yield from _walk(value.value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
+def _statements(policies: Any) -> Iterator[dict[str, Any]]:
+    for node in _walk(policies):
+        if isinstance(node, dict) and "Effect" in node and "Action" in node:
+            yield node
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# --- functions ------------------------------------------------------------------------------------
+def test_the_four_functions_exist_with_their_code(template):
+    assert set(functions(template)) == set(FUNCTIONS)
+    for name, code_uri in FUNCTIONS.items():
+        properties = function_properties(template, name)
+        assert properties["CodeUri"] == code_uri
+        assert properties["Handler"] == "app.handler"
+        assert (ROOT / code_uri / "app.py").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_functions_run_python_3_12_or_newer_on_arm64_with_the_shared_layer(template, name):
+    properties = function_properties(template, name)
+    runtime = properties["Runtime"]
+    assert runtime.startswith("python3.")
+    assert int(runtime.removeprefix("python3.")) >= 12
+    assert properties["Architectures"] == ["arm64"]
+    assert Tag("Ref", "SharedLayer") in properties["Layers"]
+
+
+def test_the_shared_layer_is_built_for_the_functions_runtime_and_architecture(template):
+    layer = template["Resources"]["SharedLayer"]
+    runtime = template["Globals"]["Function"]["Runtime"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/qbo_connect/"
+    assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"] == {"BuildMethod": runtime, "BuildArchitecture": "arm64"}
+    assert (ROOT / "layers/qbo_connect/requirements.txt").is_file()
+
+
+def test_timeouts_fit_each_function(template):
+    timeouts = {name: function_properties(template, name)["Timeout"] for name in FUNCTIONS}
+    assert timeouts == {"AuthorizeFunction": 10, "CallbackFunction": 30, "RefreshFunction": 120, "TestFunction": 30}
+
+
+# --- the public API -------------------------------------------------------------------------------
+def test_only_the_two_oauth_routes_are_public(template):
+    routes = [(route.method, route.path, route.function) for route in http_routes(template)]
+    assert routes == [
+        ("GET", "/connections/{connection_id}/authorize", "AuthorizeFunction"),
+        ("GET", "/oauth/callback", "CallbackFunction"),
+    ]
+
+
+def test_no_other_way_in_over_http(template):
+    for name in FUNCTIONS:
+        properties = function_properties(template, name)
+        assert "FunctionUrlConfig" not in properties
+        for event in (properties.get("Events") or {}).values():
+            assert event["Type"] in {"HttpApi", "ScheduleV2", "SQS"}
+    api_types = {"AWS::Serverless::Api", "AWS::ApiGateway::RestApi", "AWS::Lambda::Url"}
+    assert not [r for r in template["Resources"].values() if r["Type"] in api_types]
+
+
+def test_routes_give_the_local_stack_what_it_needs(template):
+    for route in http_routes(template):
+        assert (ROOT / route.code_uri / (route.handler.split(".")[0] + ".py")).is_file()
+
+
+def test_access_log_keeps_oauth_codes_and_state_out(template):
+    settings = template["Resources"]["HttpApi"]["Properties"]["AccessLogSettings"]
+    fields = json.loads(settings["Format"])
+    assert {"requestId", "ip", "routeKey", "status"} <= set(fields)
+    values = " ".join(fields.values()).lower()
+    for leak in ("querystring", "rawquery", "cookie", "header", "authorizer"):
+        assert leak not in values
+
+
+def test_api_is_throttled_and_fails_on_warnings(template):
+    properties = template["Resources"]["HttpApi"]["Properties"]
+    assert properties["FailOnWarnings"] is True
+    assert properties["DefaultRouteSettings"] == {
+        "ThrottlingBurstLimit": Tag("Ref", "ApiThrottleBurst"),
+        "ThrottlingRateLimit": Tag("Ref", "ApiThrottleRate"),
+    }
+
+
+# --- refresh --------------------------------------------------------------------------------------
+def test_schedule_sends_a_sweep(template):
+    schedules = [e for e in _events(template, "RefreshFunction").values() if e["Type"] == "ScheduleV2"]
+    assert len(schedules) == 1
+    properties = schedules[0]["Properties"]
+    assert json.loads(properties["Input"]) == {"action": "sweep"}
+    assert properties["ScheduleExpression"] == Tag("Ref", "RefreshSchedule")
+    assert "RetryPolicy" in properties and "DeadLetterConfig" in properties
+    assert json.loads((ROOT / "events/refresh-sweep.json").read_text()) == {"action": "sweep"}
+
+
+def test_refresh_queue_reports_batch_item_failures(template):
+    queues = [e for e in _events(template, "RefreshFunction").values() if e["Type"] == "SQS"]
+    assert len(queues) == 1
+    properties = queues[0]["Properties"]
+    assert properties["Queue"] == Tag("GetAtt", "RefreshQueue.Arn")
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["BatchSize"] == 10
+    assert properties["ScalingConfig"] == {"MaximumConcurrency": Tag("Ref", "RefreshMaxConcurrency")}
+
+
+def test_refresh_queue_outlasts_a_slow_batch_and_has_a_dead_letter_queue(template):
+    queue = template["Resources"]["RefreshQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * function_properties(template, "RefreshFunction")["Timeout"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": Tag("GetAtt", "RefreshDeadLetterQueue.Arn"),
+        "maxReceiveCount": 5,
+    }
+
+
+# --- storage --------------------------------------------------------------------------------------
+def test_table_keys_and_indexes_are_exactly_the_contract(template):
+    table = template["Resources"]["ConnectionsTable"]
+    properties = table["Properties"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    attributes = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
+    assert attributes == EXPECTED_ATTRIBUTES
+    assert len(properties["AttributeDefinitions"]) == len(EXPECTED_ATTRIBUTES)
+    assert properties["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    indexes = {
+        index["IndexName"]: (
+            [(key["AttributeName"], key["KeyType"]) for key in index["KeySchema"]],
+            index["Projection"]["ProjectionType"],
+        )
+        for index in properties["GlobalSecondaryIndexes"]
+    }
+    assert indexes == EXPECTED_INDEXES
+    assert "LocalSecondaryIndexes" not in properties
+
+
+def test_table_expires_oauth_state_and_can_be_recovered(template):
+    properties = template["Resources"]["ConnectionsTable"]["Properties"]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "purge_at", "Enabled": True}
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert template["Parameters"]["TableDeletionProtection"]["Default"] == "true"
+
+
+def test_signing_key_secret_is_generated_with_a_key_id(template):
+    secret = template["Resources"]["SigningKeySecret"]["Properties"]
+    assert secret["Name"] == Tag("Sub", "qbo-connect/${AWS::StackName}/signing-key")
+    generate = secret["GenerateSecretString"]
+    assert json.loads(generate["SecretStringTemplate"]) == {"kid": "k1"}
+    assert generate["GenerateStringKey"] == "key"
+    assert generate["PasswordLength"] >= 64
+
+
+# --- least privilege ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_permissions_are_scoped(template, name):
+    policies = function_properties(template, name).get("Policies") or []
+    for policy in policies:
+        if isinstance(policy, str):
+            pytest.fail(f"{name} attaches the managed policy {policy}: use scoped statements")
+        if isinstance(policy, dict) and "Statement" not in policy:
+            assert set(policy) <= ALLOWED_POLICY_TEMPLATES, f"{name}: unexpected policy template {policy}"
+    for statement in _statements(policies):
+        actions = [a.lower() for a in _as_list(statement["Action"])]
+        resources = _as_list(statement.get("Resource"))
+        assert statement["Effect"] == "Allow"
+        for action in actions:
+            service, _, verb = action.partition(":")
+            assert "*" not in verb or service == "sqs", f"{name}: wildcard action {action}"
+            assert verb not in {"createsecret", "deletesecret", "scan", "deletetable"}, f"{name}: {action}"
+        if any(a.startswith(("secretsmanager:", "dynamodb:", "kms:")) for a in actions):
+            assert "*" not in resources, f"{name}: {actions} on every resource"
+            assert all(isinstance(r, Tag) for r in resources), f"{name}: unscoped resource {resources}"
+
+
+def test_connection_secrets_are_reachable_only_under_this_stacks_prefix(template):
+    access = {}
+    for name in FUNCTIONS:
+        for statement in _statements(function_properties(template, name).get("Policies") or []):
+            actions = _as_list(statement["Action"])
+            if any(a.startswith("secretsmanager:") for a in actions):
+                assert _as_list(statement["Resource"]) == [Tag("Sub", CONNECTION_SECRETS_ARN)]
+                access[name] = set(actions)
+    assert "AuthorizeFunction" not in access  # it reads only the signing key
+    assert access["CallbackFunction"] == {
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:DescribeSecret",
+    }
+    assert access["RefreshFunction"] == access["CallbackFunction"]
+
+
+def test_authorize_reads_only_the_signing_key(template):
+    policies = function_properties(template, "AuthorizeFunction")["Policies"]
+    templates = [p for p in policies if isinstance(p, dict) and "AWSSecretsManagerGetSecretValuePolicy" in p]
+    assert templates == [{"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": Tag("Ref", "SigningKeySecret")}}]
+
+
+def test_kms_permissions_only_on_the_given_key(template):
+    policy = template["Resources"]["KmsKeyUsePolicy"]
+    assert policy["Condition"] == "HasKmsKey"
+    for statement in _statements(policy["Properties"]["PolicyDocument"]):
+        assert statement["Resource"] == Tag("Ref", "KmsKeyArn")
+        assert set(_as_list(statement["Action"])) <= {"kms:Decrypt", "kms:GenerateDataKey"}
+
+
+# --- configuration and outputs --------------------------------------------------------------------
+def _environment_names(template: dict[str, Any]) -> set[str]:
+    names = set()
+    for node in _walk(template):
+        if isinstance(node, dict) and isinstance(node.get("Environment"), dict):
+            names |= set((node["Environment"].get("Variables") or {}).keys())
+    return names
+
+
+def test_every_qbo_variable_is_one_the_code_knows(template):
+    qbo_names = {name for name in _environment_names(template) if name.startswith("QBO_")}
+    assert qbo_names <= QBO_VARIABLES, qbo_names - QBO_VARIABLES
+    assert "QBO_TABLE_NAME" in qbo_names
+
+
+def test_only_the_refresh_function_knows_the_refresh_queue(template):
+    for name in FUNCTIONS:
+        variables = function_properties(template, name)["Environment"]["Variables"]
+        assert ("QBO_REFRESH_QUEUE_URL" in variables) == (name == "RefreshFunction")
+
+
+def test_functions_do_not_reference_the_api(template):
+    # The API references the functions; a reference back would be a circular dependency.
+    for name in FUNCTIONS:
+        for node in _walk(function_properties(template, name)["Environment"]):
+            assert not (isinstance(node, Tag) and "HttpApi" in str(node.value)), f"{name}: {node}"
+
+
+def test_tokens_stay_out_of_traces_and_logs(template):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+    assert variables["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
+
+
+def test_outputs_tell_users_where_to_point_intuit(template):
+    outputs = template["Outputs"]
+    assert {"ApiUrl", "CallbackUrl", "TableName", "SecretPrefix", "TestFunctionArn"} <= set(outputs)
+    callback = outputs["CallbackUrl"]["Value"]
+    assert isinstance(callback, Tag) and callback.name == "If"
+    assert all(branch.value.endswith("/oauth/callback") for branch in callback.value[1:])
+
+
+def test_intuit_urls_are_not_repeated_in_the_template():
+    # Intuit's real endpoints live in the Python code, in one place.
+    assert "intuit.com" not in TEMPLATE_PATH.read_text(encoding="utf-8")
+
+
+# --- sample events --------------------------------------------------------------------------------
+@pytest.mark.parametrize("event_file", ["authorize.json", "callback.json"])
+def test_sample_http_events_match_a_template_route(template, event_file):
+    event = json.loads((ROOT / "events" / event_file).read_text())
+    routes = {f"{route.method} {route.path}" for route in http_routes(template)}
+    assert event["version"] == "2.0"
+    assert event["routeKey"] in routes
+    assert event["requestContext"]["routeKey"] == event["routeKey"]
+    assert event["requestContext"]["stage"] == "$default"
+
+
+def test_sample_queue_event_comes_from_sqs():
+    event = json.loads((ROOT / "events/refresh-queue.json").read_text())
+    assert len(event["Records"]) == 2
+    for record in event["Records"]:
+        assert record["eventSource"] == "aws:sqs"
+        assert json.loads(record["body"]) == {"connection_id": "demo"}
