@@ -40,9 +40,10 @@ class ConnectionStore(Protocol):
 
     def list(self) -> list[Connection]: ...
 
-    def save(self, connection: Connection, *, lease_owner: str) -> Connection:
+    def save(self, connection: Connection, *, lease_owner: str, release_lease: bool = False) -> Connection:
         """Write the metadata if the stored version is `connection.version` and `lease_owner` holds the
-        lease; returns the stored connection with the next version. Raises Conflict otherwise."""
+        lease (and give the lease back in the same write if `release_lease`); returns the stored
+        connection with the next version. Raises Conflict otherwise."""
 
     def delete(self, connection: Connection, *, lease_owner: str) -> None: ...
 

@@ -233,7 +233,7 @@ class DynamoDbConnectionStore:
                 return connections
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def save(self, connection: Connection, *, lease_owner: str) -> Connection:
+    def save(self, connection: Connection, *, lease_owner: str, release_lease: bool = False) -> Connection:
         item = connection_to_item(connection)
         sets, removes = ["#version = :next"], []
         values: dict[str, Any] = {
@@ -250,6 +250,8 @@ class DynamoDbConnectionStore:
             else:
                 removes.append(f"#f{index}")
         expression = "SET " + ", ".join(sets)
+        if release_lease:
+            removes += ["lease_owner", "lease_expires_at"]
         if removes:
             expression += " REMOVE " + ", ".join(removes)
         try:

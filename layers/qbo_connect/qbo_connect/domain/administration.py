@@ -121,7 +121,7 @@ class Administration:
             # No half-made connection: without its secret it could never be used.
             with self._leases.hold(created.connection_id) as held:
                 self._store.delete(held.connection, lease_owner=held.owner)
-                held.deleted = True
+                held.released = True
             raise
         logger.info("Connection created", extra={"connection_id": created.connection_id})
         return created
@@ -163,7 +163,7 @@ class Administration:
         with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
             revocation = self._revoke(held.secret) if held.secret else "nothing to revoke"
             self._store.delete(held.connection, lease_owner=held.owner)
-            held.deleted = True
+            held.released = True
             self._vault.delete(connection.connection_id)
         logger.info("Connection deleted", extra={"connection_id": connection.connection_id, "revocation": revocation})
         return revocation

@@ -28,7 +28,7 @@ class HeldLease:
     connection: Connection
     secret: ConnectionSecret | None
     expires_at: float
-    deleted: bool = False  # the connection went away with its lease: nothing to release
+    released: bool = False  # given back already (with the last commit, or with the deleted connection)
 
 
 class Leases:
@@ -39,29 +39,43 @@ class Leases:
         self.lease_seconds = lease_seconds
 
     @contextmanager
-    def hold(self, connection_id: str, *, wait_seconds: float = 0.0) -> Iterator[HeldLease]:
-        """Take the lease (waiting up to `wait_seconds` for another holder), re-read, reconcile, yield."""
+    def hold(self, connection_id: str, *, wait_seconds: float = 0.0, read_secret: bool = True) -> Iterator[HeldLease]:
+        """Take the lease (waiting up to `wait_seconds` for another holder), re-read, reconcile, yield.
+
+        With `read_secret=False` the caller decides from the metadata first and calls `load_secret` only
+        if it goes on: a refresh that turns out not to be due costs no secret read.
+        """
         owner = f"lease-{uuid.uuid4().hex}"
         connection = self._acquire(connection_id, owner, wait_seconds)
         held = HeldLease(owner, connection, secret=None, expires_at=connection.lease_expires_at or 0.0)
         try:
-            held.secret = self._vault.read(connection_id)
-            held.connection = self._reconcile(held)
+            if read_secret:
+                self.load_secret(held)
             yield held
         finally:
-            if not held.deleted and not self._store.release_lease(connection_id, owner=owner):
+            if not held.released and not self._store.release_lease(connection_id, owner=owner):
                 logger.warning("Lease expired before release", extra={"connection_id": connection_id})
+
+    def load_secret(self, held: HeldLease) -> None:
+        held.secret = self._vault.read(held.connection.connection_id)
+        held.connection = self._reconcile(held)
 
     def seconds_left(self, held: HeldLease) -> float:
         return held.expires_at - self._clock.now()
 
-    def commit(self, held: HeldLease, connection: Connection, secret: ConnectionSecret | None = None) -> Connection:
-        """Persist first: the secret (when it changed), then the metadata that describes it."""
+    def commit(
+        self, held: HeldLease, connection: Connection, secret: ConnectionSecret | None = None, *, release: bool = False
+    ) -> Connection:
+        """Persist first: the secret (when it changed), then the metadata that describes it.
+
+        `release` gives the lease back in the same conditional write as the metadata: one call fewer.
+        """
         if secret is not None:
             self._vault.write(secret)
             held.secret = secret
             connection = replace(connection, secret_generation=secret.generation)
-        held.connection = self._store.save(connection, lease_owner=held.owner)
+        held.connection = self._store.save(connection, lease_owner=held.owner, release_lease=release)
+        held.released = held.released or release
         return held.connection
 
     def reread_secret(self, held: HeldLease) -> ConnectionSecret | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from qbo_connect.domain.connection import Connection, ConnectionStatus
@@ -18,6 +18,7 @@ from qbo_connect.domain.leases import HeldLease, Leases, require
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
     Busy,
+    ConnectionNotFound,
     IntuitUnavailable,
     InvalidClient,
     NeedsReauthorization,
@@ -101,24 +102,22 @@ class TokenLifecycle:
         """Refresh one connection if it is due (or `force`), under its lease. Never raises for Intuit's answers:
         the outcome says what happened and the connection's status records it."""
         needed = max(self.policy.margin_seconds, min_valid_seconds or 0)
-        connection = self._store.get(connection_id)
-        if connection is None:
-            return RefreshResult(connection_id, RefreshOutcome.NOT_FOUND, "no such connection")
-        skip = self._skip_reason(connection, force=force, needed=needed)
-        if skip:
-            return skip
         try:
-            with self._leases.hold(connection_id) as held:
-                skip = self._skip_reason(held.connection, force=force, needed=needed, after_wait=True)
+            # No read first: callers (the sweep, a workflow whose token is short) already know it is due,
+            # and the lease write fails fast when someone else is refreshing.
+            with self._leases.hold(connection_id, read_secret=False) as held:
+                skip = self._skip_reason(held.connection, force=force, needed=needed)
                 if skip:
                     return skip
-                return self._refresh_held(held)
+                self._leases.load_secret(held)  # may reconcile a crashed holder's newer token set
+                skip = self._skip_reason(held.connection, force=force, needed=needed)
+                return skip or self._refresh_held(held)
         except Busy:
             return RefreshResult(connection_id, RefreshOutcome.BUSY, "another refresher holds the lease")
+        except ConnectionNotFound:
+            return RefreshResult(connection_id, RefreshOutcome.NOT_FOUND, "no such connection")
 
-    def _skip_reason(
-        self, connection: Connection, *, force: bool, needed: float, after_wait: bool = False
-    ) -> RefreshResult | None:
+    def _skip_reason(self, connection: Connection, *, force: bool, needed: float) -> RefreshResult | None:
         now = self._clock.now()
         cid = connection.connection_id
         if not connection.is_refreshable:
@@ -127,8 +126,7 @@ class TokenLifecycle:
         if force and age < self.policy.forced_refresh_min_age_seconds:
             return RefreshResult(cid, RefreshOutcome.ALREADY_REFRESHED, f"refreshed {int(age)} s ago")
         if not force and not connection.is_refresh_due(now, needed):
-            outcome = RefreshOutcome.ALREADY_REFRESHED if after_wait else RefreshOutcome.NOT_DUE
-            return RefreshResult(cid, outcome)
+            return RefreshResult(cid, RefreshOutcome.NOT_DUE)
         return None
 
     def _refresh_held(self, held: HeldLease) -> RefreshResult:
@@ -148,12 +146,12 @@ class TokenLifecycle:
 
         now = self._clock.now()
         new_secret = secret.next(now=now, token_set=token_set.with_hard_expiry_from(secret.token_set))
-        # Persist first: the vault write happens before any other work (see Leases.commit).
-        saved = self._leases.commit(
-            held,
-            connection.with_token_times(new_secret.token_set, now=now, generation=new_secret.generation),
-            new_secret,
+        updated, warning = self._with_expiry_warning(
+            connection.with_token_times(new_secret.token_set, now=now, generation=new_secret.generation), now
         )
+        # Persist first: the vault write happens before any other work (see Leases.commit).
+        saved = self._leases.commit(held, updated, new_secret, release=True)
+        self._announce_expiry(warning, saved)
         metrics.add_metric(name="RefreshSuccess", unit=MetricUnit.Count, value=1)
         metrics.add_metric(
             name="RefreshLatency", unit=MetricUnit.Milliseconds, value=(time.monotonic() - started) * 1000
@@ -240,7 +238,9 @@ class TokenLifecycle:
                 RefreshOutcome.NEEDS_REAUTHORIZATION,
                 EventType.NEEDS_REAUTHORIZATION,
             )
-        saved = self._leases.commit(held, held.connection.with_status(status, now=now, error=error.code.value))
+        saved = self._leases.commit(
+            held, held.connection.with_status(status, now=now, error=error.code.value), release=True
+        )
         metrics.add_metric(name="RefreshPermanentFailure", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="ConnectionsNeedingReauthorization", unit=MetricUnit.Count, value=1)
         self._publish(event, saved, reason=str(error))
@@ -252,7 +252,12 @@ class TokenLifecycle:
 
     def _transient_failure(self, held: HeldLease, error: QboConnectError) -> RefreshResult:
         now = self._clock.now()
-        saved = self._leases.commit(held, held.connection.with_refresh_failure(error.code.value, now=now))
+        # Refreshes failing for weeks bring the rolling expiry near: warn about that too.
+        updated, warning = self._with_expiry_warning(
+            held.connection.with_refresh_failure(error.code.value, now=now), now
+        )
+        saved = self._leases.commit(held, updated, release=True)
+        self._announce_expiry(warning, saved)
         metrics.add_metric(name="RefreshTransientFailure", unit=MetricUnit.Count, value=1)
         self._publish(
             EventType.REFRESH_FAILED,
@@ -271,6 +276,32 @@ class TokenLifecycle:
             },
         )
         return RefreshResult(saved.connection_id, RefreshOutcome.TRANSIENT_FAILURE, str(error))
+
+    def _with_expiry_warning(self, connection: Connection, now: float) -> tuple[Connection, ExpiryWarning | None]:
+        """Mark a warning threshold (30, 7, 1 days before the grant ends) the first time it is crossed."""
+        warning = expiry_warning(connection, now)
+        if warning is None:
+            return connection, None
+        return replace(connection, expiry_warnings_sent=warning.sent_after), warning
+
+    def _announce_expiry(self, warning: ExpiryWarning | None, connection: Connection) -> None:
+        if warning is None:
+            return
+        metrics.add_metric(name="ReauthorizationDue", unit=MetricUnit.Count, value=1)
+        self._publish(
+            EventType.REAUTHORIZATION_DUE,
+            connection,
+            reason=f"the grant ends in {warning.days_left:.1f} days ({warning.ends_by} expiry): a company "
+            "administrator must reconnect before then",
+            days_left=round(warning.days_left, 2),
+            threshold_days=warning.threshold_days,
+            grant_ends_at=int(warning.ends_at),
+            expiry=warning.ends_by,
+        )
+        logger.warning(
+            "Reauthorization due",
+            extra={"connection_id": connection.connection_id, "days_left": round(warning.days_left, 2)},
+        )
 
     def _publish(self, kind: EventType, connection: Connection, **detail) -> None:
         self._events.publish([connection_event(kind, connection, now=self._clock.now(), **detail)])
@@ -302,6 +333,41 @@ class TokenLifecycle:
             if connection is None or not connection.lease_is_held(self._clock.now()):
                 return
             self._clock.sleep(0.2)
+
+
+WARNING_DAYS = (30, 7, 1)
+
+
+@dataclass(frozen=True)
+class ExpiryWarning:
+    threshold_days: int
+    days_left: float
+    ends_at: float
+    ends_by: str  # "hard" (five-year limit) or "rolling" (unused refresh token)
+    sent_after: tuple[str, ...]
+
+
+def expiry_warning(connection: Connection, now: float) -> ExpiryWarning | None:
+    """The warning due now, if a threshold was crossed that hasn't been announced for this grant."""
+    ends = [
+        (t, by)
+        for t, by in (
+            (connection.refresh_token_hard_expires_at, "hard"),
+            (connection.refresh_token_expires_at, "rolling"),
+        )
+        if t is not None
+    ]
+    if not ends:
+        return None
+    ends_at, ends_by = min(ends)
+    days_left = (ends_at - now) / 86400
+    crossed = [d for d in WARNING_DAYS if days_left <= d]
+    fresh = [d for d in crossed if f"{d}d" not in connection.expiry_warnings_sent]
+    if not fresh:
+        return None
+    # One event for the closest threshold; thresholds crossed at once are marked sent together.
+    sent = tuple(sorted({*connection.expiry_warnings_sent, *(f"{d}d" for d in crossed)}))
+    return ExpiryWarning(min(fresh), days_left, ends_at, ends_by, sent)
 
 
 def _raise_for_status(connection: Connection) -> None:
