@@ -1,4 +1,4 @@
-"""Scheduled ({"action": "sweep"}): refresh the connections whose access token is about to expire."""
+"""Scheduled ({"action": "sweep"}): fan out the connections due for refresh; from SQS: refresh them."""
 
 from qbo_connect.observability import logger, metrics, tracer
 from qbo_connect.runtime import services
@@ -8,4 +8,4 @@ from qbo_connect.runtime import services
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context) -> dict:
-    return services().refresh_runs.handle(event)
+    return services().refresh_runs.handle(event, context)

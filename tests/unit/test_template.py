@@ -6,6 +6,7 @@ Read with the same loader the local stack routes requests with (qbo_local.templa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,25 +24,9 @@ FUNCTIONS = {
     "TestFunction": "functions/test/",
 }
 
-# Every QBO_ variable the code may be configured with from the template (qbo_connect.settings reads them).
-QBO_VARIABLES = {
-    "QBO_TABLE_NAME",
-    "QBO_SECRET_PREFIX",
-    "QBO_SIGNING_KEY_SECRET_ID",
-    "QBO_PUBLIC_BASE_URL",
-    "QBO_EVENT_BUS_NAME",
-    "QBO_REFRESH_MARGIN_SECONDS",
-    "QBO_REFRESH_PERIOD_SECONDS",
-    "QBO_SECRETS_WRITE_BUDGET",
-    "QBO_ALLOWED_API_HOSTS",
-    "QBO_INTUIT_AUTHORIZATION_URL",
-    "QBO_INTUIT_TOKEN_URL",
-    "QBO_INTUIT_REVOCATION_URL",
-    "QBO_PRODUCTION_API_BASE_URL",
-    "QBO_SANDBOX_API_BASE_URL",
-    "QBO_KMS_KEY_ID",
-    "QBO_REFRESH_QUEUE_URL",
-}
+# Every QBO_ variable the code reads: settings.py is the one place that names them.
+SETTINGS_SOURCE = (ROOT / "layers/qbo_connect/qbo_connect/settings.py").read_text()
+QBO_VARIABLES = set(re.findall(r'"(QBO_[A-Z_]+)"', SETTINGS_SOURCE))
 
 # The table's keys, exactly; the Python code creates the identical table locally.
 EXPECTED_ATTRIBUTES = {

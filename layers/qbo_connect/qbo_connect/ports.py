@@ -78,6 +78,13 @@ class TokenVault(Protocol):
     def delete(self, connection_id: str) -> None: ...
 
 
+class RefreshQueue(Protocol):
+    """Fan-out of due connections to parallel refreshers (SQS in AWS and in the local stack)."""
+
+    def enqueue(self, connection_ids: list[str]) -> int:
+        """Returns how many were enqueued."""
+
+
 class SigningKeys(Protocol):
     def current(self) -> tuple[str, bytes]:
         """(key id, key) to sign new authorize links with."""

@@ -1,25 +1,62 @@
-"""The scheduled refresh run: find connections due for refresh and refresh each through the lifecycle."""
+"""The refresh function's two jobs.
+
+Sweep (the schedule, {"action": "sweep"}): find the due connections through the index and fan them
+out on the queue (or refresh them here when no queue is configured). Queue batches: refresh each
+connection through the lifecycle, reporting only unexpected errors as batch item failures, so SQS
+retries them and finally parks them in the dead-letter queue.
+"""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
-from qbo_connect.domain.lifecycle import TokenLifecycle
-from qbo_connect.observability import logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from qbo_connect.domain.connection import validate_connection_id
+from qbo_connect.domain.lifecycle import RefreshResult, TokenLifecycle
+from qbo_connect.observability import MetricUnit, logger, metrics
+from qbo_connect.ports import RefreshQueue
 
 
 class RefreshRuns:
-    def __init__(self, lifecycle: TokenLifecycle) -> None:
+    def __init__(self, lifecycle: TokenLifecycle, queue: RefreshQueue | None) -> None:
         self._lifecycle = lifecycle
+        self._queue = queue
 
-    def handle(self, event: Any) -> dict[str, Any]:
+    def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
+        if isinstance(event, dict) and "Records" in event:
+            processor = BatchProcessor(event_type=EventType.SQS)
+            return process_partial_response(
+                event=event, record_handler=self._refresh_record, processor=processor, context=context
+            )
         if isinstance(event, dict) and isinstance(event.get("connection_id"), str):
-            return self._lifecycle.refresh(event["connection_id"]).as_json()
+            return self.refresh_one(event["connection_id"]).as_json()
         return self.sweep()
 
     def sweep(self) -> dict[str, Any]:
         due = self._lifecycle.due_connection_ids()
-        outcomes = Counter(self._lifecycle.refresh(connection_id).outcome.value for connection_id in due)
+        metrics.add_metric(name="ConnectionsDue", unit=MetricUnit.Count, value=len(due))
+        if self._queue is not None:
+            enqueued = self._queue.enqueue(due)
+            logger.info("Refresh sweep enqueued due connections", extra={"due": len(due), "enqueued": enqueued})
+            return {"due": len(due), "enqueued": enqueued}
+        outcomes = Counter(self.refresh_one(connection_id).outcome.value for connection_id in due)
         logger.info("Refresh sweep finished", extra={"due": len(due), "outcomes": dict(outcomes)})
         return {"due": len(due), "outcomes": dict(outcomes)}
+
+    def refresh_one(self, connection_id: str) -> RefreshResult:
+        return self._lifecycle.refresh(validate_connection_id(connection_id))
+
+    def _refresh_record(self, record: SQSRecord) -> dict[str, Any]:
+        try:
+            connection_id = json.loads(record.body)["connection_id"]
+        except (ValueError, KeyError, TypeError):
+            # A malformed message would fail forever: drop it with a log line instead of retrying it.
+            logger.error("Dropping a malformed refresh message", extra={"message_id": record.message_id})
+            return {"dropped": record.message_id}
+        # Transient Intuit failures are outcomes, not exceptions: the connection stays due and the next
+        # sweep enqueues it again. Only unexpected errors (AWS down, bugs) raise and are retried by SQS.
+        return self.refresh_one(connection_id).as_json()

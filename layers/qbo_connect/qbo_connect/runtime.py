@@ -18,6 +18,7 @@ from qbo_connect.adapters.eventbridge import EventBridgePublisher
 from qbo_connect.adapters.intuit_oauth import IntuitOAuth
 from qbo_connect.adapters.quickbooks_api import QuickBooksApi
 from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
+from qbo_connect.adapters.sqs_queue import SqsRefreshQueue
 from qbo_connect.domain.administration import Administration
 from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow
 from qbo_connect.domain.connection_test import ConnectionTests
@@ -81,7 +82,12 @@ class Services:
 
     @cached_property
     def refresh_runs(self) -> RefreshRuns:
-        return RefreshRuns(self.lifecycle)
+        queue = (
+            SqsRefreshQueue(self._client("sqs"), self.settings.refresh_queue_url)
+            if self.settings.refresh_queue_url
+            else None
+        )
+        return RefreshRuns(self.lifecycle, queue)
 
     @cached_property
     def authorize_links(self) -> AuthorizeLinks:

@@ -39,6 +39,8 @@ class Settings:
     refresh_period_seconds: int = 300
     lease_seconds: int = 60
     secrets_write_budget_per_second: float = 40.0
+    # How many processes share the budget (the refresh queue's maximum concurrency).
+    write_budget_shares: int = 1
     authorize_link_seconds: int = 1800
     oauth_state_seconds: int = 600
     connect_timeout_seconds: float = 5.0
@@ -48,6 +50,10 @@ class Settings:
     @property
     def http_timeout(self) -> tuple[float, float]:
         return (self.connect_timeout_seconds, self.read_timeout_seconds)
+
+    @property
+    def secrets_writes_per_second_here(self) -> float:
+        return self.secrets_write_budget_per_second / self.write_budget_shares
 
     @property
     def signing_key_name(self) -> str:
@@ -113,6 +119,7 @@ class Settings:
             refresh_period_seconds=number("QBO_REFRESH_PERIOD_SECONDS", 300),
             lease_seconds=number("QBO_LEASE_SECONDS", 60),
             secrets_write_budget_per_second=number("QBO_SECRETS_WRITE_BUDGET", 40.0, float),
+            write_budget_shares=number("QBO_WRITE_BUDGET_SHARES", 1),
             authorize_link_seconds=number("QBO_AUTHORIZE_LINK_SECONDS", 1800),
             oauth_state_seconds=number("QBO_OAUTH_STATE_SECONDS", 600),
             connect_timeout_seconds=number("QBO_CONNECT_TIMEOUT_SECONDS", 5.0, float),

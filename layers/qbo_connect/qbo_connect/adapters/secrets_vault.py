@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.errors import Conflict, ConnectionAlreadyExists
 from qbo_connect.observability import logger
+from qbo_connect.rate_limit import RateLimiter
 from qbo_connect.settings import Settings
 
 _TOKEN_NAMESPACE = uuid.UUID("8f7a3c1e-5b7d-4a51-9d0e-3c2b1a0f9e88")
@@ -32,9 +33,11 @@ def _error_code(error: ClientError) -> str:
 
 
 class SecretsManagerVault:
-    def __init__(self, client, settings: Settings) -> None:
+    def __init__(self, client, settings: Settings, write_budget: RateLimiter | None = None) -> None:
         self._client = client
         self._settings = settings
+        # PutSecretValue and friends share 50 requests per second per region: stay below our share.
+        self._write_budget = write_budget or RateLimiter(settings.secrets_writes_per_second_here)
 
     def create(self, secret: ConnectionSecret) -> None:
         kwargs = {
@@ -46,6 +49,7 @@ class SecretsManagerVault:
         }
         if self._settings.kms_key_id:
             kwargs["KmsKeyId"] = self._settings.kms_key_id
+        self._write_budget.acquire()
         try:
             self._client.create_secret(**kwargs)
         except ClientError as error:
@@ -66,6 +70,7 @@ class SecretsManagerVault:
 
     def write(self, secret: ConnectionSecret) -> None:
         # Retries (throttling, 5xx, connection errors) are boto3's standard retry mode; the token keeps them safe.
+        self._write_budget.acquire()
         try:
             self._client.put_secret_value(
                 SecretId=self._settings.connection_secret_name(secret.connection_id),
