@@ -113,14 +113,20 @@ def seed_customers(realm_id: str) -> Response:
     return json_response({"realm_id": realm_id, "created": count, "total": total}, 201)
 
 
+def _config_view() -> dict[str, Any]:
+    state = emulator()
+    return state.config.public_dict() | {"client_ids": state.client_ids()}
+
+
 @bp.get("/config")
 def read_config() -> Response:
-    return json_response(emulator().config.public_dict())
+    return json_response(_config_view())
 
 
 @bp.post("/config")
 def change_config() -> Response:
-    return json_response(emulator().update_config(_body()).public_dict())
+    emulator().update_config(_body())
+    return json_response(_config_view())
 
 
 @bp.get("/grants")

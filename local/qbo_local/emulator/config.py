@@ -52,10 +52,8 @@ class EmulatorConfig:
         return dataclasses.replace(self, **changes)
 
     def public_dict(self) -> dict[str, Any]:
-        """What the admin API shows: the tunable fields and the registration mode, never secrets."""
-        shown = {name: getattr(self, name) for name in RUNTIME_FIELDS}
-        shown["client_ids"] = sorted(self.clients)
-        return shown
+        """What the admin API shows: the tunable fields (never the client secrets)."""
+        return {name: getattr(self, name) for name in RUNTIME_FIELDS}
 
 
 RUNTIME_FIELDS: dict[str, type] = {

@@ -19,6 +19,9 @@ from .state import EmulatorState
 def create_app(config: EmulatorConfig | None = None) -> Flask:
     """A Flask app emulating Intuit; app.emulator is its EmulatorState (faults, stats, clock...)."""
     app = Flask(__name__)
+    # In-process callers (the test client) see an injected connection_reset, or an emulator bug, as an
+    # exception rather than a made-up 500; over HTTP werkzeug still logs it and answers 500.
+    app.config["PROPAGATE_EXCEPTIONS"] = True
     app.emulator = EmulatorState(config or EmulatorConfig())  # type: ignore[attr-defined]
     app.register_blueprint(oauth_routes.bp)
     app.register_blueprint(accounting_routes.bp)
@@ -72,7 +75,10 @@ class EmulatorServer:
 
     def start(self) -> Self:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, name="intuit-emulator", daemon=True)
+            # A short poll interval keeps stop() quick, which matters to test suites that start many servers.
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="intuit-emulator", daemon=True
+            )
             self._thread.start()
         return self
 

@@ -145,6 +145,10 @@ class EmulatorState:
         with self._lock:
             self._clients[client_id] = client_secret
 
+    def client_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._clients)
+
     def may_ask_consent(self, client_id: str) -> bool:
         with self._lock:
             return client_id in self._clients or self._config.open_registration
