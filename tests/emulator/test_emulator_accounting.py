@@ -1,0 +1,388 @@
+"""The emulated accounting API: authentication faults, CompanyInfo, Customer/Invoice CRUD, query, report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from emulator_support import OTHER_REALM, REALM, FakeClock, Intuit
+from flask import Flask
+
+Tokens = dict[str, Any]
+
+
+def fault_of(response: Any) -> dict[str, str]:
+    return response.get_json()["Fault"]["Error"][0]
+
+
+# Authentication and authorization.
+
+
+def test_companyinfo_with_a_valid_token(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api(f"/companyinfo/{REALM}?minorversion=75", tokens["access_token"])
+
+    info = response.get_json()["CompanyInfo"]
+    assert response.status_code == 200
+    assert info["CompanyName"] == "Sandbox Company_US_1"
+    assert (info["Id"], info["SyncToken"], info["Country"]) == ("1", "0", "US")
+    assert response.get_json()["time"]
+    assert response.headers["intuit_tid"].startswith("1-")
+
+
+def test_every_api_answer_has_a_fresh_intuit_tid(intuit: Intuit, tokens: Tokens) -> None:
+    ok = intuit.api(f"/companyinfo/{REALM}", tokens["access_token"])
+    denied = intuit.api(f"/companyinfo/{REALM}", "nonsense")
+
+    assert ok.headers["intuit_tid"] != denied.headers["intuit_tid"]
+
+
+def test_expired_access_token_gets_intuits_401(intuit: Intuit, tokens: Tokens, clock: FakeClock) -> None:
+    clock.advance(3600)
+
+    response = intuit.api(f"/companyinfo/{REALM}", tokens["access_token"])
+
+    body = response.get_json()
+    assert response.status_code == 401
+    assert set(body) == {"Fault", "time"}
+    assert body["Fault"]["type"] == "AUTHENTICATION"
+    assert fault_of(response) == {
+        "Message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+        "Detail": "Token expired: the access token has expired",
+        "code": "3200",
+    }
+    assert tokens["access_token"] not in response.get_data(as_text=True)
+
+
+def test_access_token_still_works_one_second_before_expiry(intuit: Intuit, tokens: Tokens, clock: FakeClock) -> None:
+    clock.advance(3599)
+
+    assert intuit.api(f"/companyinfo/{REALM}", tokens["access_token"]).status_code == 200
+
+
+def test_revoked_access_token_gets_401(intuit: Intuit, tokens: Tokens) -> None:
+    intuit.revoke(tokens["refresh_token"])
+
+    response = intuit.api(f"/companyinfo/{REALM}", tokens["access_token"])
+
+    assert response.status_code == 401
+    assert fault_of(response)["code"] == "3200"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Bearer unknown-token"])
+def test_missing_or_unknown_bearer_gets_401(intuit: Intuit, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+
+    response = intuit.http.get(f"/v3/company/{REALM}/companyinfo/{REALM}", headers=headers)
+
+    assert response.status_code == 401
+    assert response.get_json()["Fault"]["type"] == "AUTHENTICATION"
+
+
+def test_token_of_another_company_gets_401(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api(f"/companyinfo/{OTHER_REALM}", tokens["access_token"], realm=OTHER_REALM)
+
+    assert response.status_code == 401
+
+
+def test_grant_without_the_accounting_scope_gets_403(intuit: Intuit) -> None:
+    tokens = intuit.connect(scope="com.intuit.quickbooks.payment")
+
+    response = intuit.api(f"/companyinfo/{REALM}", tokens["access_token"])
+
+    assert response.status_code == 403
+    assert response.get_json()["Fault"]["type"] == "AUTHORIZATION"
+    assert fault_of(response)["code"] == "003100"
+    assert fault_of(response)["Message"] == "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403"
+
+
+# Customer and Invoice CRUD.
+
+
+def create_customer(intuit: Intuit, tokens: Tokens, name: str = "Zed's Zebras") -> dict[str, Any]:
+    response = intuit.api("/customer", tokens["access_token"], method="POST", json={"DisplayName": name})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["Customer"]
+
+
+def test_seeded_customers_are_there_out_of_the_box(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api("/customer/1", tokens["access_token"])
+
+    assert response.status_code == 200
+    assert response.get_json()["Customer"]["DisplayName"] == "Amy's Bird Sanctuary"
+
+
+def test_create_customer_assigns_id_and_sync_token(intuit: Intuit, tokens: Tokens) -> None:
+    customer = create_customer(intuit, tokens)
+
+    assert customer["Id"] == "4"
+    assert customer["SyncToken"] == "0"
+    assert customer["Active"] is True
+    assert intuit.api("/customer/4", tokens["access_token"]).get_json()["Customer"] == customer
+
+
+def test_customer_without_display_name_is_a_required_param_fault(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api("/customer", tokens["access_token"], method="POST", json={"GivenName": "Ann"})
+
+    assert response.status_code == 400
+    assert response.get_json()["Fault"]["type"] == "ValidationFault"
+    assert fault_of(response)["code"] == "2020"
+    assert fault_of(response)["Message"] == "Required param missing, need to supply the required value for the API"
+
+
+def test_duplicate_customer_name_is_refused(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api("/customer", tokens["access_token"], method="POST", json={"DisplayName": "Cool Cars"})
+
+    assert response.status_code == 400
+    assert fault_of(response)["code"] == "6240"
+
+
+def test_sparse_update_bumps_the_sync_token_and_keeps_other_fields(intuit: Intuit, tokens: Tokens) -> None:
+    body = {"Id": "1", "SyncToken": "0", "sparse": True, "Notes": "VIP"}
+
+    updated = intuit.api("/customer", tokens["access_token"], method="POST", json=body).get_json()["Customer"]
+
+    assert updated["SyncToken"] == "1"
+    assert updated["Notes"] == "VIP"
+    assert updated["DisplayName"] == "Amy's Bird Sanctuary"
+
+
+def test_full_update_replaces_writable_fields(intuit: Intuit, tokens: Tokens) -> None:
+    body = {"Id": "1", "SyncToken": "0", "DisplayName": "Amy's Aviary"}
+
+    updated = intuit.api("/customer", tokens["access_token"], method="POST", json=body).get_json()["Customer"]
+
+    assert updated["DisplayName"] == updated["FullyQualifiedName"] == "Amy's Aviary"
+    assert "Notes" not in updated
+
+
+def test_stale_sync_token_gets_the_stale_object_fault(intuit: Intuit, tokens: Tokens) -> None:
+    first = {"Id": "2", "SyncToken": "0", "sparse": True, "Notes": "first writer"}
+    second = {"Id": "2", "SyncToken": "0", "sparse": True, "Notes": "second writer"}
+    intuit.api("/customer", tokens["access_token"], method="POST", json=first)
+
+    response = intuit.api("/customer", tokens["access_token"], method="POST", json=second)
+
+    assert response.status_code == 400
+    assert response.get_json()["Fault"]["type"] == "ValidationFault"
+    error = fault_of(response)
+    assert (error["Message"], error["code"], error["element"]) == ("Stale Object Error", "5010", "")
+    assert error["Detail"].startswith("Stale Object Error : You and ")
+    stored = intuit.api("/customer/2", tokens["access_token"]).get_json()["Customer"]
+    assert stored["Notes"] == "first writer"
+
+
+def test_update_without_sync_token_is_a_required_param_fault(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api(
+        "/customer?operation=update", tokens["access_token"], method="POST", json={"Id": "1", "Notes": "x"}
+    )
+
+    assert response.status_code == 400
+    assert fault_of(response)["element"] == "SyncToken"
+
+
+def test_missing_object_is_intuits_610_with_http_400(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api("/customer/999", tokens["access_token"])
+
+    assert response.status_code == 400
+    assert fault_of(response)["code"] == "610"
+    assert fault_of(response)["Message"] == "Object Not Found"
+
+
+def test_delete_customer_then_it_is_gone(intuit: Intuit, tokens: Tokens) -> None:
+    customer = create_customer(intuit, tokens)
+    body = {"Id": customer["Id"], "SyncToken": customer["SyncToken"]}
+
+    response = intuit.api("/customer?operation=delete", tokens["access_token"], method="POST", json=body)
+
+    assert response.get_json()["Customer"] == {"domain": "QBO", "status": "Deleted", "Id": customer["Id"]}
+    assert fault_of(intuit.api(f"/customer/{customer['Id']}", tokens["access_token"]))["code"] == "610"
+
+
+def test_delete_with_a_stale_sync_token_is_refused(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api(
+        "/customer?operation=delete", tokens["access_token"], method="POST", json={"Id": "1", "SyncToken": "7"}
+    )
+
+    assert fault_of(response)["code"] == "5010"
+
+
+def invoice_body(customer_id: str = "1") -> dict[str, Any]:
+    return {
+        "CustomerRef": {"value": customer_id},
+        "Line": [
+            {"Amount": 100.0, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "1"}}},
+            {"Amount": 50.5, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "1"}}},
+        ],
+    }
+
+
+def test_invoice_lifecycle(intuit: Intuit, tokens: Tokens) -> None:
+    token = tokens["access_token"]
+    created = intuit.api("/invoice", token, method="POST", json=invoice_body()).get_json()["Invoice"]
+    assert (created["Id"], created["SyncToken"], created["TotalAmt"]) == ("1", "0", 150.5)
+    assert created["CustomerRef"] == {"value": "1", "name": "Amy's Bird Sanctuary"}
+    assert [line["LineNum"] for line in created["Line"]] == [1, 2]
+
+    update = {
+        "Id": "1",
+        "SyncToken": "0",
+        "sparse": True,
+        "Line": [{"Amount": 10, "DetailType": "SalesItemLineDetail"}],
+    }
+    updated = intuit.api("/invoice", token, method="POST", json=update).get_json()["Invoice"]
+    assert (updated["SyncToken"], updated["TotalAmt"], updated["DocNumber"]) == ("1", 10.0, created["DocNumber"])
+
+    deleted = intuit.api("/invoice?operation=delete", token, method="POST", json={"Id": "1", "SyncToken": "1"})
+    assert deleted.get_json()["Invoice"]["status"] == "Deleted"
+    assert intuit.api("/invoice/1", token).status_code == 400
+
+
+@pytest.mark.parametrize("missing", ["Line", "CustomerRef"])
+def test_invoice_requires_line_and_customer_ref(intuit: Intuit, tokens: Tokens, missing: str) -> None:
+    body = invoice_body()
+    del body[missing]
+
+    response = intuit.api("/invoice", tokens["access_token"], method="POST", json=body)
+
+    assert response.status_code == 400
+    assert fault_of(response)["code"] == "2020"
+    assert fault_of(response)["element"] == missing
+
+
+def test_invoice_for_an_unknown_customer_is_an_invalid_reference(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api("/invoice", tokens["access_token"], method="POST", json=invoice_body("404"))
+
+    assert fault_of(response)["code"] == "2500"
+
+
+def test_non_json_body_is_a_validation_fault(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api("/customer", tokens["access_token"], method="POST", data="not json")
+
+    assert response.status_code == 400
+    assert response.get_json()["Fault"]["type"] == "ValidationFault"
+
+
+def test_unsupported_entity_is_refused(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api("/vendor/1", tokens["access_token"])
+
+    assert response.status_code == 400
+    assert fault_of(response)["Message"] == "Unsupported Operation"
+
+
+def test_companies_do_not_share_data(intuit: Intuit, tokens: Tokens) -> None:
+    create_customer(intuit, tokens)
+    other = intuit.connect(realm=OTHER_REALM)
+
+    response = intuit.query("select count(*) from Customer", other["access_token"], realm=OTHER_REALM)
+
+    assert response.get_json()["QueryResponse"] == {"totalCount": 3}
+
+
+# Query.
+
+
+def seed(app: Flask, count: int) -> None:
+    app.emulator.seed_customers(REALM, count)
+
+
+def test_query_pages_through_customers(app: Flask, intuit: Intuit, tokens: Tokens) -> None:
+    seed(app, 22)  # 25 in all
+    token = tokens["access_token"]
+
+    pages = [
+        intuit.query(f"select * from Customer STARTPOSITION {start} MAXRESULTS 10", token).get_json()["QueryResponse"]
+        for start in (1, 11, 21, 31)
+    ]
+
+    assert [page.get("maxResults") for page in pages[:3]] == [10, 10, 5]
+    assert [page["startPosition"] for page in pages[:3]] == [1, 11, 21]
+    ids = [customer["Id"] for page in pages[:3] for customer in page["Customer"]]
+    assert ids == [str(n) for n in range(1, 26)]
+    assert pages[3] == {}
+
+
+def test_query_defaults_to_100_and_caps_at_1000(app: Flask, intuit: Intuit, tokens: Tokens) -> None:
+    seed(app, 1200)
+    token = tokens["access_token"]
+
+    default = intuit.query("select * from Customer", token).get_json()["QueryResponse"]
+    capped = intuit.query("select * from Customer maxresults 5000", token).get_json()["QueryResponse"]
+
+    assert default["maxResults"] == 100
+    assert capped["maxResults"] == 1000
+
+
+def test_query_is_case_insensitive_and_filters_by_display_name(intuit: Intuit, tokens: Tokens) -> None:
+    text = "SELECT * FROM customer WHERE DisplayName = 'Bill\\'s Windsurf Shop' ORDERBY Id"
+
+    page = intuit.query(text, tokens["access_token"]).get_json()["QueryResponse"]
+
+    assert [c["DisplayName"] for c in page["Customer"]] == ["Bill's Windsurf Shop"]
+
+
+def test_query_with_no_match_is_an_empty_response(intuit: Intuit, tokens: Tokens) -> None:
+    body = intuit.query("select * from Customer where DisplayName = 'Nobody'", tokens["access_token"]).get_json()
+
+    assert body["QueryResponse"] == {}
+    assert body["time"]
+
+
+def test_count_query(app: Flask, intuit: Intuit, tokens: Tokens) -> None:
+    seed(app, 7)
+
+    body = intuit.query("select count(*) from Customer", tokens["access_token"]).get_json()
+
+    assert body["QueryResponse"] == {"totalCount": 10}
+
+
+def test_query_companyinfo(intuit: Intuit, tokens: Tokens) -> None:
+    page = intuit.query("select * from CompanyInfo", tokens["access_token"]).get_json()["QueryResponse"]
+
+    assert page["CompanyInfo"][0]["CompanyName"] == "Sandbox Company_US_1"
+
+
+def test_query_as_a_post_body(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api(
+        "/query",
+        tokens["access_token"],
+        method="POST",
+        data="select * from Customer maxresults 2",
+        content_type="application/text",
+    )
+
+    assert response.get_json()["QueryResponse"]["maxResults"] == 2
+
+
+@pytest.mark.parametrize("text", ["", "select from Customer", "select * from Vendor", "delete from Customer"])
+def test_bad_queries_are_query_parser_faults(intuit: Intuit, tokens: Tokens, text: str) -> None:
+    response = intuit.query(text, tokens["access_token"])
+
+    assert response.status_code == 400
+    assert fault_of(response)["code"] == "4000"
+
+
+# Report.
+
+
+def test_profit_and_loss_report_reflects_invoices_in_range(intuit: Intuit, tokens: Tokens) -> None:
+    token = tokens["access_token"]
+    body = invoice_body() | {"TxnDate": "2025-03-10"}
+    intuit.api("/invoice", token, method="POST", json=body)
+
+    report = intuit.api("/reports/ProfitAndLoss?start_date=2025-03-01&end_date=2025-03-31", token).get_json()
+    empty = intuit.api("/reports/ProfitAndLoss?start_date=2025-04-01&end_date=2025-04-30", token).get_json()
+
+    assert report["Header"]["ReportName"] == "ProfitAndLoss"
+    assert (report["Header"]["StartPeriod"], report["Header"]["EndPeriod"]) == ("2025-03-01", "2025-03-31")
+    assert [c["ColType"] for c in report["Columns"]["Column"]] == ["Account", "Money"]
+    income = report["Rows"]["Row"][0]
+    assert income["group"] == "Income"
+    assert income["Summary"]["ColData"][1]["value"] == "150.50"
+    assert report["Rows"]["Row"][-1]["Summary"]["ColData"] == [{"value": "Net Income"}, {"value": "150.50"}]
+    assert empty["Rows"]["Row"][-1]["Summary"]["ColData"][1]["value"] == "0.00"
+
+
+def test_report_with_a_bad_date_is_refused(intuit: Intuit, tokens: Tokens) -> None:
+    response = intuit.api("/reports/ProfitAndLoss?start_date=March", tokens["access_token"])
+
+    assert response.status_code == 400
