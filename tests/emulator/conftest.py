@@ -11,7 +11,8 @@ import pytest
 try:
     import qbo_local.emulator  # noqa: F401
 except ModuleNotFoundError:  # the project is not installed: use the source tree
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "local"))
+    _ROOT = Path(__file__).resolve().parents[2]
+    sys.path[:0] = [str(_ROOT / "local"), str(_ROOT / "layers" / "qbo_connect")]
 # Whatever pytest's import mode, the test modules can import their helpers.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

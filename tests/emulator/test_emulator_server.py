@@ -146,8 +146,9 @@ def test_admin_api_over_http(server: EmulatorServer) -> None:
 
 
 def test_standalone_entry_point() -> None:
-    local = Path(__file__).resolve().parents[2] / "local"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(local), os.environ.get("PYTHONPATH")])))
+    root = Path(__file__).resolve().parents[2]
+    paths = [str(root / "local"), str(root / "layers" / "qbo_connect"), os.environ.get("PYTHONPATH")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, paths)))
     process = subprocess.Popen(
         [sys.executable, "-m", "qbo_local.emulator", "--port", "0"],
         stdout=subprocess.PIPE,

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, request
 from .common import emulator, fault_response, injected_response, json_response
 from .entities import CUSTOMER, INVOICE
 from .errors import AccessRejected, ApiFault
-from .facts import ACCOUNTING_SCOPE, API_PREFIX
+from .facts import ACCOUNTING_SCOPE, REALM_ROUTE_PREFIX
 from .faults import Group
 from .query import parse
 from .responses import (
@@ -31,7 +31,7 @@ from .responses import (
 )
 from .state import Company, EmulatorState, Grant
 
-bp = Blueprint("accounting", __name__, url_prefix=f"{API_PREFIX}/<realm_id>")
+bp = Blueprint("accounting", __name__, url_prefix=REALM_ROUTE_PREFIX)
 
 COMPANY_INFO = "CompanyInfo"
 ENTITY_PATHS = {"customer": CUSTOMER, "invoice": INVOICE}

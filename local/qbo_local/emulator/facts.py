@@ -1,30 +1,35 @@
 """Intuit facts the emulator imitates, kept as data so a changed path or code is a one-line change.
 
-Sources: /work/shared/INTUIT.md (Intuit's documentation, SDKs and issue trackers).
+Endpoints, scopes and header names come from the service's qbo_connect.intuit; what only the emulator
+needs (fault codes, its consent page, seed data) is defined here. Sources: shared/INTUIT.md.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from urllib.parse import urlsplit
 
+from qbo_connect import intuit
+
+# Facts the service's own client reads too: shared, so the emulator cannot drift from what it expects.
 # Paths mirror Intuit's so a client only swaps the host.
-AUTHORIZE_PATH = "/connect/oauth2"
-DECISION_PATH = "/connect/oauth2/decision"
-TOKEN_PATH = "/oauth2/v1/tokens/bearer"
-REVOKE_PATH = "/v2/oauth2/tokens/revoke"
-API_PREFIX = "/v3/company"
+AUTHORIZE_PATH = urlsplit(intuit.AUTHORIZATION_URL).path
+TOKEN_PATH = urlsplit(intuit.TOKEN_URL).path
+REVOKE_PATH = urlsplit(intuit.REVOCATION_URL).path
+ACCOUNTING_SCOPE = intuit.ACCOUNTING_SCOPE
+PAYMENT_SCOPE = intuit.PAYMENT_SCOPE
+OPENID_SCOPES = frozenset(intuit.OPENID_SCOPES)
+KNOWN_SCOPES = intuit.KNOWN_SCOPES
+(HARD_EXPIRY_REQUEST_HEADER,) = intuit.HARD_EXPIRY_REQUEST_HEADER
+TID_HEADER = intuit.SUPPORT_ID_HEADER
+REALM_ROUTE_PREFIX = intuit.company_path("<realm_id>")  # a Flask rule: /v3/company/<realm_id>
+
+# The emulator's own facts.
+DECISION_PATH = AUTHORIZE_PATH + "/decision"
 DISCOVERY_PATHS = ("/.well-known/openid_sandbox_configuration", "/.well-known/openid_configuration")
 ADMIN_PREFIX = "/_emulator"
-
-ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
-PAYMENT_SCOPE = "com.intuit.quickbooks.payment"
-OPENID_SCOPES = frozenset({"openid", "profile", "email", "phone", "address"})
-KNOWN_SCOPES = frozenset({ACCOUNTING_SCOPE, PAYMENT_SCOPE}) | OPENID_SCOPES
 # Intuit sends realmId on the callback only for the company-bound scopes.
 REALM_SCOPES = frozenset({ACCOUNTING_SCOPE, PAYMENT_SCOPE})
-
-HARD_EXPIRY_REQUEST_HEADER = "x-include-refresh-token-hard-expires-in"
-TID_HEADER = "intuit_tid"
 THROTTLE_RETRY_AFTER_SECONDS = 60
 
 CONSENT_PAGE_TITLE = "Connect to QuickBooks | Intuit"
