@@ -5,6 +5,7 @@ An empty value counts as unset, so a SAM parameter left at "" falls back to the 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,8 +92,8 @@ class Settings:
                 value = kind(raw)
             except ValueError:
                 raise SettingsError(f"{name} must be a number, got {raw!r}: fix the setting") from None
-            if value <= 0:
-                raise SettingsError(f"{name} must be greater than zero, got {raw!r}: fix the setting")
+            if not math.isfinite(value) or value <= 0:
+                raise SettingsError(f"{name} must be a finite number greater than zero, got {raw!r}: fix the setting")
             return value
 
         table_name = text("QBO_TABLE_NAME")
