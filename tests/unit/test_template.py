@@ -108,7 +108,12 @@ def test_the_shared_layer_is_built_for_the_functions_runtime_and_architecture(te
     assert layer["Properties"]["ContentUri"] == "layers/qbo_connect/"
     assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
-    assert layer["Metadata"] == {"BuildMethod": runtime, "BuildArchitecture": "arm64"}
+    # Built by layers/qbo_connect/Makefile from pinned arm64 wheels, for the runtime's Python.
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    layer_makefile = (ROOT / "layers/qbo_connect/Makefile").read_text()
+    assert f"--python-version {runtime.removeprefix('python')}" in layer_makefile.replace(
+        "$(LAMBDA_PYTHON)", runtime.removeprefix("python")
+    )
     assert (ROOT / "layers/qbo_connect/requirements.txt").is_file()
 
 
