@@ -1,0 +1,272 @@
+"""The consent flow: a signed link starts it, a single-use browser-bound state finishes it, tokens are stored first."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from fakes import API_BASE_URL, StrictIdentityProvider
+from qbo_connect.domain.authorization import FlowError, LinkRejected
+from qbo_connect.domain.connection import ConnectionStatus
+from qbo_connect.domain.events import EventType
+from qbo_connect.errors import IntuitUnavailable, NeedsReauthorization
+
+REALM = "9341453050000001"
+
+
+def _rejected(world, params, cookie) -> LinkRejected:
+    with pytest.raises(LinkRejected) as raised:
+        world.consent.complete(params, state_cookie=cookie)
+    return raised.value
+
+
+def _nothing_stored(world, connection_id) -> None:
+    connection = world.connection(connection_id)
+    assert connection.status is ConnectionStatus.NOT_CONNECTED
+    assert connection.access_token_expires_at is None
+    assert world.token_set(connection_id) is None
+    assert EventType.AUTHORIZED not in world.events.detail_types
+
+
+def test_start_sends_the_browser_to_intuit_with_a_state_only_the_cookie_is_bound_to(world):
+    connection = world.create_connection()
+
+    url, cookie = world.start(connection.connection_id)
+
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert url.startswith(StrictIdentityProvider.AUTHORIZATION_URL)
+    assert query["redirect_uri"] == f"{API_BASE_URL}/oauth/callback"
+    assert query["scope"] == "com.intuit.quickbooks.accounting"
+    assert len(query["state"]) >= 43  # 256 bits
+    assert cookie and query["state"] not in cookie
+    assert world.store.pending_states == 1
+
+
+def test_happy_path_stores_tokens_in_the_vault_and_marks_the_connection_connected_with_the_company_name(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+
+    result = world.consent.complete(params, state_cookie=cookie)
+
+    stored = world.connection(connection.connection_id)
+    token_set = world.token_set(connection.connection_id)
+    assert result.company_name == "Sandbox Company_US_1"
+    assert stored.status is ConnectionStatus.CONNECTED
+    assert stored.realm_id == REALM
+    assert stored.company_name == "Sandbox Company_US_1"
+    assert world.identity.is_access_token_valid(token_set.access_token, REALM)
+    assert token_set.refresh_token == world.identity.current_refresh_token(REALM)
+    assert stored.access_token_expires_at == token_set.expires_at
+    assert stored.refresh_token_hard_expires_at == token_set.refresh_token_hard_expires_at
+    # The metadata describes the vault's document: the vault was written (first) and the metadata after.
+    assert stored.secret_generation == world.vault.read(connection.connection_id).generation
+    assert world.vault.read(connection.connection_id).realm_id == REALM
+    assert world.events.detail_types == [EventType.AUTHORIZED]
+    assert world.events.published[0].detail["company_name"] == "Sandbox Company_US_1"
+    assert world.store.pending_states == 0
+
+
+def test_tokens_are_safe_in_the_vault_even_if_the_company_lookup_fails(world):
+    connection = world.create_connection()
+    world.company_api.fail_next(1, IntuitUnavailable)
+
+    result = world.connect(connection.connection_id)
+
+    assert result.company_name is None
+    assert world.connection(connection.connection_id).status is ConnectionStatus.CONNECTED
+    assert world.token_set(connection.connection_id) is not None
+
+
+def test_a_reused_state_is_rejected_and_changes_nothing(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+    world.consent.complete(params, state_cookie=cookie)
+    before = (world.connection(connection.connection_id), world.vault.read(connection.connection_id))
+
+    rejected = _rejected(world, params, cookie)
+
+    assert rejected.reason is FlowError.STATE_UNKNOWN
+    assert (world.connection(connection.connection_id), world.vault.read(connection.connection_id)) == before
+    assert world.identity.exchange_calls == 1  # the code was not presented to Intuit twice
+
+
+def test_a_state_from_another_browser_is_rejected_and_survives_for_the_right_browser(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+
+    for other_cookie in (None, "", "0" * 64, cookie[:-1] + ("0" if cookie[-1] != "0" else "1")):
+        assert _rejected(world, params, other_cookie).reason is FlowError.OTHER_BROWSER
+    _nothing_stored(world, connection.connection_id)
+    assert world.identity.exchange_calls == 0
+
+    result = world.consent.complete(params, state_cookie=cookie)
+
+    assert result.connection.status is ConnectionStatus.CONNECTED
+
+
+def test_a_cookie_from_another_flow_does_not_finish_this_one(world):
+    connection = world.create_connection()
+    url, _ = world.start(connection.connection_id)
+    _, attackers_cookie = world.start(connection.connection_id)
+
+    rejected = _rejected(world, world.identity.approve(url, realm_id=REALM), attackers_cookie)
+
+    assert rejected.reason is FlowError.OTHER_BROWSER
+
+
+@pytest.mark.parametrize("state", ["forged-state-value", "", "x" * 101])
+def test_a_forged_state_is_rejected_and_changes_nothing(world, state):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = {**world.identity.approve(url, realm_id=REALM), "state": state}
+
+    assert _rejected(world, params, cookie).reason is FlowError.STATE_UNKNOWN
+    _nothing_stored(world, connection.connection_id)
+    assert world.store.pending_states == 1
+
+
+def test_a_state_older_than_ten_minutes_is_rejected_even_if_the_table_still_holds_it(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+
+    world.clock.advance(10 * 60 + 1)
+
+    assert _rejected(world, params, cookie).reason is FlowError.STATE_EXPIRED
+    _nothing_stored(world, connection.connection_id)
+    assert world.identity.exchange_calls == 0
+
+
+def test_access_denied_shows_the_consent_denied_page_and_stores_nothing(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+
+    rejected = _rejected(world, world.identity.deny(url), cookie)
+
+    assert rejected.reason is FlowError.CONSENT_DENIED
+    assert rejected.details["name"] == "Acme Books"
+    _nothing_stored(world, connection.connection_id)
+
+
+def test_another_error_from_intuit_is_reported_as_such(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = {**world.identity.deny(url), "error": "invalid_scope"}
+
+    rejected = _rejected(world, params, cookie)
+
+    assert rejected.reason is FlowError.INTUIT_ERROR
+    assert rejected.details["error"] == "invalid_scope"
+    _nothing_stored(world, connection.connection_id)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"code": ""}, {"code": "c" * 513}, {"realmId": "not-a-company"}, {"realmId": ""}, {"realmId": "1" * 33}],
+)
+def test_a_callback_without_a_usable_code_or_company_id_stores_nothing(world, changes):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = {**world.identity.approve(url, realm_id=REALM), **changes}
+
+    assert _rejected(world, params, cookie).reason is FlowError.BAD_CALLBACK
+    _nothing_stored(world, connection.connection_id)
+    assert world.identity.exchange_calls == 0
+
+
+def test_choosing_another_company_than_the_preset_one_revokes_the_new_tokens_and_stores_nothing(world):
+    connection = world.create_connection(realm_id="1111")
+    url, cookie = world.start(connection.connection_id)
+
+    rejected = _rejected(world, world.identity.approve(url, realm_id="2222"), cookie)
+
+    assert rejected.reason is FlowError.COMPANY_MISMATCH
+    assert (rejected.details["expected"], rejected.details["chosen"]) == ("1111", "2222")
+    assert world.identity.grant_revoked("2222")
+    assert len(world.identity.revoked_tokens) == 1
+    _nothing_stored(world, connection.connection_id)
+    assert world.connection(connection.connection_id).realm_id == "1111"
+
+
+def test_the_preset_company_connects(world):
+    connection = world.create_connection(realm_id=REALM)
+
+    result = world.connect(connection.connection_id, realm_id=REALM)
+
+    assert result.connection.status is ConnectionStatus.CONNECTED
+
+
+def test_a_code_intuit_refuses_stores_nothing(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+    world.identity.fail_next(1, NeedsReauthorization("invalid_grant"))
+
+    rejected = _rejected(world, params, cookie)
+
+    assert rejected.reason is FlowError.EXCHANGE_REFUSED
+    assert rejected.details["error"] == "needs_reauthorization"
+    _nothing_stored(world, connection.connection_id)
+
+
+def test_an_expired_code_is_refused_by_intuit_and_stores_nothing(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+    world.clock.advance(StrictIdentityProvider.CODE_SECONDS + 1)
+
+    assert _rejected(world, params, cookie).reason is FlowError.EXCHANGE_REFUSED
+    _nothing_stored(world, connection.connection_id)
+
+
+def test_intuit_unavailable_during_the_exchange_stores_nothing_and_says_to_wait(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+    world.identity.fail_next(1, IntuitUnavailable)
+
+    assert _rejected(world, params, cookie).reason is FlowError.INTUIT_UNAVAILABLE
+    _nothing_stored(world, connection.connection_id)
+
+
+def test_a_link_for_a_connection_without_a_client_secret_does_not_start_a_flow(world):
+    from qbo_connect.domain.administration import NewConnection
+
+    connection = world.administration.create(NewConnection(name="No Secret", client_id="ABfakeclientid0123456789"))
+    query = {
+        k: v[0] for k, v in parse_qs(urlsplit(world.links.create(API_BASE_URL, connection.connection_id)).query).items()
+    }
+
+    with pytest.raises(LinkRejected) as raised:
+        world.consent.start(connection.connection_id, **query, redirect_uri=world.redirect_uri)
+
+    assert raised.value.reason is FlowError.NO_CLIENT_SECRET
+    assert world.store.pending_states == 0
+
+
+def test_a_signed_link_for_a_deleted_connection_does_not_start_a_flow(world):
+    connection = world.create_connection()
+    link = world.links.create(API_BASE_URL, connection.connection_id)
+    world.administration.delete(connection.connection_id)
+    query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+
+    with pytest.raises(LinkRejected) as raised:
+        world.consent.start(connection.connection_id, **query, redirect_uri=world.redirect_uri)
+
+    assert raised.value.reason is FlowError.CONNECTION_NOT_FOUND
+
+
+def test_reconnecting_after_needs_reauthorization_makes_the_connection_usable_again(world):
+    connection = world.connected()
+    world.identity.revoke_grant(REALM)
+    world.clock.advance(3600)
+    world.lifecycle.refresh(connection.connection_id)
+    assert world.connection(connection.connection_id).status is ConnectionStatus.NEEDS_REAUTHORIZATION
+
+    world.connect(connection.connection_id, realm_id=REALM)
+
+    _, token_set = world.lifecycle.valid_token(connection.connection_id)
+    assert world.identity.is_access_token_valid(token_set.access_token, REALM)
