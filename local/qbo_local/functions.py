@@ -1,0 +1,227 @@
+"""Load the functions' handlers the way Lambda does and invoke them with a Lambda-like context.
+
+Lambda imports `app.handler` from the function's CodeUri with the layer on sys.path. Here each
+function's module is loaded from its file under a name of its own (all four are called `app`), and
+the layer is whatever `qbo_connect` the process imports (the editable install, or the checkout's
+layer folder put first on sys.path).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import secrets
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from qbo_local.config import ACCOUNT_ID, REGION, STACK_NAME
+from qbo_local.template import function_properties, functions, load_template
+
+Handler = Callable[[Any, Any], Any]
+
+DEFAULT_TIMEOUT_SECONDS = 3  # Lambda's own defaults, for a template that leaves them out
+DEFAULT_MEMORY_MB = 128
+
+
+class FunctionNotFound(LookupError):
+    """No function of that name in template.yaml."""
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    code_dir: Path
+    handler: str  # "app.handler": module path, then the attribute
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    memory_mb: int = DEFAULT_MEMORY_MB
+
+    @property
+    def short_name(self) -> str:
+        """The folder name, e.g. "test" for functions/test/."""
+        return self.code_dir.name
+
+    @property
+    def function_name(self) -> str:
+        return f"{STACK_NAME}-{self.logical_id}"
+
+    def handler_file(self) -> Path:
+        module, _, _ = self.handler.rpartition(".")
+        if not module:
+            raise ValueError(f"{self.logical_id}: Handler {self.handler!r} is not MODULE.FUNCTION")
+        return self.code_dir.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def _number(value: Any, default: int) -> int:
+    # A template value may be an unresolved intrinsic (!Ref ...): Lambda's default then.
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
+def function_specs(root: Path, template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]:
+    """Every function in template.yaml, by logical ID, with Globals applied."""
+    template = template if template is not None else load_template(root / "template.yaml")
+    specs = {}
+    for logical_id in functions(template):
+        properties = function_properties(template, logical_id)
+        code_uri, handler = properties.get("CodeUri"), properties.get("Handler")
+        if not isinstance(code_uri, str) or not isinstance(handler, str):
+            continue  # not code this stack can load (an S3 location, an image)
+        specs[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            code_dir=(root / code_uri).resolve(),
+            handler=handler,
+            timeout_seconds=_number(properties.get("Timeout"), DEFAULT_TIMEOUT_SECONDS),
+            memory_mb=_number(properties.get("MemorySize"), DEFAULT_MEMORY_MB),
+        )
+    return specs
+
+
+def find_spec(specs: dict[str, FunctionSpec], name: str) -> FunctionSpec:
+    """By folder name ("test"), logical ID ("TestFunction") or either without regard to case."""
+    wanted = name.strip().strip("/").removeprefix("functions/").casefold()
+    for spec in specs.values():
+        if wanted in {spec.short_name.casefold(), spec.logical_id.casefold()}:
+            return spec
+    known = ", ".join(sorted(spec.short_name for spec in specs.values()))
+    raise FunctionNotFound(f"No function {name!r} in template.yaml: choose one of {known}")
+
+
+class LambdaContext:
+    """What the Python runtime passes as `context` (the attributes Powertools and handlers read)."""
+
+    def __init__(self, spec: FunctionSpec, *, request_id: str | None = None, now: float | None = None) -> None:
+        started = time.time() if now is None else now
+        self.function_name = spec.function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
+        # A string, as the Python runtime gives it (it reads AWS_LAMBDA_FUNCTION_MEMORY_SIZE).
+        self.memory_limit_in_mb = str(spec.memory_mb)
+        self.aws_request_id = request_id or str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        day = datetime.fromtimestamp(started, UTC).strftime("%Y/%m/%d")
+        self.log_stream_name = f"{day}/[$LATEST]{secrets.token_hex(16)}"
+        self.identity = None
+        self.client_context = None
+        self._deadline = time.monotonic() + spec.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class _InvocationStdout:
+    """sys.stdout, routed per thread: while a handler runs its prints (Powertools' metrics among them)
+    go to stderr, as a Lambda's stdout goes to its log. The stack's banner and `invoke`'s JSON answer
+    keep stdout to themselves."""
+
+    def __init__(self, stdout: Any, stderr: Any) -> None:
+        self._stdout = stdout
+        self._stderr = stderr
+        self._local = threading.local()
+
+    @property
+    def _target(self) -> Any:
+        return self._stderr if getattr(self._local, "depth", 0) else self._stdout
+
+    def enter(self) -> None:
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+
+    def leave(self) -> None:
+        self._local.depth -= 1
+
+    def write(self, text: str) -> int:
+        return self._target.write(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+_routing_lock = threading.Lock()
+
+
+def _stdout_router() -> _InvocationStdout:
+    with _routing_lock:
+        if not isinstance(sys.stdout, _InvocationStdout):
+            sys.stdout = _InvocationStdout(sys.stdout, sys.stderr)
+        return sys.stdout
+
+
+class LocalFunction:
+    """One function, one "container": its module is imported once, and invocations run one at a time
+    (a Powertools resolver keeps the current event on a module-level object, as Lambda allows)."""
+
+    def __init__(self, spec: FunctionSpec, handler: Handler | None = None) -> None:
+        self.spec = spec
+        self._handler = handler
+        self._load_lock = threading.Lock()
+        self._invoke_lock = threading.Lock()
+
+    @classmethod
+    def from_handler(cls, name: str, handler: Handler, *, timeout_seconds: int = 30) -> LocalFunction:
+        """A function around any callable (tests)."""
+        return cls(FunctionSpec(name, Path(name), "app.handler", timeout_seconds=timeout_seconds), handler)
+
+    @property
+    def name(self) -> str:
+        return self.spec.logical_id
+
+    def load(self) -> Handler:
+        with self._load_lock:
+            if self._handler is None:
+                self._handler = _load_handler(self.spec)
+            return self._handler
+
+    def invoke(self, event: Any, *, request_id: str | None = None) -> Any:
+        handler = self.load()
+        output = _stdout_router()
+        with self._invoke_lock:
+            context = LambdaContext(self.spec, request_id=request_id)
+            output.enter()
+            try:
+                return handler(event, context)
+            finally:
+                output.leave()
+                if context.get_remaining_time_in_millis() == 0:
+                    print(
+                        f"{self.spec.logical_id} ran longer than its {self.spec.timeout_seconds} s timeout: "
+                        "Lambda would have stopped it",
+                        file=sys.stderr,
+                    )
+
+
+def _load_handler(spec: FunctionSpec) -> Handler:
+    path = spec.handler_file()
+    if not path.is_file():
+        raise FileNotFoundError(f"{spec.logical_id}: {path} does not exist (Handler {spec.handler!r})")
+    module_name = f"_qbo_local_function_{spec.logical_id}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"{spec.logical_id}: cannot load {path}")
+    module: ModuleType = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    attribute = spec.handler.rpartition(".")[2]
+    handler = getattr(module, attribute, None)
+    if not callable(handler):
+        raise AttributeError(f"{spec.logical_id}: {path} has no function {attribute!r}")
+    return handler
+
+
+def put_layer_first(root: Path) -> None:
+    """The checkout's layer ahead of anything installed, as Lambda puts /opt/python on the path."""
+    layer = str((root / "layers" / "qbo_connect").resolve())
+    if layer in sys.path:
+        sys.path.remove(layer)
+    sys.path.insert(0, layer)
