@@ -1,0 +1,332 @@
+"""The whole service on this machine: embedded AWS (moto), the Intuit emulator or Intuit's sandbox,
+the functions behind the API router, the refresh schedule, and the demo connection.
+
+The handlers run in this process, so their environment is this process's environment: everything is
+set in os.environ before the first import of qbo_connect's services, then the services are reset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from qbo_local import config, discovery
+from qbo_local.config import IntuitKeys, UpOptions
+from qbo_local.functions import LocalFunction, function_specs, put_layer_first
+from qbo_local.router import Route, Router, RouterServer
+from qbo_local.scheduler import RefreshSchedule
+from qbo_local.template import http_routes, load_template
+
+log = logging.getLogger("qbo_local.stack")
+
+START_TIMEOUT_SECONDS = 20.0
+# Variables from the developer's shell that would send boto3 to a real account or profile.
+_AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+class StackError(RuntimeError):
+    """A part of the local stack could not start; the message says what to do."""
+
+
+def ensure_port_free(port: int, what: str, how_to_change: str, host: str = "127.0.0.1") -> None:
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # The servers set SO_REUSEADDR too, so a port left in TIME_WAIT counts as free, as for them.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise StackError(
+                f"Port {port} for {what} is taken (another `make dev` running?): stop it, or choose "
+                f"another port with {how_to_change}"
+            ) from None
+
+
+def handler_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The QBO_* settings the handlers get (the local stack's own options and Intuit keys left out)."""
+    env = os.environ if environ is None else environ
+    chosen = {
+        name: value
+        for name, value in env.items()
+        if name.startswith("QBO_") and name not in config.LOCAL_ONLY_VARIABLES
+    }
+    if "AWS_ENDPOINT_URL" in env:
+        chosen["AWS_ENDPOINT_URL"] = env["AWS_ENDPOINT_URL"]
+    return dict(sorted(chosen.items()))
+
+
+def use_local_aws(endpoint_url: str) -> None:
+    """Point every boto3 client of this process at moto, with fake credentials."""
+    for name in [*_AWS_VARIABLES_TO_DROP, *(n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_"))]:
+        os.environ.pop(name, None)
+    os.environ.update(config.BASE_ENVIRONMENT)
+    os.environ["AWS_ENDPOINT_URL"] = endpoint_url
+
+
+@dataclass
+class _Part:
+    name: str
+    stop: Callable[[], None]
+
+
+class LocalStack:
+    def __init__(self, options: UpOptions) -> None:
+        self.options = options
+        self.state_file = options.state_file or discovery.state_path()
+        self.document: dict[str, Any] | None = None
+        self.authorize_link: str | None = None
+        self.companies: list[str] = []
+        self.intuit_keys: IntuitKeys | None = None
+        self.schedule: RefreshSchedule | None = None
+        self.functions: dict[str, LocalFunction] = {}
+        self._parts: list[_Part] = []  # in start order; stopped in reverse
+        self._stopped = False
+
+    # --- start ------------------------------------------------------------------------------------
+    def start(self) -> dict[str, Any]:
+        running = discovery.find_running_stack(self.state_file)
+        if running is not None:
+            raise StackError(
+                f"A local stack already runs (pid {running.get('pid')}, {running.get('api_url')}): stop it first, "
+                f"or give this one its own {config.STATE_ENV} and ports"
+            )
+        self.intuit_keys = config.intuit_keys()
+        # The handlers must not see the keys (Lambda would not): the demo connection's secret holds them.
+        os.environ.pop(config.INTUIT_CLIENT_ID_ENV, None)
+        os.environ.pop(config.INTUIT_CLIENT_SECRET_ENV, None)
+        put_layer_first(self.options.root)
+
+        aws_endpoint = self._start_aws()
+        queue_url, dlq_url = self._create_aws_resources()
+        emulator_url = self._start_intuit()
+        router = self._bind_router()
+        api_url = router.url
+        os.environ.update(
+            {
+                "QBO_TABLE_NAME": config.TABLE_NAME,
+                "QBO_SECRET_PREFIX": f"qbo-connect/{config.STACK_NAME}/",
+                "QBO_SIGNING_KEY_SECRET_ID": f"qbo-connect/{config.STACK_NAME}/signing-key",
+                "QBO_REFRESH_QUEUE_URL": queue_url,
+                "QBO_PUBLIC_BASE_URL": api_url,
+            }
+        )
+        # The code judges token validity against the sweep period: keep it in step with the schedule.
+        os.environ.setdefault("QBO_REFRESH_PERIOD_SECONDS", str(max(1, round(self.options.refresh_interval))))
+
+        from qbo_connect.runtime import reset_services  # only now: the environment is complete
+
+        reset_services()
+        self._ensure_demo_connection()
+        router.start()
+        self._parts.append(_Part("API router", router.stop))
+        self.schedule = RefreshSchedule(self.functions["refresh"], self.options.refresh_interval).start()
+        self._parts.append(_Part("refresh schedule", self.schedule.stop))
+
+        from qbo_connect.domain.authorization import callback_url
+        from qbo_connect.runtime import services
+
+        self.authorize_link = services().authorize_links.create(api_url, config.DEMO_CONNECTION_ID)
+        self.document = {
+            "pid": os.getpid(),
+            "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "api_url": api_url,
+            "callback_url": callback_url(api_url),
+            "aws_endpoint_url": aws_endpoint,
+            "region": config.REGION,
+            "emulator_url": emulator_url,
+            "intuit": "emulator" if emulator_url else "sandbox",
+            "refresh_interval_seconds": self.options.refresh_interval,
+            "refresh_dead_letter_queue_url": dlq_url,
+            "environment": handler_environment(),
+        }
+        discovery.write_json_private(self.state_file, self.document)
+        if self.options.ready_file:
+            discovery.write_json_private(self.options.ready_file, self.document)
+        return self.document
+
+    def _start_aws(self) -> str:
+        from moto.server import ThreadedMotoServer
+
+        port = self.options.aws_port
+        # ThreadedMotoServer.start() waits forever when its port is taken: check first.
+        ensure_port_free(port, "the embedded AWS (moto)", f"--aws-port or {config.AWS_PORT_ENV}")
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
+        starter.start()
+        starter.join(START_TIMEOUT_SECONDS)
+        if starter.is_alive():
+            raise StackError(f"The embedded AWS (moto) did not start on port {port}: try another --aws-port")
+        self._parts.append(_Part("embedded AWS", server.stop))
+        host, bound_port = server.get_host_and_port()
+        endpoint = f"http://{host}:{bound_port}"
+        use_local_aws(endpoint)
+        log.info("Embedded AWS (moto) listening on %s", endpoint)
+        return endpoint
+
+    def _create_aws_resources(self) -> tuple[str, str]:
+        import boto3
+        from qbo_connect.adapters.dynamodb_store import create_table
+
+        create_table(boto3.client("dynamodb"), config.TABLE_NAME)
+        sqs = boto3.client("sqs")
+        dlq_url = sqs.create_queue(QueueName=config.REFRESH_DLQ_NAME)["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": config.REFRESH_MAX_RECEIVE_COUNT}
+        queue_url = sqs.create_queue(
+            QueueName=config.REFRESH_QUEUE_NAME, Attributes={"RedrivePolicy": json.dumps(redrive)}
+        )["QueueUrl"]
+        return queue_url, dlq_url
+
+    def _start_intuit(self) -> str | None:
+        if self.intuit_keys is not None:
+            log.info("Intuit sandbox keys found: talking to Intuit's real endpoints")
+            return None
+        from qbo_local.emulator import EmulatorConfig, EmulatorServer, facts
+
+        overrides = {}
+        if self.options.access_token_seconds is not None:
+            overrides["access_token_seconds"] = self.options.access_token_seconds
+        port = self.options.intuit_port
+        try:
+            server = EmulatorServer(EmulatorConfig(**overrides), host="127.0.0.1", port=port)
+        except OSError:
+            raise StackError(
+                f"Port {port} for the Intuit emulator is taken: stop what uses it, or choose another port "
+                f"with --intuit-port or {config.INTUIT_PORT_ENV}"
+            ) from None
+        server.start()
+        self._parts.append(_Part("Intuit emulator", server.stop))
+        url = server.url
+        os.environ.update(
+            {
+                "QBO_INTUIT_AUTHORIZATION_URL": url + facts.AUTHORIZE_PATH,
+                "QBO_INTUIT_TOKEN_URL": url + facts.TOKEN_PATH,
+                "QBO_INTUIT_REVOCATION_URL": url + facts.REVOKE_PATH,
+                "QBO_PRODUCTION_API_BASE_URL": url,
+                "QBO_SANDBOX_API_BASE_URL": url,
+                "QBO_ALLOWED_API_HOSTS": url.removeprefix("http://"),
+            }
+        )
+        companies = requests.get(f"{url}{facts.ADMIN_PREFIX}/companies", timeout=5)
+        companies.raise_for_status()
+        self.companies = [company["name"] for company in companies.json()["companies"]]
+        log.info("Intuit emulator listening on %s", url)
+        return url
+
+    def _bind_router(self) -> RouterServer:
+        root = self.options.root
+        template = load_template(root / "template.yaml")
+        specs = function_specs(root, template)
+        by_logical_id = {logical_id: LocalFunction(spec) for logical_id, spec in specs.items()}
+        self.functions = {function.spec.short_name: function for function in by_logical_id.values()}
+        if "refresh" not in self.functions:
+            raise StackError("template.yaml has no function in functions/refresh/: the schedule has nothing to run")
+        routes = [Route.of(r.method, r.path, by_logical_id[r.function]) for r in http_routes(template)]
+        try:
+            server = RouterServer(Router(routes), host="localhost", port=self.options.port)
+        except OSError:
+            raise StackError(
+                f"Port {self.options.port} for the API is taken: stop what uses it, or choose another port "
+                f"with --port or {config.PORT_ENV}"
+            ) from None
+        # Until start() the socket is bound but not served: closing it is all a failed start needs.
+        self._parts.append(_Part("API socket", server.stop))
+        return server
+
+    def _ensure_demo_connection(self) -> None:
+        from qbo_connect.domain.administration import NewConnection
+        from qbo_connect.errors import ConnectionNotFound
+        from qbo_connect.runtime import services
+
+        if self.intuit_keys is not None:
+            client_id, client_secret = self.intuit_keys.client_id, self.intuit_keys.client_secret
+        else:
+            from qbo_local.emulator import facts
+
+            client_id, client_secret = config.DEMO_CLIENT_ID, secrets.token_urlsafe(32)
+            registered = requests.post(
+                f"{os.environ['QBO_SANDBOX_API_BASE_URL']}{facts.ADMIN_PREFIX}/clients",
+                json={"client_id": client_id, "client_secret": client_secret},
+                timeout=5,
+            )
+            registered.raise_for_status()
+        administration = services().administration
+        try:
+            administration.find(config.DEMO_CONNECTION_ID)
+        except ConnectionNotFound:
+            administration.create(
+                NewConnection(
+                    name=config.DEMO_NAME,
+                    client_id=client_id,
+                    environment=config.DEMO_ENVIRONMENT,
+                    connection_id=config.DEMO_CONNECTION_ID,
+                )
+            )
+        administration.set_client_secret(config.DEMO_CONNECTION_ID, client_secret)
+
+    # --- stop -------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Scheduler, router, emulator, moto: the reverse of start. Safe to call twice or after a failed start."""
+        if self._stopped:
+            return
+        self._stopped = True
+        discovery.remove_state(self.state_file, pid=os.getpid())
+        if self.options.ready_file:
+            discovery.remove_state(self.options.ready_file, pid=os.getpid())
+        for part in reversed(self._parts):
+            try:
+                part.stop()
+            except Exception:
+                log.exception("Could not stop the %s cleanly", part.name)
+        self._parts.clear()
+
+    # --- what a person reads ----------------------------------------------------------------------
+    def banner(self) -> str:
+        document = self.document or {}
+        api_url = document.get("api_url", "")
+        if document.get("emulator_url"):
+            intuit = f"{document['emulator_url']}  (emulator; companies: {', '.join(self.companies) or 'none'})"
+        else:
+            intuit = "Intuit's sandbox (keys from QBO_INTUIT_CLIENT_ID / QBO_INTUIT_CLIENT_SECRET)"
+        lines = [
+            "",
+            "qbo-connect is running on this machine",
+            "",
+            f"  API            {api_url}",
+            f"  Callback URL   {document.get('callback_url', '')}",
+            f"  AWS (moto)     {document.get('aws_endpoint_url', '')}  region {document.get('region', '')}",
+            f"  Intuit         {intuit}",
+            f"  Refresh sweep  every {self.options.refresh_interval:g} s",
+            f"  State file     {self.state_file}",
+            "",
+        ]
+        if not document.get("emulator_url"):
+            lines += [
+                f"  Add {document.get('callback_url', '')} to your Intuit app's redirect URIs (Development).",
+                "",
+            ]
+        lines += [
+            "Connect the demo company: open this link in a browser",
+            f"  {self.authorize_link}",
+            "",
+            "Then try, in another terminal:",
+            "  qbo-connect connections list",
+            "  qbo-connect connections test demo",
+            "  qbo-connect connections reset demo",
+            "  qbo-connect connections authorize-link demo",
+            "",
+            "Press Ctrl+C to stop.",
+            "",
+        ]
+        return "\n".join(lines)
