@@ -18,6 +18,7 @@ from qbo_connect.domain.leases import HeldLease, Leases, require
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
     Busy,
+    Conflict,
     ConnectionNotFound,
     IntuitUnavailable,
     InvalidClient,
@@ -114,6 +115,9 @@ class TokenLifecycle:
                 return skip or self._refresh_held(held)
         except Busy:
             return RefreshResult(connection_id, RefreshOutcome.BUSY, "another refresher holds the lease")
+        except Conflict:
+            # Our lease ran out mid-call and another holder wrote first; its newer token set stays.
+            return RefreshResult(connection_id, RefreshOutcome.BUSY, "another refresher changed the connection first")
         except ConnectionNotFound:
             return RefreshResult(connection_id, RefreshOutcome.NOT_FOUND, "no such connection")
 
