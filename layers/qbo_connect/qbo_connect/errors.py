@@ -22,17 +22,34 @@ class ErrorCode(StrEnum):
     INTUIT_UNAVAILABLE = "intuit_unavailable"
     BUSY = "busy"
     CONFLICT = "conflict"
+    # The accounting API refused a request itself (HTTP 400 ValidationFault): QuickBooksClient raises these.
+    VALIDATION_FAILED = "validation_failed"
+    OBJECT_NOT_FOUND = "object_not_found"
+    STALE_OBJECT = "stale_object"
 
 
 class QboConnectError(Exception):
-    """Base class: `code` is stable for scripts, `str(error)` is for people."""
+    """Base class: `code` is stable for scripts, `str(error)` is for people.
+
+    Errors from Intuit's accounting API also carry Intuit's own `fault_code` (e.g. "5010") and
+    `detail`, and `intuit_tid` (the support id to quote to Intuit).
+    """
 
     code: ErrorCode = ErrorCode.INVALID_INPUT
 
-    def __init__(self, message: str, *, intuit_tid: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        intuit_tid: str | None = None,
+        fault_code: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.intuit_tid = intuit_tid
+        self.fault_code = fault_code
+        self.detail = detail
 
 
 class InvalidInput(QboConnectError):
@@ -74,8 +91,16 @@ class Forbidden(QboConnectError):
 class Throttled(QboConnectError):
     code = ErrorCode.THROTTLED
 
-    def __init__(self, message: str, *, retry_after: float | None = None, intuit_tid: str | None = None) -> None:
-        super().__init__(message, intuit_tid=intuit_tid)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        intuit_tid: str | None = None,
+        fault_code: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, intuit_tid=intuit_tid, fault_code=fault_code, detail=detail)
         self.retry_after = retry_after
 
 
@@ -95,3 +120,21 @@ class Conflict(QboConnectError):
     """A conditional write lost a race: someone else changed the connection first."""
 
     code = ErrorCode.CONFLICT
+
+
+class ValidationFailed(QboConnectError):
+    """The accounting API refused the request as invalid (HTTP 400): fix the request, a retry won't help."""
+
+    code = ErrorCode.VALIDATION_FAILED
+
+
+class ObjectNotFound(ValidationFailed):
+    """Intuit fault 610: the object does not exist, was deleted, or was made inactive."""
+
+    code = ErrorCode.OBJECT_NOT_FOUND
+
+
+class StaleObject(ValidationFailed):
+    """Intuit fault 5010: the SyncToken sent is not the object's current one (someone changed it first)."""
+
+    code = ErrorCode.STALE_OBJECT

@@ -7,9 +7,22 @@ from typing import Any
 import requests
 
 from qbo_connect import intuit
-from qbo_connect.errors import Forbidden, IntuitUnavailable, QboConnectError, Throttled, Unauthorized
+from qbo_connect.errors import (
+    Forbidden,
+    IntuitUnavailable,
+    ObjectNotFound,
+    QboConnectError,
+    StaleObject,
+    Throttled,
+    Unauthorized,
+    ValidationFailed,
+)
 from qbo_connect.ports import CompanyInfo
 from qbo_connect.settings import Settings
+
+# Intuit's ValidationFault codes with a meaning of their own (HTTP 400; "Fix common errors" page).
+OBJECT_NOT_FOUND_FAULT = "610"
+STALE_OBJECT_FAULT = "5010"
 
 
 def fault_of(body: Any) -> dict[str, str]:
@@ -37,20 +50,34 @@ def error_for_response(response: requests.Response) -> QboConnectError | None:
     except ValueError:
         fault = {}
     said = f" ({fault['code']}: {fault['message']})" if fault.get("code") else ""
+    # Intuit's own fault code and detail travel with every error; they never hold tokens.
+    about = {"intuit_tid": tid, "fault_code": fault.get("code") or None, "detail": fault.get("detail") or None}
     if response.status_code == 401:
-        return Unauthorized(f"Intuit refused the access token{said}", intuit_tid=tid)
+        return Unauthorized(f"Intuit refused the access token{said}", **about)
     if response.status_code == 403:
-        return Forbidden(f"Intuit refused access to this company's accounting data{said}", intuit_tid=tid)
+        return Forbidden(f"Intuit refused access to this company's accounting data{said}", **about)
     if response.status_code == 429:
         retry_after = response.headers.get("Retry-After", "")
         return Throttled(
             f"Intuit is rate limiting this company{said}",
             retry_after=float(retry_after) if retry_after.isdigit() else 60.0,
-            intuit_tid=tid,
+            **about,
         )
+    if response.status_code == 400:
+        if fault.get("code") == OBJECT_NOT_FOUND_FAULT:
+            return ObjectNotFound(
+                f"QuickBooks has no such object{said}: it does not exist, was deleted or was made inactive", **about
+            )
+        if fault.get("code") == STALE_OBJECT_FAULT:
+            return StaleObject(
+                f"The object was changed by someone else first{said}: read it again for its current SyncToken, "
+                "reapply the change and retry",
+                **about,
+            )
+        return ValidationFailed(f"QuickBooks refused the request{said}: fix the request, a retry won't help", **about)
     if response.status_code >= 500:
-        return IntuitUnavailable(f"Intuit's API answered HTTP {response.status_code}{said}", intuit_tid=tid)
-    return IntuitUnavailable(f"Intuit's API answered HTTP {response.status_code}{said}", intuit_tid=tid)
+        return IntuitUnavailable(f"Intuit's API answered HTTP {response.status_code}{said}", **about)
+    return IntuitUnavailable(f"Intuit's API answered HTTP {response.status_code}{said}", **about)
 
 
 class QuickBooksApi:
