@@ -561,14 +561,17 @@ class FakeWorld:
         )
         self.tests = ConnectionTests(self.store, self.lifecycle, self.company_api, self.events, self.clock)
         self.redirect_uri = callback_url(API_BASE_URL)
+        self.client_secret = "cs-" + secrets.token_urlsafe(24)
 
     def create_connection(
         self, name: str = "Acme Books", *, realm_id: str | None = None, client_secret: str | None = None
     ) -> Connection:
-        client_secret = client_secret or "cs-" + secrets.token_urlsafe(24)
-        self.identity.register_client(CLIENT_ID, client_secret)
+        # One app per world: every connection uses its client ID and current secret.
+        if client_secret is not None:
+            self.client_secret = client_secret
+        self.identity.register_client(CLIENT_ID, self.client_secret)
         return self.administration.create(
-            NewConnection(name=name, client_id=CLIENT_ID, realm_id=realm_id, client_secret=client_secret)
+            NewConnection(name=name, client_id=CLIENT_ID, realm_id=realm_id, client_secret=self.client_secret)
         )
 
     def start(self, connection_id: str):

@@ -1,0 +1,370 @@
+"""The token lifecycle: refresh only when due, one refresher at a time, persist first, classify Intuit's answers."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from fakes import DAY, FakeWorld
+from qbo_connect.domain.connection import ConnectionStatus
+from qbo_connect.domain.events import EventType
+from qbo_connect.domain.lifecycle import RefreshOutcome
+from qbo_connect.errors import (
+    IntuitUnavailable,
+    InvalidClient,
+    NeedsReauthorization,
+    NotConnected,
+    Throttled,
+)
+from qbo_connect.refresh_runs import RefreshRuns
+
+REALM = "9341453050000001"
+# Intuit's access tokens live an hour; with the 15-minute margin a token is due 45 minutes after it was issued.
+UNTIL_DUE = 3600 - 900 + 1
+
+
+def _due(world: FakeWorld) -> None:
+    world.clock.advance(UNTIL_DUE)
+
+
+def test_a_connection_that_is_not_due_is_left_alone(world):
+    connection = world.connected()
+    world.clock.advance(UNTIL_DUE - 60)
+
+    result = world.lifecycle.refresh(connection.connection_id)
+
+    assert result.outcome is RefreshOutcome.NOT_DUE
+    assert world.identity.refresh_calls == 0
+    assert world.connection(connection.connection_id).lease_owner is None
+
+
+def test_a_due_connection_is_refreshed_once_and_the_newest_token_set_is_stored(world):
+    connection = world.connected()
+    before = world.token_set(connection.connection_id)
+    _due(world)
+
+    result = world.lifecycle.refresh(connection.connection_id)
+
+    stored = world.connection(connection.connection_id)
+    token_set = world.token_set(connection.connection_id)
+    assert result.outcome is RefreshOutcome.REFRESHED
+    assert world.identity.refresh_calls == 1
+    assert token_set.refresh_token == world.identity.current_refresh_token(REALM) != before.refresh_token
+    assert world.identity.is_access_token_valid(token_set.access_token, REALM)
+    assert token_set.expires_at == world.clock.now() + 3600
+    assert stored.access_token_expires_at == token_set.expires_at
+    assert stored.refresh_token_expires_at == token_set.refresh_token_expires_at
+    assert stored.last_refreshed_at == world.clock.now()
+    assert stored.secret_generation == world.vault.read(connection.connection_id).generation
+    assert stored.lease_owner is None  # given back with the metadata write
+    assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.NOT_DUE
+
+
+def test_the_hard_expiry_survives_refresh_answers_that_leave_it_out(world):
+    world.identity.hard_expiry_in_refresh = False
+    connection = world.connected()
+    hard = world.token_set(connection.connection_id).refresh_token_hard_expires_at
+    _due(world)
+
+    world.lifecycle.refresh(connection.connection_id)
+
+    assert hard is not None
+    assert world.token_set(connection.connection_id).refresh_token_hard_expires_at == hard
+    assert world.connection(connection.connection_id).refresh_token_hard_expires_at == hard
+
+
+def test_twenty_concurrent_refreshers_make_exactly_one_call_to_intuit(world):
+    connection = world.connected()
+    _due(world)
+    threads = 20
+    start = threading.Barrier(threads)
+    others_done = threading.Semaphore(0)
+    results = []
+    results_lock = threading.Lock()
+
+    def hold_the_call_until_the_others_tried() -> None:
+        # Keep the one Intuit call in flight until every other thread has had its go at the lease.
+        for _ in range(threads - 1):
+            assert others_done.acquire(timeout=10)
+
+    world.identity.before_refresh.append(hold_the_call_until_the_others_tried)
+
+    def refresher() -> None:
+        start.wait(timeout=10)
+        result = world.lifecycle.refresh(connection.connection_id)
+        with results_lock:
+            results.append(result.outcome)
+        if result.outcome is not RefreshOutcome.REFRESHED:
+            others_done.release()
+
+    workers = [threading.Thread(target=refresher) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=20)
+
+    assert world.identity.refresh_calls == 1
+    assert sorted(results) == sorted([RefreshOutcome.REFRESHED] + [RefreshOutcome.BUSY] * (threads - 1))
+    token_set = world.token_set(connection.connection_id)
+    assert token_set.refresh_token == world.identity.current_refresh_token(REALM)
+    assert not world.identity.grant_revoked(REALM)
+
+
+def test_invalid_grant_marks_the_connection_for_reauthorization_and_stops_refreshing(world):
+    connection = world.connected()
+    world.identity.revoke_grant(REALM)  # an administrator disconnected the app in QuickBooks
+    _due(world)
+
+    result = world.lifecycle.refresh(connection.connection_id)
+
+    stored = world.connection(connection.connection_id)
+    assert result.outcome is RefreshOutcome.NEEDS_REAUTHORIZATION
+    assert stored.status is ConnectionStatus.NEEDS_REAUTHORIZATION
+    assert stored.last_refresh_error == "needs_reauthorization"
+    event = world.events.published[-1]
+    assert event.detail_type == EventType.NEEDS_REAUTHORIZATION
+    assert event.detail["connection_id"] == connection.connection_id
+    assert event.detail["status"] == "needs_reauthorization"
+    assert connection.connection_id not in world.lifecycle.due_connection_ids()
+
+    world.clock.advance(DAY)
+    again = world.lifecycle.refresh(connection.connection_id)
+
+    assert again.outcome is RefreshOutcome.NOT_REFRESHABLE
+    assert world.identity.refresh_calls == 1
+
+
+def test_invalid_client_is_fixed_by_setting_the_current_client_secret(world):
+    connection = world.connected()
+    world.identity.rotate_client_secret("ABfakeclientid0123456789", "the-new-client-secret")
+    _due(world)
+
+    result = world.lifecycle.refresh(connection.connection_id)
+
+    assert result.outcome is RefreshOutcome.INVALID_CLIENT
+    assert world.connection(connection.connection_id).status is ConnectionStatus.INVALID_CLIENT
+    assert world.events.published[-1].detail_type == EventType.INVALID_CLIENT
+    with pytest.raises(InvalidClient, match=f"qbo-connect connections set-secret {connection.connection_id}"):
+        world.lifecycle.valid_token(connection.connection_id)
+
+    world.administration.set_client_secret(connection.connection_id, "the-new-client-secret")
+
+    assert world.connection(connection.connection_id).status is ConnectionStatus.CONNECTED
+    assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.REFRESHED
+    _, token_set = world.lifecycle.valid_token(connection.connection_id)
+    assert world.identity.is_access_token_valid(token_set.access_token, REALM)
+
+
+@pytest.mark.parametrize("error", [IntuitUnavailable("HTTP 503"), Throttled("HTTP 429", retry_after=2)])
+def test_transient_failures_are_retried_a_bounded_number_of_times_and_keep_the_connection(world, error):
+    connection = world.connected()
+    _due(world)
+    world.identity.fail_next(world.policy.attempts, error)
+
+    result = world.lifecycle.refresh(connection.connection_id)
+
+    stored = world.connection(connection.connection_id)
+    assert result.outcome is RefreshOutcome.TRANSIENT_FAILURE
+    assert world.identity.refresh_calls == world.policy.attempts
+    assert len(world.clock.sleeps) == world.policy.attempts - 1
+    assert all(0 <= s <= world.policy.backoff_max_seconds for s in world.clock.sleeps)
+    assert stored.status is ConnectionStatus.CONNECTED
+    assert stored.consecutive_refresh_failures == 1
+    assert stored.last_refresh_error == error.code.value
+    assert world.events.published[-1].detail_type == EventType.REFRESH_FAILED
+    assert world.events.published[-1].detail["consecutive_failures"] == 1
+    assert connection.connection_id in world.lifecycle.due_connection_ids()
+
+
+def test_a_retry_after_from_intuit_sets_the_wait_between_attempts(world):
+    connection = world.connected()
+    _due(world)
+    world.identity.fail_next(2, Throttled("HTTP 429", retry_after=3))
+
+    result = world.lifecycle.refresh(connection.connection_id)
+
+    assert result.outcome is RefreshOutcome.REFRESHED
+    assert world.clock.sleeps == [3, 3]
+    assert world.identity.refresh_calls == 3
+
+
+def test_consecutive_failed_runs_are_counted_and_the_next_success_announces_the_recovery(world):
+    connection = world.connected()
+    _due(world)
+    for run in (1, 2):
+        world.identity.fail_next(world.policy.attempts, IntuitUnavailable("timed out"))
+        assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.TRANSIENT_FAILURE
+        assert world.connection(connection.connection_id).consecutive_refresh_failures == run
+        world.clock.advance(300)
+
+    result = world.lifecycle.refresh(connection.connection_id)
+
+    stored = world.connection(connection.connection_id)
+    assert result.outcome is RefreshOutcome.RECOVERED
+    assert stored.consecutive_refresh_failures == 0
+    assert stored.last_refresh_error is None
+    recovered = world.events.published[-1]
+    assert recovered.detail_type == EventType.RECOVERED == "Connection Recovered"
+    assert "2 failed runs" in recovered.detail["reason"]
+
+
+def test_a_crash_between_the_vault_write_and_the_metadata_is_reconciled_without_calling_intuit(world):
+    connection = world.connected()
+    _due(world)
+    world.store.fail_next_save(RuntimeError("the process died here"))
+
+    with pytest.raises(RuntimeError):
+        world.lifecycle.refresh(connection.connection_id)
+
+    saved_tokens = world.token_set(connection.connection_id)
+    behind = world.connection(connection.connection_id)
+    assert saved_tokens.refresh_token == world.identity.current_refresh_token(REALM)
+    assert behind.access_token_expires_at < saved_tokens.expires_at
+    # A real crash does not give the lease back: the next holder waits for it to expire.
+    world.store.acquire_lease(connection.connection_id, owner="crashed", now=world.clock.now(), seconds=60)
+    assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.BUSY
+    world.clock.advance(61)
+
+    result = world.lifecycle.refresh(connection.connection_id)
+
+    reconciled = world.connection(connection.connection_id)
+    assert result.outcome is RefreshOutcome.NOT_DUE
+    assert world.identity.refresh_calls == 1
+    assert reconciled.access_token_expires_at == saved_tokens.expires_at
+    assert reconciled.secret_generation == world.vault.read(connection.connection_id).generation
+    assert reconciled.lease_owner is None
+    assert not world.identity.grant_revoked(REALM)
+
+
+def test_a_slow_holder_whose_lease_expired_cannot_overwrite_the_newer_token_set(world):
+    # The lenient reading of rotation (the old refresh token works a while longer) is what lets both
+    # holders get an answer from Intuit; under the strict one the second would get invalid_grant.
+    world.identity.rotation_grace_seconds = DAY
+    connection = world.connected()
+    _due(world)
+    newer = {}
+
+    def second_holder_takes_over() -> None:
+        world.clock.advance(world.leases.lease_seconds + 1)  # the first holder's lease runs out mid-call
+        newer["result"] = world.lifecycle.refresh(connection.connection_id)
+        newer["secret"] = world.vault.read(connection.connection_id)
+
+    world.identity.before_refresh.append(second_holder_takes_over)
+
+    slow = world.lifecycle.refresh(connection.connection_id)
+
+    assert newer["result"].outcome is RefreshOutcome.REFRESHED
+    assert slow.outcome is RefreshOutcome.BUSY
+    assert world.identity.refresh_calls == 2
+    assert world.vault.read(connection.connection_id) == newer["secret"]
+    stored = world.connection(connection.connection_id)
+    assert stored.access_token_expires_at == newer["secret"].token_set.expires_at
+    assert stored.secret_generation == newer["secret"].generation
+    assert stored.lease_owner is None
+
+
+def test_a_fresh_token_is_handed_out_from_the_vault_without_calling_intuit(world):
+    connection = world.connected()
+    world.clock.advance(1000)
+
+    returned_connection, token_set = world.lifecycle.valid_token(connection.connection_id, min_valid_seconds=300)
+
+    assert token_set == world.token_set(connection.connection_id)
+    assert returned_connection.connection_id == connection.connection_id
+    assert world.identity.refresh_calls == 0
+
+
+def test_a_token_too_short_for_the_caller_is_refreshed_first(world):
+    connection = world.connected()
+    world.clock.advance(3600 - 200)
+
+    _, token_set = world.lifecycle.valid_token(connection.connection_id, min_valid_seconds=300)
+
+    assert world.identity.refresh_calls == 1
+    assert token_set.is_valid_for(3000, world.clock.now())
+
+
+def test_valid_token_says_to_retry_when_intuit_is_down_and_the_token_is_short(world):
+    connection = world.connected()
+    world.clock.advance(3600 - 200)
+    world.identity.fail_next(world.policy.attempts, IntuitUnavailable("HTTP 502"))
+
+    with pytest.raises(IntuitUnavailable, match="try again shortly"):
+        world.lifecycle.valid_token(connection.connection_id, min_valid_seconds=300)
+
+    assert world.connection(connection.connection_id).status is ConnectionStatus.CONNECTED
+
+
+def test_valid_token_on_a_new_connection_says_to_open_the_authorize_link(world):
+    connection = world.create_connection()
+
+    with pytest.raises(NotConnected, match=f"qbo-connect connections authorize-link {connection.connection_id}"):
+        world.lifecycle.valid_token(connection.connection_id)
+
+    assert world.identity.refresh_calls == 0
+
+
+def test_valid_token_after_invalid_grant_says_an_administrator_must_reconnect(world):
+    connection = world.connected()
+    world.identity.revoke_grant(REALM)
+    _due(world)
+    world.lifecycle.refresh(connection.connection_id)
+
+    with pytest.raises(NeedsReauthorization) as raised:
+        world.lifecycle.valid_token(connection.connection_id)
+
+    assert f"qbo-connect connections authorize-link {connection.connection_id}" in raised.value.message
+    assert world.identity.refresh_calls == 1
+
+
+def test_the_sweep_refreshes_only_connected_connections_that_are_due(world):
+    due = world.connected("Due Books")
+    world.clock.advance(1200)
+    fresh = world.connected("Fresh Books", realm_id="1111")
+    never = world.create_connection("Never Connected")
+    world.clock.advance(UNTIL_DUE - 1200)
+
+    summary = RefreshRuns(world.lifecycle, None).sweep()
+
+    assert world.lifecycle.due_connection_ids() == []
+    assert summary == {"due": 1, "outcomes": {"refreshed": 1}}
+    assert world.identity.refresh_calls == 1
+    assert world.connection(due.connection_id).last_refreshed_at == world.clock.now()
+    assert world.connection(fresh.connection_id).last_refreshed_at < world.clock.now()
+    assert world.connection(never.connection_id).status is ConnectionStatus.NOT_CONNECTED
+
+
+def test_two_weeks_of_five_minute_sweeps_keep_a_valid_token_in_the_vault_with_strict_rotation(world):
+    connection = world.connected()
+    runs = RefreshRuns(world.lifecycle, None)
+    period = world.settings.refresh_period_seconds
+    shortest = float("inf")
+
+    for _ in range(int(14 * DAY / period)):
+        world.clock.advance(period)
+        runs.sweep()
+        token_set = world.token_set(connection.connection_id)
+        shortest = min(shortest, token_set.seconds_valid(world.clock.now()))
+        assert world.identity.is_access_token_valid(token_set.access_token, REALM)
+
+    assert shortest >= world.settings.refresh_margin_seconds - period
+    # One refresh per ~45 minutes, never more: Intuit sees no tight loop.
+    assert world.identity.refresh_calls == pytest.approx(14 * DAY / (UNTIL_DUE + period), rel=0.2)
+    assert world.connection(connection.connection_id).status is ConnectionStatus.CONNECTED
+    assert not world.identity.grant_revoked(REALM)
+
+
+def test_the_approaching_end_of_the_grant_is_announced_once_per_threshold(world):
+    world.identity.hard_seconds = 32 * DAY
+    connection = world.connected()
+
+    warnings = []
+    while world.clock.now() < world.connection(connection.connection_id).refresh_token_hard_expires_at - DAY / 2:
+        world.clock.advance(UNTIL_DUE)
+        world.lifecycle.refresh(connection.connection_id)
+        warnings += [e for e in world.events.published if e.detail_type == EventType.REAUTHORIZATION_DUE]
+        world.events.published.clear()
+
+    assert [w.detail["threshold_days"] for w in warnings] == [30, 7, 1]
+    assert all(w.detail["expiry"] == "hard" for w in warnings)
+    assert all("reconnect" in w.detail["reason"] for w in warnings)
