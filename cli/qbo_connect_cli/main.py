@@ -1,0 +1,569 @@
+"""`qbo-connect`: create, inspect, test, reset, delete and refresh connections.
+
+Works on a deployed stack (`--stack NAME`, with the usual AWS profile and region) or on the local
+stack (`make dev`). The client secret is read from a hidden prompt or from stdin, never from an
+argument: arguments end up in shell history and in process listings.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError
+from click.core import ParameterSource
+from qbo_connect import intuit
+from qbo_connect.domain.administration import NewConnection
+from qbo_connect.domain.connection import (
+    Connection,
+    ConnectionStatus,
+    parse_environment,
+    validate_client_id,
+    validate_connection_id,
+    validate_name,
+    validate_realm_id,
+    validate_scopes,
+)
+from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult
+from qbo_connect.errors import ConnectionAlreadyExists, QboConnectError
+from qbo_connect.observability import logger, metrics
+from qbo_connect.runtime import Services, build_services
+from qbo_connect.settings import SettingsError
+
+from qbo_connect_cli import output, targets
+
+# The package's __init__ sets POWERTOOLS_LOG_LEVEL, but only for loggers created after it ran.
+logger.setLevel("WARNING")
+
+# Above this many connections, `refresh` shows a progress bar instead of a line per connection.
+PROGRESS_THRESHOLD = 10
+FAILED_OUTCOMES = frozenset(
+    {
+        RefreshOutcome.TRANSIENT_FAILURE,
+        RefreshOutcome.NEEDS_REAUTHORIZATION,
+        RefreshOutcome.INVALID_CLIENT,
+        RefreshOutcome.NOT_FOUND,
+    }
+)
+
+
+class Failure(click.ClickException):
+    """An error a user can fix: one line on stderr, no traceback."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
+@dataclass
+class Invocation:
+    """The global options, and the target and services built from them on first use."""
+
+    stack: str | None
+    profile: str | None
+    region: str | None
+    local: bool
+    output_format: str
+    # Options to repeat in suggested commands, so that a hint runs against the same target.
+    target_options: tuple[str, ...] = field(default_factory=tuple)
+
+    @cached_property
+    def target(self) -> targets.Target:
+        return targets.resolve(stack=self.stack, profile=self.profile, region=self.region, local=self.local)
+
+    @cached_property
+    def services(self) -> Services:
+        return build_services(self.target.settings, session=self.target.session)
+
+    @property
+    def wants_json(self) -> bool:
+        return self.output_format == "json"
+
+    def now(self) -> float:
+        return self.services.clock.now()
+
+    def command(self, *words: str) -> str:
+        return shlex.join(["qbo-connect", *self.target_options, *words])
+
+    def emit_json(self, data: Any) -> None:
+        click.echo(output.to_json(data))
+
+
+class QboConnectCli(click.Group):
+    """Turns the errors a user can hit into one line that says what to do, and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QboConnectError as error:
+            raise Failure(f"Error ({error.code.value}): {error.message}") from None
+        except targets.TargetError as error:
+            raise Failure(f"Error: {error}", exit_code=error.exit_code) from None
+        except SettingsError as error:
+            raise Failure(f"Error: the target's configuration is invalid: {error}") from None
+        except (BotoCoreError, ClientError) as error:
+            raise Failure(f"Error: {targets.describe_aws_error(error)}") from None
+
+
+@click.group(cls=QboConnectCli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--stack",
+    envvar=targets.STACK_VARIABLE,
+    metavar="NAME",
+    help=f"Deployed CloudFormation stack to administer (or ${targets.STACK_VARIABLE}). Default: the local stack.",
+)
+@click.option("--profile", metavar="P", help="AWS profile for --stack (default: the usual AWS credential chain).")
+@click.option("--region", metavar="R", help="AWS region of --stack (default: the profile's or AWS_REGION).")
+@click.option("--local", is_flag=True, help="Administer the local stack (`make dev`) even if a stack is set.")
+@click.option(
+    "--output",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="`json` prints machine-readable output on stdout.",
+)
+@click.version_option(package_name="qbo-connect")
+@click.pass_context
+def cli(ctx: click.Context, stack, profile, region, local, output_format) -> None:
+    """Administer QuickBooks Online connections: create them, connect them, keep them healthy."""
+    hint: list[str] = []
+    if local:
+        hint.append("--local")
+    elif stack and ctx.get_parameter_source("stack") is ParameterSource.COMMANDLINE:
+        hint += ["--stack", stack]
+        hint += ["--profile", profile] if profile else []
+        hint += ["--region", region] if region else []
+    ctx.obj = Invocation(stack, profile, region, local, output_format, tuple(hint))
+
+
+pass_invocation = click.make_pass_decorator(Invocation)
+
+
+# --- the client secret ---------------------------------------------------------------------------
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def read_client_secret(*, from_stdin: bool, stdin_option: str, or_else: str = "") -> str:
+    if from_stdin:
+        secret = sys.stdin.read().strip()
+        if not secret:
+            raise click.UsageError(f"{stdin_option} was given but stdin is empty: pipe the client secret in")
+        return secret
+    if not _stdin_is_terminal():
+        raise click.UsageError(
+            f"stdin is not a terminal, so the client secret cannot be asked for: pass {stdin_option} "
+            f"and pipe the secret in{or_else}"
+        )
+    return click.prompt("Client secret (hidden)", hide_input=True, confirmation_prompt=True, err=True)
+
+
+def check_before_prompt(services: Services, request: NewConnection) -> None:
+    """Refuse what would be refused anyway before anyone types a secret; create() checks everything again."""
+    validate_name(request.name)
+    validate_client_id(request.client_id)
+    parse_environment(request.environment)
+    validate_scopes(request.scopes)
+    if request.realm_id:
+        validate_realm_id(request.realm_id)
+    if request.connection_id:
+        validate_connection_id(request.connection_id)
+    if services.store.find_by_name(request.name) is not None:
+        raise ConnectionAlreadyExists(
+            f"A connection named {request.name!r} already exists: choose another name, or use the existing one "
+            "(`qbo-connect connections list`)"
+        )
+
+
+# --- hints -------------------------------------------------------------------------------------
+
+
+def next_step(invocation: Invocation, connection: Connection) -> str | None:
+    ref = connection.name
+    if not connection.has_client_secret:
+        return f"Set the client secret: {invocation.command('connections', 'set-secret', ref)}"
+    if connection.status is ConnectionStatus.INVALID_CLIENT:
+        return (
+            "Intuit refused the client ID and secret: set the app's current secret: "
+            f"{invocation.command('connections', 'set-secret', ref)}"
+        )
+    if connection.status in {ConnectionStatus.NOT_CONNECTED, ConnectionStatus.NEEDS_REAUTHORIZATION}:
+        return (
+            "Send a company administrator the authorize link: "
+            f"{invocation.command('connections', 'authorize-link', ref)}"
+        )
+    return None
+
+
+# --- connections -------------------------------------------------------------------------------
+
+
+@cli.group()
+def connections() -> None:
+    """Create, inspect, connect, test, reset and delete connections."""
+
+
+@connections.command()
+@click.argument("name")
+@click.option("--client-id", required=True, help="The app's client ID (Intuit developer portal, Keys & credentials).")
+@click.option(
+    "--environment",
+    type=click.Choice([e.value for e in intuit.Environment]),
+    default=intuit.Environment.SANDBOX.value,
+    show_default=True,
+    help="Which QuickBooks API the connection uses.",
+)
+@click.option(
+    "--company-id",
+    "realm_id",
+    metavar="REALM_ID",
+    help="Pin the company (realm ID): consent given for any other company is refused.",
+)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    metavar="SCOPE",
+    help=f"OAuth scope; repeat for several. Default: {intuit.ACCOUNTING_SCOPE}.",
+)
+@click.option("--base-url", metavar="URL", help="API base URL instead of the environment's (only allowed hosts).")
+@click.option("--id", "connection_id", metavar="ID", help="Connection ID. Default: generated (qbc-...).")
+@click.option("--client-secret-stdin", is_flag=True, help="Read the client secret from stdin.")
+@click.option("--no-secret", is_flag=True, help="Create without the client secret; set it later with set-secret.")
+@pass_invocation
+def create(
+    invocation: Invocation,
+    name: str,
+    client_id: str,
+    environment: str,
+    realm_id: str | None,
+    scopes: tuple[str, ...],
+    base_url: str | None,
+    connection_id: str | None,
+    client_secret_stdin: bool,
+    no_secret: bool,
+) -> None:
+    """Create the connection NAME. The client secret comes from a hidden prompt, or stdin."""
+    if client_secret_stdin and no_secret:
+        raise click.UsageError("--client-secret-stdin and --no-secret exclude each other")
+    request = NewConnection(
+        name=name,
+        client_id=client_id,
+        environment=environment,
+        realm_id=realm_id,
+        scopes=scopes or intuit.DEFAULT_SCOPES,
+        base_url=base_url,
+        connection_id=connection_id,
+    )
+    services = invocation.services
+    secret = None
+    if not no_secret:
+        if not client_secret_stdin:
+            check_before_prompt(services, request)
+        secret = read_client_secret(
+            from_stdin=client_secret_stdin,
+            stdin_option="--client-secret-stdin",
+            or_else=", or pass --no-secret and set it later",
+        )
+    connection = services.administration.create(replace(request, client_secret=secret))
+    if invocation.wants_json:
+        invocation.emit_json(connection.summary())
+        return
+    click.echo(f'Created connection "{connection.name}" ({connection.connection_id}).\n')
+    click.echo(output.connection_fields(connection.summary(), invocation.now()))
+    steps = []
+    if not connection.has_client_secret:
+        steps.append(f"Set the client secret: {invocation.command('connections', 'set-secret', connection.name)}")
+    steps.append(
+        "Register this redirect URI in Intuit's developer portal (Keys & credentials), if not done yet: "
+        f"{invocation.target.callback_url}"
+    )
+    steps.append(
+        "Create the authorize link and send it to a company administrator: "
+        f"{invocation.command('connections', 'authorize-link', connection.name)}"
+    )
+    click.echo("\nNext steps:")
+    for number, step in enumerate(steps, start=1):
+        click.echo(f"  {number}. {step}")
+
+
+@connections.command(name="list")
+@pass_invocation
+def list_connections(invocation: Invocation) -> None:
+    """List connections with their status and token expiry times."""
+    summaries = [c.summary() for c in invocation.services.administration.list()]
+    if invocation.wants_json:
+        invocation.emit_json(summaries)
+        return
+    if not summaries:
+        click.echo(
+            "No connections yet: create one with "
+            f"{invocation.command('connections', 'create', 'NAME', '--client-id', 'ID')}"
+        )
+        return
+    click.echo(output.connections_table(summaries, invocation.now()))
+
+
+@connections.command()
+@click.argument("name_or_id")
+@pass_invocation
+def show(invocation: Invocation, name_or_id: str) -> None:
+    """Show everything known about a connection (never its secrets)."""
+    connection = invocation.services.administration.find(name_or_id)
+    if invocation.wants_json:
+        invocation.emit_json(connection.summary())
+        return
+    click.echo(output.connection_fields(connection.summary(), invocation.now()))
+    step = next_step(invocation, connection)
+    if step:
+        click.echo(f"\nNext step: {step}")
+
+
+@connections.command(name="set-secret")
+@click.argument("name_or_id")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the client secret from stdin.")
+@pass_invocation
+def set_secret(invocation: Invocation, name_or_id: str, from_stdin: bool) -> None:
+    """Set or replace a connection's client secret (hidden prompt, or stdin)."""
+    administration = invocation.services.administration
+    connection = administration.find(name_or_id)  # before the prompt: don't ask for a secret for nothing
+    secret = read_client_secret(from_stdin=from_stdin, stdin_option="--stdin")
+    saved = administration.set_client_secret(connection.connection_id, secret)
+    if invocation.wants_json:
+        invocation.emit_json(saved.summary())
+        return
+    click.echo(f'Client secret set for "{saved.name}" ({saved.connection_id}). Status: {saved.status.value}.')
+    step = next_step(invocation, saved)
+    if step:
+        click.echo(f"Next step: {step}")
+
+
+@connections.command(name="authorize-link")
+@click.argument("name_or_id")
+@pass_invocation
+def authorize_link(invocation: Invocation, name_or_id: str) -> None:
+    """Print a signed, expiring link that starts Intuit's consent flow for the connection."""
+    services = invocation.services
+    connection = services.administration.find(name_or_id)
+    url = services.authorize_links.create(invocation.target.api_base_url, connection.connection_id)
+    lifetime = services.authorize_links.lifetime_seconds
+    now = invocation.now()
+    if invocation.wants_json:
+        invocation.emit_json(
+            {
+                "connection_id": connection.connection_id,
+                "name": connection.name,
+                "authorize_url": url,
+                "expires_at": int(now + lifetime),
+                "callback_url": invocation.target.callback_url,
+            }
+        )
+        return
+    # The URL alone on stdout, so that `$(qbo-connect connections authorize-link X)` is just the link.
+    click.echo(url)
+    click.echo(
+        f"Valid for {output.duration(lifetime)}. A company administrator opens it, signs in to Intuit and "
+        "clicks Connect.",
+        err=True,
+    )
+    if not connection.has_client_secret:
+        click.echo(
+            "Warning: the connection has no client secret yet, so the link will fail until you set it: "
+            f"{invocation.command('connections', 'set-secret', connection.name)}",
+            err=True,
+        )
+    elif connection.status is ConnectionStatus.CONNECTED:
+        click.echo("Note: the connection is already connected; consenting again replaces its tokens.", err=True)
+
+
+@connections.command(name="callback-url")
+@pass_invocation
+def callback_url(invocation: Invocation) -> None:
+    """Print the redirect URI to register in Intuit's developer portal."""
+    url = invocation.target.callback_url
+    if invocation.wants_json:
+        invocation.emit_json({"callback_url": url})
+        return
+    click.echo(url)
+    click.echo(
+        "Register it as a redirect URI of your app in Intuit's developer portal (Keys & credentials), "
+        "for the environment your connections use.",
+        err=True,
+    )
+
+
+@connections.command(name="test")
+@click.argument("name_or_id")
+@pass_invocation
+@click.pass_context
+def test_connection(ctx: click.Context, invocation: Invocation, name_or_id: str) -> None:
+    """Sign in with the connection and read the company's name. Exit code 1 if it fails."""
+    services = invocation.services
+    connection = services.administration.find(name_or_id)
+    body = services.connection_tests.run(connection.connection_id).as_json()
+    if invocation.wants_json:
+        invocation.emit_json(body)
+    else:
+        click.echo(output.test_report(body))
+    ctx.exit(0 if body["ok"] else 1)
+
+
+@connections.command()
+@click.argument("name_or_id")
+@click.option("--yes", is_flag=True, help="Don't ask for confirmation.")
+@pass_invocation
+def reset(invocation: Invocation, name_or_id: str, yes: bool) -> None:
+    """Revoke the connection's tokens at Intuit and disconnect it; keeps the client secret."""
+    administration = invocation.services.administration
+    connection = administration.find(name_or_id)
+    if not yes:
+        click.confirm(
+            f'Reset "{connection.name}" ({connection.connection_id})? Its tokens are revoked and workflows lose '
+            "access until a company administrator connects it again",
+            abort=True,
+            err=True,
+        )
+    saved = administration.reset(connection.connection_id)
+    if invocation.wants_json:
+        invocation.emit_json(saved.summary())
+        return
+    click.echo(f'Reset "{saved.name}" ({saved.connection_id}): status {saved.status.value}.')
+    click.echo(f"Revocation at Intuit: {saved.last_revocation}.")
+    step = next_step(invocation, saved)
+    if step:
+        click.echo(f"To connect it again: {step}")
+
+
+@connections.command()
+@click.argument("name_or_id")
+@click.option("--yes", is_flag=True, help="Don't ask for confirmation.")
+@pass_invocation
+def delete(invocation: Invocation, name_or_id: str, yes: bool) -> None:
+    """Revoke the connection's tokens, then delete it and its secret."""
+    administration = invocation.services.administration
+    connection = administration.find(name_or_id)
+    if not yes:
+        click.confirm(
+            f'Delete "{connection.name}" ({connection.connection_id})? Its tokens are revoked and its client '
+            "secret is deleted; this cannot be undone",
+            abort=True,
+            err=True,
+        )
+    revocation = administration.delete(connection.connection_id)
+    if invocation.wants_json:
+        invocation.emit_json(
+            {
+                "connection_id": connection.connection_id,
+                "name": connection.name,
+                "deleted": True,
+                "revocation": revocation,
+            }
+        )
+        return
+    click.echo(f'Deleted "{connection.name}" ({connection.connection_id}). Revocation at Intuit: {revocation}.')
+
+
+# --- refresh -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("name_or_id", required=False)
+@click.option("--due", is_flag=True, help="Every connection whose access token is due for refresh.")
+@click.option("--all", "every_connected", is_flag=True, help="Every connected connection.")
+@click.option("--force", is_flag=True, help="Refresh even if the access token is not due yet.")
+@pass_invocation
+@click.pass_context
+def refresh(
+    ctx: click.Context, invocation: Invocation, name_or_id: str | None, due: bool, every_connected: bool, force: bool
+) -> None:
+    """Refresh access tokens now: one connection, the due ones (--due) or all connected ones (--all).
+
+    Exit code 1 if any refresh failed.
+    """
+    if sum((bool(name_or_id), due, every_connected)) != 1:
+        raise click.UsageError("Give exactly one of: a connection NAME_OR_ID, --due or --all")
+    services = invocation.services
+    if name_or_id:
+        connection = services.administration.find(name_or_id)
+        names = {connection.connection_id: connection.name}
+        connection_ids = [connection.connection_id]
+    else:
+        listed = services.administration.list()
+        names = {c.connection_id: c.name for c in listed}
+        if due:
+            connection_ids = services.lifecycle.due_connection_ids()
+        else:
+            connection_ids = [c.connection_id for c in listed if c.status is ConnectionStatus.CONNECTED]
+
+    def line(result: RefreshResult) -> str:
+        text = f"{names.get(result.connection_id, '?')} ({result.connection_id}): {result.outcome.value}"
+        return f"{text}: {result.message}" if result.message else text
+
+    many = len(connection_ids) > PROGRESS_THRESHOLD
+    print_each = not (invocation.wants_json or many)
+    results = refresh_each(services, connection_ids, force=force, on_result=_echo_line(line) if print_each else None)
+
+    if invocation.wants_json:
+        invocation.emit_json([r.as_json() for r in results])
+    elif not results:
+        click.echo("No connections are due for refresh." if due else "No connected connections to refresh.")
+    else:
+        if many:
+            for result in results:
+                if result.outcome in FAILED_OUTCOMES:
+                    click.echo(line(result))
+        if len(results) > 1:
+            counts = Counter(r.outcome.value for r in results)
+            summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.most_common())
+            click.echo(f"{len(results)} connections: {summary}")
+    ctx.exit(1 if any(r.outcome in FAILED_OUTCOMES for r in results) else 0)
+
+
+def _echo_line(render: Callable[[RefreshResult], str]) -> Callable[[RefreshResult], None]:
+    return lambda result: click.echo(render(result))
+
+
+def refresh_each(
+    services: Services,
+    connection_ids: list[str],
+    *,
+    force: bool,
+    on_result: Callable[[RefreshResult], None] | None,
+) -> list[RefreshResult]:
+    def refresh_one(connection_id: str) -> RefreshResult:
+        try:
+            result = services.lifecycle.refresh(connection_id, force=force)
+        except QboConnectError as error:
+            # One connection's trouble (a lost race, a busy lease) must not stop the others.
+            result = RefreshResult(connection_id, RefreshOutcome.TRANSIENT_FAILURE, f"{error.code.value}: {error}")
+        # Powertools prints a full metric set to stdout at 100 values even when metrics are disabled;
+        # the CLI publishes none, so drop them as they come.
+        metrics.clear_metrics()
+        if on_result:
+            on_result(result)
+        return result
+
+    if len(connection_ids) <= PROGRESS_THRESHOLD:
+        return [refresh_one(connection_id) for connection_id in connection_ids]
+    with click.progressbar(connection_ids, label="Refreshing", file=sys.stderr, show_pos=True) as bar:
+        return [refresh_one(connection_id) for connection_id in bar]
+
+
+def main() -> None:
+    cli(prog_name="qbo-connect")
+
+
+if __name__ == "__main__":
+    main()
