@@ -1,0 +1,698 @@
+"""The `qbo-connect` CLI on moto: the real adapters behind it, no local stack and no Intuit.
+
+The local stack is faked by its discovery record (`targets.local_stack`); a deployed stack is a moto
+CloudFormation stack plus a moto Lambda function whose environment holds the settings. Where a
+command talks to Intuit, the services get a fake identity provider and company API.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from click.testing import CliRunner, Result
+from moto import mock_aws
+from qbo_connect import intuit, runtime
+from qbo_connect.adapters.dynamodb_store import create_table
+from qbo_connect.domain.token_set import TokenSet
+from qbo_connect.errors import NeedsReauthorization
+from qbo_connect.ports import CompanyInfo
+from qbo_connect.settings import Settings
+from qbo_connect_cli import main, targets
+
+REGION = "us-east-1"
+TABLE = "qbo-connect-cli-test"
+PREFIX = "qbo-connect/cli-test/"
+API_URL = "http://127.0.0.1:3000"
+REALM = "9341453050000001"
+CLIENT_ID = "ABcd1234clientid"
+# Distinctive, so that any appearance in output or logs is unmistakable.
+SECRET = "cli-Secret-7f3a9c2e5b1d"
+
+LOCAL_ENVIRONMENT = {
+    "QBO_TABLE_NAME": TABLE,
+    "QBO_SECRET_PREFIX": PREFIX,
+    "QBO_EVENT_BUS_NAME": "default",
+}
+
+
+@pytest.fixture
+def environ() -> Iterator[None]:
+    """The CLI sets AWS variables for the local stack in the process environment: put them back."""
+    saved = dict(os.environ)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "QBO_CONNECT_STACK"):
+        os.environ.pop(name, None)
+    os.environ |= {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def aws(environ: None) -> Iterator[None]:
+    with mock_aws():
+        create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
+        yield
+
+
+@pytest.fixture
+def local_stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """What `make dev` would write to its discovery file (no endpoint: moto intercepts in-process)."""
+    stack = {
+        "pid": os.getpid(),
+        "api_url": API_URL,
+        "callback_url": f"{API_URL}/oauth/callback",
+        "aws_endpoint_url": None,
+        "region": REGION,
+        "environment": dict(LOCAL_ENVIRONMENT),
+    }
+    monkeypatch.setattr(targets, "local_stack", lambda: stack)
+    return stack
+
+
+class Runs:
+    """Runs the CLI and keeps every output, to prove at the end that no secret reached any of it."""
+
+    def __init__(self) -> None:
+        self.results: list[Result] = []
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        result = CliRunner().invoke(main.cli, list(args), input=input, prog_name="qbo-connect")
+        self.results.append(result)
+        return result
+
+    def text(self) -> str:
+        return "\n".join(r.stdout + r.stderr for r in self.results)
+
+
+@pytest.fixture
+def cli(local_stack: dict, log_scan) -> Iterator[Runs]:
+    runs = Runs()
+    yield runs
+    assert SECRET not in runs.text()
+    log_scan.assert_free_of([SECRET])
+
+
+def create(cli: Runs, name: str = "Acme", *extra: str) -> Result:
+    return cli("connections", "create", name, "--client-id", CLIENT_ID, "--client-secret-stdin", *extra, input=SECRET)
+
+
+def listed(cli: Runs) -> list[dict]:
+    result = cli("--output", "json", "connections", "list")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def stored_secret(connection_id: str) -> dict:
+    client = boto3.client("secretsmanager", region_name=REGION)
+    return json.loads(client.get_secret_value(SecretId=f"{PREFIX}connections/{connection_id}")["SecretString"])
+
+
+# --- create, show, list ------------------------------------------------------------------------
+
+
+def test_create_reads_the_secret_from_stdin_and_no_output_ever_shows_it(cli: Runs) -> None:
+    result = create(cli, "Acme", "--company-id", REALM)
+
+    assert result.exit_code == 0, result.output
+    assert 'Created connection "Acme"' in result.stdout
+    assert "Client secret:" in result.stdout and "set" in result.stdout
+    assert "connections authorize-link Acme" in result.stdout
+    assert f"{API_URL}/oauth/callback" in result.stdout
+    [summary] = listed(cli)
+    assert summary["name"] == "Acme"
+    assert summary["realm_id"] == REALM
+    assert summary["client_secret_set"] is True
+    assert stored_secret(summary["connection_id"])["client_secret"] == SECRET
+
+    table = cli("connections", "list")
+    assert table.exit_code == 0
+    header, row = table.stdout.splitlines()
+    assert header.split()[:4] == ["NAME", "ID", "ENVIRONMENT", "STATUS"]
+    assert row.split()[:4] == ["Acme", summary["connection_id"], "sandbox", "not_connected"]
+
+    for args in (("connections", "show", "Acme"), ("--output", "json", "connections", "show", "Acme")):
+        shown = cli(*args)
+        assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == summary
+    by_id = cli("connections", "show", summary["connection_id"])
+    assert "Status:" in by_id.stdout and "not_connected" in by_id.stdout
+    assert "Next step: Send a company administrator the authorize link" in by_id.stdout
+
+
+def test_create_asks_for_the_secret_hidden_and_twice_on_a_terminal(cli: Runs, monkeypatch) -> None:
+    monkeypatch.setattr(main, "_stdin_is_terminal", lambda: True)
+
+    result = cli("connections", "create", "Acme", "--client-id", CLIENT_ID, input=f"{SECRET}\n{SECRET}\n")
+
+    assert result.exit_code == 0, result.output
+    assert "Client secret (hidden)" in result.stderr
+    [summary] = listed(cli)
+    assert stored_secret(summary["connection_id"])["client_secret"] == SECRET
+
+
+def test_create_without_a_terminal_or_stdin_flag_asks_for_one_and_creates_nothing(cli: Runs) -> None:
+    result = cli("connections", "create", "Acme", "--client-id", CLIENT_ID, input=SECRET)
+
+    assert result.exit_code == 2
+    assert "--client-secret-stdin" in result.stderr
+    assert "--no-secret" in result.stderr
+    assert listed(cli) == []
+
+
+def test_create_with_no_secret_says_to_set_it_first(cli: Runs) -> None:
+    result = cli("connections", "create", "Acme", "--client-id", CLIENT_ID, "--no-secret")
+
+    assert result.exit_code == 0, result.output
+    assert "1. Set the client secret: qbo-connect connections set-secret Acme" in result.stdout
+    [summary] = listed(cli)
+    assert summary["client_secret_set"] is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (("--client-id", "not a client id"), "The client ID looks wrong"),
+        (("--client-id", CLIENT_ID, "--scope", "com.intuit.quickbooks.everything"), "Unknown or missing scopes"),
+        (("--client-id", CLIENT_ID, "--base-url", "https://quickbooks.example.com"), "not one of Intuit's API hosts"),
+        (("--client-id", CLIENT_ID, "--company-id", "realm-1"), "company ID (realm ID) is a number"),
+    ],
+    ids=["client-id", "scope", "base-url", "realm-id"],
+)
+def test_create_refuses_bad_input_with_a_clear_message_and_creates_nothing(cli: Runs, extra, expected) -> None:
+    result = cli("connections", "create", "Acme", *extra, "--client-secret-stdin", input=SECRET)
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error (invalid_input): ")
+    assert expected in result.stderr
+    assert "Traceback" not in result.output
+    assert listed(cli) == []
+
+
+def test_create_refuses_a_duplicate_name_and_keeps_the_first(cli: Runs) -> None:
+    assert create(cli, "Acme").exit_code == 0
+
+    again = cli("connections", "create", "acme", "--client-id", "Other5678", "--client-secret-stdin", input="x" * 12)
+
+    assert again.exit_code == 1
+    assert again.stderr.startswith("Error (already_exists): ")
+    [summary] = listed(cli)
+    assert summary["client_id"] == CLIENT_ID
+
+
+def test_create_json_prints_only_the_summary_on_stdout(cli: Runs) -> None:
+    result = create(cli, "Acme", "--id", "acme-books")
+
+    assert result.exit_code == 0
+    created = json.loads(cli("--output", "json", "connections", "show", "acme-books").stdout)
+    assert created["connection_id"] == "acme-books"
+
+
+def test_list_is_friendly_when_empty(cli: Runs) -> None:
+    result = cli("connections", "list")
+
+    assert result.exit_code == 0
+    assert "No connections yet" in result.stdout
+
+
+def test_show_of_an_unknown_connection_says_how_to_find_one(cli: Runs) -> None:
+    result = cli("connections", "show", "nobody")
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error (not_found): ")
+    assert "connections list" in result.stderr
+
+
+# --- the client secret ---------------------------------------------------------------------------
+
+
+def test_set_secret_from_stdin_replaces_it_without_echoing(cli: Runs) -> None:
+    cli("connections", "create", "Acme", "--client-id", CLIENT_ID, "--no-secret")
+
+    result = cli("connections", "set-secret", "Acme", "--stdin", input=f"{SECRET}\n")
+
+    assert result.exit_code == 0, result.output
+    assert 'Client secret set for "Acme"' in result.stdout
+    [summary] = listed(cli)
+    assert summary["client_secret_set"] is True
+    assert stored_secret(summary["connection_id"])["client_secret"] == SECRET
+
+
+def test_set_secret_prompts_hidden_with_confirmation(cli: Runs, monkeypatch) -> None:
+    cli("connections", "create", "Acme", "--client-id", CLIENT_ID, "--no-secret")
+    monkeypatch.setattr(main, "_stdin_is_terminal", lambda: True)
+
+    mismatch = cli("connections", "set-secret", "Acme", input=f"{SECRET}\nsomething-else\n{SECRET}\n{SECRET}\n")
+
+    assert mismatch.exit_code == 0, mismatch.output
+    assert "do not match" in mismatch.stderr
+    [summary] = listed(cli)
+    assert stored_secret(summary["connection_id"])["client_secret"] == SECRET
+
+
+def test_set_secret_refuses_an_invalid_secret(cli: Runs) -> None:
+    cli("connections", "create", "Acme", "--client-id", CLIENT_ID, "--no-secret")
+
+    result = cli("connections", "set-secret", "Acme", "--stdin", input="short")
+
+    assert result.exit_code == 1
+    assert "8 to 256 printable characters" in result.stderr
+    assert listed(cli)[0]["client_secret_set"] is False
+
+
+# --- links -------------------------------------------------------------------------------------
+
+
+def test_authorize_link_is_signed_and_points_at_the_stacks_api(cli: Runs) -> None:
+    create(cli, "Acme", "--id", "acme")
+
+    result = cli("connections", "authorize-link", "Acme")
+
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(
+        rf"{re.escape(API_URL)}/connections/acme/authorize\?exp=\d+&kid=[\w-]+&sig=[\w-]+\n", result.stdout
+    )
+    assert "Valid for 30 min" in result.stderr
+
+    body = json.loads(cli("--output", "json", "connections", "authorize-link", "acme").stdout)
+    assert body["authorize_url"].startswith(f"{API_URL}/connections/acme/authorize?exp=")
+    assert body["expires_at"] == pytest.approx(time.time() + 1800, abs=60)
+
+
+def test_authorize_link_warns_when_the_secret_is_missing(cli: Runs) -> None:
+    cli("connections", "create", "Acme", "--client-id", CLIENT_ID, "--no-secret")
+
+    result = cli("connections", "authorize-link", "Acme")
+
+    assert result.exit_code == 0
+    assert "no client secret yet" in result.stderr
+
+
+def test_callback_url_is_the_one_to_register_at_intuit(cli: Runs) -> None:
+    result = cli("connections", "callback-url")
+
+    assert result.exit_code == 0
+    assert result.stdout == f"{API_URL}/oauth/callback\n"
+    assert json.loads(cli("--output", "json", "connections", "callback-url").stdout) == {
+        "callback_url": f"{API_URL}/oauth/callback"
+    }
+
+
+# --- test, reset, delete -------------------------------------------------------------------------
+
+
+def test_test_of_a_connection_not_yet_connected_fails_with_the_next_step(cli: Runs) -> None:
+    create(cli, "Acme")
+
+    result = cli("connections", "test", "Acme")
+
+    assert result.exit_code == 1
+    assert result.stdout.startswith("FAILED (not_connected): ")
+    assert "Next step: Open the authorize link" in result.stdout
+
+    as_json = cli("--output", "json", "connections", "test", "Acme")
+    assert as_json.exit_code == 1
+    body = json.loads(as_json.stdout)
+    assert body["ok"] is False
+    assert body["error"]["code"] == "not_connected"
+    assert listed(cli)[0]["last_test"]["error_code"] == "not_connected"
+
+
+def test_reset_with_yes_disconnects_and_reports_the_revocation(cli: Runs) -> None:
+    create(cli, "Acme")
+
+    result = cli("connections", "reset", "Acme", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert "status not_connected" in result.stdout
+    assert "Revocation at Intuit: nothing to revoke." in result.stdout
+
+
+def test_reset_asks_first_and_stops_on_no(cli: Runs) -> None:
+    create(cli, "Acme")
+
+    result = cli("connections", "reset", "Acme", input="n\n")
+
+    assert result.exit_code == 1
+    assert "Aborted" in result.stderr
+    assert listed(cli)[0]["last_revocation"] is None
+
+
+def test_delete_with_yes_removes_the_connection_and_its_secret(cli: Runs) -> None:
+    create(cli, "Acme", "--id", "acme")
+
+    result = cli("connections", "delete", "Acme", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert 'Deleted "Acme" (acme)' in result.stdout
+    assert listed(cli) == []
+    assert cli("connections", "show", "acme").exit_code == 1
+    with pytest.raises(boto3.client("secretsmanager", region_name=REGION).exceptions.ResourceNotFoundException):
+        stored_secret("acme")
+
+
+# --- connected connections: refresh and test, with Intuit faked -------------------------------------
+
+
+class FakeIntuit:
+    """Hands out fresh token sets; or refuses the refresh token, when told to."""
+
+    def __init__(self) -> None:
+        self.refused: set[str] = set()
+        self.revoked = 0
+
+    def refresh(self, credentials, *, refresh_token: str, scopes: tuple[str, ...]) -> TokenSet:
+        if refresh_token in self.refused:
+            raise NeedsReauthorization("Intuit refused the refresh token: reconnect through the authorize link")
+        return token_set(time.time(), expires_in=3600)
+
+    def revoke(self, credentials, *, token: str) -> None:
+        self.revoked += 1
+
+
+class FakeCompanyApi:
+    def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
+        return CompanyInfo(company_name="Acme Books Ltd", realm_id=realm_id, intuit_tid="1-abc-tid")
+
+
+def token_set(now: float, *, expires_in: float, refresh_token: str | None = None) -> TokenSet:
+    return TokenSet(
+        access_token=f"at-{uuid.uuid4().hex}",
+        refresh_token=refresh_token or f"rt-{uuid.uuid4().hex}",
+        expires_at=now + expires_in,
+        refresh_token_expires_at=now + 100 * 86400,
+        refresh_token_hard_expires_at=now + 1800 * 86400,
+        scopes=intuit.DEFAULT_SCOPES,
+        obtained_at=now - 3000,
+    )
+
+
+@pytest.fixture
+def intuit_fake(cli: Runs, monkeypatch: pytest.MonkeyPatch) -> FakeIntuit:
+    fake = FakeIntuit()
+
+    def build_services(settings, *, session=None, clock=None):
+        services = runtime.build_services(settings, session=session, clock=clock)
+        services.identity_override = fake
+        services.company_api_override = FakeCompanyApi()
+        return services
+
+    monkeypatch.setattr(main, "build_services", build_services)
+    return fake
+
+
+def connected(name: str, *, expires_in: float = 300, refresh_token: str | None = None) -> str:
+    """Create a connection and store tokens as the consent flow would."""
+    services = runtime.build_services(Settings.from_environment(LOCAL_ENVIRONMENT))
+    connection = services.administration.create(
+        main.NewConnection(name=name, client_id=CLIENT_ID, client_secret=SECRET, realm_id=REALM)
+    )
+    now = time.time()
+    tokens = token_set(now, expires_in=expires_in, refresh_token=refresh_token)
+    with services.leases.hold(connection.connection_id) as held:
+        secret = held.secret.next(now=now, token_set=tokens, realm_id=REALM)
+        services.leases.commit(
+            held,
+            held.connection.connected_with(
+                tokens, realm_id=REALM, company_name="Acme Books Ltd", now=now, generation=secret.generation
+            ),
+            secret,
+            release=True,
+        )
+    return connection.connection_id
+
+
+def test_list_shows_token_times_relative_and_days_to_hard_expiry(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    connected("Acme", expires_in=52 * 60 + 30)
+
+    row = cli("connections", "list").stdout.splitlines()[1]
+
+    assert "connected" in row and REALM in row and "Acme Books Ltd" in row
+    assert "in 52 min" in row
+    assert "50 min ago" in row
+    assert row.rstrip().endswith("1799")
+
+
+def test_test_of_a_connected_connection_reports_the_company(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    connected("Acme", expires_in=3600)
+
+    result = cli("connections", "test", "Acme")
+
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(rf'OK: connected to company "Acme Books Ltd" \(realm ID {REALM}\) in \d+ ms\n', result.stdout)
+    body = json.loads(cli("--output", "json", "connections", "test", "Acme").stdout)
+    assert body["ok"] is True and body["company_name"] == "Acme Books Ltd"
+    assert "OK" in cli("connections", "show", "Acme").stdout
+
+
+def test_refresh_of_one_connection_prints_its_outcome(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    connection_id = connected("Acme")
+
+    result = cli("refresh", "Acme")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Acme ({connection_id}): refreshed\n"
+    assert cli("refresh", "Acme").stdout == f"Acme ({connection_id}): not_due\n"
+
+
+def test_refresh_due_reports_each_and_fails_when_one_needs_reauthorization(cli: Runs, intuit_fake) -> None:
+    good = connected("Good")
+    bad = connected("Bad", refresh_token="rt-refused")
+    connected("Later", expires_in=7200)
+    intuit_fake.refused.add("rt-refused")
+
+    result = cli("--output", "json", "refresh", "--due")
+
+    assert result.exit_code == 1
+    outcomes = {r["connection_id"]: r["outcome"] for r in json.loads(result.stdout)}
+    assert outcomes == {good: "refreshed", bad: "needs_reauthorization"}
+    assert listed(cli)[0]["status"] in {"connected", "needs_reauthorization"}
+
+
+def test_refresh_all_forced_covers_every_connected_connection(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    connected("Acme", expires_in=7200)
+    cli("connections", "create", "Idle", "--client-id", CLIENT_ID, "--no-secret")
+
+    result = cli("refresh", "--all", "--force")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].endswith("refreshed")
+    assert "Idle" not in result.stdout
+
+
+def test_refresh_of_many_shows_a_progress_bar_then_counts(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    for number in range(11):
+        connected(f"Company {number}")
+    bad = connected("Company bad", refresh_token="rt-refused")
+    intuit_fake.refused.add("rt-refused")
+
+    result = cli("refresh", "--due")
+
+    assert result.exit_code == 1
+    assert "Refreshing" in result.stderr
+    assert result.stdout.splitlines() == [
+        f"Company bad ({bad}): needs_reauthorization: Intuit refused the refresh token: reconnect through the "
+        "authorize link",
+        "12 connections: 11 refreshed, 1 needs_reauthorization",
+    ]
+
+
+def test_refresh_needs_exactly_one_choice(cli: Runs) -> None:
+    for args in ((), ("Acme", "--due"), ("--due", "--all")):
+        result = cli("refresh", *args)
+        assert result.exit_code == 2
+        assert "exactly one of" in result.stderr
+
+
+def test_reset_of_a_connected_connection_revokes_at_intuit(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    connected("Acme")
+
+    result = cli("connections", "reset", "Acme", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert "Revocation at Intuit: revoked." in result.stdout
+    assert intuit_fake.revoked == 1
+    assert listed(cli)[0]["status"] == "not_connected"
+
+
+# --- targets -------------------------------------------------------------------------------------
+
+
+def test_without_any_stack_the_cli_says_how_to_get_one(environ: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(targets, "local_stack", lambda: None)
+
+    result = CliRunner().invoke(main.cli, ["connections", "list"])
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: No stack: pass --stack NAME for a deployed stack, or start the local stack with `make dev`\n"
+    )
+    assert "Traceback" not in result.output
+
+
+def test_the_local_stacks_discovery_file_is_read_when_its_process_runs(tmp_path) -> None:
+    path = tmp_path / "local-stack.json"
+    assert targets.read_local_state(path) is None
+    path.write_text("not json")
+    assert targets.read_local_state(path) is None
+    path.write_text(json.dumps({"pid": 2_147_483_646, "api_url": API_URL}))
+    assert targets.read_local_state(path) is None
+    path.write_text(json.dumps({"pid": os.getpid(), "api_url": API_URL}))
+    assert targets.read_local_state(path) == {"pid": os.getpid(), "api_url": API_URL}
+
+
+def test_the_local_target_points_boto3_at_the_local_endpoint(environ: None) -> None:
+    os.environ["AWS_PROFILE"] = "production-admin"
+    target = targets.local_target(
+        {"api_url": API_URL + "/", "aws_endpoint_url": "http://127.0.0.1:4566", "environment": LOCAL_ENVIRONMENT}
+    )
+
+    assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert "AWS_PROFILE" not in os.environ
+    assert target.session.region_name == REGION
+    assert target.settings.table_name == TABLE
+    assert target.callback_url == f"{API_URL}/oauth/callback"
+
+
+def test_the_link_base_follows_the_public_base_url() -> None:
+    api = "https://abc123.execute-api.eu-west-1.amazonaws.com"
+    assert targets.api_base_url({"ApiUrl": api, "CallbackUrl": f"{api}/oauth/callback"}) == api
+    assert (
+        targets.api_base_url({"ApiUrl": api, "CallbackUrl": "https://qbo.example.com/oauth/callback"})
+        == "https://qbo.example.com"
+    )
+    assert targets.api_base_url({"ApiUrl": api + "/"}) == api
+    with pytest.raises(targets.TargetError):
+        targets.api_base_url({}, stack_name="qbo")
+
+
+DEPLOYED_TABLE = "qbo-prod-ConnectionsTable-1A2B"
+PUBLIC = "https://qbo.example.com"
+
+
+@pytest.fixture
+def deployed_stack(environ: None, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A stack as `sam deploy` leaves it: outputs, and the test function's environment."""
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    with mock_aws():
+        create_table(boto3.client("dynamodb", region_name=REGION), DEPLOYED_TABLE)
+        role = boto3.client("iam").create_role(
+            RoleName="qbo-prod-test-function",
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("app.py", "def handler(event, context):\n    return {}\n")
+        boto3.client("lambda", region_name=REGION).create_function(
+            FunctionName="qbo-prod-TestFunction-XYZ",
+            Runtime="python3.13",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": code.getvalue()},
+            Environment={
+                "Variables": {
+                    "QBO_TABLE_NAME": DEPLOYED_TABLE,
+                    "QBO_SECRET_PREFIX": "qbo-connect/qbo-prod/",
+                    "QBO_SIGNING_KEY_SECRET_ID": "qbo-connect/qbo-prod/signing-key",
+                    "QBO_PUBLIC_BASE_URL": PUBLIC,
+                    "QBO_ALLOWED_API_HOSTS": "",
+                    "POWERTOOLS_LOG_LEVEL": "INFO",
+                }
+            },
+        )
+        template = {
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {
+                "ApiUrl": {"Value": "https://abc123.execute-api.us-east-1.amazonaws.com"},
+                "CallbackUrl": {"Value": f"{PUBLIC}/oauth/callback"},
+                "TestFunctionName": {"Value": "qbo-prod-TestFunction-XYZ"},
+            },
+        }
+        boto3.client("cloudformation", region_name=REGION).create_stack(
+            StackName="qbo-prod", TemplateBody=json.dumps(template)
+        )
+        yield "qbo-prod"
+
+
+def test_a_deployed_stack_is_administered_with_its_functions_settings(deployed_stack: str, monkeypatch) -> None:
+    monkeypatch.setattr(targets, "local_stack", lambda: pytest.fail("a --stack run must not look for a local stack"))
+    runner = CliRunner()
+    stack = ["--stack", deployed_stack, "--region", REGION]
+
+    created = runner.invoke(
+        main.cli,
+        [*stack, "connections", "create", "Acme", "--client-id", CLIENT_ID, "--id", "acme", "--client-secret-stdin"],
+        input=SECRET,
+    )
+    link = runner.invoke(main.cli, [*stack, "connections", "authorize-link", "acme"])
+    callback = runner.invoke(main.cli, [*stack, "connections", "callback-url"])
+
+    assert created.exit_code == 0, created.output
+    assert "qbo-connect --stack qbo-prod --region us-east-1 connections authorize-link Acme" in created.stdout
+    assert boto3.client("dynamodb", region_name=REGION).scan(TableName=DEPLOYED_TABLE)["Count"] > 0
+    secret_name = "qbo-connect/qbo-prod/connections/acme"
+    stored = boto3.client("secretsmanager", region_name=REGION).get_secret_value(SecretId=secret_name)
+    assert json.loads(stored["SecretString"])["client_secret"] == SECRET
+    assert link.stdout.startswith(f"{PUBLIC}/connections/acme/authorize?exp=")
+    assert callback.stdout == f"{PUBLIC}/oauth/callback\n"
+    assert SECRET not in created.output + link.output + callback.output
+
+
+def test_the_stack_name_may_come_from_the_environment(deployed_stack: str, monkeypatch) -> None:
+    monkeypatch.setenv("QBO_CONNECT_STACK", deployed_stack)
+
+    result = CliRunner().invoke(main.cli, ["connections", "callback-url"])
+
+    assert result.stdout == f"{PUBLIC}/oauth/callback\n"
+
+
+def test_an_unknown_stack_says_where_it_looked(deployed_stack: str) -> None:
+    result = CliRunner().invoke(main.cli, ["--stack", "qbo-nope", "connections", "list"])
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: Stack 'qbo-nope' not found in us-east-1: check --stack, --region")
+
+
+def test_an_unknown_profile_is_one_line_not_a_traceback(deployed_stack: str) -> None:
+    result = CliRunner().invoke(main.cli, ["--stack", deployed_stack, "--profile", "nope", "connections", "list"])
+
+    assert result.exit_code == 1
+    assert result.stderr == "Error: AWS profile 'nope' not found: check ~/.aws/config, or pass another --profile\n"
+
+
+def test_missing_credentials_say_how_to_get_them(deployed_stack: str) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.pop(name)
+
+    result = CliRunner().invoke(main.cli, ["--stack", deployed_stack, "connections", "list"])
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: No AWS credentials: pass --profile")
