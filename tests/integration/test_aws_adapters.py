@@ -1,0 +1,677 @@
+"""The real adapters: DynamoDB, Secrets Manager and EventBridge on moto; Intuit's HTTP endpoints faked with `responses`.
+
+Intuit's answers come from tests/fixtures/intuit (Intuit-shaped bodies with fake values).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+import requests
+import responses
+from botocore.stub import Stubber
+from fakes import EPOCH, FakeClock
+from moto import mock_aws
+from qbo_connect import intuit
+from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore, create_table
+from qbo_connect.adapters.eventbridge import EventBridgePublisher
+from qbo_connect.adapters.intuit_oauth import IntuitOAuth
+from qbo_connect.adapters.quickbooks_api import QuickBooksApi
+from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
+from qbo_connect.domain.connection import Connection, ConnectionStatus
+from qbo_connect.domain.connection import TestResult as ConnectionTestResult
+from qbo_connect.domain.events import EventType, connection_event
+from qbo_connect.domain.secret_document import ConnectionSecret
+from qbo_connect.domain.token_set import TokenSet
+from qbo_connect.errors import (
+    Busy,
+    Conflict,
+    ConnectionAlreadyExists,
+    ConnectionNotFound,
+    Forbidden,
+    IntuitUnavailable,
+    InvalidClient,
+    NeedsReauthorization,
+    QboConnectError,
+    Throttled,
+    Unauthorized,
+)
+from qbo_connect.ports import ClientCredentials, ConnectionEvent, OAuthState
+from qbo_connect.settings import Settings
+
+REGION = "eu-west-1"
+TABLE = "qbo-connections-test"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "intuit"
+REALM = "9341453050000001"
+CREDENTIALS = ClientCredentials("ABfakeclientid0123456789", "fake-client-secret-value")
+# Held in names, so that the check of a traceback is not fooled by the test's own source lines.
+REFRESH_TOKEN = "AB11-the-refresh-token"
+CODE = "AB11-the-code"
+ACCESS_TOKEN = "eyJ-access-token"
+
+
+def fixture(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(table_name=TABLE, secret_prefix="qbo-test/")
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield boto3.Session(region_name=REGION)
+
+
+@pytest.fixture
+def store(aws) -> DynamoDbConnectionStore:
+    create_table(aws.client("dynamodb"), TABLE)
+    return DynamoDbConnectionStore(aws.resource("dynamodb").Table(TABLE))
+
+
+@pytest.fixture
+def vault(aws, settings) -> SecretsManagerVault:
+    return SecretsManagerVault(aws.client("secretsmanager"), settings)
+
+
+def a_connection(connection_id: str = "qbc-1", name: str = "Acme Books", **changes) -> Connection:
+    return Connection(
+        connection_id=connection_id,
+        name=name,
+        environment=intuit.Environment.SANDBOX,
+        base_url=intuit.SANDBOX_API_BASE_URL,
+        client_id=CREDENTIALS.client_id,
+        created_at=EPOCH,
+        updated_at=EPOCH,
+        **changes,
+    )
+
+
+def connected(connection_id: str, name: str, expires_at: float) -> Connection:
+    return a_connection(
+        connection_id,
+        name,
+        status=ConnectionStatus.CONNECTED,
+        has_client_secret=True,
+        access_token_expires_at=expires_at,
+    )
+
+
+# --- DynamoDB: the connection store -------------------------------------------------------------------
+
+
+def test_a_created_connection_reads_back_by_id_and_by_name_in_any_case(store):
+    connection = a_connection(realm_id=REALM, scopes=(intuit.ACCOUNTING_SCOPE, "openid"), has_client_secret=True)
+
+    store.create(connection)
+
+    assert store.get("qbc-1") == connection
+    assert store.find_by_name("ACME books") == connection
+    assert store.get("qbc-2") is None and store.find_by_name("Other") is None
+
+
+def test_a_duplicate_id_is_refused_and_its_name_is_not_claimed(store):
+    store.create(a_connection("qbc-1", "Acme Books"))
+
+    with pytest.raises(ConnectionAlreadyExists):
+        store.create(a_connection("qbc-1", "Other Books"))
+
+    assert store.find_by_name("Other Books") is None
+    assert store.get("qbc-1").name == "Acme Books"
+    store.create(a_connection("qbc-2", "Other Books"))  # the name was never half-claimed
+
+
+def test_a_duplicate_name_is_refused_whatever_its_case_and_no_item_is_written(store):
+    store.create(a_connection("qbc-1", "Acme Books"))
+
+    with pytest.raises(ConnectionAlreadyExists):
+        store.create(a_connection("qbc-2", "ACME BOOKS"))
+
+    assert store.get("qbc-2") is None
+    assert [c.connection_id for c in store.list()] == ["qbc-1"]
+
+
+def test_save_is_conditional_on_the_version_read_and_the_lease_owner(store):
+    store.create(a_connection())
+    held = store.acquire_lease("qbc-1", owner="owner-a", now=EPOCH, seconds=60)
+
+    saved = store.save(
+        replace(held, status=ConnectionStatus.CONNECTED, realm_id=REALM),
+        lease_owner="owner-a",
+    )
+
+    assert saved.version == 1 and saved.status is ConnectionStatus.CONNECTED and saved.lease_owner == "owner-a"
+    with pytest.raises(Conflict):
+        store.save(held, lease_owner="owner-a")  # stale version
+    with pytest.raises(Conflict):
+        store.save(saved, lease_owner="owner-b")  # not the lease holder
+    assert store.get("qbc-1") == saved
+
+
+def test_save_can_give_the_lease_back_in_the_same_write_and_then_nobody_can_save(store):
+    store.create(a_connection())
+    held = store.acquire_lease("qbc-1", owner="owner-a", now=EPOCH, seconds=60)
+
+    saved = store.save(held, lease_owner="owner-a", release_lease=True)
+
+    assert saved.lease_owner is None and saved.lease_expires_at is None
+    with pytest.raises(Conflict):
+        store.save(saved, lease_owner="owner-a")
+    assert store.acquire_lease("qbc-1", owner="owner-b", now=EPOCH + 1, seconds=60).lease_owner == "owner-b"
+
+
+def test_save_removes_fields_that_were_cleared(store):
+    store.create(connected("qbc-1", "Acme Books", EPOCH + 3600))
+    held = store.acquire_lease("qbc-1", owner="o", now=EPOCH, seconds=60)
+
+    store.save(held.disconnected(now=EPOCH, generation=2, revocation="revoked"), lease_owner="o", release_lease=True)
+
+    stored = store.get("qbc-1")
+    assert stored.status is ConnectionStatus.NOT_CONNECTED
+    assert stored.access_token_expires_at is None
+    assert stored.last_revocation == "revoked"
+    assert store.due_connection_ids(due_before=EPOCH + 10**9) == []
+
+
+def test_the_lease_is_taken_only_when_free_or_expired(store):
+    store.create(a_connection())
+    store.acquire_lease("qbc-1", owner="owner-a", now=EPOCH, seconds=60)
+
+    with pytest.raises(Busy):
+        store.acquire_lease("qbc-1", owner="owner-b", now=EPOCH + 59, seconds=60)
+    taken = store.acquire_lease("qbc-1", owner="owner-b", now=EPOCH + 61, seconds=60)
+
+    assert taken.lease_owner == "owner-b" and taken.lease_expires_at == EPOCH + 121
+    with pytest.raises(ConnectionNotFound):
+        store.acquire_lease("qbc-404", owner="owner-a", now=EPOCH, seconds=60)
+
+
+def test_the_lease_is_released_only_by_its_owner(store):
+    store.create(a_connection())
+    store.acquire_lease("qbc-1", owner="owner-a", now=EPOCH, seconds=60)
+
+    assert store.release_lease("qbc-1", owner="owner-b") is False
+    assert store.get("qbc-1").lease_owner == "owner-a"
+    assert store.release_lease("qbc-1", owner="owner-a") is True
+    assert store.get("qbc-1").lease_owner is None
+    assert store.release_lease("qbc-1", owner="owner-a") is False
+
+
+def test_the_due_query_finds_only_connected_connections_expiring_before_the_cut_off(store):
+    cut_off = EPOCH + 900
+    store.create(connected("qbc-due", "Due", EPOCH + 600))
+    store.create(connected("qbc-edge", "Edge", cut_off))
+    store.create(connected("qbc-later", "Later", EPOCH + 3600))
+    store.create(a_connection("qbc-new", "New", access_token_expires_at=EPOCH + 60))
+    store.create(
+        a_connection(
+            "qbc-dead", "Dead", status=ConnectionStatus.NEEDS_REAUTHORIZATION, access_token_expires_at=EPOCH + 60
+        )
+    )
+
+    assert sorted(store.due_connection_ids(due_before=cut_off)) == ["qbc-due", "qbc-edge"]
+    assert len(store.due_connection_ids(due_before=cut_off, limit=1)) == 1
+
+
+def test_connections_are_listed_by_name(store):
+    for index, name in enumerate(["Charlie", "alpha", "Bravo", "Delta 2", "Delta 10"]):
+        store.create(a_connection(f"qbc-{index}", name))
+
+    assert [c.name for c in store.list()] == ["Bravo", "Charlie", "Delta 10", "Delta 2", "alpha"]
+
+
+def test_a_test_result_is_recorded_without_changing_the_version(store):
+    store.create(a_connection())
+    result = ConnectionTestResult(ok=True, tested_at=EPOCH, latency_ms=120, company_name="Acme", intuit_tid="1-abc")
+
+    store.record_test("qbc-1", result)
+    store.record_test("qbc-404", result)  # a connection deleted meanwhile: nothing to record
+
+    stored = store.get("qbc-1")
+    assert stored.last_test == result and stored.version == 0
+    assert store.get("qbc-404") is None
+
+
+def test_delete_needs_the_lease_and_frees_the_name(store):
+    store.create(a_connection())
+    held = store.acquire_lease("qbc-1", owner="o", now=EPOCH, seconds=60)
+
+    with pytest.raises(Conflict):
+        store.delete(held, lease_owner="someone-else")
+    store.delete(held, lease_owner="o")
+
+    assert store.get("qbc-1") is None and store.find_by_name("Acme Books") is None
+    store.create(a_connection("qbc-2", "Acme Books"))
+
+
+def test_an_oauth_state_is_consumed_exactly_once(store):
+    state = OAuthState("ab" * 32, "qbc-1", "https://api.example/oauth/callback", "cd" * 32, EPOCH, EPOCH + 600)
+    store.put_state(state)
+
+    assert store.get_state(state.state_hash) == state
+    first, second = store.consume_state(state.state_hash), store.consume_state(state.state_hash)
+
+    assert (first, second) == (state, None)
+    assert store.get_state(state.state_hash) is None
+    assert store.consume_state("ef" * 32) is None
+
+
+def test_an_oauth_state_item_expires_by_ttl_and_holds_only_hashes(aws, store):
+    state = OAuthState("ab" * 32, "qbc-1", "https://api.example/oauth/callback", "cd" * 32, EPOCH, EPOCH + 600)
+    store.put_state(state)
+
+    item = aws.resource("dynamodb").Table(TABLE).get_item(Key={"pk": f"state#{state.state_hash}"})["Item"]
+    ttl = aws.client("dynamodb").describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
+
+    assert ttl["AttributeName"] in item and int(item[ttl["AttributeName"]]) >= EPOCH + 600
+    assert set(item) == {
+        "pk",
+        "connection_id",
+        "redirect_uri",
+        "browser_binding",
+        "created_at",
+        "expires_at",
+        "purge_at",
+    }
+
+
+# --- Secrets Manager: the token vault and the signing keys ---------------------------------------------
+
+
+def a_secret(generation: int = 0, access_token: str = "access-0", **changes) -> ConnectionSecret:
+    token_set = TokenSet(
+        access_token=access_token,
+        refresh_token=f"refresh-of-{access_token}",
+        expires_at=EPOCH + 3600,
+        refresh_token_expires_at=EPOCH + 100 * 86400,
+        refresh_token_hard_expires_at=EPOCH + 5 * 365 * 86400,
+        scopes=intuit.DEFAULT_SCOPES,
+        obtained_at=EPOCH,
+    )
+    fields = {
+        "connection_id": "qbc-1",
+        "client_id": CREDENTIALS.client_id,
+        "base_url": intuit.SANDBOX_API_BASE_URL,
+        "client_secret": CREDENTIALS.client_secret,
+        "token_set": token_set if generation else None,
+        "realm_id": REALM,
+        "generation": generation,
+        "updated_at": EPOCH,
+    }
+    return ConnectionSecret(**{**fields, **changes})
+
+
+def _versions(aws, settings) -> dict[str, list[str]]:
+    listed = aws.client("secretsmanager").list_secret_version_ids(SecretId=settings.connection_secret_name("qbc-1"))
+    return {v["VersionId"]: v.get("VersionStages", []) for v in listed["Versions"]}
+
+
+def test_the_vault_creates_reads_writes_and_deletes_a_connection_secret(aws, vault, settings):
+    vault.create(a_secret(0))
+    assert vault.read("qbc-1") == a_secret(0)
+
+    vault.write(a_secret(1, "access-1"))
+
+    assert vault.read("qbc-1") == a_secret(1, "access-1")
+    stored = aws.client("secretsmanager").get_secret_value(SecretId="qbo-test/connections/qbc-1")
+    assert json.loads(stored["SecretString"])["token_set"]["access_token"] == "access-1"
+    assert sorted(stage for stages in _versions(aws, settings).values() for stage in stages) == [
+        "AWSCURRENT",
+        "AWSPREVIOUS",
+    ]
+    vault.delete("qbc-1")
+    assert vault.read("qbc-1") is None
+    vault.delete("qbc-1")  # already gone: fine
+
+
+def test_a_second_secret_for_the_same_connection_is_refused(vault):
+    vault.create(a_secret(0))
+
+    with pytest.raises(ConnectionAlreadyExists):
+        vault.create(a_secret(0, client_secret="another-secret"))
+
+
+def test_writing_the_same_generation_twice_with_the_same_content_is_a_no_op(aws, vault, settings):
+    vault.create(a_secret(0))
+    vault.write(a_secret(1, "access-1"))
+    versions = _versions(aws, settings)
+
+    vault.write(a_secret(1, "access-1"))  # a retried write
+
+    assert _versions(aws, settings) == versions
+    assert vault.read("qbc-1") == a_secret(1, "access-1")
+
+
+def test_writing_a_generation_someone_else_wrote_is_refused_and_keeps_their_tokens(vault):
+    vault.create(a_secret(0))
+    vault.write(a_secret(1, "newer-access"))
+
+    with pytest.raises(Conflict) as raised:
+        vault.write(a_secret(1, "slow-holders-access"))
+
+    assert vault.read("qbc-1").token_set.access_token == "newer-access"
+    assert "slow-holders-access" not in str(raised.value)
+
+
+def test_the_signing_key_is_created_on_first_use_and_reused(aws, settings):
+    client = aws.client("secretsmanager")
+
+    kid, key = SecretsManagerSigningKeys(client, settings).current()
+    again = SecretsManagerSigningKeys(client, settings)
+
+    assert again.current() == (kid, key)
+    assert again.by_id(kid) == key and len(key) >= 32
+    assert again.by_id("k-unknown") is None
+    assert len(client.list_secrets()["SecretList"]) == 1
+
+
+def test_a_rotated_signing_key_keeps_the_previous_one_for_old_links(aws, settings):
+    client = aws.client("secretsmanager")
+    old_kid, old_key = SecretsManagerSigningKeys(client, settings).current()
+    client.put_secret_value(
+        SecretId=settings.signing_key_name,
+        SecretString=json.dumps(
+            {"kid": "k2", "key": "new-key-value", "previous": [{"kid": old_kid, "key": old_key.decode()}]}
+        ),
+    )
+
+    keys = SecretsManagerSigningKeys(client, settings)
+
+    assert keys.current() == ("k2", b"new-key-value")
+    assert keys.by_id(old_kid) == old_key
+
+
+# --- EventBridge ----------------------------------------------------------------------------------------
+
+
+def test_events_reach_eventbridge_with_the_documented_detail_shape(aws):
+    sqs, events = aws.client("sqs"), aws.client("events")
+    queue_url = sqs.create_queue(QueueName="qbo-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="qbo", EventPattern=json.dumps({"source": ["qbo-connect"]}))
+    events.put_targets(Rule="qbo", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    connection = connected("qbc-1", "Acme Books", EPOCH + 3600)
+    published = connection_event(EventType.NEEDS_REAUTHORIZATION, connection, now=EPOCH, reason="invalid_grant")
+
+    EventBridgePublisher(events, "default").publish([published])
+
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    delivered = json.loads(messages[0]["Body"])
+    assert delivered["source"] == "qbo-connect"
+    assert delivered["detail-type"] == "Connection Needs Reauthorization"
+    assert delivered["detail"] == {
+        "connection_id": "qbc-1",
+        "name": "Acme Books",
+        "environment": "sandbox",
+        "realm_id": None,
+        "status": "connected",
+        "reason": "invalid_grant",
+        "occurred_at": "2026-01-01T00:00:00+00:00",
+    }
+
+
+def test_a_failed_publish_does_not_raise(aws, caplog):
+    events = aws.client("events")
+    stubber = Stubber(events)
+    stubber.add_client_error("put_events", service_error_code="InternalException", http_status_code=500)
+    stubber.add_response("put_events", {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"}]})
+    batch = [ConnectionEvent("Connection Reset", {"connection_id": "qbc-1"})]
+
+    with stubber:
+        EventBridgePublisher(events, "default").publish(batch)
+        EventBridgePublisher(events, "default").publish(batch)
+
+    assert "Could not publish events" in caplog.text
+    assert "Some events were not published" in caplog.text
+
+
+# --- Intuit's OAuth endpoints ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def oauth(settings) -> IntuitOAuth:
+    return IntuitOAuth(settings, FakeClock())
+
+
+def _form(call) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(call.request.body).items()}
+
+
+def _never_shows(error: BaseException, *values: str) -> None:
+    shown = "".join([str(error), repr(error), *traceback.format_exception(error)])
+    for value in values:
+        assert value not in shown
+
+
+def test_the_authorization_url_asks_intuit_for_a_code_with_state_and_scopes(oauth):
+    url = oauth.authorization_url(
+        CREDENTIALS.client_id,
+        redirect_uri="https://api.example/oauth/callback",
+        scopes=["com.intuit.quickbooks.accounting"],
+        state="the-state",
+    )
+
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert url.startswith(intuit.AUTHORIZATION_URL + "?")
+    assert query == {
+        "response_type": "code",
+        "client_id": CREDENTIALS.client_id,
+        "redirect_uri": "https://api.example/oauth/callback",
+        "scope": "com.intuit.quickbooks.accounting",
+        "state": "the-state",
+    }
+
+
+def test_the_code_exchange_uses_basic_auth_asks_for_the_hard_expiry_and_has_a_timeout(http, oauth):
+    answer = fixture("token_response_with_hard_expiry.json")
+    http.post(intuit.TOKEN_URL, json=answer)
+
+    token_set = oauth.exchange_code(
+        CREDENTIALS, code="the-code", redirect_uri="https://api.example/oauth/callback", scopes=intuit.DEFAULT_SCOPES
+    )
+
+    call = http.calls[0]
+    basic = base64.b64encode(f"{CREDENTIALS.client_id}:{CREDENTIALS.client_secret}".encode()).decode()
+    assert call.request.headers["Authorization"] == f"Basic {basic}"
+    assert call.request.headers["x-include-refresh-token-hard-expires-in"] == "true"
+    assert call.request.req_kwargs["timeout"] == (5.0, 30.0)
+    form = _form(call)
+    assert form["grant_type"] == "authorization_code"
+    assert form["code"] == "the-code"
+    assert form["redirect_uri"] == "https://api.example/oauth/callback"
+    assert CREDENTIALS.client_secret not in call.request.body
+    assert token_set.access_token == answer["access_token"]
+    assert token_set.expires_at == EPOCH + 3600
+    assert token_set.refresh_token_hard_expires_at == EPOCH + answer["x_refresh_token_hard_expires_in"]
+
+
+def test_a_refresh_presents_the_refresh_token_the_same_way(http, oauth):
+    http.post(intuit.TOKEN_URL, json=fixture("token_response.json"))
+
+    token_set = oauth.refresh(CREDENTIALS, refresh_token="the-refresh-token", scopes=intuit.DEFAULT_SCOPES)
+
+    call = http.calls[0]
+    assert _form(call) == {"grant_type": "refresh_token", "refresh_token": "the-refresh-token"} | {
+        k: v for k, v in _form(call).items() if k == "scope"
+    }
+    assert call.request.headers["Authorization"].startswith("Basic ")
+    assert call.request.headers["x-include-refresh-token-hard-expires-in"] == "true"
+    assert call.request.req_kwargs["timeout"] == (5.0, 30.0)
+    assert token_set.refresh_token == fixture("token_response.json")["refresh_token"]
+    assert token_set.refresh_token_hard_expires_at is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "expected"),
+    [
+        (400, fixture("invalid_grant.json"), {}, NeedsReauthorization),
+        (400, {"error": "invalid_grant"}, {}, NeedsReauthorization),
+        (401, fixture("invalid_client.json"), {}, InvalidClient),
+        (500, {"error": "server_error"}, {}, IntuitUnavailable),
+        (503, "<html>Service Unavailable</html>", {}, IntuitUnavailable),
+        (502, "", {"intuit_tid": "1-tid-502"}, IntuitUnavailable),
+        (429, "Too Many Requests", {"Retry-After": "7"}, Throttled),
+        (200, "<html>not json</html>", {}, IntuitUnavailable),
+        (400, {"error": "invalid_request"}, {}, IntuitUnavailable),
+    ],
+)
+def test_refresh_answers_are_classified_and_never_echo_the_refresh_token(http, oauth, status, body, headers, expected):
+    kwargs = {"json": body} if isinstance(body, dict) else {"body": body}
+    http.post(intuit.TOKEN_URL, status=status, headers=headers, **kwargs)
+
+    with pytest.raises(expected) as raised:
+        oauth.refresh(CREDENTIALS, refresh_token=REFRESH_TOKEN, scopes=intuit.DEFAULT_SCOPES)
+
+    _never_shows(raised.value, REFRESH_TOKEN, CREDENTIALS.client_secret)
+    if status == 429:
+        assert raised.value.retry_after == 7
+    if headers.get("intuit_tid"):
+        assert raised.value.intuit_tid == "1-tid-502"
+
+
+@pytest.mark.parametrize(
+    "failure", [requests.exceptions.ReadTimeout("read timed out"), requests.exceptions.ConnectionError("refused")]
+)
+def test_timeouts_and_connection_errors_are_transient(http, oauth, failure):
+    http.post(intuit.TOKEN_URL, body=failure)
+
+    with pytest.raises(IntuitUnavailable) as raised:
+        oauth.refresh(CREDENTIALS, refresh_token=REFRESH_TOKEN, scopes=intuit.DEFAULT_SCOPES)
+
+    _never_shows(raised.value, REFRESH_TOKEN, CREDENTIALS.client_secret)
+
+
+def test_a_refused_code_exchange_never_echoes_the_code(http, oauth):
+    http.post(intuit.TOKEN_URL, status=400, json=fixture("invalid_grant.json"))
+
+    with pytest.raises(QboConnectError) as raised:
+        oauth.exchange_code(CREDENTIALS, code=CODE, redirect_uri="https://x/cb", scopes=intuit.DEFAULT_SCOPES)
+
+    _never_shows(raised.value, CODE, CREDENTIALS.client_secret)
+
+
+def test_revocation_posts_the_token_as_json_with_basic_auth(http, oauth):
+    http.post(intuit.REVOCATION_URL, status=200)
+
+    oauth.revoke(CREDENTIALS, token=REFRESH_TOKEN)
+
+    call = http.calls[0]
+    assert json.loads(call.request.body) == {"token": REFRESH_TOKEN}
+    assert call.request.headers["Authorization"].startswith("Basic ")
+    assert call.request.req_kwargs["timeout"] == (5.0, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [(401, InvalidClient), (400, IntuitUnavailable), (503, IntuitUnavailable)]
+)
+def test_a_refused_revocation_is_reported_without_the_token(http, oauth, status, expected):
+    http.post(intuit.REVOCATION_URL, status=status)
+
+    with pytest.raises(expected) as raised:
+        oauth.revoke(CREDENTIALS, token=REFRESH_TOKEN)
+
+    _never_shows(raised.value, REFRESH_TOKEN)
+
+
+# --- QuickBooks Online's accounting API -----------------------------------------------------------------
+
+COMPANY_INFO_URL = intuit.SANDBOX_API_BASE_URL + intuit.company_info_path(REALM)
+
+
+def _company_info(settings, **kwargs):
+    return QuickBooksApi(settings).company_info(
+        base_url=kwargs.get("base_url", intuit.SANDBOX_API_BASE_URL), realm_id=REALM, access_token=ACCESS_TOKEN
+    )
+
+
+def test_company_info_is_read_with_the_bearer_token_minor_version_and_a_timeout(http, settings):
+    http.get(COMPANY_INFO_URL, json=fixture("companyinfo.json"), headers={"intuit_tid": "1-tid-ok"})
+
+    info = _company_info(settings)
+
+    call = http.calls[0]
+    assert info.company_name == "Fake Sandbox Company"
+    assert info.intuit_tid == "1-tid-ok"
+    assert call.request.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert call.request.headers["Accept"] == "application/json"
+    assert parse_qs(urlsplit(call.request.url).query) == {"minorversion": ["75"]}
+    assert call.request.req_kwargs["timeout"] == (5.0, 30.0)
+
+
+def test_a_401_fault_is_unauthorized_with_intuits_support_id(http, settings):
+    http.get(COMPANY_INFO_URL, status=401, json=fixture("fault_401.json"), headers={"intuit_tid": "1-tid-401"})
+
+    with pytest.raises(Unauthorized) as raised:
+        _company_info(settings)
+
+    assert raised.value.intuit_tid == "1-tid-401"
+    assert "3200" in raised.value.message
+    _never_shows(raised.value, ACCESS_TOKEN)
+
+
+def test_a_403_is_forbidden(http, settings):
+    http.get(COMPANY_INFO_URL, status=403, json={"Fault": {"Error": [{"Message": "Forbidden", "code": "403"}]}})
+
+    with pytest.raises(Forbidden):
+        _company_info(settings)
+
+
+@pytest.mark.parametrize(("headers", "retry_after"), [({"Retry-After": "30"}, 30), ({}, 60)])
+def test_a_429_is_throttled_with_the_wait_intuit_asks_for(http, settings, headers, retry_after):
+    http.get(
+        COMPANY_INFO_URL, status=429, json=fixture("fault_429.json"), headers={"intuit_tid": "1-tid-429", **headers}
+    )
+
+    with pytest.raises(Throttled) as raised:
+        _company_info(settings)
+
+    assert raised.value.retry_after == retry_after
+    assert raised.value.intuit_tid == "1-tid-429"
+
+
+@pytest.mark.parametrize("failure", [503, requests.exceptions.ReadTimeout("read timed out")])
+def test_an_api_outage_is_intuit_unavailable(http, settings, failure):
+    if isinstance(failure, int):
+        http.get(COMPANY_INFO_URL, status=failure, body="")
+    else:
+        http.get(COMPANY_INFO_URL, body=failure)
+
+    with pytest.raises(IntuitUnavailable):
+        _company_info(settings)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://evil.example",
+        "http://sandbox-quickbooks.api.intuit.com",
+        "https://sandbox-quickbooks.api.intuit.com@evil.example",
+    ],
+)
+def test_a_base_url_that_is_not_allowed_is_refused_without_any_http_call(http, settings, base_url):
+    with pytest.raises(Forbidden):
+        _company_info(settings, base_url=base_url)
+
+    assert len(http.calls) == 0
