@@ -179,11 +179,11 @@ class LocalFunction:
                 self._handler = _load_handler(self.spec)
             return self._handler
 
-    def invoke(self, event: Any, *, request_id: str | None = None) -> Any:
+    def invoke(self, event: Any) -> Any:
         handler = self.load()
         output = _stdout_router()
         with self._invoke_lock:
-            context = LambdaContext(self.spec, request_id=request_id)
+            context = LambdaContext(self.spec)
             output.enter()
             try:
                 return handler(event, context)

@@ -40,7 +40,7 @@ _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", 
 class Invocable(Protocol):
     name: str
 
-    def invoke(self, event: Any, *, request_id: str | None = None) -> Any: ...
+    def invoke(self, event: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,7 @@ class Router:
         )
         event = build_event(incoming, route, parameters, request_id=request_id)
         try:
-            result = route.function.invoke(event, request_id=request_id)
+            result = route.function.invoke(event)
             return to_http(result), route.function.name
         except MalformedResponse as error:
             log.error("%s answered a response API Gateway would refuse: %s", route.function.name, error)
@@ -356,7 +356,9 @@ class RouterServer:
 
     def start(self) -> RouterServer:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, name="api-router", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="api-router", daemon=True
+            )
             self._thread.start()
         return self
 
