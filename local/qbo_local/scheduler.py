@@ -1,12 +1,16 @@
-"""The schedule: what EventBridge Scheduler does on AWS, a thread that runs the refresh sweep."""
+"""What AWS runs the refresh function with: the schedule (EventBridge Scheduler) that starts a sweep,
+and the SQS event source mapping that hands the queued connections to it in batches."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from qbo_local.config import REGION
 from qbo_local.router import Invocable
 
 log = logging.getLogger("qbo_local.scheduler")
@@ -15,12 +19,14 @@ SWEEP_EVENT = {"action": "sweep"}
 
 
 def describe_sweep(result: Any) -> str:
-    """One line with the outcome counts: "2 due: refreshed 1, busy 1"."""
+    """One line with the counts: "2 due, 2 enqueued", or "2 due: refreshed 1, busy 1" without a queue."""
     if not isinstance(result, dict) or not isinstance(result.get("due"), int):
         return f"unexpected answer {result!r}"
-    outcomes = result.get("outcomes") or {}
     if not result["due"]:
         return "nothing due"
+    if "enqueued" in result:
+        return f"{result['due']} due, {result['enqueued']} enqueued"
+    outcomes = result.get("outcomes") or {}
     counts = ", ".join(f"{outcome.replace('_', ' ')} {count}" for outcome, count in sorted(outcomes.items()))
     return f"{result['due']} due: {counts}" if counts else f"{result['due']} due"
 
@@ -68,3 +74,147 @@ class RefreshSchedule:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+
+def _message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    converted = {}
+    for name, value in attributes.items():
+        binary = value.get("BinaryValue")
+        converted[name] = {
+            "stringValue": value.get("StringValue"),
+            "binaryValue": base64.b64encode(binary).decode("ascii") if binary is not None else None,
+            "stringListValues": value.get("StringListValues", []),
+            "binaryListValues": [base64.b64encode(b).decode("ascii") for b in value.get("BinaryListValues", [])],
+            "dataType": value.get("DataType"),
+        }
+    return converted
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """One record of the event Lambda's SQS event source sends (events/refresh-queue.json)."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": _message_attributes(message.get("MessageAttributes") or {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }
+
+
+def failed_message_ids(result: Any, message_ids: list[str], *, report_failures: bool) -> set[str]:
+    """The messages to leave on the queue after an invocation that returned `result`."""
+    if not report_failures:
+        return set()
+    failures = result.get("batchItemFailures") if isinstance(result, dict) else None
+    if failures is None:
+        return set()
+    if not isinstance(failures, list):
+        return set(message_ids)
+    failed = {f.get("itemIdentifier") for f in failures if isinstance(f, dict)}
+    # Lambda treats an unknown or missing identifier as a failure of the whole batch.
+    return set(message_ids) if not failed <= set(message_ids) or None in failed else failed
+
+
+class QueueEventSource:
+    """Polls the queue and invokes the function with batches of up to `batch_size` records, as Lambda's
+    event source mapping does: processed messages are deleted, failed ones come back after their
+    visibility timeout, and the queue's redrive policy parks them in the dead-letter queue in the end."""
+
+    def __init__(
+        self,
+        function: Invocable,
+        sqs_client: Any,
+        queue_url: str,
+        queue_arn: str,
+        *,
+        batch_size: int = 10,
+        window_seconds: float = 0.0,
+        report_failures: bool = True,
+        poll_seconds: int = 1,
+    ) -> None:
+        self.function = function
+        self.sqs = sqs_client
+        self.queue_url = queue_url
+        self.queue_arn = queue_arn
+        self.batch_size = max(1, min(batch_size, 10_000))
+        self.window_seconds = window_seconds
+        self.report_failures = report_failures
+        self.poll_seconds = poll_seconds
+        self.batches = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _receive(self, count: int) -> list[dict[str, Any]]:
+        response = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=min(count, 10),
+            WaitTimeSeconds=self.poll_seconds,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return response.get("Messages", [])
+
+    def _collect(self) -> list[dict[str, Any]]:
+        messages = self._receive(self.batch_size)
+        deadline = time.monotonic() + self.window_seconds
+        while messages and len(messages) < self.batch_size and time.monotonic() < deadline and not self._stop.is_set():
+            more = self._receive(self.batch_size - len(messages))
+            if not more:
+                break
+            messages += more
+        return messages
+
+    def poll_once(self) -> int:
+        """Receive one batch and hand it to the function; the number of messages handled."""
+        messages = self._collect()
+        if not messages:
+            return 0
+        ids = [m["MessageId"] for m in messages]
+        try:
+            result = self.function.invoke({"Records": [sqs_record(m, self.queue_arn) for m in messages]})
+        except Exception:
+            log.exception("Refresh queue: the function failed on %d message(s); SQS retries them", len(messages))
+            failed = set(ids)
+        else:
+            failed = failed_message_ids(result, ids, report_failures=self.report_failures)
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for chunk in _chunks(done, 10):
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+        self.batches += 1
+        retried = f", {len(failed)} left for retry" if failed else ""
+        log.info("Refresh queue: %d message(s) handled%s", len(messages), retried)
+        return len(messages)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("Refresh queue: polling failed; trying again")
+                self._stop.wait(self.poll_seconds)
+
+    def start(self) -> QueueEventSource:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="refresh-queue", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stops after the poll or batch under way (a poll waits at most `poll_seconds`)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
