@@ -120,6 +120,7 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     print(stack.banner(), flush=True)
     try:
+        stack.announce_ready()
         while not stop.wait(1.0):
             pass
     finally:

@@ -24,8 +24,8 @@ from qbo_local import config, discovery
 from qbo_local.config import IntuitKeys, UpOptions
 from qbo_local.functions import LocalFunction, function_specs, put_layer_first
 from qbo_local.router import Route, Router, RouterServer
-from qbo_local.scheduler import RefreshSchedule
-from qbo_local.template import http_routes, load_template
+from qbo_local.scheduler import QueueEventSource, RefreshSchedule
+from qbo_local.template import function_properties, http_routes, load_template
 
 log = logging.getLogger("qbo_local.stack")
 
@@ -89,6 +89,8 @@ class LocalStack:
         self.companies: list[str] = []
         self.intuit_keys: IntuitKeys | None = None
         self.schedule: RefreshSchedule | None = None
+        self.queue_source: QueueEventSource | None = None
+        self._template: dict[str, Any] = {}
         self.functions: dict[str, LocalFunction] = {}
         self._parts: list[_Part] = []  # in start order; stopped in reverse
         self._stopped = False
@@ -108,7 +110,7 @@ class LocalStack:
         put_layer_first(self.options.root)
 
         aws_endpoint = self._start_aws()
-        queue_url, dlq_url = self._create_aws_resources()
+        queue_url, queue_arn, dlq_url = self._create_aws_resources()
         emulator_url = self._start_intuit()
         router = self._bind_router()
         api_url = router.url
@@ -130,6 +132,7 @@ class LocalStack:
         self._ensure_demo_connection()
         router.start()
         self._parts.append(_Part("API router", router.stop))
+        self._start_queue_source(queue_url, queue_arn)
         self.schedule = RefreshSchedule(self.functions["refresh"], self.options.refresh_interval).start()
         self._parts.append(_Part("refresh schedule", self.schedule.stop))
 
@@ -151,9 +154,12 @@ class LocalStack:
             "environment": handler_environment(),
         }
         discovery.write_json_private(self.state_file, self.document)
-        if self.options.ready_file:
-            discovery.write_json_private(self.options.ready_file, self.document)
         return self.document
+
+    def announce_ready(self) -> None:
+        """The ready file, last: whoever waits for it can use everything, the printed banner included."""
+        if self.options.ready_file and self.document is not None:
+            discovery.write_json_private(self.options.ready_file, self.document)
 
     def _start_aws(self) -> str:
         from moto.server import ThreadedMotoServer
@@ -174,7 +180,7 @@ class LocalStack:
         log.info("Embedded AWS (moto) listening on %s", endpoint)
         return endpoint
 
-    def _create_aws_resources(self) -> tuple[str, str]:
+    def _create_aws_resources(self) -> tuple[str, str, str]:
         import boto3
         from qbo_connect.adapters.dynamodb_store import create_table
 
@@ -186,7 +192,31 @@ class LocalStack:
         queue_url = sqs.create_queue(
             QueueName=config.REFRESH_QUEUE_NAME, Attributes={"RedrivePolicy": json.dumps(redrive)}
         )["QueueUrl"]
-        return queue_url, dlq_url
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return queue_url, queue_arn, dlq_url
+
+    def _start_queue_source(self, queue_url: str, queue_arn: str) -> None:
+        """The refresh function's SQS event, with the batch settings template.yaml gives it."""
+        import boto3
+
+        function = self.functions["refresh"]
+        events = (function_properties(self._template, function.spec.logical_id).get("Events") or {}).values()
+        queue_event = next((e for e in events if isinstance(e, dict) and e.get("Type") == "SQS"), None)
+        if queue_event is None:
+            log.warning("template.yaml gives the refresh function no SQS event: nothing consumes the refresh queue")
+            return
+        properties = queue_event.get("Properties") or {}
+        batch_size, window = properties.get("BatchSize", 10), properties.get("MaximumBatchingWindowInSeconds", 0)
+        self.queue_source = QueueEventSource(
+            function,
+            boto3.client("sqs"),
+            queue_url,
+            queue_arn,
+            batch_size=batch_size if isinstance(batch_size, int) else 10,
+            window_seconds=window if isinstance(window, int | float) else 0,
+            report_failures="ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or []),
+        ).start()
+        self._parts.append(_Part("refresh queue consumer", self.queue_source.stop))
 
     def _start_intuit(self) -> str | None:
         if self.intuit_keys is not None:
@@ -226,7 +256,7 @@ class LocalStack:
 
     def _bind_router(self) -> RouterServer:
         root = self.options.root
-        template = load_template(root / "template.yaml")
+        template = self._template = load_template(root / "template.yaml")
         specs = function_specs(root, template)
         by_logical_id = {logical_id: LocalFunction(spec) for logical_id, spec in specs.items()}
         self.functions = {function.spec.short_name: function for function in by_logical_id.values()}
