@@ -1,0 +1,253 @@
+"""The whole local stack in a subprocess, as `make dev` starts it, driven over real HTTP: the demo
+company connects through the emulator's consent page, `invoke test` reads its CompanyInfo, and a
+stop removes the discovery file. Free ports throughout, so this runs beside a developer's `make dev`."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import boto3
+import pytest
+import requests
+from qbo_local.discovery import find_running_stack
+
+ROOT = Path(__file__).resolve().parents[2]
+START_SECONDS = 90
+STOP_SECONDS = 30
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[bytes]
+    state_file: Path
+    ready_file: Path
+    log_file: Path
+    discovery: dict[str, Any]
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def env(self) -> dict[str, str]:
+        return stack_env(self.state_file)
+
+    def stop(self) -> int:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        return self.process.wait(timeout=STOP_SECONDS)
+
+
+def stack_env(state_file: Path) -> dict[str, str]:
+    env = {**os.environ, "QBO_CONNECT_LOCAL_STATE": str(state_file)}
+    for name in ("QBO_INTUIT_CLIENT_ID", "QBO_INTUIT_CLIENT_SECRET"):
+        env.pop(name, None)  # always the emulator here, never real Intuit
+    return env
+
+
+def qbo_local(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "qbo_local", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@contextmanager
+def running_stack(tmp_path: Path, *options: str) -> Iterator[Stack]:
+    """`qbo_local up` on free ports (port 0) with its own discovery file; killed if a test leaves it running."""
+    state_file = tmp_path / "state" / "local-stack.json"
+    ready_file, log_file = tmp_path / "ready.json", tmp_path / "stack.log"
+    command = [sys.executable, "-m", "qbo_local", "up", "--port", "0", "--aws-port", "0", "--intuit-port", "0"]
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, *options, "--ready-file", str(ready_file)],
+            env=stack_env(state_file),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while not ready_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the local stack did not start:\n{log_file.read_text(errors='replace')[-4000:]}")
+            time.sleep(0.2)  # a subprocess's readiness, polled within the deadline above
+        yield Stack(process, state_file, ready_file, log_file, json.loads(ready_file.read_text()))
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_SECONDS)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(tmp_path) as started:
+        yield started
+
+
+def printed_authorize_link(stack: Stack) -> str:
+    found = re.search(r"(http://localhost:\d+/connections/demo/authorize\?\S+)", stack.log())
+    assert found, f"no authorize link in the banner:\n{stack.log()[-2000:]}"
+    return found.group(1)
+
+
+def stored_secret_values(stack: Stack) -> list[str]:
+    """The demo connection's client secret and tokens, read straight from the embedded AWS."""
+    secrets_manager = boto3.client(
+        "secretsmanager",
+        endpoint_url=stack.discovery["aws_endpoint_url"],
+        region_name=stack.discovery["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    prefix = stack.discovery["environment"]["QBO_SECRET_PREFIX"]
+    document = json.loads(secrets_manager.get_secret_value(SecretId=f"{prefix}connections/demo")["SecretString"])
+    values = [value for key, value in _leaves(document) if key in {"client_secret", "access_token", "refresh_token"}]
+    assert len(values) >= 3, (
+        f"expected a client secret and two tokens, found fields {[k for k, _ in _leaves(document)]}"
+    )
+    return values
+
+
+def _leaves(value: Any, key: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v, key)
+    elif isinstance(value, str):
+        yield key, value
+
+
+def connect_demo_company(stack: Stack, link: str) -> tuple[requests.Response, dict[str, str], str]:
+    """What a person does in the browser: open the link, press Connect on Intuit's page, land on the callback."""
+    browser = requests.Session()
+    start = browser.get(link, allow_redirects=False, timeout=30)
+    assert start.status_code == 302, start.text
+    consent_url = start.headers["Location"]
+    assert consent_url.startswith(stack.discovery["emulator_url"] + "/connect/oauth2?")
+    # Browsers treat http://localhost as a secure context and send its Secure cookies back; Python's cookie
+    # jar only does that over https, so the state cookie is marked as a browser would keep it.
+    for cookie in browser.cookies:
+        cookie.secure = False
+    assert [c.name for c in browser.cookies] == ["__Host-qbo_oauth_state"]
+
+    consent = browser.get(consent_url, allow_redirects=False, timeout=30)
+    assert consent.status_code == 200
+    action = re.search(r'<form method="post" action="([^"]+)"', consent.text).group(1)
+    form = {
+        name: html.unescape(value)
+        for name, value in re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', consent.text)
+    }
+    realm_id, company = re.search(r'<option value="(\d+)">([^<]+) \(\1\)</option>', consent.text).groups()
+    decision = browser.post(
+        urljoin(consent_url, html.unescape(action)), data={**form, "realm_id": realm_id}, allow_redirects=False
+    )
+    assert decision.status_code == 302, decision.text
+    callback = decision.headers["Location"]
+    assert callback.startswith(stack.discovery["callback_url"] + "?")
+    params = {key: values[0] for key, values in parse_qs(urlsplit(callback).query).items()}
+    assert params["realmId"] == realm_id
+
+    landing = browser.get(callback, allow_redirects=False, timeout=60)
+    return landing, {"realm_id": realm_id, "code": params["code"], "state": params["state"]}, html.unescape(company)
+
+
+def test_demo_company_connects_over_http_invoke_tests_it_and_stop_cleans_up(stack: Stack, tmp_path: Path) -> None:
+    discovery = stack.discovery
+    assert json.loads(stack.state_file.read_text()) == discovery
+    assert stack.state_file.stat().st_mode & 0o777 == 0o600
+    assert stack.state_file.parent.stat().st_mode & 0o777 == 0o700
+    assert discovery["pid"] == stack.process.pid
+    assert discovery["callback_url"] == discovery["api_url"] + "/oauth/callback"
+    assert discovery["environment"]["AWS_ENDPOINT_URL"] == discovery["aws_endpoint_url"]
+    assert discovery["environment"]["QBO_PUBLIC_BASE_URL"] == discovery["api_url"]
+    assert find_running_stack(stack.state_file) == discovery
+
+    link = printed_authorize_link(stack)
+    assert link.startswith(discovery["api_url"] + "/connections/demo/authorize?")
+    landing, flow, company = connect_demo_company(stack, link)
+
+    assert landing.status_code == 200, landing.text
+    assert "Connected" in landing.text
+    assert company in html.unescape(landing.text)
+    assert flow["realm_id"] in landing.text
+    secrets = stored_secret_values(stack)
+    assert not [value for value in secrets if value in landing.text]
+
+    event = tmp_path / "test-event.json"
+    event.write_text(json.dumps({"connection_id": "demo"}))
+    invoked = qbo_local("invoke", "test", str(event), env=stack.env())
+    assert invoked.returncode == 0, invoked.stderr
+    result = json.loads(invoked.stdout)
+    assert result["ok"] is True, result
+    assert result["company_name"] == company
+    assert result["realm_id"] == flow["realm_id"]
+
+    assert stack.stop() == 0
+    assert not stack.state_file.exists()
+    assert not stack.ready_file.exists()
+    # Neither the banner, the logs nor the discovery record ever showed a secret, token, code or state.
+    leaked = [v for v in [*secrets, flow["code"], flow["state"]] if v in stack.log() or v in json.dumps(discovery)]
+    assert not leaked, f"{len(leaked)} secret value(s) reached the local stack's output"
+
+
+def test_schedule_sweeps_and_the_queue_consumer_refreshes_the_demo_connection(tmp_path: Path) -> None:
+    # Two-minute access tokens are always within the 15-minute refresh margin: every sweep refreshes.
+    with running_stack(tmp_path, "--refresh-interval", "1", "--access-token-seconds", "120") as stack:
+        landing, _, _ = connect_demo_company(stack, printed_authorize_link(stack))
+        assert landing.status_code == 200, landing.text
+
+        stats_url = stack.discovery["emulator_url"] + "/_emulator/stats"
+        deadline = time.monotonic() + 30
+        while requests.get(stats_url, timeout=10).json()["grant_types"].get("refresh_token", 0) < 1:
+            assert time.monotonic() < deadline, f"no refresh reached the emulator:\n{stack.log()[-3000:]}"
+            time.sleep(0.2)  # the schedule's next run, polled within the deadline above
+
+        assert stack.stop() == 0
+    log = stack.log()
+    assert "Refresh sweep: 1 due, 1 enqueued" in log
+    assert "Refresh queue: 1 message(s) handled" in log
+
+
+def test_up_fails_with_a_clear_message_when_the_aws_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = qbo_local(
+            "up", "--port", "0", "--aws-port", str(port), "--intuit-port", "0",
+            env=stack_env(tmp_path / "local-stack.json"),
+            timeout=60,
+        )  # fmt: skip
+
+    assert started.returncode != 0
+    assert f"Port {port}" in started.stderr
+    assert "--aws-port" in started.stderr
+    assert not (tmp_path / "local-stack.json").exists()
+
+
+def test_invoke_without_a_running_stack_says_to_start_make_dev(tmp_path: Path) -> None:
+    invoked = qbo_local("invoke", "test", str(ROOT / "events" / "test.json"), env=stack_env(tmp_path / "none.json"))
+
+    assert invoked.returncode == 1
+    assert "make dev" in invoked.stderr
+    assert invoked.stdout == ""
