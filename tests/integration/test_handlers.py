@@ -1,0 +1,313 @@
+"""The four Lambda handlers, called as Lambda calls them: payload 2.0 events built like events/*.json, the real
+adapters on moto, Intuit's endpoints faked with `responses`, the services built from environment variables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import boto3
+import pytest
+import responses
+from moto import mock_aws
+from qbo_connect import intuit, runtime
+from qbo_connect.adapters.dynamodb_store import create_table
+from qbo_connect.domain.administration import NewConnection
+from qbo_connect.domain.authorization import STATE_COOKIE
+
+if TYPE_CHECKING:
+    from conftest import LogScan
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "intuit"
+REGION = "eu-west-1"
+TABLE = "qbo-connect-handlers-test"
+API_HOST = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
+REALM = "9341453050000001"
+CLIENT_ID = "ABfakeclientid0123456789"
+CONNECTION_ID = "acme"
+
+# A handler that adds no metric of its own still flushes (the cold-start metric): Powertools warns about it.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
+
+def _load_handler(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{name}_function_app", ROOT / "functions" / name / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+authorize_function = _load_handler("authorize")
+callback_function = _load_handler("callback")
+refresh_function = _load_handler("refresh")
+test_function = _load_handler("test")
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "qbo-connect-Function"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:qbo-connect-Function"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+def http_event(sample: str, path: str, query: dict[str, str], cookies: list[str] | None = None) -> dict:
+    """A request as API Gateway's HTTP API hands it to Lambda, on the shape of the sample in events/."""
+    event = json.loads((ROOT / "events" / sample).read_text())
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["rawQueryString"] = urlencode(query)
+    event["queryStringParameters"] = dict(query) or None
+    event["requestContext"]["requestId"] = secrets.token_urlsafe(10)
+    event.pop("cookies", None)
+    if cookies:
+        event["cookies"] = cookies
+    if "pathParameters" in event:
+        event["pathParameters"] = {"connection_id": path.split("/")[2]}
+    return event
+
+
+class TokenEndpoint:
+    """Intuit's token endpoint behind `responses`: a new token pair for every code or refresh token it accepts."""
+
+    def __init__(self, expires_in: int = 3600) -> None:
+        self.expires_in = expires_in
+        self.forms: list[dict[str, str]] = []
+        self.issued: list[dict] = []
+
+    def __call__(self, request) -> tuple[int, dict, str]:
+        self.forms.append({k: v[0] for k, v in parse_qs(request.body).items()})
+        answer = {
+            **json.loads((FIXTURES / "token_response_with_hard_expiry.json").read_text()),
+            "access_token": "eyJ-" + secrets.token_urlsafe(32),
+            "refresh_token": "AB11-" + secrets.token_urlsafe(32),
+            "expires_in": self.expires_in,
+        }
+        self.issued.append(answer)
+        return 200, {"intuit_tid": f"1-tid-{len(self.issued)}"}, json.dumps(answer)
+
+    def values(self) -> set[str]:
+        return {t[k] for t in self.issued for k in ("access_token", "refresh_token")}
+
+
+@dataclass
+class Stack:
+    http: responses.RequestsMock
+    aws: boto3.Session
+    token_endpoint: TokenEndpoint
+    client_secret: str = field(default_factory=lambda: "cs-" + secrets.token_urlsafe(24))
+    seen: set[str] = field(default_factory=set)  # codes, states and cookies this test handed around
+
+    def secret_values(self) -> set[str]:
+        return {self.client_secret, *self.seen, *self.token_endpoint.values()}
+
+    def create_connection(self) -> None:
+        runtime.services().administration.create(
+            NewConnection(
+                name="Acme Books", client_id=CLIENT_ID, client_secret=self.client_secret, connection_id=CONNECTION_ID
+            )
+        )
+
+    def authorize_query(self) -> dict[str, str]:
+        link = runtime.services().authorize_links.create(f"https://{API_HOST}", CONNECTION_ID)
+        assert urlsplit(link).path == f"/connections/{CONNECTION_ID}/authorize"
+        return {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+
+    def authorize(self, query: dict[str, str]) -> dict:
+        event = http_event("authorize.json", f"/connections/{CONNECTION_ID}/authorize", query)
+        return authorize_function.handler(event, LambdaContext())
+
+    def callback(self, query: dict[str, str], cookies: list[str]) -> dict:
+        return callback_function.handler(
+            http_event("callback.json", "/oauth/callback", query, cookies), LambdaContext()
+        )
+
+    def connect(self) -> dict:
+        """Click through: the signed link, Intuit's consent screen, the callback."""
+        started = self.authorize(self.authorize_query())
+        state = parse_qs(urlsplit(started["headers"]["Location"]).query)["state"][0]
+        cookie = started["cookies"][0].split(";")[0]
+        code = "AB11-code-" + secrets.token_urlsafe(24)
+        self.seen |= {state, code}
+        return self.callback({"code": code, "state": state, "realmId": REALM}, [cookie])
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch, log_scan: LogScan) -> Iterator[Stack]:
+    """A deployment on moto; when the test ends, no token, code, state or secret it made was logged."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "QBO_PUBLIC_BASE_URL", "QBO_REFRESH_QUEUE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "QBO_TABLE_NAME": TABLE,
+        "QBO_SECRET_PREFIX": "qbo-connect/handlers-test/",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOGGER_LOG_EVENT": "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+    token_endpoint = TokenEndpoint()
+    runtime.reset_services()
+    with mock_aws(), responses.RequestsMock(assert_all_requests_are_fired=False) as http:
+        session = boto3.Session(region_name=REGION)
+        create_table(session.client("dynamodb"), TABLE)
+        http.add_callback(responses.POST, intuit.TOKEN_URL, callback=token_endpoint)
+        http.get(
+            intuit.SANDBOX_API_BASE_URL + intuit.company_info_path(REALM),
+            body=(FIXTURES / "companyinfo.json").read_text(),
+            content_type="application/json",
+            headers={"intuit_tid": "1-tid-company"},
+        )
+        stack = Stack(http, session, token_endpoint)
+        try:
+            yield stack
+        finally:
+            runtime.reset_services()
+    log_scan.assert_free_of(stack.secret_values())
+
+
+def test_a_valid_link_redirects_to_intuit_with_a_host_only_secure_state_cookie(stack):
+    stack.create_connection()
+
+    answer = stack.authorize(stack.authorize_query())
+
+    assert answer["statusCode"] == 302
+    location = answer["headers"]["Location"]
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    assert location.startswith(intuit.AUTHORIZATION_URL + "?")
+    assert query["client_id"] == CLIENT_ID
+    assert query["redirect_uri"] == f"https://{API_HOST}/oauth/callback"
+    assert query["scope"] == intuit.ACCOUNTING_SCOPE
+    (cookie,) = answer["cookies"]
+    name_value, *attributes = [part.strip() for part in cookie.split(";")]
+    assert name_value.startswith(f"{STATE_COOKIE}=") and query["state"] not in cookie
+    assert {"Secure", "HttpOnly", "SameSite=Lax", "Path=/"} <= set(attributes)
+    assert not any(a.lower().startswith("domain") for a in attributes)  # __Host- cookies have none
+    assert answer["headers"]["Cache-Control"] == "no-store"
+    stack.seen.add(query["state"])
+
+
+def test_a_tampered_link_gets_a_403_page_and_no_redirect(stack):
+    stack.create_connection()
+    query = stack.authorize_query()
+    query["sig"] = ("A" if query["sig"][0] != "A" else "B") + query["sig"][1:]
+
+    answer = stack.authorize(query)
+
+    assert answer["statusCode"] == 403
+    assert "Location" not in answer["headers"]
+    assert not answer.get("cookies")
+    assert answer["headers"]["Content-Type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in answer["headers"]["Content-Security-Policy"]
+    assert "This link is not valid" in answer["body"]
+
+
+def test_the_callback_connects_and_then_the_test_function_answers_ok(stack):
+    stack.create_connection()
+
+    page = stack.connect()
+
+    assert page["statusCode"] == 200, page["body"]
+    assert "Connected" in page["body"] and "Fake Sandbox Company" in page["body"]
+    assert page["headers"]["X-Content-Type-Options"] == "nosniff"
+    assert any(c.startswith(f"{STATE_COOKIE}=;") and "Max-Age=0" in c for c in page["cookies"])
+    exchange = stack.token_endpoint.forms[0]
+    assert exchange["grant_type"] == "authorization_code"
+    assert exchange["redirect_uri"] == f"https://{API_HOST}/oauth/callback"
+
+    answer = test_function.handler({"connection_id": CONNECTION_ID}, LambdaContext())
+
+    assert answer["ok"] is True, answer
+    assert answer["company_name"] == "Fake Sandbox Company"
+    assert answer["realm_id"] == REALM
+    assert json.dumps(answer).count("eyJ-") == 0  # no token in the answer
+
+
+def test_replaying_the_callback_changes_nothing(stack):
+    stack.create_connection()
+    started = stack.authorize(stack.authorize_query())
+    state = parse_qs(urlsplit(started["headers"]["Location"]).query)["state"][0]
+    cookie = started["cookies"][0].split(";")[0]
+    query = {"code": "AB11-code-" + secrets.token_urlsafe(24), "state": state, "realmId": REALM}
+    stack.seen |= {state, query["code"]}
+    assert stack.callback(query, [cookie])["statusCode"] == 200
+
+    replay = stack.callback(query, [cookie])
+
+    assert replay["statusCode"] == 400
+    assert "already used" in replay["body"]
+    assert len(stack.token_endpoint.forms) == 1
+
+
+def test_the_scheduled_sweep_refreshes_a_due_connection(stack):
+    stack.token_endpoint.expires_in = 600  # inside the 15-minute margin: due at once
+    stack.create_connection()
+    stack.connect()
+    first_refresh_token = stack.token_endpoint.issued[0]["refresh_token"]
+
+    summary = refresh_function.handler({"action": "sweep"}, LambdaContext())
+
+    assert summary == {"due": 1, "outcomes": {"refreshed": 1}}
+    refresh = stack.token_endpoint.forms[-1]
+    assert refresh == {"grant_type": "refresh_token", "refresh_token": first_refresh_token} | {
+        k: v for k, v in refresh.items() if k == "scope"
+    }
+    stored = runtime.services().vault.read(CONNECTION_ID).token_set
+    assert stored.refresh_token == stack.token_endpoint.issued[-1]["refresh_token"]
+
+
+def test_the_sweep_fans_out_over_the_queue_and_the_queue_batch_refreshes(stack, monkeypatch):
+    sqs = stack.aws.client("sqs")
+    queue_url = sqs.create_queue(QueueName="qbo-refresh")["QueueUrl"]
+    monkeypatch.setenv("QBO_REFRESH_QUEUE_URL", queue_url)
+    runtime.reset_services()
+    stack.token_endpoint.expires_in = 600
+    stack.create_connection()
+    stack.connect()
+
+    assert refresh_function.handler({"action": "sweep"}, LambdaContext()) == {"due": 1, "enqueued": 1}
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    batch = json.loads((ROOT / "events" / "refresh-queue.json").read_text())
+    batch["Records"] = [
+        {**batch["Records"][0], "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"]}
+        for m in messages
+    ]
+
+    answer = refresh_function.handler(batch, LambdaContext())
+
+    assert answer == {"batchItemFailures": []}
+    assert len(stack.token_endpoint.issued) == 2
+    stored = runtime.services().vault.read(CONNECTION_ID).token_set
+    assert stored.refresh_token == stack.token_endpoint.issued[-1]["refresh_token"]
+
+
+@pytest.mark.parametrize("payload", [{}, {"connection_id": 7}, {"connection_id": "Not An ID"}, {"name": "acme"}])
+def test_the_test_function_answers_invalid_input_for_a_bad_payload(stack, payload):
+    answer = test_function.handler(payload, LambdaContext())
+
+    assert answer["ok"] is False
+    assert answer["error"]["code"] == "invalid_input"
+
+
+def test_the_test_function_says_what_to_do_for_a_connection_not_yet_connected(stack):
+    stack.create_connection()
+
+    answer = test_function.handler({"connection_id": CONNECTION_ID}, LambdaContext())
+
+    assert answer["ok"] is False
+    assert answer["error"]["code"] == "not_connected"
+    assert "authorize-link" in answer["error"]["message"]
