@@ -270,3 +270,18 @@ def test_reconnecting_after_needs_reauthorization_makes_the_connection_usable_ag
 
     _, token_set = world.lifecycle.valid_token(connection.connection_id)
     assert world.identity.is_access_token_valid(token_set.access_token, REALM)
+
+
+def test_the_tokens_are_in_the_vault_before_the_metadata_is_written(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+    world.store.fail_next_save(RuntimeError("the process died here"))
+
+    with pytest.raises(RuntimeError):
+        world.consent.complete(params, state_cookie=cookie)
+
+    token_set = world.token_set(connection.connection_id)
+    assert token_set is not None
+    assert token_set.refresh_token == world.identity.current_refresh_token(REALM)
+    assert world.connection(connection.connection_id).lease_owner is None
