@@ -1,0 +1,214 @@
+"""Access tokens for workflows: a valid one from memory while it lasts, else from the vault.
+
+The vault (Secrets Manager) always holds a token the schedule keeps valid for longer than the refresh
+margin minus one period, so a cold read is one GetItem and one GetSecretValue and no refresh. A
+refresh happens only when the token cannot serve the caller, and then through the connection's lease
+(TokenLifecycle.refresh): this module never talks to Intuit's token endpoint itself.
+
+    from qbo_connect.token_access import get_access_token
+    token = get_access_token("qbc-1a2b3c4d5e6f")                  # valid for at least 300 s
+
+When Intuit answers 401 with a token from here, call `token_rejected(connection_id, token)`: it asks
+for one forced refresh (still under the lease), at most once per connection per
+`RefreshPolicy.forced_refresh_min_age_seconds` in this process; the lifecycle also refuses to force a
+refresh of a token younger than that, whoever asks. A caller looping on 401s therefore gets the same
+token back and sees its 401 as an error, instead of making the service refresh in a loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from qbo_connect import intuit
+from qbo_connect.domain.lifecycle import RefreshOutcome, TokenLifecycle
+from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput
+from qbo_connect.observability import logger
+from qbo_connect.ports import Clock, ConnectionStore
+
+DEFAULT_MIN_VALID_SECONDS = 300.0
+# A fresh access token lives an hour; asking for more than this could never be satisfied and would
+# make every read refresh.
+MAX_MIN_VALID_SECONDS = intuit.ACCESS_TOKEN_DEFAULT_SECONDS - 300.0
+# While another holder refreshes the connection: how long to wait, and how often to look.
+BUSY_WAIT_SECONDS = 30.0
+BUSY_POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class ConnectionAccess:
+    """What a request to one company's accounting API needs: where to send it, and the bearer token."""
+
+    connection_id: str
+    realm_id: str
+    base_url: str
+    access_token: str = field(repr=False)
+    expires_at: float
+    scopes: tuple[str, ...] = ()
+
+    def seconds_valid(self, now: float) -> float:
+        return self.expires_at - now
+
+
+class TokenAccess:
+    """Thread-safe, per-process cache of access tokens in front of TokenLifecycle.valid_token."""
+
+    def __init__(
+        self,
+        lifecycle: TokenLifecycle,
+        store: ConnectionStore,
+        clock: Clock,
+        *,
+        busy_wait_seconds: float = BUSY_WAIT_SECONDS,
+    ) -> None:
+        self._lifecycle = lifecycle
+        self._store = store
+        self._clock = clock
+        self._busy_wait_seconds = busy_wait_seconds
+        self._lock = threading.Lock()
+        self._connection_locks: dict[str, threading.Lock] = {}
+        self._cache: dict[str, ConnectionAccess] = {}
+        self._forced_at: dict[str, float] = {}
+
+    def access(self, connection_id: str, *, min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS) -> ConnectionAccess:
+        """The connection's realm, base URL and an access token valid for at least `min_valid_seconds`.
+
+        Raises NotConnected, NeedsReauthorization, InvalidClient, ConnectionNotFound, IntuitUnavailable or
+        Busy (each says what to do) when no valid token can be had."""
+        _check_min_valid(min_valid_seconds)
+        cached = self._cached(connection_id, min_valid_seconds)
+        if cached is not None:
+            return cached
+        # One reader per connection: threads that miss together share one GetItem and one GetSecretValue.
+        with self._connection_lock(connection_id):
+            return self._cached(connection_id, min_valid_seconds) or self._load(connection_id, min_valid_seconds)
+
+    def access_token(self, connection_id: str, *, min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS) -> str:
+        return self.access(connection_id, min_valid_seconds=min_valid_seconds).access_token
+
+    def token_rejected(
+        self,
+        connection_id: str,
+        access_token: str | None = None,
+        *,
+        min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS,
+    ) -> ConnectionAccess:
+        """Intuit answered 401 to `access_token`: a token to retry with, after a forced refresh if one is allowed.
+
+        The answer may hold the same token (a forced refresh ran less than a minute ago): a second 401
+        with it is then an authentication problem to report, not a reason to refresh again."""
+        _check_min_valid(min_valid_seconds)
+        with self._connection_lock(connection_id):
+            cached = self._cache.get(connection_id)
+            if access_token is not None and cached is not None and cached.access_token != access_token:
+                return cached  # another thread already replaced the rejected token
+            self._forget(connection_id)
+            current = self._load(connection_id, min_valid_seconds)
+            if access_token is not None and current.access_token != access_token:
+                return current  # the vault moved on (the schedule refreshed): no need to force anything
+            now = self._clock.now()
+            last_forced = self._forced_at.get(connection_id)
+            if last_forced is not None and now - last_forced < self._lifecycle.policy.forced_refresh_min_age_seconds:
+                logger.warning(
+                    "Access token rejected again soon after a forced refresh; not refreshing again",
+                    extra={"connection_id": connection_id},
+                )
+                return current
+            self._forced_at[connection_id] = now
+            result = self._lifecycle.refresh(connection_id, force=True)
+            logger.info(
+                "Access token rejected by Intuit; forced refresh",
+                extra={"connection_id": connection_id, "outcome": result.outcome.value},
+            )
+            if result.outcome is RefreshOutcome.BUSY:
+                self._wait_for_lease(connection_id)
+            elif result.outcome is RefreshOutcome.TRANSIENT_FAILURE:
+                raise IntuitUnavailable(f"Intuit could not refresh the token ({result.message}): try again shortly")
+            elif result.outcome is RefreshOutcome.NOT_FOUND:
+                raise ConnectionNotFound(
+                    f"No connection {connection_id!r}: check the ID (`qbo-connect connections list` shows them)"
+                )
+            # Whatever happened, the stored state now says what is true (and raises if a person must act).
+            self._forget(connection_id)
+            return self._load(connection_id, min_valid_seconds)
+
+    def forget(self, connection_id: str | None = None) -> None:
+        """Drop cached tokens (of one connection, or all)."""
+        with self._lock:
+            if connection_id is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(connection_id, None)
+
+    # --- internals ----------------------------------------------------------------------------
+    def _cached(self, connection_id: str, min_valid_seconds: float) -> ConnectionAccess | None:
+        with self._lock:
+            cached = self._cache.get(connection_id)
+        if cached is not None and cached.seconds_valid(self._clock.now()) >= min_valid_seconds:
+            return cached
+        return None
+
+    def _load(self, connection_id: str, min_valid_seconds: float) -> ConnectionAccess:
+        connection, token_set = self._lifecycle.valid_token(connection_id, min_valid_seconds=min_valid_seconds)
+        access = ConnectionAccess(
+            connection_id=connection.connection_id,
+            realm_id=connection.realm_id or "",
+            base_url=connection.base_url,
+            access_token=token_set.access_token,
+            expires_at=token_set.expires_at,
+            scopes=token_set.scopes,
+        )
+        with self._lock:
+            self._cache[connection_id] = access
+        return access
+
+    def _forget(self, connection_id: str) -> None:
+        with self._lock:
+            self._cache.pop(connection_id, None)
+
+    def _connection_lock(self, connection_id: str) -> threading.Lock:
+        with self._lock:
+            return self._connection_locks.setdefault(connection_id, threading.Lock())
+
+    def _wait_for_lease(self, connection_id: str) -> None:
+        """Someone else is refreshing: wait (bounded) until they are done, reading only the metadata."""
+        deadline = self._clock.now() + self._busy_wait_seconds
+        while self._clock.now() < deadline:
+            connection = self._store.get(connection_id)
+            if connection is None or not connection.lease_is_held(self._clock.now()):
+                return
+            self._clock.sleep(BUSY_POLL_SECONDS)
+
+
+def _check_min_valid(min_valid_seconds: float) -> None:
+    if not 0 <= min_valid_seconds <= MAX_MIN_VALID_SECONDS:
+        raise InvalidInput(
+            f"min_valid_seconds must be between 0 and {int(MAX_MIN_VALID_SECONDS)} (an access token lives an hour)"
+        )
+
+
+# --- the process-wide instance ----------------------------------------------------------------------
+_default_lock = threading.Lock()
+_default: tuple[object, TokenAccess] | None = None
+
+
+def default_token_access() -> TokenAccess:
+    """The process-wide TokenAccess on `runtime.services()`; rebuilt when the services are."""
+    from qbo_connect.runtime import services  # the wiring imports the domain, not the other way round
+
+    global _default
+    current = services()
+    with _default_lock:
+        if _default is None or _default[0] is not current:
+            _default = (current, TokenAccess(current.lifecycle, current.store, current.clock))
+        return _default[1]
+
+
+def get_access_token(connection_id: str, *, min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS) -> str:
+    """An access token for the connection, valid for at least `min_valid_seconds` (default 300, at most 3300)."""
+    return default_token_access().access_token(connection_id, min_valid_seconds=min_valid_seconds)
+
+
+def token_rejected(connection_id: str, access_token: str | None = None) -> str:
+    """Intuit answered 401 to `access_token`: the token to retry with once (see TokenAccess.token_rejected)."""
+    return default_token_access().token_rejected(connection_id, access_token).access_token
