@@ -130,8 +130,7 @@ class LocalStack:
 
         reset_services()
         self._ensure_demo_connection()
-        router.start()
-        self._parts.append(_Part("API router", router.stop))
+        router.start()  # its stop, registered when it was bound, shuts the serving thread down too
         self._start_queue_source(queue_url, queue_arn)
         self.schedule = RefreshSchedule(self.functions["refresh"], self.options.refresh_interval).start()
         self._parts.append(_Part("refresh schedule", self.schedule.stop))
@@ -270,8 +269,7 @@ class LocalStack:
                 f"Port {self.options.port} for the API is taken: stop what uses it, or choose another port "
                 f"with --port or {config.PORT_ENV}"
             ) from None
-        # Until start() the socket is bound but not served: closing it is all a failed start needs.
-        self._parts.append(_Part("API socket", server.stop))
+        self._parts.append(_Part("API router", server.stop))
         return server
 
     def _ensure_demo_connection(self) -> None:
