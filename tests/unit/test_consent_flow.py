@@ -285,3 +285,21 @@ def test_the_tokens_are_in_the_vault_before_the_metadata_is_written(world):
     assert token_set is not None
     assert token_set.refresh_token == world.identity.current_refresh_token(REALM)
     assert world.connection(connection.connection_id).lease_owner is None
+
+
+def test_a_consent_whose_metadata_write_was_lost_is_usable_at_the_next_token_request(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+    world.store.fail_next_save(RuntimeError("the process died here"))
+    with pytest.raises(RuntimeError):
+        world.consent.complete(params, state_cookie=cookie)
+    assert world.connection(connection.connection_id).status is ConnectionStatus.NOT_CONNECTED
+
+    _, token_set = world.lifecycle.valid_token(connection.connection_id)
+
+    assert world.identity.is_access_token_valid(token_set.access_token, REALM)
+    reconciled = world.connection(connection.connection_id)
+    assert reconciled.status is ConnectionStatus.CONNECTED
+    assert reconciled.realm_id == REALM
+    assert world.identity.refresh_calls == 0

@@ -108,9 +108,11 @@ class TokenLifecycle:
             # and the lease write fails fast when someone else is refreshing.
             with self._leases.hold(connection_id, read_secret=False) as held:
                 skip = self._skip_reason(held.connection, force=force, needed=needed)
-                if skip:
+                if skip and held.connection.status is not ConnectionStatus.NOT_CONNECTED:
                     return skip
-                self._leases.load_secret(held)  # may reconcile a crashed holder's newer token set
+                # Due, or "not connected" by metadata that can lag the vault after a crashed consent:
+                # reading the secret reconciles a crashed holder's newer token set.
+                self._leases.load_secret(held)
                 skip = self._skip_reason(held.connection, force=force, needed=needed)
                 return skip or self._refresh_held(held)
         except Busy:
@@ -314,8 +316,11 @@ class TokenLifecycle:
     def valid_token(self, connection_id: str, *, min_valid_seconds: float = 300) -> tuple[Connection, TokenSet]:
         """A token valid for at least `min_valid_seconds`: from the vault, refreshed through the lease only
         when needed. Raises a QboConnectError that says what a person must do when none can be had."""
-        for _ in range(3):
+        for attempt in range(3):
             connection = require(self._store.get(connection_id), connection_id)
+            if attempt == 0 and connection.status is ConnectionStatus.NOT_CONNECTED and connection.has_client_secret:
+                self.refresh(connection_id)  # a consent whose metadata write was lost is reconciled here
+                continue
             _raise_for_status(connection)
             secret = self._vault.read(connection_id)
             now = self._clock.now()
