@@ -9,4 +9,4 @@ import os
 
 os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
-os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"  # the CLI reports outcomes itself, for people

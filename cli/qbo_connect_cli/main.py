@@ -39,7 +39,7 @@ from qbo_connect.settings import SettingsError
 from qbo_connect_cli import output, targets
 
 # The package's __init__ sets POWERTOOLS_LOG_LEVEL, but only for loggers created after it ran.
-logger.setLevel("WARNING")
+logger.setLevel("ERROR")
 
 # Above this many connections, `refresh` shows a progress bar instead of a line per connection.
 PROGRESS_THRESHOLD = 10
