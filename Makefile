@@ -40,9 +40,10 @@ integration: $(BIN)/activate
 e2e: $(BIN)/activate  ## Starts the local stack and drives it with headless Chromium
 	$(BIN)/python -m pytest tests/e2e -q
 
-template: $(TOOLS)/bin/sam  ## SAM and CloudFormation linting of template.yaml
+template: $(TOOLS)/bin/sam  ## SAM and CloudFormation linting of template.yaml, and checkov's security checks
 	$(TOOLS)/bin/sam validate --lint
 	$(TOOLS)/bin/cfn-lint template.yaml
+	$(TOOLS)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
 
 build: $(TOOLS)/bin/sam  ## sam build, without Docker
 	PATH="$(LAMBDA_PYTHON_BIN):$$PATH" $(TOOLS)/bin/sam build
