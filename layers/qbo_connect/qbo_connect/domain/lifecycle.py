@@ -140,6 +140,11 @@ class TokenLifecycle:
         if secret is None or secret.token_set is None or not secret.client_secret:
             # Metadata says connected but the vault has nothing to refresh with: only a person can fix it.
             return self._permanent_failure(held, NeedsReauthorization("The connection secret holds no refresh token"))
+        if self._leases.seconds_left(held) < self.policy.call_budget_seconds:
+            # The call could outlive the lease, and a holder taking over would send the same refresh token.
+            return RefreshResult(
+                connection.connection_id, RefreshOutcome.BUSY, "the lease ran short before calling Intuit: try again"
+            )
         started = time.monotonic()
         try:
             token_set = self._call_intuit(held)
