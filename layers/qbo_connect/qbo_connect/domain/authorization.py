@@ -69,7 +69,10 @@ class AuthorizeLinks:
         return f"{api_base_url.rstrip('/')}{authorize_path(connection_id)}?{query}"
 
     def verify(self, connection_id: str, *, exp: str | None, kid: str | None, sig: str | None) -> None:
-        if not (exp and kid and sig) or not exp.isdigit() or len(sig) > 100 or len(kid) > 64:
+        # ASCII only: str.isdigit() accepts "²" (which int() refuses), and compare_digest refuses non-ASCII str.
+        if not (exp and kid and sig) or not (exp + kid + sig).isascii() or not exp.isdigit():
+            raise LinkRejected(FlowError.LINK_INVALID)
+        if len(exp) > 12 or len(sig) > 100 or len(kid) > 64:
             raise LinkRejected(FlowError.LINK_INVALID)
         key = self._keys.by_id(kid)
         if key is None or not hmac.compare_digest(self._sign(key, connection_id, int(exp)), sig):
@@ -180,12 +183,16 @@ class ConsentFlow:
 
     def complete(self, params: dict[str, str], *, state_cookie: str | None) -> FlowResult:
         state = params.get("state") or ""
-        if not (0 < len(state) <= 100):
+        if not (0 < len(state) <= 100) or not state.isascii():
             raise LinkRejected(FlowError.STATE_UNKNOWN)
         pending = self._store.get_state(_sha256(state))
         if pending is None:
             raise LinkRejected(FlowError.STATE_UNKNOWN)
-        if not state_cookie or not hmac.compare_digest(state_cookie, pending.browser_binding):
+        if (
+            not state_cookie
+            or not state_cookie.isascii()
+            or not hmac.compare_digest(state_cookie, pending.browser_binding)
+        ):
             # Leave the state in place: the browser that started the flow may still finish it.
             raise LinkRejected(FlowError.OTHER_BROWSER)
         if self._store.consume_state(pending.state_hash) is None:
