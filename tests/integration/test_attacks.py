@@ -134,6 +134,10 @@ def test_an_expired_link_starts_nothing(attack):
         pytest.param(lambda q: {**q, "sig": q["sig"] + "A"}, id="signature-extended"),
         pytest.param(lambda q: {k: v for k, v in q.items() if k != "sig"}, id="signature-missing"),
         pytest.param(lambda q: {**q, "exp": "-1"}, id="expiry-not-a-number"),
+        # These two were a 500 before: "²".isdigit() is true but int() refuses it; compare_digest refuses non-ASCII.
+        pytest.param(lambda q: {**q, "exp": "²"}, id="expiry-in-superscript-digits"),
+        pytest.param(lambda q: {**q, "sig": "é" + q["sig"][1:]}, id="signature-not-ascii"),
+        pytest.param(lambda q: {**q, "exp": "\uff10" + q["exp"]}, id="expiry-in-fullwidth-digits"),
     ],
 )
 def test_a_tampered_link_starts_nothing(attack, tamper):
@@ -209,13 +213,16 @@ def test_an_expired_state_is_refused_even_while_the_table_still_holds_it(attack)
     assert token_set() is None
 
 
-@pytest.mark.parametrize("victim_cookies", ["none", "the victim's own flow", "the state itself as the cookie"])
+@pytest.mark.parametrize(
+    "victim_cookies", ["none", "the victim's own flow", "the state itself as the cookie", "a non-ASCII cookie"]
+)
 def test_a_state_from_another_browser_is_refused_and_survives_for_the_browser_that_started_it(attack, victim_cookies):
     attacker_state, attacker_cookie = start(attack)
     cookies = {
         "none": [],
         "the victim's own flow": [start(attack)[1]],
         "the state itself as the cookie": [f"{STATE_COOKIE}={attacker_state}"],
+        "a non-ASCII cookie": [f"{STATE_COOKIE}=é"],  # was a 500: compare_digest refuses non-ASCII str
     }[victim_cookies]
     attackers_callback = {"code": code(attack), "state": attacker_state, "realmId": REALM}
     before = snapshot(attack)
