@@ -4,15 +4,20 @@ Sweep (the schedule, {"action": "sweep"}): find the due connections through the 
 out on the queue (or refresh them here when no queue is configured). Queue batches: refresh each
 connection through the lifecycle, reporting only unexpected errors as batch item failures, so SQS
 retries them and finally parks them in the dead-letter queue.
+
+A batch's records are refreshed concurrently (each in a worker thread): a refresh mostly waits on
+Intuit's token endpoint, and one at a time an instance could not use its share of the Secrets
+Manager write budget. The vault's rate limiter still caps the writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from qbo_connect.domain.connection import validate_connection_id
@@ -28,9 +33,9 @@ class RefreshRuns:
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         if isinstance(event, dict) and "Records" in event:
-            processor = BatchProcessor(event_type=EventType.SQS)
-            return process_partial_response(
-                event=event, record_handler=self._refresh_record, processor=processor, context=context
+            processor = AsyncBatchProcessor(event_type=EventType.SQS)
+            return async_process_partial_response(
+                event=event, record_handler=self._refresh_record_in_thread, processor=processor, context=context
             )
         if isinstance(event, dict) and isinstance(event.get("connection_id"), str):
             return self.refresh_one(event["connection_id"]).as_json()
@@ -49,6 +54,9 @@ class RefreshRuns:
 
     def refresh_one(self, connection_id: str) -> RefreshResult:
         return self._lifecycle.refresh(validate_connection_id(connection_id))
+
+    async def _refresh_record_in_thread(self, record: SQSRecord) -> dict[str, Any]:
+        return await asyncio.to_thread(self._refresh_record, record)
 
     def _refresh_record(self, record: SQSRecord) -> dict[str, Any]:
         try:
