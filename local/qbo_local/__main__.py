@@ -1,7 +1,7 @@
 """qbo-connect-local: the whole service on this machine, no AWS account and no Intuit keys needed.
 
     qbo-connect-local up [--port 3000] [--aws-port 4566] [--intuit-port 8181] [--refresh-interval 60]
-                         [--access-token-seconds N] [--root DIR] [--ready-file PATH]
+                         [--access-token-seconds N] [--refresh-concurrency N] [--root DIR] [--ready-file PATH]
     qbo-connect-local invoke FUNCTION EVENT_FILE      (e.g. invoke test events/test.json)
 
 `make dev` runs `up`. With QBO_INTUIT_CLIENT_ID and QBO_INTUIT_CLIENT_SECRET set, `up` talks to
@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="lifetime of the emulator's access tokens, to watch refreshes happen quickly (default 3600)",
     )
+    up.add_argument(
+        "--refresh-concurrency",
+        help="refresh function instances consuming the refresh queue at once "
+        "(default: the template's RefreshMaxConcurrency, 5)",
+    )
     up.add_argument("--root", type=Path, help="the repository (default: the checkout this package is in)")
     up.add_argument("--ready-file", type=Path, help="write the discovery JSON here once everything listens (tests, CI)")
 
@@ -95,6 +100,11 @@ def _up_options(args: argparse.Namespace) -> UpOptions:
         intuit_port=port(args.intuit_port, "--intuit-port", config.INTUIT_PORT_ENV, config.DEFAULT_INTUIT_PORT),
         refresh_interval=interval,
         access_token_seconds=args.access_token_seconds,
+        refresh_concurrency=(
+            config.parse_concurrency(args.refresh_concurrency)
+            if args.refresh_concurrency is not None
+            else config.env_concurrency()
+        ),
         ready_file=args.ready_file,
         state_file=discovery.state_path(),
     )

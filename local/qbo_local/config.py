@@ -39,6 +39,7 @@ PORT_ENV = "QBO_LOCAL_PORT"
 AWS_PORT_ENV = "QBO_LOCAL_AWS_PORT"
 INTUIT_PORT_ENV = "QBO_LOCAL_INTUIT_PORT"
 REFRESH_INTERVAL_ENV = "QBO_LOCAL_REFRESH_INTERVAL"
+REFRESH_CONCURRENCY_ENV = "QBO_LOCAL_REFRESH_CONCURRENCY"
 STATE_ENV = "QBO_CONNECT_LOCAL_STATE"
 INTUIT_CLIENT_ID_ENV = "QBO_INTUIT_CLIENT_ID"
 INTUIT_CLIENT_SECRET_ENV = "QBO_INTUIT_CLIENT_SECRET"
@@ -48,6 +49,7 @@ LOCAL_ONLY_VARIABLES = frozenset(
         AWS_PORT_ENV,
         INTUIT_PORT_ENV,
         REFRESH_INTERVAL_ENV,
+        REFRESH_CONCURRENCY_ENV,
         STATE_ENV,
         INTUIT_CLIENT_ID_ENV,
         INTUIT_CLIENT_SECRET_ENV,
@@ -87,6 +89,8 @@ class UpOptions:
     intuit_port: int = DEFAULT_INTUIT_PORT
     refresh_interval: float = DEFAULT_REFRESH_INTERVAL
     access_token_seconds: int | None = None
+    # Refresh function instances consuming the queue at once; None: the template's RefreshMaxConcurrency.
+    refresh_concurrency: int | None = None
     ready_file: Path | None = None
     state_file: Path | None = None
 
@@ -121,6 +125,21 @@ def parse_interval(raw: str, source: str = "--refresh-interval") -> float:
     if not seconds > 0:
         raise OptionError(f"{source} must be greater than zero, got {raw!r}")
     return seconds
+
+
+def parse_concurrency(raw: str, source: str = "--refresh-concurrency") -> int:
+    try:
+        count = int(raw)
+    except ValueError:
+        raise OptionError(f"{source} must be a whole number of instances, got {raw!r}") from None
+    if not 1 <= count <= 1000:
+        raise OptionError(f"{source} must be between 1 and 1000, got {count}")
+    return count
+
+
+def env_concurrency(environ: Mapping[str, str] | None = None) -> int | None:
+    raw = (os.environ if environ is None else environ).get(REFRESH_CONCURRENCY_ENV, "").strip()
+    return parse_concurrency(raw, REFRESH_CONCURRENCY_ENV) if raw else None
 
 
 def intuit_keys(environ: Mapping[str, str] | None = None) -> IntuitKeys | None:

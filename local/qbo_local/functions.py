@@ -161,6 +161,7 @@ class LocalFunction:
     def __init__(self, spec: FunctionSpec, handler: Handler | None = None) -> None:
         self.spec = spec
         self._handler = handler
+        self._given_handler = handler  # from_handler: shared by every container; else each loads its own
         self._load_lock = threading.Lock()
         self._invoke_lock = threading.Lock()
 
@@ -172,6 +173,11 @@ class LocalFunction:
     @property
     def name(self) -> str:
         return self.spec.logical_id
+
+    def another_container(self) -> LocalFunction:
+        """A second instance of this function, with its own module and its own one-at-a-time invocations
+        (a handler given directly is shared)."""
+        return LocalFunction(self.spec, self._given_handler)
 
     def load(self) -> Handler:
         with self._load_lock:

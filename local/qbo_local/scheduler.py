@@ -122,7 +122,10 @@ def failed_message_ids(result: Any, message_ids: list[str], *, report_failures: 
 class QueueEventSource:
     """Polls the queue and invokes the function with batches of up to `batch_size` records, as Lambda's
     event source mapping does: processed messages are deleted, failed ones come back after their
-    visibility timeout, and the queue's redrive policy parks them in the dead-letter queue in the end."""
+    visibility timeout, and the queue's redrive policy parks them in the dead-letter queue in the end.
+
+    `concurrency` pollers run side by side, each invoking its own container of the function, as the
+    mapping's MaximumConcurrency lets Lambda run that many instances at once."""
 
     def __init__(
         self,
@@ -135,6 +138,7 @@ class QueueEventSource:
         window_seconds: float = 0.0,
         report_failures: bool = True,
         poll_seconds: int = 1,
+        concurrency: int = 1,
     ) -> None:
         self.function = function
         self.sqs = sqs_client
@@ -144,9 +148,11 @@ class QueueEventSource:
         self.window_seconds = window_seconds
         self.report_failures = report_failures
         self.poll_seconds = poll_seconds
+        self.concurrency = max(1, concurrency)
         self.batches = 0
+        self._count_lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def _receive(self, count: int) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
@@ -168,14 +174,14 @@ class QueueEventSource:
             messages += more
         return messages
 
-    def poll_once(self) -> int:
-        """Receive one batch and hand it to the function; the number of messages handled."""
+    def poll_once(self, function: Invocable | None = None) -> int:
+        """Receive one batch and hand it to the function (or one of its containers); the number of messages handled."""
         messages = self._collect()
         if not messages:
             return 0
         ids = [m["MessageId"] for m in messages]
         try:
-            result = self.function.invoke({"Records": [sqs_record(m, self.queue_arn) for m in messages]})
+            result = (function or self.function).invoke({"Records": [sqs_record(m, self.queue_arn) for m in messages]})
         except Exception:
             log.exception("Refresh queue: the function failed on %d message(s); SQS retries them", len(messages))
             failed = set(ids)
@@ -187,32 +193,44 @@ class QueueEventSource:
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
-        self.batches += 1
+        with self._count_lock:
+            self.batches += 1
         retried = f", {len(failed)} left for retry" if failed else ""
         log.info("Refresh queue: %d message(s) handled%s", len(messages), retried)
         return len(messages)
 
-    def _loop(self) -> None:
+    def _loop(self, function: Invocable) -> None:
         while not self._stop.is_set():
             try:
-                self.poll_once()
+                self.poll_once(function)
             except Exception:
                 log.exception("Refresh queue: polling failed; trying again")
                 self._stop.wait(self.poll_seconds)
 
+    def _container(self, index: int) -> Invocable:
+        if index == 0:
+            return self.function
+        another = getattr(self.function, "another_container", None)
+        return another() if callable(another) else self.function
+
     def start(self) -> QueueEventSource:
-        if self._thread is None:
+        if not self._threads:
             self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="refresh-queue", daemon=True)
-            self._thread.start()
+            for index in range(self.concurrency):
+                thread = threading.Thread(
+                    target=self._loop, args=(self._container(index),), name=f"refresh-queue-{index}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stops after the poll or batch under way (a poll waits at most `poll_seconds`)."""
+        """Stops after the polls or batches under way (a poll waits at most `poll_seconds`)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads.clear()
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

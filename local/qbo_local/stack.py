@@ -25,7 +25,7 @@ from qbo_local.config import IntuitKeys, UpOptions
 from qbo_local.functions import LocalFunction, function_specs, put_layer_first
 from qbo_local.router import Route, Router, RouterServer
 from qbo_local.scheduler import QueueEventSource, RefreshSchedule
-from qbo_local.template import function_properties, http_routes, load_template
+from qbo_local.template import function_properties, http_routes, load_template, parameter_default
 
 log = logging.getLogger("qbo_local.stack")
 
@@ -206,6 +206,9 @@ class LocalStack:
             return
         properties = queue_event.get("Properties") or {}
         batch_size, window = properties.get("BatchSize", 10), properties.get("MaximumBatchingWindowInSeconds", 0)
+        concurrency = self.options.refresh_concurrency or parameter_default(
+            self._template, (properties.get("ScalingConfig") or {}).get("MaximumConcurrency"), 1
+        )
         self.queue_source = QueueEventSource(
             function,
             boto3.client("sqs"),
@@ -214,6 +217,7 @@ class LocalStack:
             batch_size=batch_size if isinstance(batch_size, int) else 10,
             window_seconds=window if isinstance(window, int | float) else 0,
             report_failures="ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or []),
+            concurrency=concurrency,
         ).start()
         self._parts.append(_Part("refresh queue consumer", self.queue_source.stop))
 

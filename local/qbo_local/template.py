@@ -52,6 +52,15 @@ def load_template(path: str | Path) -> dict[str, Any]:
     return template
 
 
+def parameter_default(template: dict[str, Any], value: Any, fallback: int) -> int:
+    """A positive whole number from the template: written out, or a `!Ref` to a parameter's default."""
+    if isinstance(value, Tag) and value.name == "Ref":
+        value = ((template.get("Parameters") or {}).get(value.value) or {}).get("Default")
+    elif isinstance(value, dict) and set(value) == {"Ref"}:
+        value = ((template.get("Parameters") or {}).get(value["Ref"]) or {}).get("Default")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else fallback
+
+
 def _is_intrinsic(value: Any) -> bool:
     if isinstance(value, Tag):
         return True
