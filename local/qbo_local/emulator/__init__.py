@@ -47,6 +47,9 @@ Admin API (JSON in and out, for tests and the local stack only):
                                          rate_limits, rate_limit_per_second, rate_limit_per_minute,
                                          max_concurrent
     GET    /_emulator/grants             grants without token values (refresh_count, revoked, ...)
+    POST   /_emulator/grants             {"client_id", "realm_id", "count": n, "scopes": [...]}: n consents at
+                                         once (benchmarks) -> {"grants": [{"grant_id", "access_token",
+                                         "refresh_token", "expires_in", ...}]}
     POST   /_emulator/grants/<id>/revoke as if the user disconnected the app in QuickBooks
     POST   /_emulator/clock              {"advance": seconds}: move the emulator's time forward
     POST   /_emulator/reset              forget codes, grants, tokens, counters, rate windows, clock offset

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from . import facts
 from .common import emulator, json_response
 from .facts import ADMIN_PREFIX
 
@@ -132,6 +133,37 @@ def change_config() -> Response:
 @bp.get("/grants")
 def grants() -> Response:
     return json_response({"grants": emulator().grants()})
+
+
+@bp.post("/grants")
+def seed_grants() -> Response:
+    # Many connected grants without clicking through consent: benchmarks seed thousands this way.
+    body = _body()
+    client_id, realm_id = _required_str(body, "client_id"), _required_str(body, "realm_id")
+    count = body.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 20_000:
+        raise AdminError("'count' must be an integer from 1 to 20000")
+    scopes = body.get("scopes", [facts.ACCOUNTING_SCOPE])
+    if not isinstance(scopes, list) or not scopes or not all(s in facts.KNOWN_SCOPES for s in scopes):
+        raise AdminError(f"'scopes' must be a non-empty list of {sorted(facts.KNOWN_SCOPES)}")
+    state = emulator()
+    if state.company(realm_id) is None:
+        return json_response({"error": f"no company {realm_id}"}, 404)
+    if not state.may_ask_consent(client_id):
+        raise AdminError(f"the app {client_id} is not registered")
+    seeded = state.seed_grants(client_id, realm_id, scopes, count)
+    grants = [
+        {
+            "grant_id": grant_id,
+            "access_token": issued.access_token,
+            "refresh_token": issued.refresh_token,
+            "expires_in": issued.expires_in,
+            "x_refresh_token_expires_in": issued.refresh_expires_in,
+            "hard_expires_in": issued.hard_expires_in,
+        }
+        for grant_id, issued in seeded
+    ]
+    return json_response({"grants": grants}, 201)
 
 
 @bp.post("/grants/<grant_id>/revoke")

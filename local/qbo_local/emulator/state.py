@@ -244,6 +244,21 @@ class EmulatorState:
             self._spent_codes[code] = grant.grant_id
             return self._issue(grant, now, with_id_token="openid" in grant.scopes)
 
+    def seed_grants(
+        self, client_id: str, realm_id: str, scopes: Iterable[str], count: int
+    ) -> list[tuple[str, IssuedTokens]]:
+        """`count` consents at once, each through the same code and exchange as a browser's (benchmarks)."""
+        if realm_id not in self._companies:
+            raise KeyError(realm_id)
+        redirect_uri = "http://localhost/seeded"
+        seeded = []
+        with self._lock:
+            for _ in range(count):
+                code = self.issue_code(client_id, redirect_uri, realm_id, scopes)
+                issued = self.redeem_code(client_id, code, redirect_uri)
+                seeded.append((self._spent_codes[code] or "", issued))
+        return seeded
+
     def refresh(self, client_id: str, refresh_token: str) -> IssuedTokens:
         """Strict rotation: the presented token is consumed; presenting a consumed one kills the grant."""
         with self._lock:
