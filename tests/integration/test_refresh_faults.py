@@ -1,0 +1,135 @@
+"""Intuit failing: an hour-long storm of transient faults, and the permanent answers.
+
+The services and the emulator share a ManualClock; the lifecycle's backoff sleeps move it. Timeouts are
+real client timeouts: the emulator stalls (moving the clock by the simulated time) longer than the
+refresher's read timeout, then answers 504 without processing the request, so nothing rotates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pytest
+from qbo_connect.domain.lifecycle import RefreshPolicy
+from qbo_connect.errors import IntuitUnavailable, InvalidClient, NeedsReauthorization
+from refresh_support import (
+    ACCESS_TOKEN_SECONDS,
+    ManualClock,
+    Stack,
+    stack_factory,
+)
+
+
+@pytest.fixture
+def make_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Stack]]:
+    yield from stack_factory(monkeypatch)
+
+
+PERIOD = 300
+SWEEP = {"action": "sweep"}  # the schedule's event (events/refresh-sweep.json)
+STORM_KINDS = ("http_500", "http_503", "http_429", "timeout")
+STALL_REAL_SECONDS = 0.45
+STALL_SIMULATED_SECONDS = 30
+STORM_READ_TIMEOUT = 0.3  # the refresher gives up long before the stalled emulator answers
+
+
+def test_an_hour_of_5xx_429_and_timeouts_keeps_the_connection_and_it_recovers(make_stack) -> None:
+    clock = ManualClock()
+
+    def stall(seconds: float) -> None:
+        clock.advance(seconds)
+        time.sleep(STALL_REAL_SECONDS)
+
+    stack: Stack = make_stack(clock, emulator_sleep=stall)
+    connection_id = stack.connect().connection_id
+    before = stack.token_set(connection_id)
+    clock.advance(ACCESS_TOKEN_SECONDS - 600)  # due: 10 minutes left
+    storm = stack.services(settings=dataclasses.replace(stack.settings, read_timeout_seconds=STORM_READ_TIMEOUT))
+    faults = stack.emulator.faults
+
+    runs = 12  # every 5 minutes for an hour
+    first_run = clock.now()
+    errors: Counter[str] = Counter()
+    for run in range(runs):
+        faults.clear("token")
+        kind = STORM_KINDS[run % len(STORM_KINDS)]
+        faults.inject("token", kind, times=None, process=False, seconds=STALL_SIMULATED_SECONDS)
+        calls = stack.refresh_calls()
+
+        assert storm.refresh_runs.handle(SWEEP) == {"due": 1, "outcomes": {"transient_failure": 1}}
+
+        assert 1 <= stack.refresh_calls() - calls <= RefreshPolicy().attempts  # bounded retries
+        connection = stack.connection(connection_id)
+        assert connection.status.value == "connected"
+        assert connection.consecutive_refresh_failures == run + 1
+        assert connection.lease_owner is None
+        errors[connection.last_refresh_error or ""] += 1
+        failed = storm.events.of_type("Connection Refresh Failed")
+        assert len(failed) == run + 1 and failed[-1]["consecutive_failures"] == run + 1
+        detail = json.dumps(failed[-1])
+        assert before.access_token not in detail and before.refresh_token not in detail
+        clock.advance(max(0.0, first_run + (run + 1) * PERIOD - clock.now()))
+
+    assert set(errors) == {"intuit_unavailable", "throttled"}, errors
+    assert stack.grant()["refresh_count"] == 0  # no attempt was processed: nothing rotated, nothing lost
+    assert stack.token_set(connection_id).refresh_token == before.refresh_token
+    assert clock.sleeps and max(clock.sleeps) <= RefreshPolicy().backoff_max_seconds  # waits on our clock
+    assert storm.events.detail_types == ["Connection Refresh Failed"] * runs
+
+    # The access token expired during the storm: a workflow is told to retry, not to reconnect.
+    assert stack.token_set(connection_id).expires_at < clock.now()
+    with pytest.raises(IntuitUnavailable, match="try again"):
+        storm.lifecycle.valid_token(connection_id)
+    assert stack.connection(connection_id).status.value == "connected"
+
+    faults.clear()
+    services = stack.services()
+    assert services.refresh_runs.handle(SWEEP) == {"due": 1, "outcomes": {"recovered": 1}}
+    recovered = services.events.of_type("Connection Recovered")
+    assert len(recovered) == 1 and f"after {runs + 1} failed runs" in recovered[0]["reason"]
+    connection = stack.connection(connection_id)
+    assert connection.status.value == "connected" and connection.consecutive_refresh_failures == 0
+    assert connection.last_refresh_error is None
+    stack.assert_token_works_and_refreshes(connection_id)
+
+
+PERMANENT = {
+    # The company's administrator disconnected the app in QuickBooks: the refresh token is dead.
+    "grant revoked": ("needs_reauthorization", "Connection Needs Reauthorization", NeedsReauthorization),
+    # The app's client secret was rotated in the developer portal.
+    "client secret changed": ("invalid_client", "Connection Invalid Client", InvalidClient),
+}
+
+
+@pytest.mark.parametrize("cause", PERMANENT, ids=list(PERMANENT))
+def test_a_permanent_answer_stops_refreshing_after_one_call(make_stack, cause: str) -> None:
+    status, detail_type, raised = PERMANENT[cause]
+    clock = ManualClock()
+    stack: Stack = make_stack(clock)
+    connection_id = stack.connect().connection_id
+    if cause == "grant revoked":
+        stack.emulator.revoke_grant(stack.grant()["grant_id"])
+    else:
+        stack.emulator.faults.inject("token", "invalid_client", times=None)
+    clock.advance(ACCESS_TOKEN_SECONDS - 600)
+    services = stack.services()
+
+    assert services.refresh_runs.handle(SWEEP) == {"due": 1, "outcomes": {status: 1}}
+    assert stack.refresh_calls() == 1  # no retries for a permanent answer
+    connection = stack.connection(connection_id)
+    assert connection.status.value == status and connection.lease_owner is None
+    assert services.events.detail_types == [detail_type]
+
+    # An hour of runs, a workflow and an explicit refresh later: not one more call to Intuit.
+    for _ in range(12):
+        clock.advance(PERIOD)
+        assert services.refresh_runs.handle(SWEEP) == {"due": 0, "outcomes": {}}
+    assert services.lifecycle.refresh(connection_id).outcome.value == "not_refreshable"
+    with pytest.raises(raised, match="qbo-connect connections"):
+        services.lifecycle.valid_token(connection_id)
+    assert stack.refresh_calls() == 1
+    assert services.events.detail_types == [detail_type]
