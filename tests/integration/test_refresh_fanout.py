@@ -1,0 +1,142 @@
+"""The scheduled sweep finds due connections through the sparse index and fans them out over SQS; the
+refresh function consumes them in batches (moto's DynamoDB and SQS, the emulator)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from qbo_connect.adapters.dynamodb_store import REFRESH_DUE_INDEX
+from qbo_connect.domain.administration import NewConnection
+from refresh_support import (
+    ACCESS_TOKEN_SECONDS,
+    REGION,
+    ManualClock,
+    Stack,
+    botocore_hook,
+    new_session,
+    stack_factory,
+)
+
+
+@pytest.fixture
+def make_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Stack]]:
+    yield from stack_factory(monkeypatch)
+
+
+SWEEP = {"action": "sweep"}
+
+
+def connected_at(stack: Stack, offset: float) -> str:
+    """A connection that went through consent `offset` seconds after the test's start."""
+    stack.clock.advance(offset)
+    return stack.connect().connection_id
+
+
+def test_due_detection_returns_only_due_connected_connections_from_the_index_without_a_scan(make_stack) -> None:
+    clock = ManualClock()
+    stack: Stack = make_stack(clock)
+    services = stack.services()
+    due = [connected_at(stack, 0), connected_at(stack, 1)]
+    # Connections whose tokens are just as old but that cannot be refreshed: permanently refused...
+    clock.advance(61)
+    refused = {}
+    for kind in ("invalid_grant", "invalid_client"):
+        connection_id = stack.connect().connection_id
+        clock.advance(61)
+        stack.emulator.faults.inject("token", kind, times=1)
+        refused[connection_id] = services.lifecycle.refresh(connection_id, force=True).outcome.value
+    assert sorted(refused.values()) == ["invalid_client", "needs_reauthorization"]
+    # ...never connected, and connected later (not due yet).
+    services.administration.create(NewConnection(name="Never connected", client_id="ABnotconnected01"))
+    fresh = connected_at(stack, 40 * 60)
+    clock.advance(ACCESS_TOKEN_SECONDS - 600 - 40 * 60)  # the first ones have 10 minutes left, `fresh` 50
+
+    session = new_session()
+    calls: list[tuple[str, dict[str, Any]]] = []
+    scanned: list[int] = []
+    with (
+        botocore_hook(
+            session, "provide-client-params.dynamodb", lambda params, model, **_: calls.append((model.name, params))
+        ),
+        botocore_hook(session, "after-call.dynamodb.Query", lambda parsed, **_: scanned.append(parsed["ScannedCount"])),
+    ):
+        found = stack.services(session=session).lifecycle.due_connection_ids()
+
+    assert set(found) == set(due) and fresh not in found and not set(refused) & set(found)
+    assert [name for name, _ in calls] == ["Query"], "due detection must read the index, never scan the table"
+    assert calls[0][1]["IndexName"] == REFRESH_DUE_INDEX
+    assert scanned == [len(due)]  # reads proportional to the due connections, not to all of them
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source mapping delivers for these messages."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+def test_the_sweep_fans_out_over_sqs_and_a_batch_refreshes_each_connection(make_stack) -> None:
+    clock = ManualClock()
+    stack: Stack = make_stack(clock)
+    sqs = new_session().client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"refresh-{stack.settings.table_name}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    stack.settings = dataclasses.replace(stack.settings, refresh_queue_url=queue_url)
+    first, second, failing = (connected_at(stack, 0) for _ in range(3))
+    fresh = connected_at(stack, 40 * 60)
+    clock.advance(ACCESS_TOKEN_SECONDS - 600 - 40 * 60)
+
+    # The schedule: due IDs go on the queue, nothing is refreshed yet.
+    assert stack.services().refresh_runs.handle(SWEEP) == {"due": 3, "enqueued": 3}
+    assert stack.refresh_calls() == 0
+    received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    by_connection = {json.loads(m["Body"])["connection_id"]: m for m in received}
+    assert set(by_connection) == {first, second, failing} and fresh not in by_connection
+
+    # One batch: the three messages, a duplicate (SQS delivers at least once) and a malformed one.
+    malformed = {**received[0], "MessageId": "malformed-1", "Body": "not json", "MD5OfBody": "0" * 32}
+    duplicate = {**by_connection[first], "MessageId": "duplicate-1"}
+    event = sqs_event([*received, duplicate, malformed], queue_arn)
+    session = new_session()
+
+    def dynamodb_down_for_one(params: dict[str, Any], **_: Any) -> None:
+        if f"connection#{failing}" in repr(params):
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "UpdateItem")
+
+    with botocore_hook(session, "provide-client-params.dynamodb.UpdateItem", dynamodb_down_for_one):
+        response = stack.services(session=session).refresh_runs.handle(event, None)
+
+    # Only the unexpected error is retried by SQS; the malformed message is dropped, the duplicate is a no-op.
+    assert response == {"batchItemFailures": [{"itemIdentifier": by_connection[failing]["MessageId"]}]}
+    assert stack.refresh_calls() == 2
+    for connection_id in (first, second):
+        connection = stack.connection(connection_id)
+        assert connection.status.value == "connected" and connection.secret_generation == 2
+        assert connection.lease_owner is None
+    assert stack.connection(failing).secret_generation == 1 and stack.connection(failing).lease_owner is None
+
+    # SQS redelivers the failed message; now it goes through.
+    retry = sqs_event([by_connection[failing]], queue_arn)
+    assert stack.services().refresh_runs.handle(retry, None) == {"batchItemFailures": []}
+    assert stack.refresh_calls() == 3 and stack.connection(failing).secret_generation == 2
+    assert stack.services().refresh_runs.handle(SWEEP) == {"due": 0, "enqueued": 0}
+    for connection_id in (first, second, failing):
+        assert stack.company_name(stack.token_set(connection_id).access_token) is not None
