@@ -23,6 +23,7 @@ from qbo_connect.settings import Settings
 # Intuit's ValidationFault codes with a meaning of their own (HTTP 400; "Fix common errors" page).
 OBJECT_NOT_FOUND_FAULT = "610"
 STALE_OBJECT_FAULT = "5010"
+CUSTOMER_COUNT_QUERY = "select count(*) from Customer"
 
 
 def fault_of(body: Any) -> dict[str, str]:
@@ -86,13 +87,33 @@ class QuickBooksApi:
         self._session = session or requests.Session()
 
     def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
+        response = self._get(base_url, intuit.company_info_path(realm_id), access_token)
+        info = response.json().get("CompanyInfo", {})
+        return CompanyInfo(
+            company_name=info.get("CompanyName", ""),
+            realm_id=realm_id,
+            intuit_tid=response.headers.get(intuit.SUPPORT_ID_HEADER),
+            legal_name=info.get("LegalName"),
+            country=info.get("Country"),
+        )
+
+    def customer_count(self, *, base_url: str, realm_id: str, access_token: str) -> int:
+        """How many customers the company has: a cheap query that only the accounting scope allows."""
+        response = self._get(
+            base_url, intuit.company_path(realm_id) + "/query", access_token, {"query": CUSTOMER_COUNT_QUERY}
+        )
+        return int((response.json().get("QueryResponse") or {}).get("totalCount", 0))
+
+    def _get(
+        self, base_url: str, path: str, access_token: str, params: dict[str, str] | None = None
+    ) -> requests.Response:
         if not self._settings.is_allowed_api_base_url(base_url):
             # The token must never travel to a host the deployment did not allow.
             raise Forbidden(f"The base URL {base_url!r} is not an allowed QuickBooks API host: fix the connection")
         try:
             response = self._session.get(
-                base_url.rstrip("/") + intuit.company_info_path(realm_id),
-                params={"minorversion": self._settings.minor_version},
+                base_url.rstrip("/") + path,
+                params={**(params or {}), "minorversion": self._settings.minor_version},
                 headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
                 timeout=self._settings.http_timeout,
             )
@@ -103,11 +124,4 @@ class QuickBooksApi:
         error = error_for_response(response)
         if error is not None:
             raise error
-        info = response.json().get("CompanyInfo", {})
-        return CompanyInfo(
-            company_name=info.get("CompanyName", ""),
-            realm_id=realm_id,
-            intuit_tid=response.headers.get(intuit.SUPPORT_ID_HEADER),
-            legal_name=info.get("LegalName"),
-            country=info.get("Country"),
-        )
+        return response
