@@ -1,19 +1,21 @@
 """The connection test: sign in with the connection and read the company's name.
 
-Its JSON answer is a public contract (README, "The test function"): workflows branch on `ok` and
-`error.code`.
+Its JSON answer is a public contract (README, "The test function"; docs/schemas/test-function.*.json):
+workflows branch on `ok` and `error.code`. A deep test also checks that the grant allows the accounting
+API (the accounting scope, and one cheap accounting query) and reports each check under `checks`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, TestResult
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.lifecycle import TokenLifecycle
-from qbo_connect.errors import ErrorCode, QboConnectError, Unauthorized
+from qbo_connect.errors import ErrorCode, Forbidden, QboConnectError, Unauthorized
 from qbo_connect.observability import MetricUnit, logger, metrics
 from qbo_connect.ports import Clock, CompanyApi, ConnectionStore, EventPublisher
 
@@ -28,8 +30,24 @@ NEXT_STEPS: dict[ErrorCode, str] = {
     ErrorCode.THROTTLED: "Intuit is rate limiting this company: try again in a minute.",
     ErrorCode.INTUIT_UNAVAILABLE: "Intuit did not answer: try again shortly; the service keeps the connection.",
     ErrorCode.BUSY: "The connection is being refreshed: try again in a minute.",
-    ErrorCode.INVALID_INPUT: 'Invoke with {"connection_id": "..."}.',
+    ErrorCode.INVALID_INPUT: 'Invoke with {"connection_id": "...", "deep": false}.',
+    ErrorCode.OBJECT_NOT_FOUND: "QuickBooks does not know this company: check the connection's environment "
+    "(sandbox or production) and company ID, then reconnect.",
+    ErrorCode.VALIDATION_FAILED: "QuickBooks refused the test's request: if it persists, contact Intuit support "
+    "with the intuit_tid.",
+    ErrorCode.CONFLICT: "The connection changed while it was tested: try again.",
 }
+
+# Checks a deep test reports, in the order it runs them.
+COMPANY_INFO_CHECK = "company_info"
+ACCOUNTING_SCOPE_CHECK = "accounting_scope"
+ACCOUNTING_QUERY_CHECK = "accounting_query"
+
+
+class AccountingProbe(Protocol):
+    """What a deep test needs besides CompanyInfo (QuickBooksApi has it)."""
+
+    def customer_count(self, *, base_url: str, realm_id: str, access_token: str) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,8 @@ class TestReport:
     connection_id: str
     result: TestResult
     connection: Connection | None = None
+    # Deep tests only: check name -> {"ok": bool, "message": str}.
+    checks: dict[str, dict[str, Any]] | None = None
 
     def as_json(self) -> dict[str, Any]:
         r = self.result
@@ -61,6 +81,8 @@ class TestReport:
                 "next_step": NEXT_STEPS.get(code),
                 "intuit_tid": r.intuit_tid,
             }
+        if self.checks is not None:
+            body["checks"] = self.checks
         return body
 
 
@@ -79,9 +101,11 @@ class ConnectionTests:
         self._events = events
         self._clock = clock
 
-    def run(self, connection_id: str) -> TestReport:
+    def run(self, connection_id: str, *, deep: bool = False) -> TestReport:
         connection = self._store.get(connection_id) if isinstance(connection_id, str) else None
         started = time.monotonic()
+        checks: dict[str, dict[str, Any]] | None = {} if deep else None
+        running = COMPANY_INFO_CHECK
         try:
             connection, token_set = self._lifecycle.valid_token(connection_id, min_valid_seconds=60)
             try:
@@ -91,7 +115,26 @@ class ConnectionTests:
                 self._lifecycle.refresh(connection_id, force=True)
                 connection, token_set = self._lifecycle.valid_token(connection_id, min_valid_seconds=60)
                 info = self._call(connection, token_set.access_token)
+            if checks is not None:
+                checks[COMPANY_INFO_CHECK] = {"ok": True, "message": f"company {info.company_name!r}"}
+                running = ACCOUNTING_SCOPE_CHECK
+                if intuit.ACCOUNTING_SCOPE not in token_set.scopes:
+                    raise Forbidden(
+                        f"The grant does not include {intuit.ACCOUNTING_SCOPE} (granted: "
+                        f"{' '.join(token_set.scopes) or 'none'}): add the scope to the connection and reconnect"
+                    )
+                checks[ACCOUNTING_SCOPE_CHECK] = {"ok": True, "message": f"{intuit.ACCOUNTING_SCOPE} granted"}
+                running = ACCOUNTING_QUERY_CHECK
+                probe: AccountingProbe = self._company_api  # type: ignore[assignment]
+                customers = probe.customer_count(
+                    base_url=connection.base_url,
+                    realm_id=connection.realm_id or "",
+                    access_token=token_set.access_token,
+                )
+                checks[ACCOUNTING_QUERY_CHECK] = {"ok": True, "message": f"the company has {customers} customers"}
         except QboConnectError as error:
+            if checks is not None:
+                checks[running] = {"ok": False, "message": error.message}
             result = TestResult(
                 ok=False,
                 tested_at=self._clock.now(),
@@ -99,7 +142,7 @@ class ConnectionTests:
                 message=error.message,
                 intuit_tid=error.intuit_tid,
             )
-            return self._record(connection_id, connection, result)
+            return self._record(connection_id, connection, result, checks)
         latency = int((time.monotonic() - started) * 1000)
         result = TestResult(
             ok=True,
@@ -108,16 +151,22 @@ class ConnectionTests:
             company_name=info.company_name,
             intuit_tid=info.intuit_tid,
         )
-        return self._record(connection_id, connection, result)
+        return self._record(connection_id, connection, result, checks)
 
     def _call(self, connection: Connection, access_token: str):
         return self._company_api.company_info(
             base_url=connection.base_url, realm_id=connection.realm_id or "", access_token=access_token
         )
 
-    def _record(self, connection_id: str, connection: Connection | None, result: TestResult) -> TestReport:
+    def _record(
+        self,
+        connection_id: str,
+        connection: Connection | None,
+        result: TestResult,
+        checks: dict[str, dict[str, Any]] | None = None,
+    ) -> TestReport:
         if connection is None:
-            return TestReport(connection_id, result)
+            return TestReport(connection_id, result, checks=checks)
         self._store.record_test(connection_id, result)
         metrics.add_metric(
             name="ConnectionTestOk" if result.ok else "ConnectionTestFailed", unit=MetricUnit.Count, value=1
@@ -142,4 +191,4 @@ class ConnectionTests:
                     )
                 ]
             )
-        return TestReport(connection_id, result, connection)
+        return TestReport(connection_id, result, connection, checks)
