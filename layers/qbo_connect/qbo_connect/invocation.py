@@ -1,4 +1,7 @@
-"""Direct invocation payloads ({"connection_id": "..."}): checked here, answered as JSON, never raised."""
+"""Direct invocation payloads ({"connection_id": "...", ...}): checked here, answered as JSON, never raised.
+
+The test function's payload is a public contract: docs/schemas/test-function.request.schema.json.
+"""
 
 from __future__ import annotations
 
@@ -23,3 +26,20 @@ def connection_id_from(event: Any, answer: Callable[[str], dict[str, Any]]) -> d
     except InvalidInput as error:
         return error_body(ErrorCode.INVALID_INPUT, error.message, connection_id=connection_id[:64])
     return answer(connection_id)
+
+
+def connection_test_payload(event: Any, answer: Callable[[str, bool], dict[str, Any]]) -> dict[str, Any]:
+    """The test function's payload {"connection_id": "...", "deep": false}: call `answer(connection_id, deep)`,
+    or answer invalid_input without touching anything."""
+
+    def with_deep(connection_id: str) -> dict[str, Any]:
+        deep = event.get("deep", False)
+        if not isinstance(deep, bool):
+            return error_body(
+                ErrorCode.INVALID_INPUT,
+                '"deep" must be true or false (JSON booleans, not strings): {"connection_id": "...", "deep": true}',
+                connection_id=connection_id,
+            )
+        return answer(connection_id, deep)
+
+    return connection_id_from(event, with_deep)
