@@ -57,7 +57,17 @@ def _single_params(event: APIGatewayProxyEventV2) -> dict[str, str] | None:
     raw_names = [pair.split("=", 1)[0] for pair in (event.raw_query_string or "").split("&") if pair]
     if len(raw_names) != len(set(raw_names)):
         return None
+    if not all(_is_utf8(name) and _is_utf8(value) for name, value in params.items()):
+        return None  # a lone surrogate (a "\ud800" escape in the event) could not even be sent on to Intuit
     return params
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _state_cookie(event: APIGatewayProxyEventV2) -> str | None:
