@@ -297,6 +297,20 @@ def test_a_callback_without_a_usable_code_or_realm_stores_nothing(attack, query)
     assert token_set() is None and state_items(attack) == []
 
 
+def test_a_code_that_is_not_text_gets_a_400_page_and_never_reaches_intuit(attack):
+    # A lone surrogate (what a JSON "\ud800" escape in the event becomes) cannot be sent on: it was a 503.
+    state, cookie = start(attack)
+    event = http_event("callback.json", "/oauth/callback", {"state": state, "realmId": REALM}, [cookie])
+    event["queryStringParameters"]["code"] = "\ud800"
+    event["rawQueryString"] += "&code=%ED%A0%80"
+    before = snapshot(attack)
+
+    answer = callback_function.handler(event, LambdaContext())
+
+    assert_refused_page(answer, 400, "Bad request")
+    assert snapshot(attack) == before  # the state is still pending; no call to Intuit
+
+
 # --- input limits ---------------------------------------------------------------------------------
 def _oversized_query(event: dict) -> None:
     event["rawQueryString"] += "&pad=" + "x" * 5000

@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import secrets
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +26,20 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
-from qbo_connect import runtime
+from qbo_connect import intuit, runtime
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import STATE_COOKIE
 
 ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "intuit"
 REGION = "eu-west-1"
 TABLE = "qbo-connect-fuzz-test"
 API_HOST = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 CONNECTION_ID = "acme"
 LINK_PARAMS = ("exp", "kid", "sig")
 CALLBACK_PARAMS = ("state", "code", "realmId", "error", "error_description")
+INTUIT_URLS = (intuit.TOKEN_URL, intuit.REVOCATION_URL, intuit.SANDBOX_API_BASE_URL)
 WRITES = {
     ("dynamodb", "PutItem"),
     ("dynamodb", "UpdateItem"),
@@ -48,11 +52,10 @@ WRITES = {
     ("secretsmanager", "DeleteSecret"),
 }
 
-FUZZ = settings(
-    max_examples=1000 if os.environ.get("CI") else 200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+FUZZ = settings(max_examples=1000 if os.environ.get("CI") else 200, deadline=None, suppress_health_check=HEALTH)
+# Each example of a whole flow starts one first (an authorize request): fewer, dearer examples.
+FUZZ_FLOWS = settings(max_examples=300 if os.environ.get("CI") else 60, deadline=None, suppress_health_check=HEALTH)
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -83,6 +86,7 @@ class LambdaContext:
 @dataclass
 class Deployment:
     session: boto3.Session
+    http: responses.RequestsMock
     link: dict[str, str]  # a valid signed link's query for CONNECTION_ID
     pending_state: str  # a real state, pending for a browser the fuzzer never is
     writes: list[tuple[str, str]] = field(default_factory=list)
@@ -94,13 +98,33 @@ class Deployment:
             self.writes.append(call)
 
     def run(self, handler, event: dict) -> tuple[dict, list[tuple[str, str]]]:
+        """The handler's answer and the writes it made; a request that reached Intuit fails the example."""
+        answer, writes, intuit_calls = self.run_with_intuit(handler, event)
+        assert intuit_calls == [], intuit_calls
+        return answer, writes
+
+    def run_with_intuit(self, handler, event: dict) -> tuple[dict, list[tuple[str, str]], list[str]]:
         self.writes.clear()
+        calls_before = len(self.http.calls)
         self.recording = True
         try:
             answer = handler(event, LambdaContext())
         finally:
             self.recording = False
-        return answer, list(self.writes)
+        return answer, list(self.writes), [c.request.url for c in list(self.http.calls)[calls_before:]]
+
+    def start_flow(self) -> tuple[str, str]:
+        """A genuine authorize request: (the state Intuit will send back, the browser's cookie)."""
+        answer = authorize_handler(_event("authorize", CONNECTION_ID, self.link), LambdaContext())
+        assert answer["statusCode"] == 302, answer.get("body")
+        state = parse_qs(urlsplit(answer["headers"]["Location"]).query)["state"][0]
+        return state, answer["cookies"][0].split(";")[0]
+
+
+def _token_endpoint(request) -> tuple[int, dict, str]:
+    answer = json.loads((FIXTURES / "token_response_with_hard_expiry.json").read_text())
+    answer |= {"access_token": "eyJ-" + secrets.token_urlsafe(32), "refresh_token": "AB11-" + secrets.token_urlsafe(32)}
+    return 200, {"intuit_tid": "1-fuzz"}, json.dumps(answer)
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +144,17 @@ def deployment() -> Iterator[Deployment]:
         }.items():
             env.setenv(name, value)
         runtime.reset_services()
-        # No example may reach Intuit: with no response registered, any HTTP call would fail loudly.
         with mock_aws(), responses.RequestsMock(assert_all_requests_are_fired=False) as http:
+            # Only a callback from the browser that started a flow may reach Intuit (Deployment.run checks).
+            http.add_callback(responses.POST, intuit.TOKEN_URL, callback=_token_endpoint)
+            http.post(intuit.REVOCATION_URL, status=200)
+            http.get(
+                re.compile(re.escape(intuit.SANDBOX_API_BASE_URL) + r"/v3/company/\d+/companyinfo/\d+.*"),
+                body=(FIXTURES / "companyinfo.json").read_text(),
+                content_type="application/json",
+            )
             services = runtime.services()
-            deployment = Deployment(session=services.session, link={}, pending_state="")
+            deployment = Deployment(session=services.session, http=http, link={}, pending_state="")
             # Clients copy the session's event hooks when they are created: register before any exists.
             services.session.events.register("before-call", deployment.record)
             create_table(services.session.client("dynamodb"), TABLE)
@@ -143,7 +174,6 @@ def deployment() -> Iterator[Deployment]:
             try:
                 yield deployment
             finally:
-                assert not http.calls, "a fuzzed request reached Intuit"
                 runtime.reset_services()
 
 
@@ -227,8 +257,13 @@ huge = st.builds(
     st.sampled_from(["a", "%", "é", "\x00", "<", "=", "&", ";", "💥", "9"]),
     st.integers(1_000, 12_000),
 )
-value = st.one_of(st.text(max_size=60), st.sampled_from(SPECIALS), huge)
-small_value = st.one_of(st.text(max_size=40), st.sampled_from(SPECIALS))
+# Characters that break naive code are drawn often, not left to chance: st.text alone never makes a surrogate.
+awkward = st.sampled_from(["\ud800", "\udfff", "\x00", "\r", "\n", "<", "%", "&", "=", ";", ",", "é", "²", "\u202e"])
+text = st.text(st.one_of(st.characters(), awkward), max_size=60)
+value = st.one_of(text, st.sampled_from(SPECIALS), huge)
+small_value = st.one_of(st.text(st.one_of(st.characters(), awkward), max_size=40), st.sampled_from(SPECIALS))
+# What a real browser can send: no lone surrogate (st.text never makes one).
+harmless_value = st.one_of(st.text(max_size=40), st.sampled_from([v for v in SPECIALS if v != "\ud800"]))
 names = st.one_of(st.sampled_from([*LINK_PARAMS, *CALLBACK_PARAMS]), st.text(max_size=20))
 header_names = st.one_of(
     st.sampled_from(["host", "user-agent", "cookie", "accept", "origin", "referer", "x-forwarded-for", "content-type"]),
@@ -321,7 +356,7 @@ def test_no_authorize_request_gets_a_5xx_and_only_a_genuine_link_writes(deployme
 @given(data=st.data())
 def test_a_valid_link_with_arbitrary_harmless_extras_writes_exactly_one_state(deployment, data):
     extras = data.draw(
-        st.dictionaries(st.text(max_size=20).filter(lambda n: n not in LINK_PARAMS), small_value, max_size=4)
+        st.dictionaries(st.text(max_size=20).filter(lambda n: n not in LINK_PARAMS), harmless_value, max_size=4)
     )
     pairs = data.draw(st.permutations([*deployment.link.items(), *extras.items()]))
     event = _event(
@@ -329,7 +364,7 @@ def test_a_valid_link_with_arbitrary_harmless_extras_writes_exactly_one_state(de
         CONNECTION_ID,
         dict(pairs),
         raw_query=_urlencode(pairs),
-        headers=data.draw(st.dictionaries(header_names, small_value, max_size=4)),
+        headers=data.draw(st.dictionaries(header_names, harmless_value, max_size=4)),
         cookies=data.draw(st.one_of(st.none(), st.lists(st.text(max_size=80), max_size=4))),
     )
 
@@ -352,3 +387,36 @@ def test_no_callback_request_gets_a_5xx_or_writes_anything(deployment, data):
 
     _assert_safe(answer)
     assert writes == [], (answer["statusCode"], writes)
+
+
+@FUZZ_FLOWS
+@given(data=st.data())
+def test_a_callback_from_the_right_browser_with_any_answer_gets_no_5xx_and_stores_only_on_success(deployment, data):
+    state, cookie = deployment.start_flow()
+    answer_from_intuit = data.draw(
+        st.fixed_dictionaries(
+            {
+                "code": st.one_of(
+                    st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_size=60),
+                    st.text(awkward, min_size=1, max_size=5),
+                    value,
+                    st.none(),
+                ),
+                "realmId": st.one_of(st.just("9341453050000001"), st.from_regex(r"\A[0-9]{1,40}\Z"), value, st.none()),
+            },
+            optional={"error": value, "error_description": value, "extra": value},
+        )
+    )
+    present = [(k, v) for k, v in answer_from_intuit.items() if v is not None]
+    pairs = data.draw(st.permutations([*present, ("state", state)]))
+    event = _event("callback", None, dict(pairs), raw_query=_urlencode(pairs), cookies=[cookie])
+
+    answer, writes, intuit_calls = deployment.run_with_intuit(callback_handler, event)
+
+    assert answer["statusCode"] < 500, answer.get("body", "")[:500]
+    stored = ("secretsmanager", "PutSecretValue") in writes
+    assert stored == (answer["statusCode"] == 200), (answer["statusCode"], writes)
+    assert ("dynamodb", "PutItem") not in writes and ("secretsmanager", "CreateSecret") not in writes
+    hosts = {urlsplit(url).hostname for url in intuit_calls}
+    # The token endpoint, the revocation endpoint (a company other than the one connected first), CompanyInfo.
+    assert hosts <= {urlsplit(url).hostname for url in INTUIT_URLS}, (answer["statusCode"], intuit_calls)
