@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
+import yaml
 from fakes import FakeClock
 from qbo_connect import intuit, runtime
 from qbo_connect.domain.administration import NewConnection
@@ -26,6 +27,7 @@ from test_handlers import (  # noqa: F401 (`stack` is the fixture these tests us
     CONNECTION_ID,
     FIXTURES,
     REALM,
+    ROOT,
     TABLE,
     LambdaContext,
     Stack,
@@ -464,3 +466,96 @@ def test_no_flow_logs_a_code_state_token_client_secret_or_signing_key(attack, lo
 
     log_scan.assert_free_of({*attack.secret_values(), signing_key, attack.authorize_query()["sig"]})
     assert "Consent callback rejected" in log_scan.text()  # the scan did see the handlers' logs
+
+
+# --- IAM ------------------------------------------------------------------------------------------
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Reads template.yaml's short-form intrinsics (!Ref, !If, ...) as plain {"Fn::Name": value} mappings."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
+    if isinstance(node, yaml.ScalarNode):
+        return {f"Fn::{suffix}": loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {f"Fn::{suffix}": loader.construct_sequence(node, deep=True)}
+    return {f"Fn::{suffix}": loader.construct_mapping(node, deep=True)}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+SAM_POLICY_TEMPLATES = {
+    "AWSSecretsManagerGetSecretValuePolicy": {"secretsmanager:GetSecretValue"},
+    "EventBridgePutEventsPolicy": {"events:PutEvents"},
+}
+
+
+def granted_actions(function: str) -> set[str]:
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CloudFormationLoader)  # noqa: S506
+    granted: set[str] = set()
+    for policy in template["Resources"][function]["Properties"]["Policies"]:
+        if isinstance(policy, dict) and "Statement" in policy:
+            for statement in policy["Statement"]:
+                actions = statement["Action"]
+                granted |= set(actions if isinstance(actions, list) else [actions])
+        elif isinstance(policy, dict):
+            granted |= set().union(*(SAM_POLICY_TEMPLATES.get(name, set()) for name in policy))
+    return granted
+
+
+def test_the_public_functions_make_only_calls_their_iam_policies_grant(attack):
+    """Least privilege holds in practice: every AWS call each public function makes, over every flow, is granted.
+
+    The policies' narrowness is asserted in tests/unit/test_template.py; this proves they are enough.
+    """
+    runtime.services().administration.create(
+        NewConnection(
+            name="Preset Books",
+            client_id=CLIENT_ID,
+            client_secret=attack.client_secret,
+            connection_id="preset",
+            realm_id=OTHER_REALM,
+        )
+    )
+    attack.http.post(intuit.REVOCATION_URL, status=200)
+    runtime.reset_services()  # clients copy the session's hooks when created: register before any exists
+    used: dict[str, set[str]] = {"AuthorizeFunction": set(), "CallbackFunction": set()}
+    current: list[str] = []
+
+    def record(model, **_: object) -> None:
+        if current:
+            used[current[0]].add(f"{model.service_model.service_name}:{model.name}")
+
+    runtime.services().session.events.register("before-call", record)
+
+    def as_function(name: str, call):
+        current[:] = [name]
+        try:
+            return call()
+        finally:
+            current.clear()
+
+    def authorize(connection_id: str = CONNECTION_ID) -> tuple[str, str]:
+        link = runtime.services().authorize_links.create(f"https://{API_HOST}", connection_id)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+        answer = as_function("AuthorizeFunction", lambda: authorize_at(connection_id, query))
+        attack.authorize({**query, "sig": "A" * 43})
+        state = parse_qs(urlsplit(answer["headers"]["Location"]).query)["state"][0]
+        attack.seen.add(state)
+        return state, answer["cookies"][0].split(";")[0]
+
+    def callback(query: dict[str, str], cookie: str) -> int:
+        return as_function("CallbackFunction", lambda: attack.callback(query, [cookie]))["statusCode"]
+
+    state, cookie = authorize()
+    assert callback({"code": code(attack), "state": state, "realmId": REALM}, "x=y") == 403
+    assert callback({"code": code(attack), "state": state, "realmId": REALM}, cookie) == 200
+    assert callback({"code": code(attack), "state": state, "realmId": REALM}, cookie) == 400
+    state, cookie = authorize()
+    assert callback({"error": "access_denied", "state": state}, cookie) == 403
+    state, cookie = authorize("preset")
+    assert callback({"code": code(attack), "state": state, "realmId": REALM}, cookie) == 409
+
+    for function, calls in used.items():
+        assert calls, function
+        assert calls <= granted_actions(function), (function, calls - granted_actions(function))
+    # (its read of the signing key was cached by the link's creation here; the template grants exactly that read)
+    assert used["AuthorizeFunction"] == {"dynamodb:GetItem", "dynamodb:PutItem"}
