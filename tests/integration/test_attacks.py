@@ -9,6 +9,8 @@ table item, every secret's current value, and the calls made to Intuit. Every te
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import secrets
 import time
@@ -181,6 +183,24 @@ def test_a_forged_state_is_refused_and_touches_nothing(attack, cookie_holds):
 
     assert_refused_page(answer, 400, "This sign-in can&#x27;t be completed")
     assert snapshot(attack) == before
+
+
+def test_states_are_256_random_bits_kept_only_as_hashes_and_secrets_are_compared_in_constant_time(attack, monkeypatch):
+    compared: list[tuple[str, str]] = []
+    compare_digest = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append((a, b)) or compare_digest(a, b))
+    flows = [start(attack) for _ in range(20)]
+
+    states = [state for state, _ in flows]
+    assert len(set(states)) == len(states)
+    assert all(len(base64.urlsafe_b64decode(state + "=")) == 32 for state in states)  # 256 bits each
+    stored = json.dumps(snapshot(attack)["items"])
+    assert not any(state in stored for state in states)  # the table holds hashes of them only
+    link = attack.authorize_query()
+    attack.authorize({**link, "sig": "B" * 43})
+    attack.callback({"code": code(attack), "state": states[0], "realmId": REALM}, [flows[1][1]])
+    assert ("B" * 43) in {b for _, b in compared}  # the link's signature
+    assert flows[1][1].partition("=")[2] in {a for a, _ in compared}  # the browser's binding
 
 
 def test_a_replayed_state_with_the_attackers_own_code_is_refused_and_changes_nothing(attack):
