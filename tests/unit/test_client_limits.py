@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from qbo_connect.client import PROCESS_LIMITERS, QuickBooksClient, RealmLimiters, RealmLimits, SlidingWindow
+from qbo_connect.client import PROCESS_LIMITERS, QuickBooksClient, RealmLimiters, RealmLimits, WindowLimit
 from qbo_connect.settings import Settings
 from test_client import FakeTokens, response
 
@@ -28,16 +28,31 @@ def most_in_any_window(starts: list[float], seconds: float) -> int:
     return max(sum(1 for t in starts if first <= t < first + seconds) for first in starts)
 
 
-def test_a_sliding_window_never_lets_more_than_its_limit_start_within_it():
+def test_a_window_limit_lets_a_burst_go_then_counts_each_request_until_a_window_after_its_answer():
     clock = FakeMonotonic()
-    window = SlidingWindow(10, 1.1, monotonic=clock, sleep=clock.sleep)
-    starts = []
+    window = WindowLimit(10, 1.0, monotonic=clock, sleep=clock.sleep)
+    sent, answered = [], []
     for _ in range(35):
-        window.acquire()
-        starts.append(clock.now)
-    assert most_in_any_window(starts, 1.1) == 10
-    assert starts[:10] == [100.0] * 10  # a burst up to the limit goes at once
-    assert clock.now == pytest.approx(100.0 + 3 * 1.1)
+        ticket = window.acquire()
+        sent.append(clock.now)
+        clock.now += 0.3  # the request's round trip
+        answered.append(clock.now)
+        window.release(ticket)
+    # Wherever in [sent, answered] Intuit saw each request, no one-second window saw more than ten:
+    # request k+10 leaves only a full second after request k's answer.
+    assert all(sent[k + 10] >= answered[k] + 1.0 for k in range(25))
+    assert sent[9] - sent[0] == pytest.approx(9 * 0.3)  # no waiting while there is room
+
+
+def test_a_window_limit_waits_for_an_answer_when_every_place_is_out():
+    window = WindowLimit(2, 0.05)
+    first, second = window.acquire(), window.acquire()
+    threading.Timer(0.1, window.release, [first]).start()
+    started = time.monotonic()
+    third = window.acquire()  # blocks until the first answer, then one window more
+    assert time.monotonic() - started >= 0.15 - 0.01
+    window.release(second)
+    window.release(third)
 
 
 def test_the_default_limits_are_intuits():

@@ -13,7 +13,7 @@ a 429 it waits as long as Intuit asks (Retry-After) and retries a bounded number
 and network errors are retried a bounded number of times with backoff (writes carry Intuit's
 `requestid`, so a retried write is not applied twice). Inside one process, all clients share one
 limiter per company (realm): at most 10 requests per second, 500 per minute and 10 at a time, Intuit's
-limits per realm and app (shared/INTUIT.md).
+limits per realm and app (shared/INTUIT.md), counted so that network delays cannot push a burst over them.
 
 Errors are qbo_connect.errors classes: Unauthorized (authentication), Forbidden (authorization),
 ValidationFailed and its ObjectNotFound and StaleObject, Throttled, IntuitUnavailable. They carry
@@ -22,13 +22,14 @@ Intuit's `fault_code`, `detail` and `intuit_tid`, never the token.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 import random
 import re
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -81,15 +82,16 @@ class RealmLimits:
     requests_per_second: int = REQUESTS_PER_SECOND
     requests_per_minute: int = REQUESTS_PER_MINUTE
     max_concurrent: int = MAX_CONCURRENT_REQUESTS
-    # A request reaches Intuit a little after it leaves here. Counting each window this much longer keeps
-    # network jitter from putting one request too many into Intuit's window.
-    window_margin_seconds: float = 0.1
 
 
-class SlidingWindow:
-    """At most `limit` starts in any `seconds`-long window, like the windows Intuit counts in.
+class WindowLimit:
+    """At most `limit` requests that Intuit can have counted within any `seconds`-long window.
 
-    (A token bucket at the same rate allows twice the limit within one window: a full bucket, then refills.)
+    Intuit counts a request when it arrives, somewhere between when it left here and when its answer came
+    back (a new TLS connection alone can delay it by a few hundred milliseconds). So a request holds its
+    place from the moment it leaves until `seconds` after its answer: however the network delayed each
+    one, no window at Intuit can then hold more than `limit` of them. (A token bucket at the same rate
+    lets twice the limit into one window: a full bucket, then its refill.)
     """
 
     def __init__(
@@ -106,23 +108,33 @@ class SlidingWindow:
         self.seconds = seconds
         self._monotonic = monotonic
         self._sleep = sleep
-        self._starts: deque[float] = deque()
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._ends: dict[int, float | None] = {}  # ticket -> when its answer came (None: still out)
+        self._tickets = itertools.count()
 
-    def acquire(self) -> float:
-        """Record one start, waiting until the window has room; returns the seconds waited."""
-        waited = 0.0
+    def acquire(self) -> int:
+        """Wait for a place; returns the ticket to give back to release() when the answer is in."""
         while True:
-            with self._lock:
+            with self._changed:
                 now = self._monotonic()
-                while self._starts and self._starts[0] <= now - self.seconds:
-                    self._starts.popleft()
-                if len(self._starts) < self.limit:
-                    self._starts.append(now)
-                    return waited
-                wait = self._starts[0] + self.seconds - now
+                for ticket, end in list(self._ends.items()):
+                    if end is not None and end <= now - self.seconds:
+                        del self._ends[ticket]
+                if len(self._ends) < self.limit:
+                    ticket = next(self._tickets)
+                    self._ends[ticket] = None
+                    return ticket
+                answered = [end for end in self._ends.values() if end is not None]
+                if not answered:
+                    self._changed.wait(timeout=self.seconds)  # every place is out: wait for an answer
+                    continue
+                wait = min(answered) + self.seconds - now
             self._sleep(wait)
-            waited += wait
+
+    def release(self, ticket: int) -> None:
+        with self._changed:
+            self._ends[ticket] = self._monotonic()
+            self._changed.notify_all()
 
 
 class RealmGate:
@@ -131,25 +143,24 @@ class RealmGate:
     def __init__(self, limits: RealmLimits, *, monotonic: Callable[[], float], sleep: Callable[[float], None]) -> None:
         self.limits = limits
         self._slots = threading.BoundedSemaphore(limits.max_concurrent)
-        margin = limits.window_margin_seconds
         self._windows = (
-            SlidingWindow(limits.requests_per_second, 1.0 + margin, monotonic=monotonic, sleep=sleep),
-            SlidingWindow(limits.requests_per_minute, 60.0 + margin, monotonic=monotonic, sleep=sleep),
+            WindowLimit(limits.requests_per_second, 1.0, monotonic=monotonic, sleep=sleep),
+            WindowLimit(limits.requests_per_minute, 60.0, monotonic=monotonic, sleep=sleep),
         )
 
-    def __enter__(self) -> RealmGate:
-        # The slot first: a request waiting for its window then starts right after its place is taken.
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a slot and a place in each window for the duration of one request."""
+        taken: list[tuple[WindowLimit, int]] = []
         self._slots.acquire()
         try:
             for window in self._windows:
-                window.acquire()
-        except BaseException:
+                taken.append((window, window.acquire()))
+            yield
+        finally:
+            for window, ticket in taken:
+                window.release(ticket)
             self._slots.release()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._slots.release()
 
 
 class RealmLimiters:
@@ -365,7 +376,7 @@ class QuickBooksClient:
         }
         failure = None
         try:
-            with self._limiters.gate(access.realm_id):
+            with self._limiters.gate(access.realm_id).admit():
                 response = self._session.request(
                     method,
                     url,
