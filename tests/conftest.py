@@ -34,6 +34,14 @@ class LogScan:
         assert not leaked, f"{len(leaked)} secret value(s) appeared in the logs, e.g. one starting {leaked[0][:6]!r}"
 
 
+@pytest.fixture(autouse=True)
+def _service_log_level() -> Iterator[None]:
+    """Every test starts with the service logging at INFO, whatever an earlier test (the CLI) set."""
+    logger.setLevel(logging.INFO)
+    yield
+    logger.setLevel(logging.INFO)
+
+
 @pytest.fixture
 def log_scan(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> LogScan:
     caplog.set_level(logging.INFO)

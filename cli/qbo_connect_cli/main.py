@@ -38,9 +38,6 @@ from qbo_connect.settings import SettingsError
 
 from qbo_connect_cli import output, targets
 
-# The package's __init__ sets POWERTOOLS_LOG_LEVEL, but only for loggers created after it ran.
-logger.setLevel("ERROR")
-
 # Above this many connections, `refresh` shows a progress bar instead of a line per connection.
 PROGRESS_THRESHOLD = 10
 FAILED_OUTCOMES = frozenset(
@@ -136,6 +133,9 @@ class QboConnectCli(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, stack, profile, region, local, output_format) -> None:
     """Administer QuickBooks Online connections: create them, connect them, keep them healthy."""
+    # The CLI reports outcomes itself, in words; the service's own log lines would only repeat them.
+    # Set here, not at import, so importing the CLI changes nothing for anyone else in the process.
+    logger.setLevel("ERROR")
     hint: list[str] = []
     if local:
         hint.append("--local")
