@@ -23,6 +23,8 @@ FUNCTIONS = {
     "RefreshFunction": "functions/refresh/",
     "TestFunction": "functions/test/",
 }
+# Deployed only with DeployExamples=true (tests/unit/test_client_examples.py checks them).
+EXAMPLE_FUNCTIONS = {"ListCustomersExampleFunction": "examples/list_customers/"}
 
 # Every QBO_ variable the code reads: settings.py is the one place that names them.
 SETTINGS_SOURCE = (ROOT / "layers/qbo_connect/qbo_connect/settings.py").read_text()
@@ -83,8 +85,8 @@ def _as_list(value: Any) -> list[Any]:
 
 # --- functions ------------------------------------------------------------------------------------
 def test_the_four_functions_exist_with_their_code(template):
-    assert set(functions(template)) == set(FUNCTIONS)
-    for name, code_uri in FUNCTIONS.items():
+    assert set(functions(template)) == set(FUNCTIONS) | set(EXAMPLE_FUNCTIONS)
+    for name, code_uri in (FUNCTIONS | EXAMPLE_FUNCTIONS).items():
         properties = function_properties(template, name)
         assert properties["CodeUri"] == code_uri
         assert properties["Handler"] == "app.handler"
