@@ -53,11 +53,7 @@ from qbo_connect.observability import logger
 from qbo_connect.settings import Settings
 from qbo_connect.token_access import DEFAULT_MIN_VALID_SECONDS, ConnectionAccess, default_token_access
 
-# Intuit's accounting API limits per realm and app, and its query page limit (shared/INTUIT.md).
-REQUESTS_PER_SECOND = 10
-REQUESTS_PER_MINUTE = 500
-MAX_CONCURRENT_REQUESTS = 10
-QUERY_MAX_RESULTS = 1000
+QUERY_MAX_RESULTS = intuit.QUERY_MAX_RESULTS
 # Intuit's idempotency key for writes: the same requestid gets the first answer again, at most 50 characters.
 REQUEST_ID_PARAM = "requestid"
 
@@ -79,9 +75,9 @@ class TokenSource(Protocol):
 
 @dataclass(frozen=True)
 class RealmLimits:
-    requests_per_second: int = REQUESTS_PER_SECOND
-    requests_per_minute: int = REQUESTS_PER_MINUTE
-    max_concurrent: int = MAX_CONCURRENT_REQUESTS
+    requests_per_second: int = intuit.API_REQUESTS_PER_SECOND
+    requests_per_minute: int = intuit.API_REQUESTS_PER_MINUTE
+    max_concurrent: int = intuit.API_MAX_CONCURRENT_REQUESTS
 
 
 class WindowLimit:

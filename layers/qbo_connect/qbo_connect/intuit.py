@@ -37,6 +37,12 @@ ACCESS_TOKEN_DEFAULT_SECONDS = 3600
 REFRESH_TOKEN_DEFAULT_SECONDS = 100 * 86400
 
 MINOR_VERSION = 75
+
+# Accounting API limits per realm and app, and the query page limit.
+API_REQUESTS_PER_SECOND = 10
+API_REQUESTS_PER_MINUTE = 500
+API_MAX_CONCURRENT_REQUESTS = 10
+QUERY_MAX_RESULTS = 1000
 SUPPORT_ID_HEADER = "intuit_tid"
 MAX_CODE_LENGTH = 512
 # Realm IDs are decimal company numbers; Intuit's run to 19 digits.

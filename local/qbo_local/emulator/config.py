@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from qbo_connect import intuit
+
 from . import facts
 
 Clock = Callable[[], float]
@@ -32,9 +34,9 @@ class EmulatorConfig:
     companies: tuple[tuple[str, str], ...] = facts.DEFAULT_COMPANIES
     seed_customers: int = 3
     rate_limits: bool = True
-    rate_limit_per_second: int = 10
-    rate_limit_per_minute: int = 500
-    max_concurrent: int = 10
+    rate_limit_per_second: int = intuit.API_REQUESTS_PER_SECOND
+    rate_limit_per_minute: int = intuit.API_REQUESTS_PER_MINUTE
+    max_concurrent: int = intuit.API_MAX_CONCURRENT_REQUESTS
 
     def with_overrides(self, values: Mapping[str, Any]) -> EmulatorConfig:
         """A copy with run-time-tunable fields replaced; raises ValueError naming a bad field."""

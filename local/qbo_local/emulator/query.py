@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from qbo_connect import intuit
+
 from .errors import ApiFault
 
 DEFAULT_MAX_RESULTS = 100
-MAX_RESULTS_LIMIT = 1000
+MAX_RESULTS_LIMIT = intuit.QUERY_MAX_RESULTS
 
 _HEAD = re.compile(r"\s*select\s+(\*|count\(\s*\*\s*\))\s+from\s+(\w+)(.*)", re.IGNORECASE | re.DOTALL)
 _PAGING_TAIL = re.compile(r"\s+(startposition|maxresults)\s+(\d+)\s*;?\s*$", re.IGNORECASE)
