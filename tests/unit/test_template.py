@@ -265,7 +265,6 @@ def test_connection_secrets_are_reachable_only_under_this_stacks_prefix(template
     assert access["CallbackFunction"] == {
         "secretsmanager:GetSecretValue",
         "secretsmanager:PutSecretValue",
-        "secretsmanager:DescribeSecret",
     }
     assert access["RefreshFunction"] == access["CallbackFunction"]
 
