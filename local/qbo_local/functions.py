@@ -180,6 +180,8 @@ class LocalFunction:
         return LocalFunction(self.spec, self._given_handler)
 
     def load(self) -> Handler:
+        # Route stdout before the import: a logger made at module level keeps the stream it saw then.
+        _stdout_router()
         with self._load_lock:
             if self._handler is None:
                 self._handler = _load_handler(self.spec)
