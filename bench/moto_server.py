@@ -1,0 +1,101 @@
+"""moto's server as the benchmark runs it: `python -m bench.moto_server -H 127.0.0.1 -p PORT`.
+
+Two changes to moto, for the benchmark only, where moto does per call work that grows with what it
+holds (AWS does not), so that the throughput figure measures qbo-connect and not moto:
+
+- Secrets Manager finds a secret by comparing every stored secret's name and ARN: with 11,000
+  secrets every GetSecretValue and PutSecretValue scans them all. Here a lookup by name (all
+  qbo-connect passes) is a dictionary lookup first; any other key (an ARN) falls back to moto's scan.
+- SQS deletes a message by scanning the queue twice and rebuilding it, for every message: with
+  10,000 queued that is quadratic. Here one pass stops at the message (usually near the front: the
+  oldest are received first), with the same checks and bookkeeping.
+- SQS computes every queue attribute, the three approximate message counts among them (each a scan
+  of the queue), for every message sent and received. Here a count is reused for a quarter of a
+  second (SQS calls them approximate too), and attribute names are converted once.
+- DynamoDB checks an update expression's clause counts at every nested node of its syntax tree,
+  each check walking the subtree again: quadratic in the number of SET actions (the metadata save
+  sets twenty). Here the check runs once, at the root, whose count covers every nested clause.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from typing import Any
+
+import moto.sqs.models as sqs_models
+from moto.dynamodb.parsing.ast_nodes import UpdateExpression
+from moto.dynamodb.parsing.validators import ActionCountValidator
+from moto.secretsmanager.models import SecretsStore
+from moto.server import main
+from moto.sqs.exceptions import ReceiptHandleIsInvalid
+from moto.sqs.models import Queue
+
+_scan_getitem = SecretsStore.__getitem__
+_scan_contains = SecretsStore.__contains__
+_scan_get = SecretsStore.get
+
+
+def _getitem(self: SecretsStore, key: str) -> Any:
+    if dict.__contains__(self, key):
+        return dict.__getitem__(self, key)
+    return _scan_getitem(self, key)
+
+
+def _contains(self: SecretsStore, key: object) -> bool:
+    return dict.__contains__(self, key) or _scan_contains(self, key)
+
+
+def _get(self: SecretsStore, key: str) -> Any:
+    if dict.__contains__(self, key):
+        return dict.__getitem__(self, key)
+    return _scan_get(self, key)
+
+
+def _delete_message(self: Queue, receipt_handle: str) -> None:
+    if receipt_handle in self.deleted_messages:
+        return  # already deleted: moto answers success, as SQS does
+    with self._messages_lock:
+        for index, message in enumerate(self._messages):
+            if message.had_receipt_handle(receipt_handle):
+                del self._messages[index]
+                self.pending_messages.discard(message)
+                self.deleted_messages.update(message.all_receipt_handles)
+                return
+    raise ReceiptHandleIsInvalid()
+
+
+def _reused_for_a_moment(count: property) -> property:
+    def getter(self: Queue) -> int:
+        cache = self.__dict__.setdefault("_bench_counts", {})
+        now = time.monotonic()
+        hit = cache.get(count)
+        if hit is None or now - hit[0] > 0.25:
+            hit = cache[count] = (now, count.fget(self))
+        return hit[1]
+
+    return property(getter)
+
+
+def _count_actions_at_the_root(self: ActionCountValidator, node: Any) -> Any:
+    if isinstance(node, UpdateExpression):
+        self.verify_action_counts(node)
+    return node
+
+
+SecretsStore.__getitem__ = _getitem  # type: ignore[method-assign]
+SecretsStore.__contains__ = _contains  # type: ignore[method-assign]
+SecretsStore.get = _get  # type: ignore[method-assign]
+Queue.delete_message = _delete_message  # type: ignore[method-assign]
+for _name in (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_delayed",
+    "approximate_number_of_messages_not_visible",
+):
+    setattr(Queue, _name, _reused_for_a_moment(getattr(Queue, _name)))
+ActionCountValidator.traverse = _count_actions_at_the_root  # type: ignore[method-assign]
+sqs_models.camelcase_to_underscores = functools.lru_cache(maxsize=512)(sqs_models.camelcase_to_underscores)
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
