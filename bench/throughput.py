@@ -174,6 +174,7 @@ class Bench:
         assert self.stack.queue_source is not None
         self.event_source_counter = AwsCallCounter().attach(self.stack.queue_source.sqs.meta.events)
         self._deleted, self._deleted_lock = 0, threading.Lock()
+        self.lost_details: list[str] = []
         self.stack.queue_source.sqs.meta.events.register("after-call.sqs.DeleteMessageBatch", self._count_deleted)
         self.concurrency = self.stack.queue_source.concurrency
 
@@ -371,7 +372,26 @@ class Bench:
             )
             if not ok:
                 lost.append(cid)
+                self.lost_details.append(_describe_loss(cid, item, secret, grant, seed))
         return lost
+
+
+def _describe_loss(cid: str, item: Any, secret: Any, grant: Any, seed: dict[str, str]) -> str:
+    """What is wrong with a lost connection, without any token value."""
+    facts = [cid]
+    if item is None:
+        facts.append("no item")
+    else:
+        facts.append(f"status={item.get('status')} item_generation={item.get('secret_generation')}")
+        facts.append(f"lease={'held' if 'lease_owner' in item else 'free'} error={item.get('last_refresh_error')}")
+    if secret is None:
+        facts.append("no secret")
+    else:
+        rotated = secret.token_set is not None and secret.token_set.refresh_token != seed["refresh_token"]
+        facts.append(f"secret_generation={secret.generation} rotated={rotated}")
+    if grant is not None:
+        facts.append(f"grant refresh_count={grant['refresh_count']} revoked={grant['revoked_reason']}")
+    return ", ".join(facts)
 
 
 def run(sizes: tuple[int, ...] = (1_000, 10_000)) -> list[RunResult]:

@@ -1,0 +1,169 @@
+"""Finding due connections: what the scheduled run reads, for 1,000, 10,000 and 100,000 stored
+connections of which 100 are due.
+
+The run calls what the sweep calls (TokenLifecycle.due_connection_ids: one Query on the sparse
+`refresh-due` index, access_token_expires_at <= now + margin, KEYS_ONLY projection), on moto's
+DynamoDB (in process: seeding 100,000 items through a server would take minutes). A botocore hook
+adds ReturnConsumedCapacity=TOTAL to that Query and reads every page it gets back.
+
+moto answers ConsumedCapacity with a constant (it does not model capacity), so the read capacity is
+computed the way DynamoDB bills a Query: the sizes of the index entries read (attribute names plus
+values: the table key and the index keys, all a KEYS_ONLY index holds), summed over the page,
+rounded up to 4 KB, half a unit per 4 KB (index reads are eventually consistent). The figure to
+look at is the items read: DynamoDB reads only the index range the key condition selects, so it is
+the due connections, however many are stored.
+
+Connections not due are connected with an access token valid for another 50 minutes; they sit in
+the same index partition, after the due ones. Their items carry the attributes the index sees and
+their status; the rest of a connection item changes nothing the index query reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+STORED = (1_000, 10_000, 100_000)
+DUE = 100
+TABLE = "qbo-bench-due"
+
+
+@dataclass
+class DueResult:
+    stored: int
+    due_found: int
+    pages: int
+    items_read: int
+    read_bytes: int
+    read_capacity_units: float
+    moto_reported_units: float
+    seconds: float
+
+
+def _attribute_size(name: str, value: Any) -> int:
+    """DynamoDB's item size rules: UTF-8 name plus value; a number takes about one byte per two digits, plus one."""
+    size = len(name.encode())
+    if isinstance(value, str):
+        return size + len(value.encode())
+    if isinstance(value, int | float | Decimal):
+        digits = len(str(value).replace(".", "").replace("-", "").lstrip("0")) or 1
+        return size + math.ceil(digits / 2) + 1
+    return size + len(json.dumps(value, default=str).encode())
+
+
+def _read_units(items: list[dict[str, Any]]) -> tuple[int, float]:
+    total = sum(_attribute_size(name, value) for item in items for name, value in item.items())
+    return total, math.ceil(total / 4096) * 0.5 if total else 0.5  # a Query costs at least half a unit
+
+
+class _QueryMeter:
+    """Adds ReturnConsumedCapacity to the index Query and records each page it returns."""
+
+    def __init__(self, events: Any) -> None:
+        self.pages: list[dict[str, Any]] = []
+        events.register("provide-client-params.dynamodb.Query", self._ask_for_capacity)
+        events.register("after-call.dynamodb.Query", self._record)
+
+    def _ask_for_capacity(self, params: dict[str, Any], **_: Any) -> None:
+        params["ReturnConsumedCapacity"] = "TOTAL"
+
+    def _record(self, parsed: dict[str, Any], **_: Any) -> None:
+        self.pages.append(parsed)
+
+
+def _not_due_item(number: int, expires_at: int) -> dict[str, Any]:
+    connection_id = f"stored-{number:06d}"
+    return {
+        "pk": f"connection#{connection_id}",
+        "connection_id": connection_id,
+        "listing": "connection",
+        "name": f"stored {number:06d}",
+        "status": "connected",
+        "refresh_index": "connected",
+        "access_token_expires_at": expires_at,
+    }
+
+
+def run(stored: tuple[int, ...] = STORED, due: int = DUE) -> list[DueResult]:
+    os.environ.update(
+        {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+    )
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        os.environ.pop(name)
+    import boto3
+    from moto import mock_aws
+    from qbo_connect import intuit
+    from qbo_connect.adapters.dynamodb_store import connection_to_item, create_table
+    from qbo_connect.domain.connection import Connection, ConnectionStatus
+    from qbo_connect.runtime import build_services
+    from qbo_connect.settings import Settings
+
+    results = []
+    with mock_aws():
+        session = boto3.Session()
+        create_table(session.client("dynamodb"), TABLE)
+        services = build_services(Settings(table_name=TABLE), session=session)
+        meter = _QueryMeter(session.events)
+        table = boto3.Session().resource("dynamodb").Table(TABLE)  # seeding: another session, not metered
+        now = int(time.time())
+        with table.batch_writer() as batch:
+            for number in range(1, due + 1):
+                connection = Connection(
+                    connection_id=f"due-{number:04d}",
+                    name=f"due {number:04d}",
+                    environment=intuit.Environment.SANDBOX,
+                    base_url=intuit.SANDBOX_API_BASE_URL,
+                    client_id="bench-client-id",
+                    realm_id="9341453050000001",
+                    status=ConnectionStatus.CONNECTED,
+                    has_client_secret=True,
+                    access_token_expires_at=now + 300,
+                    refresh_token_expires_at=now + 8_000_000,
+                    last_refreshed_at=now - 3300,
+                    version=1,
+                    secret_generation=1,
+                )
+                batch.put_item(Item=connection_to_item(connection))
+        written = due
+        for target in stored:
+            with table.batch_writer() as batch:
+                for number in range(written + 1, target + 1):
+                    batch.put_item(Item=_not_due_item(number, now + 3000 + number % 600))
+            written = target
+            meter.pages.clear()
+            started = time.perf_counter()
+            found = services.lifecycle.due_connection_ids()
+            seconds = time.perf_counter() - started
+            items = [item for page in meter.pages for item in page.get("Items", [])]
+            read_bytes = 0
+            units = 0.0
+            for page in meter.pages:
+                page_bytes, page_units = _read_units(page.get("Items", []))
+                read_bytes += page_bytes
+                units += page_units
+            reported = sum(float(p.get("ConsumedCapacity", {}).get("CapacityUnits", 0)) for p in meter.pages)
+            results.append(
+                DueResult(
+                    stored=target,
+                    due_found=len(found),
+                    pages=len(meter.pages),
+                    items_read=len(items),
+                    read_bytes=read_bytes,
+                    read_capacity_units=units,
+                    moto_reported_units=reported,
+                    seconds=round(seconds, 4),
+                )
+            )
+    return results
+
+
+if __name__ == "__main__":
+    sizes = tuple(int(a) for a in sys.argv[1:]) or STORED
+    print(json.dumps([asdict(r) for r in run(sizes)]))
+    sys.exit(0)
