@@ -22,7 +22,7 @@ $(TOOLS)/bin/sam:
 	$(TOOLS)/bin/pip install --quiet aws-sam-cli cfn-lint checkov
 
 dev: $(BIN)/activate  ## Run the whole service locally: AWS (moto), the functions behind a router, the schedule, an Intuit emulator
-	$(BIN)/python -m qbo_local up
+	$(BIN)/python -m qbo_local up $(ARGS)
 
 test: lint template $(BIN)/activate  ## Every test: lint, template checks, then one pytest run over unit, emulator, integration and e2e
 	$(BIN)/python -m pytest
