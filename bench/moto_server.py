@@ -4,8 +4,9 @@ Two changes to moto, for the benchmark only, where moto does per call work that 
 holds (AWS does not), so that the throughput figure measures qbo-connect and not moto:
 
 - Secrets Manager finds a secret by comparing every stored secret's name and ARN: with 11,000
-  secrets every GetSecretValue and PutSecretValue scans them all. Here a lookup by name (all
-  qbo-connect passes) is a dictionary lookup first; any other key (an ARN) falls back to moto's scan.
+  secrets every GetSecretValue and PutSecretValue scans them all (and a scan racing a concurrent
+  CreateSecret fails). A name (all qbo-connect passes) is the dictionary key moto stores the secret
+  under, so a lookup by name is a dictionary lookup; an ARN still goes through moto's scan.
 - SQS deletes a message by scanning the queue twice and rebuilding it, for every message: with
   10,000 queued that is quadratic. Here one pass stops at the message (usually near the front: the
   oldest are received first), with the same checks and bookkeeping.
@@ -38,18 +39,20 @@ _scan_get = SecretsStore.get
 
 
 def _getitem(self: SecretsStore, key: str) -> Any:
-    if dict.__contains__(self, key):
-        return dict.__getitem__(self, key)
+    if not key.startswith("arn:"):
+        return dict.__getitem__(self, key)  # KeyError when missing, as moto's own lookup raises
     return _scan_getitem(self, key)
 
 
 def _contains(self: SecretsStore, key: object) -> bool:
-    return dict.__contains__(self, key) or _scan_contains(self, key)
+    if isinstance(key, str) and not key.startswith("arn:"):
+        return dict.__contains__(self, key)
+    return _scan_contains(self, key)
 
 
 def _get(self: SecretsStore, key: str) -> Any:
-    if dict.__contains__(self, key):
-        return dict.__getitem__(self, key)
+    if not key.startswith("arn:"):
+        return dict.get(self, key)
     return _scan_get(self, key)
 
 

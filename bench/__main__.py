@@ -1,0 +1,166 @@
+"""`make bench`: run every benchmark, print the table, write docs/performance.md.
+
+    .venv/bin/python -m bench            # everything (about eight minutes on a two-core machine)
+    .venv/bin/python -m bench --quick    # smaller runs to try the machinery (not for the figures)
+
+The throughput, due-finding and token-read runs each get a fresh interpreter (they set up their own
+AWS and environment); their handler logs go to bench/out/*.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench import cold_start, cost, report
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+DOC = ROOT / "docs" / "performance.md"
+
+
+def _run_module(module: str, args: list[str], timeout: float) -> Any:
+    """Run `python -m module args` and return the JSON on its last stdout line; its stderr goes to bench/out."""
+    OUT.mkdir(exist_ok=True)
+    log = OUT / f"{module.rsplit('.', 1)[-1]}.log"
+    env = dict(os.environ, POWERTOOLS_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+    with log.open("w", encoding="utf-8") as stderr:
+        done = subprocess.run(  # noqa: S603 - our interpreter and our module
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} failed (exit {done.returncode}): see {log.relative_to(ROOT)}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _layer_is_stale(built: Path) -> bool:
+    if not built.is_dir():
+        return True
+    built_at = built.stat().st_mtime
+    sources = [p for p in (ROOT / "layers" / "qbo_connect").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return any(p.stat().st_mtime > built_at for p in sources)
+
+
+def layer_size() -> dict[str, Any]:
+    """The built layer's size; `make build` first when the layer's sources are newer than the build."""
+    built = ROOT / ".aws-sam" / "build" / "SharedLayer"
+    rebuilt = False
+    if _layer_is_stale(built):
+        done = subprocess.run(
+            ["make", "--no-print-directory", "build"],  # noqa: S607 - make from PATH, as a developer runs it
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            return {"bytes": None, "note": "make build failed: " + (done.stderr.strip().splitlines() or ["?"])[-1]}
+        rebuilt = True
+    size = cold_start.layer_size(built)
+    files = sum(1 for p in built.rglob("*") if p.is_file()) if size else 0
+    return {"bytes": size, "files": files, "rebuilt": rebuilt}
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory_gb = None
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        total_kb = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
+        memory_gb = round(total_kb / 1024 / 1024, 1)
+    import boto3
+    import moto
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "boto3": boto3.__version__,
+        "moto": moto.__version__,
+        "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small runs to try the machinery; writes no document")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    results: dict[str, Any] = {"machine": machine()}
+
+    def step(name: str) -> None:
+        print(f"[{time.monotonic() - started:5.0f} s] {name}", file=sys.stderr, flush=True)
+
+    step("layer size (make build when the layer changed)")
+    results["layer"] = layer_size()
+    step("cold start: four handlers and the floor, interleaved")
+    results["cold_start"] = [
+        asdict(r) | {"ratio": r.ratio, "holds": r.holds} for r in cold_start.run(3 if args.quick else 11)
+    ]
+    step("token read: cached and cold")
+    results["token_read"] = _run_module("bench.token_read", [], timeout=300)
+    step("finding due connections: 1,000 / 10,000 / 100,000 stored")
+    stored = ["1000", "5000"] if args.quick else []
+    results["due_finding"] = _run_module("bench.due_finding", stored, timeout=400)
+    step("refresh throughput: 1,000 then 10,000 due connections in the local stack")
+    sizes = ["200", "500"] if args.quick else []
+    results["throughput"] = _run_module("bench.throughput", sizes, timeout=700)
+    measured = results["throughput"][-1]
+    inputs = cost.CostInputs(
+        secrets_calls=sum(v for k, v in measured["function_calls"].items() if k.startswith("secretsmanager."))
+        / measured["refreshed"],
+        dynamodb_updates=measured["function_calls"].get("dynamodb.UpdateItem", 0) / measured["refreshed"],
+        sqs_requests=measured["sweep_calls"].get("sqs.SendMessageBatch", 0) / measured["refreshed"]
+        + measured["event_source_calls_per_refresh"],
+    )
+    results["cost"] = {
+        "inputs": asdict(inputs),
+        "model": asdict(cost.model(inputs)),
+        "per_connection_month": cost.model(inputs).per_connection_month,
+        "ceiling": asdict(cost.ceiling()),
+    }
+    results["machine"]["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    results["elapsed_seconds"] = round(time.monotonic() - started, 1)
+
+    OUT.mkdir(exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    rows = report.rows(results)
+    print(report.table(rows))
+    print(f"\n{results['elapsed_seconds']:.0f} s in all; raw figures in bench/out/results.json")
+    if not args.quick:
+        DOC.parent.mkdir(exist_ok=True)
+        DOC.write_text(report.document(results, rows), encoding="utf-8")
+        print(f"wrote {DOC.relative_to(ROOT)}")
+    failed = [row for row in rows if row.holds is False]
+    for row in failed:
+        print(f"FLOOR NOT MET: {row.metric}: {row.result} (floor {row.floor})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
