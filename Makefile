@@ -48,6 +48,9 @@ template: $(TOOLS)/bin/sam  ## SAM and CloudFormation linting of template.yaml, 
 build: $(TOOLS)/bin/sam  ## sam build, without Docker
 	PATH="$(LAMBDA_PYTHON_BIN):$$PATH" $(TOOLS)/bin/sam build
 
+bench: $(BIN)/activate $(TOOLS)/bin/sam  ## Benchmarks: cold start, refresh throughput, due-finding reads, token reads, cost; prints the table, writes docs/performance.md
+	$(BIN)/python -m bench
+
 invoke: $(BIN)/activate  ## Run a sample event through a function against the running local stack: make invoke FUNCTION=test EVENT=events/test.json
 	$(BIN)/python -m qbo_local invoke $(FUNCTION) $(EVENT)
 
