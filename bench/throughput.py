@@ -114,7 +114,11 @@ def _start_moto(parts: list, part_type: type, name: str) -> str:
 
     def stop() -> None:
         process.terminate()
-        process.wait(10)
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:  # moto's server waits for its request threads on SIGTERM
+            process.kill()
+            process.wait(5)
 
     parts.append(part_type(name, stop))
     _wait_for_port(port)
