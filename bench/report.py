@@ -253,8 +253,8 @@ with a constant (it does not model capacity), so the read capacity is computed f
 returned, as DynamoDB bills a query: the sizes of the index entries read (the table key and the index
 keys) summed per page, rounded up to 4 KB, half a unit per 4 KB (index reads are eventually
 consistent). DynamoDB reads only the key range the condition selects, so the entries read are the
-due ones: the figure is flat in the number stored, and a sweep costs about half a read unit per
-hundred due connections. (moto itself scans every item to answer, which is why its own query time
+due ones: the figure is flat in the number stored, and a sweep costs about one read unit per hundred
+due connections (about 72 bytes per index entry). (moto itself scans every item to answer, which is why its own query time
 grows with the table; DynamoDB does not.)
 
 ## Token read
