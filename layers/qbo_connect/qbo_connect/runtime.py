@@ -1,6 +1,9 @@
 """Wiring: build the domain services on AWS and HTTP adapters, once per process (Lambda container, CLI).
 
-Clients are created on first use, not at import, so a cold start pays only for what it uses.
+Clients are created on first use, not at import, so a cold start pays only for what it uses. For the
+same reason the adapters and services are imported where they are first built: a handler's import
+(its cold start) does not load boto3, requests-oauthlib or Powertools' batch utility until a request
+needs them, and a function that never needs one (authorize never touches SQS) never loads it.
 """
 
 from __future__ import annotations
@@ -8,28 +11,30 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import boto3
-from botocore.config import Config
-
-from qbo_connect.adapters.clock import SystemClock
-from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
-from qbo_connect.adapters.eventbridge import EventBridgePublisher
-from qbo_connect.adapters.intuit_oauth import IntuitOAuth
-from qbo_connect.adapters.quickbooks_api import QuickBooksApi
-from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
-from qbo_connect.adapters.sqs_queue import SqsRefreshQueue
-from qbo_connect.domain.administration import Administration
-from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow
-from qbo_connect.domain.connection_test import ConnectionTests
-from qbo_connect.domain.leases import Leases
-from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
-from qbo_connect.ports import Clock, CompanyApi, IdentityProvider
-from qbo_connect.refresh_runs import RefreshRuns
 from qbo_connect.settings import Settings
 
-# Standard mode retries throttling and transient errors with backoff, a bounded number of times.
-_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+if TYPE_CHECKING:
+    import boto3
+
+    from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
+    from qbo_connect.adapters.eventbridge import EventBridgePublisher
+    from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
+    from qbo_connect.domain.administration import Administration
+    from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow
+    from qbo_connect.domain.connection_test import ConnectionTests
+    from qbo_connect.domain.leases import Leases
+    from qbo_connect.domain.lifecycle import TokenLifecycle
+    from qbo_connect.ports import Clock, CompanyApi, IdentityProvider
+    from qbo_connect.refresh_runs import RefreshRuns
+
+
+def _aws_config():
+    from botocore.config import Config
+
+    # Standard mode retries throttling and transient errors with backoff, a bounded number of times.
+    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
 
 
 @dataclass
@@ -41,39 +46,59 @@ class Services:
     company_api_override: CompanyApi | None = None
 
     def _client(self, name: str):
-        return self.session.client(name, config=_AWS_CONFIG)
+        return self.session.client(name, config=_aws_config())
 
     @cached_property
     def store(self) -> DynamoDbConnectionStore:
-        table = self.session.resource("dynamodb", config=_AWS_CONFIG).Table(self.settings.table_name)
+        from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
+
+        table = self.session.resource("dynamodb", config=_aws_config()).Table(self.settings.table_name)
         return DynamoDbConnectionStore(table)
 
     @cached_property
     def vault(self) -> SecretsManagerVault:
+        from qbo_connect.adapters.secrets_vault import SecretsManagerVault
+
         return SecretsManagerVault(self._client("secretsmanager"), self.settings)
 
     @cached_property
     def signing_keys(self) -> SecretsManagerSigningKeys:
+        from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys
+
         return SecretsManagerSigningKeys(self._client("secretsmanager"), self.settings)
 
     @cached_property
     def events(self) -> EventBridgePublisher:
+        from qbo_connect.adapters.eventbridge import EventBridgePublisher
+
         return EventBridgePublisher(self._client("events"), self.settings.event_bus_name)
 
     @cached_property
     def identity(self) -> IdentityProvider:
-        return self.identity_override or IntuitOAuth(self.settings, self.clock)
+        if self.identity_override is not None:
+            return self.identity_override
+        from qbo_connect.adapters.intuit_oauth import IntuitOAuth
+
+        return IntuitOAuth(self.settings, self.clock)
 
     @cached_property
     def company_api(self) -> CompanyApi:
-        return self.company_api_override or QuickBooksApi(self.settings)
+        if self.company_api_override is not None:
+            return self.company_api_override
+        from qbo_connect.adapters.quickbooks_api import QuickBooksApi
+
+        return QuickBooksApi(self.settings)
 
     @cached_property
     def leases(self) -> Leases:
+        from qbo_connect.domain.leases import Leases
+
         return Leases(self.store, self.vault, self.clock, lease_seconds=self.settings.lease_seconds)
 
     @cached_property
     def lifecycle(self) -> TokenLifecycle:
+        from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
+
         policy = RefreshPolicy(
             margin_seconds=self.settings.refresh_margin_seconds,
             call_budget_seconds=sum(self.settings.http_timeout),
@@ -82,6 +107,9 @@ class Services:
 
     @cached_property
     def refresh_runs(self) -> RefreshRuns:
+        from qbo_connect.adapters.sqs_queue import SqsRefreshQueue
+        from qbo_connect.refresh_runs import RefreshRuns
+
         queue = (
             SqsRefreshQueue(self._client("sqs"), self.settings.refresh_queue_url)
             if self.settings.refresh_queue_url
@@ -91,10 +119,14 @@ class Services:
 
     @cached_property
     def authorize_links(self) -> AuthorizeLinks:
+        from qbo_connect.domain.authorization import AuthorizeLinks
+
         return AuthorizeLinks(self.signing_keys, self.clock, lifetime_seconds=self.settings.authorize_link_seconds)
 
     @cached_property
     def consent(self) -> ConsentFlow:
+        from qbo_connect.domain.authorization import ConsentFlow
+
         return ConsentFlow(
             self.store,
             self.leases,
@@ -108,10 +140,14 @@ class Services:
 
     @cached_property
     def connection_tests(self) -> ConnectionTests:
+        from qbo_connect.domain.connection_test import ConnectionTests
+
         return ConnectionTests(self.store, self.lifecycle, self.company_api, self.events, self.clock)
 
     @cached_property
     def administration(self) -> Administration:
+        from qbo_connect.domain.administration import Administration
+
         return Administration(
             self.store, self.vault, self.leases, self.identity, self.events, self.clock, self.settings
         )
@@ -120,6 +156,10 @@ class Services:
 def build_services(
     settings: Settings | None = None, *, session: boto3.Session | None = None, clock: Clock | None = None
 ) -> Services:
+    import boto3
+
+    from qbo_connect.adapters.clock import SystemClock
+
     return Services(
         settings=settings or Settings.from_environment(),
         session=session or boto3.Session(),
