@@ -1,0 +1,124 @@
+"""A batch's records are refreshed at the same time, and the local event source runs as many
+instances as the template's RefreshMaxConcurrency (both so that refreshes keep the write budget busy)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult
+from qbo_connect.refresh_runs import RefreshRuns
+from qbo_local.functions import LocalFunction
+from qbo_local.scheduler import QueueEventSource
+from qbo_local.template import Tag, load_template, parameter_default
+
+ROOT = Path(__file__).resolve().parents[2]
+INTUIT_SECONDS = 0.2
+
+
+class SlowLifecycle:
+    """Answers each refresh after Intuit's latency; remembers how many ran at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running = 0
+        self.most_at_once = 0
+
+    def refresh(self, connection_id: str, **_: Any) -> RefreshResult:
+        with self._lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        time.sleep(INTUIT_SECONDS)
+        with self._lock:
+            self.running -= 1
+        return RefreshResult(connection_id, RefreshOutcome.REFRESHED)
+
+
+def sqs_event(connection_ids: list[str]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{index}",
+                "receiptHandle": f"r-{index}",
+                "body": json.dumps({"connection_id": cid}),
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:refresh",
+                "awsRegion": "us-east-1",
+            }
+            for index, cid in enumerate(connection_ids)
+        ]
+    }
+
+
+def test_a_batch_is_refreshed_concurrently_and_reports_no_failures() -> None:
+    lifecycle = SlowLifecycle()
+    runs = RefreshRuns(lifecycle, None)  # type: ignore[arg-type]
+
+    started = time.monotonic()
+    answer = runs.handle(sqs_event([f"qbc-{n:04d}" for n in range(10)]))
+    elapsed = time.monotonic() - started
+
+    assert answer == {"batchItemFailures": []}
+    assert lifecycle.most_at_once > 1
+    assert elapsed < 10 * INTUIT_SECONDS / 2  # one at a time would take 2 s
+
+
+def test_the_local_event_source_runs_the_templates_refresh_concurrency() -> None:
+    template = load_template(ROOT / "template.yaml")
+    default = template["Parameters"]["RefreshMaxConcurrency"]["Default"]
+
+    assert parameter_default(template, Tag("Ref", "RefreshMaxConcurrency"), 1) == default
+    assert parameter_default(template, {"Ref": "RefreshMaxConcurrency"}, 1) == default
+    assert parameter_default(template, 7, 1) == 7
+    assert parameter_default(template, Tag("Ref", "NoSuchParameter"), 1) == 1
+
+
+class FakeQueue:
+    """receive_message and delete_message_batch over a list, as SQS answers them."""
+
+    def __init__(self, count: int) -> None:
+        self._lock = threading.Lock()
+        self.waiting = [{"MessageId": f"m-{n}", "ReceiptHandle": f"r-{n}", "Body": "{}"} for n in range(count)]
+        self.deleted: list[str] = []
+
+    def receive_message(self, MaxNumberOfMessages: int, **_: Any) -> dict[str, Any]:
+        with self._lock:
+            taken, self.waiting = self.waiting[:MaxNumberOfMessages], self.waiting[MaxNumberOfMessages:]
+        if not taken:
+            time.sleep(0.01)
+        return {"Messages": taken}
+
+    def delete_message_batch(self, Entries: list[dict[str, str]], **_: Any) -> None:
+        with self._lock:
+            self.deleted += [entry["ReceiptHandle"] for entry in Entries]
+
+
+def test_each_poller_invokes_its_own_container_and_every_message_is_deleted() -> None:
+    invoked_by: set[int] = set()
+    lock = threading.Lock()
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        with lock:
+            invoked_by.add(threading.get_ident())
+        time.sleep(0.05)
+        return {"batchItemFailures": []}
+
+    queue = FakeQueue(60)
+    function = LocalFunction.from_handler("RefreshFunction", handler)
+    source = QueueEventSource(function, queue, "url", "arn", batch_size=10, concurrency=3, poll_seconds=0)
+
+    source.start()
+    deadline = time.monotonic() + 10
+    while len(queue.deleted) < 60 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    source.stop()
+
+    assert sorted(queue.deleted) == sorted(f"r-{n}" for n in range(60))
+    assert len(invoked_by) > 1
+    assert source._container(1) is not function
