@@ -23,6 +23,7 @@ import boto3
 import botocore.session
 import pytest
 import requests
+from fakes import FakeClock
 from qbo_connect import intuit
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.adapters.intuit_oauth import IntuitOAuth
@@ -65,26 +66,10 @@ class OffsetClock:
         self.offset += seconds
 
 
-class ManualClock:
-    """Time moves only when told to, or when someone sleeps: the emulator and the services share it."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self._now = float(int(time.time())) if start is None else start
-        self._lock = threading.Lock()
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        with self._lock:
-            return self._now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self._now += max(0.0, seconds)
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
+def manual_clock() -> FakeClock:
+    """Time moves only when told to, or when someone sleeps, starting now (the emulator checks real
+    expiries at start): the emulator and the services share it."""
+    return FakeClock(float(int(time.time())))
 
 
 # --- AWS: moto in server mode ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """A refresher that dies at any step, or stalls past its lease, against the strict emulator and moto.
 
 A crash is modelled as the process dying: from the crash point on, nothing more is sent, not even the
-lease release in a `finally` (refresh_support.CallLog). Time is a ManualClock the services and the
+lease release in a `finally` (refresh_support.CallLog). Time is a manual_clock the services and the
 emulator share.
 """
 
@@ -22,9 +22,9 @@ from refresh_support import (
     LEASE_SECONDS,
     CallLog,
     Crash,
-    ManualClock,
     Stack,
     botocore_hook,
+    manual_clock,
     new_session,
     stack_factory,
 )
@@ -60,7 +60,7 @@ def test_a_refresh_does_exactly_these_steps_and_nothing_between_intuit_and_the_v
     """The one window that can lose a token (Intuit rotated it, we have not stored it yet) holds no I/O:
     the vault write is the very next call after Intuit answers, and the next request on the wire is the
     PutSecretValue."""
-    stack = make_stack(ManualClock())
+    stack = make_stack(manual_clock())
     connection_id, _ = connected_and_due(stack)
     log = CallLog()
     session = new_session()
@@ -83,7 +83,7 @@ def test_a_refresh_does_exactly_these_steps_and_nothing_between_intuit_and_the_v
 def test_the_vault_write_is_retried_idempotently_when_its_answer_is_lost(make_stack) -> None:
     """Inside the window the write itself is retried (boto3's standard mode) with the same
     ClientRequestToken: a write that landed but whose answer was lost is not written twice."""
-    stack = make_stack(ManualClock())
+    stack = make_stack(manual_clock())
     connection_id, _ = connected_and_due(stack)
     session = new_session()
     sent_tokens: list[str] = []
@@ -132,7 +132,7 @@ CRASH_POINTS = {
 @pytest.mark.parametrize("point", CRASH_POINTS, ids=list(CRASH_POINTS))
 def test_a_crash_at_any_step_leaves_nothing_stuck_past_the_lease(make_stack, point: str) -> None:
     crash_at, next_outcome = CRASH_POINTS[point]
-    stack = make_stack(ManualClock())
+    stack = make_stack(manual_clock())
     connection_id, before = connected_and_due(stack)
 
     with pytest.raises(Crash):
@@ -175,7 +175,7 @@ def test_a_crash_at_any_step_leaves_nothing_stuck_past_the_lease(make_stack, poi
 
 def test_a_crash_before_releasing_an_unchanged_lease_clears_with_its_expiry(make_stack) -> None:
     """A holder that found nothing to do gives the lease back on its own; dying first leaves it to expire."""
-    stack = make_stack(ManualClock())
+    stack = make_stack(manual_clock())
     connection_id = stack.connect().connection_id  # fresh token: not due
     with pytest.raises(Crash):
         stack.services(log=CallLog(crash_at=("store.release_lease", "before"))).lifecycle.refresh(connection_id)
@@ -244,7 +244,7 @@ def run_slow_holder(
 def test_a_slow_holder_refused_by_strict_intuit_keeps_the_newer_token_set(make_stack) -> None:
     """Strict rotation: A's refresh token was used by B, so Intuit answers invalid_grant. That is a lost
     race, not a dead grant: the connection stays connected on B's tokens."""
-    stack = make_stack(ManualClock())
+    stack = make_stack(manual_clock())
     connection_id, _ = connected_and_due(stack)
     stall = StalledIntuit()
     result, newer, thread = run_slow_holder(stack, connection_id, stall)
@@ -263,7 +263,7 @@ def test_a_slow_holder_refused_by_strict_intuit_keeps_the_newer_token_set(make_s
 def test_a_slow_holder_answered_by_a_lenient_provider_cannot_overwrite_the_newer_token_set(make_stack) -> None:
     """A lenient provider still honours A's refresh token and answers with tokens of its own; A's write
     is refused by the vault's generation check (ClientRequestToken) instead of overwriting B's."""
-    stack = make_stack(ManualClock())
+    stack = make_stack(manual_clock())
     connection_id, before = connected_and_due(stack)
     late_answer = replace(before, access_token="late-access-token", refresh_token="late-refresh-token")
     stall = StalledIntuit(answer=late_answer)
@@ -289,7 +289,7 @@ def assert_newer_kept(stack: Stack, connection_id: str, newer: TokenSet) -> None
 def test_a_holder_whose_lease_ran_short_does_not_start_an_intuit_call(make_stack) -> None:
     """If reaching Intuit could outlive the lease (the secret read was slow), the holder stops before
     sending the refresh token: a call ending after another holder took over could rotate the token twice."""
-    stack = make_stack(ManualClock())
+    stack = make_stack(manual_clock())
     connection_id, before = connected_and_due(stack)
     log = CallLog()
     slow = stack.services(log=log)

@@ -15,9 +15,9 @@ from qbo_connect.domain.administration import NewConnection
 from refresh_support import (
     ACCESS_TOKEN_SECONDS,
     REGION,
-    ManualClock,
     Stack,
     botocore_hook,
+    manual_clock,
     new_session,
     stack_factory,
 )
@@ -38,7 +38,7 @@ def connected_at(stack: Stack, offset: float) -> str:
 
 
 def test_due_detection_returns_only_due_connected_connections_from_the_index_without_a_scan(make_stack) -> None:
-    clock = ManualClock()
+    clock = manual_clock()
     stack: Stack = make_stack(clock)
     services = stack.services()
     due = [connected_at(stack, 0), connected_at(stack, 1)]
@@ -94,7 +94,7 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
 
 
 def test_the_sweep_fans_out_over_sqs_and_a_batch_refreshes_each_connection(make_stack) -> None:
-    clock = ManualClock()
+    clock = manual_clock()
     stack: Stack = make_stack(clock)
     sqs = new_session().client("sqs")
     queue_url = sqs.create_queue(QueueName=f"refresh-{stack.settings.table_name}")["QueueUrl"]

@@ -1,6 +1,6 @@
 """Intuit failing: an hour-long storm of transient faults, and the permanent answers.
 
-The services and the emulator share a ManualClock; the lifecycle's backoff sleeps move it. Timeouts are
+The services and the emulator share a manual_clock; the lifecycle's backoff sleeps move it. Timeouts are
 real client timeouts: the emulator stalls (moving the clock by the simulated time) longer than the
 refresher's read timeout, then answers 504 without processing the request, so nothing rotates.
 """
@@ -18,8 +18,8 @@ from qbo_connect.domain.lifecycle import RefreshPolicy
 from qbo_connect.errors import IntuitUnavailable, InvalidClient, NeedsReauthorization
 from refresh_support import (
     ACCESS_TOKEN_SECONDS,
-    ManualClock,
     Stack,
+    manual_clock,
     stack_factory,
 )
 
@@ -38,7 +38,7 @@ STORM_READ_TIMEOUT = 0.3  # the refresher gives up long before the stalled emula
 
 
 def test_an_hour_of_5xx_429_and_timeouts_keeps_the_connection_and_it_recovers(make_stack) -> None:
-    clock = ManualClock()
+    clock = manual_clock()
 
     def stall(seconds: float) -> None:
         clock.advance(seconds)
@@ -108,7 +108,7 @@ PERMANENT = {
 @pytest.mark.parametrize("cause", PERMANENT, ids=list(PERMANENT))
 def test_a_permanent_answer_stops_refreshing_after_one_call(make_stack, cause: str) -> None:
     status, detail_type, raised = PERMANENT[cause]
-    clock = ManualClock()
+    clock = manual_clock()
     stack: Stack = make_stack(clock)
     connection_id = stack.connect().connection_id
     if cause == "grant revoked":
