@@ -9,7 +9,6 @@ write call made while an example runs. 1,000 examples per route in CI (CI=true),
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from qbo_connect import intuit, runtime
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import STATE_COOKIE
+from test_handlers import LambdaContext, authorize_function, callback_function
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "intuit"
@@ -60,27 +60,8 @@ FUZZ_FLOWS = settings(max_examples=300 if os.environ.get("CI") else 60, deadline
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
 
-def _load_handler(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_fuzzed_app", ROOT / "functions" / name / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
-
-
-authorize_handler = _load_handler("authorize")
-callback_handler = _load_handler("callback")
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "qbo-connect-Fuzzed"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:qbo-connect-Fuzzed"
-    aws_request_id: str = "fuzz"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
+authorize_handler = authorize_function.handler
+callback_handler = callback_function.handler
 
 
 @dataclass
