@@ -106,10 +106,53 @@ def machine() -> dict[str, Any]:
     }
 
 
+def cost_results(measured: dict[str, Any]) -> dict[str, Any]:
+    """The cost model with the calls per refresh the throughput run counted."""
+    inputs = cost.CostInputs(
+        secrets_calls=sum(v for k, v in measured["function_calls"].items() if k.startswith("secretsmanager."))
+        / measured["refreshed"],
+        dynamodb_updates=measured["function_calls"].get("dynamodb.UpdateItem", 0) / measured["refreshed"],
+        sqs_requests=measured["sweep_calls"].get("sqs.SendMessageBatch", 0) / measured["refreshed"]
+        + measured["event_source_calls_per_refresh"],
+    )
+    model = cost.model(inputs)
+    return {
+        "inputs": asdict(inputs),
+        "model": asdict(model),
+        "per_connection_month": model.per_connection_month,
+        "ceiling": asdict(cost.ceiling()),
+    }
+
+
+def write_outputs(results: dict[str, Any], *, document: bool) -> int:
+    """Print the table, write results.json (and docs/performance.md); 1 if a floor does not hold."""
+    OUT.mkdir(exist_ok=True)
+    raw = OUT / ("results.json" if document else "quick-results.json")  # a quick run keeps the real figures
+    raw.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    rows = report.rows(results)
+    print(report.table(rows))
+    print(f"\n{results['elapsed_seconds']:.0f} s in all; raw figures in {raw.relative_to(ROOT)}")
+    if document:
+        DOC.parent.mkdir(exist_ok=True)
+        DOC.write_text(report.document(results, rows), encoding="utf-8")
+        print(f"wrote {DOC.relative_to(ROOT)}")
+    failed = [row for row in rows if row.holds is False]
+    for row in failed:
+        print(f"FLOOR NOT MET: {row.metric}: {row.result} (floor {row.floor})", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small runs to try the machinery; writes no document")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rebuild the table and the document from bench/out/results.json"
+    )
     args = parser.parse_args(argv)
+    if args.report_only:
+        results = json.loads((OUT / "results.json").read_text(encoding="utf-8"))
+        results["cost"] = cost_results(results["throughput"][-1])
+        return write_outputs(results, document=True)
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine()}
 
@@ -130,36 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     step("refresh throughput: 1,000 then 10,000 due connections in the local stack")
     sizes = ["200", "500"] if args.quick else []
     results["throughput"] = _run_module("bench.throughput", sizes, timeout=700)
-    measured = results["throughput"][-1]
-    inputs = cost.CostInputs(
-        secrets_calls=sum(v for k, v in measured["function_calls"].items() if k.startswith("secretsmanager."))
-        / measured["refreshed"],
-        dynamodb_updates=measured["function_calls"].get("dynamodb.UpdateItem", 0) / measured["refreshed"],
-        sqs_requests=measured["sweep_calls"].get("sqs.SendMessageBatch", 0) / measured["refreshed"]
-        + measured["event_source_calls_per_refresh"],
-    )
-    results["cost"] = {
-        "inputs": asdict(inputs),
-        "model": asdict(cost.model(inputs)),
-        "per_connection_month": cost.model(inputs).per_connection_month,
-        "ceiling": asdict(cost.ceiling()),
-    }
+    results["cost"] = cost_results(results["throughput"][-1])
     results["machine"]["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     results["elapsed_seconds"] = round(time.monotonic() - started, 1)
 
-    OUT.mkdir(exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    rows = report.rows(results)
-    print(report.table(rows))
-    print(f"\n{results['elapsed_seconds']:.0f} s in all; raw figures in bench/out/results.json")
-    if not args.quick:
-        DOC.parent.mkdir(exist_ok=True)
-        DOC.write_text(report.document(results, rows), encoding="utf-8")
-        print(f"wrote {DOC.relative_to(ROOT)}")
-    failed = [row for row in rows if row.holds is False]
-    for row in failed:
-        print(f"FLOOR NOT MET: {row.metric}: {row.result} (floor {row.floor})", file=sys.stderr)
-    return 1 if failed else 0
+    return write_outputs(results, document=not args.quick)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,7 @@ class Ceiling:
     connections_at_region_quota: int
     burst_per_margin_window: int
     slack_seconds: float
+    burst_within_guarantee: int
 
 
 def ceiling(budget: float = WRITE_BUDGET_PER_SECOND, quota: float = REGION_WRITE_QUOTA_PER_SECOND) -> Ceiling:
@@ -158,6 +159,7 @@ def ceiling(budget: float = WRITE_BUDGET_PER_SECOND, quota: float = REGION_WRITE
         burst_per_margin_window=int(budget * MARGIN_SECONDS),
         # The README's guarantee: a stored token is valid for margin - period (10 minutes) at least.
         slack_seconds=MARGIN_SECONDS - PERIOD_SECONDS,
+        burst_within_guarantee=int(budget * (MARGIN_SECONDS - PERIOD_SECONDS)),
     )
 
 

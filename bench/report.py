@@ -162,16 +162,19 @@ def document(results: dict[str, Any], table_rows: list[Row]) -> str:
     )
     return f"""# Performance
 
-Figures from `make bench` on {m["date"]}. Rerun them with `make bench` (about ten minutes at most;
-it prints the same table and rewrites this file; raw numbers land in `bench/out/results.json`, the
-handlers' logs in `bench/out/*.log`). `python -m bench --quick` tries the machinery in a minute or two
-with small runs and writes nothing here. Every part also runs alone: `python -m bench.cold_start`,
-`bench.throughput 1000`, `bench.due_finding`, `bench.token_read`, `bench.cost`.
+Figures from `make bench` on {m["date"]}; this run took {results["elapsed_seconds"]:.0f} s.
+
+To rerun: `make bench` (under ten minutes). It prints the same table and rewrites this file; raw
+numbers land in `bench/out/results.json` and the handlers' logs in `bench/out/*.log`.
+`python -m bench --report-only` rebuilds the table and this file from `results.json`;
+`python -m bench --quick` tries the machinery in a minute or two with small runs and writes nothing
+here. Every part also runs alone: `python -m bench.cold_start`, `python -m bench.throughput 1000`,
+`python -m bench.due_finding`, `python -m bench.token_read`, `python -m bench.cost`.
 
 Machine: {m["cpu"]}, {m["cores"]} cores, {m["memory_gb"]} GB, {m["os"]}, Python {m["python"]}, boto3
 {m["boto3"]}, moto {m["moto"]}. Load average {m["load_average_at_start"]:.1f} at the start and
 {m["load_average_at_end"]:.1f} at the end (other work shared the machine: throughput and cold start
-are the figures it moves). The whole run took {results["elapsed_seconds"]:.0f} s.
+are the figures it moves).
 
 {markdown_table(table_rows)}
 
@@ -272,7 +275,7 @@ keeps the stored token valid. The cold times are moto's in-process times, not AW
 ## Cost
 
 Per connection and month at the default schedule (access tokens live one hour, margin 15 minutes,
-sweep every 5 minutes), us-east-1 on-demand list prices ({cost.SOURCE}):
+sweep every 5 minutes). Prices: {cost.SOURCE}.
 Secrets Manager $0.40 per secret-month and $0.05 per 10,000 calls; DynamoDB on-demand $0.625 per
 million write and $0.125 per million read request units; Lambda arm64 $0.0000133334 per GB-second and
 $0.20 per million requests; SQS $0.40 per million requests; EventBridge Scheduler free for the first
@@ -285,11 +288,12 @@ a day: the margin refreshes a token a quarter of an hour before it expires). Eac
 calls counted above: two Secrets Manager calls, two DynamoDB updates (each writes the item and its
 copy in the `by-name` index, which projects all attributes; the save also moves the entry in the
 `refresh-due` index: 6 write units for a 1 KB item), and a tenth of each SQS call and of a Lambda
-invocation (batches of 10, about 0.6 s each at 512 MB).
+invocation (batches of 10; the duration is an estimate, about 0.6 s a batch at 512 MB, mostly
+waiting on Intuit's answers, not a measurement in AWS).
 
 {_cost_table(results["cost"])}
 
-The secret itself is 97% of the cost. Not modelled: CloudWatch (metrics, logs, alarms) and X-Ray
+The secret itself is {100 * 0.40 / results["cost"]["per_connection_month"]:.0f}% of the cost. Not modelled: CloudWatch (metrics, logs, alarms) and X-Ray
 traces, which depend on retention and sampling choices and not on the connection count in a simple
 way; workflows' own `GetSecretValue` reads ($0.05 per 10,000).
 
@@ -303,12 +307,14 @@ at the full 50/s quota, leaving nothing to anyone else in the account). AWS's ad
 write per secret every 10 minutes holds: each secret is written every {ceiling["refresh_interval_seconds"] / 60:.1f} minutes.
 
 Beyond it, and in bursts: the budget does not drop work, it queues it. The vault's rate limiter makes
-writers wait their turn, so refreshes stretch out instead of failing, and the margin is the slack:
-a token becomes due 15 minutes before it expires and the README guarantees 10 (margin minus one
-period), so in one margin window the budget refreshes {ceiling["burst_per_margin_window"]:,} connections.
-A burst larger than that (say, every connection authorized in the same hour) spreads out by itself
-over the following hours, as each refresh lands later in the next cycle. A steady load above the
-ceiling does not: the queue would grow and tokens would expire. Past {ceiling["connections_at_budget"]:,}
-connections, split them over stacks in two regions or accounts (each has its own quota), or ask AWS
-for a higher write quota.
+writers wait their turn, so refreshes stretch out instead of failing (messages wait in SQS, and
+instances wait on the limiter), and the margin is the slack: a token becomes due 15 minutes before it
+expires, so the budget refreshes {ceiling["burst_per_margin_window"]:,} connections that fall due
+together before any of their tokens expires, and {ceiling["burst_within_guarantee"]:,} within the
+README's guarantee (stored tokens valid for at least margin minus one period, 10 minutes). A burst
+larger than that (every connection authorized in the same few minutes) serves some tokens with less
+validity than promised once, then spreads out by itself, as each late refresh starts its next cycle
+later. A steady load above the ceiling does not spread out: the queue grows and tokens expire. Past
+{ceiling["connections_at_budget"]:,} connections, split them over stacks in two regions or accounts
+(each region has its own quota), or ask AWS for a higher write quota.
 """
