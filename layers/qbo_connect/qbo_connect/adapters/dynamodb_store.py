@@ -298,8 +298,14 @@ class DynamoDbConnectionStore:
             updated = self._table.update_item(
                 Key=_connection_key(connection_id),
                 UpdateExpression="SET lease_owner = :owner, lease_expires_at = :expires",
+                # Our own owner too: when a response is lost (a timeout, a 5xx after the write) boto3 retries,
+                # and the retry must not find the lease "held by someone else" and leave it unused for a minute.
                 ConditionExpression=Attr("pk").exists()
-                & (Attr("lease_owner").not_exists() | Attr("lease_expires_at").lt(_to_dynamo(float(now)))),
+                & (
+                    Attr("lease_owner").not_exists()
+                    | Attr("lease_expires_at").lt(_to_dynamo(float(now)))
+                    | Attr("lease_owner").eq(owner)
+                ),
                 ExpressionAttributeValues={":owner": owner, ":expires": _to_dynamo(float(now + seconds))},
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
