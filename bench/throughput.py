@@ -23,7 +23,9 @@ Measured, from one sweep until the queue is empty:
 - Intuit calls per refresh, from the emulator's counters (refresh_token grants);
 - connections lost: afterwards every connection must be connected, its metadata and secret at
   generation 2, its stored refresh token the rotated one, and its grant at the emulator refreshed
-  exactly once and not revoked (a replayed refresh token revokes the grant).
+  exactly once and not revoked (a replayed refresh token revokes the grant). A connection this sweep
+  did not refresh at all (metadata, secret and grant untouched, its stored refresh token still
+  good) is counted apart as deferred: the next sweep refreshes it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,7 +71,11 @@ class RunResult:
     event_source_calls_per_refresh: float
     intuit_calls_per_refresh: float
     lost: int
+    deferred: int = 0
+    retried_attempts: int = 0
     lost_examples: list[str] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    outcome_examples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def holds(self) -> bool:
@@ -178,6 +185,23 @@ class Bench:
         assert self.stack.queue_source is not None
         self.event_source_counter = AwsCallCounter().attach(self.stack.queue_source.sqs.meta.events)
         self._deleted, self._deleted_lock = 0, threading.Lock()
+        # What each refresh came to (refreshed, not_due, busy, ...), recorded around the lifecycle the
+        # refresh function calls.
+        self.outcomes: Counter[str] = Counter()
+        self.outcome_examples: dict[str, list[str]] = {}
+        lifecycle = self.services.lifecycle
+        refresh = lifecycle.refresh
+
+        def recorded(connection_id: str, **kwargs: Any) -> Any:
+            result = refresh(connection_id, **kwargs)
+            with self._deleted_lock:
+                self.outcomes[result.outcome.value] += 1
+                self.outcome_examples.setdefault(result.outcome.value, [])
+                if len(self.outcome_examples[result.outcome.value]) < 3:
+                    self.outcome_examples[result.outcome.value].append(f"{connection_id}: {result.message}")
+            return result
+
+        lifecycle.refresh = recorded
         self.lost_details: list[str] = []
         self.stack.queue_source.sqs.meta.events.register("after-call.sqs.DeleteMessageBatch", self._count_deleted)
         self.concurrency = self.stack.queue_source.concurrency
@@ -296,6 +320,8 @@ class Bench:
 
         with self._deleted_lock:
             self._deleted = 0
+            self.outcomes.clear()
+            self.outcome_examples.clear()
         started = time.monotonic()
         sweep = self.stack.schedule.run_once() or {}
         self._wait_until_deleted(int(sweep.get("enqueued", 0)), started)
@@ -304,8 +330,8 @@ class Bench:
         calls, attempts = self.function_counter.snapshot()
         source_calls, _ = self.event_source_counter.snapshot()
         stats = self._requests.get(f"{self.emulator_url}/_emulator/stats", timeout=10).json()
-        lost = self.verify(seeded)
-        refreshed = count - len(lost)
+        lost, deferred = self.verify(seeded)
+        refreshed = count - len(lost) - len(deferred)
         function_calls = {k: v for k, v in sorted(calls.items()) if k not in SWEEP_OPERATIONS}
         sweep_calls = {k: v for k, v in sorted(calls.items()) if k in SWEEP_OPERATIONS}
         per = max(refreshed, 1)
@@ -328,12 +354,17 @@ class Bench:
             event_source_calls_per_refresh=round(sum(source_calls.values()) / per, 3),
             intuit_calls_per_refresh=round(stats["grant_types"].get("refresh_token", 0) / per, 3),
             lost=len(lost),
-            lost_examples=lost[:5],
+            deferred=len(deferred),
+            retried_attempts=attempts - sum(calls.values()),
+            lost_examples=self.lost_details[-len(lost) :][:5] if lost else [],
+            outcomes=dict(self.outcomes),
+            outcome_examples=dict(self.outcome_examples),
         )
 
     # --- afterwards ---------------------------------------------------------------------------
-    def verify(self, seeded: dict[str, dict[str, str]]) -> list[str]:
-        """The connections not refreshed exactly once into a state that still works (see the module docstring)."""
+    def verify(self, seeded: dict[str, dict[str, str]]) -> tuple[list[str], list[str]]:
+        """The connections lost (not refreshed exactly once into a state that still works, see the module
+        docstring), and those deferred (untouched by this sweep, their stored refresh token still good)."""
         from qbo_connect.domain.secret_document import ConnectionSecret
 
         settings = self.services.settings
@@ -363,7 +394,7 @@ class Bench:
             g["grant_id"]: g
             for g in self._requests.get(f"{self.emulator_url}/_emulator/grants", timeout=60).json()["grants"]
         }
-        lost = []
+        lost, deferred = [], []
         for cid, seed in seeded.items():
             item, secret, grant = items.get(cid), secrets.get(cid), grants.get(seed["grant_id"])
             ok = (
@@ -381,10 +412,25 @@ class Bench:
                 and not grant["revoked"]
                 and "lease_owner" not in item
             )
-            if not ok:
+            untouched = (
+                not ok
+                and item is not None
+                and secret is not None
+                and grant is not None
+                and item.get("status") == "connected"
+                and int(item.get("secret_generation", 0)) == secret.generation == 1
+                and secret.token_set is not None
+                and secret.token_set.refresh_token == seed["refresh_token"]
+                and grant["refresh_count"] == 0
+                and not grant["revoked"]
+            )
+            if untouched:
+                # Not refreshed by this sweep, but its stored refresh token still works: the next sweep will.
+                deferred.append(cid)
+            elif not ok:
                 lost.append(cid)
                 self.lost_details.append(_describe_loss(cid, item, secret, grant, seed))
-        return lost
+        return lost, deferred
 
 
 def _describe_loss(cid: str, item: Any, secret: Any, grant: Any, seed: dict[str, str]) -> str:
