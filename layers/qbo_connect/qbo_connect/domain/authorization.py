@@ -20,7 +20,7 @@ from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, validate_connection_id, validate_realm_id
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
-from qbo_connect.errors import InvalidInput, QboConnectError
+from qbo_connect.errors import Busy, IntuitUnavailable, InvalidInput, QboConnectError, Throttled
 from qbo_connect.observability import logger
 from qbo_connect.ports import (
     ClientCredentials,
@@ -234,11 +234,8 @@ class ConsentFlow:
                         credentials, code=code, redirect_uri=redirect_uri, scopes=held.connection.scopes
                     )
                 except QboConnectError as error:
-                    reason = (
-                        FlowError.INTUIT_UNAVAILABLE
-                        if error.code.value in {"intuit_unavailable", "throttled"}
-                        else FlowError.EXCHANGE_REFUSED
-                    )
+                    transient = isinstance(error, IntuitUnavailable | Throttled)
+                    reason = FlowError.INTUIT_UNAVAILABLE if transient else FlowError.EXCHANGE_REFUSED
                     raise LinkRejected(reason, error=error.code.value, **details) from None
                 expected = held.connection.realm_id
                 if expected and expected != realm_id:
@@ -263,10 +260,8 @@ class ConsentFlow:
                     saved = self._leases.commit(held, replace(saved, company_name=company_name))
         except LinkRejected:
             raise
-        except QboConnectError as error:
-            if error.code.value == "busy":
-                raise LinkRejected(FlowError.BUSY, **details) from None
-            raise
+        except Busy:
+            raise LinkRejected(FlowError.BUSY, **details) from None
         self._events.publish(
             [connection_event(EventType.AUTHORIZED, saved, now=self._clock.now(), company_name=company_name)]
         )
