@@ -303,3 +303,17 @@ def test_a_consent_whose_metadata_write_was_lost_is_usable_at_the_next_token_req
     assert reconciled.status is ConnectionStatus.CONNECTED
     assert reconciled.realm_id == REALM
     assert world.identity.refresh_calls == 0
+
+
+def test_a_connection_busy_with_another_change_gets_the_busy_page_and_stores_nothing(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+    world.store.acquire_lease(connection.connection_id, owner="someone-else", now=world.clock.now(), seconds=600)
+
+    rejected = _rejected(world, params, cookie)
+
+    assert rejected.reason is FlowError.BUSY
+    assert rejected.details["name"] == "Acme Books"
+    assert world.identity.exchange_calls == 0  # the single-use code was not spent on a change that can't land
+    _nothing_stored(world, connection.connection_id)
