@@ -13,7 +13,6 @@ import json
 import logging
 import re
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,11 +22,12 @@ from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request
 
 from qbo_local.config import ACCOUNT_ID
 from qbo_local.discovery import PROBE_USER_AGENT, REQUEST_ID_HEADER
+from qbo_local.serving import BackgroundServer
 
 log = logging.getLogger("qbo_local.router")
 
@@ -337,40 +337,14 @@ class _RequestHandler(WSGIRequestHandler):
         pass
 
 
-class RouterServer:
-    """The router on a threaded werkzeug server; binding happens here, so `port` is known before start()."""
+class RouterServer(BackgroundServer):
+    """The router on a threaded werkzeug server."""
 
     def __init__(self, router: Router, host: str = "localhost", port: int = 0) -> None:
         self.router = router
         self.host = host
-        self._server: BaseWSGIServer = make_server(host, port, router, threaded=True, request_handler=_RequestHandler)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        super().__init__(router, host, port, request_handler=_RequestHandler, thread_name="api-router")
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-    def start(self) -> RouterServer:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="api-router", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> RouterServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-from types import TracebackType
-from typing import Self
-
 from flask import Flask, Response, request
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler
 
+from ..serving import BackgroundServer
 from . import accounting_routes, admin_routes, oauth_routes
 from .config import EmulatorConfig
 from .facts import ADMIN_PREFIX, TID_HEADER
@@ -42,7 +39,7 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-class EmulatorServer:
+class EmulatorServer(BackgroundServer):
     """create_app behind werkzeug's threaded server, run in a daemon thread.
 
     with EmulatorServer(config).start() as server:
@@ -60,9 +57,7 @@ class EmulatorServer:
         self.app = create_app(config)
         self.emulator: EmulatorState = self.app.emulator  # type: ignore[attr-defined]
         handler = _QuietHandler if quiet else WSGIRequestHandler
-        # Binding here, not in start(), means url is known (port=0 picks a free one) before serving.
-        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True, request_handler=handler)
-        self._thread: threading.Thread | None = None
+        super().__init__(self.app, host, port, request_handler=handler, thread_name="intuit-emulator")
 
     @property
     def url(self) -> str:
@@ -72,34 +67,3 @@ class EmulatorServer:
         elif ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
-
-    def start(self) -> Self:
-        if self._thread is None:
-            # A short poll interval keeps stop() quick, which matters to test suites that start many servers.
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="intuit-emulator", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread (the standalone entry point)."""
-        self._server.serve_forever()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
