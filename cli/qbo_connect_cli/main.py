@@ -420,6 +420,13 @@ def test_connection(ctx: click.Context, invocation: Invocation, name_or_id: str)
     ctx.exit(0 if body["ok"] else 1)
 
 
+def _confirmed(connection: Connection, yes: bool, action: str, consequence: str) -> Connection:
+    """Ask before an action that can't be taken back, unless --yes."""
+    if not yes:
+        click.confirm(f'{action} "{connection.name}" ({connection.connection_id})? {consequence}', abort=True, err=True)
+    return connection
+
+
 @connections.command()
 @click.argument("name_or_id")
 @click.option("--yes", is_flag=True, help="Don't ask for confirmation.")
@@ -427,14 +434,12 @@ def test_connection(ctx: click.Context, invocation: Invocation, name_or_id: str)
 def reset(invocation: Invocation, name_or_id: str, yes: bool) -> None:
     """Revoke the connection's tokens at Intuit and disconnect it; keeps the client secret."""
     administration = invocation.services.administration
-    connection = administration.find(name_or_id)
-    if not yes:
-        click.confirm(
-            f'Reset "{connection.name}" ({connection.connection_id})? Its tokens are revoked and workflows lose '
-            "access until a company administrator connects it again",
-            abort=True,
-            err=True,
-        )
+    connection = _confirmed(
+        administration.find(name_or_id),
+        yes,
+        "Reset",
+        "Its tokens are revoked and workflows lose access until a company administrator connects it again",
+    )
     saved = administration.reset(connection.connection_id)
     if invocation.wants_json:
         invocation.emit_json(saved.summary())
@@ -453,14 +458,12 @@ def reset(invocation: Invocation, name_or_id: str, yes: bool) -> None:
 def delete(invocation: Invocation, name_or_id: str, yes: bool) -> None:
     """Revoke the connection's tokens, then delete it and its secret."""
     administration = invocation.services.administration
-    connection = administration.find(name_or_id)
-    if not yes:
-        click.confirm(
-            f'Delete "{connection.name}" ({connection.connection_id})? Its tokens are revoked and its client '
-            "secret is deleted; this cannot be undone",
-            abort=True,
-            err=True,
-        )
+    connection = _confirmed(
+        administration.find(name_or_id),
+        yes,
+        "Delete",
+        "Its tokens are revoked and its client secret is deleted; this cannot be undone",
+    )
     revocation = administration.delete(connection.connection_id)
     if invocation.wants_json:
         invocation.emit_json(
