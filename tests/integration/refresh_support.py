@@ -458,16 +458,19 @@ def race_process(
     if not start.wait(60):
         report["error"] = "never started"
     else:
-        try:
-            if role == "refresh":
-                report["outcome"] = lifecycle.refresh(connection_id).outcome.value
-            else:
-                _, token_set = lifecycle.valid_token(connection_id)
-                report["token"] = token_digest(token_set.access_token)
-                report["valid_for"] = token_set.expires_at - services.clock.now()
-        except Exception as error:
-            report["error"] = repr(error)
+        report |= race_once(role, lifecycle, connection_id, services.clock)
     reports.put(report)
+
+
+def race_once(role: str, lifecycle: Any, connection_id: str, clock: Any) -> dict[str, Any]:
+    """One racer's turn: a refresh, or a workflow asking for a token; what it saw, never the token itself."""
+    try:
+        if role == "refresh":
+            return {"outcome": lifecycle.refresh(connection_id).outcome.value}
+        _, token_set = lifecycle.valid_token(connection_id)
+        return {"token": token_digest(token_set.access_token), "valid_for": token_set.expires_at - clock.now()}
+    except Exception as error:
+        return {"error": repr(error)}
 
 
 def settings_json(settings: Settings) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -26,14 +25,7 @@ from refresh_support import (
     botocore_hook,
     manual_clock,
     new_session,
-    stack_factory,
 )
-
-
-@pytest.fixture
-def make_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Stack]]:
-    yield from stack_factory(monkeypatch)
-
 
 # What one refresh of a due connection does, adapter by adapter (`->`: the call returned).
 REFRESH_SEQUENCE = [

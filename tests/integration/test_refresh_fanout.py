@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
 from botocore.exceptions import ClientError
 from qbo_connect.adapters.dynamodb_store import REFRESH_DUE_INDEX
 from qbo_connect.domain.administration import NewConnection
@@ -19,14 +17,7 @@ from refresh_support import (
     botocore_hook,
     manual_clock,
     new_session,
-    stack_factory,
 )
-
-
-@pytest.fixture
-def make_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Stack]]:
-    yield from stack_factory(monkeypatch)
-
 
 SWEEP = {"action": "sweep"}
 

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 
 import pytest
 from qbo_connect.domain.lifecycle import RefreshPolicy
@@ -20,14 +19,7 @@ from refresh_support import (
     ACCESS_TOKEN_SECONDS,
     Stack,
     manual_clock,
-    stack_factory,
 )
-
-
-@pytest.fixture
-def make_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Stack]]:
-    yield from stack_factory(monkeypatch)
-
 
 PERIOD = 300
 SWEEP = {"action": "sweep"}  # the schedule's event (events/refresh-sweep.json)

@@ -13,28 +13,20 @@ import os
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from refresh_support import (
     ACCESS_TOKEN_SECONDS,
     WARM_MODELS_VARIABLE,
     OffsetClock,
     Stack,
+    race_once,
     race_process,
     settings_json,
     shared_moto,
-    stack_factory,
     token_digest,
 )
-
-
-@pytest.fixture
-def make_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Stack]]:
-    yield from stack_factory(monkeypatch)
-
 
 THREAD_RACERS = 24
 PROCESS_RACERS = 20
@@ -96,17 +88,8 @@ def test_threads_refresh_one_due_connection_once(make_stack) -> None:
     lock = threading.Lock()
 
     def race(role: str, lifecycle: Any) -> None:
-        report: dict[str, Any] = {"role": role}
         start.wait()
-        try:
-            if role == "refresh":
-                report["outcome"] = lifecycle.refresh(connection_id).outcome.value
-            else:
-                _, token_set = lifecycle.valid_token(connection_id)
-                report["token"] = token_digest(token_set.access_token)
-                report["valid_for"] = token_set.expires_at - stack.clock.now()
-        except Exception as error:
-            report["error"] = repr(error)
+        report = {"role": role, **race_once(role, lifecycle, connection_id, stack.clock)}
         with lock:
             reports.append(report)
 
