@@ -259,7 +259,8 @@ def test_a_state_from_another_browser_is_refused_and_survives_for_the_browser_th
 
 
 # --- the callback's answer from Intuit ------------------------------------------------------------
-def test_choosing_another_company_revokes_the_new_tokens_stores_nothing_and_names_both(attack):
+def _create_preset_connection(attack) -> None:
+    """A connection bound to OTHER_REALM beforehand, with Intuit's revocation endpoint answering."""
     runtime.services().administration.create(
         NewConnection(
             name="Preset Books",
@@ -270,6 +271,10 @@ def test_choosing_another_company_revokes_the_new_tokens_stores_nothing_and_name
         )
     )
     attack.http.post(intuit.REVOCATION_URL, status=200)
+
+
+def test_choosing_another_company_revokes_the_new_tokens_stores_nothing_and_names_both(attack):
+    _create_preset_connection(attack)
     query = {k: v[0] for k, v in parse_qs(urlsplit(runtime.services().authorize_links.create(
         f"https://{API_HOST}", "preset")).query).items()}  # fmt: skip
     started = authorize_at("preset", query)
@@ -526,16 +531,7 @@ def test_the_public_functions_make_only_calls_their_iam_policies_grant(attack):
 
     The policies' narrowness is asserted in tests/unit/test_template.py; this proves they are enough.
     """
-    runtime.services().administration.create(
-        NewConnection(
-            name="Preset Books",
-            client_id=CLIENT_ID,
-            client_secret=attack.client_secret,
-            connection_id="preset",
-            realm_id=OTHER_REALM,
-        )
-    )
-    attack.http.post(intuit.REVOCATION_URL, status=200)
+    _create_preset_connection(attack)
     runtime.reset_services()  # clients copy the session's hooks when created: register before any exists
     used: dict[str, set[str]] = {"AuthorizeFunction": set(), "CallbackFunction": set()}
     current: list[str] = []

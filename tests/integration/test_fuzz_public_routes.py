@@ -29,7 +29,7 @@ from qbo_connect import intuit, runtime
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import STATE_COOKIE
-from test_handlers import LambdaContext, authorize_function, callback_function
+from test_handlers import LambdaContext, authorize_function, callback_function, lambda_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "intuit"
@@ -111,19 +111,7 @@ def _token_endpoint(request) -> tuple[int, dict, str]:
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
     with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "QBO_PUBLIC_BASE_URL", "QBO_REFRESH_QUEUE_URL"):
-            env.delenv(name, raising=False)
-        for name, value in {
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "QBO_TABLE_NAME": TABLE,
-            "QBO_SECRET_PREFIX": "qbo-connect/fuzz-test/",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_LOGGER_LOG_EVENT": "false",
-        }.items():
-            env.setenv(name, value)
+        lambda_environment(env, table=TABLE, secret_prefix="qbo-connect/fuzz-test/")
         runtime.reset_services()
         with mock_aws(), responses.RequestsMock(assert_all_requests_are_fired=False) as http:
             # Only a callback from the browser that started a flow may reach Intuit (Deployment.run checks).

@@ -144,22 +144,27 @@ class Stack:
         return self.callback({"code": code, "state": state, "realmId": REALM}, [cookie])
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch, log_scan: LogScan) -> Iterator[Stack]:
-    """A deployment on moto; when the test ends, no token, code, state or secret it made was logged."""
+def lambda_environment(env: pytest.MonkeyPatch, *, table: str, secret_prefix: str) -> None:
+    """What the template gives a function, pointed at moto: no profile, no endpoint, no queue."""
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "QBO_PUBLIC_BASE_URL", "QBO_REFRESH_QUEUE_URL"):
-        monkeypatch.delenv(name, raising=False)
+        env.delenv(name, raising=False)
     for name, value in {
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "QBO_TABLE_NAME": TABLE,
-        "QBO_SECRET_PREFIX": "qbo-connect/handlers-test/",
+        "QBO_TABLE_NAME": table,
+        "QBO_SECRET_PREFIX": secret_prefix,
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
     }.items():
-        monkeypatch.setenv(name, value)
+        env.setenv(name, value)
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch, log_scan: LogScan) -> Iterator[Stack]:
+    """A deployment on moto; when the test ends, no token, code, state or secret it made was logged."""
+    lambda_environment(monkeypatch, table=TABLE, secret_prefix="qbo-connect/handlers-test/")
     token_endpoint = TokenEndpoint()
     runtime.reset_services()
     with mock_aws(), responses.RequestsMock(assert_all_requests_are_fired=False) as http:
