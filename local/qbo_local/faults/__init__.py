@@ -5,5 +5,6 @@
 """
 
 from .proxy import FaultProxy, ProxyFault
+from .secrets_quota import StrictSecretsManager
 
-__all__ = ["FaultProxy", "ProxyFault"]
+__all__ = ["FaultProxy", "ProxyFault", "StrictSecretsManager"]
