@@ -39,12 +39,15 @@ from qbo_connect.errors import (
     IntuitUnavailable,
     InvalidClient,
     NeedsReauthorization,
+    OutcomeUnknown,
     QboConnectError,
+    RevocationRefused,
     Throttled,
     Unauthorized,
 )
 from qbo_connect.ports import ClientCredentials, ConnectionEvent, OAuthState
 from qbo_connect.settings import Settings
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 REGION = "eu-west-1"
 TABLE = "qbo-connections-test"
@@ -496,7 +499,8 @@ def test_the_code_exchange_uses_basic_auth_asks_for_the_hard_expiry_and_has_a_ti
     basic = base64.b64encode(f"{CREDENTIALS.client_id}:{CREDENTIALS.client_secret}".encode()).decode()
     assert call.request.headers["Authorization"] == f"Basic {basic}"
     assert call.request.headers["x-include-refresh-token-hard-expires-in"] == "true"
-    assert call.request.req_kwargs["timeout"] == (5.0, 30.0)
+    # The callback answers through API Gateway (29 s): the exchange gets a shorter deadline.
+    assert call.request.req_kwargs["timeout"] == (5.0, 15.0)
     form = _form(call)
     assert form["grant_type"] == "authorization_code"
     assert form["code"] == "the-code"
@@ -518,7 +522,8 @@ def test_a_refresh_presents_the_refresh_token_the_same_way(http, oauth):
     }
     assert call.request.headers["Authorization"].startswith("Basic ")
     assert call.request.headers["x-include-refresh-token-hard-expires-in"] == "true"
-    assert call.request.req_kwargs["timeout"] == (5.0, 30.0)
+    # Each read may last the whole call: the whole-call deadline (Intuit's own 120 s limit) ends it.
+    assert call.request.req_kwargs["timeout"] == (5.0, 120.0)
     assert token_set.refresh_token == fixture("token_response.json")["refresh_token"]
     assert token_set.refresh_token_hard_expires_at is None
 
@@ -529,12 +534,15 @@ def test_a_refresh_presents_the_refresh_token_the_same_way(http, oauth):
         (400, fixture("invalid_grant.json"), {}, NeedsReauthorization),
         (400, {"error": "invalid_grant"}, {}, NeedsReauthorization),
         (401, fixture("invalid_client.json"), {}, InvalidClient),
-        (500, {"error": "server_error"}, {}, IntuitUnavailable),
+        # Refused at the door: certainly not processed, safe to send again.
         (503, "<html>Service Unavailable</html>", {}, IntuitUnavailable),
-        (502, "", {"intuit_tid": "1-tid-502"}, IntuitUnavailable),
         (429, "Too Many Requests", {"Retry-After": "7"}, Throttled),
-        (200, "<html>not json</html>", {}, IntuitUnavailable),
         (400, {"error": "invalid_request"}, {}, IntuitUnavailable),
+        # Sent, and the answer is no answer: Intuit may have rotated the refresh token.
+        (500, {"error": "server_error"}, {}, OutcomeUnknown),
+        (502, "", {"intuit_tid": "1-tid-502"}, OutcomeUnknown),
+        (504, "Gateway Timeout", {}, OutcomeUnknown),
+        (200, "<html>not json</html>", {}, OutcomeUnknown),
     ],
 )
 def test_refresh_answers_are_classified_and_never_echo_the_refresh_token(http, oauth, status, body, headers, expected):
@@ -544,6 +552,7 @@ def test_refresh_answers_are_classified_and_never_echo_the_refresh_token(http, o
     with pytest.raises(expected) as raised:
         oauth.refresh(CREDENTIALS, refresh_token=REFRESH_TOKEN, scopes=intuit.DEFAULT_SCOPES)
 
+    assert type(raised.value) is expected
     _never_shows(raised.value, REFRESH_TOKEN, CREDENTIALS.client_secret)
     if status == 429:
         assert raised.value.retry_after == 7
@@ -552,14 +561,30 @@ def test_refresh_answers_are_classified_and_never_echo_the_refresh_token(http, o
 
 
 @pytest.mark.parametrize(
-    "failure", [requests.exceptions.ReadTimeout("read timed out"), requests.exceptions.ConnectionError("refused")]
+    ("failure", "expected"),
+    [
+        # Before the request left: no connection, no name, no TLS.
+        (requests.exceptions.ConnectTimeout("connect timed out"), IntuitUnavailable),
+        (requests.exceptions.SSLError("handshake failed"), IntuitUnavailable),
+        (
+            requests.exceptions.ConnectionError(
+                MaxRetryError(None, intuit.TOKEN_URL, reason=NewConnectionError(None, "Connection refused"))
+            ),
+            IntuitUnavailable,
+        ),
+        # After it left: a read timeout, a reset, a dropped connection.
+        (requests.exceptions.ReadTimeout("read timed out"), OutcomeUnknown),
+        (requests.exceptions.ConnectionError(ConnectionResetError(104, "Connection reset by peer")), OutcomeUnknown),
+        (requests.exceptions.ChunkedEncodingError("connection broken"), OutcomeUnknown),
+    ],
 )
-def test_timeouts_and_connection_errors_are_transient(http, oauth, failure):
+def test_network_failures_are_told_apart_by_whether_the_request_was_sent(http, oauth, failure, expected):
     http.post(intuit.TOKEN_URL, body=failure)
 
-    with pytest.raises(IntuitUnavailable) as raised:
+    with pytest.raises(expected) as raised:
         oauth.refresh(CREDENTIALS, refresh_token=REFRESH_TOKEN, scopes=intuit.DEFAULT_SCOPES)
 
+    assert type(raised.value) is expected
     _never_shows(raised.value, REFRESH_TOKEN, CREDENTIALS.client_secret)
 
 
@@ -572,7 +597,7 @@ def test_a_refused_code_exchange_never_echoes_the_code(http, oauth):
     _never_shows(raised.value, CODE, CREDENTIALS.client_secret)
 
 
-def test_revocation_posts_the_token_as_json_with_basic_auth(http, oauth):
+def test_revocation_posts_intuit_s_json_body_to_intuit_with_basic_auth(http, oauth):
     http.post(intuit.REVOCATION_URL, status=200)
 
     oauth.revoke(CREDENTIALS, token=REFRESH_TOKEN)
@@ -580,18 +605,38 @@ def test_revocation_posts_the_token_as_json_with_basic_auth(http, oauth):
     call = http.calls[0]
     assert json.loads(call.request.body) == {"token": REFRESH_TOKEN}
     assert call.request.headers["Authorization"].startswith("Basic ")
-    assert call.request.req_kwargs["timeout"] == (5.0, 30.0)
+    assert call.request.req_kwargs["timeout"] == (5.0, 15.0)
+
+
+def test_revocation_elsewhere_posts_an_rfc_7009_form_body(http, settings):
+    url = "https://id.example.test/oauth2/revoke"
+    http.post(url, status=200)
+
+    IntuitOAuth(replace(settings, revocation_url=url), FakeClock()).revoke(CREDENTIALS, token=REFRESH_TOKEN)
+
+    call = http.calls[0]
+    assert call.request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert _form(call) == {"token": REFRESH_TOKEN, "token_type_hint": "refresh_token"}
 
 
 @pytest.mark.parametrize(
-    ("status", "expected"), [(401, InvalidClient), (400, IntuitUnavailable), (503, IntuitUnavailable)]
+    ("status", "body", "expected"),
+    [
+        (401, None, InvalidClient),
+        (400, {"error": "invalid_client"}, InvalidClient),
+        (400, {"error": "unsupported_token_type"}, RevocationRefused),
+        (403, None, RevocationRefused),
+        (429, None, Throttled),
+        (503, None, IntuitUnavailable),
+    ],
 )
-def test_a_refused_revocation_is_reported_without_the_token(http, oauth, status, expected):
-    http.post(intuit.REVOCATION_URL, status=status)
+def test_a_refused_revocation_is_classified_truthfully_without_the_token(http, oauth, status, body, expected):
+    http.post(intuit.REVOCATION_URL, status=status, json=body)
 
     with pytest.raises(expected) as raised:
         oauth.revoke(CREDENTIALS, token=REFRESH_TOKEN)
 
+    assert type(raised.value) is expected
     _never_shows(raised.value, REFRESH_TOKEN)
 
 

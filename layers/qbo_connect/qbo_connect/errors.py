@@ -20,6 +20,10 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     THROTTLED = "throttled"
     INTUIT_UNAVAILABLE = "intuit_unavailable"
+    # The refresh request was sent but no answer came back: Intuit may have rotated the token.
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    REVOCATION_REFUSED = "revocation_refused"
+    VAULT_UNAVAILABLE = "vault_unavailable"
     BUSY = "busy"
     CONFLICT = "conflict"
     # The accounting API refused a request itself (HTTP 400 ValidationFault): QuickBooksClient raises these.
@@ -108,6 +112,27 @@ class IntuitUnavailable(QboConnectError):
     """5xx, timeouts, connection errors: transient."""
 
     code = ErrorCode.INTUIT_UNAVAILABLE
+
+
+class OutcomeUnknown(IntuitUnavailable):
+    """The request reached Intuit but its answer was lost (read timeout, reset, 502/504, deadline).
+
+    Never re-send the same refresh token at once: Intuit may have rotated it (see docs/reliability.md).
+    """
+
+    code = ErrorCode.OUTCOME_UNKNOWN
+
+
+class RevocationRefused(QboConnectError):
+    """The revocation endpoint answered with a 4xx other than invalid_client: the token was not revoked."""
+
+    code = ErrorCode.REVOCATION_REFUSED
+
+
+class VaultUnavailable(QboConnectError):
+    """Secrets Manager refused or failed a write until its deadline (throttling, quota, outage)."""
+
+    code = ErrorCode.VAULT_UNAVAILABLE
 
 
 class Busy(QboConnectError):

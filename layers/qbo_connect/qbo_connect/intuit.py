@@ -44,6 +44,10 @@ API_REQUESTS_PER_MINUTE = 500
 API_MAX_CONCURRENT_REQUESTS = 10
 QUERY_MAX_RESULTS = 1000
 SUPPORT_ID_HEADER = "intuit_tid"
+# Intuit times out any request after this long: a call sent at t is certainly over at Intuit by t + this.
+REQUEST_TIME_LIMIT_SECONDS = 120
+# The hosts whose revocation endpoint takes Intuit's JSON body rather than RFC 7009's form body.
+REVOCATION_JSON_HOSTS = frozenset({"developer.api.intuit.com"})
 MAX_CODE_LENGTH = 512
 # Realm IDs are decimal company numbers; Intuit's run to 19 digits.
 REALM_ID_PATTERN = r"^[0-9]{1,32}$"

@@ -1,7 +1,12 @@
 """IdentityProvider on Intuit's OAuth 2.0 endpoints (or any standards-compliant server), via requests-oauthlib.
 
-Failures are classified here, once: invalid_grant and invalid_client are permanent; 5xx, 429,
-timeouts and connection errors are transient. Nothing raised from here carries a token or code.
+Failures are classified here, once (docs/reliability.md):
+- invalid_grant and invalid_client are permanent;
+- the request certainly did not reach Intuit's processing (connection refused, DNS, connect timeout,
+  TLS, 429, 503): transient, safe to send again at once (Throttled, IntuitUnavailable);
+- the request was sent and the answer was lost (read timeout, reset, 500/502/504, an unreadable 200,
+  the whole-call deadline): OutcomeUnknown. Intuit may have rotated the refresh token meanwhile.
+Nothing raised from here carries a token or code.
 """
 
 from __future__ import annotations
@@ -11,17 +16,27 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import requests
-from oauthlib.oauth2 import InvalidClientError, InvalidGrantError, OAuth2Error, UnauthorizedClientError
+from oauthlib.oauth2 import (
+    InvalidClientError,
+    InvalidGrantError,
+    MissingTokenError,
+    OAuth2Error,
+    UnauthorizedClientError,
+)
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
+from urllib3.exceptions import NewConnectionError
 
 from qbo_connect import intuit
+from qbo_connect.adapters.deadline import DeadlineExceeded, call_with_deadline
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
     IntuitUnavailable,
     InvalidClient,
     NeedsReauthorization,
+    OutcomeUnknown,
     QboConnectError,
+    RevocationRefused,
     Throttled,
 )
 from qbo_connect.ports import ClientCredentials, Clock
@@ -31,6 +46,8 @@ from qbo_connect.settings import Settings
 os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+# Answers that say the request was not processed: 429 (rate limited), 503 (refused at the door).
+NOT_PROCESSED_STATUSES = {429, 503}
 
 
 class _TransientAnswer(Exception):
@@ -51,11 +68,24 @@ def _reject_transient(response: requests.Response) -> requests.Response:
                 intuit_tid=tid,
             )
         )
-    if response.status_code >= 500:
+    if response.status_code in NOT_PROCESSED_STATUSES:
         raise _TransientAnswer(
             IntuitUnavailable(f"Intuit's token endpoint answered HTTP {response.status_code}", intuit_tid=tid)
         )
+    if response.status_code >= 500:
+        # A 500, or a gateway's 502/504, may come after Intuit rotated the refresh token.
+        raise _TransientAnswer(
+            OutcomeUnknown(f"Intuit's token endpoint answered HTTP {response.status_code}", intuit_tid=tid)
+        )
     return response
+
+
+def _certainly_not_sent(error: requests.RequestException) -> bool:
+    """Connect failures (refused, DNS, connect timeout) and TLS failures happen before the request is sent."""
+    if isinstance(error, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(error, requests.ConnectionError) and isinstance(reason, NewConnectionError)
 
 
 class IntuitOAuth:
@@ -75,9 +105,16 @@ class IntuitOAuth:
         return url
 
     def exchange_code(
-        self, credentials: ClientCredentials, *, code: str, redirect_uri: str, scopes: tuple[str, ...]
+        self,
+        credentials: ClientCredentials,
+        *,
+        code: str,
+        redirect_uri: str,
+        scopes: tuple[str, ...],
+        deadline_seconds: float | None = None,
     ) -> TokenSet:
         session = self._session(credentials, redirect_uri=redirect_uri, scopes=scopes)
+        deadline = deadline_seconds or self._settings.consent_call_deadline_seconds
         response = self._call(
             lambda: session.fetch_token(
                 self._settings.token_url,
@@ -85,42 +122,75 @@ class IntuitOAuth:
                 auth=HTTPBasicAuth(credentials.client_id, credentials.client_secret),
                 include_client_id=False,
                 headers=intuit.HARD_EXPIRY_REQUEST_HEADER,
-                timeout=self._settings.http_timeout,
-            )
+                timeout=self._timeout(deadline),
+            ),
+            deadline,
         )
         return TokenSet.from_token_response(response, now=self._clock.now(), scopes=scopes)
 
-    def refresh(self, credentials: ClientCredentials, *, refresh_token: str, scopes: tuple[str, ...]) -> TokenSet:
+    def refresh(
+        self,
+        credentials: ClientCredentials,
+        *,
+        refresh_token: str,
+        scopes: tuple[str, ...],
+        deadline_seconds: float | None = None,
+    ) -> TokenSet:
         session = self._session(credentials, scopes=scopes)
+        deadline = deadline_seconds or self._settings.refresh_call_deadline_seconds
         response = self._call(
             lambda: session.refresh_token(
                 self._settings.token_url,
                 refresh_token=refresh_token,
                 auth=HTTPBasicAuth(credentials.client_id, credentials.client_secret),
                 headers={**intuit.HARD_EXPIRY_REQUEST_HEADER, "Accept": "application/json"},
-                timeout=self._settings.http_timeout,
-            )
+                timeout=self._timeout(deadline),
+            ),
+            deadline,
         )
         return TokenSet.from_token_response(response, now=self._clock.now(), scopes=scopes)
 
     def revoke(self, credentials: ClientCredentials, *, token: str) -> None:
+        """Intuit documents a JSON body; RFC 7009 servers take a form body with a type hint."""
+        body = (
+            {"json": {"token": token}}
+            if urlsplit(self._settings.revocation_url).hostname in intuit.REVOCATION_JSON_HOSTS
+            else {"data": {"token": token, "token_type_hint": "refresh_token"}}
+        )
+        deadline = self._settings.consent_call_deadline_seconds
         try:
-            response = requests.post(
-                self._settings.revocation_url,
-                json={"token": token},
-                auth=HTTPBasicAuth(credentials.client_id, credentials.client_secret),
-                headers={"Accept": "application/json"},
-                timeout=self._settings.http_timeout,
+            response = call_with_deadline(
+                lambda: requests.post(
+                    self._settings.revocation_url,
+                    **body,
+                    auth=HTTPBasicAuth(credentials.client_id, credentials.client_secret),
+                    headers={"Accept": "application/json"},
+                    timeout=self._timeout(deadline),
+                ),
+                deadline,
             )
-        except requests.RequestException as error:
+        except (requests.RequestException, DeadlineExceeded) as error:
             raise IntuitUnavailable(f"Intuit's revocation endpoint did not answer ({type(error).__name__})") from None
         tid = response.headers.get(intuit.SUPPORT_ID_HEADER)
-        if response.status_code == 401:
+        status = response.status_code
+        if status < 400:
+            return
+        if status == 401 or _oauth_error(response) == "invalid_client":
             raise InvalidClient("Intuit refused the client ID or secret while revoking", intuit_tid=tid)
-        if response.status_code >= 400:
-            raise IntuitUnavailable(
-                f"Intuit's revocation endpoint answered HTTP {response.status_code}", intuit_tid=tid
-            )
+        if status == 429:
+            raise Throttled("Intuit's revocation endpoint is rate limiting: try again later", intuit_tid=tid)
+        if status >= 500:
+            raise IntuitUnavailable(f"Intuit's revocation endpoint answered HTTP {status}", intuit_tid=tid)
+        said = _oauth_error(response)
+        raise RevocationRefused(
+            f"The revocation endpoint refused the request (HTTP {status}{f' {said}' if said else ''}): "
+            "the token was not revoked; a company administrator can disconnect the app in QuickBooks",
+            intuit_tid=tid,
+        )
+
+    def _timeout(self, deadline: float) -> tuple[float, float]:
+        # Each read may take as long as the whole call: the deadline, not the read, ends a slow answer.
+        return (self._settings.connect_timeout_seconds, deadline)
 
     def _session(
         self, credentials: ClientCredentials, *, scopes: tuple[str, ...], redirect_uri: str | None = None
@@ -131,9 +201,11 @@ class IntuitOAuth:
         return session
 
     @staticmethod
-    def _call(request) -> dict:
+    def _call(request, deadline: float) -> dict:
         try:
-            return dict(request())
+            return dict(call_with_deadline(request, deadline))
+        except DeadlineExceeded:
+            raise OutcomeUnknown(f"Intuit's token endpoint gave no answer within {deadline:.0f} s") from None
         except _TransientAnswer as answer:
             raise answer.error from None
         except InvalidGrantError:
@@ -146,10 +218,25 @@ class IntuitOAuth:
                 "Intuit answered invalid_client: set the app's current client secret "
                 "(`qbo-connect connections set-secret`)"
             ) from None
+        except MissingTokenError:
+            # A success status whose body holds no token: the refresh may well have happened.
+            raise OutcomeUnknown("Intuit's token endpoint answered without a token") from None
         except OAuth2Error as error:
             # Anything else Intuit says (invalid_request, ...) is not proof the grant is dead.
             raise IntuitUnavailable(f"Intuit's token endpoint answered {error.error}") from None
-        except (requests.RequestException, ValueError) as error:
-            raise IntuitUnavailable(
-                f"Intuit's token endpoint did not answer usefully ({type(error).__name__})"
-            ) from None
+        except requests.RequestException as error:
+            if _certainly_not_sent(error):
+                raise IntuitUnavailable(
+                    f"Intuit's token endpoint could not be reached ({type(error).__name__})"
+                ) from None
+            raise OutcomeUnknown(f"Intuit's token endpoint's answer was lost ({type(error).__name__})") from None
+        except ValueError as error:
+            raise OutcomeUnknown(f"Intuit's token endpoint's answer was unreadable ({type(error).__name__})") from None
+
+
+def _oauth_error(response: requests.Response) -> str | None:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error if isinstance(error, str) and error.isascii() and len(error) < 64 else None
