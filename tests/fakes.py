@@ -10,6 +10,7 @@ is built for (shared/INTUIT.md).
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 from collections import deque
@@ -22,12 +23,11 @@ from qbo_connect.domain.administration import Administration, NewConnection
 from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow, FlowResult, callback_url
 from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
 from qbo_connect.domain.connection_test import ConnectionTests
-from qbo_connect.domain.leases import Leases
+from qbo_connect.domain.leases import Leases, busy_because
 from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
-    Busy,
     Conflict,
     ConnectionAlreadyExists,
     ConnectionNotFound,
@@ -139,16 +139,32 @@ class InMemoryConnectionStore:
             del self._connections[connection.connection_id]
             self._names.pop(stored.name.casefold(), None)
 
-    def acquire_lease(self, connection_id: str, *, owner: str, now: float, seconds: float) -> Connection:
+    def acquire_lease(
+        self,
+        connection_id: str,
+        *,
+        owner: str,
+        now: float,
+        seconds: float,
+        skew_seconds: float = 0.0,
+        fence_until: float | None = None,
+    ) -> Connection:
         with self._lock:
             stored = self._connections.get(connection_id)
             if stored is None:
                 raise ConnectionNotFound(f"No connection {connection_id!r}")
-            if stored.lease_owner is not None and not (
-                stored.lease_expires_at is not None and stored.lease_expires_at < now
-            ):
-                raise Busy(f"Connection {connection_id!r} is being changed by someone else")
+            settled = now - skew_seconds  # like the DynamoDB condition: expired by our clock less the allowance
+            lease_free = stored.lease_owner in (None, owner) or (
+                stored.lease_expires_at is not None and stored.lease_expires_at < settled
+            )
+            fence_free = fence_until is None or (
+                stored.refresh_in_flight_until is None or stored.refresh_in_flight_until < settled
+            )
+            if not (lease_free and fence_free):
+                raise busy_because(stored, connection_id, now=now)
             leased = replace(stored, lease_owner=owner, lease_expires_at=now + seconds)
+            if fence_until is not None:
+                leased = leased.fenced_until(fence_until)
             self._connections[connection_id] = leased
             return leased
 
@@ -157,7 +173,9 @@ class InMemoryConnectionStore:
             stored = self._connections.get(connection_id)
             if stored is None or stored.lease_owner != owner:
                 return False
-            self._connections[connection_id] = replace(stored, lease_owner=None, lease_expires_at=None)
+            self._connections[connection_id] = replace(
+                stored, lease_owner=None, lease_expires_at=None, refresh_in_flight_until=None
+            )
             return True
 
     def record_test(self, connection_id: str, result: TestResult) -> None:
@@ -198,6 +216,28 @@ class InMemoryConnectionStore:
             return len(self._states)
 
 
+class InMemorySealer:
+    """TokenSealer without KMS: the sealed text is opaque (base64) and bound to its connection."""
+
+    def __init__(self) -> None:
+        self._failures: deque[Exception] = deque()
+        self.sealed = 0
+
+    def fail_next(self, count: int, error: Exception) -> None:
+        self._failures.extend([error] * count)
+
+    def seal(self, secret: ConnectionSecret) -> str:
+        if self._failures:
+            raise self._failures.popleft()
+        self.sealed += 1
+        return base64.b64encode(f"{secret.connection_id}\n{secret.to_json()}".encode()).decode()
+
+    def open(self, connection_id: str, sealed: str) -> ConnectionSecret:
+        owner, _, document = base64.b64decode(sealed).decode().partition("\n")
+        assert owner == connection_id, "a sealed rotation opened for another connection"
+        return ConnectionSecret.from_json(document)
+
+
 class InMemoryVault:
     """TokenVault keeping every generation as JSON text, as Secrets Manager keeps versions."""
 
@@ -205,7 +245,12 @@ class InMemoryVault:
         self._lock = threading.Lock()
         self._versions: dict[str, dict[int, str]] = {}
         self._current: dict[str, int] = {}
+        self._write_failures: deque[Exception] = deque()
         self.writes = 0
+
+    def fail_next_writes(self, count: int, error: Exception) -> None:
+        """The next `count` writes fail with `error` (as the adapter raises after its retries)."""
+        self._write_failures.extend([error] * count)
 
     def create(self, secret: ConnectionSecret) -> None:
         with self._lock:
@@ -223,6 +268,8 @@ class InMemoryVault:
     def write(self, secret: ConnectionSecret) -> None:
         document = secret.to_json()
         with self._lock:
+            if self._write_failures:
+                raise self._write_failures.popleft()
             versions = self._versions.get(secret.connection_id)
             if versions is None:
                 raise ConnectionNotFound(f"No secret for connection {secret.connection_id!r}")
@@ -317,6 +364,7 @@ class StrictIdentityProvider:
         self._issued: set[str] = set()
         self.before_refresh: list[Callable[[], None]] = []  # one-shot hooks, run as a refresh call arrives
         self.refresh_calls = 0
+        self.deadlines: list[float | None] = []  # the whole-call deadline each refresh was given
         self.exchange_calls = 0
         self.revoked_tokens: list[str] = []
 
@@ -372,7 +420,13 @@ class StrictIdentityProvider:
 
     # --- the token endpoint -----------------------------------------------------------------------
     def exchange_code(
-        self, credentials: ClientCredentials, *, code: str, redirect_uri: str, scopes: tuple[str, ...]
+        self,
+        credentials: ClientCredentials,
+        *,
+        code: str,
+        redirect_uri: str,
+        scopes: tuple[str, ...],
+        deadline_seconds: float | None = None,
     ) -> TokenSet:
         with self._lock:
             self.exchange_calls += 1
@@ -403,9 +457,17 @@ class StrictIdentityProvider:
             self._used_codes[code] = grant
             return self._issue(grant, include_hard_expiry=True)
 
-    def refresh(self, credentials: ClientCredentials, *, refresh_token: str, scopes: tuple[str, ...]) -> TokenSet:
+    def refresh(
+        self,
+        credentials: ClientCredentials,
+        *,
+        refresh_token: str,
+        scopes: tuple[str, ...],
+        deadline_seconds: float | None = None,
+    ) -> TokenSet:
         with self._lock:
             self.refresh_calls += 1
+            self.deadlines.append(deadline_seconds)
             hooks, self.before_refresh = self.before_refresh, []
         for hook in hooks:  # outside the lock: a hook may run another refresh
             hook()
@@ -525,6 +587,8 @@ class RecordingEvents:
 
 
 API_BASE_URL = "https://api.qbo-connect.test"
+# Older than the lifecycle's forced-refresh minimum age: a 401 may force a refresh again.
+FORCED_REFRESH_AGE = RefreshPolicy.forced_refresh_min_age_seconds + 60
 CLIENT_ID = "ABfakeclientid0123456789"
 
 
@@ -536,11 +600,19 @@ class FakeWorld:
         self.settings = Settings(table_name="connections")
         self.store = InMemoryConnectionStore()
         self.vault = InMemoryVault()
+        self.sealer = InMemorySealer()
         self.keys = InMemorySigningKeys()
         self.identity = identity or StrictIdentityProvider(self.clock)
         self.company_api = FakeCompanyApi(self.identity)
         self.events = RecordingEvents()
-        self.leases = Leases(self.store, self.vault, self.clock, lease_seconds=self.settings.lease_seconds)
+        self.leases = Leases(
+            self.store,
+            self.vault,
+            self.clock,
+            lease_seconds=self.settings.lease_seconds,
+            skew_seconds=self.settings.clock_skew_seconds,
+            sealer=self.sealer,
+        )
         self.policy = RefreshPolicy(margin_seconds=self.settings.refresh_margin_seconds)
         self.lifecycle = TokenLifecycle(
             self.store, self.vault, self.identity, self.events, self.clock, self.leases, self.policy

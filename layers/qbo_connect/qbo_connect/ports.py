@@ -47,12 +47,22 @@ class ConnectionStore(Protocol):
 
     def delete(self, connection: Connection, *, lease_owner: str) -> None: ...
 
-    def acquire_lease(self, connection_id: str, *, owner: str, now: float, seconds: float) -> Connection:
-        """Take the lease if nobody holds an unexpired one; returns the connection as stored.
-        Raises Busy (someone holds it) or ConnectionNotFound."""
+    def acquire_lease(
+        self,
+        connection_id: str,
+        *,
+        owner: str,
+        now: float,
+        seconds: float,
+        skew_seconds: float = 0.0,
+        fence_until: float | None = None,
+    ) -> Connection:
+        """Take the lease if nobody holds one unexpired by `now - skew_seconds`; returns the connection as
+        stored. With `fence_until`, also require no refresh in flight by the same test, and mark one in
+        flight until then in the same write. Raises Busy (someone holds it) or ConnectionNotFound."""
 
     def release_lease(self, connection_id: str, *, owner: str) -> bool:
-        """Release only if `owner` still holds it; returns whether it did."""
+        """Release only if `owner` still holds it, clearing the in-flight mark; returns whether it did."""
 
     def record_test(self, connection_id: str, result: TestResult) -> None: ...
 
@@ -73,16 +83,25 @@ class TokenVault(Protocol):
     def read(self, connection_id: str) -> ConnectionSecret | None: ...
 
     def write(self, secret: ConnectionSecret) -> None:
-        """Store `secret` as its generation; raises Conflict if another document already holds it."""
+        """Store `secret` as its generation, retrying until the write deadline; raises Conflict if another
+        document already holds it, VaultUnavailable if the vault kept failing."""
 
     def delete(self, connection_id: str) -> None: ...
+
+
+class TokenSealer(Protocol):
+    """Seals a connection secret for keeping outside the vault (KMS in AWS) while the vault refuses writes."""
+
+    def seal(self, secret: ConnectionSecret) -> str: ...
+
+    def open(self, connection_id: str, sealed: str) -> ConnectionSecret: ...
 
 
 class RefreshQueue(Protocol):
     """Fan-out of due connections to parallel refreshers (SQS in AWS and in the local stack)."""
 
-    def enqueue(self, connection_ids: list[str]) -> int:
-        """Returns how many were enqueued."""
+    def enqueue(self, connection_ids: list[str], *, delay_seconds: int = 0) -> int:
+        """Returns how many were enqueued; `delay_seconds` (at most 900) holds them back that long."""
 
 
 class SigningKeys(Protocol):
@@ -104,11 +123,25 @@ class IdentityProvider(Protocol):
     def authorization_url(self, client_id: str, *, redirect_uri: str, scopes: Iterable[str], state: str) -> str: ...
 
     def exchange_code(
-        self, credentials: ClientCredentials, *, code: str, redirect_uri: str, scopes: tuple[str, ...]
+        self,
+        credentials: ClientCredentials,
+        *,
+        code: str,
+        redirect_uri: str,
+        scopes: tuple[str, ...],
+        deadline_seconds: float | None = None,
     ) -> TokenSet: ...
 
-    def refresh(self, credentials: ClientCredentials, *, refresh_token: str, scopes: tuple[str, ...]) -> TokenSet:
-        """Raises NeedsReauthorization, InvalidClient, Throttled or IntuitUnavailable."""
+    def refresh(
+        self,
+        credentials: ClientCredentials,
+        *,
+        refresh_token: str,
+        scopes: tuple[str, ...],
+        deadline_seconds: float | None = None,
+    ) -> TokenSet:
+        """Raises NeedsReauthorization, InvalidClient, Throttled, IntuitUnavailable (certainly not processed)
+        or OutcomeUnknown (sent, answer lost). `deadline_seconds` bounds the whole call."""
 
     def revoke(self, credentials: ClientCredentials, *, token: str) -> None: ...
 

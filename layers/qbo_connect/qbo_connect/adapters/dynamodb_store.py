@@ -10,11 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
-from qbo_connect.errors import Busy, Conflict, ConnectionAlreadyExists, ConnectionNotFound
+from qbo_connect.domain.leases import busy_because
+from qbo_connect.errors import Conflict, ConnectionAlreadyExists, ConnectionNotFound
 from qbo_connect.ports import OAuthState
 
 CONNECTED_INDEX_VALUE = "connected"
@@ -55,6 +57,8 @@ TABLE_SCHEMA: dict[str, Any] = {
     "BillingMode": "PAY_PER_REQUEST",
 }
 
+_DESERIALIZER = TypeDeserializer()
+
 # Fields the domain changes through save(); the lease and the last test have their own writes.
 _SAVED_FIELDS = (
     "environment",
@@ -76,6 +80,10 @@ _SAVED_FIELDS = (
     "last_revocation",
     "secret_generation",
     "expiry_warnings_sent",
+    "refresh_in_flight_until",
+    "pending_rotation",
+    "discretionary_refresh_tokens",
+    "discretionary_refresh_tokens_at",
 )
 
 
@@ -172,6 +180,10 @@ def item_to_connection(item: dict[str, Any]) -> Connection:
         secret_generation=data.get("secret_generation", 0),
         lease_owner=data.get("lease_owner"),
         lease_expires_at=data.get("lease_expires_at"),
+        refresh_in_flight_until=data.get("refresh_in_flight_until"),
+        pending_rotation=data.get("pending_rotation"),
+        discretionary_refresh_tokens=data.get("discretionary_refresh_tokens"),
+        discretionary_refresh_tokens_at=data.get("discretionary_refresh_tokens_at"),
         last_test=TestResult.from_item(last_test) if last_test else None,
         expiry_warnings_sent=tuple(data.get("expiry_warnings_sent") or ()),
     )
@@ -293,20 +305,39 @@ class DynamoDbConnectionStore:
             raise
 
     # --- the lease ------------------------------------------------------------------------
-    def acquire_lease(self, connection_id: str, *, owner: str, now: float, seconds: float) -> Connection:
+    def acquire_lease(
+        self,
+        connection_id: str,
+        *,
+        owner: str,
+        now: float,
+        seconds: float,
+        skew_seconds: float = 0.0,
+        fence_until: float | None = None,
+    ) -> Connection:
+        # Expired means expired by our clock less the skew allowance: a writer whose clock runs behind
+        # ours still holds what it thinks it holds.
+        settled = _to_dynamo(float(now - skew_seconds))
+        free = (
+            Attr("lease_owner").not_exists()
+            | Attr("lease_expires_at").lt(settled)
+            # Our own owner too: when a response is lost (a timeout, a 5xx after the write) boto3 retries,
+            # and the retry must not find the lease "held by someone else" and leave it unused.
+            | Attr("lease_owner").eq(owner)
+        )
+        expression = "SET lease_owner = :owner, lease_expires_at = :expires"
+        values: dict[str, Any] = {":owner": owner, ":expires": _to_dynamo(float(now + seconds))}
+        if fence_until is not None:
+            # The in-flight mark rides on the lease write: a refresh costs no extra call to fence itself.
+            free &= Attr("refresh_in_flight_until").not_exists() | Attr("refresh_in_flight_until").lt(settled)
+            expression += ", refresh_in_flight_until = :fence"
+            values[":fence"] = _to_dynamo(float(fence_until))
         try:
             updated = self._table.update_item(
                 Key=_connection_key(connection_id),
-                UpdateExpression="SET lease_owner = :owner, lease_expires_at = :expires",
-                # Our own owner too: when a response is lost (a timeout, a 5xx after the write) boto3 retries,
-                # and the retry must not find the lease "held by someone else" and leave it unused for a minute.
-                ConditionExpression=Attr("pk").exists()
-                & (
-                    Attr("lease_owner").not_exists()
-                    | Attr("lease_expires_at").lt(_to_dynamo(float(now)))
-                    | Attr("lease_owner").eq(owner)
-                ),
-                ExpressionAttributeValues={":owner": owner, ":expires": _to_dynamo(float(now + seconds))},
+                UpdateExpression=expression,
+                ConditionExpression=Attr("pk").exists() & free,
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -315,14 +346,17 @@ class DynamoDbConnectionStore:
                 raise
             if not error.response.get("Item") and self.get(connection_id) is None:
                 raise ConnectionNotFound(f"No connection {connection_id!r}") from None
-            raise Busy(f"Connection {connection_id!r} is being changed by someone else: try again shortly") from None
+            old = error.response.get("Item")
+            stored = item_to_connection({k: _DESERIALIZER.deserialize(v) for k, v in old.items()}) if old else None
+            raise busy_because(stored, connection_id, now=now) from None
         return item_to_connection(updated["Attributes"])
 
     def release_lease(self, connection_id: str, *, owner: str) -> bool:
         try:
             self._table.update_item(
                 Key=_connection_key(connection_id),
-                UpdateExpression="REMOVE lease_owner, lease_expires_at",
+                # Only a holder with no call in flight releases this way (an unknown outcome saves its mark).
+                UpdateExpression="REMOVE lease_owner, lease_expires_at, refresh_in_flight_until",
                 ConditionExpression=Attr("lease_owner").eq(owner),
             )
         except ClientError as error:

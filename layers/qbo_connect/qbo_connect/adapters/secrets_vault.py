@@ -3,21 +3,29 @@
 One secret per connection. Each write carries a ClientRequestToken derived from the connection and
 the document's generation: a retried write is a no-op, and a second writer of the same generation
 (a holder whose lease expired while it was slow) is refused instead of overwriting newer tokens.
+
+A write after a refresh must not be lost: it is retried with the same token until the vault write
+deadline (throttling, 5xx, connection errors), then VaultUnavailable lets the caller keep the token
+set elsewhere. A version quota refusal (LimitExceededException) will not pass within a deadline, so
+it is reported at once.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import random
 import secrets
 import uuid
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from qbo_connect.adapters.clock import SystemClock
 from qbo_connect.domain.secret_document import ConnectionSecret
-from qbo_connect.errors import Conflict, ConnectionAlreadyExists
+from qbo_connect.errors import Conflict, ConnectionAlreadyExists, VaultUnavailable
 from qbo_connect.observability import logger
+from qbo_connect.ports import Clock
 from qbo_connect.rate_limit import RateLimiter
 from qbo_connect.settings import Settings
 
@@ -32,10 +40,26 @@ def _error_code(error: ClientError) -> str:
     return error.response["Error"]["Code"]
 
 
+# Answers after which the same write may succeed if sent again (with the same ClientRequestToken).
+_RETRYABLE_WRITE_ERRORS = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "InternalServiceError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
+}
+
+
 class SecretsManagerVault:
-    def __init__(self, client, settings: Settings, write_budget: RateLimiter | None = None) -> None:
+    def __init__(
+        self, client, settings: Settings, write_budget: RateLimiter | None = None, clock: Clock | None = None
+    ) -> None:
         self._client = client
         self._settings = settings
+        self._clock = clock or SystemClock()
         # PutSecretValue and friends share 50 requests per second per region: stay below our share.
         self._write_budget = write_budget or RateLimiter(settings.secrets_writes_per_second_here)
 
@@ -69,24 +93,50 @@ class SecretsManagerVault:
         return ConnectionSecret.from_json(response["SecretString"])
 
     def write(self, secret: ConnectionSecret) -> None:
-        # Retries (throttling, 5xx, connection errors) are boto3's standard retry mode; the token keeps them safe.
-        self._write_budget.acquire()
-        try:
-            self._client.put_secret_value(
-                SecretId=self._settings.connection_secret_name(secret.connection_id),
-                SecretString=secret.to_json(),
-                ClientRequestToken=client_request_token(secret.connection_id, secret.generation),
+        deadline = self._clock.now() + self._settings.vault_write_deadline_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._put(secret)
+            except ClientError as error:
+                code = _error_code(error)
+                if code in {"ResourceExistsException", "InvalidRequestException"}:
+                    logger.warning(
+                        "Secret generation already written by another holder",
+                        extra={"connection_id": secret.connection_id, "generation": secret.generation},
+                    )
+                    raise Conflict(
+                        f"Connection {secret.connection_id!r} was changed by someone else meanwhile: try again"
+                    ) from None
+                if code not in _RETRYABLE_WRITE_ERRORS:
+                    raise self._unavailable(secret, code) from None
+            except BotoCoreError as error:  # connection errors, read timeouts: the write may or may not have landed
+                code = type(error).__name__
+            pause = random.uniform(0, min(2.0, 0.1 * 2**attempt))  # noqa: S311 - jitter, not security
+            if self._clock.now() + pause >= deadline:
+                raise self._unavailable(secret, code) from None
+            logger.warning(
+                "Secrets Manager write failed; retrying with the same request token",
+                extra={"connection_id": secret.connection_id, "attempt": attempt, "error_code": code},
             )
-        except ClientError as error:
-            if _error_code(error) in {"ResourceExistsException", "InvalidRequestException"}:
-                logger.warning(
-                    "Secret generation already written by another holder",
-                    extra={"connection_id": secret.connection_id, "generation": secret.generation},
-                )
-                raise Conflict(
-                    f"Connection {secret.connection_id!r} was changed by someone else meanwhile: try again"
-                ) from None
-            raise
+            self._clock.sleep(pause)
+
+    def _put(self, secret: ConnectionSecret) -> None:
+        self._write_budget.acquire()
+        self._client.put_secret_value(
+            SecretId=self._settings.connection_secret_name(secret.connection_id),
+            SecretString=secret.to_json(),
+            ClientRequestToken=client_request_token(secret.connection_id, secret.generation),
+        )
+
+    @staticmethod
+    def _unavailable(secret: ConnectionSecret, code: str) -> VaultUnavailable:
+        logger.error(
+            "Secrets Manager refused a write",
+            extra={"connection_id": secret.connection_id, "generation": secret.generation, "error_code": code},
+        )
+        return VaultUnavailable(f"Secrets Manager refused the write for connection {secret.connection_id!r} ({code})")
 
     def delete(self, connection_id: str) -> None:
         try:

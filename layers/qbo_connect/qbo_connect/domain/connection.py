@@ -145,6 +145,14 @@ class Connection:
     secret_generation: int = 0
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    # Fencing (docs/reliability.md): a refresh call may be in flight at Intuit until this time, so
+    # nobody may send the refresh token before it (plus the clock skew allowance) has passed.
+    refresh_in_flight_until: float | None = None
+    # A rotated token set the vault refused, sealed with KMS; reconciliation reads it before the vault.
+    pending_rotation: str | None = field(default=None, repr=False)
+    # The per-connection budget for refreshes nobody had to make (forced, or asked for a long validity).
+    discretionary_refresh_tokens: float | None = None
+    discretionary_refresh_tokens_at: float | None = None
     last_test: TestResult | None = field(default=None, compare=False)
     expiry_warnings_sent: tuple[str, ...] = ()
 
@@ -157,6 +165,9 @@ class Connection:
 
     def lease_is_held(self, now: float) -> bool:
         return self.lease_owner is not None and (self.lease_expires_at or 0) > now
+
+    def fenced_until(self, until: float | None) -> Connection:
+        return replace(self, refresh_in_flight_until=until)
 
     def connected_with(
         self, token_set: TokenSet, *, realm_id: str, company_name: str | None, now: float, generation: int
