@@ -36,7 +36,7 @@ from qbo_connect.observability import logger, metrics
 from qbo_connect.runtime import Services, build_services
 from qbo_connect.settings import SettingsError
 
-from qbo_connect_cli import output, targets
+from qbo_connect_cli import clock_skew, output, targets
 
 # Above this many connections, `refresh` shows a progress bar instead of a line per connection.
 PROGRESS_THRESHOLD = 10
@@ -87,6 +87,13 @@ class Invocation:
 
     def now(self) -> float:
         return self.services.clock.now()
+
+    def require_clock_agreement(self) -> None:
+        """For commands that take a connection's lease: refuse if this clock disagrees with AWS's."""
+        try:
+            clock_skew.require_agreement(self.target.session, self.target.settings.clock_skew_seconds)
+        except clock_skew.ClockSkewTooLarge as error:
+            raise Failure(f"Error (clock_skew): {error}") from None
 
     def command(self, *words: str) -> str:
         return shlex.join(["qbo-connect", *self.target_options, *words])
@@ -337,6 +344,7 @@ def show(invocation: Invocation, name_or_id: str) -> None:
 @pass_invocation
 def set_secret(invocation: Invocation, name_or_id: str, from_stdin: bool) -> None:
     """Set or replace a connection's client secret (hidden prompt, or stdin)."""
+    invocation.require_clock_agreement()
     administration = invocation.services.administration
     connection = administration.find(name_or_id)  # before the prompt: don't ask for a secret for nothing
     secret = read_client_secret(from_stdin=from_stdin, stdin_option="--stdin")
@@ -410,6 +418,7 @@ def callback_url(invocation: Invocation) -> None:
 @click.pass_context
 def test_connection(ctx: click.Context, invocation: Invocation, name_or_id: str) -> None:
     """Sign in with the connection and read the company's name. Exit code 1 if it fails."""
+    invocation.require_clock_agreement()
     services = invocation.services
     connection = services.administration.find(name_or_id)
     body = services.connection_tests.run(connection.connection_id).as_json()
@@ -433,6 +442,7 @@ def _confirmed(connection: Connection, yes: bool, action: str, consequence: str)
 @pass_invocation
 def reset(invocation: Invocation, name_or_id: str, yes: bool) -> None:
     """Revoke the connection's tokens at Intuit and disconnect it; keeps the client secret."""
+    invocation.require_clock_agreement()
     administration = invocation.services.administration
     connection = _confirmed(
         administration.find(name_or_id),
@@ -457,6 +467,7 @@ def reset(invocation: Invocation, name_or_id: str, yes: bool) -> None:
 @pass_invocation
 def delete(invocation: Invocation, name_or_id: str, yes: bool) -> None:
     """Revoke the connection's tokens, then delete it and its secret."""
+    invocation.require_clock_agreement()
     administration = invocation.services.administration
     connection = _confirmed(
         administration.find(name_or_id),
@@ -497,6 +508,7 @@ def refresh(
     """
     if sum((bool(name_or_id), due, every_connected)) != 1:
         raise click.UsageError("Give exactly one of: a connection NAME_OR_ID, --due or --all")
+    invocation.require_clock_agreement()
     services = invocation.services
     if name_or_id:
         connection = services.administration.find(name_or_id)

@@ -192,6 +192,9 @@ class LocalStack:
             QueueName=config.REFRESH_QUEUE_NAME, Attributes={"RedrivePolicy": json.dumps(redrive)}
         )["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        # template.yaml's RotationKey: seals a rotated token set the vault refused onto the item.
+        key = boto3.client("kms").create_key(Description="qbo-connect local: seals refused rotations")
+        os.environ["QBO_ROTATION_KEY_ID"] = key["KeyMetadata"]["Arn"]
         return queue_url, queue_arn, dlq_url
 
     def _start_queue_source(self, queue_url: str, queue_arn: str) -> None:

@@ -43,7 +43,13 @@ REALM_ID = "9341453050000001"  # one of the emulator's seeded companies
 COMPANY_NAME = "Sandbox Company_US_1"
 ACCESS_TOKEN_SECONDS = 3600
 MARGIN_SECONDS = 900
+# Short deadlines keep the arithmetic visible: lease 60 > call 20 + vault write 10 + skew 5.
 LEASE_SECONDS = 60
+CALL_DEADLINE_SECONDS = 20.0
+VAULT_WRITE_DEADLINE_SECONDS = 10.0
+SKEW_SECONDS = 5.0
+# When a refresher that died holding the lease is certainly done at Intuit, by anyone's clock.
+FENCE_SECONDS = LEASE_SECONDS + intuit.REQUEST_TIME_LIMIT_SECONDS + SKEW_SECONDS + 1
 
 
 # --- clocks -----------------------------------------------------------------------------------------
@@ -378,6 +384,9 @@ def emulator_settings(emulator_url: str, suffix: str, **overrides: Any) -> Setti
         "allowed_api_hosts": frozenset({urlsplit(emulator_url).netloc}),
         "refresh_margin_seconds": MARGIN_SECONDS,
         "lease_seconds": LEASE_SECONDS,
+        "refresh_call_deadline_seconds": CALL_DEADLINE_SECONDS,
+        "vault_write_deadline_seconds": VAULT_WRITE_DEADLINE_SECONDS,
+        "clock_skew_seconds": SKEW_SECONDS,
         "connect_timeout_seconds": 2.0,
         "read_timeout_seconds": 10.0,
     }

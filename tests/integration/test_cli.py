@@ -26,7 +26,7 @@ from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import NeedsReauthorization
 from qbo_connect.ports import CompanyInfo
 from qbo_connect.settings import Settings
-from qbo_connect_cli import main, targets
+from qbo_connect_cli import clock_skew, main, targets
 
 REGION = "us-east-1"
 TABLE = "qbo-connect-cli-test"
@@ -344,6 +344,37 @@ def test_reset_with_yes_disconnects_and_reports_the_revocation(cli: Runs) -> Non
     assert "Revocation at Intuit: nothing to revoke." in result.stdout
 
 
+@pytest.mark.parametrize("offset", [-120, 95])
+@pytest.mark.parametrize(
+    "command",
+    [("connections", "reset", "Acme", "--yes"), ("refresh", "Acme", "--force"), ("connections", "test", "Acme")],
+)
+def test_lease_taking_commands_refuse_a_clock_far_from_aws_s_and_change_nothing(
+    cli: Runs, monkeypatch: pytest.MonkeyPatch, offset: int, command: tuple[str, ...]
+) -> None:
+    create(cli, "Acme")
+    before = listed(cli)
+    real_time = time.time
+    monkeypatch.setattr(clock_skew.time, "time", lambda: real_time() + offset)
+
+    result = cli(*command)
+
+    assert result.exit_code == 1
+    measured = re.search(r"clock is (\d+) s", result.stderr)
+    assert "Error (clock_skew)" in result.stderr and measured and abs(int(measured[1]) - abs(offset)) <= 1
+    assert ("behind" if offset < 0 else "ahead of") in result.stderr and "NTP" in result.stderr
+    monkeypatch.setattr(clock_skew.time, "time", real_time)
+    assert listed(cli) == before
+
+
+def test_a_clock_within_the_allowance_may_take_leases(cli: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
+    create(cli, "Acme")
+    real_time = time.time
+    monkeypatch.setattr(clock_skew.time, "time", lambda: real_time() - 20)  # the allowance is 30 s
+
+    assert cli("connections", "reset", "Acme", "--yes").exit_code == 0
+
+
 def test_reset_asks_first_and_stops_on_no(cli: Runs) -> None:
     create(cli, "Acme")
 
@@ -377,7 +408,7 @@ class FakeIntuit:
         self.refused: set[str] = set()
         self.revoked = 0
 
-    def refresh(self, credentials, *, refresh_token: str, scopes: tuple[str, ...]) -> TokenSet:
+    def refresh(self, credentials, *, refresh_token: str, scopes: tuple[str, ...], **_: object) -> TokenSet:
         if refresh_token in self.refused:
             raise NeedsReauthorization("Intuit refused the refresh token: reconnect through the authorize link")
         return token_set(time.time(), expires_in=3600)

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 import requests
+from fakes import FORCED_REFRESH_AGE
 from jsonschema import Draft202012Validator
 from moto import mock_aws
 from qbo_connect.adapters.dynamodb_store import create_table
@@ -247,7 +248,7 @@ def test_profit_and_loss_report(world):
 
 # --- 401 ----------------------------------------------------------------------------------------------
 def test_a_401_then_success_after_one_forced_refresh(world):
-    world.clock.advance(120)  # the token is older than the forced-refresh minimum age
+    world.clock.advance(FORCED_REFRESH_AGE)  # the token is older than the forced-refresh minimum age
     before = world.stored_secret()["token_set"]["access_token"]
     world.admin("POST", "/faults", {"group": "api", "fault": "invalid_grant", "times": 1})
 
@@ -261,7 +262,7 @@ def test_a_401_then_success_after_one_forced_refresh(world):
 
 
 def test_repeated_401_is_an_authentication_error_without_a_refresh_loop(world):
-    world.clock.advance(120)
+    world.clock.advance(FORCED_REFRESH_AGE)
     world.admin("POST", "/faults", {"group": "api", "fault": "invalid_grant", "until_cleared": True})
     client = world.client()
     for _ in range(5):  # a caller that keeps trying

@@ -59,9 +59,10 @@ class LambdaContext:
     invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:qbo-connect-Function"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
+    remaining_millis: int = 300_000  # a fresh invocation of the refresh or test function (template.yaml)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_millis
 
 
 def http_event(sample: str, path: str, query: dict[str, str], cookies: list[str] | None = None) -> dict:

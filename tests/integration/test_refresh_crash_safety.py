@@ -18,7 +18,9 @@ from qbo_connect.errors import Conflict, NeedsReauthorization
 from refresh_support import (
     ACCESS_TOKEN_SECONDS,
     COMPANY_NAME,
+    FENCE_SECONDS,
     LEASE_SECONDS,
+    SKEW_SECONDS,
     CallLog,
     Crash,
     Stack,
@@ -122,7 +124,7 @@ CRASH_POINTS = {
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS, ids=list(CRASH_POINTS))
-def test_a_crash_at_any_step_leaves_nothing_stuck_past_the_lease(make_stack, point: str) -> None:
+def test_a_crash_at_any_step_leaves_nothing_stuck_past_the_in_flight_window(make_stack, point: str) -> None:
     crash_at, next_outcome = CRASH_POINTS[point]
     stack = make_stack(manual_clock())
     connection_id, before = connected_and_due(stack)
@@ -131,13 +133,16 @@ def test_a_crash_at_any_step_leaves_nothing_stuck_past_the_lease(make_stack, poi
         stack.services(log=CallLog(crash_at=crash_at)).lifecycle.refresh(connection_id)
 
     released = crash_at == ("store.save", "after")
-    # Until the lease expires, others back off rather than refresh beside the dead holder...
+    # Until the dead holder's call is certainly over at Intuit, others back off rather than send its token...
     assert stack.services().lifecycle.refresh(connection_id).outcome.value == ("not_due" if released else "busy")
     # ...while workflows keep getting a token that works (the old one still has 10 minutes).
     _, token = stack.services().lifecycle.valid_token(connection_id)
     assert stack.company_name(token.access_token) == COMPANY_NAME
 
     stack.clock.advance(LEASE_SECONDS + 1)
+    if not released:
+        assert stack.services().lifecycle.refresh(connection_id).outcome.value == "busy"  # lease gone, mark not
+    stack.clock.advance(FENCE_SECONDS - LEASE_SECONDS - 1)
     services = stack.services()
     assert services.lifecycle.refresh(connection_id).outcome.value == next_outcome
     stack.assert_no_lease(connection_id)
@@ -200,21 +205,23 @@ class StalledIntuit:
             def __getattr__(self, name: str) -> Any:
                 return getattr(identity, name)
 
-            def refresh(self, credentials: Any, *, refresh_token: str, scopes: tuple[str, ...]) -> TokenSet:
+            def refresh(
+                self, credentials: Any, *, refresh_token: str, scopes: tuple[str, ...], **kwargs: Any
+            ) -> TokenSet:
                 stall.entered.set()
                 assert stall.release.wait(30), "never released"
                 if stall._answer is not None:
                     return stall._answer
-                return identity.refresh(credentials, refresh_token=refresh_token, scopes=scopes)
+                return identity.refresh(credentials, refresh_token=refresh_token, scopes=scopes, **kwargs)
 
         return Stalled()
 
 
-def run_slow_holder(
+def start_slow_holder(
     stack: Stack, connection_id: str, stall: StalledIntuit
-) -> tuple[dict[str, Any], TokenSet, threading.Thread]:
-    """Holder A takes the lease and stalls inside the Intuit call; the lease expires; holder B refreshes.
-    Returns A's result (filled in once A is released and its thread joined), B's token set, A's thread."""
+) -> tuple[dict[str, Any], threading.Thread]:
+    """Holder A takes the lease and stalls inside the Intuit call. Returns A's result (filled in once A
+    is released and its thread joined) and A's thread."""
     result: dict[str, Any] = {}
     slow = stack.services(identity_wrapper=stall.wrap)
 
@@ -227,39 +234,44 @@ def run_slow_holder(
     thread = threading.Thread(target=holder_a)
     thread.start()
     assert stall.entered.wait(10)
-    stack.clock.advance(LEASE_SECONDS + 1)
-    assert stack.services().lifecycle.refresh(connection_id).outcome.value == "refreshed"  # holder B
-    newer = stack.token_set(connection_id)
-    return result, newer, thread
+    return result, thread
 
 
-def test_a_slow_holder_refused_by_strict_intuit_keeps_the_newer_token_set(make_stack) -> None:
-    """Strict rotation: A's refresh token was used by B, so Intuit answers invalid_grant. That is a lost
-    race, not a dead grant: the connection stays connected on B's tokens."""
+def test_a_holder_past_its_lease_is_not_joined_by_a_second_sender_under_strict_rotation(make_stack) -> None:
+    """A's call outlives its lease. B finds the lease expired but A's in-flight mark unexpired, so B does
+    not send the same refresh token (strict Intuit would revoke the grant); A's answer is kept."""
     stack = make_stack(manual_clock())
-    connection_id, _ = connected_and_due(stack)
+    connection_id, before = connected_and_due(stack)
     stall = StalledIntuit()
-    result, newer, thread = run_slow_holder(stack, connection_id, stall)
-    # Intuit refuses the used token (the emulator's fault knob, so the refusal does not also revoke the
-    # grant as reuse detection would: then no holder could save the connection).
-    stack.emulator.faults.inject("token", "invalid_grant", times=1)
+    result, thread = start_slow_holder(stack, connection_id, stall)
+    stack.clock.advance(LEASE_SECONDS + SKEW_SECONDS + 1)
+
+    refused = stack.services().lifecycle.refresh(connection_id)  # holder B
     stall.release.set()
     thread.join(30)
 
-    # A lost race (its lease is gone, so "busy"), not a dead grant: no needs_reauthorization.
-    assert result.get("outcome") in {"already_refreshed", "busy"}, result
-    assert stack.refresh_calls() == 2  # B's, and A's refused one
-    assert_newer_kept(stack, connection_id, newer)
+    assert refused.outcome.value == "busy" and "lost in flight" in (refused.message or "")
+    assert result.get("outcome") == "refreshed", result
+    assert stack.refresh_calls() == 1
+    assert stack.token_set(connection_id).refresh_token != before.refresh_token
+    connection = stack.connection(connection_id)
+    assert connection.status.value == "connected" and connection.refresh_in_flight_until is None
+    stack.assert_no_lease(connection_id)
+    stack.assert_token_works_and_refreshes(connection_id)
 
 
-def test_a_slow_holder_answered_by_a_lenient_provider_cannot_overwrite_the_newer_token_set(make_stack) -> None:
-    """A lenient provider still honours A's refresh token and answers with tokens of its own; A's write
-    is refused by the vault's generation check (ClientRequestToken) instead of overwriting B's."""
+def test_a_holder_stalled_past_the_in_flight_window_cannot_overwrite_the_newer_token_set(make_stack) -> None:
+    """A's process stalls so long (a paused VM) that its call is certainly over at Intuit and B refreshes.
+    A lenient provider still answers A late; A's write is refused by the vault's generation check
+    (ClientRequestToken) instead of overwriting B's."""
     stack = make_stack(manual_clock())
     connection_id, before = connected_and_due(stack)
     late_answer = replace(before, access_token="late-access-token", refresh_token="late-refresh-token")
     stall = StalledIntuit(answer=late_answer)
-    result, newer, thread = run_slow_holder(stack, connection_id, stall)
+    result, thread = start_slow_holder(stack, connection_id, stall)
+    stack.clock.advance(FENCE_SECONDS)
+    assert stack.services().lifecycle.refresh(connection_id).outcome.value == "refreshed"  # holder B
+    newer = stack.token_set(connection_id)
     stall.release.set()
     thread.join(30)
 

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from botocore.exceptions import ClientError
+from fakes import FORCED_REFRESH_AGE
 from qbo_connect.adapters.dynamodb_store import REFRESH_DUE_INDEX
 from qbo_connect.domain.administration import NewConnection
 from refresh_support import (
@@ -34,11 +35,11 @@ def test_due_detection_returns_only_due_connected_connections_from_the_index_wit
     services = stack.services()
     due = [connected_at(stack, 0), connected_at(stack, 1)]
     # Connections whose tokens are just as old but that cannot be refreshed: permanently refused...
-    clock.advance(61)
+    clock.advance(FORCED_REFRESH_AGE)
     refused = {}
     for kind in ("invalid_grant", "invalid_client"):
         connection_id = stack.connect().connection_id
-        clock.advance(61)
+        clock.advance(FORCED_REFRESH_AGE)
         stack.emulator.faults.inject("token", kind, times=1)
         refused[connection_id] = services.lifecycle.refresh(connection_id, force=True).outcome.value
     assert sorted(refused.values()) == ["invalid_client", "needs_reauthorization"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import CLIENT_ID, FakeCompanyApi, FakeWorld
+from fakes import CLIENT_ID, FORCED_REFRESH_AGE, FakeCompanyApi, FakeWorld
 from jsonschema import Draft202012Validator
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.connection_test import NEXT_STEPS, ConnectionTests
@@ -22,6 +22,7 @@ from qbo_connect.errors import (
     Throttled,
     Unauthorized,
     ValidationFailed,
+    VaultUnavailable,
 )
 from qbo_connect.invocation import connection_test_payload
 
@@ -31,7 +32,13 @@ RESPONSE = json.loads((ROOT / "docs/schemas/test-function.response.schema.json")
 REALM = "9341453050000001"
 
 # Codes the test function can never answer with; every other ErrorCode needs a next step and a schema entry.
-NOT_FROM_THE_TEST_FUNCTION = {ErrorCode.ALREADY_EXISTS, ErrorCode.STALE_OBJECT}
+# An unknown refresh outcome reaches the test function as intuit_unavailable; revocation is admin-only.
+NOT_FROM_THE_TEST_FUNCTION = {
+    ErrorCode.ALREADY_EXISTS,
+    ErrorCode.STALE_OBJECT,
+    ErrorCode.OUTCOME_UNKNOWN,
+    ErrorCode.REVOCATION_REFUSED,
+}
 
 
 def assert_valid(schema: dict[str, Any], instance: Any) -> None:
@@ -172,7 +179,7 @@ def _not_connected(world: FakeWorld) -> str:
 
 def _needs_reauthorization(world: FakeWorld) -> str:
     connection_id = world.connected().connection_id
-    world.clock.advance(120)
+    world.clock.advance(FORCED_REFRESH_AGE)
     world.identity.revoke_grant(REALM)
     world.identity.invalidate_access_tokens(REALM)
     return connection_id
@@ -182,6 +189,14 @@ def _invalid_client(world: FakeWorld) -> str:
     connection_id = world.connected().connection_id
     world.clock.advance(3600)  # the token must be refreshed, and the app's secret was changed at Intuit
     world.identity.rotate_client_secret(CLIENT_ID, "a-new-secret-nobody-told-us")
+    return connection_id
+
+
+def _vault_unavailable(world: FakeWorld) -> str:
+    connection_id = world.connected().connection_id
+    world.clock.advance(3600)  # the token must be refreshed, and neither the vault nor KMS takes the new one
+    world.vault.fail_next_writes(1, VaultUnavailable("Secrets Manager refused the write (ThrottlingException)"))
+    world.sealer.fail_next(1, RuntimeError("KMS is down too"))
     return connection_id
 
 
@@ -208,6 +223,7 @@ FAILURES = {
     "conflict": _api_fails(Conflict),
     "object_not_found": _api_fails(ObjectNotFound("QuickBooks has no such object (610: Object Not Found)")),
     "validation_failed": _api_fails(ValidationFailed("QuickBooks refused the request (2010: ...)")),
+    "vault_unavailable": _vault_unavailable,
 }
 
 

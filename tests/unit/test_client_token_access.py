@@ -1,5 +1,5 @@
 """Token access for workflows: served from memory while valid, refreshed only through the lease, and a
-401 leads to at most one forced refresh per connection per minute."""
+401 leads to at most one forced refresh per connection per ten minutes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from fakes import FakeWorld
+from fakes import FORCED_REFRESH_AGE, FakeWorld
+from qbo_connect.domain.lifecycle import RefreshPolicy
 from qbo_connect.errors import InvalidInput, NeedsReauthorization, NotConnected
 from qbo_connect.token_access import TokenAccess
 
@@ -78,18 +79,18 @@ def test_threads_missing_together_share_one_read(world, connected, access):
 
 
 def test_a_rejected_token_is_refreshed_once_and_a_second_rejection_soon_after_is_not(world, connected, access):
-    world.clock.advance(120)  # older than the forced-refresh minimum age
+    world.clock.advance(FORCED_REFRESH_AGE)  # older than the forced-refresh minimum age
     rejected = access.access_token(connected)
     retry = access.token_rejected(connected, rejected)
     assert retry.access_token != rejected
     assert world.identity.refresh_calls == 1
-    # The new token is refused too (a buggy caller, or Intuit trouble): no second refresh this minute.
+    # The new token is refused too (a buggy caller, or Intuit trouble): no second refresh within the minimum age.
     again = access.token_rejected(connected, retry.access_token)
     assert again.access_token == retry.access_token
     world.clock.advance(30)
     assert access.token_rejected(connected, retry.access_token).access_token == retry.access_token
     assert world.identity.refresh_calls == 1
-    world.clock.advance(61)
+    world.clock.advance(RefreshPolicy.forced_refresh_min_age_seconds - 29)
     assert access.token_rejected(connected, retry.access_token).access_token != retry.access_token
     assert world.identity.refresh_calls == 2
 
@@ -111,7 +112,7 @@ def test_a_rejection_of_an_already_replaced_token_does_not_refresh(world, connec
 
 
 def test_threads_rejecting_the_same_token_share_one_forced_refresh(world, connected, access):
-    world.clock.advance(120)
+    world.clock.advance(FORCED_REFRESH_AGE)
     rejected = access.access_token(connected)
     with ThreadPoolExecutor(max_workers=8) as pool:
         retries = set(pool.map(lambda _: access.token_rejected(connected, rejected).access_token, range(16)))
@@ -120,7 +121,7 @@ def test_threads_rejecting_the_same_token_share_one_forced_refresh(world, connec
 
 
 def test_a_revoked_grant_surfaces_as_needs_reauthorization(world, connected, access):
-    world.clock.advance(120)
+    world.clock.advance(FORCED_REFRESH_AGE)
     rejected = access.access_token(connected)
     world.identity.revoke_grant("9341453050000001")
     with pytest.raises(NeedsReauthorization) as raised:
@@ -131,7 +132,7 @@ def test_a_revoked_grant_surfaces_as_needs_reauthorization(world, connected, acc
 
 
 def test_while_another_holder_refreshes_the_rejection_waits_for_it(world, connected, access):
-    world.clock.advance(120)
+    world.clock.advance(FORCED_REFRESH_AGE)
     rejected = access.access_token(connected)
     world.store.acquire_lease(connected, owner="the-schedule", now=world.clock.now(), seconds=2)
     started = world.clock.now()

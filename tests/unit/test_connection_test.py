@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fakes import FakeWorld
+from fakes import FORCED_REFRESH_AGE, FakeWorld
 from qbo_connect.domain.events import EventType
 from qbo_connect.errors import IntuitUnavailable, Throttled, Unauthorized
 
@@ -75,7 +75,7 @@ def test_a_changed_client_secret_says_to_set_the_current_one(world):
 
 def test_a_401_is_retried_once_after_a_forced_refresh_then_reported_as_unauthorized(world):
     connection = world.connected()
-    world.clock.advance(120)
+    world.clock.advance(FORCED_REFRESH_AGE)
     calls_before = world.company_api.calls
     world.company_api.fail_next(2, Unauthorized("Intuit refused the access token (3200)", intuit_tid="tid-401"))
 
@@ -89,7 +89,7 @@ def test_a_401_is_retried_once_after_a_forced_refresh_then_reported_as_unauthori
 
 def test_a_401_then_success_after_one_forced_refresh_is_ok(world):
     connection = world.connected()
-    world.clock.advance(120)
+    world.clock.advance(FORCED_REFRESH_AGE)
     world.identity.invalidate_access_tokens(REALM)  # Intuit stopped honouring the token before it expired
     calls_before = world.company_api.calls
 

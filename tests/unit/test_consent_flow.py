@@ -9,6 +9,7 @@ from fakes import API_BASE_URL, StrictIdentityProvider
 from qbo_connect.domain.authorization import FlowError, LinkRejected
 from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.events import EventType
+from qbo_connect.domain.lifecycle import RefreshOutcome
 from qbo_connect.errors import IntuitUnavailable, NeedsReauthorization
 
 REALM = "9341453050000001"
@@ -317,3 +318,34 @@ def test_a_connection_busy_with_another_change_gets_the_busy_page_and_stores_not
     assert rejected.details["name"] == "Acme Books"
     assert world.identity.exchange_calls == 0  # the single-use code was not spent on a change that can't land
     _nothing_stored(world, connection.connection_id)
+
+
+def test_a_second_consent_on_a_connected_connection_revokes_the_previous_grant_once_the_new_one_is_safe(world):
+    connection = world.connected()
+    old_refresh_token = world.token_set(connection.connection_id).refresh_token
+
+    world.connect(connection.connection_id, realm_id=REALM)
+
+    assert world.identity.revoked_tokens == [old_refresh_token]  # the previous grant: one live grant, not two
+    new = world.token_set(connection.connection_id)
+    assert new.refresh_token != old_refresh_token and not world.identity.grant_revoked(REALM)
+    assert world.connection(connection.connection_id).last_revocation == "previous grant revoked"
+    assert world.lifecycle.refresh(connection.connection_id, force=True).outcome is RefreshOutcome.ALREADY_REFRESHED
+
+
+def test_a_reconnect_whose_revocation_of_the_previous_grant_fails_keeps_the_new_grant_and_says_so(world):
+    connection = world.connected()
+    original = world.identity.revoke
+
+    def unavailable(*args, **kwargs):
+        raise IntuitUnavailable("Intuit's revocation endpoint answered HTTP 503")
+
+    world.identity.revoke = unavailable  # type: ignore[method-assign]
+    world.connect(connection.connection_id, realm_id=REALM)
+    world.identity.revoke = original  # type: ignore[method-assign]
+
+    stored = world.connection(connection.connection_id)
+    assert stored.status is ConnectionStatus.CONNECTED
+    assert stored.last_revocation == "previous grant not revoked: intuit_unavailable"
+    _, token_set = world.lifecycle.valid_token(connection.connection_id)
+    assert world.identity.is_access_token_valid(token_set.access_token, REALM)

@@ -41,7 +41,7 @@ def test_120_days_of_five_minute_runs_keep_tokens_valid_and_warn_before_the_gran
     world = FakeWorld(clock, identity)
     margin = world.settings.refresh_margin_seconds
     period = world.settings.refresh_period_seconds
-    runs = RefreshRuns(world.lifecycle, None)
+    runs = RefreshRuns(world.lifecycle, None, world.clock)
     rng = random.Random(20261128)
 
     schedule_start = clock.now()

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fakes import FakeClock
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult
 from qbo_connect.refresh_runs import RefreshRuns
 from qbo_local.functions import LocalFunction
@@ -58,7 +59,7 @@ def sqs_event(connection_ids: list[str]) -> dict[str, Any]:
 
 def test_a_batch_is_refreshed_concurrently_and_reports_no_failures() -> None:
     lifecycle = SlowLifecycle()
-    runs = RefreshRuns(lifecycle, None)  # type: ignore[arg-type]
+    runs = RefreshRuns(lifecycle, None, FakeClock())  # type: ignore[arg-type]
 
     started = time.monotonic()
     answer = runs.handle(sqs_event([f"qbc-{n:04d}" for n in range(10)]))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from qbo_connect.settings import Settings
 from qbo_local.template import Tag, function_properties, functions, http_routes, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,9 +118,24 @@ def test_the_shared_layer_is_built_for_the_functions_runtime_and_architecture(te
     assert (ROOT / "layers/qbo_connect/requirements.txt").is_file()
 
 
-def test_timeouts_fit_each_function(template):
+def test_timeouts_fit_the_worst_case_of_each_function(template):
+    settings = Settings(table_name="t")
+    one_refresh = settings.refresh_call_deadline_seconds + settings.vault_write_deadline_seconds + 10
+    api_call = settings.connect_timeout_seconds + settings.read_timeout_seconds
     timeouts = {name: function_properties(template, name)["Timeout"] for name in FUNCTIONS}
-    assert timeouts == {"AuthorizeFunction": 10, "CallbackFunction": 30, "RefreshFunction": 120, "TestFunction": 30}
+    assert timeouts["AuthorizeFunction"] == 10  # no call to Intuit
+    assert timeouts["RefreshFunction"] >= 2 * one_refresh  # a batch of ten is two rounds of worker threads
+    assert timeouts["TestFunction"] >= one_refresh + api_call
+    # The callback answers through API Gateway (30 s at most): its own deadlines must fit inside.
+    callback = function_properties(template, "CallbackFunction")
+    env = callback["Environment"]["Variables"]
+    steps = (
+        float(env["QBO_CONSENT_CALL_DEADLINE_SECONDS"])
+        + float(env["QBO_VAULT_WRITE_DEADLINE_SECONDS"])
+        + settings.connect_timeout_seconds
+        + float(env["QBO_READ_TIMEOUT_SECONDS"])
+    )
+    assert timeouts["CallbackFunction"] == 30 and steps < 30
 
 
 # --- the public API -------------------------------------------------------------------------------

@@ -11,6 +11,17 @@ from typing import Any
 from qbo_connect.domain.connection import validate_connection_id
 from qbo_connect.errors import ErrorCode, InvalidInput
 
+# Kept back from an invocation's end to answer and flush metrics before Lambda stops it.
+ANSWER_SECONDS = 2.0
+
+
+def work_deadline(context: Any, now: float) -> float | None:
+    """When the invocation's work must be done by, on the caller's clock (None: no Lambda context)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    return now + remaining() / 1000 - ANSWER_SECONDS
+
 
 def error_body(code: ErrorCode, message: str, **extra: Any) -> dict[str, Any]:
     return {"ok": False, **extra, "error": {"code": code.value, "message": message}}

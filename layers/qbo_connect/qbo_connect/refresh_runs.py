@@ -1,9 +1,14 @@
-"""The refresh function's two jobs.
+"""The refresh function's jobs.
 
 Sweep (the schedule, {"action": "sweep"}): find the due connections through the index and fan them
 out on the queue (or refresh them here when no queue is configured). Queue batches: refresh each
 connection through the lifecycle, reporting only unexpected errors as batch item failures, so SQS
-retries them and finally parks them in the dead-letter queue.
+retries them and finally parks them in the dead-letter queue. A message that can never succeed (not
+JSON, no valid connection ID) is dropped with a log line instead. One connection ({"connection_id"})
+is refreshed directly; any other payload is refused, not taken for a sweep.
+
+Every refresh is told when the invocation ends (`work_deadline`): one that could not finish and
+persist Intuit's answer by then is not started (the lifecycle answers busy; the next run does it).
 
 A batch's records are refreshed concurrently (each in a worker thread): a refresh mostly waits on
 Intuit's token endpoint, and one at a time an instance could not use its share of the Secrets
@@ -22,24 +27,40 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from qbo_connect.domain.connection import validate_connection_id
 from qbo_connect.domain.lifecycle import RefreshResult, TokenLifecycle
+from qbo_connect.errors import ErrorCode, InvalidInput
+from qbo_connect.invocation import error_body, work_deadline
 from qbo_connect.observability import MetricUnit, logger, metrics
-from qbo_connect.ports import RefreshQueue
+from qbo_connect.ports import Clock, RefreshQueue
+
+SWEEP_EVENT = {"action": "sweep"}
 
 
 class RefreshRuns:
-    def __init__(self, lifecycle: TokenLifecycle, queue: RefreshQueue | None) -> None:
+    def __init__(self, lifecycle: TokenLifecycle, queue: RefreshQueue | None, clock: Clock) -> None:
         self._lifecycle = lifecycle
         self._queue = queue
+        self._clock = clock
+        self._not_after: float | None = None
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
+        self._not_after = work_deadline(context, self._clock.now())
         if isinstance(event, dict) and "Records" in event:
             processor = AsyncBatchProcessor(event_type=EventType.SQS)
             return async_process_partial_response(
                 event=event, record_handler=self._refresh_record_in_thread, processor=processor, context=context
             )
-        if isinstance(event, dict) and isinstance(event.get("connection_id"), str):
-            return self.refresh_one(event["connection_id"]).as_json()
-        return self.sweep()
+        if isinstance(event, dict) and "connection_id" in event:
+            try:
+                return self.refresh_one(event["connection_id"]).as_json()
+            except InvalidInput as error:
+                return error_body(ErrorCode.INVALID_INPUT, error.message)
+        if event == SWEEP_EVENT:
+            return self.sweep()
+        logger.error("Refusing an unknown refresh payload", extra={"payload_keys": _keys(event)})
+        return error_body(
+            ErrorCode.INVALID_INPUT,
+            'Invoke with {"action": "sweep"} (the schedule\'s event) or {"connection_id": "qbc-..."}',
+        )
 
     def sweep(self) -> dict[str, Any]:
         due = self._lifecycle.due_connection_ids()
@@ -52,19 +73,25 @@ class RefreshRuns:
         logger.info("Refresh sweep finished", extra={"due": len(due), "outcomes": dict(outcomes)})
         return {"due": len(due), "outcomes": dict(outcomes)}
 
-    def refresh_one(self, connection_id: str) -> RefreshResult:
-        return self._lifecycle.refresh(validate_connection_id(connection_id))
+    def refresh_one(self, connection_id: Any) -> RefreshResult:
+        return self._lifecycle.refresh(validate_connection_id(connection_id), not_after=self._not_after)
 
     async def _refresh_record_in_thread(self, record: SQSRecord) -> dict[str, Any]:
         return await asyncio.to_thread(self._refresh_record, record)
 
     def _refresh_record(self, record: SQSRecord) -> dict[str, Any]:
         try:
-            connection_id = json.loads(record.body)["connection_id"]
-        except (ValueError, KeyError, TypeError):
+            connection_id = validate_connection_id(json.loads(record.body)["connection_id"])
+        except (ValueError, KeyError, TypeError, InvalidInput):
             # A malformed message would fail forever: drop it with a log line instead of retrying it.
             logger.error("Dropping a malformed refresh message", extra={"message_id": record.message_id})
+            metrics.add_metric(name="RefreshMessagesDropped", unit=MetricUnit.Count, value=1)
             return {"dropped": record.message_id}
         # Transient Intuit failures are outcomes, not exceptions: the connection stays due and the next
         # sweep enqueues it again. Only unexpected errors (AWS down, bugs) raise and are retried by SQS.
         return self.refresh_one(connection_id).as_json()
+
+
+def _keys(event: Any) -> list[str]:
+    """What a refused payload looked like, without its values."""
+    return sorted(str(key)[:40] for key in event)[:10] if isinstance(event, dict) else [type(event).__name__]

@@ -21,12 +21,13 @@ if TYPE_CHECKING:
     from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
     from qbo_connect.adapters.eventbridge import EventBridgePublisher
     from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
+    from qbo_connect.adapters.sqs_queue import SqsRefreshQueue
     from qbo_connect.domain.administration import Administration
     from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow
     from qbo_connect.domain.connection_test import ConnectionTests
     from qbo_connect.domain.leases import Leases
     from qbo_connect.domain.lifecycle import TokenLifecycle
-    from qbo_connect.ports import Clock, CompanyApi, IdentityProvider
+    from qbo_connect.ports import Clock, CompanyApi, IdentityProvider, TokenSealer
     from qbo_connect.refresh_runs import RefreshRuns
 
 
@@ -59,7 +60,7 @@ class Services:
     def vault(self) -> SecretsManagerVault:
         from qbo_connect.adapters.secrets_vault import SecretsManagerVault
 
-        return SecretsManagerVault(self._client("secretsmanager"), self.settings)
+        return SecretsManagerVault(self._client("secretsmanager"), self.settings, clock=self.clock)
 
     @cached_property
     def signing_keys(self) -> SecretsManagerSigningKeys:
@@ -93,7 +94,30 @@ class Services:
     def leases(self) -> Leases:
         from qbo_connect.domain.leases import Leases
 
-        return Leases(self.store, self.vault, self.clock, lease_seconds=self.settings.lease_seconds)
+        return Leases(
+            self.store,
+            self.vault,
+            self.clock,
+            lease_seconds=self.settings.lease_seconds,
+            skew_seconds=self.settings.clock_skew_seconds,
+            sealer=self.sealer,
+        )
+
+    @cached_property
+    def sealer(self) -> TokenSealer | None:
+        if not self.settings.rotation_key_id:
+            return None
+        from qbo_connect.adapters.kms_sealer import KmsTokenSealer
+
+        return KmsTokenSealer(self._client("kms"), self.settings.rotation_key_id)
+
+    @cached_property
+    def refresh_queue(self) -> SqsRefreshQueue | None:
+        if not self.settings.refresh_queue_url:
+            return None
+        from qbo_connect.adapters.sqs_queue import SqsRefreshQueue
+
+        return SqsRefreshQueue(self._client("sqs"), self.settings.refresh_queue_url)
 
     @cached_property
     def lifecycle(self) -> TokenLifecycle:
@@ -101,21 +125,25 @@ class Services:
 
         policy = RefreshPolicy(
             margin_seconds=self.settings.refresh_margin_seconds,
-            call_budget_seconds=sum(self.settings.http_timeout),
+            call_deadline_seconds=self.settings.refresh_call_deadline_seconds,
+            persist_seconds=self.settings.vault_write_deadline_seconds + 10,
         )
-        return TokenLifecycle(self.store, self.vault, self.identity, self.events, self.clock, self.leases, policy)
+        return TokenLifecycle(
+            self.store,
+            self.vault,
+            self.identity,
+            self.events,
+            self.clock,
+            self.leases,
+            policy,
+            recheck=self.refresh_queue,
+        )
 
     @cached_property
     def refresh_runs(self) -> RefreshRuns:
-        from qbo_connect.adapters.sqs_queue import SqsRefreshQueue
         from qbo_connect.refresh_runs import RefreshRuns
 
-        queue = (
-            SqsRefreshQueue(self._client("sqs"), self.settings.refresh_queue_url)
-            if self.settings.refresh_queue_url
-            else None
-        )
-        return RefreshRuns(self.lifecycle, queue)
+        return RefreshRuns(self.lifecycle, self.refresh_queue, self.clock)
 
     @cached_property
     def authorize_links(self) -> AuthorizeLinks:
@@ -136,6 +164,8 @@ class Services:
             self.authorize_links,
             self.clock,
             state_seconds=self.settings.oauth_state_seconds,
+            exchange_budget_seconds=self.settings.consent_call_deadline_seconds
+            + self.settings.vault_write_deadline_seconds,
         )
 
     @cached_property

@@ -27,6 +27,8 @@ class Settings:
     event_bus_name: str = "default"
     refresh_queue_url: str = ""
     kms_key_id: str = ""
+    # The KMS key that seals a rotated token set onto the connection item while the vault refuses it.
+    rotation_key_id: str = ""
 
     authorization_url: str = intuit.AUTHORIZATION_URL
     token_url: str = intuit.TOKEN_URL
@@ -38,7 +40,14 @@ class Settings:
 
     refresh_margin_seconds: int = 900
     refresh_period_seconds: int = 300
-    lease_seconds: int = 60
+    # Lease > refresh call deadline + vault write deadline + clock skew allowance (checked below).
+    lease_seconds: int = 200
+    refresh_call_deadline_seconds: float = float(intuit.REQUEST_TIME_LIMIT_SECONDS)
+    # The callback answers through API Gateway, which gives up after 29 s: the code exchange gets less.
+    consent_call_deadline_seconds: float = 15.0
+    vault_write_deadline_seconds: float = 30.0
+    # How far two machines' clocks may disagree: nobody takes over a lease before expiry + this.
+    clock_skew_seconds: float = 30.0
     secrets_write_budget_per_second: float = 40.0
     # How many processes share the budget (the refresh queue's maximum concurrency).
     write_budget_shares: int = 1
@@ -51,6 +60,14 @@ class Settings:
     @property
     def http_timeout(self) -> tuple[float, float]:
         return (self.connect_timeout_seconds, self.read_timeout_seconds)
+
+    def __post_init__(self) -> None:
+        needed = self.refresh_call_deadline_seconds + self.vault_write_deadline_seconds + self.clock_skew_seconds
+        if self.lease_seconds <= needed:
+            raise SettingsError(
+                f"QBO_LEASE_SECONDS ({self.lease_seconds}) must exceed the refresh call deadline, the vault write "
+                f"deadline and the clock skew allowance together ({needed:.0f} s): raise it or lower those"
+            )
 
     @property
     def secrets_writes_per_second_here(self) -> float:
@@ -110,6 +127,7 @@ class Settings:
             event_bus_name=text("QBO_EVENT_BUS_NAME", "default"),
             refresh_queue_url=text("QBO_REFRESH_QUEUE_URL"),
             kms_key_id=text("QBO_KMS_KEY_ID"),
+            rotation_key_id=text("QBO_ROTATION_KEY_ID"),
             authorization_url=text("QBO_INTUIT_AUTHORIZATION_URL", intuit.AUTHORIZATION_URL),
             token_url=text("QBO_INTUIT_TOKEN_URL", intuit.TOKEN_URL),
             revocation_url=text("QBO_INTUIT_REVOCATION_URL", intuit.REVOCATION_URL),
@@ -118,7 +136,13 @@ class Settings:
             allowed_api_hosts=frozenset(h.strip() for h in text("QBO_ALLOWED_API_HOSTS").split(",") if h.strip()),
             refresh_margin_seconds=number("QBO_REFRESH_MARGIN_SECONDS", 900),
             refresh_period_seconds=number("QBO_REFRESH_PERIOD_SECONDS", 300),
-            lease_seconds=number("QBO_LEASE_SECONDS", 60),
+            lease_seconds=number("QBO_LEASE_SECONDS", 200),
+            refresh_call_deadline_seconds=number(
+                "QBO_REFRESH_CALL_DEADLINE_SECONDS", float(intuit.REQUEST_TIME_LIMIT_SECONDS), float
+            ),
+            consent_call_deadline_seconds=number("QBO_CONSENT_CALL_DEADLINE_SECONDS", 15.0, float),
+            vault_write_deadline_seconds=number("QBO_VAULT_WRITE_DEADLINE_SECONDS", 30.0, float),
+            clock_skew_seconds=number("QBO_CLOCK_SKEW_SECONDS", 30.0, float),
             secrets_write_budget_per_second=number("QBO_SECRETS_WRITE_BUDGET", 40.0, float),
             write_budget_shares=number("QBO_WRITE_BUDGET_SHARES", 1),
             authorize_link_seconds=number("QBO_AUTHORIZE_LINK_SECONDS", 1800),

@@ -10,8 +10,9 @@ refresh happens only when the token cannot serve the caller, and then through th
 
 When Intuit answers 401 with a token from here, call `token_rejected(connection_id, token)`: it asks
 for one forced refresh (still under the lease), at most once per connection per
-`RefreshPolicy.forced_refresh_min_age_seconds` in this process; the lifecycle also refuses to force a
-refresh of a token younger than that, whoever asks. A caller looping on 401s therefore gets the same
+`RefreshPolicy.forced_refresh_min_age_seconds` (ten minutes) in this process; the lifecycle also refuses
+to force a refresh of a token younger than that, whoever asks, and keeps a per-connection budget of
+forced refreshes so the secret stays within Secrets Manager's version quota. A caller looping on 401s therefore gets the same
 token back and sees its 401 as an error, instead of making the service refresh in a loop.
 """
 
@@ -20,16 +21,16 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from qbo_connect import intuit
-from qbo_connect.domain.lifecycle import RefreshOutcome, TokenLifecycle
+from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshPolicy, TokenLifecycle
 from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput
 from qbo_connect.observability import logger
 from qbo_connect.ports import Clock, ConnectionStore
 
 DEFAULT_MIN_VALID_SECONDS = 300.0
-# A fresh access token lives an hour; asking for more than this could never be satisfied and would
-# make every read refresh.
-MAX_MIN_VALID_SECONDS = intuit.ACCESS_TOKEN_DEFAULT_SECONDS - 300.0
+# A fresh access token lives an hour. Asking for nearly all of it would refresh a token minutes old on
+# every read, and each refresh writes a Secrets Manager version (about 100 a day is the quota): the
+# lifecycle's cap keeps one refresh per half hour at most.
+MAX_MIN_VALID_SECONDS = RefreshPolicy.max_min_valid_seconds
 # While another holder refreshes the connection: how long to wait, and how often to look.
 BUSY_WAIT_SECONDS = 30.0
 BUSY_POLL_SECONDS = 0.25
@@ -183,7 +184,8 @@ class TokenAccess:
 def _check_min_valid(min_valid_seconds: float) -> None:
     if not 0 <= min_valid_seconds <= MAX_MIN_VALID_SECONDS:
         raise InvalidInput(
-            f"min_valid_seconds must be between 0 and {int(MAX_MIN_VALID_SECONDS)} (an access token lives an hour)"
+            f"min_valid_seconds must be between 0 and {int(MAX_MIN_VALID_SECONDS)}: an access token lives an hour, "
+            "and asking for more would refresh a fresh token on every read"
         )
 
 
@@ -205,7 +207,7 @@ def default_token_access() -> TokenAccess:
 
 
 def get_access_token(connection_id: str, *, min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS) -> str:
-    """An access token for the connection, valid for at least `min_valid_seconds` (default 300, at most 3300)."""
+    """An access token for the connection, valid for at least `min_valid_seconds` (default 300, at most 1800)."""
     return default_token_access().access_token(connection_id, min_valid_seconds=min_valid_seconds)
 
 

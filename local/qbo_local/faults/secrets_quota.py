@@ -86,6 +86,11 @@ class StrictSecretsManager:
         with self._lock:
             self._failures.extend([code] * n)
 
+    def clear_failures(self) -> None:
+        """Secrets Manager is healthy again: drop the failures not yet served."""
+        with self._lock:
+            self._failures.clear()
+
     def versions_created_within_a_day(self, secret_id: str) -> int:
         """How many versions of the secret count against the quota now."""
         with self._lock:

@@ -138,6 +138,7 @@ class ConsentFlow:
         clock: Clock,
         *,
         state_seconds: float,
+        exchange_budget_seconds: float = 60,
     ) -> None:
         self._store = store
         self._leases = leases
@@ -147,6 +148,8 @@ class ConsentFlow:
         self._links = links
         self._clock = clock
         self._state_seconds = state_seconds
+        # What the code exchange and persisting its answer may take: not started with less lease left.
+        self._exchange_budget_seconds = exchange_budget_seconds
 
     def start(
         self, connection_id: str, *, exp: str | None, kid: str | None, sig: str | None, redirect_uri: str
@@ -229,6 +232,9 @@ class ConsentFlow:
                 if secret is None or not secret.client_secret:
                     raise LinkRejected(FlowError.NO_CLIENT_SECRET, **details)
                 credentials = ClientCredentials(secret.client_id, secret.client_secret)
+                if self._leases.seconds_left(held) < self._exchange_budget_seconds:
+                    # The code is single-use: an exchange whose answer could not be persisted loses it.
+                    raise Busy("the lease ran short before the code exchange")
                 try:
                     token_set = self._identity.exchange_code(
                         credentials, code=code, redirect_uri=redirect_uri, scopes=held.connection.scopes
@@ -242,8 +248,10 @@ class ConsentFlow:
                     self._revoke_quietly(credentials, token_set.refresh_token, connection.connection_id)
                     raise LinkRejected(FlowError.COMPANY_MISMATCH, expected=expected, chosen=realm_id, **details)
                 now = self._clock.now()
+                previous = secret.token_set
                 new_secret = secret.next(now=now, token_set=token_set, realm_id=realm_id)
-                # Persist first; the company name is looked up after the tokens are safe.
+                # Persist first; the company name is looked up after the tokens are safe. A refresh of
+                # the previous grant still marked in flight cannot touch the new one: the mark goes.
                 saved = self._leases.commit(
                     held,
                     held.connection.connected_with(
@@ -252,9 +260,14 @@ class ConsentFlow:
                         company_name=None,
                         now=now,
                         generation=new_secret.generation,
-                    ),
+                    ).fenced_until(None),
                     new_secret,
                 )
+                if previous is not None and previous.refresh_token != token_set.refresh_token:
+                    # A reconnect: one live grant, not two. The old one is revoked only now that the
+                    # new one is safe, so a failed revocation loses nothing.
+                    revocation = self._revoke_quietly(credentials, previous.refresh_token, connection.connection_id)
+                    saved = self._leases.commit(held, replace(saved, last_revocation=f"previous grant {revocation}"))
                 company_name = self._company_name(saved, token_set.access_token)
                 if company_name:
                     saved = self._leases.commit(held, replace(saved, company_name=company_name))
@@ -285,14 +298,16 @@ class ConsentFlow:
             return None
         return info.company_name
 
-    def _revoke_quietly(self, credentials: ClientCredentials, token: str, connection_id: str) -> None:
+    def _revoke_quietly(self, credentials: ClientCredentials, token: str, connection_id: str) -> str:
         try:
             self._identity.revoke(credentials, token=token)
         except QboConnectError as error:
             logger.warning(
-                "Could not revoke tokens for the wrong company",
+                "Could not revoke a grant the connection no longer uses",
                 extra={"connection_id": connection_id, "error_code": error.code.value},
             )
+            return f"not revoked: {error.code.value}"
+        return "revoked"
 
 
 def _browser_binding(state: str) -> str:

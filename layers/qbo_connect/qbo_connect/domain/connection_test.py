@@ -36,6 +36,7 @@ NEXT_STEPS: dict[ErrorCode, str] = {
     ErrorCode.VALIDATION_FAILED: "QuickBooks refused the test's request: if it persists, contact Intuit support "
     "with the intuit_tid.",
     ErrorCode.CONFLICT: "The connection changed while it was tested: try again.",
+    ErrorCode.VAULT_UNAVAILABLE: "Secrets Manager refused a write: try again shortly; check the RotationPending alarm.",
 }
 
 # Checks a deep test reports, in the order it runs them.
@@ -101,19 +102,23 @@ class ConnectionTests:
         self._events = events
         self._clock = clock
 
-    def run(self, connection_id: str, *, deep: bool = False) -> TestReport:
+    def run(self, connection_id: str, *, deep: bool = False, not_after: float | None = None) -> TestReport:
         connection = self._store.get(connection_id) if isinstance(connection_id, str) else None
         started = time.monotonic()
         checks: dict[str, dict[str, Any]] | None = {} if deep else None
         running = COMPANY_INFO_CHECK
         try:
-            connection, token_set = self._lifecycle.valid_token(connection_id, min_valid_seconds=60)
+            connection, token_set = self._lifecycle.valid_token(
+                connection_id, min_valid_seconds=60, not_after=not_after
+            )
             try:
                 info = self._call(connection, token_set.access_token)
             except Unauthorized:
                 # The token may have been revoked early: one forced refresh, then one more try.
-                self._lifecycle.refresh(connection_id, force=True)
-                connection, token_set = self._lifecycle.valid_token(connection_id, min_valid_seconds=60)
+                self._lifecycle.refresh(connection_id, force=True, not_after=not_after)
+                connection, token_set = self._lifecycle.valid_token(
+                    connection_id, min_valid_seconds=60, not_after=not_after
+                )
                 info = self._call(connection, token_set.access_token)
             if checks is not None:
                 checks[COMPANY_INFO_CHECK] = {"ok": True, "message": f"company {info.company_name!r}"}

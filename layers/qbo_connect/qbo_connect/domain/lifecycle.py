@@ -1,17 +1,22 @@
 """The token lifecycle: refresh when due, one refresher at a time, persist first, classify failures.
 
-Intuit's refresh token is treated as single-use (shared/INTUIT.md): once Intuit answers, the new
+Intuit's refresh token is treated as single-use (docs/reliability.md): once Intuit answers, the new
 token set is written to the vault before anything else happens, and nobody refreshes without the
-connection's lease.
+connection's lease. The whole Intuit call has a deadline that fits in what the lease and the
+invocation leave. An answer lost after the request was sent (OutcomeUnknown) is never retried at
+once: the in-flight mark stays until the call is certainly over at Intuit, and one check follows.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 
+from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, ConnectionStatus
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import HeldLease, Leases, require
@@ -24,6 +29,7 @@ from qbo_connect.errors import (
     InvalidClient,
     NeedsReauthorization,
     NotConnected,
+    OutcomeUnknown,
     QboConnectError,
     Throttled,
 )
@@ -34,6 +40,7 @@ from qbo_connect.ports import (
     ConnectionStore,
     EventPublisher,
     IdentityProvider,
+    RefreshQueue,
     TokenVault,
 )
 
@@ -46,6 +53,7 @@ class RefreshOutcome(StrEnum):
     BUSY = "busy"
     NOT_REFRESHABLE = "not_refreshable"
     TRANSIENT_FAILURE = "transient_failure"
+    OUTCOME_UNKNOWN = "outcome_unknown"  # sent, answer lost: checked again once the call is certainly over
     NEEDS_REAUTHORIZATION = "needs_reauthorization"
     INVALID_CLIENT = "invalid_client"
     NOT_FOUND = "not_found"
@@ -67,10 +75,23 @@ class RefreshPolicy:
     attempts: int = 3
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 8.0
-    # A forced refresh (a workflow saw a 401) is refused if the token is younger than this.
-    forced_refresh_min_age_seconds: float = 60
-    # Don't start an Intuit call that could outlive the lease.
-    call_budget_seconds: float = 35
+    # A forced refresh (a workflow saw a 401) is refused if the token is younger than this, and costs one
+    # of `forced_refresh_burst` tokens that come back one per `forced_refresh_refill_seconds`: with the
+    # schedule's refresh every 45 minutes that keeps a secret under ~85 versions a day (AWS: ~100).
+    forced_refresh_min_age_seconds: float = 600
+    forced_refresh_burst: float = 3
+    forced_refresh_refill_seconds: float = 1800
+    # A caller may ask for a token valid this long at most: a longer ask would refresh a fresh token.
+    max_min_valid_seconds: float = intuit.ACCESS_TOKEN_DEFAULT_SECONDS - 1800
+    # The whole Intuit call, and what must be left after it to persist its answer.
+    call_deadline_seconds: float = float(intuit.REQUEST_TIME_LIMIT_SECONDS)
+    persist_seconds: float = 40
+    # A call given less than this (or than the whole deadline, if shorter) is not started.
+    min_call_seconds: float = 10
+
+    @property
+    def shortest_call_seconds(self) -> float:
+        return min(self.min_call_seconds, self.call_deadline_seconds)
 
 
 class TokenLifecycle:
@@ -83,6 +104,7 @@ class TokenLifecycle:
         clock: Clock,
         leases: Leases,
         policy: RefreshPolicy,
+        recheck: RefreshQueue | None = None,
     ) -> None:
         self._store = store
         self._vault = vault
@@ -91,6 +113,8 @@ class TokenLifecycle:
         self._clock = clock
         self._leases = leases
         self.policy = policy
+        # Where a check after an unknown outcome is queued for when the call is certainly over.
+        self._recheck = recheck
 
     # --- finding work -------------------------------------------------------------------------
     def due_connection_ids(self) -> list[str]:
@@ -98,25 +122,36 @@ class TokenLifecycle:
 
     # --- refreshing ---------------------------------------------------------------------------
     def refresh(
-        self, connection_id: str, *, force: bool = False, min_valid_seconds: float | None = None
+        self,
+        connection_id: str,
+        *,
+        force: bool = False,
+        min_valid_seconds: float | None = None,
+        not_after: float | None = None,
     ) -> RefreshResult:
         """Refresh one connection if it is due (or `force`), under its lease. Never raises for Intuit's answers:
-        the outcome says what happened and the connection's status records it."""
-        needed = max(self.policy.margin_seconds, min_valid_seconds or 0)
+        the outcome says what happened and the connection's status records it. `not_after` is when the
+        caller must be done (a Lambda invocation's end): no Intuit call starts that could not finish and
+        be persisted by then."""
+        needed = max(self.policy.margin_seconds, min(min_valid_seconds or 0, self.policy.max_min_valid_seconds))
         try:
             # No read first: callers (the sweep, a workflow whose token is short) already know it is due,
             # and the lease write fails fast when someone else is refreshing.
-            with self._leases.hold(connection_id, read_secret=False) as held:
+            with self._leases.hold(connection_id, read_secret=False, fence=True) as held:
                 skip = self._skip_reason(held.connection, force=force, needed=needed)
-                if skip and held.connection.status is not ConnectionStatus.NOT_CONNECTED:
+                if (
+                    skip
+                    and held.connection.status is not ConnectionStatus.NOT_CONNECTED
+                    and held.connection.pending_rotation is None
+                ):
                     return skip
-                # Due, or "not connected" by metadata that can lag the vault after a crashed consent:
-                # reading the secret reconciles a crashed holder's newer token set.
+                # Due, or "not connected" by metadata that can lag the vault after a crashed consent, or a
+                # sealed rotation waiting for the vault: reading the secret reconciles all three.
                 self._leases.load_secret(held)
                 skip = self._skip_reason(held.connection, force=force, needed=needed)
-                return skip or self._refresh_held(held)
-        except Busy:
-            return RefreshResult(connection_id, RefreshOutcome.BUSY, "another refresher holds the lease")
+                return skip or self._refresh_held(held, force=force, not_after=not_after)
+        except Busy as busy:
+            return RefreshResult(connection_id, RefreshOutcome.BUSY, str(busy))
         except Conflict:
             # Our lease ran out mid-call and another holder wrote first; its newer token set stays.
             return RefreshResult(connection_id, RefreshOutcome.BUSY, "another refresher changed the connection first")
@@ -130,24 +165,49 @@ class TokenLifecycle:
             return RefreshResult(cid, RefreshOutcome.NOT_REFRESHABLE, f"status is {connection.status.value}")
         age = now - (connection.last_refreshed_at or 0)
         if force and age < self.policy.forced_refresh_min_age_seconds:
-            return RefreshResult(cid, RefreshOutcome.ALREADY_REFRESHED, f"refreshed {int(age)} s ago")
+            allowed_at = now + self.policy.forced_refresh_min_age_seconds - age
+            return RefreshResult(
+                cid,
+                RefreshOutcome.ALREADY_REFRESHED,
+                f"refreshed {int(age)} s ago; a forced refresh is allowed again at {_clock_time(allowed_at)}",
+            )
+        if force and self._forced_refresh_tokens(connection, now) < 1:
+            wait = (1 - self._forced_refresh_tokens(connection, now)) * self.policy.forced_refresh_refill_seconds
+            return RefreshResult(
+                cid,
+                RefreshOutcome.ALREADY_REFRESHED,
+                f"the connection's forced-refresh budget is spent (it keeps the secret within Secrets Manager's "
+                f"version quota); the next is allowed at {_clock_time(now + wait)}",
+            )
         if not force and not connection.is_refresh_due(now, needed):
             return RefreshResult(cid, RefreshOutcome.NOT_DUE)
         return None
 
-    def _refresh_held(self, held: HeldLease) -> RefreshResult:
+    def _forced_refresh_tokens(self, connection: Connection, now: float) -> float:
+        if connection.discretionary_refresh_tokens is None:
+            return self.policy.forced_refresh_burst
+        regained = (
+            now - (connection.discretionary_refresh_tokens_at or now)
+        ) / self.policy.forced_refresh_refill_seconds
+        return min(self.policy.forced_refresh_burst, connection.discretionary_refresh_tokens + max(0.0, regained))
+
+    def _refresh_held(self, held: HeldLease, *, force: bool, not_after: float | None) -> RefreshResult:
         connection, secret = held.connection, held.secret
         if secret is None or secret.token_set is None or not secret.client_secret:
             # Metadata says connected but the vault has nothing to refresh with: only a person can fix it.
             return self._permanent_failure(held, NeedsReauthorization("The connection secret holds no refresh token"))
-        if self._leases.seconds_left(held) < self.policy.call_budget_seconds:
-            # The call could outlive the lease, and a holder taking over would send the same refresh token.
+        if self._call_deadline(held, not_after) < self.policy.shortest_call_seconds:
+            # The call could outlive the lease or the invocation, and a refresh answer nobody persists is lost.
             return RefreshResult(
-                connection.connection_id, RefreshOutcome.BUSY, "the lease ran short before calling Intuit: try again"
+                connection.connection_id,
+                RefreshOutcome.BUSY,
+                "too little time was left to call Intuit and persist its answer: the next run will",
             )
         started = time.monotonic()
         try:
-            token_set = self._call_intuit(held)
+            token_set = self._call_intuit(held, not_after)
+        except OutcomeUnknown as error:
+            return self._outcome_unknown(held, error)
         except (NeedsReauthorization, InvalidClient) as error:
             if self._lost_race(held):
                 return RefreshResult(connection.connection_id, RefreshOutcome.ALREADY_REFRESHED)
@@ -160,8 +220,14 @@ class TokenLifecycle:
         updated, warning = self._with_expiry_warning(
             connection.with_token_times(new_secret.token_set, now=now, generation=new_secret.generation), now
         )
+        if force:
+            updated = replace(
+                updated,
+                discretionary_refresh_tokens=self._forced_refresh_tokens(connection, now) - 1,
+                discretionary_refresh_tokens_at=now,
+            )
         # Persist first: the vault write happens before any other work (see Leases.commit).
-        saved = self._leases.commit(held, updated, new_secret, release=True)
+        saved = self._leases.commit(held, updated.fenced_until(None), new_secret, release=True)
         self._announce_expiry(warning, saved)
         metrics.add_metric(name="RefreshSuccess", unit=MetricUnit.Count, value=1)
         metrics.add_metric(
@@ -178,23 +244,39 @@ class TokenLifecycle:
         logger.info("Connection refreshed", extra={"connection_id": saved.connection_id})
         return RefreshResult(saved.connection_id, RefreshOutcome.REFRESHED)
 
-    def _call_intuit(self, held: HeldLease) -> TokenSet:
-        """Bounded retries with backoff and full jitter, never past what the lease leaves us."""
+    def _time_for_calls(self, held: HeldLease, not_after: float | None) -> float:
+        """What the lease and the invocation leave for calling Intuit, after keeping time to persist."""
+        left = self._leases.seconds_left(held)
+        if not_after is not None:
+            left = min(left, not_after - self._clock.now())
+        return left - self.policy.persist_seconds
+
+    def _call_deadline(self, held: HeldLease, not_after: float | None) -> float:
+        return min(self.policy.call_deadline_seconds, self._time_for_calls(held, not_after))
+
+    def _call_intuit(self, held: HeldLease, not_after: float | None) -> TokenSet:
+        """Retries, with backoff and full jitter, only what certainly never reached Intuit's processing."""
         secret = held.secret
         assert secret is not None and secret.token_set is not None and secret.client_secret
         credentials = ClientCredentials(secret.client_id, secret.client_secret)
         attempt = 0
         while True:
             attempt += 1
+            held.call_started_at = self._clock.now()
             try:
                 return self._identity.refresh(
-                    credentials, refresh_token=secret.token_set.refresh_token, scopes=held.connection.scopes
+                    credentials,
+                    refresh_token=secret.token_set.refresh_token,
+                    scopes=held.connection.scopes,
+                    deadline_seconds=self._call_deadline(held, not_after),
                 )
+            except OutcomeUnknown:
+                raise  # Intuit may have rotated: sending the same token again could spend a consumed one
             except (IntuitUnavailable, Throttled) as error:
                 delay = self._backoff(attempt, error)
                 if (
                     attempt >= self.policy.attempts
-                    or self._leases.seconds_left(held) - delay < self.policy.call_budget_seconds
+                    or self._time_for_calls(held, not_after) - delay < self.policy.shortest_call_seconds
                 ):
                     raise
                 logger.info(
@@ -235,6 +317,37 @@ class TokenLifecycle:
             )
         return True
 
+    def _outcome_unknown(self, held: HeldLease, error: OutcomeUnknown) -> RefreshResult:
+        """Keep the in-flight mark until the call is certainly over at Intuit, then check once (re-queued)."""
+        now = self._clock.now()
+        sent_at = held.call_started_at if held.call_started_at is not None else now
+        over_at = max(now, sent_at + intuit.REQUEST_TIME_LIMIT_SECONDS)
+        updated, warning = self._with_expiry_warning(
+            held.connection.with_refresh_failure(error.code.value, now=now).fenced_until(over_at), now
+        )
+        saved = self._leases.commit(held, updated, release=True)
+        self._announce_expiry(warning, saved)
+        check_at = over_at + self._leases.skew_seconds + 1
+        if self._recheck is not None:
+            self._recheck.enqueue([saved.connection_id], delay_seconds=math.ceil(check_at - now))
+        metrics.add_metric(name="RefreshOutcomeUnknown", unit=MetricUnit.Count, value=1)
+        reason = (
+            f"{error}: Intuit may have rotated the refresh token; nothing is sent with it before "
+            f"{_clock_time(check_at)}, then the service checks once and reports at once if the grant is gone"
+        )
+        self._publish(
+            EventType.REFRESH_FAILED,
+            saved,
+            reason=reason,
+            consecutive_failures=saved.consecutive_refresh_failures,
+            intuit_tid=error.intuit_tid,
+        )
+        logger.error(
+            "Refresh answer lost in flight",
+            extra={"connection_id": saved.connection_id, "check_at": int(check_at), "intuit_tid": error.intuit_tid},
+        )
+        return RefreshResult(saved.connection_id, RefreshOutcome.OUTCOME_UNKNOWN, reason)
+
     def _permanent_failure(self, held: HeldLease, error: QboConnectError) -> RefreshResult:
         now = self._clock.now()
         if isinstance(error, InvalidClient):
@@ -250,7 +363,7 @@ class TokenLifecycle:
                 EventType.NEEDS_REAUTHORIZATION,
             )
         saved = self._leases.commit(
-            held, held.connection.with_status(status, now=now, error=error.code.value), release=True
+            held, held.connection.with_status(status, now=now, error=error.code.value).fenced_until(None), release=True
         )
         metrics.add_metric(name="RefreshPermanentFailure", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="ConnectionsNeedingReauthorization", unit=MetricUnit.Count, value=1)
@@ -265,7 +378,7 @@ class TokenLifecycle:
         now = self._clock.now()
         # Refreshes failing for weeks bring the rolling expiry near: warn about that too.
         updated, warning = self._with_expiry_warning(
-            held.connection.with_refresh_failure(error.code.value, now=now), now
+            held.connection.with_refresh_failure(error.code.value, now=now).fenced_until(None), now
         )
         saved = self._leases.commit(held, updated, release=True)
         self._announce_expiry(warning, saved)
@@ -318,30 +431,36 @@ class TokenLifecycle:
         self._events.publish([connection_event(kind, connection, now=self._clock.now(), **detail)])
 
     # --- handing out tokens -------------------------------------------------------------------
-    def valid_token(self, connection_id: str, *, min_valid_seconds: float = 300) -> tuple[Connection, TokenSet]:
+    def valid_token(
+        self, connection_id: str, *, min_valid_seconds: float = 300, not_after: float | None = None
+    ) -> tuple[Connection, TokenSet]:
         """A token valid for at least `min_valid_seconds`: from the vault, refreshed through the lease only
         when needed. Raises a QboConnectError that says what a person must do when none can be had."""
+        busy = "The connection is being refreshed by someone else: try again in a minute"
         for attempt in range(3):
             connection = require(self._store.get(connection_id), connection_id)
             if attempt == 0 and connection.status is ConnectionStatus.NOT_CONNECTED and connection.has_client_secret:
                 self.refresh(connection_id)  # a consent whose metadata write was lost is reconciled here
                 continue
             _raise_for_status(connection)
-            secret = self._vault.read(connection_id)
+            secret = self._leases.current_secret(connection)
             now = self._clock.now()
             if secret and secret.token_set and secret.token_set.is_valid_for(min_valid_seconds, now):
                 return connection, secret.token_set
-            result = self.refresh(connection_id, min_valid_seconds=min_valid_seconds)
+            result = self.refresh(connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after)
             if result.outcome is RefreshOutcome.BUSY:
-                self._wait_for_lease(connection_id)
-            elif result.outcome is RefreshOutcome.TRANSIENT_FAILURE:
+                busy = result.message or busy
+                self._wait_for_lease(connection_id, not_after)
+            elif result.outcome in {RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.OUTCOME_UNKNOWN}:
                 raise IntuitUnavailable(f"Intuit could not refresh the token ({result.message}): try again shortly")
         connection = require(self._store.get(connection_id), connection_id)
         _raise_for_status(connection)
-        raise Busy("The connection is being refreshed by someone else: try again in a minute")
+        raise Busy(busy)
 
-    def _wait_for_lease(self, connection_id: str) -> None:
+    def _wait_for_lease(self, connection_id: str, not_after: float | None) -> None:
         deadline = self._clock.now() + self._leases.lease_seconds
+        if not_after is not None:
+            deadline = min(deadline, not_after - self.policy.persist_seconds)
         while self._clock.now() < deadline:
             connection = self._store.get(connection_id)
             if connection is None or not connection.lease_is_held(self._clock.now()):
@@ -382,6 +501,10 @@ def expiry_warning(connection: Connection, now: float) -> ExpiryWarning | None:
     # One event for the closest threshold; thresholds crossed at once are marked sent together.
     sent = tuple(sorted({*connection.expiry_warnings_sent, *(f"{d}d" for d in crossed)}))
     return ExpiryWarning(min(fresh), days_left, ends_at, ends_by, sent)
+
+
+def _clock_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _raise_for_status(connection: Connection) -> None:

@@ -1,0 +1,93 @@
+"""What the refresh function does with each kind of payload: sweep, one connection, queue batches, and
+payloads it must refuse or drop rather than retry forever or mistake for a sweep."""
+
+from __future__ import annotations
+
+import pytest
+from fakes import FakeWorld
+from qbo_connect.refresh_runs import RefreshRuns
+from test_refresh_batch_concurrency import sqs_event
+
+UNTIL_DUE = 3600 - 900
+
+
+@pytest.fixture
+def world() -> FakeWorld:
+    return FakeWorld()
+
+
+@pytest.fixture
+def runs(world: FakeWorld) -> RefreshRuns:
+    return RefreshRuns(world.lifecycle, None, world.clock)
+
+
+@pytest.mark.parametrize("payload", [{}, {"action": "sweeep"}, {"connections": ["qbc-1"]}, [], "sweep", None])
+def test_an_unknown_payload_is_refused_and_sweeps_nothing(world, runs, payload):
+    connection = world.connected()
+    world.clock.advance(UNTIL_DUE)
+
+    answer = runs.handle(payload)
+
+    assert answer["ok"] is False and answer["error"]["code"] == "invalid_input"
+    assert '{"action": "sweep"}' in answer["error"]["message"]
+    assert world.identity.refresh_calls == 0
+    assert world.connection(connection.connection_id).lease_owner is None
+
+
+def test_the_schedule_s_event_sweeps(world, runs):
+    world.connected()
+    world.clock.advance(UNTIL_DUE)
+
+    assert runs.handle({"action": "sweep"}) == {"due": 1, "outcomes": {"refreshed": 1}}
+
+
+def test_a_direct_invoke_with_a_bad_connection_id_is_refused_with_what_to_send(world, runs):
+    answer = runs.handle({"connection_id": "../etc/passwd"})
+
+    assert answer["ok"] is False and answer["error"]["code"] == "invalid_input"
+    assert "lowercase letters" in answer["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body", ['{"connection_id": "Not An ID!"}', '{"connection_id": 42}', "not json", '{"id": "qbc-1"}']
+)
+def test_a_queue_message_that_can_never_succeed_is_dropped_not_retried_into_the_dead_letter_queue(world, runs, body):
+    connection = world.connected()
+    world.clock.advance(UNTIL_DUE)
+    event = sqs_event([connection.connection_id])
+    event["Records"].append({**event["Records"][0], "messageId": "m-bad", "body": body})
+
+    answer = runs.handle(event)
+
+    assert answer == {"batchItemFailures": []}  # nothing for SQS to retry
+    assert world.identity.refresh_calls == 1  # the good message in the same batch was refreshed
+
+
+def test_a_refresh_is_not_started_when_the_invocation_would_end_before_it_is_persisted(world, runs):
+    connection = world.connected()
+    world.clock.advance(UNTIL_DUE)
+
+    class EndingSoon:
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 20_000  # less than a call plus its persist time
+
+    answer = runs.handle({"connection_id": connection.connection_id}, EndingSoon())
+
+    assert answer["outcome"] == "busy" and "too little time" in answer["message"]
+    assert world.identity.refresh_calls == 0
+    assert world.connection(connection.connection_id).lease_owner is None
+
+
+def test_a_refresh_gets_a_call_deadline_that_fits_in_what_the_invocation_leaves(world, runs):
+    connection = world.connected()
+    world.clock.advance(UNTIL_DUE)
+
+    class Invocation:
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 100_000
+
+    assert runs.handle({"connection_id": connection.connection_id}, Invocation())["outcome"] == "refreshed"
+    # 100 s left, less 2 s to answer, less the persist budget: the call may take what remains, no more.
+    assert world.identity.deadlines == [pytest.approx(100 - 2 - world.policy.persist_seconds)]
