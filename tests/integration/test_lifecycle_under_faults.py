@@ -24,6 +24,7 @@ import pytest
 from qbo_connect import intuit
 from qbo_connect.adapters.secrets_vault import SecretsManagerVault
 from qbo_connect.runtime import Services
+from qbo_connect.token_access import MAX_MIN_VALID_SECONDS, TokenAccess
 from qbo_local.faults import FaultProxy, ProxyFault, StrictSecretsManager
 from refresh_support import (
     ACCESS_TOKEN_SECONDS,
@@ -268,4 +269,26 @@ def test_an_invocation_about_to_end_does_not_start_a_refresh_it_could_not_persis
 
     assert answer["outcome"] == "busy" and "too little time" in answer["message"]
     assert world.stack.refresh_calls() == 0 and world.proxy.forwarded_requests == 0
+    assert_alive(world, connection_id)
+
+
+# --- Secrets Manager's version quota ----------------------------------------------------------------------
+def test_a_day_of_greedy_workflows_stays_within_the_secret_s_version_quota(world: FaultyWorld) -> None:
+    """Once a minute for 24 hours: a workflow asking for the longest validity allowed, and one that sees a
+    401 every time and asks for a forced refresh. AWS keeps every version younger than a day and about
+    100 in all; past that PutSecretValue fails after Intuit rotated."""
+    connection_id = world.stack.connect().connection_id
+    services = world.services()
+    greedy = TokenAccess(services.lifecycle, services.store, world.stack.clock)
+    rejecting = TokenAccess(services.lifecycle, services.store, world.stack.clock)
+    secret_name = world.settings.connection_secret_name(connection_id)
+
+    for _ in range(24 * 60):
+        world.stack.clock.advance(60)
+        greedy.access_token(connection_id, min_valid_seconds=MAX_MIN_VALID_SECONDS)
+        rejecting.token_rejected(connection_id, rejecting.access_token(connection_id))
+
+    versions = world.secrets.versions_created_within_a_day(secret_name)
+    assert versions <= 85, versions  # the quota is 100; the schedule's own refreshes need ~32 a day
+    assert world.stack.connection(connection_id).pending_rotation is None  # no write was ever refused
     assert_alive(world, connection_id)
