@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # sam build without Docker needs the Lambda runtime's Python on PATH (template.yaml: python3.13).
 LAMBDA_PYTHON_BIN ?= $(shell for p in $$HOME/.pyenv/versions/3.13*/bin; do [ -x $$p/python3.13 ] && echo $$p && break; done)
 
-.PHONY: dev test lint unit integration e2e template build invoke bench clean
+.PHONY: dev test lint unit integration e2e template build invoke bench chaos clean
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ build: $(TOOLS)/bin/sam  ## sam build, without Docker
 
 bench: $(BIN)/activate $(TOOLS)/bin/sam  ## Benchmarks: cold start, refresh throughput, due-finding reads, token reads, cost; prints the table, writes docs/performance.md
 	$(BIN)/python -m bench
+
+chaos: $(BIN)/activate  ## Randomized soak of the token lifecycle under faults (2,000 refresh cycles, 8 processes); writes docs/reliability.md
+	$(BIN)/python -m chaos
 
 invoke: $(BIN)/activate  ## Run a sample event through a function against the running local stack: make invoke FUNCTION=test EVENT=events/test.json
 	$(BIN)/python -m qbo_local invoke $(FUNCTION) $(EVENT)

@@ -36,6 +36,7 @@ from qbo_connect.errors import QboConnectError
 from qbo_connect.ports import ConnectionEvent
 from qbo_connect.runtime import Services, build_services
 from qbo_connect.settings import Settings
+from qbo_local.serialized_moto import SerializedMotoServer
 
 REGION = "us-east-1"
 API_BASE_URL = "https://api.qbo-connect.test"  # where the authorize and callback routes would live
@@ -79,43 +80,7 @@ def manual_clock() -> FakeClock:
 
 
 # --- AWS: moto in server mode ------------------------------------------------------------------------
-class SerializedApp:
-    """Moto's WSGI app, one request at a time.
-
-    DynamoDB evaluates a condition and applies the write atomically; moto's server handles requests in
-    threads and checks a condition in Python, so two racing conditional writes could both pass. The
-    lock gives the races below the guarantee DynamoDB gives, so a double refresh would be our bug.
-    """
-
-    def __init__(self, app: Callable) -> None:
-        self._app = app
-        self._lock = threading.Lock()
-
-    def __call__(self, environ: dict, start_response: Callable) -> Any:
-        with self._lock:
-            return list(self._app(environ, start_response))
-
-
-class MotoEndpoint:
-    def __init__(self) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
-
-        class QuietHandler(MotoRequestHandler):
-            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-                pass
-
-        app = SerializedApp(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="moto", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+MotoEndpoint = SerializedMotoServer
 
 
 _moto: list[MotoEndpoint] = []

@@ -6,14 +6,16 @@ import threading
 
 import pytest
 from fakes import DAY, FakeWorld
+from qbo_connect import intuit
 from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.events import EventType
-from qbo_connect.domain.lifecycle import RefreshOutcome
+from qbo_connect.domain.lifecycle import RefreshOutcome, TokenLifecycle
 from qbo_connect.errors import (
     IntuitUnavailable,
     InvalidClient,
     NeedsReauthorization,
     NotConnected,
+    OutcomeUnknown,
     Throttled,
 )
 from qbo_connect.refresh_runs import RefreshRuns
@@ -367,3 +369,37 @@ def test_the_approaching_end_of_the_grant_is_announced_once_per_threshold(world)
     assert [w.detail["threshold_days"] for w in warnings] == [30, 7, 1]
     assert all(w.detail["expiry"] == "hard" for w in warnings)
     assert all("reconnect" in w.detail["reason"] for w in warnings)
+
+
+class RecordingQueue:
+    def __init__(self) -> None:
+        self.sent: list[tuple[list[str], int]] = []
+
+    def enqueue(self, connection_ids: list[str], *, delay_seconds: int = 0) -> int:
+        self.sent.append((connection_ids, delay_seconds))
+        return len(connection_ids)
+
+
+def test_an_unknown_outcome_queues_one_check_for_when_the_call_is_certainly_over_and_nothing_before(world):
+    queue = RecordingQueue()
+    lifecycle = TokenLifecycle(
+        world.store, world.vault, world.identity, world.events, world.clock, world.leases, world.policy, recheck=queue
+    )
+    connection = world.connected()
+    _due(world)
+    world.identity.fail_next(1, OutcomeUnknown("Intuit's token endpoint's answer was lost (ReadTimeout)"))
+
+    result = lifecycle.refresh(connection.connection_id)
+
+    window = intuit.REQUEST_TIME_LIMIT_SECONDS + world.leases.skew_seconds + 1
+    assert result.outcome is RefreshOutcome.OUTCOME_UNKNOWN and "Intuit may have rotated" in result.message
+    assert queue.sent == [([connection.connection_id], window)]
+    assert world.events.detail_types[-1] == "Connection Refresh Failed"
+    # A check that comes early (its clock behind the writer's) sends nothing and asks to come back.
+    world.clock.advance(window - 60)
+    assert lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.BUSY
+    assert queue.sent[-1] == ([connection.connection_id], 60)
+    assert world.identity.refresh_calls == 1
+    world.clock.advance(60)
+    assert lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.RECOVERED
+    assert world.identity.refresh_calls == 2

@@ -141,6 +141,14 @@ class Busy(QboConnectError):
     code = ErrorCode.BUSY
 
 
+class InFlight(Busy):
+    """A refresh call whose answer was lost may still be in flight at Intuit until `until`."""
+
+    def __init__(self, message: str, *, until: float) -> None:
+        super().__init__(message)
+        self.until = until
+
+
 class Conflict(QboConnectError):
     """A conditional write lost a race: someone else changed the connection first."""
 

@@ -151,6 +151,9 @@ class FaultProxy:
         self._workers: set[threading.Thread] = set()
         self.connections = 0
         self.forwarded_requests = 0
+        # (fault kind, the request's bytes) for every request a fault was applied to: a soak maps them back
+        # to the connection whose refresh token they carried.
+        self.faulted_requests: list[tuple[str, bytes]] = []
         self.url = ""
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -244,6 +247,8 @@ class FaultProxy:
             upstream.sendall(request)
             with self._lock:
                 self.forwarded_requests += 1
+                if fault is not None:
+                    self.faulted_requests.append((fault.kind, request))
             answer = _Reader(upstream)
             head, _ = _close_connection(answer.until(b"\r\n\r\n"))
             if fault is None:

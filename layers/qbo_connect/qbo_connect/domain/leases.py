@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, ConnectionStatus
 from qbo_connect.domain.secret_document import ConnectionSecret
-from qbo_connect.errors import Busy, ConnectionNotFound, VaultUnavailable
+from qbo_connect.errors import Busy, ConnectionNotFound, InFlight, VaultUnavailable
 from qbo_connect.observability import MetricUnit, logger, metrics
 from qbo_connect.ports import Clock, ConnectionStore, TokenSealer, TokenVault
 
@@ -230,9 +230,10 @@ def busy_because(connection: Connection | None, connection_id: str, *, now: floa
     fence = connection.refresh_in_flight_until if connection else None
     if connection is not None and fence is not None and not connection.lease_is_held(now):
         until = datetime.fromtimestamp(fence, UTC).strftime("%H:%M:%S UTC")
-        return Busy(
+        return InFlight(
             f"Intuit's answer to a refresh of connection {connection_id!r} was lost in flight: nothing is sent "
-            f"with its refresh token before {until}, when the service checks again by itself"
+            f"with its refresh token before {until}, when the service checks again by itself",
+            until=fence,
         )
     return Busy(f"Connection {connection_id!r} is being changed by someone else: try again shortly")
 

@@ -25,6 +25,7 @@ from qbo_connect.errors import (
     Busy,
     Conflict,
     ConnectionNotFound,
+    InFlight,
     IntuitUnavailable,
     InvalidClient,
     NeedsReauthorization,
@@ -150,6 +151,10 @@ class TokenLifecycle:
                 self._leases.load_secret(held)
                 skip = self._skip_reason(held.connection, force=force, needed=needed)
                 return skip or self._refresh_held(held, force=force, not_after=not_after)
+        except InFlight as busy:
+            # Found by a check that came early (a writer's clock ahead of ours): come back when it ends.
+            self._check_after(connection_id, busy.until)
+            return RefreshResult(connection_id, RefreshOutcome.BUSY, str(busy))
         except Busy as busy:
             return RefreshResult(connection_id, RefreshOutcome.BUSY, str(busy))
         except Conflict:
@@ -327,9 +332,7 @@ class TokenLifecycle:
         )
         saved = self._leases.commit(held, updated, release=True)
         self._announce_expiry(warning, saved)
-        check_at = over_at + self._leases.skew_seconds + 1
-        if self._recheck is not None:
-            self._recheck.enqueue([saved.connection_id], delay_seconds=math.ceil(check_at - now))
+        check_at = self._check_after(saved.connection_id, over_at)
         metrics.add_metric(name="RefreshOutcomeUnknown", unit=MetricUnit.Count, value=1)
         reason = (
             f"{error}: Intuit may have rotated the refresh token; nothing is sent with it before "
@@ -347,6 +350,14 @@ class TokenLifecycle:
             extra={"connection_id": saved.connection_id, "check_at": int(check_at), "intuit_tid": error.intuit_tid},
         )
         return RefreshResult(saved.connection_id, RefreshOutcome.OUTCOME_UNKNOWN, reason)
+
+    def _check_after(self, connection_id: str, in_flight_until: float) -> float:
+        """Queue one check for when a call in flight is certainly over by every clock; returns when."""
+        now = self._clock.now()
+        check_at = in_flight_until + self._leases.skew_seconds + 1
+        if self._recheck is not None:
+            self._recheck.enqueue([connection_id], delay_seconds=math.ceil(max(1.0, check_at - now)))
+        return check_at
 
     def _permanent_failure(self, held: HeldLease, error: QboConnectError) -> RefreshResult:
         now = self._clock.now()
