@@ -82,8 +82,8 @@ _SAVED_FIELDS = (
     "expiry_warnings_sent",
     "refresh_in_flight_until",
     "pending_rotation",
-    "discretionary_refresh_tokens",
-    "discretionary_refresh_tokens_at",
+    "forced_refresh_budget",
+    "forced_refresh_budget_at",
 )
 
 
@@ -182,8 +182,8 @@ def item_to_connection(item: dict[str, Any]) -> Connection:
         lease_expires_at=data.get("lease_expires_at"),
         refresh_in_flight_until=data.get("refresh_in_flight_until"),
         pending_rotation=data.get("pending_rotation"),
-        discretionary_refresh_tokens=data.get("discretionary_refresh_tokens"),
-        discretionary_refresh_tokens_at=data.get("discretionary_refresh_tokens_at"),
+        forced_refresh_budget=data.get("forced_refresh_budget"),
+        forced_refresh_budget_at=data.get("forced_refresh_budget_at"),
         last_test=TestResult.from_item(last_test) if last_test else None,
         expiry_warnings_sent=tuple(data.get("expiry_warnings_sent") or ()),
     )

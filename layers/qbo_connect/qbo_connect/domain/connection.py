@@ -150,9 +150,9 @@ class Connection:
     refresh_in_flight_until: float | None = None
     # A rotated token set the vault refused, sealed with KMS; reconciliation reads it before the vault.
     pending_rotation: str | None = field(default=None, repr=False)
-    # The per-connection budget for refreshes nobody had to make (forced, or asked for a long validity).
-    discretionary_refresh_tokens: float | None = None
-    discretionary_refresh_tokens_at: float | None = None
+    # The per-connection budget of forced refreshes (a token bucket: count, and when it was last counted).
+    forced_refresh_budget: float | None = None
+    forced_refresh_budget_at: float | None = None
     last_test: TestResult | None = field(default=None, compare=False)
     expiry_warnings_sent: tuple[str, ...] = ()
 

@@ -176,8 +176,8 @@ class TokenLifecycle:
                 RefreshOutcome.ALREADY_REFRESHED,
                 f"refreshed {int(age)} s ago; a forced refresh is allowed again at {_clock_time(allowed_at)}",
             )
-        if force and self._forced_refresh_tokens(connection, now) < 1:
-            wait = (1 - self._forced_refresh_tokens(connection, now)) * self.policy.forced_refresh_refill_seconds
+        if force and self._forced_refresh_budget(connection, now) < 1:
+            wait = (1 - self._forced_refresh_budget(connection, now)) * self.policy.forced_refresh_refill_seconds
             return RefreshResult(
                 cid,
                 RefreshOutcome.ALREADY_REFRESHED,
@@ -188,13 +188,11 @@ class TokenLifecycle:
             return RefreshResult(cid, RefreshOutcome.NOT_DUE)
         return None
 
-    def _forced_refresh_tokens(self, connection: Connection, now: float) -> float:
-        if connection.discretionary_refresh_tokens is None:
+    def _forced_refresh_budget(self, connection: Connection, now: float) -> float:
+        if connection.forced_refresh_budget is None:
             return self.policy.forced_refresh_burst
-        regained = (
-            now - (connection.discretionary_refresh_tokens_at or now)
-        ) / self.policy.forced_refresh_refill_seconds
-        return min(self.policy.forced_refresh_burst, connection.discretionary_refresh_tokens + max(0.0, regained))
+        regained = (now - (connection.forced_refresh_budget_at or now)) / self.policy.forced_refresh_refill_seconds
+        return min(self.policy.forced_refresh_burst, connection.forced_refresh_budget + max(0.0, regained))
 
     def _refresh_held(self, held: HeldLease, *, force: bool, not_after: float | None) -> RefreshResult:
         connection, secret = held.connection, held.secret
@@ -228,8 +226,8 @@ class TokenLifecycle:
         if force:
             updated = replace(
                 updated,
-                discretionary_refresh_tokens=self._forced_refresh_tokens(connection, now) - 1,
-                discretionary_refresh_tokens_at=now,
+                forced_refresh_budget=self._forced_refresh_budget(connection, now) - 1,
+                forced_refresh_budget_at=now,
             )
         # Persist first: the vault write happens before any other work (see Leases.commit).
         saved = self._leases.commit(held, updated.fenced_until(None), new_secret, release=True)
