@@ -11,12 +11,16 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -38,7 +42,15 @@ class StackError(RuntimeError):
     """A part of the local stack could not start; the message says what to do."""
 
 
-def ensure_port_free(port: int, what: str, how_to_change: str, host: str = "127.0.0.1") -> None:
+def port_taken_message(port: int, what: str, option: str, env: str) -> str:
+    """Names the flag in the form `make dev` takes it, since that is how most people start the stack."""
+    return (
+        f"Port {port} for {what} is taken (another `make dev` running?): stop it, or choose another port: "
+        f'make dev ARGS="{option} N" (qbo-connect-local up {option} N, or {env}=N; 0 picks a free one)'
+    )
+
+
+def ensure_port_free(port: int, what: str, option: str, env: str, host: str = "127.0.0.1") -> None:
     if port == 0:
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -47,10 +59,21 @@ def ensure_port_free(port: int, what: str, how_to_change: str, host: str = "127.
         try:
             probe.bind((host, port))
         except OSError:
-            raise StackError(
-                f"Port {port} for {what} is taken (another `make dev` running?): stop it, or choose "
-                f"another port with {how_to_change}"
-            ) from None
+            raise StackError(port_taken_message(port, what, option, env)) from None
+
+
+def cli_command() -> str:
+    """How to run the admin CLI from the shell that ran `make dev`: bare if PATH finds this one, else its path."""
+    installed = Path(sys.executable).parent / "qbo-connect"
+    if not installed.exists():
+        return f"{sys.executable} -m qbo_connect_cli.main"
+    on_path = shutil.which("qbo-connect")
+    if on_path and Path(on_path).resolve() == installed.resolve():
+        return "qbo-connect"
+    try:
+        return str(installed.relative_to(Path.cwd()))
+    except ValueError:
+        return str(installed)
 
 
 def handler_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -165,7 +188,7 @@ class LocalStack:
 
         port = self.options.aws_port
         # ThreadedMotoServer.start() waits forever when its port is taken: check first.
-        ensure_port_free(port, "the embedded AWS (moto)", f"--aws-port or {config.AWS_PORT_ENV}")
+        ensure_port_free(port, "the embedded AWS (moto)", "--aws-port", config.AWS_PORT_ENV)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
         starter.start()
@@ -231,12 +254,12 @@ class LocalStack:
         if self.options.access_token_seconds is not None:
             overrides["access_token_seconds"] = self.options.access_token_seconds
         port = self.options.intuit_port
+        ensure_port_free(port, "the Intuit emulator", "--intuit-port", config.INTUIT_PORT_ENV)
         try:
             server = EmulatorServer(EmulatorConfig(**overrides), host="127.0.0.1", port=port)
         except OSError:
             raise StackError(
-                f"Port {port} for the Intuit emulator is taken: stop what uses it, or choose another port "
-                f"with --intuit-port or {config.INTUIT_PORT_ENV}"
+                port_taken_message(port, "the Intuit emulator", "--intuit-port", config.INTUIT_PORT_ENV)
             ) from None
         server.start()
         self._parts.append(_Part("Intuit emulator", server.stop))
@@ -266,13 +289,12 @@ class LocalStack:
         if "refresh" not in self.functions:
             raise StackError("template.yaml has no function in functions/refresh/: the schedule has nothing to run")
         routes = [Route.of(r.method, r.path, by_logical_id[r.function]) for r in http_routes(template)]
+        port = self.options.port
+        ensure_port_free(port, "the API", "--port", config.PORT_ENV, host="localhost")
         try:
-            server = RouterServer(Router(routes), host="localhost", port=self.options.port)
+            server = RouterServer(Router(routes), host="localhost", port=port)
         except OSError:
-            raise StackError(
-                f"Port {self.options.port} for the API is taken: stop what uses it, or choose another port "
-                f"with --port or {config.PORT_ENV}"
-            ) from None
+            raise StackError(port_taken_message(port, "the API", "--port", config.PORT_ENV)) from None
         self._parts.append(_Part("API router", server.stop))
         return server
 
@@ -348,17 +370,32 @@ class LocalStack:
                 f"  Add {document.get('callback_url', '')} to your Intuit app's redirect URIs (Development).",
                 "",
             ]
+        cli = cli_command()
         lines += [
             "Connect the demo company: open this link in a browser",
             f"  {self.authorize_link}",
+        ]
+        if document.get("emulator_url"):
+            lines.append(
+                f"  (the browser must reach both {_port_of(api_url)} and {_port_of(document['emulator_url'])}: "
+                "on a remote machine, forward both ports)"
+            )
+        lines += [
             "",
-            "Then try, in another terminal:",
-            "  qbo-connect connections list",
-            "  qbo-connect connections test demo",
-            "  qbo-connect connections reset demo",
-            "  qbo-connect connections authorize-link demo",
+            "Then try, in another terminal (from this folder):",
+            f"  {cli} connections list",
+            f"  {cli} connections test demo",
+            f"  {cli} connections reset --yes demo",
+            f"  {cli} connections authorize-link demo",
+            "",
+            "State is kept in memory only: stopping the stack forgets every connection it holds",
+            "(the demo connection is created again at the next start).",
             "",
             "Press Ctrl+C to stop.",
             "",
         ]
         return "\n".join(lines)
+
+
+def _port_of(url: str) -> str:
+    return f"port {urlsplit(url).port}"

@@ -193,6 +193,17 @@ def test_demo_company_connects_over_http_invoke_tests_it_and_stop_cleans_up(stac
     secrets = stored_secret_values(stack)
     assert not [value for value in secrets if value in landing.text]
 
+    # The banner's CLI commands run as printed, from the folder `make dev` ran in.
+    printed = re.search(r"^  (\S+(?: -m \S+)?) connections list$", stack.log(), re.MULTILINE)
+    assert printed, f"no CLI command in the banner:\n{stack.log()[-2000:]}"
+    listed = subprocess.run(
+        [*printed.group(1).split(), "--output", "json", "connections", "list"],
+        env=stack.env(), cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert [c["status"] for c in json.loads(listed.stdout)] == ["connected"]
+    assert "in memory" in stack.log()
+
     event = tmp_path / "test-event.json"
     event.write_text(json.dumps({"connection_id": "demo"}))
     invoked = qbo_local("invoke", "test", str(event), env=stack.env())
@@ -228,20 +239,21 @@ def test_schedule_sweeps_and_the_queue_consumer_refreshes_the_demo_connection(tm
     assert "Refresh queue: 1 message(s) handled" in log
 
 
-def test_up_fails_with_a_clear_message_when_the_aws_port_is_taken(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", ["--port", "--aws-port", "--intuit-port"])
+def test_up_fails_with_a_message_naming_the_flag_when_a_port_is_taken(tmp_path: Path, option: str) -> None:
+    ports = {"--port": "0", "--aws-port": "0", "--intuit-port": "0"}
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        started = qbo_local(
-            "up", "--port", "0", "--aws-port", str(port), "--intuit-port", "0",
-            env=stack_env(tmp_path / "local-stack.json"),
-            timeout=60,
-        )  # fmt: skip
+        ports[option] = str(port)
+        arguments = [word for pair in ports.items() for word in pair]
+        started = qbo_local("up", *arguments, env=stack_env(tmp_path / "local-stack.json"), timeout=60)
 
     assert started.returncode != 0
     assert f"Port {port}" in started.stderr
-    assert "--aws-port" in started.stderr
+    assert f'make dev ARGS="{option} N"' in started.stderr
+    assert "in use by another program" not in started.stderr  # werkzeug's own message, which names no flag
     assert not (tmp_path / "local-stack.json").exists()
 
 
