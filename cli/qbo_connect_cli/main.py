@@ -23,15 +23,9 @@ from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.connection import (
     Connection,
     ConnectionStatus,
-    parse_environment,
-    validate_client_id,
-    validate_connection_id,
-    validate_name,
-    validate_realm_id,
-    validate_scopes,
 )
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult
-from qbo_connect.errors import ConnectionAlreadyExists, QboConnectError
+from qbo_connect.errors import QboConnectError
 from qbo_connect.observability import logger, metrics
 from qbo_connect.runtime import Services, build_services
 from qbo_connect.settings import SettingsError
@@ -172,19 +166,7 @@ def read_client_secret(*, from_stdin: bool, stdin_option: str, or_else: str = ""
 
 def check_before_prompt(services: Services, request: NewConnection) -> None:
     """Refuse what would be refused anyway before anyone types a secret; create() checks everything again."""
-    validate_name(request.name)
-    validate_client_id(request.client_id)
-    parse_environment(request.environment)
-    validate_scopes(request.scopes)
-    if request.realm_id:
-        validate_realm_id(request.realm_id)
-    if request.connection_id:
-        validate_connection_id(request.connection_id)
-    if services.store.find_by_name(request.name) is not None:
-        raise ConnectionAlreadyExists(
-            f"A connection named {request.name!r} already exists: choose another name, or use the existing one "
-            "(`qbo-connect connections list`)"
-        )
+    services.administration.check_new(request)
 
 
 # --- hints -------------------------------------------------------------------------------------
@@ -240,7 +222,13 @@ def connections() -> None:
 )
 @click.option("--base-url", metavar="URL", help="API base URL instead of the environment's (only allowed hosts).")
 @click.option("--id", "connection_id", metavar="ID", help="Connection ID. Default: generated (qbc-...).")
-@click.option("--client-secret-stdin", is_flag=True, help="Read the client secret from stdin.")
+@click.option(
+    "--stdin",
+    "--client-secret-stdin",
+    "client_secret_stdin",
+    is_flag=True,
+    help="Read the client secret from stdin (as set-secret --stdin; --client-secret-stdin is the old spelling).",
+)
 @click.option("--no-secret", is_flag=True, help="Create without the client secret; set it later with set-secret.")
 @pass_invocation
 def create(
@@ -257,7 +245,7 @@ def create(
 ) -> None:
     """Create the connection NAME. The client secret comes from a hidden prompt, or stdin."""
     if client_secret_stdin and no_secret:
-        raise click.UsageError("--client-secret-stdin and --no-secret exclude each other")
+        raise click.UsageError("--stdin and --no-secret exclude each other")
     request = NewConnection(
         name=name,
         client_id=client_id,
@@ -274,7 +262,7 @@ def create(
             check_before_prompt(services, request)
         secret = read_client_secret(
             from_stdin=client_secret_stdin,
-            stdin_option="--client-secret-stdin",
+            stdin_option="--stdin",
             or_else=", or pass --no-secret and set it later",
         )
     connection = services.administration.create(replace(request, client_secret=secret))

@@ -110,7 +110,7 @@ def cli(local_stack: dict, log_scan) -> Iterator[Runs]:
 
 
 def create(cli: Runs, name: str = "Acme", *extra: str) -> Result:
-    return cli("connections", "create", name, "--client-id", CLIENT_ID, "--client-secret-stdin", *extra, input=SECRET)
+    return cli("connections", "create", name, "--client-id", CLIENT_ID, "--stdin", *extra, input=SECRET)
 
 
 def listed(cli: Runs) -> list[dict]:
@@ -171,7 +171,7 @@ def test_create_without_a_terminal_or_stdin_flag_asks_for_one_and_creates_nothin
     result = cli("connections", "create", "Acme", "--client-id", CLIENT_ID, input=SECRET)
 
     assert result.exit_code == 2
-    assert "--client-secret-stdin" in result.stderr
+    assert "--stdin" in result.stderr
     assert "--no-secret" in result.stderr
     assert listed(cli) == []
 
@@ -205,15 +205,31 @@ def test_create_refuses_bad_input_with_a_clear_message_and_creates_nothing(cli: 
     assert listed(cli) == []
 
 
-def test_create_refuses_a_duplicate_name_and_keeps_the_first(cli: Runs) -> None:
+@pytest.mark.parametrize("secret_option", ["--client-secret-stdin", "--no-secret", "--stdin"])
+def test_create_refuses_a_duplicate_name_naming_the_existing_connection_and_keeps_it(
+    cli: Runs, secret_option: str
+) -> None:
     assert create(cli, "Acme").exit_code == 0
+    [first] = listed(cli)
 
-    again = cli("connections", "create", "acme", "--client-id", "Other5678", "--client-secret-stdin", input="x" * 12)
+    again = cli("connections", "create", "acme", "--client-id", "Other5678", secret_option, input="x" * 12)
 
     assert again.exit_code == 1
     assert again.stderr.startswith("Error (already_exists): ")
+    # The ID quoted is the existing connection's, never one generated for the refused request.
+    assert re.findall(r"qbc-[0-9a-f]+", again.stderr) == [first["connection_id"]] * 2
     [summary] = listed(cli)
     assert summary["client_id"] == CLIENT_ID
+
+
+def test_create_refuses_a_taken_id_naming_the_connection_that_has_it(cli: Runs) -> None:
+    assert create(cli, "Acme", "--id", "acme-books").exit_code == 0
+
+    again = cli("connections", "create", "Other", "--client-id", "Other5678", "--id", "acme-books", "--no-secret")
+
+    assert again.exit_code == 1
+    assert "'acme-books' is taken by the connection 'Acme'" in again.stderr
+    assert [c["name"] for c in listed(cli)] == ["Acme"]
 
 
 def test_create_json_prints_only_the_summary_on_stdout(cli: Runs) -> None:
