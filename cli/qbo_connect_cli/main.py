@@ -32,6 +32,8 @@ from qbo_connect.settings import SettingsError
 
 from qbo_connect_cli import output, targets
 
+OUTPUT_FORMATS = ("table", "json")
+LATE_OUTPUT = "late_output_format"  # --output given after the command's name
 # Above this many connections, `refresh` shows a progress bar instead of a line per connection.
 PROGRESS_THRESHOLD = 10
 FAILED_OUTCOMES = frozenset(
@@ -45,14 +47,24 @@ FAILED_OUTCOMES = frozenset(
 
 
 class Failure(click.ClickException):
-    """An error a user can fix: one line on stderr, no traceback."""
+    """An error a user can fix: one line on stderr, no traceback; with --output json, an object on stdout."""
 
-    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+    def __init__(
+        self, message: str, *, code: str, exit_code: int = 1, as_json: bool = False, code_in_text: bool = False
+    ) -> None:
         super().__init__(message)
+        self.code = code
         self.exit_code = exit_code
+        self.as_json = as_json
+        self.code_in_text = code_in_text
 
     def show(self, file=None) -> None:
-        click.echo(self.format_message(), err=True)
+        if self.as_json:
+            click.echo(output.to_json({"error": {"code": self.code, "message": self.message}}))
+        else:
+            click.echo(
+                f"Error ({self.code}): {self.message}" if self.code_in_text else f"Error: {self.message}", err=True
+            )
 
 
 @dataclass
@@ -89,20 +101,54 @@ class Invocation:
         click.echo(output.to_json(data))
 
 
+def _wants_json(ctx: click.Context) -> bool:
+    invocation = ctx.find_object(Invocation)
+    if invocation is not None:
+        return invocation.wants_json
+    return ctx.params.get("output_format") == "json"  # an error before the group's callback ran
+
+
 class QboConnectCli(click.Group):
-    """Turns the errors a user can hit into one line that says what to do, and an exit code."""
+    """Turns the errors a user can hit into one line that says what to do (or JSON), and an exit code.
+
+    Its subgroups are of this class too, and every command also takes --output after its name."""
+
+    group_class = type
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        takes_late_output = any(param.name == LATE_OUTPUT for param in getattr(command, "params", ()))
+        if command is not None and not isinstance(command, click.Group) and not takes_late_output:
+            command.params.append(_late_output_option())
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except Failure:
+            raise
+        except click.UsageError as error:
+            if not _wants_json(ctx):
+                raise
+            raise Failure(error.format_message(), code="usage", exit_code=error.exit_code, as_json=True) from None
+        except click.Abort:
+            raise Failure(
+                "Not confirmed: nothing was changed (scripts without a terminal: pass --yes)",
+                code="aborted",
+                as_json=_wants_json(ctx),
+            ) from None
         except QboConnectError as error:
-            raise Failure(f"Error ({error.code.value}): {error.message}") from None
+            raise Failure(error.message, code=error.code.value, as_json=_wants_json(ctx), code_in_text=True) from None
         except targets.TargetError as error:
-            raise Failure(f"Error: {error}", exit_code=error.exit_code) from None
+            raise Failure(str(error), code="target", exit_code=error.exit_code, as_json=_wants_json(ctx)) from None
         except SettingsError as error:
-            raise Failure(f"Error: the target's configuration is invalid: {error}") from None
+            raise Failure(
+                f"the target's configuration is invalid: {error}",
+                code="invalid_configuration",
+                as_json=_wants_json(ctx),
+            ) from None
         except (BotoCoreError, ClientError) as error:
-            raise Failure(f"Error: {targets.describe_aws_error(error)}") from None
+            raise Failure(targets.describe_aws_error(error), code="aws_error", as_json=_wants_json(ctx)) from None
 
 
 @click.group(cls=QboConnectCli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,10 +164,10 @@ class QboConnectCli(click.Group):
 @click.option(
     "--output",
     "output_format",
-    type=click.Choice(["table", "json"]),
+    type=click.Choice(OUTPUT_FORMATS),
     default="table",
     show_default=True,
-    help="`json` prints machine-readable output on stdout.",
+    help="`json` prints machine-readable output on stdout, errors too (also accepted after the command).",
 )
 @click.version_option(package_name="qbo-connect")
 @click.pass_context
@@ -550,6 +596,22 @@ def refresh_each(
         return [refresh_one(connection_id) for connection_id in connection_ids]
     with click.progressbar(connection_ids, label="Refreshing", file=sys.stderr, show_pos=True) as bar:
         return [refresh_one(connection_id) for connection_id in bar]
+
+
+def _set_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(Invocation).output_format = value
+
+
+def _late_output_option() -> click.Option:
+    return click.Option(
+        ["--output", LATE_OUTPUT],
+        type=click.Choice(OUTPUT_FORMATS),
+        expose_value=False,
+        is_eager=True,  # before the other options, so that their errors come out as JSON too
+        callback=_set_output,
+        help="As the global --output: `json` prints machine-readable output (errors too) on stdout.",
+    )
 
 
 def main() -> None:

@@ -366,7 +366,7 @@ def test_reset_asks_first_and_stops_on_no(cli: Runs) -> None:
     result = cli("connections", "reset", "Acme", input="n\n")
 
     assert result.exit_code == 1
-    assert "Aborted" in result.stderr
+    assert "Not confirmed: nothing was changed" in result.stderr
     assert listed(cli)[0]["last_revocation"] is None
 
 
@@ -712,3 +712,53 @@ def test_missing_credentials_say_how_to_get_them(deployed_stack: str) -> None:
 
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: No AWS credentials: pass --profile")
+
+
+# --- --output json, errors included -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "exit_code"),
+    [
+        (["--output", "json", "connections", "show", "nobody"], "not_found", 1),
+        (["connections", "show", "nobody", "--output", "json"], "not_found", 1),
+        (["connections", "show", "--output", "json"], "usage", 2),
+        (["refresh", "--output", "json"], "usage", 2),
+        (["--output", "json", "connections", "nosuch"], "usage", 2),
+    ],
+)
+def test_json_output_gives_errors_as_json_on_stdout_wherever_the_option_is_given(
+    cli: Runs, args: list[str], code: str, exit_code: int
+) -> None:
+    result = cli(*args)
+
+    assert result.exit_code == exit_code
+    answer = json.loads(result.stdout)
+    assert answer["error"]["code"] == code
+    assert answer["error"]["message"]
+    assert result.stderr == ""
+
+
+def test_json_output_after_the_subcommand_gives_the_same_answer_as_before_it(cli: Runs) -> None:
+    assert create(cli, "Acme").exit_code == 0
+
+    after = cli("connections", "list", "--output", "json")
+
+    assert after.exit_code == 0
+    assert json.loads(after.stdout) == listed(cli)
+
+
+def test_reset_without_a_terminal_or_yes_changes_nothing_and_says_to_pass_yes(cli: Runs) -> None:
+    assert create(cli, "Acme").exit_code == 0
+
+    result = cli("--output", "json", "connections", "reset", "Acme", input="")
+
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"] == {
+        "code": "aborted",
+        "message": "Not confirmed: nothing was changed (scripts without a terminal: pass --yes)",
+    }
+    in_words = cli("connections", "reset", "Acme", input="")
+    assert in_words.exit_code == 1
+    assert "pass --yes" in in_words.stderr
+    assert [c["status"] for c in listed(cli)] == ["not_connected"]
