@@ -7,6 +7,7 @@ argument: arguments end up in shell history and in process listings.
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from collections import Counter
@@ -519,7 +520,13 @@ def delete(invocation: Invocation, name_or_id: str, yes: bool) -> None:
 @click.argument("name_or_id", required=False)
 @click.option("--due", is_flag=True, help="Every connection whose access token is due for refresh.")
 @click.option("--all", "every_connected", is_flag=True, help="Every connected connection.")
-@click.option("--force", is_flag=True, help="Refresh even if the access token is not due yet.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Refresh even if the access token is not due yet. A token refreshed within the last minute (the "
+    "forced-refresh minimum age) is left alone: the answer is already_refreshed, exit code 0, with the time a "
+    "forced refresh is allowed again.",
+)
 @pass_invocation
 @click.pass_context
 def refresh(
@@ -546,14 +553,25 @@ def refresh(
 
     def line(result: RefreshResult) -> str:
         text = f"{names.get(result.connection_id, '?')} ({result.connection_id}): {result.outcome.value}"
-        return f"{text}: {result.message}" if result.message else text
+        text = f"{text}: {result.message}" if result.message else text
+        allowed_at = forced_refresh_allowed_at(services, result) if force else None
+        if allowed_at is not None:
+            now = invocation.now()
+            text += f"; a forced refresh is allowed again {output.relative(max(allowed_at, now), now)}"
+            text += f" ({output.utc(allowed_at)})"
+        return text
+
+    def as_json(result: RefreshResult) -> dict:
+        answer = result.as_json()
+        allowed_at = forced_refresh_allowed_at(services, result) if force else None
+        return answer if allowed_at is None else {**answer, "forced_refresh_allowed_at": allowed_at}
 
     many = len(connection_ids) > PROGRESS_THRESHOLD
     print_each = not (invocation.wants_json or many)
     results = refresh_each(services, connection_ids, force=force, on_result=_echo_line(line) if print_each else None)
 
     if invocation.wants_json:
-        invocation.emit_json([r.as_json() for r in results])
+        invocation.emit_json([as_json(r) for r in results])
     elif not results:
         click.echo("No connections are due for refresh." if due else "No connected connections to refresh.")
     else:
@@ -566,6 +584,16 @@ def refresh(
             summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.most_common())
             click.echo(f"{len(results)} connections: {summary}")
     ctx.exit(1 if any(r.outcome in FAILED_OUTCOMES for r in results) else 0)
+
+
+def forced_refresh_allowed_at(services: Services, result: RefreshResult) -> int | None:
+    """When a forced refresh refused as too soon (already_refreshed) will be accepted, in epoch seconds."""
+    if result.outcome is not RefreshOutcome.ALREADY_REFRESHED:
+        return None
+    connection = services.store.get(result.connection_id)
+    if connection is None or connection.last_refreshed_at is None:
+        return None
+    return math.ceil(connection.last_refreshed_at + services.lifecycle.policy.forced_refresh_min_age_seconds)
 
 
 def _echo_line(render: Callable[[RefreshResult], str]) -> Callable[[RefreshResult], None]:

@@ -77,8 +77,11 @@ def moment(timestamp: float | None, now: float) -> str:
     """An absolute UTC time with its relative reading: `2025-06-01 12:00:00 UTC (in 52 min)`."""
     if timestamp is None:
         return MISSING
-    absolute = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{absolute} ({relative(timestamp, now)})"
+    return f"{utc(timestamp)} ({relative(timestamp, now)})"
+
+
+def utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # --- connections -------------------------------------------------------------------------------

@@ -7,8 +7,10 @@ command talks to Intuit, the services get a fake identity provider and company A
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import math
 import os
 import re
 import time
@@ -396,7 +398,7 @@ class FakeIntuit:
     def refresh(self, credentials, *, refresh_token: str, scopes: tuple[str, ...]) -> TokenSet:
         if refresh_token in self.refused:
             raise NeedsReauthorization("Intuit refused the refresh token: reconnect through the authorize link")
-        return token_set(time.time(), expires_in=3600)
+        return dataclasses.replace(token_set(time.time(), expires_in=3600), obtained_at=time.time())
 
     def revoke(self, credentials, *, token: str) -> None:
         self.revoked += 1
@@ -762,3 +764,23 @@ def test_reset_without_a_terminal_or_yes_changes_nothing_and_says_to_pass_yes(cl
     assert in_words.exit_code == 1
     assert "pass --yes" in in_words.stderr
     assert [c["status"] for c in listed(cli)] == ["not_connected"]
+
+
+def test_forced_refresh_of_a_fresh_token_says_when_it_will_be_allowed(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    connection_id = connected("Acme", expires_in=7200)
+    assert cli("refresh", "Acme", "--force").exit_code == 0  # the first is allowed: the token is 50 min old
+
+    again = cli("refresh", "Acme", "--force")
+    as_json = cli("--output", "json", "refresh", "Acme", "--force")
+
+    assert again.exit_code == 0
+    assert re.fullmatch(
+        rf"Acme \({connection_id}\): already_refreshed: refreshed \d+ s ago; a forced refresh is allowed again "
+        r"in \d+ s \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)\n",
+        again.stdout,
+    )
+    [answer] = json.loads(as_json.stdout)
+    refreshed_at = listed(cli)[0]["last_refreshed_at"]
+    assert answer["outcome"] == "already_refreshed"
+    assert answer["forced_refresh_allowed_at"] == math.ceil(refreshed_at + 60)
+    assert "already_refreshed" in cli("refresh", "--help").stdout
