@@ -146,11 +146,11 @@ def connection_fields(summary: Mapping[str, Any], now: float) -> str:
     pairs = []
     for key, value in summary.items():
         label = _LABELS.get(key) or key.replace("_", " ").capitalize()
-        pairs.append((label, _field_value(key, value, now)))
+        pairs.append((label, _field_value(key, value, now, summary)))
     return fields(pairs)
 
 
-def _field_value(key: str, value: Any, now: float) -> Any:
+def _field_value(key: str, value: Any, now: float, summary: Mapping[str, Any]) -> Any:
     if key == "client_secret_set":
         return "set" if value else "not set"
     if key == "access_token_expires_at" and value is not None and value <= now:
@@ -160,19 +160,23 @@ def _field_value(key: str, value: Any, now: float) -> Any:
     if key == "scopes":
         return " ".join(value or ()) or None
     if key == "last_test":
-        return last_test(value, now)
+        return last_test(value, now, connected_at=summary.get("connected_at"))
     return value
 
 
-def last_test(result: Mapping[str, Any] | None, now: float) -> str | None:
+def last_test(result: Mapping[str, Any] | None, now: float, *, connected_at: float | None = None) -> str | None:
     if not result:
         return None
     when = relative(result.get("tested_at"), now)
     if result.get("ok"):
-        return f'OK {when}: company "{result.get("company_name")}" in {result.get("latency_ms")} ms'
-    text = f"FAILED {when} ({result.get('error_code')}): {result.get('message')}"
-    if result.get("intuit_tid"):
-        text += f" [intuit_tid {result['intuit_tid']}]"
+        text = f'OK {when}: company "{result.get("company_name")}" in {result.get("latency_ms")} ms'
+    else:
+        text = f"FAILED {when} ({result.get('error_code')}): {result.get('message')}"
+        if result.get("intuit_tid"):
+            text += f" [intuit_tid {result['intuit_tid']}]"
+    tested_at = result.get("tested_at")
+    if connected_at is not None and tested_at is not None and tested_at < connected_at:
+        text = f"{text} (before the current connection: run `connections test` again)"
     return text
 
 

@@ -441,6 +441,12 @@ def connected(name: str, *, expires_in: float = 300, refresh_token: str | None =
     connection = services.administration.create(
         main.NewConnection(name=name, client_id=CLIENT_ID, client_secret=SECRET, realm_id=REALM)
     )
+    return store_tokens(services, connection.connection_id, expires_in=expires_in, refresh_token=refresh_token)
+
+
+def store_tokens(services, connection_id: str, *, expires_in: float = 300, refresh_token: str | None = None) -> str:
+    """What a completed consent leaves behind."""
+    connection = services.administration.find(connection_id)
     now = time.time()
     tokens = token_set(now, expires_in=expires_in, refresh_token=refresh_token)
     with services.leases.hold(connection.connection_id) as held:
@@ -784,3 +790,16 @@ def test_forced_refresh_of_a_fresh_token_says_when_it_will_be_allowed(cli: Runs,
     assert answer["outcome"] == "already_refreshed"
     assert answer["forced_refresh_allowed_at"] == math.ceil(refreshed_at + 60)
     assert "already_refreshed" in cli("refresh", "--help").stdout
+
+
+def test_show_marks_a_test_from_before_the_current_connection(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    create(cli, "Acme")
+    assert cli("connections", "test", "Acme").exit_code == 1  # not connected yet
+    services = runtime.build_services(Settings.from_environment(LOCAL_ENVIRONMENT))
+    store_tokens(services, listed(cli)[0]["connection_id"])  # then a company administrator connects it
+
+    shown = cli("connections", "show", "Acme").stdout
+
+    assert re.search(r"Last test: +FAILED .*\(not_connected\).*\(before the current connection", shown), shown
+    assert cli("connections", "test", "Acme").exit_code == 0
+    assert "before the current connection" not in cli("connections", "show", "Acme").stdout
