@@ -15,6 +15,8 @@ import shutil
 import socket
 import sys
 import threading
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,9 +28,15 @@ import requests
 
 from qbo_local import config, discovery
 from qbo_local.config import IntuitKeys, UpOptions
-from qbo_local.functions import LocalFunction, function_specs, put_layer_first
+from qbo_local.functions import (
+    LocalFunction,
+    as_function_output,
+    function_specs,
+    put_layer_first,
+    send_function_output_to,
+)
 from qbo_local.router import Route, Router, RouterServer
-from qbo_local.scheduler import QueueEventSource, RefreshSchedule
+from qbo_local.scheduler import QueueEventSource, RefreshSchedule, describe_refresh
 from qbo_local.template import function_properties, http_routes, load_template, parameter_default
 
 log = logging.getLogger("qbo_local.stack")
@@ -126,6 +134,7 @@ class LocalStack:
                 f"A local stack already runs (pid {running.get('pid')}, {running.get('api_url')}): stop it first, "
                 f"or give this one its own {config.STATE_ENV} and ports"
             )
+        self._route_function_logs()
         self.intuit_keys = config.intuit_keys()
         # The handlers must not see the keys (Lambda would not): the demo connection's secret holds them.
         os.environ.pop(config.INTUIT_CLIENT_ID_ENV, None)
@@ -152,7 +161,8 @@ class LocalStack:
         from qbo_connect.runtime import reset_services  # only now: the environment is complete
 
         reset_services()
-        self._ensure_demo_connection()
+        with as_function_output():
+            self._ensure_demo_connection()
         router.start()  # its stop, registered when it was bound, shuts the serving thread down too
         self._start_queue_source(queue_url, queue_arn)
         self.schedule = RefreshSchedule(self.functions["refresh"], self.options.refresh_interval).start()
@@ -173,10 +183,25 @@ class LocalStack:
             "intuit": "emulator" if emulator_url else "sandbox",
             "refresh_interval_seconds": self.options.refresh_interval,
             "refresh_dead_letter_queue_url": dlq_url,
+            "function_log": str(self.options.function_log) if self.options.function_log else None,
             "environment": handler_environment(),
         }
         discovery.write_json_private(self.state_file, self.document)
         return self.document
+
+    def _route_function_logs(self) -> None:
+        """Handlers' JSON lines to a file (as Lambda's go to CloudWatch Logs), so the terminal keeps one
+        readable line per request, sweep and refresh batch."""
+        # Lambda shows this per invocation without application metrics; here it would only be noise.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        if self.options.function_log is None:
+            return
+        path = self.options.function_log
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stream = open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - open while the stack runs
+        os.chmod(path, 0o600)
+        send_function_output_to(stream)
+        self._parts.append(_Part("function log", lambda: (send_function_output_to(None), stream.close())))
 
     def announce_ready(self) -> None:
         """The ready file, last: whoever waits for it can use everything, the printed banner included."""
@@ -241,8 +266,39 @@ class LocalStack:
             window_seconds=window if isinstance(window, int | float) else 0,
             report_failures="ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or []),
             concurrency=concurrency,
+            describe=self._describe_refreshes,
         ).start()
         self._parts.append(_Part("refresh queue consumer", self.queue_source.stop))
+
+    @staticmethod
+    def _describe_refreshes(bodies: list[str], batch_started_at: float) -> str:
+        """What the refresh batch did to each connection, read back from the table (never the tokens)."""
+        from qbo_connect.domain.connection_test import NEXT_STEPS
+        from qbo_connect.runtime import services
+
+        steps = {code.value: step for code, step in NEXT_STEPS.items()}
+        described = []
+        for body in bodies:
+            try:
+                connection_id = json.loads(body)["connection_id"]
+            except (ValueError, KeyError, TypeError):
+                described.append("a message that names no connection")
+                continue
+            connection = services().store.get(connection_id)
+            if connection is None:
+                described.append(f"{connection_id} no longer exists")
+            else:
+                summary = connection.summary()
+                step = steps.get(summary.get("last_refresh_error") or summary["status"])
+                described.append(
+                    describe_refresh(
+                        summary,
+                        batch_started_at=batch_started_at,
+                        now=time.time(),
+                        next_step=step.replace(" ID", f" {connection_id}") if step else None,
+                    )
+                )
+        return "; ".join(described)
 
     def _start_intuit(self) -> str | None:
         if self.intuit_keys is not None:
@@ -346,6 +402,11 @@ class LocalStack:
         self._parts.clear()
 
     # --- what a person reads ----------------------------------------------------------------------
+    def _function_log_line(self) -> str:
+        if self.options.function_log is None:
+            return "on this terminal (the functions' JSON lines, as CloudWatch Logs would hold them)"
+        return f"{self.options.function_log}  (JSON lines, as in CloudWatch Logs; --function-logs prints them here)"
+
     def banner(self) -> str:
         document = self.document or {}
         api_url = document.get("api_url", "")
@@ -363,6 +424,7 @@ class LocalStack:
             f"  Intuit         {intuit}",
             f"  Refresh sweep  every {self.options.refresh_interval:g} s",
             f"  State file     {self.state_file}",
+            f"  Function logs  {self._function_log_line()}",
             "",
         ]
         if not document.get("emulator_url"):

@@ -39,7 +39,12 @@ class Stack:
     discovery: dict[str, Any]
 
     def log(self) -> str:
+        """What the terminal shows."""
         return self.log_file.read_text(errors="replace")
+
+    def function_log(self) -> str:
+        """The functions' JSON lines, as CloudWatch Logs would hold them."""
+        return Path(self.discovery["function_log"]).read_text(errors="replace")
 
     def env(self) -> dict[str, str]:
         return stack_env(self.state_file)
@@ -217,7 +222,9 @@ def test_demo_company_connects_over_http_invoke_tests_it_and_stop_cleans_up(stac
     assert not stack.state_file.exists()
     assert not stack.ready_file.exists()
     # Neither the banner, the logs nor the discovery record ever showed a secret, token, code or state.
-    leaked = [v for v in [*secrets, flow["code"], flow["state"]] if v in stack.log() or v in json.dumps(discovery)]
+    everything = stack.log() + stack.function_log() + json.dumps(discovery)
+    assert '"message":"Connection authorized"' in stack.function_log()
+    leaked = [v for v in [*secrets, flow["code"], flow["state"]] if v in everything]
     assert not leaked, f"{len(leaked)} secret value(s) reached the local stack's output"
 
 
@@ -233,10 +240,24 @@ def test_schedule_sweeps_and_the_queue_consumer_refreshes_the_demo_connection(tm
             assert time.monotonic() < deadline, f"no refresh reached the emulator:\n{stack.log()[-3000:]}"
             time.sleep(0.2)  # the schedule's next run, polled within the deadline above
 
+        faults = stack.discovery["emulator_url"] + "/_emulator/faults"
+        requests.post(faults, json={"group": "token", "fault": "invalid_grant", "times": 1}, timeout=10)
+        deadline = time.monotonic() + 30
+        while "demo needs_reauthorization" not in stack.log():
+            assert time.monotonic() < deadline, f"no failed refresh in the log:\n{stack.log()[-3000:]}"
+            time.sleep(0.2)  # the schedule's next run, polled within the deadline above
+
         assert stack.stop() == 0
     log = stack.log()
     assert "Refresh sweep: 1 due, 1 enqueued" in log
-    assert "Refresh queue: 1 message(s) handled" in log
+    # One readable line per sweep and per refresh batch, with the outcome and, for a failure, what to do.
+    assert re.search(r"Refresh queue: 1 message\(s\) handled: demo refreshed, access token valid \d+ min", log)
+    assert (
+        "Refresh queue: 1 message(s) handled: demo needs_reauthorization: "
+        "A company administrator must reconnect through the authorize link." in log
+    )
+    assert '{"' not in log, "the functions' JSON lines belong in the function log, not on the terminal"
+    assert '"Refresh failed permanently"' in stack.function_log()
 
 
 @pytest.mark.parametrize("option", ["--port", "--aws-port", "--intuit-port"])
