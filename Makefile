@@ -13,7 +13,7 @@ QUIET_PIP := PYTHONWARNINGS="ignore:Editable installation"
 # No usage data from SAM CLI, and no notice about it on every run.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: dev test lint unit integration e2e template build invoke bench lock clean
+.PHONY: dev test lint unit integration e2e template build invoke bench lock dist clean
 
 $(BIN)/activate: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ lock:  ## Re-resolve the workstation, test and tool dependencies in fresh venvs 
 	  .venv-lock-tools/bin/pip freeze; } > $(TOOLS_CONSTRAINTS)
 	rm -rf .venv-lock .venv-lock-tools
 	@echo "Pinned: $(CONSTRAINTS), $(TOOLS_CONSTRAINTS). Run make test, then commit them."
+
+dist: $(BIN)/activate  ## A wheel of the CLI (and the shared package it uses) in dist/, to install on a workstation without a clone
+	rm -rf dist
+	$(QUIET_PIP) $(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/*.whl
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache .hypothesis
