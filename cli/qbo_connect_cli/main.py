@@ -31,7 +31,7 @@ from qbo_connect.observability import logger, metrics
 from qbo_connect.runtime import Services, build_services
 from qbo_connect.settings import SettingsError
 
-from qbo_connect_cli import output, targets
+from qbo_connect_cli import output, progress, targets
 
 OUTPUT_FORMATS = ("table", "json")
 LATE_OUTPUT = "late_output_format"  # --output given after the command's name
@@ -447,7 +447,11 @@ def test_connection(ctx: click.Context, invocation: Invocation, name_or_id: str)
     """Sign in with the connection and read the company's name. Exit code 1 if it fails."""
     services = invocation.services
     connection = services.administration.find(name_or_id)
-    body = services.connection_tests.run(connection.connection_id).as_json()
+    # The test waits on Intuit (a token refresh if due, then CompanyInfo): up to the read timeout.
+    spin = progress.is_terminal() and not invocation.wants_json
+    what = f'Testing "{connection.name}": waiting for Intuit (access token if due, then the company\'s name)'
+    with progress.waiting(what, enabled=spin):
+        body = services.connection_tests.run(connection.connection_id).as_json()
     if invocation.wants_json:
         invocation.emit_json(body)
     else:
