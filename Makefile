@@ -4,22 +4,28 @@ PYTHON ?= python3
 VENV := .venv
 TOOLS := .venv-tools
 BIN := $(VENV)/bin
-# sam build without Docker needs the Lambda runtime's Python on PATH (template.yaml: python3.13).
-LAMBDA_PYTHON_BIN ?= $(shell for p in $$HOME/.pyenv/versions/3.13*/bin; do [ -x $$p/python3.13 ] && echo $$p && break; done)
+# What CI tested, pinned: `make lock` re-resolves both files from pyproject.toml and the tool list.
+CONSTRAINTS := constraints.txt
+TOOLS_CONSTRAINTS := constraints-tools.txt
+TOOL_PACKAGES := aws-sam-cli cfn-lint checkov
+# setuptools prints a notice on every editable install that says nothing about this project.
+QUIET_PIP := PYTHONWARNINGS="ignore:Editable installation"
+# No usage data from SAM CLI, and no notice about it on every run.
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: dev test lint unit integration e2e template build invoke bench chaos clean
+.PHONY: dev test lint unit integration e2e template build invoke bench chaos lock dist clean
 
-$(BIN)/activate: pyproject.toml
+$(BIN)/activate: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(QUIET_PIP) $(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[test]"
 	touch $(BIN)/activate
 
 $(TOOLS)/bin/sam:
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --upgrade pip
 	# SAM CLI, cfn-lint and checkov pin conflicting packages: they live beside the project's venv.
-	$(TOOLS)/bin/pip install --quiet aws-sam-cli cfn-lint checkov
+	$(TOOLS)/bin/pip install --quiet -c $(TOOLS_CONSTRAINTS) $(TOOL_PACKAGES)
 
 dev: $(BIN)/activate  ## Run the whole service locally: AWS (moto), the functions behind a router, the schedule, an Intuit emulator
 	$(BIN)/python -m qbo_local up $(ARGS)
@@ -45,8 +51,8 @@ template: $(TOOLS)/bin/sam  ## SAM and CloudFormation linting of template.yaml, 
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(TOOLS)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
 
-build: $(TOOLS)/bin/sam  ## sam build, without Docker
-	PATH="$(LAMBDA_PYTHON_BIN):$$PATH" $(TOOLS)/bin/sam build
+build: $(TOOLS)/bin/sam  ## sam build, without Docker (the layer's Makefile fetches Lambda-platform wheels)
+	$(TOOLS)/bin/sam build
 
 bench: $(BIN)/activate $(TOOLS)/bin/sam  ## Benchmarks: cold start, refresh throughput, due-finding reads, token reads, cost; prints the table, writes docs/performance.md
 	$(BIN)/python -m bench
@@ -56,6 +62,24 @@ chaos: $(BIN)/activate  ## Randomized soak of the token lifecycle under faults (
 
 invoke: $(BIN)/activate  ## Run a sample event through a function against the running local stack: make invoke FUNCTION=test EVENT=events/test.json
 	$(BIN)/python -m qbo_local invoke $(FUNCTION) $(EVENT)
+
+lock:  ## Re-resolve the workstation, test and tool dependencies in fresh venvs and pin them; commit the two files
+	rm -rf .venv-lock .venv-lock-tools
+	$(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet --upgrade pip
+	$(QUIET_PIP) .venv-lock/bin/pip install --quiet -e ".[test]"
+	{ echo "# Pinned by \`make lock\` from pyproject.toml ($$(date -u +%F)): what \`make test\` installs."; \
+	  .venv-lock/bin/pip freeze --exclude-editable; } > $(CONSTRAINTS)
+	$(PYTHON) -m venv .venv-lock-tools && .venv-lock-tools/bin/pip install --quiet --upgrade pip
+	.venv-lock-tools/bin/pip install --quiet $(TOOL_PACKAGES)
+	{ echo "# Pinned by \`make lock\` ($$(date -u +%F)): SAM CLI, cfn-lint and checkov for \`make template\` and \`make build\`."; \
+	  .venv-lock-tools/bin/pip freeze; } > $(TOOLS_CONSTRAINTS)
+	rm -rf .venv-lock .venv-lock-tools
+	@echo "Pinned: $(CONSTRAINTS), $(TOOLS_CONSTRAINTS). Run make test, then commit them."
+
+dist: $(BIN)/activate  ## A wheel of the CLI (and the shared package it uses) in dist/, to install on a workstation without a clone
+	rm -rf dist
+	$(QUIET_PIP) $(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/*.whl
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache .hypothesis

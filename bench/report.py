@@ -32,7 +32,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
             )
         )
     layer = results["layer"]
-    size = f"{layer['bytes'] / 1024 / 1024:.1f} MB ({layer['files']} files)" if layer.get("bytes") else layer["note"]
+    size = f"{layer['bytes'] / 1024 / 1024:.1f} MiB ({layer['files']} files)" if layer.get("bytes") else layer["note"]
     out.append(Row("Built layer (.aws-sam/build/SharedLayer)", size))
     for run in results["throughput"]:
         n = f"{run['connections']:,}"
@@ -160,7 +160,7 @@ def document(results: dict[str, Any], table_rows: list[Row]) -> str:
     floor_ms = results["cold_start"][0]["floor_ms"]
     layer = results["layer"]
     layer_text = (
-        f"{layer['bytes'] / 1024 / 1024:.1f} MB in {layer['files']} files"
+        f"{layer['bytes'] / 1024 / 1024:.1f} MiB in {layer['files']} files"
         if layer.get("bytes")
         else f"not measured ({layer.get('note')})"
     )
@@ -204,8 +204,11 @@ and service models). Before the lazy imports the two HTTP handlers measured 1.18
 the floor. The machine is shared and noisy: single runs vary by a factor of two, the medians by a
 few per cent from one run to the next.
 
-Built layer: {layer_text} (`make build`, then `du -sh .aws-sam/build/SharedLayer`; pinned
-dependencies for arm64 and the `qbo_connect` package; boto3 and botocore come from the runtime).
+Built layer: {layer_text} (`make build`; pinned dependencies for arm64 and the `qbo_connect`
+package; boto3 and botocore come from the runtime). The measure is the sum of the files' sizes in
+MiB, which is what counts towards Lambda's 250 MB unzipped limit:
+`find .aws-sam/build/SharedLayer -type f -printf '%s\\n' | awk '{{s += $1}} END {{print s / 1048576}}'`.
+`du -sh` shows more (about 11M): it counts whole disk blocks and the directories too.
 
 ## Refresh throughput
 

@@ -5,7 +5,7 @@ lifecycle relies on: the store's save is checked against version and lease owner
 only when free or expired and released only by its owner, an OAuth state is consumed once; the vault
 refuses a second document for a generation it already holds (Secrets Manager's ClientRequestToken).
 The identity provider rotates refresh tokens strictly, the reading of Intuit's rules the design
-is built for (shared/INTUIT.md).
+is built for (docs/intuit.md).
 """
 
 from __future__ import annotations

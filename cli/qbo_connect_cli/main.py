@@ -7,6 +7,7 @@ argument: arguments end up in shell history and in process listings.
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from collections import Counter
@@ -23,21 +24,17 @@ from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.connection import (
     Connection,
     ConnectionStatus,
-    parse_environment,
-    validate_client_id,
-    validate_connection_id,
-    validate_name,
-    validate_realm_id,
-    validate_scopes,
 )
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult
-from qbo_connect.errors import ConnectionAlreadyExists, QboConnectError
+from qbo_connect.errors import QboConnectError
 from qbo_connect.observability import logger, metrics
 from qbo_connect.runtime import Services, build_services
 from qbo_connect.settings import SettingsError
 
-from qbo_connect_cli import clock_skew, output, targets
+from qbo_connect_cli import clock_skew, output, progress, targets
 
+OUTPUT_FORMATS = ("table", "json")
+LATE_OUTPUT = "late_output_format"  # --output given after the command's name
 # Above this many connections, `refresh` shows a progress bar instead of a line per connection.
 PROGRESS_THRESHOLD = 10
 FAILED_OUTCOMES = frozenset(
@@ -51,14 +48,24 @@ FAILED_OUTCOMES = frozenset(
 
 
 class Failure(click.ClickException):
-    """An error a user can fix: one line on stderr, no traceback."""
+    """An error a user can fix: one line on stderr, no traceback; with --output json, an object on stdout."""
 
-    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+    def __init__(
+        self, message: str, *, code: str, exit_code: int = 1, as_json: bool = False, code_in_text: bool = False
+    ) -> None:
         super().__init__(message)
+        self.code = code
         self.exit_code = exit_code
+        self.as_json = as_json
+        self.code_in_text = code_in_text
 
     def show(self, file=None) -> None:
-        click.echo(self.format_message(), err=True)
+        if self.as_json:
+            click.echo(output.to_json({"error": {"code": self.code, "message": self.message}}))
+        else:
+            click.echo(
+                f"Error ({self.code}): {self.message}" if self.code_in_text else f"Error: {self.message}", err=True
+            )
 
 
 @dataclass
@@ -93,7 +100,7 @@ class Invocation:
         try:
             clock_skew.require_agreement(self.target.session, self.target.settings.clock_skew_seconds)
         except clock_skew.ClockSkewTooLarge as error:
-            raise Failure(f"Error (clock_skew): {error}") from None
+            raise Failure(str(error), code="clock_skew", as_json=self.wants_json, code_in_text=True) from None
 
     def command(self, *words: str) -> str:
         return shlex.join(["qbo-connect", *self.target_options, *words])
@@ -102,20 +109,54 @@ class Invocation:
         click.echo(output.to_json(data))
 
 
+def _wants_json(ctx: click.Context) -> bool:
+    invocation = ctx.find_object(Invocation)
+    if invocation is not None:
+        return invocation.wants_json
+    return ctx.params.get("output_format") == "json"  # an error before the group's callback ran
+
+
 class QboConnectCli(click.Group):
-    """Turns the errors a user can hit into one line that says what to do, and an exit code."""
+    """Turns the errors a user can hit into one line that says what to do (or JSON), and an exit code.
+
+    Its subgroups are of this class too, and every command also takes --output after its name."""
+
+    group_class = type
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        takes_late_output = any(param.name == LATE_OUTPUT for param in getattr(command, "params", ()))
+        if command is not None and not isinstance(command, click.Group) and not takes_late_output:
+            command.params.append(_late_output_option())
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except Failure:
+            raise
+        except click.UsageError as error:
+            if not _wants_json(ctx):
+                raise
+            raise Failure(error.format_message(), code="usage", exit_code=error.exit_code, as_json=True) from None
+        except click.Abort:
+            raise Failure(
+                "Not confirmed: nothing was changed (scripts without a terminal: pass --yes)",
+                code="aborted",
+                as_json=_wants_json(ctx),
+            ) from None
         except QboConnectError as error:
-            raise Failure(f"Error ({error.code.value}): {error.message}") from None
+            raise Failure(error.message, code=error.code.value, as_json=_wants_json(ctx), code_in_text=True) from None
         except targets.TargetError as error:
-            raise Failure(f"Error: {error}", exit_code=error.exit_code) from None
+            raise Failure(str(error), code="target", exit_code=error.exit_code, as_json=_wants_json(ctx)) from None
         except SettingsError as error:
-            raise Failure(f"Error: the target's configuration is invalid: {error}") from None
+            raise Failure(
+                f"the target's configuration is invalid: {error}",
+                code="invalid_configuration",
+                as_json=_wants_json(ctx),
+            ) from None
         except (BotoCoreError, ClientError) as error:
-            raise Failure(f"Error: {targets.describe_aws_error(error)}") from None
+            raise Failure(targets.describe_aws_error(error), code="aws_error", as_json=_wants_json(ctx)) from None
 
 
 @click.group(cls=QboConnectCli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,10 +172,10 @@ class QboConnectCli(click.Group):
 @click.option(
     "--output",
     "output_format",
-    type=click.Choice(["table", "json"]),
+    type=click.Choice(OUTPUT_FORMATS),
     default="table",
     show_default=True,
-    help="`json` prints machine-readable output on stdout.",
+    help="`json` prints machine-readable output on stdout, errors too (also accepted after the command).",
 )
 @click.version_option(package_name="qbo-connect")
 @click.pass_context
@@ -179,19 +220,7 @@ def read_client_secret(*, from_stdin: bool, stdin_option: str, or_else: str = ""
 
 def check_before_prompt(services: Services, request: NewConnection) -> None:
     """Refuse what would be refused anyway before anyone types a secret; create() checks everything again."""
-    validate_name(request.name)
-    validate_client_id(request.client_id)
-    parse_environment(request.environment)
-    validate_scopes(request.scopes)
-    if request.realm_id:
-        validate_realm_id(request.realm_id)
-    if request.connection_id:
-        validate_connection_id(request.connection_id)
-    if services.store.find_by_name(request.name) is not None:
-        raise ConnectionAlreadyExists(
-            f"A connection named {request.name!r} already exists: choose another name, or use the existing one "
-            "(`qbo-connect connections list`)"
-        )
+    services.administration.check_new(request)
 
 
 # --- hints -------------------------------------------------------------------------------------
@@ -247,7 +276,13 @@ def connections() -> None:
 )
 @click.option("--base-url", metavar="URL", help="API base URL instead of the environment's (only allowed hosts).")
 @click.option("--id", "connection_id", metavar="ID", help="Connection ID. Default: generated (qbc-...).")
-@click.option("--client-secret-stdin", is_flag=True, help="Read the client secret from stdin.")
+@click.option(
+    "--stdin",
+    "--client-secret-stdin",
+    "client_secret_stdin",
+    is_flag=True,
+    help="Read the client secret from stdin (as set-secret --stdin; --client-secret-stdin is the old spelling).",
+)
 @click.option("--no-secret", is_flag=True, help="Create without the client secret; set it later with set-secret.")
 @pass_invocation
 def create(
@@ -264,7 +299,7 @@ def create(
 ) -> None:
     """Create the connection NAME. The client secret comes from a hidden prompt, or stdin."""
     if client_secret_stdin and no_secret:
-        raise click.UsageError("--client-secret-stdin and --no-secret exclude each other")
+        raise click.UsageError("--stdin and --no-secret exclude each other")
     request = NewConnection(
         name=name,
         client_id=client_id,
@@ -281,7 +316,7 @@ def create(
             check_before_prompt(services, request)
         secret = read_client_secret(
             from_stdin=client_secret_stdin,
-            stdin_option="--client-secret-stdin",
+            stdin_option="--stdin",
             or_else=", or pass --no-secret and set it later",
         )
     connection = services.administration.create(replace(request, client_secret=secret))
@@ -421,7 +456,11 @@ def test_connection(ctx: click.Context, invocation: Invocation, name_or_id: str)
     invocation.require_clock_agreement()
     services = invocation.services
     connection = services.administration.find(name_or_id)
-    body = services.connection_tests.run(connection.connection_id).as_json()
+    # The test waits on Intuit (a token refresh if due, then CompanyInfo): up to the read timeout.
+    spin = progress.is_terminal() and not invocation.wants_json
+    what = f'Testing "{connection.name}": waiting for Intuit (access token if due, then the company\'s name)'
+    with progress.waiting(what, enabled=spin):
+        body = services.connection_tests.run(connection.connection_id).as_json()
     if invocation.wants_json:
         invocation.emit_json(body)
     else:
@@ -496,7 +535,13 @@ def delete(invocation: Invocation, name_or_id: str, yes: bool) -> None:
 @click.argument("name_or_id", required=False)
 @click.option("--due", is_flag=True, help="Every connection whose access token is due for refresh.")
 @click.option("--all", "every_connected", is_flag=True, help="Every connected connection.")
-@click.option("--force", is_flag=True, help="Refresh even if the access token is not due yet.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Refresh even if the access token is not due yet. A token refreshed within the last minute (the "
+    "forced-refresh minimum age) is left alone: the answer is already_refreshed, exit code 0, with the time a "
+    "forced refresh is allowed again.",
+)
 @pass_invocation
 @click.pass_context
 def refresh(
@@ -524,14 +569,25 @@ def refresh(
 
     def line(result: RefreshResult) -> str:
         text = f"{names.get(result.connection_id, '?')} ({result.connection_id}): {result.outcome.value}"
-        return f"{text}: {result.message}" if result.message else text
+        text = f"{text}: {result.message}" if result.message else text
+        allowed_at = forced_refresh_allowed_at(services, result) if force else None
+        if allowed_at is not None:
+            now = invocation.now()
+            text += f"; a forced refresh is allowed again {output.relative(max(allowed_at, now), now)}"
+            text += f" ({output.utc(allowed_at)})"
+        return text
+
+    def as_json(result: RefreshResult) -> dict:
+        answer = result.as_json()
+        allowed_at = forced_refresh_allowed_at(services, result) if force else None
+        return answer if allowed_at is None else {**answer, "forced_refresh_allowed_at": allowed_at}
 
     many = len(connection_ids) > PROGRESS_THRESHOLD
     print_each = not (invocation.wants_json or many)
     results = refresh_each(services, connection_ids, force=force, on_result=_echo_line(line) if print_each else None)
 
     if invocation.wants_json:
-        invocation.emit_json([r.as_json() for r in results])
+        invocation.emit_json([as_json(r) for r in results])
     elif not results:
         click.echo("No connections are due for refresh." if due else "No connected connections to refresh.")
     else:
@@ -544,6 +600,16 @@ def refresh(
             summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.most_common())
             click.echo(f"{len(results)} connections: {summary}")
     ctx.exit(1 if any(r.outcome in FAILED_OUTCOMES for r in results) else 0)
+
+
+def forced_refresh_allowed_at(services: Services, result: RefreshResult) -> int | None:
+    """When a forced refresh refused as too soon (already_refreshed) will be accepted, in epoch seconds."""
+    if result.outcome is not RefreshOutcome.ALREADY_REFRESHED:
+        return None
+    connection = services.store.get(result.connection_id)
+    if connection is None or connection.last_refreshed_at is None:
+        return None
+    return math.ceil(connection.last_refreshed_at + services.lifecycle.policy.forced_refresh_min_age_seconds)
 
 
 def _echo_line(render: Callable[[RefreshResult], str]) -> Callable[[RefreshResult], None]:
@@ -574,6 +640,22 @@ def refresh_each(
         return [refresh_one(connection_id) for connection_id in connection_ids]
     with click.progressbar(connection_ids, label="Refreshing", file=sys.stderr, show_pos=True) as bar:
         return [refresh_one(connection_id) for connection_id in bar]
+
+
+def _set_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(Invocation).output_format = value
+
+
+def _late_output_option() -> click.Option:
+    return click.Option(
+        ["--output", LATE_OUTPUT],
+        type=click.Choice(OUTPUT_FORMATS),
+        expose_value=False,
+        is_eager=True,  # before the other options, so that their errors come out as JSON too
+        callback=_set_output,
+        help="As the global --output: `json` prints machine-readable output (errors too) on stdout.",
+    )
 
 
 def main() -> None:

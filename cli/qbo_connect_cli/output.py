@@ -15,7 +15,20 @@ MISSING = "-"
 
 
 def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)
+    return json.dumps(whole_seconds(data), indent=2, default=str)
+
+
+def whole_seconds(data: Any) -> Any:
+    """Times (`..._at`) as whole epoch seconds, as the connection secret and the test function give them:
+    one convention for all public JSON."""
+    if isinstance(data, Mapping):
+        return {
+            key: int(value) if key.endswith("_at") and isinstance(value, float) else whole_seconds(value)
+            for key, value in data.items()
+        }
+    if isinstance(data, list | tuple):
+        return [whole_seconds(item) for item in data]
+    return data
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -77,8 +90,11 @@ def moment(timestamp: float | None, now: float) -> str:
     """An absolute UTC time with its relative reading: `2025-06-01 12:00:00 UTC (in 52 min)`."""
     if timestamp is None:
         return MISSING
-    absolute = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{absolute} ({relative(timestamp, now)})"
+    return f"{utc(timestamp)} ({relative(timestamp, now)})"
+
+
+def utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # --- connections -------------------------------------------------------------------------------
@@ -143,11 +159,11 @@ def connection_fields(summary: Mapping[str, Any], now: float) -> str:
     pairs = []
     for key, value in summary.items():
         label = _LABELS.get(key) or key.replace("_", " ").capitalize()
-        pairs.append((label, _field_value(key, value, now)))
+        pairs.append((label, _field_value(key, value, now, summary)))
     return fields(pairs)
 
 
-def _field_value(key: str, value: Any, now: float) -> Any:
+def _field_value(key: str, value: Any, now: float, summary: Mapping[str, Any]) -> Any:
     if key == "client_secret_set":
         return "set" if value else "not set"
     if key == "access_token_expires_at" and value is not None and value <= now:
@@ -157,19 +173,23 @@ def _field_value(key: str, value: Any, now: float) -> Any:
     if key == "scopes":
         return " ".join(value or ()) or None
     if key == "last_test":
-        return last_test(value, now)
+        return last_test(value, now, connected_at=summary.get("connected_at"))
     return value
 
 
-def last_test(result: Mapping[str, Any] | None, now: float) -> str | None:
+def last_test(result: Mapping[str, Any] | None, now: float, *, connected_at: float | None = None) -> str | None:
     if not result:
         return None
     when = relative(result.get("tested_at"), now)
     if result.get("ok"):
-        return f'OK {when}: company "{result.get("company_name")}" in {result.get("latency_ms")} ms'
-    text = f"FAILED {when} ({result.get('error_code')}): {result.get('message')}"
-    if result.get("intuit_tid"):
-        text += f" [intuit_tid {result['intuit_tid']}]"
+        text = f'OK {when}: company "{result.get("company_name")}" in {result.get("latency_ms")} ms'
+    else:
+        text = f"FAILED {when} ({result.get('error_code')}): {result.get('message')}"
+        if result.get("intuit_tid"):
+            text += f" [intuit_tid {result['intuit_tid']}]"
+    tested_at = result.get("tested_at")
+    if connected_at is not None and tested_at is not None and tested_at < connected_at:
+        text = f"{text} (before the current connection: run `connections test` again)"
     return text
 
 

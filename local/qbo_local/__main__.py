@@ -1,7 +1,8 @@
 """qbo-connect-local: the whole service on this machine, no AWS account and no Intuit keys needed.
 
     qbo-connect-local up [--port 3000] [--aws-port 4566] [--intuit-port 8181] [--refresh-interval 60]
-                         [--access-token-seconds N] [--refresh-concurrency N] [--root DIR] [--ready-file PATH]
+                         [--access-token-seconds N] [--refresh-concurrency N] [--function-logs] [--root DIR]
+                         [--ready-file PATH]
     qbo-connect-local invoke FUNCTION EVENT_FILE      (e.g. invoke test events/test.json)
 
 `make dev` runs `up`. With QBO_INTUIT_CLIENT_ID and QBO_INTUIT_CLIENT_SECRET set, `up` talks to
@@ -26,6 +27,7 @@ from qbo_local.config import OptionError, UpOptions
 from qbo_local.functions import FunctionNotFound
 
 log = logging.getLogger("qbo_local")
+FUNCTION_LOG_NAME = "function-logs.jsonl"  # beside the discovery file
 
 
 def _setup_logging() -> None:
@@ -72,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         help="refresh function instances consuming the refresh queue at once "
         "(default: the template's RefreshMaxConcurrency, 5)",
     )
+    up.add_argument(
+        "--function-logs",
+        action="store_true",
+        help="print the functions' JSON log lines and metrics here too (default: only into the function log file "
+        "the banner names)",
+    )
     up.add_argument("--root", type=Path, help="the repository (default: the checkout this package is in)")
     up.add_argument("--ready-file", type=Path, help="write the discovery JSON here once everything listens (tests, CI)")
 
@@ -93,6 +101,7 @@ def _up_options(args: argparse.Namespace) -> UpOptions:
     )
     if args.access_token_seconds is not None and args.access_token_seconds <= 0:
         raise OptionError("--access-token-seconds must be greater than zero")
+    state_file = discovery.state_path()
     return UpOptions(
         root=config.repository_root(args.root),
         port=port(args.port, "--port", config.PORT_ENV, config.DEFAULT_PORT),
@@ -106,7 +115,8 @@ def _up_options(args: argparse.Namespace) -> UpOptions:
             else config.env_concurrency()
         ),
         ready_file=args.ready_file,
-        state_file=discovery.state_path(),
+        state_file=state_file,
+        function_log=None if args.function_logs else state_file.with_name(FUNCTION_LOG_NAME),
     )
 
 

@@ -93,6 +93,8 @@ class UpOptions:
     refresh_concurrency: int | None = None
     ready_file: Path | None = None
     state_file: Path | None = None
+    # The functions' JSON log lines and metrics (what CloudWatch Logs would hold); None: on the terminal.
+    function_log: Path | None = None
 
 
 def env_port(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:

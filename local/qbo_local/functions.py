@@ -8,13 +8,15 @@ layer folder put first on sys.path).
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import secrets
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,25 +116,37 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-class _InvocationStdout:
-    """sys.stdout, routed per thread: while a handler runs its prints (Powertools' metrics among them)
-    go to stderr, as a Lambda's stdout goes to its log. The stack's banner and `invoke`'s JSON answer
-    keep stdout to themselves."""
+class _FunctionOutput:
+    """Whether the running code is a handler's, and where its output goes: the function log (a file the
+    local stack names, as a Lambda's output goes to CloudWatch Logs), else stderr. A context variable, not
+    a thread-local: the worker threads a handler starts (asyncio.to_thread) inherit it."""
 
-    def __init__(self, stdout: Any, stderr: Any) -> None:
-        self._stdout = stdout
-        self._stderr = stderr
-        self._local = threading.local()
+    def __init__(self, stderr: Any) -> None:
+        self.stderr = stderr
+        self.function_log: Any | None = None
+
+    @property
+    def active(self) -> bool:
+        return _in_function.get()
+
+
+_in_function: contextvars.ContextVar[bool] = contextvars.ContextVar("qbo_local_in_function", default=False)
+
+
+class _InvocationStream:
+    """sys.stdout or sys.stderr, routed per thread: while a handler runs, its prints and log lines
+    (Powertools' JSON lines and metrics) go to the function output. The stack's banner, its own log lines
+    and `invoke`'s JSON answer keep the real streams to themselves."""
+
+    def __init__(self, outside: Any, routing: _FunctionOutput) -> None:
+        self._outside = outside
+        self._routing = routing
 
     @property
     def _target(self) -> Any:
-        return self._stderr if getattr(self._local, "depth", 0) else self._stdout
-
-    def enter(self) -> None:
-        self._local.depth = getattr(self._local, "depth", 0) + 1
-
-    def leave(self) -> None:
-        self._local.depth -= 1
+        if self._routing.active:
+            return self._routing.function_log or self._routing.stderr
+        return self._outside
 
     def write(self, text: str) -> int:
         return self._target.write(text)
@@ -145,13 +159,37 @@ class _InvocationStdout:
 
 
 _routing_lock = threading.Lock()
+_routing: _FunctionOutput | None = None
 
 
-def _stdout_router() -> _InvocationStdout:
+def _function_output() -> _FunctionOutput:
+    """Installs the routing streams once (stdout and stderr) and answers the routing state."""
+    global _routing
     with _routing_lock:
-        if not isinstance(sys.stdout, _InvocationStdout):
-            sys.stdout = _InvocationStdout(sys.stdout, sys.stderr)
-        return sys.stdout
+        if _routing is None:
+            _routing = _FunctionOutput(sys.stderr)
+        if not isinstance(sys.stdout, _InvocationStream):
+            sys.stdout = _InvocationStream(sys.stdout, _routing)
+        if not isinstance(sys.stderr, _InvocationStream):
+            sys.stderr = _InvocationStream(sys.stderr, _routing)
+        return _routing
+
+
+def send_function_output_to(stream: Any | None) -> None:
+    """Where handlers' stdout goes from now on: a file (the stack's function log), or None for stderr.
+    Call before qbo_connect is first imported: its logger keeps the stream it saw then."""
+    _function_output().function_log = stream
+
+
+@contextmanager
+def as_function_output() -> Iterator[None]:
+    """Code run under this writes where handlers do (the stack's own calls into the service, too)."""
+    _function_output()
+    token = _in_function.set(True)
+    try:
+        yield
+    finally:
+        _in_function.reset(token)
 
 
 class LocalFunction:
@@ -181,7 +219,7 @@ class LocalFunction:
 
     def load(self) -> Handler:
         # Route stdout before the import: a logger made at module level keeps the stream it saw then.
-        _stdout_router()
+        _function_output()
         with self._load_lock:
             if self._handler is None:
                 self._handler = _load_handler(self.spec)
@@ -189,14 +227,12 @@ class LocalFunction:
 
     def invoke(self, event: Any) -> Any:
         handler = self.load()
-        output = _stdout_router()
         with self._invoke_lock:
             context = LambdaContext(self.spec)
-            output.enter()
             try:
-                return handler(event, context)
+                with as_function_output():
+                    return handler(event, context)
             finally:
-                output.leave()
                 if context.get_remaining_time_in_millis() == 0:
                     print(
                         f"{self.spec.logical_id} ran longer than its {self.spec.timeout_seconds} s timeout: "

@@ -7,7 +7,7 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from qbo_local.config import REGION
@@ -29,6 +29,25 @@ def describe_sweep(result: Any) -> str:
     outcomes = result.get("outcomes") or {}
     counts = ", ".join(f"{outcome.replace('_', ' ')} {count}" for outcome, count in sorted(outcomes.items()))
     return f"{result['due']} due: {counts}" if counts else f"{result['due']} due"
+
+
+def describe_refresh(
+    summary: dict[str, Any], *, batch_started_at: float, now: float, next_step: str | None = None
+) -> str:
+    """One connection's outcome after a refresh batch, with the reason and what to do when it failed."""
+    name, status = summary.get("name") or summary.get("connection_id"), summary.get("status")
+    error, failures = summary.get("last_refresh_error"), summary.get("consecutive_refresh_failures") or 0
+    reason = f" ({error})" if error and error != status else ""
+    step = f": {next_step}" if next_step else ""
+    if status != "connected":
+        return f"{name} {status}{reason}{step}"
+    if failures:
+        return f"{name} refresh failed{reason}, {failures} in a row; the next sweep retries{step}"
+    refreshed_at, expires_at = summary.get("last_refreshed_at"), summary.get("access_token_expires_at")
+    if refreshed_at is None or refreshed_at < batch_started_at:
+        return f"{name} not refreshed (not due, or refreshed by another holder)"
+    valid = f", access token valid {int((expires_at - now) // 60)} min" if expires_at else ""
+    return f"{name} refreshed{valid}"
 
 
 class RefreshSchedule:
@@ -139,6 +158,7 @@ class QueueEventSource:
         report_failures: bool = True,
         poll_seconds: int = 1,
         concurrency: int = 1,
+        describe: Callable[[list[str], float], str] | None = None,
     ) -> None:
         self.function = function
         self.sqs = sqs_client
@@ -149,6 +169,8 @@ class QueueEventSource:
         self.report_failures = report_failures
         self.poll_seconds = poll_seconds
         self.concurrency = max(1, concurrency)
+        # Says, from the message bodies after the batch, what became of each (the function answers only failures).
+        self.describe = describe
         self.batches = 0
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
@@ -180,6 +202,7 @@ class QueueEventSource:
         if not messages:
             return 0
         ids = [m["MessageId"] for m in messages]
+        started_at = time.time()
         try:
             result = (function or self.function).invoke({"Records": [sqs_record(m, self.queue_arn) for m in messages]})
         except Exception:
@@ -196,8 +219,18 @@ class QueueEventSource:
         with self._count_lock:
             self.batches += 1
         retried = f", {len(failed)} left for retry" if failed else ""
-        log.info("Refresh queue: %d message(s) handled%s", len(messages), retried)
+        outcomes = self._describe([m["Body"] for m in messages], started_at)
+        log.info("Refresh queue: %d message(s) handled%s%s", len(messages), retried, outcomes)
         return len(messages)
+
+    def _describe(self, bodies: list[str], started_at: float) -> str:
+        if self.describe is None:
+            return ""
+        try:
+            return f": {self.describe(bodies, started_at)}"
+        except Exception:  # a log line must never stop the consumer
+            log.exception("Refresh queue: could not describe the batch's outcome")
+            return ""
 
     def _loop(self, function: Invocable) -> None:
         while not self._stop.is_set():

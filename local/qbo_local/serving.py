@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from types import TracebackType
 from typing import Any, Self
@@ -15,7 +16,11 @@ class BackgroundServer:
     def __init__(
         self, app: Any, host: str, port: int, *, request_handler: type[WSGIRequestHandler], thread_name: str
     ) -> None:
-        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=request_handler)
+        try:
+            self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=request_handler)
+        except SystemExit:
+            # werkzeug exits the process when it cannot bind; the caller should say what to do instead.
+            raise OSError(errno.EADDRINUSE, f"cannot listen on {host}:{port}") from None
         self._thread_name = thread_name
         self._thread: threading.Thread | None = None
 

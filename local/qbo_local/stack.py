@@ -11,20 +11,32 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
+import sys
 import threading
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from qbo_local import config, discovery
 from qbo_local.config import IntuitKeys, UpOptions
-from qbo_local.functions import LocalFunction, function_specs, put_layer_first
+from qbo_local.functions import (
+    LocalFunction,
+    as_function_output,
+    function_specs,
+    put_layer_first,
+    send_function_output_to,
+)
 from qbo_local.router import Route, Router, RouterServer
-from qbo_local.scheduler import QueueEventSource, RefreshSchedule
+from qbo_local.scheduler import QueueEventSource, RefreshSchedule, describe_refresh
 from qbo_local.template import function_properties, http_routes, load_template, parameter_default
 
 log = logging.getLogger("qbo_local.stack")
@@ -38,7 +50,15 @@ class StackError(RuntimeError):
     """A part of the local stack could not start; the message says what to do."""
 
 
-def ensure_port_free(port: int, what: str, how_to_change: str, host: str = "127.0.0.1") -> None:
+def port_taken_message(port: int, what: str, option: str, env: str) -> str:
+    """Names the flag in the form `make dev` takes it, since that is how most people start the stack."""
+    return (
+        f"Port {port} for {what} is taken (another `make dev` running?): stop it, or choose another port: "
+        f'make dev ARGS="{option} N" (qbo-connect-local up {option} N, or {env}=N; 0 picks a free one)'
+    )
+
+
+def ensure_port_free(port: int, what: str, option: str, env: str, host: str = "127.0.0.1") -> None:
     if port == 0:
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -47,10 +67,21 @@ def ensure_port_free(port: int, what: str, how_to_change: str, host: str = "127.
         try:
             probe.bind((host, port))
         except OSError:
-            raise StackError(
-                f"Port {port} for {what} is taken (another `make dev` running?): stop it, or choose "
-                f"another port with {how_to_change}"
-            ) from None
+            raise StackError(port_taken_message(port, what, option, env)) from None
+
+
+def cli_command() -> str:
+    """How to run the admin CLI from the shell that ran `make dev`: bare if PATH finds this one, else its path."""
+    installed = Path(sys.executable).parent / "qbo-connect"
+    if not installed.exists():
+        return f"{sys.executable} -m qbo_connect_cli.main"
+    on_path = shutil.which("qbo-connect")
+    if on_path and Path(on_path).resolve() == installed.resolve():
+        return "qbo-connect"
+    try:
+        return str(installed.relative_to(Path.cwd()))
+    except ValueError:
+        return str(installed)
 
 
 def handler_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -103,6 +134,7 @@ class LocalStack:
                 f"A local stack already runs (pid {running.get('pid')}, {running.get('api_url')}): stop it first, "
                 f"or give this one its own {config.STATE_ENV} and ports"
             )
+        self._route_function_logs()
         self.intuit_keys = config.intuit_keys()
         # The handlers must not see the keys (Lambda would not): the demo connection's secret holds them.
         os.environ.pop(config.INTUIT_CLIENT_ID_ENV, None)
@@ -129,7 +161,8 @@ class LocalStack:
         from qbo_connect.runtime import reset_services  # only now: the environment is complete
 
         reset_services()
-        self._ensure_demo_connection()
+        with as_function_output():
+            self._ensure_demo_connection()
         router.start()  # its stop, registered when it was bound, shuts the serving thread down too
         self._start_queue_source(queue_url, queue_arn)
         self.schedule = RefreshSchedule(self.functions["refresh"], self.options.refresh_interval).start()
@@ -150,10 +183,25 @@ class LocalStack:
             "intuit": "emulator" if emulator_url else "sandbox",
             "refresh_interval_seconds": self.options.refresh_interval,
             "refresh_dead_letter_queue_url": dlq_url,
+            "function_log": str(self.options.function_log) if self.options.function_log else None,
             "environment": handler_environment(),
         }
         discovery.write_json_private(self.state_file, self.document)
         return self.document
+
+    def _route_function_logs(self) -> None:
+        """Handlers' JSON lines to a file (as Lambda's go to CloudWatch Logs), so the terminal keeps one
+        readable line per request, sweep and refresh batch."""
+        # Lambda shows this per invocation without application metrics; here it would only be noise.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        if self.options.function_log is None:
+            return
+        path = self.options.function_log
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stream = open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - open while the stack runs
+        os.chmod(path, 0o600)
+        send_function_output_to(stream)
+        self._parts.append(_Part("function log", lambda: (send_function_output_to(None), stream.close())))
 
     def announce_ready(self) -> None:
         """The ready file, last: whoever waits for it can use everything, the printed banner included."""
@@ -165,7 +213,7 @@ class LocalStack:
 
         port = self.options.aws_port
         # ThreadedMotoServer.start() waits forever when its port is taken: check first.
-        ensure_port_free(port, "the embedded AWS (moto)", f"--aws-port or {config.AWS_PORT_ENV}")
+        ensure_port_free(port, "the embedded AWS (moto)", "--aws-port", config.AWS_PORT_ENV)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
         starter.start()
@@ -221,8 +269,39 @@ class LocalStack:
             window_seconds=window if isinstance(window, int | float) else 0,
             report_failures="ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or []),
             concurrency=concurrency,
+            describe=self._describe_refreshes,
         ).start()
         self._parts.append(_Part("refresh queue consumer", self.queue_source.stop))
+
+    @staticmethod
+    def _describe_refreshes(bodies: list[str], batch_started_at: float) -> str:
+        """What the refresh batch did to each connection, read back from the table (never the tokens)."""
+        from qbo_connect.domain.connection_test import NEXT_STEPS
+        from qbo_connect.runtime import services
+
+        steps = {code.value: step for code, step in NEXT_STEPS.items()}
+        described = []
+        for body in bodies:
+            try:
+                connection_id = json.loads(body)["connection_id"]
+            except (ValueError, KeyError, TypeError):
+                described.append("a message that names no connection")
+                continue
+            connection = services().store.get(connection_id)
+            if connection is None:
+                described.append(f"{connection_id} no longer exists")
+            else:
+                summary = connection.summary()
+                step = steps.get(summary.get("last_refresh_error") or summary["status"])
+                described.append(
+                    describe_refresh(
+                        summary,
+                        batch_started_at=batch_started_at,
+                        now=time.time(),
+                        next_step=step.replace(" ID", f" {connection_id}") if step else None,
+                    )
+                )
+        return "; ".join(described)
 
     def _start_intuit(self) -> str | None:
         if self.intuit_keys is not None:
@@ -234,12 +313,12 @@ class LocalStack:
         if self.options.access_token_seconds is not None:
             overrides["access_token_seconds"] = self.options.access_token_seconds
         port = self.options.intuit_port
+        ensure_port_free(port, "the Intuit emulator", "--intuit-port", config.INTUIT_PORT_ENV)
         try:
             server = EmulatorServer(EmulatorConfig(**overrides), host="127.0.0.1", port=port)
         except OSError:
             raise StackError(
-                f"Port {port} for the Intuit emulator is taken: stop what uses it, or choose another port "
-                f"with --intuit-port or {config.INTUIT_PORT_ENV}"
+                port_taken_message(port, "the Intuit emulator", "--intuit-port", config.INTUIT_PORT_ENV)
             ) from None
         server.start()
         self._parts.append(_Part("Intuit emulator", server.stop))
@@ -269,13 +348,12 @@ class LocalStack:
         if "refresh" not in self.functions:
             raise StackError("template.yaml has no function in functions/refresh/: the schedule has nothing to run")
         routes = [Route.of(r.method, r.path, by_logical_id[r.function]) for r in http_routes(template)]
+        port = self.options.port
+        ensure_port_free(port, "the API", "--port", config.PORT_ENV, host="localhost")
         try:
-            server = RouterServer(Router(routes), host="localhost", port=self.options.port)
+            server = RouterServer(Router(routes), host="localhost", port=port)
         except OSError:
-            raise StackError(
-                f"Port {self.options.port} for the API is taken: stop what uses it, or choose another port "
-                f"with --port or {config.PORT_ENV}"
-            ) from None
+            raise StackError(port_taken_message(port, "the API", "--port", config.PORT_ENV)) from None
         self._parts.append(_Part("API router", server.stop))
         return server
 
@@ -327,6 +405,11 @@ class LocalStack:
         self._parts.clear()
 
     # --- what a person reads ----------------------------------------------------------------------
+    def _function_log_line(self) -> str:
+        if self.options.function_log is None:
+            return "on this terminal (the functions' JSON lines, as CloudWatch Logs would hold them)"
+        return f"{self.options.function_log}  (JSON lines, as in CloudWatch Logs; --function-logs prints them here)"
+
     def banner(self) -> str:
         document = self.document or {}
         api_url = document.get("api_url", "")
@@ -344,6 +427,7 @@ class LocalStack:
             f"  Intuit         {intuit}",
             f"  Refresh sweep  every {self.options.refresh_interval:g} s",
             f"  State file     {self.state_file}",
+            f"  Function logs  {self._function_log_line()}",
             "",
         ]
         if not document.get("emulator_url"):
@@ -351,17 +435,32 @@ class LocalStack:
                 f"  Add {document.get('callback_url', '')} to your Intuit app's redirect URIs (Development).",
                 "",
             ]
+        cli = cli_command()
         lines += [
             "Connect the demo company: open this link in a browser",
             f"  {self.authorize_link}",
+        ]
+        if document.get("emulator_url"):
+            lines.append(
+                f"  (the browser must reach both {_port_of(api_url)} and {_port_of(document['emulator_url'])}: "
+                "on a remote machine, forward both ports)"
+            )
+        lines += [
             "",
-            "Then try, in another terminal:",
-            "  qbo-connect connections list",
-            "  qbo-connect connections test demo",
-            "  qbo-connect connections reset demo",
-            "  qbo-connect connections authorize-link demo",
+            "Then try, in another terminal (from this folder):",
+            f"  {cli} connections list",
+            f"  {cli} connections test demo",
+            f"  {cli} connections reset --yes demo",
+            f"  {cli} connections authorize-link demo",
+            "",
+            "State is kept in memory only: stopping the stack forgets every connection it holds",
+            "(the demo connection is created again at the next start).",
             "",
             "Press Ctrl+C to stop.",
             "",
         ]
         return "\n".join(lines)
+
+
+def _port_of(url: str) -> str:
+    return f"port {urlsplit(url).port}"

@@ -49,7 +49,9 @@ class RunningStack:
         )
 
     def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """The terminal's lines and the functions' JSON lines (the function log), together."""
+        function_log = Path(self.discovery["function_log"])
+        return self.log_path.read_text(errors="replace") + function_log.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")

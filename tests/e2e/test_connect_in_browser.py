@@ -78,7 +78,7 @@ def test_connect_test_reset_in_browser_and_cli(local_stack, browser):
             assert value not in result.stdout + result.stderr, f"the {what} appeared in CLI output"
 
 
-def test_reused_callback_url_is_refused_and_changes_nothing(local_stack, browser):
+def test_reloading_the_result_page_says_connected_but_the_callback_url_elsewhere_is_refused(local_stack, browser):
     link = local_stack.cli("connections", "authorize-link", "demo").stdout
     authorize_url = next(word for word in link.split() if "/connections/demo/authorize?" in word)
     browser.get(authorize_url)
@@ -88,7 +88,15 @@ def test_reused_callback_url_is_refused_and_changes_nothing(local_stack, browser
     )
     before = _read_connection_secret(local_stack, "demo")["generation"]
 
-    browser.get(browser.current_url)  # the same code and state again: a replay
+    callback = browser.current_url
+    browser.refresh()  # the person reloads the result page: the same code and state, in the same browser
+    WebDriverWait(browser, 30).until(
+        expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Connected")
+    )
+    assert _read_connection_secret(local_stack, "demo")["generation"] == before
+
+    browser.delete_all_cookies()
+    browser.get(callback)  # the same code and state from a browser that did not connect: a replay
     heading = browser.find_element(By.TAG_NAME, "h1").text
     assert heading != "Connected"
     assert "Start again from a fresh authorize link" in browser.find_element(By.TAG_NAME, "body").text

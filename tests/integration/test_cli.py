@@ -7,6 +7,7 @@ command talks to Intuit, the services get a fake identity provider and company A
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -110,7 +111,7 @@ def cli(local_stack: dict, log_scan) -> Iterator[Runs]:
 
 
 def create(cli: Runs, name: str = "Acme", *extra: str) -> Result:
-    return cli("connections", "create", name, "--client-id", CLIENT_ID, "--client-secret-stdin", *extra, input=SECRET)
+    return cli("connections", "create", name, "--client-id", CLIENT_ID, "--stdin", *extra, input=SECRET)
 
 
 def listed(cli: Runs) -> list[dict]:
@@ -171,7 +172,7 @@ def test_create_without_a_terminal_or_stdin_flag_asks_for_one_and_creates_nothin
     result = cli("connections", "create", "Acme", "--client-id", CLIENT_ID, input=SECRET)
 
     assert result.exit_code == 2
-    assert "--client-secret-stdin" in result.stderr
+    assert "--stdin" in result.stderr
     assert "--no-secret" in result.stderr
     assert listed(cli) == []
 
@@ -205,15 +206,31 @@ def test_create_refuses_bad_input_with_a_clear_message_and_creates_nothing(cli: 
     assert listed(cli) == []
 
 
-def test_create_refuses_a_duplicate_name_and_keeps_the_first(cli: Runs) -> None:
+@pytest.mark.parametrize("secret_option", ["--client-secret-stdin", "--no-secret", "--stdin"])
+def test_create_refuses_a_duplicate_name_naming_the_existing_connection_and_keeps_it(
+    cli: Runs, secret_option: str
+) -> None:
     assert create(cli, "Acme").exit_code == 0
+    [first] = listed(cli)
 
-    again = cli("connections", "create", "acme", "--client-id", "Other5678", "--client-secret-stdin", input="x" * 12)
+    again = cli("connections", "create", "acme", "--client-id", "Other5678", secret_option, input="x" * 12)
 
     assert again.exit_code == 1
     assert again.stderr.startswith("Error (already_exists): ")
+    # The ID quoted is the existing connection's, never one generated for the refused request.
+    assert re.findall(r"qbc-[0-9a-f]+", again.stderr) == [first["connection_id"]] * 2
     [summary] = listed(cli)
     assert summary["client_id"] == CLIENT_ID
+
+
+def test_create_refuses_a_taken_id_naming_the_connection_that_has_it(cli: Runs) -> None:
+    assert create(cli, "Acme", "--id", "acme-books").exit_code == 0
+
+    again = cli("connections", "create", "Other", "--client-id", "Other5678", "--id", "acme-books", "--no-secret")
+
+    assert again.exit_code == 1
+    assert "'acme-books' is taken by the connection 'Acme'" in again.stderr
+    assert [c["name"] for c in listed(cli)] == ["Acme"]
 
 
 def test_create_json_prints_only_the_summary_on_stdout(cli: Runs) -> None:
@@ -381,7 +398,7 @@ def test_reset_asks_first_and_stops_on_no(cli: Runs) -> None:
     result = cli("connections", "reset", "Acme", input="n\n")
 
     assert result.exit_code == 1
-    assert "Aborted" in result.stderr
+    assert "Not confirmed: nothing was changed" in result.stderr
     assert listed(cli)[0]["last_revocation"] is None
 
 
@@ -411,7 +428,7 @@ class FakeIntuit:
     def refresh(self, credentials, *, refresh_token: str, scopes: tuple[str, ...], **_: object) -> TokenSet:
         if refresh_token in self.refused:
             raise NeedsReauthorization("Intuit refused the refresh token: reconnect through the authorize link")
-        return token_set(time.time(), expires_in=3600)
+        return dataclasses.replace(token_set(time.time(), expires_in=3600), obtained_at=time.time())
 
     def revoke(self, credentials, *, token: str) -> None:
         self.revoked += 1
@@ -454,6 +471,12 @@ def connected(name: str, *, expires_in: float = 300, refresh_token: str | None =
     connection = services.administration.create(
         main.NewConnection(name=name, client_id=CLIENT_ID, client_secret=SECRET, realm_id=REALM)
     )
+    return store_tokens(services, connection.connection_id, expires_in=expires_in, refresh_token=refresh_token)
+
+
+def store_tokens(services, connection_id: str, *, expires_in: float = 300, refresh_token: str | None = None) -> str:
+    """What a completed consent leaves behind."""
+    connection = services.administration.find(connection_id)
     now = time.time()
     tokens = token_set(now, expires_in=expires_in, refresh_token=refresh_token)
     with services.leases.hold(connection.connection_id) as held:
@@ -727,3 +750,100 @@ def test_missing_credentials_say_how_to_get_them(deployed_stack: str) -> None:
 
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: No AWS credentials: pass --profile")
+
+
+# --- --output json, errors included -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "exit_code"),
+    [
+        (["--output", "json", "connections", "show", "nobody"], "not_found", 1),
+        (["connections", "show", "nobody", "--output", "json"], "not_found", 1),
+        (["connections", "show", "--output", "json"], "usage", 2),
+        (["refresh", "--output", "json"], "usage", 2),
+        (["--output", "json", "connections", "nosuch"], "usage", 2),
+    ],
+)
+def test_json_output_gives_errors_as_json_on_stdout_wherever_the_option_is_given(
+    cli: Runs, args: list[str], code: str, exit_code: int
+) -> None:
+    result = cli(*args)
+
+    assert result.exit_code == exit_code
+    answer = json.loads(result.stdout)
+    assert answer["error"]["code"] == code
+    assert answer["error"]["message"]
+    assert result.stderr == ""
+
+
+def test_json_output_after_the_subcommand_gives_the_same_answer_as_before_it(cli: Runs) -> None:
+    assert create(cli, "Acme").exit_code == 0
+
+    after = cli("connections", "list", "--output", "json")
+
+    assert after.exit_code == 0
+    assert json.loads(after.stdout) == listed(cli)
+
+
+def test_reset_without_a_terminal_or_yes_changes_nothing_and_says_to_pass_yes(cli: Runs) -> None:
+    assert create(cli, "Acme").exit_code == 0
+
+    result = cli("--output", "json", "connections", "reset", "Acme", input="")
+
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"] == {
+        "code": "aborted",
+        "message": "Not confirmed: nothing was changed (scripts without a terminal: pass --yes)",
+    }
+    in_words = cli("connections", "reset", "Acme", input="")
+    assert in_words.exit_code == 1
+    assert "pass --yes" in in_words.stderr
+    assert [c["status"] for c in listed(cli)] == ["not_connected"]
+
+
+def test_forced_refresh_of_a_fresh_token_says_when_it_will_be_allowed(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    connection_id = connected("Acme", expires_in=7200)
+    assert cli("refresh", "Acme", "--force").exit_code == 0  # the first is allowed: the token is 50 min old
+
+    again = cli("refresh", "Acme", "--force")
+    as_json = cli("--output", "json", "refresh", "Acme", "--force")
+
+    assert again.exit_code == 0
+    assert re.fullmatch(
+        rf"Acme \({connection_id}\): already_refreshed: refreshed \d+ s ago; a forced refresh is allowed again "
+        r"in (\d+ s|1 min) \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)\n",
+        again.stdout,
+    )
+    [answer] = json.loads(as_json.stdout)
+    refreshed_at = listed(cli)[0]["last_refreshed_at"]
+    assert answer["outcome"] == "already_refreshed"
+    assert refreshed_at + 60 <= answer["forced_refresh_allowed_at"] <= refreshed_at + 61
+    assert "already_refreshed" in cli("refresh", "--help").stdout
+
+
+def test_show_marks_a_test_from_before_the_current_connection(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    create(cli, "Acme")
+    assert cli("connections", "test", "Acme").exit_code == 1  # not connected yet
+    services = runtime.build_services(Settings.from_environment(LOCAL_ENVIRONMENT))
+    store_tokens(services, listed(cli)[0]["connection_id"])  # then a company administrator connects it
+
+    shown = cli("connections", "show", "Acme").stdout
+
+    assert re.search(r"Last test: +FAILED .*\(not_connected\).*\(before the current connection", shown), shown
+    assert cli("connections", "test", "Acme").exit_code == 0
+    assert "before the current connection" not in cli("connections", "show", "Acme").stdout
+
+
+def test_json_times_are_whole_epoch_seconds_like_the_secret_and_the_test_function(
+    cli: Runs, intuit_fake: FakeIntuit
+) -> None:
+    connected("Acme")
+    cli("connections", "test", "Acme")
+
+    [summary] = listed(cli)
+
+    times = {key: value for key, value in summary.items() if key.endswith("_at") and value is not None}
+    assert {"created_at", "connected_at", "access_token_expires_at", "last_refreshed_at"} <= times.keys()
+    assert all(type(value) is int for value in times.values()), times
+    assert type(summary["last_test"]["tested_at"]) is int

@@ -39,7 +39,12 @@ class Stack:
     discovery: dict[str, Any]
 
     def log(self) -> str:
+        """What the terminal shows."""
         return self.log_file.read_text(errors="replace")
+
+    def function_log(self) -> str:
+        """The functions' JSON lines, as CloudWatch Logs would hold them."""
+        return Path(self.discovery["function_log"]).read_text(errors="replace")
 
     def env(self) -> dict[str, str]:
         return stack_env(self.state_file)
@@ -193,6 +198,17 @@ def test_demo_company_connects_over_http_invoke_tests_it_and_stop_cleans_up(stac
     secrets = stored_secret_values(stack)
     assert not [value for value in secrets if value in landing.text]
 
+    # The banner's CLI commands run as printed, from the folder `make dev` ran in.
+    printed = re.search(r"^  (\S+(?: -m \S+)?) connections list$", stack.log(), re.MULTILINE)
+    assert printed, f"no CLI command in the banner:\n{stack.log()[-2000:]}"
+    listed = subprocess.run(
+        [*printed.group(1).split(), "--output", "json", "connections", "list"],
+        env=stack.env(), cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert [c["status"] for c in json.loads(listed.stdout)] == ["connected"]
+    assert "in memory" in stack.log()
+
     event = tmp_path / "test-event.json"
     event.write_text(json.dumps({"connection_id": "demo"}))
     invoked = qbo_local("invoke", "test", str(event), env=stack.env())
@@ -206,7 +222,9 @@ def test_demo_company_connects_over_http_invoke_tests_it_and_stop_cleans_up(stac
     assert not stack.state_file.exists()
     assert not stack.ready_file.exists()
     # Neither the banner, the logs nor the discovery record ever showed a secret, token, code or state.
-    leaked = [v for v in [*secrets, flow["code"], flow["state"]] if v in stack.log() or v in json.dumps(discovery)]
+    everything = stack.log() + stack.function_log() + json.dumps(discovery)
+    assert '"message":"Connection authorized"' in stack.function_log()
+    leaked = [v for v in [*secrets, flow["code"], flow["state"]] if v in everything]
     assert not leaked, f"{len(leaked)} secret value(s) reached the local stack's output"
 
 
@@ -222,26 +240,41 @@ def test_schedule_sweeps_and_the_queue_consumer_refreshes_the_demo_connection(tm
             assert time.monotonic() < deadline, f"no refresh reached the emulator:\n{stack.log()[-3000:]}"
             time.sleep(0.2)  # the schedule's next run, polled within the deadline above
 
+        faults = stack.discovery["emulator_url"] + "/_emulator/faults"
+        requests.post(faults, json={"group": "token", "fault": "invalid_grant", "times": 1}, timeout=10)
+        deadline = time.monotonic() + 30
+        while "demo needs_reauthorization" not in stack.log():
+            assert time.monotonic() < deadline, f"no failed refresh in the log:\n{stack.log()[-3000:]}"
+            time.sleep(0.2)  # the schedule's next run, polled within the deadline above
+
         assert stack.stop() == 0
     log = stack.log()
     assert "Refresh sweep: 1 due, 1 enqueued" in log
-    assert "Refresh queue: 1 message(s) handled" in log
+    # One readable line per sweep and per refresh batch, with the outcome and, for a failure, what to do.
+    assert re.search(r"Refresh queue: 1 message\(s\) handled: demo refreshed, access token valid \d+ min", log)
+    assert (
+        "Refresh queue: 1 message(s) handled: demo needs_reauthorization: "
+        "A company administrator must reconnect through the authorize link." in log
+    )
+    assert '{"' not in log, "the functions' JSON lines belong in the function log, not on the terminal"
+    assert '"Refresh failed permanently"' in stack.function_log()
 
 
-def test_up_fails_with_a_clear_message_when_the_aws_port_is_taken(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", ["--port", "--aws-port", "--intuit-port"])
+def test_up_fails_with_a_message_naming_the_flag_when_a_port_is_taken(tmp_path: Path, option: str) -> None:
+    ports = {"--port": "0", "--aws-port": "0", "--intuit-port": "0"}
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        started = qbo_local(
-            "up", "--port", "0", "--aws-port", str(port), "--intuit-port", "0",
-            env=stack_env(tmp_path / "local-stack.json"),
-            timeout=60,
-        )  # fmt: skip
+        ports[option] = str(port)
+        arguments = [word for pair in ports.items() for word in pair]
+        started = qbo_local("up", *arguments, env=stack_env(tmp_path / "local-stack.json"), timeout=60)
 
     assert started.returncode != 0
     assert f"Port {port}" in started.stderr
-    assert "--aws-port" in started.stderr
+    assert f'make dev ARGS="{option} N"' in started.stderr
+    assert "in use by another program" not in started.stderr  # werkzeug's own message, which names no flag
     assert not (tmp_path / "local-stack.json").exists()
 
 

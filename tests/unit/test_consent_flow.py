@@ -349,3 +349,36 @@ def test_a_reconnect_whose_revocation_of_the_previous_grant_fails_keeps_the_new_
     assert stored.last_revocation == "previous grant not revoked: intuit_unavailable"
     _, token_set = world.lifecycle.valid_token(connection.connection_id)
     assert world.identity.is_access_token_valid(token_set.access_token, REALM)
+
+
+def test_reloading_the_result_page_in_the_browser_that_connected_says_connected_and_changes_nothing(world):
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+    completed = world.consent.complete(params, state_cookie=cookie)
+    before = (world.connection(connection.connection_id), world.vault.read(connection.connection_id))
+
+    reloaded = world.consent.completed_before(params, receipt=completed.receipt)
+
+    assert reloaded is not None
+    assert reloaded.connection.connection_id == connection.connection_id
+    assert (reloaded.company_name, reloaded.realm_id) == ("Sandbox Company_US_1", REALM)
+    assert (world.connection(connection.connection_id), world.vault.read(connection.connection_id)) == before
+    assert world.identity.exchange_calls == 1
+
+
+def test_a_receipt_counts_only_for_its_own_state_and_connection_and_only_while_connected(world):
+    connection = world.create_connection()
+    other = world.create_connection(name="Other")
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+    receipt = world.consent.complete(params, state_cookie=cookie).receipt
+    forged = receipt.replace(connection.connection_id, other.connection_id, 1)
+
+    assert world.consent.completed_before({**params, "state": params["state"][:-1] + "A"}, receipt=receipt) is None
+    assert world.consent.completed_before(params, receipt=forged) is None
+    assert world.consent.completed_before(params, receipt=receipt[:-2]) is None
+    assert world.consent.completed_before(params, receipt=None) is None
+
+    world.administration.reset(connection.connection_id)
+    assert world.consent.completed_before(params, receipt=receipt) is None

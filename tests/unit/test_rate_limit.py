@@ -18,7 +18,7 @@ from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.rate_limit import RateLimiter
 from qbo_connect.settings import Settings
 
-REGIONAL_QUOTA_PER_SECOND = 50  # PutSecretValue, CreateSecret, ... share it (shared/DESIGN.md)
+REGIONAL_QUOTA_PER_SECOND = 50  # PutSecretValue, CreateSecret, ... share it (Secrets Manager's regional quota)
 EPSILON = 1e-6
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -138,3 +140,37 @@ def test_no_unlisted_host_is_ever_allowed(host):
     intuit_hosts = {"quickbooks.api.intuit.com", "sandbox-quickbooks.api.intuit.com"}
 
     assert settings.is_allowed_api_base_url(f"https://{host}") == (host in intuit_hosts)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "period", "expected"),
+    [
+        ("rate(5 minutes)", None, 300),
+        ("rate(1 minute)", None, 60),
+        ("rate(2 hours)", None, 7200),
+        ("rate(10 minutes)", "600", 600),
+        ("cron(0/5 * * * ? *)", "300", 300),
+        (None, None, 300),
+        (None, "120", 120),
+    ],
+)
+def test_the_sweep_period_is_derived_from_a_rate_schedule_or_given_for_a_cron_one(schedule, period, expected):
+    env = {**BASE, "QBO_REFRESH_SCHEDULE": schedule, "QBO_REFRESH_PERIOD_SECONDS": period}
+
+    settings = Settings.from_environment({k: v for k, v in env.items() if v is not None})
+
+    assert settings.refresh_period_seconds == expected
+
+
+@pytest.mark.parametrize(
+    ("schedule", "period", "named"),
+    [
+        ("rate(10 minutes)", "300", "disagrees with RefreshSchedule 'rate(10 minutes)' (600 s)"),
+        ("cron(0/5 * * * ? *)", None, "set RefreshPeriodSeconds"),
+    ],
+)
+def test_a_period_that_disagrees_with_the_schedule_or_is_missing_for_cron_is_refused(schedule, period, named):
+    env = {**BASE, "QBO_REFRESH_SCHEDULE": schedule} | ({"QBO_REFRESH_PERIOD_SECONDS": period} if period else {})
+
+    with pytest.raises(SettingsError, match=re.escape(named)):
+        Settings.from_environment(env)

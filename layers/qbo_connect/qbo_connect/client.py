@@ -13,7 +13,7 @@ a 429 it waits as long as Intuit asks (Retry-After) and retries a bounded number
 and network errors are retried a bounded number of times with backoff (writes carry Intuit's
 `requestid`, so a retried write is not applied twice). Inside one process, all clients share one
 limiter per company (realm): at most 10 requests per second, 500 per minute and 10 at a time, Intuit's
-limits per realm and app (shared/INTUIT.md), counted so that network delays cannot push a burst over them.
+limits per realm and app (docs/intuit.md), counted so that network delays cannot push a burst over them.
 
 Errors are qbo_connect.errors classes: Unauthorized (authentication), Forbidden (authorization),
 ValidationFailed and its ObjectNotFound and StaleObject, Throttled, IntuitUnavailable. They carry

@@ -1,7 +1,7 @@
 """Intuit's facts as data: endpoints, hosts, scopes, token fields, limits.
 
 Every other module and the emulator read these; nothing repeats them as literals.
-Sources are listed in docs (shared/INTUIT.md). Each endpoint can be overridden in settings.
+Sources and what each fact means: docs/intuit.md. Each endpoint can be overridden in settings.
 """
 
 from __future__ import annotations

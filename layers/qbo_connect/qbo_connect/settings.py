@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -135,7 +136,9 @@ class Settings:
             sandbox_api_base_url=text("QBO_SANDBOX_API_BASE_URL", intuit.SANDBOX_API_BASE_URL).rstrip("/"),
             allowed_api_hosts=frozenset(h.strip() for h in text("QBO_ALLOWED_API_HOSTS").split(",") if h.strip()),
             refresh_margin_seconds=number("QBO_REFRESH_MARGIN_SECONDS", 900),
-            refresh_period_seconds=number("QBO_REFRESH_PERIOD_SECONDS", 300),
+            refresh_period_seconds=refresh_period(
+                text("QBO_REFRESH_SCHEDULE"), number("QBO_REFRESH_PERIOD_SECONDS", 0)
+            ),
             lease_seconds=number("QBO_LEASE_SECONDS", 200),
             refresh_call_deadline_seconds=number(
                 "QBO_REFRESH_CALL_DEADLINE_SECONDS", float(intuit.REQUEST_TIME_LIMIT_SECONDS), float
@@ -151,3 +154,28 @@ class Settings:
             read_timeout_seconds=number("QBO_READ_TIMEOUT_SECONDS", 30.0, float),
             minor_version=number("QBO_MINOR_VERSION", intuit.MINOR_VERSION),
         )
+
+
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+DEFAULT_REFRESH_PERIOD_SECONDS = 300
+
+
+def refresh_period(schedule: str, period_seconds: int) -> int:
+    """The sweep period: derived from a rate(...) schedule (QBO_REFRESH_SCHEDULE), or given for a cron one.
+    One fact in one place: a period given beside a rate schedule must agree with it."""
+    rate = _RATE.match(schedule.strip())
+    if rate is None:
+        if schedule.strip() and not period_seconds:
+            raise SettingsError(
+                f"QBO_REFRESH_SCHEDULE {schedule!r} is not a rate(...) expression, so the sweep period cannot be "
+                "derived from it: set RefreshPeriodSeconds (QBO_REFRESH_PERIOD_SECONDS) to its longest gap"
+            )
+        return period_seconds or DEFAULT_REFRESH_PERIOD_SECONDS
+    derived = int(rate.group(1)) * _RATE_UNIT_SECONDS[rate.group(2).rstrip("s")]
+    if period_seconds and period_seconds != derived:
+        raise SettingsError(
+            f"RefreshPeriodSeconds (QBO_REFRESH_PERIOD_SECONDS={period_seconds}) disagrees with RefreshSchedule "
+            f"{schedule!r} ({derived} s): leave RefreshPeriodSeconds at 0 to derive it from the schedule"
+        )
+    return derived

@@ -11,8 +11,11 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from qbo_connect.domain.authorization import (
     CALLBACK_PATH,
+    RECEIPT_COOKIE,
+    RECEIPT_SECONDS,
     STATE_COOKIE,
     FlowError,
+    FlowResult,
     LinkRejected,
     callback_url,
 )
@@ -30,16 +33,20 @@ def _page_response(page: Page, cookies: list[Cookie] | None = None) -> Response:
     return Response(status_code=page.status, headers=dict(SECURITY_HEADERS), body=page.html, cookies=cookies or [])
 
 
-def _clear_state_cookie() -> Cookie:
+def _host_cookie(name: str, value: str, max_age: int) -> Cookie:
     return Cookie(
-        name=STATE_COOKIE,
-        value="",
+        name=name,
+        value=value,
         path="/",
         secure=True,
         http_only=True,
-        max_age=0,
+        max_age=max_age,
         same_site=SameSite.LAX_MODE,
     )
+
+
+def _clear_state_cookie() -> Cookie:
+    return _host_cookie(STATE_COOKIE, "", 0)
 
 
 def _oversized(event: APIGatewayProxyEventV2) -> bool:
@@ -70,10 +77,10 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def _state_cookie(event: APIGatewayProxyEventV2) -> str | None:
+def _cookie(event: APIGatewayProxyEventV2, wanted: str) -> str | None:
     for cookie in event.cookies or []:
         name, _, value = cookie.partition("=")
-        if name.strip() == STATE_COOKIE:
+        if name.strip() == wanted:
             return value.strip()
     return None
 
@@ -100,15 +107,7 @@ def start_consent(event: APIGatewayProxyEventV2, connection_id: str, services: S
     except LinkRejected as rejected:
         logger.info("Authorize link rejected", extra={"reason": rejected.reason.value})
         return _page_response(failure_page(rejected.reason, rejected.details))
-    cookie = Cookie(
-        name=STATE_COOKIE,
-        value=start.state_cookie,
-        path="/",
-        secure=True,
-        http_only=True,
-        max_age=start.cookie_max_age,
-        same_site=SameSite.LAX_MODE,
-    )
+    cookie = _host_cookie(STATE_COOKIE, start.state_cookie, start.cookie_max_age)
     headers = {k: v for k, v in SECURITY_HEADERS.items() if k != "Content-Type"}
     return Response(status_code=302, headers={**headers, "Location": start.redirect_url}, body="", cookies=[cookie])
 
@@ -118,8 +117,13 @@ def finish_consent(event: APIGatewayProxyEventV2, services: Services) -> Respons
     if _oversized(event) or params is None:
         return _page_response(bad_request_page())
     try:
-        result = services.consent.complete(params, state_cookie=_state_cookie(event))
+        result = services.consent.complete(params, state_cookie=_cookie(event, STATE_COOKIE))
     except LinkRejected as rejected:
+        if rejected.reason is FlowError.STATE_UNKNOWN:
+            reloaded = services.consent.completed_before(params, receipt=_cookie(event, RECEIPT_COOKIE))
+            if reloaded is not None:
+                logger.info("Consent result page reloaded", extra={"connection_id": reloaded.connection.connection_id})
+                return _connected_response(reloaded)
         logger.info("Consent callback rejected", extra={"reason": rejected.reason.value})
         keep_cookie = rejected.reason is FlowError.OTHER_BROWSER
         return _page_response(
@@ -128,8 +132,15 @@ def finish_consent(event: APIGatewayProxyEventV2, services: Services) -> Respons
     except QboConnectError as error:
         logger.warning("Consent callback failed", extra={"error_code": error.code.value})
         return _page_response(failure_page(FlowError.INTUIT_UNAVAILABLE), [_clear_state_cookie()])
+    return _connected_response(result)
+
+
+def _connected_response(result: FlowResult) -> Response:
     page = connected_page(name=result.connection.name, company_name=result.company_name, realm_id=result.realm_id)
-    return _page_response(page, [_clear_state_cookie()])
+    cookies = [_clear_state_cookie()]
+    if result.receipt:
+        cookies.append(_host_cookie(RECEIPT_COOKIE, result.receipt, RECEIPT_SECONDS))
+    return _page_response(page, cookies)
 
 
 __all__ = ["CALLBACK_PATH", "finish_consent", "start_consent"]

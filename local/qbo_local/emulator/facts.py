@@ -1,7 +1,7 @@
 """Intuit facts the emulator imitates, kept as data so a changed path or code is a one-line change.
 
 Endpoints, scopes and header names come from the service's qbo_connect.intuit; what only the emulator
-needs (fault codes, its consent page, seed data) is defined here. Sources: shared/INTUIT.md.
+needs (fault codes, its consent page, seed data) is defined here. Sources: docs/intuit.md.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from qbo_connect.domain.connection import (
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
 from qbo_connect.domain.secret_document import ConnectionSecret
-from qbo_connect.errors import ConnectionNotFound, InvalidInput, QboConnectError
+from qbo_connect.errors import ConnectionAlreadyExists, ConnectionNotFound, InvalidInput, QboConnectError
 from qbo_connect.observability import logger
 from qbo_connect.ports import (
     ClientCredentials,
@@ -81,8 +81,11 @@ class Administration:
     def list(self) -> list[Connection]:
         return self._store.list()
 
-    def create(self, request: NewConnection) -> Connection:
-        """Validate everything first: bad input changes nothing."""
+    def check_new(self, request: NewConnection) -> None:
+        """What create() would refuse, without creating anything (the CLI asks before prompting for a secret)."""
+        self._new_connection(request)
+
+    def _new_connection(self, request: NewConnection) -> Connection:
         environment = parse_environment(request.environment)
         base_url = (request.base_url or self._settings.api_base_url(environment)).rstrip("/")
         if not self._settings.is_allowed_api_base_url(base_url):
@@ -105,7 +108,34 @@ class Administration:
         )
         if request.client_secret is not None:
             validate_client_secret(request.client_secret)
-        created = self._store.create(connection)
+        self._refuse_if_taken(connection.name, request.connection_id)
+        return connection
+
+    def _refuse_if_taken(self, name: str, connection_id: str | None) -> None:
+        """Name the connection that holds the name or ID, so the user can go and use it."""
+        existing = self._store.find_by_name(name)
+        if existing is not None:
+            raise ConnectionAlreadyExists(
+                f"A connection named {name!r} already exists (ID {existing.connection_id}): choose another "
+                f"name, or use that one (`qbo-connect connections show {existing.connection_id}`)"
+            )
+        existing = self._store.get(connection_id) if connection_id else None
+        if existing is not None:
+            raise ConnectionAlreadyExists(
+                f"The connection ID {connection_id!r} is taken by the connection {existing.name!r}: choose "
+                "another --id, or leave it out to have one generated"
+            )
+
+    def create(self, request: NewConnection) -> Connection:
+        """Validate everything first: bad input changes nothing."""
+        connection = self._new_connection(request)
+        now = connection.created_at
+        try:
+            created = self._store.create(connection)
+        except ConnectionAlreadyExists:
+            # Taken between the check and the write: say by whom, as the check would have.
+            self._refuse_if_taken(connection.name, connection.connection_id)
+            raise
         try:
             self._vault.create(
                 ConnectionSecret(

@@ -17,7 +17,7 @@ from enum import StrEnum
 from urllib.parse import urlencode
 
 from qbo_connect import intuit
-from qbo_connect.domain.connection import Connection, validate_connection_id, validate_realm_id
+from qbo_connect.domain.connection import Connection, ConnectionStatus, validate_connection_id, validate_realm_id
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
 from qbo_connect.errors import Busy, IntuitUnavailable, InvalidInput, QboConnectError, Throttled
@@ -34,6 +34,9 @@ from qbo_connect.ports import (
 )
 
 STATE_COOKIE = "__Host-qbo_oauth_state"
+# Set on a completed consent, so that reloading the result page says what holds, not "already used".
+RECEIPT_COOKIE = "__Host-qbo_consent_done"
+RECEIPT_SECONDS = 3600
 CALLBACK_PATH = "/oauth/callback"
 _STATE_BYTES = 32  # 256 bits
 
@@ -85,6 +88,31 @@ class AuthorizeLinks:
         message = f"qbo-connect authorize\n{connection_id}\n{expires}".encode()
         return _b64(hmac.new(key, message, hashlib.sha256).digest())
 
+    def receipt(self, connection_id: str, state: str) -> str:
+        """Proof that this browser completed the consent with `state`: signed, so only we can issue it."""
+        key_id, key = self._keys.current()
+        return f"{connection_id}.{key_id}.{self._sign_receipt(key, connection_id, state)}"
+
+    def receipt_connection_id(self, receipt: str | None, state: str) -> str | None:
+        """The connection a receipt was issued for with this state, or None if it was not."""
+        receipt = receipt or ""
+        if len(receipt) > 200 or not receipt.isascii():
+            return None
+        # Connection IDs and base64url signatures have no dots; key IDs sit between them.
+        connection_id, _, signed = receipt.partition(".")
+        key_id, _, sig = signed.rpartition(".")
+        if not (connection_id and key_id and sig):
+            return None
+        key = self._keys.by_id(key_id)
+        if key is None or not hmac.compare_digest(self._sign_receipt(key, connection_id, state), sig):
+            return None
+        return connection_id
+
+    @staticmethod
+    def _sign_receipt(key: bytes, connection_id: str, state: str) -> str:
+        message = f"qbo-connect consent completed\n{connection_id}\n{_sha256(state)}".encode()
+        return _b64(hmac.new(key, message, hashlib.sha256).digest())
+
 
 class FlowError(StrEnum):
     """Each failure a person can meet in the browser; pages.py says what happened and what to do."""
@@ -124,6 +152,7 @@ class FlowResult:
     connection: Connection
     company_name: str | None
     realm_id: str
+    receipt: str | None = None  # the RECEIPT_COOKIE value for the browser that completed the flow
 
 
 class ConsentFlow:
@@ -222,7 +251,22 @@ class ConsentFlow:
             raise LinkRejected(
                 FlowError.BAD_CALLBACK, name=connection.name, connection_id=connection.connection_id
             ) from None
-        return self._connect(connection, code=code, realm_id=realm_id, redirect_uri=pending.redirect_uri)
+        result = self._connect(connection, code=code, realm_id=realm_id, redirect_uri=pending.redirect_uri)
+        return replace(result, receipt=self._links.receipt(connection.connection_id, state))
+
+    def completed_before(self, params: dict[str, str], *, receipt: str | None) -> FlowResult | None:
+        """A reload of the result page, by the browser that completed this consent: the connection as it is
+        now, if it is still connected. Changes nothing; anything else gets the spent state's error page."""
+        state = params.get("state") or ""
+        if not (0 < len(state) <= 100) or not state.isascii():
+            return None
+        connection_id = self._links.receipt_connection_id(receipt, state)
+        connection = self._store.get(connection_id) if connection_id else None
+        if connection is None or connection.status is not ConnectionStatus.CONNECTED:
+            return None
+        return FlowResult(
+            connection=connection, company_name=connection.company_name, realm_id=connection.realm_id or ""
+        )
 
     def _connect(self, connection: Connection, *, code: str, realm_id: str, redirect_uri: str) -> FlowResult:
         details = {"name": connection.name, "connection_id": connection.connection_id}
