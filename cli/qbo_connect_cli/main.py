@@ -538,9 +538,10 @@ def delete(invocation: Invocation, name_or_id: str, yes: bool) -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Refresh even if the access token is not due yet. A token refreshed within the last minute (the "
-    "forced-refresh minimum age) is left alone: the answer is already_refreshed, exit code 0, with the time a "
-    "forced refresh is allowed again.",
+    help="Refresh even if the access token is not due yet. A token refreshed within the last ten minutes (the "
+    "forced-refresh minimum age), or a connection whose forced-refresh budget is spent (3, one back every 30 "
+    "minutes), is left alone: the answer is already_refreshed, exit code 0, with the time a forced refresh is "
+    "allowed again.",
 )
 @pass_invocation
 @click.pass_context
@@ -570,7 +571,7 @@ def refresh(
     def line(result: RefreshResult) -> str:
         text = f"{names.get(result.connection_id, '?')} ({result.connection_id}): {result.outcome.value}"
         text = f"{text}: {result.message}" if result.message else text
-        allowed_at = forced_refresh_allowed_at(services, result) if force else None
+        allowed_at = forced_refresh_allowed_at(result) if force else None
         if allowed_at is not None:
             now = invocation.now()
             text += f"; a forced refresh is allowed again {output.relative(max(allowed_at, now), now)}"
@@ -579,7 +580,7 @@ def refresh(
 
     def as_json(result: RefreshResult) -> dict:
         answer = result.as_json()
-        allowed_at = forced_refresh_allowed_at(services, result) if force else None
+        allowed_at = forced_refresh_allowed_at(result) if force else None
         return answer if allowed_at is None else {**answer, "forced_refresh_allowed_at": allowed_at}
 
     many = len(connection_ids) > PROGRESS_THRESHOLD
@@ -602,14 +603,11 @@ def refresh(
     ctx.exit(1 if any(r.outcome in FAILED_OUTCOMES for r in results) else 0)
 
 
-def forced_refresh_allowed_at(services: Services, result: RefreshResult) -> int | None:
+def forced_refresh_allowed_at(result: RefreshResult) -> int | None:
     """When a forced refresh refused as too soon (already_refreshed) will be accepted, in epoch seconds."""
-    if result.outcome is not RefreshOutcome.ALREADY_REFRESHED:
+    if result.outcome is not RefreshOutcome.ALREADY_REFRESHED or result.retry_at is None:
         return None
-    connection = services.store.get(result.connection_id)
-    if connection is None or connection.last_refreshed_at is None:
-        return None
-    return math.ceil(connection.last_refreshed_at + services.lifecycle.policy.forced_refresh_min_age_seconds)
+    return math.ceil(result.retry_at)
 
 
 def _echo_line(render: Callable[[RefreshResult], str]) -> Callable[[RefreshResult], None]:

@@ -65,6 +65,8 @@ class RefreshResult:
     connection_id: str
     outcome: RefreshOutcome
     message: str | None = None
+    # already_refreshed for a forced refresh: when one will be accepted (minimum age, or budget).
+    retry_at: float | None = None
 
     def as_json(self) -> dict:
         return {"connection_id": self.connection_id, "outcome": self.outcome.value, "message": self.message}
@@ -170,19 +172,20 @@ class TokenLifecycle:
             return RefreshResult(cid, RefreshOutcome.NOT_REFRESHABLE, f"status is {connection.status.value}")
         age = now - (connection.last_refreshed_at or 0)
         if force and age < self.policy.forced_refresh_min_age_seconds:
-            allowed_at = now + self.policy.forced_refresh_min_age_seconds - age
             return RefreshResult(
                 cid,
                 RefreshOutcome.ALREADY_REFRESHED,
-                f"refreshed {int(age)} s ago; a forced refresh is allowed again at {_clock_time(allowed_at)}",
+                f"refreshed {int(age)} s ago",
+                retry_at=now + self.policy.forced_refresh_min_age_seconds - age,
             )
         if force and self._forced_refresh_budget(connection, now) < 1:
             wait = (1 - self._forced_refresh_budget(connection, now)) * self.policy.forced_refresh_refill_seconds
             return RefreshResult(
                 cid,
                 RefreshOutcome.ALREADY_REFRESHED,
-                f"the connection's forced-refresh budget is spent (it keeps the secret within Secrets Manager's "
-                f"version quota); the next is allowed at {_clock_time(now + wait)}",
+                "the connection's forced-refresh budget is spent (it keeps the secret within Secrets Manager's "
+                "version quota)",
+                retry_at=now + wait,
             )
         if not force and not connection.is_refresh_due(now, needed):
             return RefreshResult(cid, RefreshOutcome.NOT_DUE)
