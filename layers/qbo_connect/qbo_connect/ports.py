@@ -47,6 +47,10 @@ class ConnectionStore(Protocol):
 
     def delete(self, connection: Connection, *, lease_owner: str) -> None: ...
 
+    def rename(self, connection: Connection, new_name: str, *, lease_owner: str) -> Connection:
+        """Give the connection `new_name` (conditional on version and lease owner); returns it as stored.
+        Raises ConnectionAlreadyExists when another connection has the name, Conflict otherwise."""
+
     def acquire_lease(self, connection_id: str, *, owner: str, now: float, seconds: float) -> Connection:
         """Take the lease if nobody holds an unexpired one; returns the connection as stored.
         Raises Busy (someone holds it) or ConnectionNotFound."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
     from qbo_connect.adapters.eventbridge import EventBridgePublisher
     from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
+    from qbo_connect.domain.admin_operations import AdminOperations
     from qbo_connect.domain.administration import Administration
     from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow
     from qbo_connect.domain.connection_test import ConnectionTests
@@ -146,10 +147,29 @@ class Services:
 
     @cached_property
     def administration(self) -> Administration:
-        from qbo_connect.domain.administration import Administration
+        from qbo_connect.domain.admin_operations import AdminOperations
+    from qbo_connect.domain.administration import Administration
 
         return Administration(
             self.store, self.vault, self.leases, self.identity, self.events, self.clock, self.settings
+        )
+
+    @cached_property
+    def admin(self) -> AdminOperations:
+        """What the CLI, the admin API and the console do to connections (one layer for all three)."""
+        from qbo_connect.domain.admin_operations import AdminOperations
+
+        return AdminOperations(
+            self.administration,
+            self.store,
+            self.leases,
+            self.lifecycle,
+            self.connection_tests,
+            self.authorize_links,
+            self.identity,
+            self.events,
+            self.clock,
+            self.settings,
         )
 
 

@@ -292,6 +292,63 @@ class DynamoDbConnectionStore:
                 raise Conflict(f"Connection {connection.connection_id!r} lease was lost: try again") from None
             raise
 
+    def rename(self, connection: Connection, new_name: str, *, lease_owner: str) -> Connection:
+        """Move the name claim and the item's name in one transaction, under the lease and the version read."""
+        if new_name.casefold() == connection.name.casefold():
+            claim_writes = []
+        else:
+            claim_writes = [
+                {
+                    "Put": {
+                        "TableName": self._table.name,
+                        "Item": {**_name_key(new_name), "connection_id": connection.connection_id},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Delete": {
+                        "TableName": self._table.name,
+                        "Key": _name_key(connection.name),
+                        "ConditionExpression": "connection_id = :id",
+                        "ExpressionAttributeValues": {":id": connection.connection_id},
+                    }
+                },
+            ]
+        try:
+            self._table.meta.client.transact_write_items(
+                TransactItems=[
+                    *claim_writes,
+                    {
+                        "Update": {
+                            "TableName": self._table.name,
+                            "Key": _connection_key(connection.connection_id),
+                            "UpdateExpression": "SET #name = :name, #version = :next",
+                            "ConditionExpression": "#version = :expected AND lease_owner = :owner",
+                            "ExpressionAttributeNames": {"#name": "name", "#version": "version"},
+                            "ExpressionAttributeValues": {
+                                ":name": new_name,
+                                ":next": connection.version + 1,
+                                ":expected": connection.version,
+                                ":owner": lease_owner,
+                            },
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                holder = self.find_by_name(new_name)
+                if holder is not None and holder.connection_id != connection.connection_id:
+                    raise ConnectionAlreadyExists(
+                        f"A connection named {new_name!r} already exists: choose another name"
+                    ) from None
+                raise Conflict(f"Connection {connection.connection_id!r} changed meanwhile: try again") from None
+            raise
+        renamed = self.get(connection.connection_id)
+        if renamed is None:
+            raise ConnectionNotFound(f"Connection {connection.connection_id!r} was deleted meanwhile")
+        return renamed
+
     # --- the lease ------------------------------------------------------------------------
     def acquire_lease(self, connection_id: str, *, owner: str, now: float, seconds: float) -> Connection:
         try:
