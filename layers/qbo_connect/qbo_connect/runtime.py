@@ -147,8 +147,7 @@ class Services:
 
     @cached_property
     def administration(self) -> Administration:
-        from qbo_connect.domain.admin_operations import AdminOperations
-    from qbo_connect.domain.administration import Administration
+        from qbo_connect.domain.administration import Administration
 
         return Administration(
             self.store, self.vault, self.leases, self.identity, self.events, self.clock, self.settings
