@@ -138,7 +138,9 @@
   }
 
   function statusText(c) {
-    return c.attention ? `${c.status.replaceAll("_", " ")}: ${c.attention}` : c.status.replaceAll("_", " ");
+    const status = c.status.replaceAll("_", " ");
+    if (!c.attention) return status;
+    return c.attention.startsWith(status) ? c.attention : `${status}: ${c.attention}`;
   }
 
   let listed = [];
