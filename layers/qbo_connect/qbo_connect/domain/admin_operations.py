@@ -62,6 +62,7 @@ class AuthorizeLink:
     url: str
     expires_at: int
     callback_url: str
+    lifetime_seconds: float
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -199,7 +200,9 @@ class AdminOperations:
         connection = self.find(name_or_id)
         now = self._clock.now()
         url = self._links.create(api_base_url, connection.connection_id, lifetime_seconds=lifetime)
-        return AuthorizeLink(connection.connection_id, connection.name, url, int(now + lifetime), callback_url)
+        return AuthorizeLink(
+            connection.connection_id, connection.name, url, int(now + lifetime), callback_url, lifetime
+        )
 
     def reset(self, name_or_id: str, *, actor: str) -> Connection:
         saved = self._administration.reset(name_or_id)
