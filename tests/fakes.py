@@ -193,6 +193,11 @@ class InMemoryConnectionStore:
         ids = [connection_id for _, connection_id in due]
         return ids[:limit] if limit else ids
 
+    def count_by_status(self) -> dict[ConnectionStatus, int]:
+        with self._lock:
+            statuses = [c.status for c in self._connections.values()]
+        return {status: statuses.count(status) for status in ConnectionStatus}
+
     def put_state(self, state: OAuthState) -> None:
         with self._lock:
             if state.state_hash in self._states:

@@ -8,7 +8,17 @@ import secrets
 
 import pytest
 from qbo_connect import intuit, runtime
-from test_handlers import API_HOST, CLIENT_ID, CONNECTION_ID, REALM, ROOT, LambdaContext, _load_handler, stack
+from test_handlers import (
+    API_HOST,
+    CLIENT_ID,
+    CONNECTION_ID,
+    REALM,
+    ROOT,
+    LambdaContext,
+    _load_handler,
+    refresh_function,
+    stack,
+)
 
 admin_function = _load_handler("admin")
 console_function = _load_handler("console")
@@ -222,3 +232,22 @@ def test_the_console_page_is_served_with_a_strict_policy_and_its_configuration(s
     for unsafe in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "localStorage", "eval("):
         assert unsafe not in code
     assert get("/console/../../etc/passwd")["statusCode"] == 404
+
+
+def test_the_sweep_counts_connections_by_status_from_the_index_without_a_scan(stack):
+    calls: list[tuple[str, dict]] = []
+    runtime.services().session.events.register(
+        "before-parameter-build.dynamodb", lambda model, params, **_: calls.append((model.name, params))
+    )
+    stack.create_connection()
+    call("POST", "/connections", {"name": "Second", "client_id": CLIENT_ID})
+    stack.connect()
+    calls.clear()
+
+    refresh_function.handler({"action": "sweep"}, LambdaContext())
+    during_sweep = list(calls)
+
+    counts = {status.value: n for status, n in runtime.services().store.count_by_status().items()}
+    assert counts == {"not_connected": 1, "connected": 1, "needs_reauthorization": 0, "invalid_client": 0}
+    assert "Scan" not in {name for name, _ in during_sweep}
+    assert {p.get("IndexName") for name, p in during_sweep if name == "Query"} == {"refresh-due", "by-status"}

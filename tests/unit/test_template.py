@@ -39,10 +39,12 @@ EXPECTED_ATTRIBUTES = {
     "access_token_expires_at": "N",
     "listing": "S",
     "name": "S",
+    "status": "S",
 }
 EXPECTED_INDEXES = {
     "refresh-due": ([("refresh_index", "HASH"), ("access_token_expires_at", "RANGE")], "KEYS_ONLY"),
     "by-name": ([("listing", "HASH"), ("name", "RANGE")], "ALL"),
+    "by-status": ([("status", "HASH")], "KEYS_ONLY"),
 }
 
 # The only SAM policy templates the functions may use: each is scoped to one resource.

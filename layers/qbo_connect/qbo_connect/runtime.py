@@ -116,7 +116,9 @@ class Services:
             if self.settings.refresh_queue_url
             else None
         )
-        return RefreshRuns(self.lifecycle, queue)
+        from qbo_connect.status_gauge import publish_status_gauge
+
+        return RefreshRuns(self.lifecycle, queue, status_gauge=lambda: publish_status_gauge(self.store))
 
     @cached_property
     def authorize_links(self) -> AuthorizeLinks:

@@ -20,6 +20,7 @@ from qbo_connect.ports import OAuthState
 CONNECTED_INDEX_VALUE = "connected"
 REFRESH_DUE_INDEX = "refresh-due"
 BY_NAME_INDEX = "by-name"
+BY_STATUS_INDEX = "by-status"
 LISTING_VALUE = "connection"
 STATE_TTL_ATTRIBUTE = "purge_at"
 
@@ -32,6 +33,7 @@ TABLE_SCHEMA: dict[str, Any] = {
         {"AttributeName": "access_token_expires_at", "AttributeType": "N"},
         {"AttributeName": "listing", "AttributeType": "S"},
         {"AttributeName": "name", "AttributeType": "S"},
+        {"AttributeName": "status", "AttributeType": "S"},
     ],
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
     "GlobalSecondaryIndexes": [
@@ -50,6 +52,11 @@ TABLE_SCHEMA: dict[str, Any] = {
                 {"AttributeName": "name", "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "ALL"},
+        },
+        {
+            "IndexName": BY_STATUS_INDEX,
+            "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
         },
     ],
     "BillingMode": "PAY_PER_REQUEST",
@@ -413,6 +420,25 @@ class DynamoDbConnectionStore:
             if "LastEvaluatedKey" not in page or (limit and len(ids) >= limit):
                 return ids[:limit] if limit else ids
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def count_by_status(self) -> dict[ConnectionStatus, int]:
+        """How many connections are in each status: one COUNT query per status on the sparse by-status index
+        (only connection items carry `status`), never a scan."""
+        counts: dict[ConnectionStatus, int] = {}
+        for status in ConnectionStatus:
+            kwargs: dict[str, Any] = {
+                "IndexName": BY_STATUS_INDEX,
+                "KeyConditionExpression": Key("status").eq(status.value),
+                "Select": "COUNT",
+            }
+            counts[status] = 0
+            while True:
+                page = self._table.query(**kwargs)
+                counts[status] += page.get("Count", 0)
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return counts
 
     # --- OAuth states ---------------------------------------------------------------------
     def put_state(self, state: OAuthState) -> None:
