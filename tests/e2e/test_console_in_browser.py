@@ -251,3 +251,26 @@ def test_without_a_valid_token_the_admin_api_refuses_and_changes_nothing(local_s
         assert answer.status_code == 403, (method, path, answer.text)
 
     assert snapshot() == before
+
+
+def test_a_machine_signs_with_sigv4_and_gets_the_same_operations(local_stack):
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{local_stack.discovery['api_url']}/iam/admin/connections/demo/authorize-link"
+    body = json.dumps({"lifetime_seconds": 7 * 86400})
+
+    def signed(secret_key: str) -> dict[str, str]:
+        request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": "application/json"})
+        SigV4Auth(Credentials("testing", secret_key), "execute-api", local_stack.discovery["region"]).add_auth(request)
+        return dict(request.headers)
+
+    answer = requests.post(url, data=body, headers=signed("testing"), timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["expires_at"] == pytest.approx(time.time() + 7 * 86400, abs=60)
+
+    forged = requests.post(url, data=body, headers=signed("not-the-secret"), timeout=10)
+    assert forged.status_code == 403
+    tampered = requests.post(url, data=body.replace("604800", "518400"), headers=signed("testing"), timeout=10)
+    assert tampered.status_code == 403
