@@ -25,7 +25,8 @@ from qbo_connect.domain.authorization import callback_url
 from qbo_connect.domain.connection_test import NEXT_STEPS
 from qbo_connect.errors import ErrorCode, InvalidInput, QboConnectError
 from qbo_connect.observability import logger
-from qbo_connect.runtime import Services, services
+from qbo_connect.runtime import services
+from qbo_connect.web import api_base_url
 
 ADMIN_PREFIX = "/admin"
 IAM_PREFIX = "/iam"  # /iam/admin/... : the same operations behind the IAM (SigV4) authorizer
@@ -85,52 +86,48 @@ def _json(status: int, data: Any) -> Response:
 def build_app() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(strip_prefixes=[IAM_PREFIX])
 
-    def svc() -> Services:
-        return services()
-
     def actor() -> str:
         return caller(app.current_event.raw_event)
 
     def body(allowed: set[str], *, required: set[str] = frozenset()) -> dict[str, Any]:
         raw = app.current_event.decoded_body if app.current_event.body else ""
         if len(raw or "") > MAX_BODY_BYTES:
-            raise _invalid(f"The request body is larger than {MAX_BODY_BYTES} bytes")
+            raise InvalidInput(f"The request body is larger than {MAX_BODY_BYTES} bytes")
         try:
             data = json.loads(raw) if raw else {}
         except ValueError:
-            raise _invalid("The request body is not JSON: send a JSON object") from None
+            raise InvalidInput("The request body is not JSON: send a JSON object") from None
         if not isinstance(data, dict):
-            raise _invalid("The request body must be a JSON object")
+            raise InvalidInput("The request body must be a JSON object")
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise _invalid(f"Unknown fields {unknown}: allowed are {sorted(allowed)}")
+            raise InvalidInput(f"Unknown fields {unknown}: allowed are {sorted(allowed)}")
         missing = sorted(required - set(data))
         if missing:
-            raise _invalid(f"Missing fields {missing}")
+            raise InvalidInput(f"Missing fields {missing}")
         for name, value in data.items():
             if name == "scopes":
                 if not (isinstance(value, list) and all(isinstance(s, str) for s in value)):
-                    raise _invalid("scopes is a list of strings")
+                    raise InvalidInput("scopes is a list of strings")
             elif name == "deep":
                 if not isinstance(value, bool):
-                    raise _invalid(f"{name} is true or false")
+                    raise InvalidInput(f"{name} is true or false")
             elif name == "lifetime_seconds":
                 if isinstance(value, bool) or not isinstance(value, int):
-                    raise _invalid("lifetime_seconds is a whole number of seconds")
+                    raise InvalidInput("lifetime_seconds is a whole number of seconds")
             elif value is not None and not isinstance(value, str):
-                raise _invalid(f"{name} is a string")
+                raise InvalidInput(f"{name} is a string")
         return data
 
     def ref(name_or_id: str) -> str:
         return unquote(name_or_id)
 
     def base_url() -> str:
-        settings = svc().settings
-        return settings.public_base_url or f"https://{app.current_event.request_context.domain_name}"
+        return api_base_url(app.current_event, services())
 
     @app.get(f"{ADMIN_PREFIX}/connections")
     def list_connections() -> Response:
-        return _json(200, {"connections": svc().admin.list(), "callback_url": callback_url(base_url())})
+        return _json(200, {"connections": services().admin.list(), "callback_url": callback_url(base_url())})
 
     @app.post(f"{ADMIN_PREFIX}/connections")
     def create_connection() -> Response:
@@ -145,8 +142,8 @@ def build_app() -> APIGatewayHttpResolver:
             connection_id=data.get("connection_id") or None,
             client_secret=data.get("client_secret"),
         )
-        created = svc().admin.create(request, actor=actor())
-        return _json(201, svc().admin.show(created.connection_id))
+        created = services().admin.create(request, actor=actor())
+        return _json(201, services().admin.show(created.connection_id))
 
     @app.get(f"{ADMIN_PREFIX}/callback-url")
     def get_callback_url() -> Response:
@@ -154,7 +151,7 @@ def build_app() -> APIGatewayHttpResolver:
 
     @app.get(f"{ADMIN_PREFIX}/connections/<name_or_id>")
     def show_connection(name_or_id: str) -> Response:
-        return _json(200, svc().admin.show(ref(name_or_id)))
+        return _json(200, services().admin.show(ref(name_or_id)))
 
     @app.patch(f"{ADMIN_PREFIX}/connections/<name_or_id>")
     def update_connection(name_or_id: str) -> Response:
@@ -168,20 +165,20 @@ def build_app() -> APIGatewayHttpResolver:
             # null or "" removes the company pin; leaving the field out keeps it.
             realm_id=(data["realm_id"] or "") if "realm_id" in data else None,
         )
-        saved = svc().admin.update(ref(name_or_id), change, actor=actor())
-        return _json(200, svc().admin.show(saved.connection_id))
+        saved = services().admin.update(ref(name_or_id), change, actor=actor())
+        return _json(200, services().admin.show(saved.connection_id))
 
     @app.put(f"{ADMIN_PREFIX}/connections/<name_or_id>/client-secret")
     def set_client_secret(name_or_id: str) -> Response:
         data = body({"client_secret"}, required={"client_secret"})
-        saved = svc().admin.set_client_secret(ref(name_or_id), data["client_secret"] or "", actor=actor())
-        return _json(200, svc().admin.show(saved.connection_id))
+        saved = services().admin.set_client_secret(ref(name_or_id), data["client_secret"] or "", actor=actor())
+        return _json(200, services().admin.show(saved.connection_id))
 
     @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/authorize-link")
     def authorize_link(name_or_id: str) -> Response:
         data = body({"lifetime_seconds"})
         base = base_url()
-        link = svc().admin.authorize_link(
+        link = services().admin.authorize_link(
             ref(name_or_id),
             api_base_url=base,
             callback_url=callback_url(base),
@@ -192,26 +189,26 @@ def build_app() -> APIGatewayHttpResolver:
     @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/reset")
     def reset_connection(name_or_id: str) -> Response:
         body(set())
-        saved = svc().admin.reset(ref(name_or_id), actor=actor())
-        return _json(200, svc().admin.show(saved.connection_id))
+        saved = services().admin.reset(ref(name_or_id), actor=actor())
+        return _json(200, services().admin.show(saved.connection_id))
 
     @app.delete(f"{ADMIN_PREFIX}/connections/<name_or_id>")
     def delete_connection(name_or_id: str) -> Response:
-        connection = svc().admin.find(ref(name_or_id))
-        revocation = svc().admin.delete(connection.connection_id, actor=actor())
+        connection = services().admin.find(ref(name_or_id))
+        revocation = services().admin.delete(connection.connection_id, actor=actor())
         return _json(200, {"connection_id": connection.connection_id, "deleted": True, "revocation": revocation})
 
     @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/test")
     def test_connection(name_or_id: str) -> Response:
         data = body({"deep"})
-        report = svc().admin.test(ref(name_or_id), deep=bool(data.get("deep")))
+        report = services().admin.test(ref(name_or_id), deep=bool(data.get("deep")))
         return _json(200, report.as_json())
 
     @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/refresh")
     def refresh_connection(name_or_id: str) -> Response:
         body(set())
-        result = svc().admin.refresh(ref(name_or_id), actor=actor())
-        return _json(200, {**result.as_json(), "connection": svc().admin.show(result.connection_id)})
+        result = services().admin.refresh(ref(name_or_id), actor=actor())
+        return _json(200, {**result.as_json(), "connection": services().admin.show(result.connection_id)})
 
     @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/import")
     def import_tokens(name_or_id: str) -> Response:
@@ -221,8 +218,8 @@ def build_app() -> APIGatewayHttpResolver:
             access_token=data.get("access_token"),
             realm_id=data.get("realm_id") or None,
         )
-        saved = svc().admin.import_tokens(ref(name_or_id), tokens, actor=actor())
-        return _json(200, svc().admin.show(saved.connection_id))
+        saved = services().admin.import_tokens(ref(name_or_id), tokens, actor=actor())
+        return _json(200, services().admin.show(saved.connection_id))
 
     @app.exception_handler(QboConnectError)
     def domain_error(error: QboConnectError) -> Response:
@@ -241,24 +238,24 @@ def build_app() -> APIGatewayHttpResolver:
     return app
 
 
-def _invalid(message: str) -> InvalidInput:
-    return InvalidInput(message)
-
-
 def caller(event: dict[str, Any]) -> str:
     """Who API Gateway's authorizer vouched for: `user:<name>` (Cognito JWT) or `iam:<ARN>` (SigV4).
 
     Raises RequestRefused when neither did: the route was reached without an authorizer.
     """
-    authorizer = ((event.get("requestContext") or {}).get("authorizer")) or {}
-    claims = ((authorizer.get("jwt") or {}).get("claims")) or {}
-    if isinstance(claims, dict) and claims.get("sub"):
+    authorizer = _mapping(_mapping(event).get("requestContext")).get("authorizer")
+    claims = _mapping(_mapping(_mapping(authorizer).get("jwt")).get("claims"))
+    if isinstance(claims.get("sub"), str) and claims["sub"]:
         name = claims.get("cognito:username") or claims.get("username") or claims.get("email") or claims["sub"]
         return f"user:{name}"
-    iam = authorizer.get("iam") or {}
-    if isinstance(iam, dict) and iam.get("userArn"):
-        return f"iam:{iam['userArn']}"
+    arn = _mapping(_mapping(authorizer).get("iam")).get("userArn")
+    if isinstance(arn, str) and arn:
+        return f"iam:{arn}"
     raise RequestRefused("No authorizer vouched for this request: sign in (Cognito) or sign it with SigV4")
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def handle(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
