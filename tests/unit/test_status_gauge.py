@@ -14,8 +14,9 @@ REVOKED_REALM = "9341453050000002"
 
 
 @pytest.fixture
-def emitted(capsys):
+def emitted(capsys, monkeypatch):
     """The EMF documents printed so far (Powertools writes metrics to stdout), as {name: [(dimensions, value)]}."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # importing the CLI turns them off process-wide
     metrics.clear_metrics()
 
     def read() -> dict[str, list[tuple[dict, float]]]:

@@ -374,7 +374,7 @@ def test_intuit_urls_are_not_repeated_in_the_template():
 
 
 # --- sample events --------------------------------------------------------------------------------
-@pytest.mark.parametrize("event_file", ["authorize.json", "callback.json", "admin.json"])
+@pytest.mark.parametrize("event_file", ["authorize.json", "callback.json", "admin.json", "console.json"])
 def test_sample_http_events_match_a_template_route(template, event_file):
     event = json.loads((ROOT / "events" / event_file).read_text())
     routes = {f"{route.method} {route.path}" for route in http_routes(template)}
