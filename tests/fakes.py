@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from qbo_connect import intuit
+from qbo_connect.domain.admin_operations import AdminOperations
 from qbo_connect.domain.administration import Administration, NewConnection
 from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow, FlowResult, callback_url
 from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
@@ -139,6 +140,20 @@ class InMemoryConnectionStore:
             del self._connections[connection.connection_id]
             self._names.pop(stored.name.casefold(), None)
 
+    def rename(self, connection: Connection, new_name: str, *, lease_owner: str) -> Connection:
+        with self._lock:
+            stored = self._connections.get(connection.connection_id)
+            claimed = self._names.get(new_name.casefold())
+            if claimed not in (None, connection.connection_id):
+                raise ConnectionAlreadyExists(f"A connection named {new_name!r} already exists")
+            if stored is None or stored.version != connection.version or stored.lease_owner != lease_owner:
+                raise Conflict(f"Connection {connection.connection_id!r} changed meanwhile, or the lease was lost")
+            self._names.pop(stored.name.casefold(), None)
+            self._names[new_name.casefold()] = connection.connection_id
+            renamed = replace(stored, name=new_name, version=stored.version + 1)
+            self._connections[connection.connection_id] = renamed
+            return renamed
+
     def acquire_lease(
         self,
         connection_id: str,
@@ -195,6 +210,11 @@ class InMemoryConnectionStore:
             )
         ids = [connection_id for _, connection_id in due]
         return ids[:limit] if limit else ids
+
+    def count_by_status(self) -> dict[ConnectionStatus, int]:
+        with self._lock:
+            statuses = [c.status for c in self._connections.values()]
+        return {status: statuses.count(status) for status in ConnectionStatus}
 
     def put_state(self, state: OAuthState) -> None:
         with self._lock:
@@ -632,6 +652,18 @@ class FakeWorld:
             self.store, self.vault, self.leases, self.identity, self.events, self.clock, self.settings
         )
         self.tests = ConnectionTests(self.store, self.lifecycle, self.company_api, self.events, self.clock)
+        self.admin = AdminOperations(
+            self.administration,
+            self.store,
+            self.leases,
+            self.lifecycle,
+            self.tests,
+            self.links,
+            self.identity,
+            self.events,
+            self.clock,
+            self.settings,
+        )
         self.redirect_uri = callback_url(API_BASE_URL)
         self.client_secret = "cs-" + secrets.token_urlsafe(24)
 

@@ -7,8 +7,10 @@ argument: arguments end up in shell history and in process listings.
 
 from __future__ import annotations
 
+import getpass
 import math
 import shlex
+import socket
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -101,6 +103,11 @@ class Invocation:
             clock_skew.require_agreement(self.target.session, self.target.settings.clock_skew_seconds)
         except clock_skew.ClockSkewTooLarge as error:
             raise Failure(str(error), code="clock_skew", as_json=self.wants_json, code_in_text=True) from None
+
+    @cached_property
+    def actor(self) -> str:
+        """Who the recorded changes (`Connection Changed` events) name: this user on this machine."""
+        return f"cli:{getpass.getuser()}@{socket.gethostname()}"
 
     def command(self, *words: str) -> str:
         return shlex.join(["qbo-connect", *self.target_options, *words])
@@ -319,7 +326,7 @@ def create(
             stdin_option="--stdin",
             or_else=", or pass --no-secret and set it later",
         )
-    connection = services.administration.create(replace(request, client_secret=secret))
+    connection = services.admin.create(replace(request, client_secret=secret), actor=invocation.actor)
     if invocation.wants_json:
         invocation.emit_json(connection.summary())
         return
@@ -383,7 +390,7 @@ def set_secret(invocation: Invocation, name_or_id: str, from_stdin: bool) -> Non
     administration = invocation.services.administration
     connection = administration.find(name_or_id)  # before the prompt: don't ask for a secret for nothing
     secret = read_client_secret(from_stdin=from_stdin, stdin_option="--stdin")
-    saved = administration.set_client_secret(connection.connection_id, secret)
+    saved = invocation.services.admin.set_client_secret(connection.connection_id, secret, actor=invocation.actor)
     if invocation.wants_json:
         invocation.emit_json(saved.summary())
         return
@@ -395,29 +402,31 @@ def set_secret(invocation: Invocation, name_or_id: str, from_stdin: bool) -> Non
 
 @connections.command(name="authorize-link")
 @click.argument("name_or_id")
+@click.option(
+    "--valid-for",
+    "lifetime",
+    metavar="DURATION",
+    help="How long the link works: e.g. 30m, 12h, 7d (at most 7 days, for a link you mail). Default: 30 minutes.",
+)
 @pass_invocation
-def authorize_link(invocation: Invocation, name_or_id: str) -> None:
+def authorize_link(invocation: Invocation, name_or_id: str, lifetime: str | None) -> None:
     """Print a signed, expiring link that starts Intuit's consent flow for the connection."""
     services = invocation.services
-    connection = services.administration.find(name_or_id)
-    url = services.authorize_links.create(invocation.target.api_base_url, connection.connection_id)
-    lifetime = services.authorize_links.lifetime_seconds
-    now = invocation.now()
+    connection = services.admin.find(name_or_id)
+    link = services.admin.authorize_link(
+        connection.connection_id,
+        api_base_url=invocation.target.api_base_url,
+        callback_url=invocation.target.callback_url,
+        lifetime_seconds=output.parse_duration(lifetime) if lifetime else None,
+    )
+    url = link.url
     if invocation.wants_json:
-        invocation.emit_json(
-            {
-                "connection_id": connection.connection_id,
-                "name": connection.name,
-                "authorize_url": url,
-                "expires_at": int(now + lifetime),
-                "callback_url": invocation.target.callback_url,
-            }
-        )
+        invocation.emit_json(link.as_json())
         return
     # The URL alone on stdout, so that `$(qbo-connect connections authorize-link X)` is just the link.
     click.echo(url)
     click.echo(
-        f"Valid for {output.duration(lifetime)}. A company administrator opens it, signs in to Intuit and "
+        f"Valid for {output.duration(link.lifetime_seconds)}. A company administrator opens it, signs in to Intuit and "
         "clicks Connect.",
         err=True,
     )
@@ -449,9 +458,10 @@ def callback_url(invocation: Invocation) -> None:
 
 @connections.command(name="test")
 @click.argument("name_or_id")
+@click.option("--deep", is_flag=True, help="Also check that the grant allows the accounting API (one query).")
 @pass_invocation
 @click.pass_context
-def test_connection(ctx: click.Context, invocation: Invocation, name_or_id: str) -> None:
+def test_connection(ctx: click.Context, invocation: Invocation, name_or_id: str, deep: bool) -> None:
     """Sign in with the connection and read the company's name. Exit code 1 if it fails."""
     invocation.require_clock_agreement()
     services = invocation.services
@@ -461,6 +471,8 @@ def test_connection(ctx: click.Context, invocation: Invocation, name_or_id: str)
     what = f'Testing "{connection.name}": waiting for Intuit (access token if due, then the company\'s name)'
     with progress.waiting(what, enabled=spin):
         body = services.connection_tests.run(connection.connection_id).as_json()
+
+    body = invocation.services.admin.test(name_or_id, deep=deep).as_json()
     if invocation.wants_json:
         invocation.emit_json(body)
     else:
@@ -489,7 +501,7 @@ def reset(invocation: Invocation, name_or_id: str, yes: bool) -> None:
         "Reset",
         "Its tokens are revoked and workflows lose access until a company administrator connects it again",
     )
-    saved = administration.reset(connection.connection_id)
+    saved = invocation.services.admin.reset(connection.connection_id, actor=invocation.actor)
     if invocation.wants_json:
         invocation.emit_json(saved.summary())
         return
@@ -514,7 +526,7 @@ def delete(invocation: Invocation, name_or_id: str, yes: bool) -> None:
         "Delete",
         "Its tokens are revoked and its client secret is deleted; this cannot be undone",
     )
-    revocation = administration.delete(connection.connection_id)
+    revocation = invocation.services.admin.delete(connection.connection_id, actor=invocation.actor)
     if invocation.wants_json:
         invocation.emit_json(
             {
@@ -659,6 +671,9 @@ def _late_output_option() -> click.Option:
 def main() -> None:
     cli(prog_name="qbo-connect")
 
+
+# `connections update` and `connections import` live in their own module, on the same group.
+from qbo_connect_cli import admin_commands  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     invoke = commands.add_parser(
         "invoke", help="run one event through a function, against the running local stack (no Docker)"
     )
-    invoke.add_argument("function", help="test, refresh, authorize or callback (or a logical ID)")
+    invoke.add_argument("function", help="test, refresh, authorize, callback, admin or console (or a logical ID)")
     invoke.add_argument("event_file", help="a JSON event, e.g. events/test.json (- reads stdin)")
     invoke.add_argument("--root", type=Path, help="the repository (default: the checkout this package is in)")
     return parser

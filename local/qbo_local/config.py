@@ -33,6 +33,8 @@ DEMO_CONNECTION_ID = "demo"
 DEMO_NAME = "demo"
 DEMO_CLIENT_ID = "demo-client-id"
 DEMO_ENVIRONMENT = "sandbox"
+# The one administrator of the local user pool (its password is generated each start).
+ADMIN_USERNAME = "admin"
 
 # Environment variables read by the local stack itself (never passed on to the handlers' discovery record).
 PORT_ENV = "QBO_LOCAL_PORT"

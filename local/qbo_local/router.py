@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request
 
+from qbo_local.authorizers import Refused, SignedRequest, find_header, request_url
 from qbo_local.config import ACCOUNT_ID
 from qbo_local.discovery import PROBE_USER_AGENT, REQUEST_ID_HEADER
 from qbo_local.serving import BackgroundServer
@@ -43,6 +44,11 @@ class Invocable(Protocol):
     def invoke(self, event: Any) -> Any: ...
 
 
+class Authorizer(Protocol):
+    def authorize(self, request: SignedRequest) -> dict[str, Any]:
+        """requestContext.authorizer for the function; raises Refused."""
+
+
 @dataclass(frozen=True)
 class Route:
     method: str  # "GET", or "ANY"
@@ -50,11 +56,12 @@ class Route:
     function: Invocable
     _pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
     _names: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    authorizer: Authorizer | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, method: str, path: str, function: Invocable) -> Route:
+    def of(cls, method: str, path: str, function: Invocable, authorizer: Authorizer | None = None) -> Route:
         if path == DEFAULT_ROUTE:
-            return cls(method.upper(), path, function)
+            return cls(method.upper(), path, function, authorizer=authorizer)
         names, parts = [], []
         for segment in re.split(r"(\{[^}]+\})", path):
             if segment.startswith("{") and segment.endswith("}"):
@@ -64,7 +71,7 @@ class Route:
                 parts.append("(.+)" if greedy else "([^/]+)")
             else:
                 parts.append(re.escape(segment))
-        return cls(method.upper(), path, function, re.compile("".join(parts)), tuple(names))
+        return cls(method.upper(), path, function, re.compile("".join(parts)), tuple(names), authorizer)
 
     @property
     def route_key(self) -> str:
@@ -307,6 +314,16 @@ class Router:
             port=int(environ.get("SERVER_PORT") or 0),
         )
         event = build_event(incoming, route, parameters, request_id=request_id)
+        if route.authorizer is not None:
+            host = find_header(incoming.headers, "host") or f"localhost:{incoming.port}"
+            signed = SignedRequest(
+                incoming.method, request_url(host, incoming.path, incoming.raw_query), incoming.headers, incoming.body
+            )
+            try:
+                event["requestContext"]["authorizer"] = route.authorizer.authorize(signed)
+            except Refused as refused:
+                log.info("%s %s refused by the authorizer: %s", incoming.method, incoming.path, refused.reason)
+                return _gateway_error(refused.status, refused.message), route.function.name
         try:
             result = route.function.invoke(event)
             return to_http(result), route.function.name

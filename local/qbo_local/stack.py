@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import requests
 
 from qbo_local import config, discovery
+from qbo_local.authorizers import IamAuthorizer, JwtAuthorizer
 from qbo_local.config import IntuitKeys, UpOptions
 from qbo_local.functions import (
     LocalFunction,
@@ -37,7 +38,13 @@ from qbo_local.functions import (
 )
 from qbo_local.router import Route, Router, RouterServer
 from qbo_local.scheduler import QueueEventSource, RefreshSchedule, describe_refresh
-from qbo_local.template import function_properties, http_routes, load_template, parameter_default
+from qbo_local.template import (
+    function_properties,
+    http_api_authorizers,
+    http_routes,
+    load_template,
+    parameter_default,
+)
 
 log = logging.getLogger("qbo_local.stack")
 
@@ -105,6 +112,15 @@ def use_local_aws(endpoint_url: str) -> None:
     os.environ["AWS_ENDPOINT_URL"] = endpoint_url
 
 
+@dataclass(frozen=True)
+class AdminSignIn:
+    user_pool_id: str
+    client_id: str
+    username: str
+    password: str = field(repr=False)
+    aws_endpoint: str = ""
+
+
 @dataclass
 class _Part:
     name: str
@@ -123,6 +139,7 @@ class LocalStack:
         self.queue_source: QueueEventSource | None = None
         self._template: dict[str, Any] = {}
         self.functions: dict[str, LocalFunction] = {}
+        self.admin: AdminSignIn | None = None
         self._parts: list[_Part] = []  # in start order; stopped in reverse
         self._stopped = False
 
@@ -143,6 +160,7 @@ class LocalStack:
 
         aws_endpoint = self._start_aws()
         queue_url, queue_arn, dlq_url = self._create_aws_resources()
+        self.admin = self._create_admin_pool(aws_endpoint)
         emulator_url = self._start_intuit()
         router = self._bind_router()
         api_url = router.url
@@ -153,6 +171,9 @@ class LocalStack:
                 "QBO_SIGNING_KEY_SECRET_ID": f"qbo-connect/{config.STACK_NAME}/signing-key",
                 "QBO_REFRESH_QUEUE_URL": queue_url,
                 "QBO_PUBLIC_BASE_URL": api_url,
+                "QBO_ADMIN_USER_POOL_ID": self.admin.user_pool_id,
+                "QBO_ADMIN_CONSOLE_CLIENT_ID": self.admin.client_id,
+                "QBO_COGNITO_ENDPOINT_URL": aws_endpoint,
             }
         )
         # The code judges token validity against the sweep period: keep it in step with the schedule.
@@ -185,6 +206,10 @@ class LocalStack:
             "refresh_dead_letter_queue_url": dlq_url,
             "function_log": str(self.options.function_log) if self.options.function_log else None,
             "environment": handler_environment(),
+            "console_url": f"{api_url}/",
+            # The local pool's one administrator (a fake pool in moto, gone when the stack stops).
+            "admin_username": self.admin.username,
+            "admin_password": self.admin.password,
         }
         discovery.write_json_private(self.state_file, self.document)
         return self.document
@@ -244,6 +269,45 @@ class LocalStack:
         key = boto3.client("kms").create_key(Description="qbo-connect local: seals refused rotations")
         os.environ["QBO_ROTATION_KEY_ID"] = key["KeyMetadata"]["Arn"]
         return queue_url, queue_arn, dlq_url
+
+    def _create_admin_pool(self, aws_endpoint: str) -> AdminSignIn:
+        """The administrators' user pool the template creates, with one administrator to sign in as."""
+        import boto3
+
+        cognito = boto3.client("cognito-idp")
+        pool_id = cognito.create_user_pool(
+            PoolName=f"{config.STACK_NAME}-administrators",
+            AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
+        )["UserPool"]["Id"]
+        client_id = cognito.create_user_pool_client(
+            UserPoolId=pool_id,
+            ClientName=f"{config.STACK_NAME}-console",
+            GenerateSecret=False,
+            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        )["UserPoolClient"]["ClientId"]
+        password = secrets.token_urlsafe(15) + "Aa7-"
+        cognito.admin_create_user(UserPoolId=pool_id, Username=config.ADMIN_USERNAME, MessageAction="SUPPRESS")
+        cognito.admin_set_user_password(
+            UserPoolId=pool_id, Username=config.ADMIN_USERNAME, Password=password, Permanent=True
+        )
+        return AdminSignIn(pool_id, client_id, config.ADMIN_USERNAME, password, aws_endpoint)
+
+    def _authorizers(self) -> dict[str, Any]:
+        """The template's authorizers, backed by the local pool (JWT) and the local credentials (IAM)."""
+        assert self.admin is not None
+        built: dict[str, Any] = {}
+        for name, definition in http_api_authorizers(self._template).items():
+            if name == "AWS_IAM":
+                built[name] = IamAuthorizer(
+                    config.FAKE_AWS_ACCESS_KEY_ID, config.FAKE_AWS_SECRET_ACCESS_KEY, config.REGION, config.ACCOUNT_ID
+                )
+            elif "JwtConfiguration" in (definition or {}):
+                built[name] = JwtAuthorizer(
+                    issuer=f"https://cognito-idp.{config.REGION}.amazonaws.com/{self.admin.user_pool_id}",
+                    audience=(self.admin.client_id,),
+                    jwks_url=f"{self.admin.aws_endpoint}/{self.admin.user_pool_id}/.well-known/jwks.json",
+                )
+        return built
 
     def _start_queue_source(self, queue_url: str, queue_arn: str) -> None:
         """The refresh function's SQS event, with the batch settings template.yaml gives it."""
@@ -347,7 +411,13 @@ class LocalStack:
         self.functions = {function.spec.short_name: function for function in by_logical_id.values()}
         if "refresh" not in self.functions:
             raise StackError("template.yaml has no function in functions/refresh/: the schedule has nothing to run")
-        routes = [Route.of(r.method, r.path, by_logical_id[r.function]) for r in http_routes(template)]
+        authorizers = self._authorizers()
+        routes = []
+        for route in http_routes(template):
+            if route.authorizer is not None and route.authorizer not in authorizers:
+                raise StackError(f"template.yaml: route {route.path} names an unknown authorizer {route.authorizer}")
+            authorizer = authorizers.get(route.authorizer) if route.authorizer else None
+            routes.append(Route.of(route.method, route.path, by_logical_id[route.function], authorizer))
         port = self.options.port
         ensure_port_free(port, "the API", "--port", config.PORT_ENV, host="localhost")
         try:
@@ -433,6 +503,12 @@ class LocalStack:
         if not document.get("emulator_url"):
             lines += [
                 f"  Add {document.get('callback_url', '')} to your Intuit app's redirect URIs (Development).",
+                "",
+            ]
+        if self.admin is not None:
+            lines += [
+                "The console (admin API behind Cognito sign-in):",
+                f"  {api_url}/    user {self.admin.username}   password {self.admin.password}",
                 "",
             ]
         cli = cli_command()

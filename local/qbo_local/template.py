@@ -13,7 +13,15 @@ from typing import Any, NamedTuple
 
 import yaml
 
-__all__ = ["HttpRoute", "Tag", "function_properties", "functions", "http_routes", "load_template"]
+__all__ = [
+    "HttpRoute",
+    "Tag",
+    "function_properties",
+    "functions",
+    "http_api_authorizers",
+    "http_routes",
+    "load_template",
+]
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
 
@@ -109,6 +117,7 @@ class HttpRoute(NamedTuple):
     function: str  # logical ID of the function
     code_uri: str  # e.g. "functions/authorize/", relative to the template's folder
     handler: str  # e.g. "app.handler"
+    authorizer: str | None = None  # the route's Auth.Authorizer: a name under HttpApi Auth.Authorizers, or AWS_IAM
 
 
 def http_routes(template: dict[str, Any]) -> list[HttpRoute]:
@@ -130,6 +139,16 @@ def http_routes(template: dict[str, Any]) -> list[HttpRoute]:
                     function=logical_id,
                     code_uri=properties["CodeUri"],
                     handler=properties["Handler"],
+                    authorizer=(event_properties.get("Auth") or {}).get("Authorizer"),
                 )
             )
     return sorted(routes, key=lambda route: (route.path, route.method))
+
+
+def http_api_authorizers(template: dict[str, Any], api: str = "HttpApi") -> dict[str, dict[str, Any]]:
+    """The HTTP API's named authorizers (Auth.Authorizers), plus AWS_IAM when EnableIamAuthorizer is on."""
+    auth = (((template["Resources"].get(api) or {}).get("Properties") or {}).get("Auth")) or {}
+    authorizers = dict(auth.get("Authorizers") or {})
+    if auth.get("EnableIamAuthorizer") is True:
+        authorizers["AWS_IAM"] = {}
+    return authorizers

@@ -849,3 +849,38 @@ def test_json_times_are_whole_epoch_seconds_like_the_secret_and_the_test_functio
     assert {"created_at", "connected_at", "access_token_expires_at", "last_refreshed_at"} <= times.keys()
     assert all(type(value) is int for value in times.values()), times
     assert type(summary["last_test"]["tested_at"]) is int
+
+
+# --- the admin operations the console shares ----------------------------------------------------
+def test_update_renames_and_pins_the_company_and_refuses_a_bad_change(cli: Runs) -> None:
+    create(cli, "Acme", "--id", "acme")
+
+    result = cli("connections", "update", "Acme", "--name", "Acme US", "--company-id", "9341453050000001")
+
+    assert result.exit_code == 0, result.output
+    (shown,) = listed(cli)
+    assert (shown["name"], shown["realm_id"]) == ("Acme US", "9341453050000001")
+    assert stored_secret("acme")["realm_id"] == "9341453050000001"
+    refused = cli("connections", "update", "acme", "--scope", "no.such.scope")
+    assert refused.exit_code == 1 and "Error (invalid_input)" in refused.stderr
+    assert listed(cli)[0]["scopes"] == [intuit.ACCOUNTING_SCOPE]
+
+
+def test_authorize_link_may_live_up_to_seven_days(cli: Runs) -> None:
+    create(cli, "Acme", "--id", "acme")
+
+    week = json.loads(cli("--output", "json", "connections", "authorize-link", "acme", "--valid-for", "7d").stdout)
+    too_long = cli("connections", "authorize-link", "acme", "--valid-for", "8d")
+
+    assert week["expires_at"] == pytest.approx(time.time() + 7 * 86400, abs=60)
+    assert too_long.exit_code == 1 and "7 days" in too_long.stderr
+
+
+def test_a_failed_import_changes_nothing_and_never_echoes_the_token(cli: Runs) -> None:
+    create(cli, "Acme", "--id", "acme", "--company-id", "9341453050000001")
+
+    result = cli("connections", "import", "acme", "--stdin", input="AB11-not-a-real-refresh-token\n")
+
+    assert result.exit_code == 1
+    assert "Error (" in result.stderr and "AB11-not-a-real-refresh-token" not in result.stderr
+    assert listed(cli)[0]["status"] == "not_connected"

@@ -246,7 +246,7 @@ def test_a_plain_json_answer_becomes_200_application_json(router: RouterServer, 
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/"), ("GET", "/connections/demo"), ("POST", "/oauth/callback"), ("GET", "/oauth/callback/extra")],
+    [("POST", "/"), ("GET", "/connections/demo"), ("POST", "/oauth/callback"), ("GET", "/oauth/callback/extra")],
 )
 def test_unknown_route_answers_404_not_found_like_api_gateway(
     router: RouterServer, recorder: Recorder, method: str, path: str

@@ -23,6 +23,8 @@ FUNCTIONS = {
     "CallbackFunction": "functions/callback/",
     "RefreshFunction": "functions/refresh/",
     "TestFunction": "functions/test/",
+    "AdminFunction": "functions/admin/",
+    "ConsoleFunction": "functions/console/",
 }
 # Deployed only with DeployExamples=true (tests/unit/test_client_examples.py checks them).
 EXAMPLE_FUNCTIONS = {"ListCustomersExampleFunction": "examples/list_customers/"}
@@ -38,10 +40,12 @@ EXPECTED_ATTRIBUTES = {
     "access_token_expires_at": "N",
     "listing": "S",
     "name": "S",
+    "status": "S",
 }
 EXPECTED_INDEXES = {
     "refresh-due": ([("refresh_index", "HASH"), ("access_token_expires_at", "RANGE")], "KEYS_ONLY"),
     "by-name": ([("listing", "HASH"), ("name", "RANGE")], "ALL"),
+    "by-status": ([("status", "HASH")], "KEYS_ONLY"),
 }
 
 # The only SAM policy templates the functions may use: each is scoped to one resource.
@@ -85,7 +89,7 @@ def _as_list(value: Any) -> list[Any]:
 
 
 # --- functions ------------------------------------------------------------------------------------
-def test_the_four_functions_exist_with_their_code(template):
+def test_the_functions_exist_with_their_code(template):
     assert set(functions(template)) == set(FUNCTIONS) | set(EXAMPLE_FUNCTIONS)
     for name, code_uri in (FUNCTIONS | EXAMPLE_FUNCTIONS).items():
         properties = function_properties(template, name)
@@ -136,15 +140,47 @@ def test_timeouts_fit_the_worst_case_of_each_function(template):
         + float(env["QBO_READ_TIMEOUT_SECONDS"])
     )
     assert timeouts["CallbackFunction"] == 30 and steps < 30
+    assert timeouts["ConsoleFunction"] == 5  # serves files
+    # The admin API answers through API Gateway too: a refresh it starts must fit in 30 s.
+    admin_env = function_properties(template, "AdminFunction")["Environment"]["Variables"]
+    admin_steps = float(admin_env["QBO_REFRESH_CALL_DEADLINE_SECONDS"]) + float(
+        admin_env["QBO_VAULT_WRITE_DEADLINE_SECONDS"]
+    )
+    assert timeouts["AdminFunction"] == 30 and admin_steps + 10 < 30
 
 
 # --- the public API -------------------------------------------------------------------------------
-def test_only_the_two_oauth_routes_are_public(template):
-    routes = [(route.method, route.path, route.function) for route in http_routes(template)]
-    assert routes == [
+def test_only_the_oauth_routes_and_the_console_files_are_public(template):
+    public = [(route.method, route.path, route.function) for route in http_routes(template) if not route.authorizer]
+    assert public == [
+        ("GET", "/", "ConsoleFunction"),
         ("GET", "/connections/{connection_id}/authorize", "AuthorizeFunction"),
+        ("GET", "/console/{file}", "ConsoleFunction"),
         ("GET", "/oauth/callback", "CallbackFunction"),
     ]
+
+
+def test_every_admin_route_needs_a_cognito_token_or_a_sigv4_signature(template):
+    admin = {route.path: route.authorizer for route in http_routes(template) if route.function == "AdminFunction"}
+    assert admin == {"/admin/{proxy+}": "AdminJwt", "/iam/admin/{proxy+}": "AWS_IAM"}
+    auth = template["Resources"]["HttpApi"]["Properties"]["Auth"]
+    assert auth["EnableIamAuthorizer"] is True
+    assert "DefaultAuthorizer" not in auth  # the OAuth routes and the console's files stay public
+    jwt = auth["Authorizers"]["AdminJwt"]
+    assert jwt["IdentitySource"] == "$request.header.Authorization"
+    issuer = jwt["JwtConfiguration"]["issuer"]
+    assert issuer.name == "Sub" and issuer.value[0] == "https://cognito-idp.${AWS::Region}.amazonaws.com/${PoolId}"
+    assert jwt["JwtConfiguration"]["audience"] == [Tag("Ref", "AdminConsoleClient")]
+
+
+def test_administrators_are_added_by_an_administrator_and_the_console_client_has_no_secret(template):
+    pool = template["Resources"]["AdminUserPool"]
+    assert pool["Condition"] == "CreateAdminUserPool"
+    assert pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    client = template["Resources"]["AdminConsoleClient"]["Properties"]
+    assert client["GenerateSecret"] is False
+    assert "ALLOW_USER_PASSWORD_AUTH" in client["ExplicitAuthFlows"]
+    assert client["PreventUserExistenceErrors"] == "ENABLED"
 
 
 def test_no_other_way_in_over_http(template):
@@ -263,7 +299,9 @@ def test_function_permissions_are_scoped(template, name):
         for action in actions:
             service, _, verb = action.partition(":")
             assert "*" not in verb or service == "sqs", f"{name}: wildcard action {action}"
-            assert verb not in {"createsecret", "deletesecret", "scan", "deletetable"}, f"{name}: {action}"
+            assert verb not in {"scan", "deletetable"}, f"{name}: {action}"
+            if name != "AdminFunction":  # creating and deleting connections is the admin API's job alone
+                assert verb not in {"createsecret", "deletesecret"}, f"{name}: {action}"
         if any(a.startswith(("secretsmanager:", "dynamodb:", "kms:")) for a in actions):
             assert "*" not in resources, f"{name}: {actions} on every resource"
             assert all(isinstance(r, Tag) for r in resources), f"{name}: unscoped resource {resources}"
@@ -283,6 +321,11 @@ def test_connection_secrets_are_reachable_only_under_this_stacks_prefix(template
         "secretsmanager:PutSecretValue",
     }
     assert access["RefreshFunction"] == access["CallbackFunction"]
+    assert access["AdminFunction"] == access["CallbackFunction"] | {
+        "secretsmanager:CreateSecret",
+        "secretsmanager:DeleteSecret",
+    }
+    assert "ConsoleFunction" not in access
 
 
 def test_authorize_reads_only_the_signing_key(template):
@@ -347,7 +390,7 @@ def test_intuit_urls_are_not_repeated_in_the_template():
 
 
 # --- sample events --------------------------------------------------------------------------------
-@pytest.mark.parametrize("event_file", ["authorize.json", "callback.json"])
+@pytest.mark.parametrize("event_file", ["authorize.json", "callback.json", "admin.json", "console.json"])
 def test_sample_http_events_match_a_template_route(template, event_file):
     event = json.loads((ROOT / "events" / event_file).read_text())
     routes = {f"{route.method} {route.path}" for route in http_routes(template)}

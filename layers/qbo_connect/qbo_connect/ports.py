@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qbo_connect.domain.connection import Connection, TestResult
+from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 
@@ -47,6 +47,10 @@ class ConnectionStore(Protocol):
 
     def delete(self, connection: Connection, *, lease_owner: str) -> None: ...
 
+    def rename(self, connection: Connection, new_name: str, *, lease_owner: str) -> Connection:
+        """Give the connection `new_name` (conditional on version and lease owner); returns it as stored.
+        Raises ConnectionAlreadyExists when another connection has the name, Conflict otherwise."""
+
     def acquire_lease(
         self,
         connection_id: str,
@@ -68,6 +72,9 @@ class ConnectionStore(Protocol):
 
     def due_connection_ids(self, *, due_before: float, limit: int | None = None) -> list[str]:
         """IDs of connected connections whose access token expires at or before `due_before`."""
+
+    def count_by_status(self) -> dict[ConnectionStatus, int]:
+        """How many connections are in each status, from an index (never a scan)."""
 
     def put_state(self, state: OAuthState) -> None: ...
 

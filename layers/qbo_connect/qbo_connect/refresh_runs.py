@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
@@ -36,11 +37,18 @@ SWEEP_EVENT = {"action": "sweep"}
 
 
 class RefreshRuns:
-    def __init__(self, lifecycle: TokenLifecycle, queue: RefreshQueue | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        lifecycle: TokenLifecycle,
+        queue: RefreshQueue | None,
+        clock: Clock,
+        status_gauge: Callable[[], dict[str, int]] | None = None,
+    ) -> None:
         self._lifecycle = lifecycle
         self._queue = queue
         self._clock = clock
         self._not_after: float | None = None
+        self._status_gauge = status_gauge  # status_gauge.py: emitted once per sweep
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         self._not_after = work_deadline(context, self._clock.now())
@@ -68,10 +76,16 @@ class RefreshRuns:
         if self._queue is not None:
             enqueued = self._queue.enqueue(due)
             logger.info("Refresh sweep enqueued due connections", extra={"due": len(due), "enqueued": enqueued})
+            self._emit_status_gauge()
             return {"due": len(due), "enqueued": enqueued}
         outcomes = Counter(self.refresh_one(connection_id).outcome.value for connection_id in due)
         logger.info("Refresh sweep finished", extra={"due": len(due), "outcomes": dict(outcomes)})
+        self._emit_status_gauge()
         return {"due": len(due), "outcomes": dict(outcomes)}
+
+    def _emit_status_gauge(self) -> None:
+        if self._status_gauge is not None:
+            logger.info("Connections by status", extra={"statuses": self._status_gauge()})
 
     def refresh_one(self, connection_id: Any) -> RefreshResult:
         return self._lifecycle.refresh(validate_connection_id(connection_id), not_after=self._not_after)

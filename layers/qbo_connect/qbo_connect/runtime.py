@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from qbo_connect.adapters.eventbridge import EventBridgePublisher
     from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
     from qbo_connect.adapters.sqs_queue import SqsRefreshQueue
+    from qbo_connect.domain.admin_operations import AdminOperations
     from qbo_connect.domain.administration import Administration
     from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow
     from qbo_connect.domain.connection_test import ConnectionTests
@@ -142,8 +143,11 @@ class Services:
     @cached_property
     def refresh_runs(self) -> RefreshRuns:
         from qbo_connect.refresh_runs import RefreshRuns
+        from qbo_connect.status_gauge import publish_status_gauge
 
-        return RefreshRuns(self.lifecycle, self.refresh_queue, self.clock)
+        return RefreshRuns(
+            self.lifecycle, self.refresh_queue, self.clock, status_gauge=lambda: publish_status_gauge(self.store)
+        )
 
     @cached_property
     def authorize_links(self) -> AuthorizeLinks:
@@ -180,6 +184,24 @@ class Services:
 
         return Administration(
             self.store, self.vault, self.leases, self.identity, self.events, self.clock, self.settings
+        )
+
+    @cached_property
+    def admin(self) -> AdminOperations:
+        """What the CLI, the admin API and the console do to connections (one layer for all three)."""
+        from qbo_connect.domain.admin_operations import AdminOperations
+
+        return AdminOperations(
+            self.administration,
+            self.store,
+            self.leases,
+            self.lifecycle,
+            self.connection_tests,
+            self.authorize_links,
+            self.identity,
+            self.events,
+            self.clock,
+            self.settings,
         )
 
 

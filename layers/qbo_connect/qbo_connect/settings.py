@@ -57,6 +57,18 @@ class Settings:
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 30.0
     minor_version: int = intuit.MINOR_VERSION
+    # The administrators' Cognito user pool and the console's app client (console sign-in).
+    admin_user_pool_id: str = ""
+    admin_console_client_id: str = ""
+    # Where the console sends its sign-in: Cognito's regional endpoint unless set (the local stack's moto).
+    cognito_endpoint_url: str = ""
+
+    @property
+    def cognito_sign_in_url(self) -> str:
+        if self.cognito_endpoint_url:
+            return self.cognito_endpoint_url.rstrip("/") + "/"
+        region = self.admin_user_pool_id.partition("_")[0]
+        return f"https://cognito-idp.{region}.amazonaws.com/"
 
     @property
     def http_timeout(self) -> tuple[float, float]:
@@ -153,6 +165,9 @@ class Settings:
             connect_timeout_seconds=number("QBO_CONNECT_TIMEOUT_SECONDS", 5.0, float),
             read_timeout_seconds=number("QBO_READ_TIMEOUT_SECONDS", 30.0, float),
             minor_version=number("QBO_MINOR_VERSION", intuit.MINOR_VERSION),
+            admin_user_pool_id=text("QBO_ADMIN_USER_POOL_ID"),
+            admin_console_client_id=text("QBO_ADMIN_CONSOLE_CLIENT_ID"),
+            cognito_endpoint_url=text("QBO_COGNITO_ENDPOINT_URL"),
         )
 
 

@@ -22,6 +22,7 @@ from qbo_connect.ports import OAuthState
 CONNECTED_INDEX_VALUE = "connected"
 REFRESH_DUE_INDEX = "refresh-due"
 BY_NAME_INDEX = "by-name"
+BY_STATUS_INDEX = "by-status"
 LISTING_VALUE = "connection"
 STATE_TTL_ATTRIBUTE = "purge_at"
 
@@ -34,6 +35,7 @@ TABLE_SCHEMA: dict[str, Any] = {
         {"AttributeName": "access_token_expires_at", "AttributeType": "N"},
         {"AttributeName": "listing", "AttributeType": "S"},
         {"AttributeName": "name", "AttributeType": "S"},
+        {"AttributeName": "status", "AttributeType": "S"},
     ],
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
     "GlobalSecondaryIndexes": [
@@ -52,6 +54,11 @@ TABLE_SCHEMA: dict[str, Any] = {
                 {"AttributeName": "name", "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "ALL"},
+        },
+        {
+            "IndexName": BY_STATUS_INDEX,
+            "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
         },
     ],
     "BillingMode": "PAY_PER_REQUEST",
@@ -304,6 +311,63 @@ class DynamoDbConnectionStore:
                 raise Conflict(f"Connection {connection.connection_id!r} lease was lost: try again") from None
             raise
 
+    def rename(self, connection: Connection, new_name: str, *, lease_owner: str) -> Connection:
+        """Move the name claim and the item's name in one transaction, under the lease and the version read."""
+        if new_name.casefold() == connection.name.casefold():
+            claim_writes = []
+        else:
+            claim_writes = [
+                {
+                    "Put": {
+                        "TableName": self._table.name,
+                        "Item": {**_name_key(new_name), "connection_id": connection.connection_id},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Delete": {
+                        "TableName": self._table.name,
+                        "Key": _name_key(connection.name),
+                        "ConditionExpression": "connection_id = :id",
+                        "ExpressionAttributeValues": {":id": connection.connection_id},
+                    }
+                },
+            ]
+        try:
+            self._table.meta.client.transact_write_items(
+                TransactItems=[
+                    *claim_writes,
+                    {
+                        "Update": {
+                            "TableName": self._table.name,
+                            "Key": _connection_key(connection.connection_id),
+                            "UpdateExpression": "SET #name = :name, #version = :next",
+                            "ConditionExpression": "#version = :expected AND lease_owner = :owner",
+                            "ExpressionAttributeNames": {"#name": "name", "#version": "version"},
+                            "ExpressionAttributeValues": {
+                                ":name": new_name,
+                                ":next": connection.version + 1,
+                                ":expected": connection.version,
+                                ":owner": lease_owner,
+                            },
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                holder = self.find_by_name(new_name)
+                if holder is not None and holder.connection_id != connection.connection_id:
+                    raise ConnectionAlreadyExists(
+                        f"A connection named {new_name!r} already exists: choose another name"
+                    ) from None
+                raise Conflict(f"Connection {connection.connection_id!r} changed meanwhile: try again") from None
+            raise
+        renamed = self.get(connection.connection_id)
+        if renamed is None:
+            raise ConnectionNotFound(f"Connection {connection.connection_id!r} was deleted meanwhile")
+        return renamed
+
     # --- the lease ------------------------------------------------------------------------
     def acquire_lease(
         self,
@@ -390,6 +454,25 @@ class DynamoDbConnectionStore:
             if "LastEvaluatedKey" not in page or (limit and len(ids) >= limit):
                 return ids[:limit] if limit else ids
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def count_by_status(self) -> dict[ConnectionStatus, int]:
+        """How many connections are in each status: one COUNT query per status on the sparse by-status index
+        (only connection items carry `status`), never a scan."""
+        counts: dict[ConnectionStatus, int] = {}
+        for status in ConnectionStatus:
+            kwargs: dict[str, Any] = {
+                "IndexName": BY_STATUS_INDEX,
+                "KeyConditionExpression": Key("status").eq(status.value),
+                "Select": "COUNT",
+            }
+            counts[status] = 0
+            while True:
+                page = self._table.query(**kwargs)
+                counts[status] += page.get("Count", 0)
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return counts
 
     # --- OAuth states ---------------------------------------------------------------------
     def put_state(self, state: OAuthState) -> None:

@@ -65,9 +65,9 @@ class AuthorizeLinks:
         self._clock = clock
         self.lifetime_seconds = lifetime_seconds
 
-    def create(self, api_base_url: str, connection_id: str) -> str:
+    def create(self, api_base_url: str, connection_id: str, *, lifetime_seconds: float | None = None) -> str:
         key_id, key = self._keys.current()
-        expires = int(self._clock.now() + self.lifetime_seconds)
+        expires = int(self._clock.now() + (lifetime_seconds or self.lifetime_seconds))
         query = urlencode({"exp": expires, "kid": key_id, "sig": self._sign(key, connection_id, expires)})
         return f"{api_base_url.rstrip('/')}{authorize_path(connection_id)}?{query}"
 

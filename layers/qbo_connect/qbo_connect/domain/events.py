@@ -22,6 +22,8 @@ class EventType(StrEnum):
     RESET = "Connection Reset"
     TEST_FAILED = "Connection Test Failed"
     REAUTHORIZATION_DUE = "Connection Reauthorization Due"
+    # An administrator's change (CLI, admin API, console): who, what, when; never a secret.
+    CHANGED = "Connection Changed"
 
 
 def connection_event(

@@ -378,7 +378,6 @@ class TokenLifecycle:
             held, held.connection.with_status(status, now=now, error=error.code.value).fenced_until(None), release=True
         )
         metrics.add_metric(name="RefreshPermanentFailure", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="ConnectionsNeedingReauthorization", unit=MetricUnit.Count, value=1)
         self._publish(event, saved, reason=str(error))
         logger.error(
             "Refresh failed permanently",

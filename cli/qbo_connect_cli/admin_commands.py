@@ -1,0 +1,88 @@
+"""`connections update` and `connections import`: the same operations the admin API and the console run
+(qbo_connect.domain.admin_operations), so the CLI and the console never drift apart."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from qbo_connect import intuit
+from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
+
+from qbo_connect_cli import output
+from qbo_connect_cli.main import Invocation, _stdin_is_terminal, connections, next_step, pass_invocation
+
+
+@connections.command()
+@click.argument("name_or_id")
+@click.option("--name", help="A new name (unique in the deployment).")
+@click.option("--client-id", help="The app's client ID; only while not connected (reset first).")
+@click.option(
+    "--environment",
+    type=click.Choice([e.value for e in intuit.Environment]),
+    help="sandbox or production; only while not connected.",
+)
+@click.option("--base-url", metavar="URL", help="API base URL instead of the environment's (only allowed hosts).")
+@click.option("--company-id", "realm_id", metavar="REALM_ID", help="Pin the company (realm ID).")
+@click.option("--no-company-id", "unpin", is_flag=True, help="Remove the company pin; the next consent sets it.")
+@click.option("--scope", "scopes", multiple=True, metavar="SCOPE", help="OAuth scope; repeat for several.")
+@pass_invocation
+def update(
+    invocation: Invocation,
+    name_or_id: str,
+    name: str | None,
+    client_id: str | None,
+    environment: str | None,
+    base_url: str | None,
+    realm_id: str | None,
+    unpin: bool,
+    scopes: tuple[str, ...],
+) -> None:
+    """Change a connection's name, client ID, environment or base URL, company pin or scopes."""
+    if realm_id and unpin:
+        raise click.UsageError("--company-id and --no-company-id exclude each other")
+    change = ConnectionUpdate(
+        name=name,
+        client_id=client_id,
+        environment=environment,
+        base_url=base_url,
+        realm_id="" if unpin else realm_id,
+        scopes=scopes or None,
+    )
+    saved = invocation.services.admin.update(name_or_id, change, actor=invocation.actor)
+    if invocation.wants_json:
+        invocation.emit_json(saved.summary())
+        return
+    click.echo(f'Updated "{saved.name}" ({saved.connection_id}).\n')
+    click.echo(output.connection_fields(saved.summary(), invocation.now()))
+
+
+@connections.command(name="import")
+@click.argument("name_or_id")
+@click.option("--company-id", "realm_id", metavar="REALM_ID", help="The company the tokens belong to.")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the refresh token from stdin.")
+@pass_invocation
+def import_tokens(invocation: Invocation, name_or_id: str, realm_id: str | None, from_stdin: bool) -> None:
+    """Take over a refresh token from another tool: one refresh proves it, then the connection is connected.
+
+    The token comes from a hidden prompt or stdin, never an argument. The other tool must stop using the
+    grant: after the verifying refresh its refresh token no longer works.
+    """
+    admin = invocation.services.admin
+    connection = admin.find(name_or_id)  # before the prompt
+    if from_stdin:
+        token = sys.stdin.read().strip()
+    elif _stdin_is_terminal():
+        token = click.prompt("Refresh token (hidden)", hide_input=True, err=True)
+    else:
+        raise click.UsageError("stdin is not a terminal: pass --stdin and pipe the refresh token in")
+    saved = admin.import_tokens(
+        connection.connection_id, ImportedTokens(token, realm_id=realm_id), actor=invocation.actor
+    )
+    if invocation.wants_json:
+        invocation.emit_json(saved.summary())
+        return
+    click.echo(f'Imported: "{saved.name}" ({saved.connection_id}) is {saved.status.value} to company {saved.realm_id}.')
+    step = next_step(invocation, saved)
+    if step:
+        click.echo(f"Next step: {step}")

@@ -1,0 +1,271 @@
+"""The admin API over API Gateway's HTTP API: JSON in, JSON out, every operation from domain/admin_operations.py.
+
+Who may call: API Gateway lets a request through only with a valid Cognito JWT (routes under `/admin/`, for
+people and the console) or a valid SigV4 signature (the same routes under `/iam/admin/`, for machines). The
+handler checks again that one of the two authorizers vouched for the caller, so a route declared without an
+authorizer by mistake still refuses everyone, and names the caller in every change it records.
+
+Errors are `{"error": {"code", "message", "next_step"}}` with the test function's codes.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+
+from qbo_connect import intuit
+from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
+from qbo_connect.domain.administration import NewConnection
+from qbo_connect.domain.authorization import callback_url
+from qbo_connect.domain.connection_test import NEXT_STEPS
+from qbo_connect.errors import ErrorCode, InvalidInput, QboConnectError
+from qbo_connect.observability import logger
+from qbo_connect.runtime import services
+from qbo_connect.web import api_base_url
+
+ADMIN_PREFIX = "/admin"
+IAM_PREFIX = "/iam"  # /iam/admin/... : the same operations behind the IAM (SigV4) authorizer
+MAX_BODY_BYTES = 16 * 1024
+JSON_HEADERS = {
+    "Content-Type": "application/json",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+_STATUS: dict[ErrorCode, HTTPStatus] = {
+    ErrorCode.INVALID_INPUT: HTTPStatus.BAD_REQUEST,
+    ErrorCode.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    ErrorCode.ALREADY_EXISTS: HTTPStatus.CONFLICT,
+    ErrorCode.CONFLICT: HTTPStatus.CONFLICT,
+    ErrorCode.BUSY: HTTPStatus.CONFLICT,
+    ErrorCode.NOT_CONNECTED: HTTPStatus.CONFLICT,
+    ErrorCode.NEEDS_REAUTHORIZATION: HTTPStatus.CONFLICT,
+    ErrorCode.INVALID_CLIENT: HTTPStatus.CONFLICT,
+    ErrorCode.THROTTLED: HTTPStatus.TOO_MANY_REQUESTS,
+    ErrorCode.INTUIT_UNAVAILABLE: HTTPStatus.BAD_GATEWAY,
+}
+ADMIN_NEXT_STEPS = {
+    **NEXT_STEPS,
+    ErrorCode.INVALID_INPUT: "Fix the request as the message says; the admin API is described in the README.",
+    ErrorCode.ALREADY_EXISTS: "Choose another name, or use the existing connection.",
+}
+
+_CREATE_FIELDS = {
+    "name",
+    "client_id",
+    "environment",
+    "realm_id",
+    "scopes",
+    "base_url",
+    "connection_id",
+    "client_secret",
+}
+_UPDATE_FIELDS = {"name", "client_id", "environment", "realm_id", "scopes", "base_url"}
+
+
+class RequestRefused(QboConnectError):
+    """Not an admin (no authorizer vouched for the caller)."""
+
+    code = ErrorCode.UNAUTHORIZED
+
+
+def error_response(status: int, code: str, message: str, next_step: str | None = None) -> Response:
+    body = {"error": {"code": code, "message": message, "next_step": next_step}}
+    return Response(status_code=status, headers=dict(JSON_HEADERS), body=json.dumps(body))
+
+
+def _json(status: int, data: Any) -> Response:
+    return Response(status_code=status, headers=dict(JSON_HEADERS), body=json.dumps(data, default=str))
+
+
+def build_app() -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver(strip_prefixes=[IAM_PREFIX])
+
+    def actor() -> str:
+        return caller(app.current_event.raw_event)
+
+    def body(allowed: set[str], *, required: set[str] = frozenset()) -> dict[str, Any]:
+        raw = app.current_event.decoded_body if app.current_event.body else ""
+        if len(raw or "") > MAX_BODY_BYTES:
+            raise InvalidInput(f"The request body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            raise InvalidInput("The request body is not JSON: send a JSON object") from None
+        if not isinstance(data, dict):
+            raise InvalidInput("The request body must be a JSON object")
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise InvalidInput(f"Unknown fields {unknown}: allowed are {sorted(allowed)}")
+        missing = sorted(required - set(data))
+        if missing:
+            raise InvalidInput(f"Missing fields {missing}")
+        for name, value in data.items():
+            if name == "scopes":
+                if not (isinstance(value, list) and all(isinstance(s, str) for s in value)):
+                    raise InvalidInput("scopes is a list of strings")
+            elif name == "deep":
+                if not isinstance(value, bool):
+                    raise InvalidInput(f"{name} is true or false")
+            elif name == "lifetime_seconds":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise InvalidInput("lifetime_seconds is a whole number of seconds")
+            elif value is not None and not isinstance(value, str):
+                raise InvalidInput(f"{name} is a string")
+        return data
+
+    def ref(name_or_id: str) -> str:
+        return unquote(name_or_id)
+
+    def base_url() -> str:
+        return api_base_url(app.current_event, services())
+
+    @app.get(f"{ADMIN_PREFIX}/connections")
+    def list_connections() -> Response:
+        return _json(200, {"connections": services().admin.list(), "callback_url": callback_url(base_url())})
+
+    @app.post(f"{ADMIN_PREFIX}/connections")
+    def create_connection() -> Response:
+        data = body(_CREATE_FIELDS, required={"name", "client_id"})
+        request = NewConnection(
+            name=data["name"],
+            client_id=data["client_id"],
+            environment=data.get("environment") or intuit.Environment.SANDBOX.value,
+            realm_id=data.get("realm_id") or None,
+            scopes=tuple(data.get("scopes") or intuit.DEFAULT_SCOPES),
+            base_url=data.get("base_url") or None,
+            connection_id=data.get("connection_id") or None,
+            client_secret=data.get("client_secret"),
+        )
+        created = services().admin.create(request, actor=actor())
+        return _json(201, services().admin.show(created.connection_id))
+
+    @app.get(f"{ADMIN_PREFIX}/callback-url")
+    def get_callback_url() -> Response:
+        return _json(200, {"callback_url": callback_url(base_url())})
+
+    @app.get(f"{ADMIN_PREFIX}/connections/<name_or_id>")
+    def show_connection(name_or_id: str) -> Response:
+        return _json(200, services().admin.show(ref(name_or_id)))
+
+    @app.patch(f"{ADMIN_PREFIX}/connections/<name_or_id>")
+    def update_connection(name_or_id: str) -> Response:
+        data = body(_UPDATE_FIELDS)
+        change = ConnectionUpdate(
+            name=data.get("name"),
+            client_id=data.get("client_id"),
+            scopes=tuple(data["scopes"]) if "scopes" in data else None,
+            environment=data.get("environment"),
+            base_url=data.get("base_url"),
+            # null or "" removes the company pin; leaving the field out keeps it.
+            realm_id=(data["realm_id"] or "") if "realm_id" in data else None,
+        )
+        saved = services().admin.update(ref(name_or_id), change, actor=actor())
+        return _json(200, services().admin.show(saved.connection_id))
+
+    @app.put(f"{ADMIN_PREFIX}/connections/<name_or_id>/client-secret")
+    def set_client_secret(name_or_id: str) -> Response:
+        data = body({"client_secret"}, required={"client_secret"})
+        saved = services().admin.set_client_secret(ref(name_or_id), data["client_secret"] or "", actor=actor())
+        return _json(200, services().admin.show(saved.connection_id))
+
+    @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/authorize-link")
+    def authorize_link(name_or_id: str) -> Response:
+        data = body({"lifetime_seconds"})
+        base = base_url()
+        link = services().admin.authorize_link(
+            ref(name_or_id),
+            api_base_url=base,
+            callback_url=callback_url(base),
+            lifetime_seconds=data.get("lifetime_seconds"),
+        )
+        return _json(200, link.as_json())
+
+    @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/reset")
+    def reset_connection(name_or_id: str) -> Response:
+        body(set())
+        saved = services().admin.reset(ref(name_or_id), actor=actor())
+        return _json(200, services().admin.show(saved.connection_id))
+
+    @app.delete(f"{ADMIN_PREFIX}/connections/<name_or_id>")
+    def delete_connection(name_or_id: str) -> Response:
+        connection = services().admin.find(ref(name_or_id))
+        revocation = services().admin.delete(connection.connection_id, actor=actor())
+        return _json(200, {"connection_id": connection.connection_id, "deleted": True, "revocation": revocation})
+
+    @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/test")
+    def test_connection(name_or_id: str) -> Response:
+        data = body({"deep"})
+        report = services().admin.test(ref(name_or_id), deep=bool(data.get("deep")))
+        return _json(200, report.as_json())
+
+    @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/refresh")
+    def refresh_connection(name_or_id: str) -> Response:
+        body(set())
+        result = services().admin.refresh(ref(name_or_id), actor=actor())
+        return _json(200, {**result.as_json(), "connection": services().admin.show(result.connection_id)})
+
+    @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/import")
+    def import_tokens(name_or_id: str) -> Response:
+        data = body({"refresh_token", "access_token", "realm_id"}, required={"refresh_token"})
+        tokens = ImportedTokens(
+            refresh_token=data["refresh_token"] or "",
+            access_token=data.get("access_token"),
+            realm_id=data.get("realm_id") or None,
+        )
+        saved = services().admin.import_tokens(ref(name_or_id), tokens, actor=actor())
+        return _json(200, services().admin.show(saved.connection_id))
+
+    @app.exception_handler(QboConnectError)
+    def domain_error(error: QboConnectError) -> Response:
+        if isinstance(error, RequestRefused):
+            return error_response(401, ErrorCode.UNAUTHORIZED.value, error.message, "Sign in.")
+        status = _STATUS.get(error.code, HTTPStatus.BAD_REQUEST)
+        logger.info("Admin request refused", extra={"error_code": error.code.value, "status": int(status)})
+        return error_response(int(status), error.code.value, error.message, ADMIN_NEXT_STEPS.get(error.code))
+
+    @app.exception_handler(NotFoundError)
+    def no_route(_: NotFoundError) -> Response:
+        return error_response(
+            404, ErrorCode.NOT_FOUND.value, "No such admin route", ADMIN_NEXT_STEPS[ErrorCode.NOT_FOUND]
+        )
+
+    return app
+
+
+def caller(event: dict[str, Any]) -> str:
+    """Who API Gateway's authorizer vouched for: `user:<name>` (Cognito JWT) or `iam:<ARN>` (SigV4).
+
+    Raises RequestRefused when neither did: the route was reached without an authorizer.
+    """
+    authorizer = _mapping(_mapping(event).get("requestContext")).get("authorizer")
+    claims = _mapping(_mapping(_mapping(authorizer).get("jwt")).get("claims"))
+    if isinstance(claims.get("sub"), str) and claims["sub"]:
+        name = claims.get("cognito:username") or claims.get("username") or claims.get("email") or claims["sub"]
+        return f"user:{name}"
+    arn = _mapping(_mapping(authorizer).get("iam")).get("userArn")
+    if isinstance(arn, str) and arn:
+        return f"iam:{arn}"
+    raise RequestRefused("No authorizer vouched for this request: sign in (Cognito) or sign it with SigV4")
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def handle(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Refuse anything no authorizer vouched for before routing; then route."""
+    try:
+        caller(event)
+    except RequestRefused as refused:
+        body = {"error": {"code": ErrorCode.UNAUTHORIZED.value, "message": refused.message, "next_step": "Sign in."}}
+        return {"statusCode": 401, "headers": dict(JSON_HEADERS), "body": json.dumps(body)}
+    return app.resolve(event, context)
+
+
+__all__ = ["ADMIN_PREFIX", "IAM_PREFIX", "build_app", "caller", "handle"]

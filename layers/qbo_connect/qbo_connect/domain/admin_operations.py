@@ -1,0 +1,335 @@
+"""What an administrator can do to connections, in one place for every way in: the CLI, the admin API and
+the console all call these operations, so they cannot drift apart.
+
+Rules that hold for every operation:
+- Bad input is refused before anything changes.
+- Every change is announced as a `Connection Changed` event: who (`actor`), what (`action`, the names of
+  the fields that changed), when. Never a value that is secret: not the client secret, not a token.
+- Changes to a connection's secret happen under its lease (domain/leases.py), as everywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from qbo_connect.domain.administration import Administration, NewConnection
+from qbo_connect.domain.authorization import AuthorizeLinks
+from qbo_connect.domain.connection import (
+    Connection,
+    ConnectionStatus,
+    parse_environment,
+    validate_client_id,
+    validate_name,
+    validate_realm_id,
+    validate_scopes,
+)
+from qbo_connect.domain.connection_test import ConnectionTests, TestReport
+from qbo_connect.domain.events import EventType, connection_event
+from qbo_connect.domain.leases import Leases
+from qbo_connect.domain.lifecycle import RefreshResult, TokenLifecycle
+from qbo_connect.errors import InvalidInput, NeedsReauthorization
+from qbo_connect.observability import logger
+from qbo_connect.ports import ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
+from qbo_connect.settings import Settings
+
+DAY_SECONDS = 86_400
+# A link mailed to a company administrator may live longer than the default, but not for ever.
+MAX_AUTHORIZE_LINK_SECONDS = 7 * DAY_SECONDS
+MIN_AUTHORIZE_LINK_SECONDS = 60
+# "Hard expiry near" on the list page, and in `attention`.
+EXPIRY_NEAR_SECONDS = 30 * DAY_SECONDS
+MAX_IMPORTED_TOKEN_LENGTH = 4096
+LEASE_WAIT_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class ConnectionUpdate:
+    """The fields an administrator may change; None leaves a field as it is. `realm_id=""` removes the pin."""
+
+    name: str | None = None
+    client_id: str | None = None
+    scopes: tuple[str, ...] | None = None
+    environment: str | None = None
+    base_url: str | None = None
+    realm_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthorizeLink:
+    connection_id: str
+    name: str
+    url: str
+    expires_at: int
+    callback_url: str
+    lifetime_seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "connection_id": self.connection_id,
+            "name": self.name,
+            "authorize_url": self.url,
+            "expires_at": self.expires_at,
+            "callback_url": self.callback_url,
+        }
+
+
+@dataclass(frozen=True)
+class ImportedTokens:
+    refresh_token: str = field(repr=False)
+    access_token: str | None = field(default=None, repr=False)
+    realm_id: str | None = None
+
+
+def connection_view(connection: Connection, now: float) -> dict[str, Any]:
+    """A connection as the API and the console show it: its summary plus what a person should notice."""
+    hard = connection.refresh_token_hard_expires_at
+    ends = [t for t in (connection.refresh_token_expires_at, hard) if t is not None]
+    grant_ends_at = min(ends) if ends else None
+    return {
+        **connection.summary(),
+        "days_to_hard_expiry": None if hard is None else int((hard - now) // DAY_SECONDS),
+        "reauthorize_by": grant_ends_at,
+        "attention": attention(connection, now),
+    }
+
+
+def attention(connection: Connection, now: float) -> str | None:
+    """Why a person should look at the connection, in a few words; None when all is well."""
+    if not connection.has_client_secret:
+        return "client secret not set"
+    if connection.status is ConnectionStatus.NEEDS_REAUTHORIZATION:
+        why = connection.last_refresh_error or "Intuit refused the refresh token"
+        return f"needs reauthorization: {why}"
+    if connection.status is ConnectionStatus.INVALID_CLIENT:
+        return "invalid client: Intuit refused the client ID or secret; set the current secret"
+    if connection.status is ConnectionStatus.NOT_CONNECTED:
+        return "not connected: open the authorize link and click Connect"
+    ends = [t for t in (connection.refresh_token_expires_at, connection.refresh_token_hard_expires_at) if t]
+    if ends and min(ends) - now <= EXPIRY_NEAR_SECONDS:
+        return f"hard expiry near: reconnect within {max(0, int((min(ends) - now) // DAY_SECONDS))} days"
+    if connection.consecutive_refresh_failures:
+        return f"refresh failing ({connection.consecutive_refresh_failures} in a row): {connection.last_refresh_error}"
+    return None
+
+
+class AdminOperations:
+    def __init__(
+        self,
+        administration: Administration,
+        store: ConnectionStore,
+        leases: Leases,
+        lifecycle: TokenLifecycle,
+        tests: ConnectionTests,
+        links: AuthorizeLinks,
+        identity: IdentityProvider,
+        events: EventPublisher,
+        clock: Clock,
+        settings: Settings,
+    ) -> None:
+        self._administration = administration
+        self._store = store
+        self._leases = leases
+        self._lifecycle = lifecycle
+        self._tests = tests
+        self._links = links
+        self._identity = identity
+        self._events = events
+        self._clock = clock
+        self._settings = settings
+
+    # --- reading ----------------------------------------------------------------------------------
+    def find(self, name_or_id: str) -> Connection:
+        return self._administration.find(name_or_id)
+
+    def list(self) -> list[dict[str, Any]]:
+        now = self._clock.now()
+        return [connection_view(c, now) for c in self._administration.list()]
+
+    def show(self, name_or_id: str) -> dict[str, Any]:
+        return connection_view(self.find(name_or_id), self._clock.now())
+
+    # --- changing ---------------------------------------------------------------------------------
+    def create(self, request: NewConnection, *, actor: str) -> Connection:
+        created = self._administration.create(request)
+        self._changed(created, actor, "created", fields=["client_secret"] if request.client_secret else [])
+        return created
+
+    def update(self, name_or_id: str, change: ConnectionUpdate, *, actor: str) -> Connection:
+        connection = self.find(name_or_id)
+        wanted = self._validated(change, connection)
+        with self._leases.hold(connection.connection_id, wait_seconds=LEASE_WAIT_SECONDS) as held:
+            current = held.connection
+            changed = [name for name, value in wanted.items() if getattr(current, name) != value]
+            if not changed:
+                return current
+            self._refuse_while_connected(current, changed)
+            if "name" in changed:
+                current = held.connection = self._store.rename(current, wanted["name"], lease_owner=held.owner)
+            now = self._clock.now()
+            updated = replace(current, **{k: v for k, v in wanted.items() if k != "name"}, updated_at=now)
+            secret = None
+            if {"client_id", "base_url", "realm_id"} & set(changed):
+                # The secret document carries these too, for workflows that read it directly.
+                base = held.secret or Administration._empty_secret(held.connection)
+                secret = base.next(
+                    now=now, client_id=updated.client_id, base_url=updated.base_url, realm_id=updated.realm_id
+                )
+            saved = self._leases.commit(held, updated, secret)
+        self._changed(saved, actor, "updated", fields=sorted(changed))
+        return saved
+
+    def set_client_secret(self, name_or_id: str, client_secret: str, *, actor: str) -> Connection:
+        saved = self._administration.set_client_secret(name_or_id, client_secret)
+        self._changed(saved, actor, "client_secret_set", fields=["client_secret"])
+        return saved
+
+    def authorize_link(
+        self, name_or_id: str, *, api_base_url: str, callback_url: str, lifetime_seconds: float | None = None
+    ) -> AuthorizeLink:
+        lifetime = self._links.lifetime_seconds if lifetime_seconds is None else lifetime_seconds
+        if not (
+            isinstance(lifetime, int | float)
+            and not isinstance(lifetime, bool)
+            and MIN_AUTHORIZE_LINK_SECONDS <= lifetime <= MAX_AUTHORIZE_LINK_SECONDS
+        ):
+            raise InvalidInput(
+                f"A link lives from {MIN_AUTHORIZE_LINK_SECONDS} seconds to 7 days "
+                f"({MAX_AUTHORIZE_LINK_SECONDS} seconds): choose a lifetime in between"
+            )
+        connection = self.find(name_or_id)
+        now = self._clock.now()
+        url = self._links.create(api_base_url, connection.connection_id, lifetime_seconds=lifetime)
+        return AuthorizeLink(
+            connection.connection_id, connection.name, url, int(now + lifetime), callback_url, lifetime
+        )
+
+    def reset(self, name_or_id: str, *, actor: str) -> Connection:
+        saved = self._administration.reset(name_or_id)
+        self._changed(saved, actor, "reset", fields=["token_set"], revocation=saved.last_revocation)
+        return saved
+
+    def delete(self, name_or_id: str, *, actor: str) -> str:
+        connection = self.find(name_or_id)
+        revocation = self._administration.delete(connection.connection_id)
+        self._changed(connection, actor, "deleted", fields=[], revocation=revocation)
+        return revocation
+
+    def test(self, name_or_id: str, *, deep: bool = False) -> TestReport:
+        return self._tests.run(self.find(name_or_id).connection_id, deep=deep)
+
+    def refresh(self, name_or_id: str, *, actor: str) -> RefreshResult:
+        connection = self.find(name_or_id)
+        result = self._lifecycle.refresh(connection.connection_id, force=True)
+        after = self._store.get(connection.connection_id) or connection
+        self._changed(after, actor, "refreshed", fields=["token_set"], outcome=result.outcome.value)
+        return result
+
+    def import_tokens(self, name_or_id: str, tokens: ImportedTokens, *, actor: str) -> Connection:
+        """Take over a grant from another tool: one refresh under the lease proves the refresh token works.
+
+        Nothing is stored unless Intuit accepts the token; the access token, if given, is replaced by the
+        refresh's own and never stored (the other tool may still hold it).
+        """
+        _validate_imported(tokens)
+        connection = self.find(name_or_id)
+        if tokens.realm_id is not None:
+            validate_realm_id(tokens.realm_id)
+        if connection.realm_id and tokens.realm_id and tokens.realm_id != connection.realm_id:
+            raise InvalidInput(
+                f"The connection is pinned to company {connection.realm_id}; the tokens are for {tokens.realm_id}: "
+                "import into the right connection, or change its company ID first"
+            )
+        realm_id = tokens.realm_id or connection.realm_id
+        if not realm_id:
+            raise InvalidInput("Give the company ID (realm ID) the tokens belong to: Intuit's token answer has none")
+        with self._leases.hold(connection.connection_id, wait_seconds=LEASE_WAIT_SECONDS) as held:
+            current = held.connection
+            if current.status is not ConnectionStatus.NOT_CONNECTED:
+                raise InvalidInput(
+                    f"The connection is {current.status.value}: reset it first, so that its own grant is revoked "
+                    "rather than lost"
+                )
+            secret = held.secret or Administration._empty_secret(current)
+            if not secret.client_secret:
+                raise InvalidInput("Set the connection's client secret first: the refresh needs it")
+            try:
+                token_set = self._identity.refresh(
+                    ClientCredentials(secret.client_id, secret.client_secret),
+                    refresh_token=tokens.refresh_token,
+                    scopes=current.scopes,
+                )
+            except NeedsReauthorization:
+                raise NeedsReauthorization(
+                    "Intuit refused the imported refresh token (invalid_grant: used already, revoked, expired or "
+                    "issued to another app): nothing was changed; export a current one, or reconnect instead"
+                ) from None
+            # Persist first: Intuit has rotated the imported token; the new one exists only here.
+            now = self._clock.now()
+            new_secret = secret.next(now=now, token_set=token_set, realm_id=realm_id)
+            saved = self._leases.commit(
+                held,
+                current.connected_with(
+                    token_set, realm_id=realm_id, company_name=None, now=now, generation=new_secret.generation
+                ),
+                new_secret,
+            )
+        self._changed(saved, actor, "imported", fields=["token_set"])
+        logger.info("Tokens imported", extra={"connection_id": saved.connection_id})
+        return saved
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def _validated(self, change: ConnectionUpdate, connection: Connection) -> dict[str, Any]:
+        wanted: dict[str, Any] = {}
+        if change.name is not None:
+            wanted["name"] = validate_name(change.name)
+        if change.client_id is not None:
+            wanted["client_id"] = validate_client_id(change.client_id)
+        if change.scopes is not None:
+            wanted["scopes"] = validate_scopes(change.scopes)
+        if change.realm_id is not None:
+            wanted["realm_id"] = validate_realm_id(change.realm_id) if change.realm_id else None
+        if change.environment is not None or change.base_url is not None:
+            environment = parse_environment(change.environment) if change.environment else connection.environment
+            base_url = (change.base_url or self._settings.api_base_url(environment)).rstrip("/")
+            if not self._settings.is_allowed_api_base_url(base_url):
+                raise InvalidInput(
+                    f"The base URL {base_url!r} is not one of Intuit's API hosts over https: choose the environment "
+                    "sandbox or production, or ask the deployment to allow the host (QBO_ALLOWED_API_HOSTS)"
+                )
+            wanted["environment"], wanted["base_url"] = environment, base_url
+        if not wanted:
+            raise InvalidInput(
+                "Nothing to change: give at least one of name, client_id, scopes, environment, base_url, realm_id"
+            )
+        return wanted
+
+    @staticmethod
+    def _refuse_while_connected(connection: Connection, changed: list[str]) -> None:
+        """Tokens belong to one app, one environment and one company: changing those under live tokens would
+        leave a grant nobody can refresh."""
+        binding = {"client_id", "environment", "base_url", "realm_id"} & set(changed)
+        if binding and connection.status is not ConnectionStatus.NOT_CONNECTED:
+            raise InvalidInput(
+                f"{', '.join(sorted(binding))} cannot change while the connection is {connection.status.value}: "
+                "reset it first (its tokens belong to the current app, environment and company)"
+            )
+
+    def _changed(self, connection: Connection, actor: str, action: str, *, fields: list[str], **extra: Any) -> None:
+        event = connection_event(
+            EventType.CHANGED, connection, now=self._clock.now(), actor=actor, action=action, fields=fields, **extra
+        )
+        self._events.publish([event])
+
+
+def _validate_imported(tokens: ImportedTokens) -> None:
+    for label, value, required in (
+        ("refresh_token", tokens.refresh_token, True),
+        ("access_token", tokens.access_token, False),
+    ):
+        if value is None and not required:
+            continue
+        if not isinstance(value, str) or not value.isascii() or not value.isprintable() or " " in value:
+            raise InvalidInput(f"The {label} must be the token text as the other tool exported it (printable ASCII)")
+        if not 8 <= len(value) <= MAX_IMPORTED_TOKEN_LENGTH:
+            raise InvalidInput(f"The {label} must be 8 to {MAX_IMPORTED_TOKEN_LENGTH} characters")

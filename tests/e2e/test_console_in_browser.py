@@ -1,0 +1,276 @@
+"""An administrator connects a company through the console in a real browser, without the CLI; and the admin
+API refuses every request no authorizer vouches for, changing nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+# Screenshots of the two pages, kept as test artefacts (CI uploads the folder; the README shows copies).
+ARTIFACTS = Path(os.environ.get("QBO_E2E_ARTIFACTS", ROOT / "tests" / "e2e" / "artifacts"))
+COMPANY = "Sandbox Company_US_1"
+
+
+def _aws(stack, service: str):
+    return boto3.client(
+        service,
+        endpoint_url=stack.discovery["aws_endpoint_url"],
+        region_name=stack.discovery["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _sign_in_token(stack, *, client_id: str | None = None, username: str | None = None, password=None) -> str:
+    answer = _aws(stack, "cognito-idp").initiate_auth(
+        AuthFlow="USER_PASSWORD_AUTH",
+        ClientId=client_id or stack.discovery["environment"]["QBO_ADMIN_CONSOLE_CLIENT_ID"],
+        AuthParameters={
+            "USERNAME": username or stack.discovery["admin_username"],
+            "PASSWORD": password or stack.discovery["admin_password"],
+        },
+    )
+    return answer["AuthenticationResult"]["IdToken"]
+
+
+def _register_emulator_client(stack) -> tuple[str, str]:
+    client_id, client_secret = f"acme-{secrets.token_hex(4)}", "cs-" + secrets.token_urlsafe(24)
+    answer = requests.post(
+        f"{stack.discovery['emulator_url']}/_emulator/clients",
+        json={"client_id": client_id, "client_secret": client_secret},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return client_id, client_secret
+
+
+def _wait(browser, seconds: float = 20) -> WebDriverWait:
+    return WebDriverWait(browser, seconds)
+
+
+def _text(browser, element_id: str) -> str:
+    return browser.find_element(By.ID, element_id).text
+
+
+def _rows(browser) -> dict[str, str]:
+    """The list's rows, read in one go (the page re-renders them as filters change)."""
+    return browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('tr[data-connection-id]')]"
+        ".map(r => [r.dataset.connectionId, r.innerText]))"
+    )
+
+
+def test_sign_in_create_set_secret_generate_test_reset_and_sign_out(local_stack, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    client_id, client_secret = _register_emulator_client(local_stack)
+    pages: list[str] = []
+
+    browser.set_window_size(1280, 900)
+    browser.get(local_stack.discovery["console_url"])
+    _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
+    browser.find_element(By.ID, "username").send_keys(local_stack.discovery["admin_username"])
+    browser.find_element(By.ID, "password").send_keys(local_stack.discovery["admin_password"])
+    browser.find_element(By.ID, "sign-in").click()
+
+    # The list: the demo connection is there, not connected.
+    _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "list-view")))
+    _wait(browser).until(lambda b: "demo" in _rows(b))
+    assert "not connected" in _rows(browser)["demo"]
+    assert browser.execute_script("return window.localStorage.length + window.sessionStorage.length") == 0
+    assert browser.get_cookies() == []  # the token lives in the page's memory only
+
+    # Create a connection.
+    browser.find_element(By.ID, "new-connection").click()
+    browser.find_element(By.ID, "new-name").send_keys("Acme Books")
+    Select(browser.find_element(By.ID, "new-environment")).select_by_value("sandbox")
+    browser.find_element(By.ID, "new-client-id").send_keys(client_id)
+    browser.find_element(By.ID, "create").click()
+    _wait(browser).until(expected_conditions.text_to_be_present_in_element((By.ID, "c-name"), "Acme Books"))
+    acme_id = browser.current_url.rsplit("#/c/", 1)[1]
+    assert _text(browser, "c-secret-state") == "not set"
+    callback = local_stack.discovery["callback_url"]
+    _wait(browser).until(expected_conditions.text_to_be_present_in_element((By.ID, "callback-url"), callback))
+
+    # Set the secret: a password field, empty each time, never echoed.
+    browser.find_element(By.ID, "set-secret").click()
+    field = _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "secret-input")))
+    assert field.get_attribute("type") == "password" and field.get_attribute("value") == ""
+    field.send_keys(client_secret)
+    browser.find_element(By.ID, "secret-save").click()
+    _wait(browser).until(lambda b: _text(b, "c-secret-state") == "set" or _text(b, "secret-error"))
+    assert _text(browser, "c-secret-state") == "set", _text(browser, "secret-error")
+    browser.find_element(By.ID, "set-secret").click()
+    assert browser.find_element(By.ID, "secret-input").get_attribute("value") == ""  # never pre-filled
+    browser.find_element(By.ID, "secret-cancel").click()
+    pages.append(browser.page_source)
+
+    # Generate: Intuit's (the emulator's) consent opens in a new window; this page updates by itself.
+    console = browser.current_window_handle
+    browser.find_element(By.ID, "generate").click()
+    _wait(browser).until(lambda b: len(b.window_handles) == 2)
+    browser.switch_to.window(next(h for h in browser.window_handles if h != console))
+    _wait(browser).until(expected_conditions.element_to_be_clickable((By.ID, "connect"))).click()
+    _wait(browser, 30).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Connected"))
+    pages.append(browser.page_source)
+    browser.close()
+    browser.switch_to.window(console)
+    _wait(browser, 30).until(lambda b: _text(b, "c-status") == "Status: connected")
+    assert "valid until" in _text(browser, "c-token-state")
+
+    # Test Connection.
+    browser.find_element(By.ID, "test").click()
+    _wait(browser, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "test-result"), "OK"))
+    assert f'company "{COMPANY}"' in _text(browser, "test-result")
+    assert " ms)" in _text(browser, "test-result")
+    browser.save_screenshot(str(ARTIFACTS / "console-connection.png"))
+    pages.append(browser.page_source)
+
+    # The list shows it connected, and filters by status.
+    browser.get(local_stack.discovery["console_url"] + "#/")
+    _wait(browser).until(lambda b: "Acme Books" in _rows(b).get(acme_id, ""))
+    assert "connected" in _rows(browser)[acme_id] and "not connected" not in _rows(browser)[acme_id]
+    browser.save_screenshot(str(ARTIFACTS / "console-list.png"))
+    Select(browser.find_element(By.ID, "status-filter")).select_by_value("not_connected")
+    _wait(browser).until(lambda b: acme_id not in _rows(b))
+    assert "demo" in _rows(browser)
+    Select(browser.find_element(By.ID, "status-filter")).select_by_value("")
+    _wait(browser).until(lambda b: acme_id in _rows(b))
+    pages.append(browser.page_source)
+
+    # Reset, with confirmation.
+    browser.find_element(By.CSS_SELECTOR, f"tr[data-connection-id='{acme_id}'] a").click()
+    _wait(browser).until(lambda b: _text(b, "c-status") == "Status: connected")
+    browser.find_element(By.ID, "reset").click()
+    _wait(browser).until(expected_conditions.alert_is_present()).accept()
+    _wait(browser).until(lambda b: _text(b, "c-status") == "Status: not connected")
+    pages.append(browser.page_source)
+
+    # Sign out: the token is gone; the API is out of reach again.
+    browser.find_element(By.ID, "sign-out").click()
+    _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
+    browser.get(local_stack.discovery["console_url"] + "#/c/demo")
+    _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
+
+    for page in pages:
+        assert client_secret not in page
+    assert client_secret not in local_stack.logs()
+    token = _sign_in_token(local_stack)
+    shown = requests.get(
+        f"{local_stack.discovery['api_url']}/admin/connections",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert shown.status_code == 200 and client_secret not in shown.text
+
+
+def _forged(token: str, **claims) -> str:
+    """The token with changed claims and its original signature (what an attacker can make)."""
+    header, payload, signature = token.split(".")
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data.update(claims)
+    forged = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+def _expired(stack, token: str) -> str:
+    """A token the pool's own key signed, an hour past its expiry (moto signs with one published key)."""
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+    from moto.utilities.utils import load_resource
+
+    key = RSAKey.import_key(load_resource("cognitoidp/resources/jwks-private.json"))
+    _, payload, _ = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims |= {"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200}
+    return jwt.encode({"alg": "RS256", "kid": "dummy"}, claims, key)
+
+
+def test_without_a_valid_token_the_admin_api_refuses_and_changes_nothing(local_stack):
+    api = local_stack.discovery["api_url"]
+    token = _sign_in_token(local_stack)
+    good = {"Authorization": f"Bearer {token}"}
+
+    def snapshot() -> list[dict]:
+        answer = requests.get(f"{api}/admin/connections", headers=good, timeout=10)
+        assert answer.status_code == 200
+        return answer.json()["connections"]
+
+    # A user of another pool in the same AWS account and region, with a token moto signs with the same key.
+    cognito = _aws(local_stack, "cognito-idp")
+    other_pool = cognito.create_user_pool(PoolName="someone-else")["UserPool"]["Id"]
+    other_client = cognito.create_user_pool_client(
+        UserPoolId=other_pool, ClientName="x", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
+    )["UserPoolClient"]["ClientId"]
+    cognito.admin_create_user(UserPoolId=other_pool, Username="mallory", MessageAction="SUPPRESS")
+    cognito.admin_set_user_password(
+        UserPoolId=other_pool, Username="mallory", Password="Passw0rd-Passw0rd", Permanent=True
+    )
+    foreign = _sign_in_token(local_stack, client_id=other_client, username="mallory", password="Passw0rd-Passw0rd")
+
+    refused_headers = {
+        "no token": {},
+        "expired": {"Authorization": f"Bearer {_expired(local_stack, token)}"},
+        "another pool": {"Authorization": f"Bearer {foreign}"},
+        "tampered": {"Authorization": f"Bearer {_forged(token, **{'cognito:username': 'root'})}"},
+        "not a JWT": {"Authorization": "Bearer not-a-token"},
+        "SigV4 on the JWT routes": {
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=00"
+        },
+    }
+    before = snapshot()
+    requests_to_try = [
+        ("POST", "/connections", {"name": "Intruder", "client_id": "ABintruder1234"}),
+        ("PATCH", "/connections/demo", {"name": "Owned"}),
+        ("PUT", "/connections/demo/client-secret", {"client_secret": "attacker-secret-1"}),
+        ("POST", "/connections/demo/reset", {}),
+        ("POST", "/connections/demo/authorize-link", {}),
+        ("DELETE", "/connections/demo", None),
+        ("GET", "/connections", None),
+    ]
+    for label, headers in refused_headers.items():
+        for method, path, body in requests_to_try:
+            answer = requests.request(method, f"{api}/admin{path}", headers=headers, json=body, timeout=10)
+            assert answer.status_code == 401, (label, method, path, answer.text)
+            assert "authorize_url" not in answer.text
+    for method, path, body in requests_to_try:  # the machines' routes want a real SigV4 signature
+        answer = requests.request(method, f"{api}/iam/admin{path}", headers=good, json=body, timeout=10)
+        assert answer.status_code == 403, (method, path, answer.text)
+
+    assert snapshot() == before
+
+
+def test_a_machine_signs_with_sigv4_and_gets_the_same_operations(local_stack):
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{local_stack.discovery['api_url']}/iam/admin/connections/demo/authorize-link"
+    body = json.dumps({"lifetime_seconds": 7 * 86400})
+
+    def signed(secret_key: str) -> dict[str, str]:
+        request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": "application/json"})
+        SigV4Auth(Credentials("testing", secret_key), "execute-api", local_stack.discovery["region"]).add_auth(request)
+        return dict(request.headers)
+
+    answer = requests.post(url, data=body, headers=signed("testing"), timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["expires_at"] == pytest.approx(time.time() + 7 * 86400, abs=60)
+
+    forged = requests.post(url, data=body, headers=signed("not-the-secret"), timeout=10)
+    assert forged.status_code == 403
+    tampered = requests.post(url, data=body.replace("604800", "518400"), headers=signed("testing"), timeout=10)
+    assert tampered.status_code == 403

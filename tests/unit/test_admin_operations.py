@@ -1,0 +1,207 @@
+"""The administrator's operations (shared by the CLI, the admin API and the console)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fakes import API_BASE_URL, CLIENT_ID, DAY
+from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
+from qbo_connect.domain.administration import NewConnection
+from qbo_connect.domain.connection import ConnectionStatus
+from qbo_connect.domain.events import EventType
+from qbo_connect.errors import ConnectionAlreadyExists, InvalidInput, NeedsReauthorization
+
+REALM = "9341453050000001"
+ACTOR = "jwt:alice"
+
+
+def _changes(world) -> list[dict]:
+    return [dict(e.detail) for e in world.events.published if e.detail_type == EventType.CHANGED.value]
+
+
+def test_every_change_is_recorded_with_who_and_what_and_never_the_secret(world):
+    world.identity.register_client(CLIENT_ID, world.client_secret)
+    created = world.admin.create(
+        NewConnection(name="Acme", client_id=CLIENT_ID, client_secret=world.client_secret), actor=ACTOR
+    )
+    world.admin.update(created.connection_id, ConnectionUpdate(name="Acme US"), actor=ACTOR)
+    world.admin.set_client_secret("Acme US", world.client_secret, actor="iam:arn:aws:iam::1:role/ops")
+    world.connect(created.connection_id)
+    world.clock.advance(600)
+    world.admin.refresh("Acme US", actor=ACTOR)
+    world.admin.reset("Acme US", actor=ACTOR)
+    world.admin.delete("Acme US", actor=ACTOR)
+
+    changes = _changes(world)
+    assert [c["action"] for c in changes] == [
+        "created",
+        "updated",
+        "client_secret_set",
+        "refreshed",
+        "reset",
+        "deleted",
+    ]
+    assert changes[1]["fields"] == ["name"] and changes[1]["name"] == "Acme US"
+    assert changes[2]["actor"] == "iam:arn:aws:iam::1:role/ops"
+    assert all(c["occurred_at"] and c["connection_id"] == created.connection_id for c in changes)
+    assert world.client_secret not in json.dumps(changes)
+
+
+def test_rename_moves_the_name_and_refuses_a_taken_one(world):
+    first = world.create_connection("First")
+    world.create_connection("Second")
+
+    world.admin.update("First", ConnectionUpdate(name="Renamed"), actor=ACTOR)
+    assert world.admin.find("Renamed").connection_id == first.connection_id
+    assert world.store.find_by_name("First") is None
+
+    with pytest.raises(ConnectionAlreadyExists):
+        world.admin.update("Renamed", ConnectionUpdate(name="Second"), actor=ACTOR)
+    assert world.admin.find("Renamed").connection_id == first.connection_id
+
+
+def test_update_carries_client_id_and_company_pin_into_the_secret_document(world):
+    connection = world.create_connection()
+
+    saved = world.admin.update(
+        connection.connection_id,
+        ConnectionUpdate(client_id="ABnewclient1234", realm_id=REALM, scopes=("com.intuit.quickbooks.accounting",)),
+        actor=ACTOR,
+    )
+
+    secret = world.vault.read(connection.connection_id)
+    assert (saved.client_id, saved.realm_id) == ("ABnewclient1234", REALM)
+    assert (secret.client_id, secret.realm_id) == ("ABnewclient1234", REALM)
+    assert secret.client_secret == world.client_secret  # kept: only the fields asked for change
+    assert _changes(world)[-1]["fields"] == ["client_id", "realm_id"]
+
+
+def test_app_environment_and_company_cannot_change_under_live_tokens(world):
+    connection = world.create_connection()
+    world.connect(connection.connection_id)
+    before = world.connection(connection.connection_id)
+
+    for change in (
+        ConnectionUpdate(client_id="ABotherclient99"),
+        ConnectionUpdate(environment="production"),
+        ConnectionUpdate(realm_id="123"),
+    ):
+        with pytest.raises(InvalidInput, match="reset it first"):
+            world.admin.update(connection.connection_id, change, actor=ACTOR)
+
+    assert world.connection(connection.connection_id).version == before.version
+    assert world.admin.test(connection.connection_id).as_json()["ok"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ConnectionUpdate(),
+        ConnectionUpdate(name="bad/name"),
+        ConnectionUpdate(scopes=("made.up.scope",)),
+        ConnectionUpdate(environment="staging"),
+        ConnectionUpdate(base_url="https://evil.example.com"),
+        ConnectionUpdate(realm_id="not-a-number"),
+    ],
+)
+def test_bad_updates_are_refused_and_change_nothing(world, change):
+    connection = world.create_connection()
+    with pytest.raises(InvalidInput):
+        world.admin.update(connection.connection_id, change, actor=ACTOR)
+    assert world.connection(connection.connection_id) == connection
+    assert _changes(world) == []
+
+
+def test_authorize_link_lifetime_defaults_to_30_minutes_and_may_reach_7_days(world):
+    connection = world.create_connection()
+    now = world.clock.now()
+
+    default = world.admin.authorize_link(connection.connection_id, api_base_url=API_BASE_URL, callback_url="cb")
+    week = world.admin.authorize_link(
+        connection.connection_id, api_base_url=API_BASE_URL, callback_url="cb", lifetime_seconds=7 * DAY
+    )
+
+    assert default.expires_at == int(now + 1800)
+    assert week.expires_at == int(now + 7 * DAY)
+    assert f"exp={int(now + 7 * DAY)}" in week.url
+    world.clock.advance(6 * DAY)
+    world.start(connection.connection_id)  # a fresh link still works
+    for lifetime in (7 * DAY + 1, 0, -5, True):
+        with pytest.raises(InvalidInput, match="7 days"):
+            world.admin.authorize_link(
+                connection.connection_id, api_base_url=API_BASE_URL, callback_url="cb", lifetime_seconds=lifetime
+            )
+
+
+def _exported_refresh_token(world, name: str = "Other tool") -> str:
+    """A grant another tool holds: connected elsewhere, its refresh token read out."""
+    other = world.create_connection(name)
+    world.connect(other.connection_id)
+    return world.vault.read(other.connection_id).token_set.refresh_token
+
+
+def test_import_verifies_the_refresh_token_by_one_refresh_and_then_counts_as_connected(world):
+    connection = world.create_connection()
+    exported = _exported_refresh_token(world)
+    calls = world.identity.refresh_calls
+
+    saved = world.admin.import_tokens(
+        connection.connection_id, ImportedTokens(exported, access_token="old-access-token", realm_id=REALM), actor=ACTOR
+    )
+
+    assert world.identity.refresh_calls == calls + 1
+    assert saved.status is ConnectionStatus.CONNECTED and saved.realm_id == REALM
+    stored = world.vault.read(connection.connection_id).token_set
+    assert stored.refresh_token != exported  # the rotated one, persisted
+    assert stored.access_token != "old-access-token"
+    assert world.admin.test(connection.connection_id).as_json()["ok"]
+    assert _changes(world)[-1]["action"] == "imported"
+    assert exported not in json.dumps(_changes(world))
+
+
+def test_a_refused_import_changes_nothing(world):
+    connection = world.create_connection()
+    before = world.connection(connection.connection_id)
+
+    with pytest.raises(NeedsReauthorization, match="nothing was changed"):
+        world.admin.import_tokens(
+            connection.connection_id, ImportedTokens("rt-from-nowhere-123", realm_id=REALM), actor=ACTOR
+        )
+    for bad in (ImportedTokens("short"), ImportedTokens("has spaces in it"), ImportedTokens("x" * 5000)):
+        with pytest.raises(InvalidInput):
+            world.admin.import_tokens(connection.connection_id, bad, actor=ACTOR)
+    with pytest.raises(InvalidInput, match="company ID"):
+        world.admin.import_tokens(connection.connection_id, ImportedTokens("rt-without-realm"), actor=ACTOR)
+
+    assert world.connection(connection.connection_id) == before
+    assert world.vault.read(connection.connection_id).token_set is None
+
+
+def test_import_over_a_live_grant_is_refused(world):
+    connection = world.create_connection()
+    world.connect(connection.connection_id)
+    exported = _exported_refresh_token(world)
+    with pytest.raises(InvalidInput, match="reset it first"):
+        world.admin.import_tokens(connection.connection_id, ImportedTokens(exported, realm_id=REALM), actor=ACTOR)
+
+
+def test_the_list_says_what_needs_a_person(world):
+    fine = world.create_connection("Fine")
+    world.connect(fine.connection_id)
+    world.create_connection("Fresh")
+    revoked = world.create_connection("Revoked")
+    world.connect(revoked.connection_id, realm_id="9341453050000002")
+    world.identity.revoke_grant("9341453050000002")
+    world.clock.advance(600)  # a refresh right after another is skipped as already done
+    world.admin.refresh("Revoked", actor=ACTOR)
+
+    views = {v["name"]: v for v in world.admin.list()}
+
+    assert views["Fine"]["attention"] is None
+    assert views["Fine"]["days_to_hard_expiry"] > 1000
+    assert views["Fresh"]["attention"].startswith("not connected")
+    assert views["Revoked"]["status"] == "needs_reauthorization"
+    assert views["Revoked"]["attention"].startswith("needs reauthorization: ")
+    world.clock.advance(5 * 365 * DAY - 10 * DAY)
+    assert world.admin.show("Fine")["attention"].startswith("hard expiry near")
