@@ -9,7 +9,8 @@ from chaos.soak import CALL_DEADLINE_SECONDS, SoakResult
 
 DESCRIPTIONS = {
     "delay": "Intuit's answer held back 0.1-1 s (within the call deadline)",
-    "trickle": f"answer trickled 16 bytes per 50 ms, past the {CALL_DEADLINE_SECONDS:.0f} s whole-call deadline",
+    "trickle": f"answer trickled 16 bytes per 50 ms: about the {CALL_DEADLINE_SECONDS:.0f} s whole-call deadline in all, "
+    "so some finish and the rest are cut (unknown outcome)",
     "drop_after_forward": "request processed by Intuit, connection closed without an answer",
     "reset_after_forward": "request processed by Intuit, connection reset",
     "InternalServiceError": "PutSecretValue fails 1-3 times (500)",

@@ -331,7 +331,7 @@ class Soak:
             kind = self.rng.choice(PROXY_FAULTS)
             if kind == "delay":
                 faults.append(ProxyFault("delay", seconds=self.rng.uniform(0.1, 1.0)))
-            elif kind == "trickle":  # about 5 s in all, past the 2 s whole-call deadline
+            elif kind == "trickle":  # about as long as the 2 s whole-call deadline: some finish, some are cut
                 faults.append(ProxyFault("trickle", chunk_bytes=16, interval=0.05))
             else:
                 faults.append(ProxyFault(kind))
