@@ -11,6 +11,7 @@ from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.events import EventType
 from qbo_connect.domain.lifecycle import RefreshOutcome, TokenLifecycle
 from qbo_connect.errors import (
+    Busy,
     IntuitUnavailable,
     InvalidClient,
     NeedsReauthorization,
@@ -403,3 +404,26 @@ def test_an_unknown_outcome_queues_one_check_for_when_the_call_is_certainly_over
     world.clock.advance(60)
     assert lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.RECOVERED
     assert world.identity.refresh_calls == 2
+
+
+@pytest.mark.parametrize("action", ["reset", "delete"])
+def test_a_reset_or_delete_during_a_refresh_waits_its_turn_and_leaves_no_live_grant(world, action):
+    connection = world.connected()
+    _due(world)
+    refused = []
+
+    def administrator_acts_meanwhile() -> None:
+        with pytest.raises(Busy) as raised:  # waits for the lease (30 s), then says to try again
+            getattr(world.administration, action)(connection.connection_id)
+        refused.append(str(raised.value))
+
+    world.identity.before_refresh.append(administrator_acts_meanwhile)
+
+    assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.REFRESHED
+    assert refused and "try again" in refused[0]
+    rotated = world.token_set(connection.connection_id).refresh_token
+    getattr(world.administration, action)(connection.connection_id)  # now it goes through
+
+    assert world.identity.revoked_tokens == [rotated]  # the newest token, the one Intuit knows as live
+    assert world.identity.grant_revoked(REALM)
+    assert world.identity.refresh_calls == 1
