@@ -26,6 +26,7 @@ class Settings:
     public_base_url: str = ""
     event_bus_name: str = "default"
     refresh_queue_url: str = ""
+    webhook_queue_url: str = ""
     kms_key_id: str = ""
 
     authorization_url: str = intuit.AUTHORIZATION_URL
@@ -47,6 +48,8 @@ class Settings:
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 30.0
     minor_version: int = intuit.MINOR_VERSION
+    # How long a webhook event ID is remembered (Intuit retries a delivery for days, every 6 hours).
+    webhook_dedup_seconds: int = 7 * 86400
 
     @property
     def http_timeout(self) -> tuple[float, float]:
@@ -59,6 +62,10 @@ class Settings:
     @property
     def signing_key_name(self) -> str:
         return self.signing_key_secret_id or f"{self.secret_prefix}signing-key"
+
+    @property
+    def webhook_verifiers_secret_name(self) -> str:
+        return f"{self.secret_prefix}webhook-verifiers"
 
     def connection_secret_name(self, connection_id: str) -> str:
         return f"{self.secret_prefix}connections/{connection_id}"
@@ -109,6 +116,7 @@ class Settings:
             public_base_url=text("QBO_PUBLIC_BASE_URL").rstrip("/"),
             event_bus_name=text("QBO_EVENT_BUS_NAME", "default"),
             refresh_queue_url=text("QBO_REFRESH_QUEUE_URL"),
+            webhook_queue_url=text("QBO_WEBHOOK_QUEUE_URL"),
             kms_key_id=text("QBO_KMS_KEY_ID"),
             authorization_url=text("QBO_INTUIT_AUTHORIZATION_URL", intuit.AUTHORIZATION_URL),
             token_url=text("QBO_INTUIT_TOKEN_URL", intuit.TOKEN_URL),
@@ -126,4 +134,5 @@ class Settings:
             connect_timeout_seconds=number("QBO_CONNECT_TIMEOUT_SECONDS", 5.0, float),
             read_timeout_seconds=number("QBO_READ_TIMEOUT_SECONDS", 30.0, float),
             minor_version=number("QBO_MINOR_VERSION", intuit.MINOR_VERSION),
+            webhook_dedup_seconds=number("QBO_WEBHOOK_DEDUP_SECONDS", 7 * 86400),
         )

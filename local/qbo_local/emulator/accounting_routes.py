@@ -30,6 +30,7 @@ from .responses import (
     query_body,
 )
 from .state import Company, EmulatorState, Grant
+from .webhooks import Change
 
 bp = Blueprint("accounting", __name__, url_prefix=REALM_ROUTE_PREFIX)
 
@@ -130,12 +131,22 @@ def write_entity(realm_id: str, entity: str) -> Response:
     now = emulator().now()
     operation = request.args.get("operation", "").lower()
     if operation == "delete":
-        return json_response(deleted_body(name, book.delete(name, body), now))
+        deleted_id = book.delete(name, body)
+        _changed(realm_id, name, deleted_id, "Delete", now)
+        return json_response(deleted_body(name, deleted_id, now))
     if operation not in ("", "create", "update"):
         raise ApiFault.unsupported(f"{operation} on {name}")
     if operation == "update" or "Id" in body:
-        return json_response(entity_body(name, book.update(name, body, now), now))
-    return json_response(entity_body(name, book.create(name, body, now), now))
+        obj = book.update(name, body, now)
+        _changed(realm_id, name, obj["Id"], "Update", now)
+    else:
+        obj = book.create(name, body, now)
+        _changed(realm_id, name, obj["Id"], "Create", now)
+    return json_response(entity_body(name, obj, now))
+
+
+def _changed(realm_id: str, entity: str, entity_id: str, operation: str, now: float) -> None:
+    emulator().webhooks.entity_changed(Change(realm_id, entity, str(entity_id), operation, now))
 
 
 @bp.route("/query", methods=["GET", "POST"])
