@@ -23,6 +23,8 @@ FUNCTIONS = {
     "RefreshFunction": "functions/refresh/",
     "TestFunction": "functions/test/",
 }
+# Intuit's webhooks: the public receiver and the queue consumer that publishes (tests/integration/test_webhook_handlers.py).
+WEBHOOK_FUNCTIONS = {"WebhookFunction": "functions/webhooks/", "WebhookEventsFunction": "functions/webhook_events/"}
 # Deployed only with DeployExamples=true (tests/unit/test_client_examples.py checks them).
 EXAMPLE_FUNCTIONS = {"ListCustomersExampleFunction": "examples/list_customers/"}
 
@@ -84,16 +86,16 @@ def _as_list(value: Any) -> list[Any]:
 
 
 # --- functions ------------------------------------------------------------------------------------
-def test_the_four_functions_exist_with_their_code(template):
-    assert set(functions(template)) == set(FUNCTIONS) | set(EXAMPLE_FUNCTIONS)
-    for name, code_uri in (FUNCTIONS | EXAMPLE_FUNCTIONS).items():
+def test_the_functions_exist_with_their_code(template):
+    assert set(functions(template)) == set(FUNCTIONS) | set(WEBHOOK_FUNCTIONS) | set(EXAMPLE_FUNCTIONS)
+    for name, code_uri in (FUNCTIONS | WEBHOOK_FUNCTIONS | EXAMPLE_FUNCTIONS).items():
         properties = function_properties(template, name)
         assert properties["CodeUri"] == code_uri
         assert properties["Handler"] == "app.handler"
         assert (ROOT / code_uri / "app.py").is_file()
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(FUNCTIONS | WEBHOOK_FUNCTIONS))
 def test_functions_run_python_3_12_or_newer_on_arm64_with_the_shared_layer(template, name):
     properties = function_properties(template, name)
     runtime = properties["Runtime"]
@@ -123,16 +125,33 @@ def test_timeouts_fit_each_function(template):
 
 
 # --- the public API -------------------------------------------------------------------------------
-def test_only_the_two_oauth_routes_are_public(template):
+def test_only_the_two_oauth_routes_and_intuits_webhook_are_public(template):
     routes = [(route.method, route.path, route.function) for route in http_routes(template)]
     assert routes == [
         ("GET", "/connections/{connection_id}/authorize", "AuthorizeFunction"),
+        ("POST", "/intuit/webhooks", "WebhookFunction"),
         ("GET", "/oauth/callback", "CallbackFunction"),
     ]
 
 
+def test_the_public_webhook_function_can_read_only_the_verifier_tokens_and_send_to_its_queue(template):
+    policies = function_properties(template, "WebhookFunction")["Policies"]
+    statements = [s for p in policies if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
+    assert [(s["Action"], s["Resource"].value) for s in statements] == [
+        (
+            "secretsmanager:GetSecretValue",
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+            "qbo-connect/${AWS::StackName}/webhook-verifiers-??????",
+        )
+    ]
+    assert {"SQSSendMessagePolicy": {"QueueName": Tag("GetAtt", "WebhookQueue.QueueName")}} in policies
+    assert not [
+        p for p in policies if isinstance(p, dict) and {"EventBridgePutEventsPolicy", "DynamoDBCrudPolicy"} & set(p)
+    ]
+
+
 def test_no_other_way_in_over_http(template):
-    for name in FUNCTIONS:
+    for name in FUNCTIONS | WEBHOOK_FUNCTIONS:
         properties = function_properties(template, name)
         assert "FunctionUrlConfig" not in properties
         for event in (properties.get("Events") or {}).values():
@@ -232,7 +251,7 @@ def test_signing_key_secret_is_generated_with_a_key_id(template):
 
 
 # --- least privilege ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(FUNCTIONS | WEBHOOK_FUNCTIONS))
 def test_function_permissions_are_scoped(template, name):
     policies = function_properties(template, name).get("Policies") or []
     for policy in policies:
@@ -331,7 +350,7 @@ def test_intuit_urls_are_not_repeated_in_the_template():
 
 
 # --- sample events --------------------------------------------------------------------------------
-@pytest.mark.parametrize("event_file", ["authorize.json", "callback.json"])
+@pytest.mark.parametrize("event_file", ["authorize.json", "callback.json", "webhooks.json"])
 def test_sample_http_events_match_a_template_route(template, event_file):
     event = json.loads((ROOT / "events" / event_file).read_text())
     routes = {f"{route.method} {route.path}" for route in http_routes(template)}
