@@ -23,8 +23,12 @@ FUNCTIONS = {
     "RefreshFunction": "functions/refresh/",
     "TestFunction": "functions/test/",
 }
-# Intuit's webhooks: the public receiver and the queue consumer that publishes (tests/integration/test_webhook_handlers.py).
-WEBHOOK_FUNCTIONS = {"WebhookFunction": "functions/webhooks/", "WebhookEventsFunction": "functions/webhook_events/"}
+# What Intuit calls or sends people to: webhooks (receiver and publisher) and the app's pages.
+INTUIT_APP_FUNCTIONS = {
+    "WebhookFunction": "functions/webhooks/",
+    "WebhookEventsFunction": "functions/webhook_events/",
+    "AppPagesFunction": "functions/app_pages/",
+}
 # Deployed only with DeployExamples=true (tests/unit/test_client_examples.py checks them).
 EXAMPLE_FUNCTIONS = {"ListCustomersExampleFunction": "examples/list_customers/"}
 
@@ -87,15 +91,15 @@ def _as_list(value: Any) -> list[Any]:
 
 # --- functions ------------------------------------------------------------------------------------
 def test_the_functions_exist_with_their_code(template):
-    assert set(functions(template)) == set(FUNCTIONS) | set(WEBHOOK_FUNCTIONS) | set(EXAMPLE_FUNCTIONS)
-    for name, code_uri in (FUNCTIONS | WEBHOOK_FUNCTIONS | EXAMPLE_FUNCTIONS).items():
+    assert set(functions(template)) == set(FUNCTIONS) | set(INTUIT_APP_FUNCTIONS) | set(EXAMPLE_FUNCTIONS)
+    for name, code_uri in (FUNCTIONS | INTUIT_APP_FUNCTIONS | EXAMPLE_FUNCTIONS).items():
         properties = function_properties(template, name)
         assert properties["CodeUri"] == code_uri
         assert properties["Handler"] == "app.handler"
         assert (ROOT / code_uri / "app.py").is_file()
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS | WEBHOOK_FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(FUNCTIONS | INTUIT_APP_FUNCTIONS))
 def test_functions_run_python_3_12_or_newer_on_arm64_with_the_shared_layer(template, name):
     properties = function_properties(template, name)
     runtime = properties["Runtime"]
@@ -125,10 +129,13 @@ def test_timeouts_fit_each_function(template):
 
 
 # --- the public API -------------------------------------------------------------------------------
-def test_only_the_two_oauth_routes_and_intuits_webhook_are_public(template):
+def test_only_the_oauth_routes_intuits_webhook_and_the_apps_pages_are_public(template):
     routes = [(route.method, route.path, route.function) for route in http_routes(template)]
     assert routes == [
         ("GET", "/connections/{connection_id}/authorize", "AuthorizeFunction"),
+        ("GET", "/intuit/disconnect", "AppPagesFunction"),
+        ("GET", "/intuit/launch", "AppPagesFunction"),
+        ("GET", "/intuit/reconnect", "AppPagesFunction"),
         ("POST", "/intuit/webhooks", "WebhookFunction"),
         ("GET", "/oauth/callback", "CallbackFunction"),
     ]
@@ -151,7 +158,7 @@ def test_the_public_webhook_function_can_read_only_the_verifier_tokens_and_send_
 
 
 def test_no_other_way_in_over_http(template):
-    for name in FUNCTIONS | WEBHOOK_FUNCTIONS:
+    for name in FUNCTIONS | INTUIT_APP_FUNCTIONS:
         properties = function_properties(template, name)
         assert "FunctionUrlConfig" not in properties
         for event in (properties.get("Events") or {}).values():
@@ -251,7 +258,7 @@ def test_signing_key_secret_is_generated_with_a_key_id(template):
 
 
 # --- least privilege ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(FUNCTIONS | WEBHOOK_FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(FUNCTIONS | INTUIT_APP_FUNCTIONS))
 def test_function_permissions_are_scoped(template, name):
     policies = function_properties(template, name).get("Policies") or []
     for policy in policies:

@@ -24,11 +24,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from qbo_connect import intuit
 from qbo_connect.adapters.webhook_queue import HandOffFailed
+from qbo_connect.domain.app_links import WEBHOOK_PATH
 from qbo_connect.domain.webhooks import EntityChange, UnreadablePayload, read_delivery, signing_app
 from qbo_connect.observability import MetricUnit, logger, metrics
 from qbo_connect.runtime import Services
 
-WEBHOOK_PATH = "/intuit/webhooks"
+__all__ = ["WEBHOOK_PATH", "publish_batch", "receive"]
+
 # Far above what Intuit sends (entity IDs only), far below API Gateway's 10 MB.
 MAX_WEBHOOK_BODY_BYTES = 1024 * 1024
 # A signature that matches no cached token re-reads the tokens if the copy is older than this, so a

@@ -78,3 +78,40 @@ def test_a_customer_created_through_the_emulator_arrives_as_an_eventbridge_event
     assert access_token not in json.dumps(event)
     assert [d["attempts"] for d in deliveries["deliveries"]] == [[200]]
     assert "QuickBooks Entity Changed" in stack.log()
+
+
+def test_the_apps_pages_launch_check_a_disconnect_and_reconnect_the_same_company(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        api, emulator = stack.discovery["api_url"], stack.discovery["emulator_url"]
+        landing, flow, company = connect_demo_company(stack, printed_authorize_link(stack))
+        assert landing.status_code == 200, landing.text
+
+        launch = requests.get(f"{api}/intuit/launch", timeout=30)
+        assert launch.status_code == 200 and "changes nothing" in launch.text
+
+        # The person disconnects the app inside QuickBooks; Intuit sends their browser to the disconnect URL.
+        (grant,) = [
+            g for g in requests.get(f"{emulator}/_emulator/grants", timeout=10).json()["grants"] if not g["revoked"]
+        ]
+        assert requests.post(f"{emulator}/_emulator/grants/{grant['grant_id']}/revoke", timeout=10).status_code == 200
+        page = requests.get(f"{api}/intuit/disconnect", params={"realmId": flow["realm_id"]}, timeout=60)
+        assert page.status_code == 200
+        # Checked at once (a token this young is not force-refreshed, so the status flips at the next
+        # refresh here; tests/integration/test_app_links.py shows the flip with an older token).
+        assert "Connection <strong>demo</strong>" in page.text and "checked just now" in page.text
+        again = requests.get(f"{api}/intuit/disconnect", params={"realmId": flow["realm_id"]}, timeout=60)
+        assert "checked just now" not in again.text  # a reload costs Intuit nothing
+
+        # A person from the company reconnects from Intuit's side: the same company only.
+        assert requests.get(f"{api}/intuit/reconnect", params={"realmId": "5550001"}, timeout=30).status_code == 404
+        start = requests.get(
+            f"{api}/intuit/reconnect", params={"realmId": flow["realm_id"]}, allow_redirects=False, timeout=30
+        )
+        assert start.status_code == 302
+        link = start.headers["Location"]
+        assert link.startswith(f"{api}/connections/demo/authorize?")
+        reconnected, again_flow, _ = connect_demo_company(stack, link)
+        assert reconnected.status_code == 200 and "Connected" in reconnected.text
+        assert again_flow["realm_id"] == flow["realm_id"]
+        assert company
+        assert stack.stop() == 0
