@@ -156,7 +156,9 @@ def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-def read_client_secret(*, from_stdin: bool, stdin_option: str, or_else: str = "") -> str:
+def read_client_secret(
+    *, from_stdin: bool, stdin_option: str, or_else: str = "", prompt: str = "Client secret (hidden)"
+) -> str:
     if from_stdin:
         secret = sys.stdin.read().strip()
         if not secret:
@@ -167,7 +169,7 @@ def read_client_secret(*, from_stdin: bool, stdin_option: str, or_else: str = ""
             f"stdin is not a terminal, so the client secret cannot be asked for: pass {stdin_option} "
             f"and pipe the secret in{or_else}"
         )
-    return click.prompt("Client secret (hidden)", hide_input=True, confirmation_prompt=True, err=True)
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=True, err=True)
 
 
 def check_before_prompt(services: Services, request: NewConnection) -> None:
@@ -562,6 +564,10 @@ def refresh_each(
         return [refresh_one(connection_id) for connection_id in connection_ids]
     with click.progressbar(connection_ids, label="Refreshing", file=sys.stderr, show_pos=True) as bar:
         return [refresh_one(connection_id) for connection_id in bar]
+
+
+# Commands of their own modules register themselves on `cli` (they import it from here).
+from qbo_connect_cli import intuit_app  # noqa: E402, F401
 
 
 def main() -> None:
