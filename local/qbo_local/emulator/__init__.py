@@ -6,7 +6,8 @@ It never ships in the Lambda layer. Paths mirror Intuit's, so a client only swap
     POST /oauth2/v1/tokens/bearer        authorization_code and refresh_token grants (strict rotation)
     POST /v2/oauth2/tokens/revoke        JSON {"token": ...}, HTTP Basic client auth
     GET  /.well-known/openid_sandbox_configuration   discovery pointing at this emulator
-    /v3/company/<realm>/companyinfo/<realm>, /customer, /invoice, /query, /reports/ProfitAndLoss
+    /v3/company/<realm>/companyinfo/<realm>, /customer, /invoice, /query, /reports/ProfitAndLoss,
+    /cdc (change data capture, deleted objects included), /batch (up to Intuit's per-request limit)
 
 Python:
 
