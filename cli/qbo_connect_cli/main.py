@@ -211,7 +211,9 @@ def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-def read_client_secret(*, from_stdin: bool, stdin_option: str, or_else: str = "") -> str:
+def read_client_secret(
+    *, from_stdin: bool, stdin_option: str, or_else: str = "", prompt: str = "Client secret (hidden)"
+) -> str:
     if from_stdin:
         secret = sys.stdin.read().strip()
         if not secret:
@@ -222,7 +224,7 @@ def read_client_secret(*, from_stdin: bool, stdin_option: str, or_else: str = ""
             f"stdin is not a terminal, so the client secret cannot be asked for: pass {stdin_option} "
             f"and pipe the secret in{or_else}"
         )
-    return click.prompt("Client secret (hidden)", hide_input=True, confirmation_prompt=True, err=True)
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=True, err=True)
 
 
 def check_before_prompt(services: Services, request: NewConnection) -> None:
@@ -672,8 +674,9 @@ def main() -> None:
     cli(prog_name="qbo-connect")
 
 
-# `connections update` and `connections import` live in their own module, on the same group.
-from qbo_connect_cli import admin_commands  # noqa: E402, F401
+# Commands of their own modules register themselves on `cli` (they import it from here):
+# `connections update` and `connections import`, and the Intuit app's settings (app-urls, webhooks).
+from qbo_connect_cli import admin_commands, intuit_app  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,8 @@ TABLE_NAME = STACK_NAME
 REFRESH_QUEUE_NAME = f"{STACK_NAME}-refresh"
 REFRESH_DLQ_NAME = f"{STACK_NAME}-refresh-dlq"
 REFRESH_MAX_RECEIVE_COUNT = 5
+WEBHOOK_QUEUE_NAME = f"{STACK_NAME}-webhooks"
+WEBHOOK_DLQ_NAME = f"{STACK_NAME}-webhooks-dlq"
 
 # moto accepts any credentials; fixed fake ones keep boto3 from looking for a real profile.
 FAKE_AWS_ACCESS_KEY_ID = "testing"

@@ -161,6 +161,7 @@ class LocalStack:
         aws_endpoint = self._start_aws()
         queue_url, queue_arn, dlq_url = self._create_aws_resources()
         self.admin = self._create_admin_pool(aws_endpoint)
+        webhook_queue_url, webhook_queue_arn, _ = self._create_queue(config.WEBHOOK_QUEUE_NAME, config.WEBHOOK_DLQ_NAME)
         emulator_url = self._start_intuit()
         router = self._bind_router()
         api_url = router.url
@@ -170,6 +171,7 @@ class LocalStack:
                 "QBO_SECRET_PREFIX": f"qbo-connect/{config.STACK_NAME}/",
                 "QBO_SIGNING_KEY_SECRET_ID": f"qbo-connect/{config.STACK_NAME}/signing-key",
                 "QBO_REFRESH_QUEUE_URL": queue_url,
+                "QBO_WEBHOOK_QUEUE_URL": webhook_queue_url,
                 "QBO_PUBLIC_BASE_URL": api_url,
                 "QBO_ADMIN_USER_POOL_ID": self.admin.user_pool_id,
                 "QBO_ADMIN_CONSOLE_CLIENT_ID": self.admin.client_id,
@@ -185,7 +187,9 @@ class LocalStack:
         with as_function_output():
             self._ensure_demo_connection()
         router.start()  # its stop, registered when it was bound, shuts the serving thread down too
-        self._start_queue_source(queue_url, queue_arn)
+        self._start_queue_source("refresh", queue_url, queue_arn)
+        self._start_queue_source("webhook_events", webhook_queue_url, webhook_queue_arn)
+        self._subscribe_demo_webhooks(emulator_url, api_url)
         self.schedule = RefreshSchedule(self.functions["refresh"], self.options.refresh_interval).start()
         self._parts.append(_Part("refresh schedule", self.schedule.stop))
 
@@ -257,17 +261,21 @@ class LocalStack:
         from qbo_connect.adapters.dynamodb_store import create_table
 
         create_table(boto3.client("dynamodb"), config.TABLE_NAME)
-        sqs = boto3.client("sqs")
-        dlq_url = sqs.create_queue(QueueName=config.REFRESH_DLQ_NAME)["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": config.REFRESH_MAX_RECEIVE_COUNT}
-        queue_url = sqs.create_queue(
-            QueueName=config.REFRESH_QUEUE_NAME, Attributes={"RedrivePolicy": json.dumps(redrive)}
-        )["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         # template.yaml's RotationKey: seals a rotated token set the vault refused onto the item.
         key = boto3.client("kms").create_key(Description="qbo-connect local: seals refused rotations")
         os.environ["QBO_ROTATION_KEY_ID"] = key["KeyMetadata"]["Arn"]
+        return self._create_queue(config.REFRESH_QUEUE_NAME, config.REFRESH_DLQ_NAME)
+
+    def _create_queue(self, name: str, dead_letter_name: str) -> tuple[str, str, str]:
+        """A queue with its dead-letter queue, as the template pairs them: (url, arn, dead-letter url)."""
+        import boto3
+
+        sqs = boto3.client("sqs")
+        dlq_url = sqs.create_queue(QueueName=dead_letter_name)["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": config.REFRESH_MAX_RECEIVE_COUNT}
+        queue_url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(redrive)})["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return queue_url, queue_arn, dlq_url
 
     def _create_admin_pool(self, aws_endpoint: str) -> AdminSignIn:
@@ -309,22 +317,28 @@ class LocalStack:
                 )
         return built
 
-    def _start_queue_source(self, queue_url: str, queue_arn: str) -> None:
-        """The refresh function's SQS event, with the batch settings template.yaml gives it."""
+    def _start_queue_source(self, function_name: str, queue_url: str, queue_arn: str) -> None:
+        """A function's SQS event, with the batch settings template.yaml gives it."""
         import boto3
 
-        function = self.functions["refresh"]
-        events = (function_properties(self._template, function.spec.logical_id).get("Events") or {}).values()
+        function = self.functions.get(function_name)
+        events = (
+            (function_properties(self._template, function.spec.logical_id).get("Events") or {}).values()
+            if function
+            else []
+        )
         queue_event = next((e for e in events if isinstance(e, dict) and e.get("Type") == "SQS"), None)
-        if queue_event is None:
-            log.warning("template.yaml gives the refresh function no SQS event: nothing consumes the refresh queue")
+        if function is None or queue_event is None:
+            log.warning("template.yaml gives functions/%s no SQS event: nothing consumes its queue", function_name)
             return
         properties = queue_event.get("Properties") or {}
         batch_size, window = properties.get("BatchSize", 10), properties.get("MaximumBatchingWindowInSeconds", 0)
-        concurrency = self.options.refresh_concurrency or parameter_default(
+        concurrency = parameter_default(
             self._template, (properties.get("ScalingConfig") or {}).get("MaximumConcurrency"), 1
         )
-        self.queue_source = QueueEventSource(
+        if function_name == "refresh" and self.options.refresh_concurrency:
+            concurrency = self.options.refresh_concurrency
+        source = QueueEventSource(
             function,
             boto3.client("sqs"),
             queue_url,
@@ -335,7 +349,30 @@ class LocalStack:
             concurrency=concurrency,
             describe=self._describe_refreshes,
         ).start()
-        self._parts.append(_Part("refresh queue consumer", self.queue_source.stop))
+        if function_name == "refresh":
+            self.queue_source = source
+        self._parts.append(_Part(f"{function_name} queue consumer", source.stop))
+
+    def _subscribe_demo_webhooks(self, emulator_url: str | None, api_url: str) -> None:
+        """The emulator sends the demo app signed webhooks, verified with a token set as the CLI sets one."""
+        if not emulator_url:
+            return  # Intuit's sandbox cannot reach this machine: its webhooks need a public endpoint
+        from qbo_connect.runtime import services
+
+        from qbo_local.emulator import facts
+
+        verifier_token = secrets.token_urlsafe(32)
+        services().webhook_verifiers.set(config.DEMO_CLIENT_ID, verifier_token)
+        subscribed = requests.post(
+            f"{emulator_url}{facts.ADMIN_PREFIX}/webhooks",
+            json={
+                "client_id": config.DEMO_CLIENT_ID,
+                "url": f"{api_url}/intuit/webhooks",
+                "verifier_token": verifier_token,
+            },
+            timeout=5,
+        )
+        subscribed.raise_for_status()
 
     @staticmethod
     def _describe_refreshes(bodies: list[str], batch_started_at: float) -> str:

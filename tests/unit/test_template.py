@@ -26,6 +26,12 @@ FUNCTIONS = {
     "AdminFunction": "functions/admin/",
     "ConsoleFunction": "functions/console/",
 }
+# What Intuit calls or sends people to: webhooks (receiver and publisher) and the app's pages.
+INTUIT_APP_FUNCTIONS = {
+    "WebhookFunction": "functions/webhooks/",
+    "WebhookEventsFunction": "functions/webhook_events/",
+    "AppPagesFunction": "functions/app_pages/",
+}
 # Deployed only with DeployExamples=true (tests/unit/test_client_examples.py checks them).
 EXAMPLE_FUNCTIONS = {"ListCustomersExampleFunction": "examples/list_customers/"}
 
@@ -90,15 +96,15 @@ def _as_list(value: Any) -> list[Any]:
 
 # --- functions ------------------------------------------------------------------------------------
 def test_the_functions_exist_with_their_code(template):
-    assert set(functions(template)) == set(FUNCTIONS) | set(EXAMPLE_FUNCTIONS)
-    for name, code_uri in (FUNCTIONS | EXAMPLE_FUNCTIONS).items():
+    assert set(functions(template)) == set(FUNCTIONS) | set(INTUIT_APP_FUNCTIONS) | set(EXAMPLE_FUNCTIONS)
+    for name, code_uri in (FUNCTIONS | INTUIT_APP_FUNCTIONS | EXAMPLE_FUNCTIONS).items():
         properties = function_properties(template, name)
         assert properties["CodeUri"] == code_uri
         assert properties["Handler"] == "app.handler"
         assert (ROOT / code_uri / "app.py").is_file()
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(FUNCTIONS | INTUIT_APP_FUNCTIONS))
 def test_functions_run_python_3_12_or_newer_on_arm64_with_the_shared_layer(template, name):
     properties = function_properties(template, name)
     runtime = properties["Runtime"]
@@ -150,41 +156,36 @@ def test_timeouts_fit_the_worst_case_of_each_function(template):
 
 
 # --- the public API -------------------------------------------------------------------------------
-def test_only_the_oauth_routes_and_the_console_files_are_public(template):
-    public = [(route.method, route.path, route.function) for route in http_routes(template) if not route.authorizer]
-    assert public == [
-        ("GET", "/", "ConsoleFunction"),
+def test_only_the_oauth_routes_intuits_webhook_and_the_apps_pages_are_public(template):
+    routes = [(route.method, route.path, route.function) for route in http_routes(template)]
+    assert routes == [
         ("GET", "/connections/{connection_id}/authorize", "AuthorizeFunction"),
-        ("GET", "/console/{file}", "ConsoleFunction"),
+        ("GET", "/intuit/disconnect", "AppPagesFunction"),
+        ("GET", "/intuit/launch", "AppPagesFunction"),
+        ("GET", "/intuit/reconnect", "AppPagesFunction"),
+        ("POST", "/intuit/webhooks", "WebhookFunction"),
         ("GET", "/oauth/callback", "CallbackFunction"),
     ]
 
 
-def test_every_admin_route_needs_a_cognito_token_or_a_sigv4_signature(template):
-    admin = {route.path: route.authorizer for route in http_routes(template) if route.function == "AdminFunction"}
-    assert admin == {"/admin/{proxy+}": "AdminJwt", "/iam/admin/{proxy+}": "AWS_IAM"}
-    auth = template["Resources"]["HttpApi"]["Properties"]["Auth"]
-    assert auth["EnableIamAuthorizer"] is True
-    assert "DefaultAuthorizer" not in auth  # the OAuth routes and the console's files stay public
-    jwt = auth["Authorizers"]["AdminJwt"]
-    assert jwt["IdentitySource"] == "$request.header.Authorization"
-    issuer = jwt["JwtConfiguration"]["issuer"]
-    assert issuer.name == "Sub" and issuer.value[0] == "https://cognito-idp.${AWS::Region}.amazonaws.com/${PoolId}"
-    assert jwt["JwtConfiguration"]["audience"] == [Tag("Ref", "AdminConsoleClient")]
-
-
-def test_administrators_are_added_by_an_administrator_and_the_console_client_has_no_secret(template):
-    pool = template["Resources"]["AdminUserPool"]
-    assert pool["Condition"] == "CreateAdminUserPool"
-    assert pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
-    client = template["Resources"]["AdminConsoleClient"]["Properties"]
-    assert client["GenerateSecret"] is False
-    assert "ALLOW_USER_PASSWORD_AUTH" in client["ExplicitAuthFlows"]
-    assert client["PreventUserExistenceErrors"] == "ENABLED"
+def test_the_public_webhook_function_can_read_only_the_verifier_tokens_and_send_to_its_queue(template):
+    policies = function_properties(template, "WebhookFunction")["Policies"]
+    statements = [s for p in policies if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
+    assert [(s["Action"], s["Resource"].value) for s in statements] == [
+        (
+            "secretsmanager:GetSecretValue",
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+            "qbo-connect/${AWS::StackName}/webhook-verifiers-??????",
+        )
+    ]
+    assert {"SQSSendMessagePolicy": {"QueueName": Tag("GetAtt", "WebhookQueue.QueueName")}} in policies
+    assert not [
+        p for p in policies if isinstance(p, dict) and {"EventBridgePutEventsPolicy", "DynamoDBCrudPolicy"} & set(p)
+    ]
 
 
 def test_no_other_way_in_over_http(template):
-    for name in FUNCTIONS:
+    for name in FUNCTIONS | INTUIT_APP_FUNCTIONS:
         properties = function_properties(template, name)
         assert "FunctionUrlConfig" not in properties
         for event in (properties.get("Events") or {}).values():
@@ -284,7 +285,7 @@ def test_signing_key_secret_is_generated_with_a_key_id(template):
 
 
 # --- least privilege ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(FUNCTIONS | INTUIT_APP_FUNCTIONS))
 def test_function_permissions_are_scoped(template, name):
     policies = function_properties(template, name).get("Policies") or []
     for policy in policies:
@@ -390,7 +391,7 @@ def test_intuit_urls_are_not_repeated_in_the_template():
 
 
 # --- sample events --------------------------------------------------------------------------------
-@pytest.mark.parametrize("event_file", ["authorize.json", "callback.json", "admin.json", "console.json"])
+@pytest.mark.parametrize("event_file", ["authorize.json", "callback.json", "webhooks.json"])
 def test_sample_http_events_match_a_template_route(template, event_file):
     event = json.loads((ROOT / "events" / event_file).read_text())
     routes = {f"{route.method} {route.path}" for route in http_routes(template)}

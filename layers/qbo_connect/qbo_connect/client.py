@@ -30,8 +30,9 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -39,6 +40,18 @@ import requests
 
 from qbo_connect import intuit
 from qbo_connect.adapters.quickbooks_api import error_for_response, fault_of
+from qbo_connect.bulk import (
+    BatchOperation,
+    BatchResult,
+    ChangedObject,
+    ChangeSet,
+    as_utc,
+    batch_items,
+    cdc_params,
+    chunks,
+    parse_batch,
+    parse_cdc,
+)
 from qbo_connect.domain.connection import validate_connection_id
 from qbo_connect.errors import (
     Forbidden,
@@ -288,6 +301,42 @@ class QuickBooksClient:
         if not _ENTITY.match(name):
             raise InvalidInput(f"{name!r} is not a report name such as ProfitAndLoss")
         return self.request("GET", f"reports/{name}", params={k: _param(v) for k, v in params.items()})
+
+    def change_data_capture(self, entities: Sequence[str], changed_since: datetime | float) -> ChangeSet:
+        """What changed in these entities since `changed_since` (at most 30 days ago): Intuit's CDC, one call.
+
+        Deleted objects come back with `deleted=True`. `truncated` says Intuit's answer hit its 1,000-object
+        limit: catch_up() asks per entity, which is what to use when that can happen."""
+        since, params = cdc_params(entities, changed_since, now=time.time())
+        body = self.request("GET", "cdc", params=params)
+        return parse_cdc(body, params["entities"].split(","), since)
+
+    def catch_up(self, entities: Sequence[str], last_processed: datetime | float) -> ChangeSet:
+        """The changes a webhook consumer missed since the last event it processed (its `occurred_at`).
+
+        One CDC call per entity, so the 1,000-object limit applies to each entity on its own; an entity
+        that still fills it is named by `truncated` (read it with query() instead)."""
+        names = list(entities) if not isinstance(entities, str) else [entities]
+        cdc_params(names, last_processed, now=time.time())  # every check before the first call
+        merged: dict[str, list[ChangedObject]] = {}
+        since, truncated = as_utc(last_processed), False
+        for name in names:
+            part = self.change_data_capture([name], last_processed)
+            merged[name] = part.changes.get(name, [])
+            truncated = truncated or part.truncated
+        return ChangeSet(since, merged, truncated=truncated)
+
+    def batch(self, operations: Sequence[BatchOperation]) -> list[BatchResult]:
+        """Run the operations in Intuit's batch requests of at most BATCH_MAX_OPERATIONS each, in order.
+
+        Results come back in the order of `operations`, matched by bId; a failed item carries its typed
+        error (ValidationFailed, StaleObject, ...) in `error` and raises it from `result()`."""
+        items = batch_items(operations)
+        results: list[BatchResult] = []
+        for chunk in chunks(items):
+            body = self.request("POST", "batch", json={"BatchItemRequest": [item for _, _, item in chunk]})
+            results += parse_batch(body, chunk, None)
+        return results
 
     def company_info(self) -> dict[str, Any]:
         realm_id = self._access().realm_id

@@ -59,3 +59,51 @@ def company_info_path(realm_id: str) -> str:
 
 def company_path(realm_id: str) -> str:
     return f"/v3/company/{realm_id}"
+
+
+# --- Webhooks (developer.intuit.com, docs/develop/webhooks and its best-practices page) -----------
+# Intuit signs each delivery: base64 of HMAC-SHA256 over the raw body, keyed with the app's verifier
+# token. It expects a 200 within 3 seconds and otherwise retries the same delivery (10 s, 20 s, 30 s,
+# 5 min, 20 min, 2 h, 4 h, 6 h, then every 6 h), so deliveries must be idempotent.
+WEBHOOK_SIGNATURE_HEADER = "intuit-signature"
+WEBHOOK_RESPONSE_SECONDS = 3
+# CloudEvents (mandatory since Intuit's 2025-11 announcement): a JSON array of events whose `type` is
+# qbo.<entity>.<operation>.v1, with the realm in `intuitaccountid` and the entity in `intuitentityid`.
+CLOUDEVENTS_TYPE_PREFIX = "qbo."
+CLOUDEVENTS_REALM_FIELD = "intuitaccountid"
+CLOUDEVENTS_ENTITY_ID_FIELD = "intuitentityid"
+# The operations as the legacy `eventNotifications` shape names them, by their CloudEvents verb.
+WEBHOOK_OPERATIONS = {
+    "created": "Create",
+    "updated": "Update",
+    "deleted": "Delete",
+    "merged": "Merge",
+    "voided": "Void",
+    "emailed": "Emailed",
+}
+# The entities Intuit sends webhooks for; CloudEvents types carry them in lower case.
+WEBHOOK_ENTITIES = (
+    "Account", "Bill", "BillPayment", "Budget", "Class", "CreditMemo", "Currency", "Customer", "Department",
+    "Deposit", "Employee", "Estimate", "Invoice", "Item", "JournalCode", "JournalEntry", "Payment",
+    "PaymentMethod", "Preferences", "Purchase", "PurchaseOrder", "RefundReceipt", "SalesReceipt", "TaxAgency",
+    "Term", "TimeActivity", "Transfer", "Vendor", "VendorCredit",
+)  # fmt: skip
+
+# --- Change data capture (docs/learn/explore-the-quickbooks-online-api/change-data-capture) --------
+CDC_WINDOW_SECONDS = 30 * 86400  # changes are kept for 30 days
+CDC_MAX_OBJECTS = 1000  # one answer holds at most this many objects, over all entities asked for
+CDC_DELETED_STATUS = "Deleted"
+
+# --- Batch (docs/learn/explore-the-quickbooks-online-api/batch) ------------------------------------
+# Intuit's batch page says "up to 10 payloads" per request and 40 batch requests per minute per
+# realm; its older API reference said 30 items. The current page is the safer reading.
+BATCH_MAX_OPERATIONS = 10
+BATCH_REQUESTS_PER_MINUTE = 40
+
+
+def cdc_path(realm_id: str) -> str:
+    return f"/v3/company/{realm_id}/cdc"
+
+
+def batch_path(realm_id: str) -> str:
+    return f"/v3/company/{realm_id}/batch"

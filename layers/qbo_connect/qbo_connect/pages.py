@@ -176,3 +176,50 @@ def bad_request_page() -> Page:
 class _Missing(dict):
     def __missing__(self, key: str) -> str:
         return "unknown"
+
+
+# --- the app's pages for Intuit (launch, disconnect, reconnect) -------------------------------------
+
+
+def launch_page(*, redirect_uri: str) -> Page:
+    return _render(
+        200,
+        "QuickBooks connection service",
+        "ok",
+        [
+            "This service keeps your organisation's QuickBooks Online companies connected for its "
+            "accounting workflows on AWS: one consent per company, then valid access tokens for months.",
+            "Connections are set up by your administrator with the command line "
+            "(<code>qbo-connect connections create</code>, then <code>qbo-connect connections authorize-link</code>), "
+            "who sends a company administrator the link to connect.",
+            f"The redirect URI of this deployment is <code>{escape(redirect_uri)}</code>.",
+            "Opening this page changes nothing.",
+        ],
+    )
+
+
+def disconnect_page(checked: list) -> Page:
+    paragraphs = ["The app is disconnected from your QuickBooks company. Workflows can no longer use it."]
+    for connection in checked:
+        state = "checked just now" if connection.checked else "checked a moment ago"
+        paragraphs.append(
+            f"Connection <strong>{escape(connection.name)}</strong>: status <code>{escape(connection.status)}</code> "
+            f"({state})."
+        )
+    paragraphs.append(
+        "To connect again, ask your administrator for a fresh link "
+        "(<code>qbo-connect connections authorize-link NAME</code>). You can close this window."
+    )
+    return _render(200, "Disconnected", "ok", paragraphs)
+
+
+def reconnect_refused_page(reason: str) -> Page:
+    return _render(
+        404 if "no connection" in reason else 400,
+        "This company cannot be reconnected here",
+        "fail",
+        [
+            escape(reason),
+            "Ask your administrator for a link (<code>qbo-connect connections authorize-link NAME</code>).",
+        ],
+    )

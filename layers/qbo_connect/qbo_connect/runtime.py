@@ -22,12 +22,15 @@ if TYPE_CHECKING:
     from qbo_connect.adapters.eventbridge import EventBridgePublisher
     from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
     from qbo_connect.adapters.sqs_queue import SqsRefreshQueue
+    from qbo_connect.adapters.webhook_queue import SqsWebhookQueue
+    from qbo_connect.adapters.webhook_verifiers import SecretsManagerWebhookVerifiers
     from qbo_connect.domain.admin_operations import AdminOperations
     from qbo_connect.domain.administration import Administration
     from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow
     from qbo_connect.domain.connection_test import ConnectionTests
     from qbo_connect.domain.leases import Leases
     from qbo_connect.domain.lifecycle import TokenLifecycle
+    from qbo_connect.domain.webhooks import WebhookRouting
     from qbo_connect.ports import Clock, CompanyApi, IdentityProvider, TokenSealer
     from qbo_connect.refresh_runs import RefreshRuns
 
@@ -51,11 +54,14 @@ class Services:
         return self.session.client(name, config=_aws_config())
 
     @cached_property
+    def table(self):
+        return self.session.resource("dynamodb", config=_aws_config()).Table(self.settings.table_name)
+
+    @cached_property
     def store(self) -> DynamoDbConnectionStore:
         from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
 
-        table = self.session.resource("dynamodb", config=_aws_config()).Table(self.settings.table_name)
-        return DynamoDbConnectionStore(table)
+        return DynamoDbConnectionStore(self.table)
 
     @cached_property
     def vault(self) -> SecretsManagerVault:
@@ -177,6 +183,31 @@ class Services:
         from qbo_connect.domain.connection_test import ConnectionTests
 
         return ConnectionTests(self.store, self.lifecycle, self.company_api, self.events, self.clock)
+
+    @cached_property
+    def webhook_verifiers(self) -> SecretsManagerWebhookVerifiers:
+        from qbo_connect.adapters.webhook_verifiers import SecretsManagerWebhookVerifiers
+
+        return SecretsManagerWebhookVerifiers(self._client("secretsmanager"), self.settings, self.clock)
+
+    @cached_property
+    def webhook_queue(self) -> SqsWebhookQueue:
+        from qbo_connect.adapters.webhook_queue import SqsWebhookQueue
+        from qbo_connect.settings import SettingsError
+
+        if not self.settings.webhook_queue_url:
+            raise SettingsError("QBO_WEBHOOK_QUEUE_URL is not set: deploy with template.yaml or start the local stack")
+        return SqsWebhookQueue(self._client("sqs"), self.settings.webhook_queue_url)
+
+    @cached_property
+    def webhook_routing(self) -> WebhookRouting:
+        from qbo_connect.adapters.webhook_ledger import DynamoDbDeliveryLedger
+        from qbo_connect.domain.webhooks import WebhookRouting
+
+        ledger = DynamoDbDeliveryLedger(self.table)
+        return WebhookRouting(
+            self.store, ledger, self.events, self.clock, dedup_seconds=self.settings.webhook_dedup_seconds
+        )
 
     @cached_property
     def administration(self) -> Administration:

@@ -27,6 +27,7 @@ class Settings:
     public_base_url: str = ""
     event_bus_name: str = "default"
     refresh_queue_url: str = ""
+    webhook_queue_url: str = ""
     kms_key_id: str = ""
     # The KMS key that seals a rotated token set onto the connection item while the vault refuses it.
     rotation_key_id: str = ""
@@ -70,6 +71,9 @@ class Settings:
         region = self.admin_user_pool_id.partition("_")[0]
         return f"https://cognito-idp.{region}.amazonaws.com/"
 
+    # How long a webhook event ID is remembered (Intuit retries a delivery for days, every 6 hours).
+    webhook_dedup_seconds: int = 7 * 86400
+
     @property
     def http_timeout(self) -> tuple[float, float]:
         return (self.connect_timeout_seconds, self.read_timeout_seconds)
@@ -89,6 +93,10 @@ class Settings:
     @property
     def signing_key_name(self) -> str:
         return self.signing_key_secret_id or f"{self.secret_prefix}signing-key"
+
+    @property
+    def webhook_verifiers_secret_name(self) -> str:
+        return f"{self.secret_prefix}webhook-verifiers"
 
     def connection_secret_name(self, connection_id: str) -> str:
         return f"{self.secret_prefix}connections/{connection_id}"
@@ -139,6 +147,7 @@ class Settings:
             public_base_url=text("QBO_PUBLIC_BASE_URL").rstrip("/"),
             event_bus_name=text("QBO_EVENT_BUS_NAME", "default"),
             refresh_queue_url=text("QBO_REFRESH_QUEUE_URL"),
+            webhook_queue_url=text("QBO_WEBHOOK_QUEUE_URL"),
             kms_key_id=text("QBO_KMS_KEY_ID"),
             rotation_key_id=text("QBO_ROTATION_KEY_ID"),
             authorization_url=text("QBO_INTUIT_AUTHORIZATION_URL", intuit.AUTHORIZATION_URL),
@@ -168,6 +177,7 @@ class Settings:
             admin_user_pool_id=text("QBO_ADMIN_USER_POOL_ID"),
             admin_console_client_id=text("QBO_ADMIN_CONSOLE_CLIENT_ID"),
             cognito_endpoint_url=text("QBO_COGNITO_ENDPOINT_URL"),
+            webhook_dedup_seconds=number("QBO_WEBHOOK_DEDUP_SECONDS", 7 * 86400),
         )
 
 

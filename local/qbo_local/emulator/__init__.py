@@ -6,7 +6,8 @@ It never ships in the Lambda layer. Paths mirror Intuit's, so a client only swap
     POST /oauth2/v1/tokens/bearer        authorization_code and refresh_token grants (strict rotation)
     POST /v2/oauth2/tokens/revoke        JSON {"token": ...}, HTTP Basic client auth
     GET  /.well-known/openid_sandbox_configuration   discovery pointing at this emulator
-    /v3/company/<realm>/companyinfo/<realm>, /customer, /invoice, /query, /reports/ProfitAndLoss
+    /v3/company/<realm>/companyinfo/<realm>, /customer, /invoice, /query, /reports/ProfitAndLoss,
+    /cdc (change data capture, deleted objects included), /batch (up to Intuit's per-request limit)
 
 Python:
 
@@ -52,6 +53,13 @@ Admin API (JSON in and out, for tests and the local stack only):
                                          "refresh_token", "expires_in", ...}]}
     POST   /_emulator/grants/<id>/revoke as if the user disconnected the app in QuickBooks
     POST   /_emulator/clock              {"advance": seconds}: move the emulator's time forward
+    GET    /_emulator/webhooks           {"subscriptions": [{"client_id", "url", "format"}], "deliveries":
+                                          [{"client_id", "realm_id", "changes", "attempts", "delivered"}]}
+    POST   /_emulator/webhooks           {"client_id", "url", "verifier_token", "format": "cloudevents"
+                                         (default) | "legacy"}: send that app signed webhooks whenever
+                                         an entity of a company it holds a grant on changes
+    DELETE /_emulator/webhooks[?client_id=]  stop sending
+    POST   /_emulator/webhooks/flush     {"timeout": 30}: wait until every queued change was delivered
     POST   /_emulator/reset              forget codes, grants, tokens, counters, rate windows, clock offset
 """
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, Response, request
+from qbo_connect import intuit
 
 from .common import emulator, fault_response, injected_response, json_response
 from .entities import CUSTOMER, INVOICE
@@ -26,10 +27,12 @@ from .responses import (
     deleted_body,
     entity_body,
     intuit_date,
+    intuit_time,
     profit_and_loss,
     query_body,
 )
 from .state import Company, EmulatorState, Grant
+from .webhooks import Change
 
 bp = Blueprint("accounting", __name__, url_prefix=REALM_ROUTE_PREFIX)
 
@@ -130,12 +133,22 @@ def write_entity(realm_id: str, entity: str) -> Response:
     now = emulator().now()
     operation = request.args.get("operation", "").lower()
     if operation == "delete":
-        return json_response(deleted_body(name, book.delete(name, body), now))
+        deleted_id = book.delete(name, body, now)
+        _changed(realm_id, name, deleted_id, "Delete", now)
+        return json_response(deleted_body(name, deleted_id, now))
     if operation not in ("", "create", "update"):
         raise ApiFault.unsupported(f"{operation} on {name}")
     if operation == "update" or "Id" in body:
-        return json_response(entity_body(name, book.update(name, body, now), now))
-    return json_response(entity_body(name, book.create(name, body, now), now))
+        obj = book.update(name, body, now)
+        _changed(realm_id, name, obj["Id"], "Update", now)
+    else:
+        obj = book.create(name, body, now)
+        _changed(realm_id, name, obj["Id"], "Create", now)
+    return json_response(entity_body(name, obj, now))
+
+
+def _changed(realm_id: str, entity: str, entity_id: str, operation: str, now: float) -> None:
+    emulator().webhooks.entity_changed(Change(realm_id, entity, str(entity_id), operation, now))
 
 
 @bp.route("/query", methods=["GET", "POST"])
@@ -176,3 +189,77 @@ def _report_date(name: str, default: str) -> str:
         return date.fromisoformat(value).isoformat()
     except ValueError:
         raise ApiFault.bad_request(f"{name} must be a date as YYYY-MM-DD") from None
+
+
+@bp.get("/cdc")
+@api_call("cdc")
+def change_data_capture(realm_id: str) -> Response:
+    names = [n.strip() for n in request.args.get("entities", "").split(",") if n.strip()]
+    raw_since = request.args.get("changedSince", "")
+    try:
+        since = datetime.fromisoformat(raw_since.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ApiFault.bad_request("changedSince must be a date-time such as 2026-11-28T14:00:00Z") from None
+    now = emulator().now()
+    if since < now - intuit.CDC_WINDOW_SECONDS:
+        raise ApiFault.bad_request("changedSince must be within the last 30 days")
+    entities = [ENTITY_PATHS.get(name.lower()) for name in names]
+    if not entities or None in entities:
+        raise ApiFault.bad_request(f"entities must name supported entities, got {names}")
+    book = _company(realm_id).book
+    responses, total = [], 0
+    for entity in entities:
+        items = book.changed_since(entity, since)[: max(0, intuit.CDC_MAX_OBJECTS - total)]
+        total += len(items)
+        responses.append({entity: items, "startPosition": 1, "maxResults": len(items)} if items else {})
+    return json_response({"CDCResponse": [{"QueryResponse": responses}], "time": intuit_time(now)})
+
+
+@bp.post("/batch")
+@api_call("batch")
+def run_batch(realm_id: str) -> Response:
+    body = _json_object()
+    items = body.get("BatchItemRequest")
+    if not isinstance(items, list) or not items or len(items) > intuit.BATCH_MAX_OPERATIONS:
+        raise ApiFault.bad_request(f"BatchItemRequest must hold 1 to {intuit.BATCH_MAX_OPERATIONS} items")
+    book, now = _company(realm_id).book, emulator().now()
+    answers = []
+    for item in items:
+        bid = item.get("bId") if isinstance(item, dict) else None
+        try:
+            answers.append({"bId": bid, **_batch_item(realm_id, book, item, now)})
+        except ApiFault as fault:
+            answers.append({"bId": bid, "Fault": fault.body(now)["Fault"]})
+    return json_response({"BatchItemResponse": answers, "time": intuit_time(now)})
+
+
+def _batch_item(realm_id: str, book, item: Any, now: float) -> dict[str, Any]:
+    if not isinstance(item, dict) or not item.get("bId"):
+        raise ApiFault.bad_request("each batch item is an object with a bId")
+    if "Query" in item:
+        query = parse(str(item["Query"]))
+        entity = ENTITY_PATHS.get(query.entity.lower())
+        if entity is None:
+            raise ApiFault.query_error(f"QueryValidationError: Invalid context declaration : {query.entity}")
+        found = book.select(entity, query.filters)
+        first = query.start_position - 1
+        return {
+            "QueryResponse": query_body(entity, found[first : first + query.max_results], query.start_position, now)[
+                "QueryResponse"
+            ]
+        }
+    operation = str(item.get("operation", "")).lower()
+    named = [ENTITY_PATHS[key.lower()] for key in item if key.lower() in ENTITY_PATHS]
+    if operation not in ("create", "update", "delete") or len(named) != 1:
+        raise ApiFault.bad_request("a batch item has operation create, update or delete and one entity object")
+    (entity,) = named
+    payload = next(v for k, v in item.items() if k.lower() == entity.lower())
+    if not isinstance(payload, dict):
+        raise ApiFault.bad_request(f"{entity} must be an object")
+    if operation == "delete":
+        deleted_id = book.delete(entity, payload, now)
+        _changed(realm_id, entity, deleted_id, "Delete", now)
+        return {entity: {"domain": "QBO", "status": "Deleted", "Id": deleted_id}}
+    obj = book.update(entity, payload, now) if operation == "update" else book.create(entity, payload, now)
+    _changed(realm_id, entity, obj["Id"], "Update" if operation == "update" else "Create", now)
+    return {entity: obj}

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, request
 from . import facts
 from .common import emulator, json_response
 from .facts import ADMIN_PREFIX
+from .webhooks import PayloadShape, Subscription
 
 bp = Blueprint("admin", __name__, url_prefix=ADMIN_PREFIX)
 
@@ -40,6 +41,36 @@ def _required_str(body: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise AdminError(f"{name!r} is required (a non-empty string)")
     return value
+
+
+@bp.get("/webhooks")
+def webhooks() -> Response:
+    return json_response(emulator().webhooks.snapshot())
+
+
+@bp.post("/webhooks")
+def subscribe_webhooks() -> Response:
+    body = _body()
+    shape = PayloadShape(body.get("format", PayloadShape.CLOUDEVENTS.value))
+    subscription = Subscription(
+        client_id=_required_str(body, "client_id"),
+        url=_required_str(body, "url"),
+        verifier_token=_required_str(body, "verifier_token"),
+        shape=shape,
+    )
+    emulator().webhooks.subscribe(subscription)
+    return json_response(subscription.public_dict())
+
+
+@bp.delete("/webhooks")
+def unsubscribe_webhooks() -> Response:
+    emulator().webhooks.unsubscribe(request.args.get("client_id"))
+    return json_response(emulator().webhooks.snapshot())
+
+
+@bp.post("/webhooks/flush")
+def flush_webhooks() -> Response:
+    return json_response({"flushed": emulator().webhooks.flush(timeout=float(_body().get("timeout", 30)))})
 
 
 @bp.get("/health")

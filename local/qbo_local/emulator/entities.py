@@ -45,6 +45,9 @@ class EntityBook:
         self._items: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in ENTITIES}
         self._next_id: dict[str, int] = dict.fromkeys(ENTITIES, 1)
         self._next_doc_number = 1001
+        # For change data capture: when each object last changed, and the objects deleted, by entity.
+        self._changed_at: dict[str, dict[str, float]] = {name: {} for name in ENTITIES}
+        self._deleted: dict[str, dict[str, float]] = {name: {} for name in ENTITIES}
 
     def get(self, entity: str, entity_id: str) -> dict[str, Any]:
         with self._lock:
@@ -56,6 +59,7 @@ class EntityBook:
             obj = self._build(entity, entity_id, body, now, created=now)
             self._next_id[entity] += 1
             self._items[entity][entity_id] = obj
+            self._changed_at[entity][entity_id] = now
             return copy.deepcopy(obj)
 
     def update(self, entity: str, body: dict[str, Any], now: float) -> dict[str, Any]:
@@ -74,15 +78,33 @@ class EntityBook:
             obj["MetaData"]["CreateTime"] = current["MetaData"]["CreateTime"]
             obj["SyncToken"] = str(int(sync_token) + 1)
             self._items[entity][entity_id] = obj
+            self._changed_at[entity][entity_id] = now
             return copy.deepcopy(obj)
 
-    def delete(self, entity: str, body: dict[str, Any]) -> str:
+    def delete(self, entity: str, body: dict[str, Any], now: float = 0.0) -> str:
         entity_id, sync_token = _id_and_sync_token(body)
         with self._lock:
             if self._existing(entity, entity_id)["SyncToken"] != sync_token:
                 raise ApiFault.stale_object()
             del self._items[entity][entity_id]
+            self._changed_at[entity].pop(entity_id, None)
+            self._deleted[entity][entity_id] = now
             return entity_id
+
+    def changed_since(self, entity: str, since: float) -> list[dict[str, Any]]:
+        """Objects changed at or after `since`, then those deleted since, as Intuit's CDC lists them."""
+        with self._lock:
+            changed = [
+                copy.deepcopy(self._items[entity][entity_id])
+                for entity_id, at in sorted(self._changed_at[entity].items(), key=lambda pair: int(pair[0]))
+                if at >= since
+            ]
+            deleted = [
+                {"domain": "QBO", "status": "Deleted", "Id": entity_id, "MetaData": meta_data(at, at)}
+                for entity_id, at in sorted(self._deleted[entity].items(), key=lambda pair: int(pair[0]))
+                if at >= since
+            ]
+            return changed + deleted
 
     def select(self, entity: str, filters: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
         """Matching objects in Id order, like an unordered Intuit query."""

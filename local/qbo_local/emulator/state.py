@@ -26,6 +26,7 @@ from .faults import FaultPlan
 from .ratelimit import Limits, RateLimiter
 from .responses import unsigned_id_token
 from .stats import Stats
+from .webhooks import WebhookSender
 
 
 @dataclass
@@ -106,6 +107,7 @@ class EmulatorState:
         self.faults = FaultPlan()
         self.stats = Stats()
         self.limiter = RateLimiter()
+        self.webhooks = WebhookSender(recipients=self.clients_connected_to, sleep=config.sleep)
         for realm_id, name in config.companies:
             self.add_company(realm_id, name)
 
@@ -305,6 +307,16 @@ class EmulatorState:
             if grant.realm_id != realm_id:
                 raise AccessRejected("the access token was issued for another company")
             return dataclasses.replace(grant)
+
+    def clients_connected_to(self, realm_id: str) -> set[str]:
+        """Client IDs holding a live grant on the company: the apps Intuit sends its webhooks to."""
+        with self._lock:
+            now = self.now()
+            return {
+                g.client_id
+                for g in self._grants.values()
+                if g.realm_id == realm_id and not g.revoked and now < g.hard_expires_at
+            }
 
     def grants(self) -> list[dict[str, Any]]:
         """What the admin API shows about grants: lifecycle facts, never token values."""

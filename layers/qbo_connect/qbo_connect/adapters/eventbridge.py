@@ -1,4 +1,5 @@
-"""EventPublisher on EventBridge. Publishing is best effort: a lost event must never fail a refresh."""
+"""EventPublisher on EventBridge. `publish` is best effort: a lost event must never fail a refresh. `deliver`
+reports what EventBridge refused, for the webhook hand-off, which retries it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from qbo_connect.observability import logger
 from qbo_connect.ports import ConnectionEvent
 
 _MAX_ENTRIES_PER_CALL = 10
+# What a published event's log line names (the stack's log shows entity changes arriving).
+_LOGGED_FIELDS = ("connection_id", "entity", "entity_id", "operation")
 
 
 class EventBridgePublisher:
@@ -18,20 +21,46 @@ class EventBridgePublisher:
         self._client = client
         self._bus_name = bus_name
 
+    def _entries(self, batch: list[ConnectionEvent]) -> list[dict]:
+        return [
+            {
+                "Source": EVENT_SOURCE,
+                "DetailType": e.detail_type,
+                "Detail": json.dumps(e.detail),
+                "EventBusName": self._bus_name,
+            }
+            for e in batch
+        ]
+
+    def deliver(self, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
+        """Publish, and return the events EventBridge did not take (for a caller that retries them).
+        AWS errors are raised: boto3's standard retries have been spent already."""
+        refused: list[ConnectionEvent] = []
+        for start in range(0, len(events), _MAX_ENTRIES_PER_CALL):
+            batch = events[start : start + _MAX_ENTRIES_PER_CALL]
+            response = self._client.put_events(Entries=self._entries(batch))
+            results = response.get("Entries") or []
+            for index, event in enumerate(batch):
+                if index >= len(results) or results[index].get("ErrorCode"):
+                    refused.append(event)
+                else:
+                    self._log_published(event)
+        return refused
+
+    def _log_published(self, event: ConnectionEvent) -> None:
+        logger.info(
+            "Event published",
+            extra={
+                "detail_type": event.detail_type,
+                **{k: event.detail.get(k) for k in _LOGGED_FIELDS if k in event.detail},
+            },
+        )
+
     def publish(self, events: list[ConnectionEvent]) -> None:
         for start in range(0, len(events), _MAX_ENTRIES_PER_CALL):
             batch = events[start : start + _MAX_ENTRIES_PER_CALL]
-            entries = [
-                {
-                    "Source": EVENT_SOURCE,
-                    "DetailType": e.detail_type,
-                    "Detail": json.dumps(e.detail),
-                    "EventBusName": self._bus_name,
-                }
-                for e in batch
-            ]
             try:
-                response = self._client.put_events(Entries=entries)
+                response = self._client.put_events(Entries=self._entries(batch))
             except (BotoCoreError, ClientError) as error:
                 logger.warning(
                     "Could not publish events",
@@ -41,10 +70,4 @@ class EventBridgePublisher:
             if response.get("FailedEntryCount"):
                 logger.warning("Some events were not published", extra={"failed": response["FailedEntryCount"]})
             for event in batch:
-                logger.info(
-                    "Event published",
-                    extra={
-                        "detail_type": event.detail_type,
-                        "connection_id": event.detail.get("connection_id"),
-                    },
-                )
+                self._log_published(event)

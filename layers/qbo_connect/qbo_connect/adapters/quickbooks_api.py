@@ -50,21 +50,26 @@ def error_for_response(response: requests.Response) -> QboConnectError | None:
         fault = fault_of(response.json())
     except ValueError:
         fault = {}
+    retry_after = response.headers.get("Retry-After", "")
+    return error_for_fault(response.status_code, fault, tid, retry_after=retry_after)
+
+
+def error_for_fault(status: int, fault: dict[str, str], tid: str | None, *, retry_after: str = "") -> QboConnectError:
+    """The error for an accounting API fault that means HTTP `status` (a batch item's fault has no status of its own)."""
     said = f" ({fault['code']}: {fault['message']})" if fault.get("code") else ""
     # Intuit's own fault code and detail travel with every error; they never hold tokens.
     about = {"intuit_tid": tid, "fault_code": fault.get("code") or None, "detail": fault.get("detail") or None}
-    if response.status_code == 401:
+    if status == 401:
         return Unauthorized(f"Intuit refused the access token{said}", **about)
-    if response.status_code == 403:
+    if status == 403:
         return Forbidden(f"Intuit refused access to this company's accounting data{said}", **about)
-    if response.status_code == 429:
-        retry_after = response.headers.get("Retry-After", "")
+    if status == 429:
         return Throttled(
             f"Intuit is rate limiting this company{said}",
             retry_after=float(retry_after) if retry_after.isdigit() else 60.0,
             **about,
         )
-    if response.status_code == 400:
+    if status == 400:
         if fault.get("code") == OBJECT_NOT_FOUND_FAULT:
             return ObjectNotFound(
                 f"QuickBooks has no such object{said}: it does not exist, was deleted or was made inactive", **about
@@ -76,9 +81,7 @@ def error_for_response(response: requests.Response) -> QboConnectError | None:
                 **about,
             )
         return ValidationFailed(f"QuickBooks refused the request{said}: fix the request, a retry won't help", **about)
-    if response.status_code >= 500:
-        return IntuitUnavailable(f"Intuit's API answered HTTP {response.status_code}{said}", **about)
-    return IntuitUnavailable(f"Intuit's API answered HTTP {response.status_code}{said}", **about)
+    return IntuitUnavailable(f"Intuit's API answered HTTP {status}{said}", **about)
 
 
 class QuickBooksApi:

@@ -1,0 +1,173 @@
+"""Change data capture and batch for QuickBooksClient: Intuit's limits checked before a call, answers read
+into plain values.
+
+CDC returns every object of the asked entities changed since a moment within the last 30 days, in one
+answer of at most 1,000 objects over all entities; deleted objects come back as {"Id", "status":
+"Deleted"}. Batch runs up to BATCH_MAX_OPERATIONS operations (create, update, delete, query) in one
+request; each answer item carries its operation's bId, and a failed item its own Fault.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from qbo_connect import intuit
+from qbo_connect.adapters.quickbooks_api import error_for_fault, fault_of
+from qbo_connect.errors import InvalidInput, QboConnectError
+
+_ENTITY = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
+BATCH_OPERATIONS = ("create", "update", "delete")
+
+
+@dataclass(frozen=True)
+class ChangedObject:
+    entity: str
+    entity_id: str
+    deleted: bool
+    object: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    changed_since: datetime
+    changes: dict[str, list[ChangedObject]]
+    # Intuit's answer held its 1,000-object maximum: there may be more changes than it listed.
+    truncated: bool = False
+
+    def __len__(self) -> int:
+        return sum(len(items) for items in self.changes.values())
+
+
+def as_utc(moment: datetime | float | int) -> datetime:
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            raise InvalidInput("changed_since needs a time zone (e.g. datetime.now(UTC)): a naive time is ambiguous")
+        return moment.astimezone(UTC)
+    if isinstance(moment, bool) or not isinstance(moment, int | float):
+        raise InvalidInput("changed_since is a datetime with a time zone, or epoch seconds")
+    return datetime.fromtimestamp(moment, UTC)
+
+
+def cdc_params(
+    entities: Sequence[str], changed_since: datetime | float, *, now: float
+) -> tuple[datetime, dict[str, str]]:
+    """The CDC query, after checking what Intuit would refuse (or answer wrongly)."""
+    names = list(entities) if not isinstance(entities, str) else [entities]
+    if not names or not all(isinstance(n, str) and _ENTITY.match(n) for n in names):
+        raise InvalidInput("entities is a list of QuickBooks entity names, such as ['Invoice', 'Customer']")
+    since = as_utc(changed_since)
+    oldest = now - intuit.CDC_WINDOW_SECONDS
+    if since.timestamp() < oldest:
+        raise InvalidInput(
+            f"changed_since {since.isoformat()} is more than {intuit.CDC_WINDOW_SECONDS // 86400} days ago, past "
+            "Intuit's change data capture window: read the entities with query() instead, then catch up from now"
+        )
+    if since.timestamp() > now + 300:
+        raise InvalidInput(f"changed_since {since.isoformat()} is in the future")
+    return since, {"entities": ",".join(names), "changedSince": since.isoformat(timespec="seconds")}
+
+
+def parse_cdc(body: Mapping[str, Any], entities: Sequence[str], since: datetime) -> ChangeSet:
+    wanted = {name.lower(): name for name in entities}
+    changes: dict[str, list[ChangedObject]] = {name: [] for name in entities}
+    for response in body.get("CDCResponse") or []:
+        for query_response in (response or {}).get("QueryResponse") or []:
+            for key, items in (query_response or {}).items():
+                if not isinstance(items, list) or key.lower() not in wanted:
+                    continue
+                entity = wanted[key.lower()]
+                changes[entity] += [
+                    ChangedObject(entity, str(item.get("Id")), item.get("status") == intuit.CDC_DELETED_STATUS, item)
+                    for item in items
+                    if isinstance(item, dict)
+                ]
+    total = sum(len(items) for items in changes.values())
+    return ChangeSet(since, changes, truncated=total >= intuit.CDC_MAX_OBJECTS)
+
+
+# --- batch -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchOperation:
+    """One item: `operation` create/update/delete of `entity` with `body`, or a `query` statement."""
+
+    entity: str | None = None
+    operation: str | None = None
+    body: Mapping[str, Any] | None = None
+    query: str | None = None
+    bid: str | None = None
+
+    def item(self, bid: str) -> dict[str, Any]:
+        if self.query is not None:
+            if not isinstance(self.query, str) or not self.query.strip() or self.entity or self.body:
+                raise InvalidInput("a batch query carries only its statement: BatchOperation(query='select ...')")
+            return {"bId": bid, "Query": self.query.strip()}
+        if self.operation not in BATCH_OPERATIONS or not (isinstance(self.entity, str) and _ENTITY.match(self.entity)):
+            raise InvalidInput(
+                f"a batch operation is one of {', '.join(BATCH_OPERATIONS)} on an entity such as Customer, with its body"
+            )
+        if not isinstance(self.body, Mapping):
+            raise InvalidInput(f"the {self.operation} of {self.entity} needs a body (a dict)")
+        return {"bId": bid, "operation": self.operation, self.entity: dict(self.body)}
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    bid: str
+    operation: BatchOperation
+    value: dict[str, Any] | None = None  # the object (create/update/delete) or the QueryResponse
+    error: QboConnectError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def result(self) -> dict[str, Any]:
+        """The value, or the item's error raised."""
+        if self.error is not None:
+            raise self.error
+        return self.value or {}
+
+
+def batch_items(operations: Iterable[BatchOperation]) -> list[tuple[str, BatchOperation, dict[str, Any]]]:
+    counter = itertools.count(1)
+    items, seen = [], set()
+    for operation in operations:
+        if not isinstance(operation, BatchOperation):
+            raise InvalidInput("batch() takes BatchOperation values")
+        bid = operation.bid or f"b{next(counter)}"
+        if bid in seen:
+            raise InvalidInput(f"two batch operations share the bId {bid!r}: each needs its own")
+        seen.add(bid)
+        items.append((bid, operation, operation.item(bid)))
+    return items
+
+
+def chunks(items: list, size: int = intuit.BATCH_MAX_OPERATIONS) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def parse_batch(
+    body: Mapping[str, Any], sent: list[tuple[str, BatchOperation, dict[str, Any]]], tid: str | None
+) -> list[BatchResult]:
+    by_bid = {item.get("bId"): item for item in body.get("BatchItemResponse") or [] if isinstance(item, dict)}
+    results = []
+    for bid, operation, _ in sent:
+        item = by_bid.get(bid)
+        if item is None:
+            error = error_for_fault(500, {"message": "no answer for this operation"}, tid)
+            results.append(BatchResult(bid, operation, error=error))
+        elif "Fault" in item or "fault" in item:
+            fault = fault_of(item)
+            status = 401 if fault.get("type", "").upper() == "AUTHENTICATION" else 400
+            results.append(BatchResult(bid, operation, error=error_for_fault(status, fault, tid)))
+        else:
+            value = next((v for k, v in item.items() if k != "bId" and isinstance(v, dict)), None)
+            results.append(BatchResult(bid, operation, value=value))
+    return results

@@ -1,0 +1,98 @@
+"""QuickBooksClient's change data capture, catch-up and batch against the emulator (test_client_emulator's world)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from qbo_connect import intuit
+from qbo_connect.bulk import BatchOperation
+from qbo_connect.errors import InvalidInput, StaleObject, ValidationFailed
+from test_client_emulator import world  # noqa: F401 - the fixture
+
+
+def _after_the_seeded_data(world) -> float:  # noqa: F811
+    """A moment after the emulator seeded its customers: its clock moves on, so later changes come after it."""
+    world.admin("POST", "/clock", {"advance": 5})
+    return time.time() + 2
+
+
+def test_cdc_lists_created_updated_and_deleted_objects_since_a_moment(world) -> None:  # noqa: F811
+    client = world.client()
+    since = _after_the_seeded_data(world)
+    created = client.create("Customer", {"DisplayName": "CDC Customer"})
+    client.update("Customer", {"Id": created["Id"], "SyncToken": created["SyncToken"], "Notes": "x"}, sparse=True)
+    gone = client.create("Customer", {"DisplayName": "CDC Gone"})
+    invoice = client.create("Invoice", {"CustomerRef": {"value": created["Id"]}, "Line": [{"Amount": 10}]})
+    client.delete("Invoice", invoice["Id"], invoice["SyncToken"])
+
+    changes = client.change_data_capture(["Customer", "Invoice"], since)
+
+    assert [(c.entity_id, c.deleted) for c in changes.changes["Customer"]] == [
+        (created["Id"], False),
+        (gone["Id"], False),
+    ]
+    assert changes.changes["Customer"][0].object["Notes"] == "x"
+    assert [(c.entity_id, c.deleted) for c in changes.changes["Invoice"]] == [(invoice["Id"], True)]
+    assert changes.truncated is False and len(changes) == 3
+
+
+def test_cdc_past_the_30_day_window_is_refused_before_any_call(world) -> None:  # noqa: F811
+    calls = world.admin("GET", "/stats")["calls"].get("api", 0)
+    with pytest.raises(InvalidInput, match="30 days"):
+        world.client().change_data_capture(["Customer"], time.time() - intuit.CDC_WINDOW_SECONDS - 60)
+    with pytest.raises(InvalidInput, match="time zone"):
+        from datetime import datetime
+
+        world.client().change_data_capture(["Customer"], datetime(2026, 1, 1))
+    assert world.admin("GET", "/stats")["calls"].get("api", 0) == calls
+
+
+def test_catch_up_asks_per_entity_from_the_last_processed_event(world) -> None:  # noqa: F811
+    client = world.client()
+    last_event = _after_the_seeded_data(world)
+    client.create("Customer", {"DisplayName": "Missed While Down"})
+    before = world.admin("GET", "/stats")["api_resources"].get("cdc", 0)
+    caught = client.catch_up(["Customer", "Invoice"], last_event)
+    assert [c.object["DisplayName"] for c in caught.changes["Customer"]] == ["Missed While Down"]
+    assert caught.changes["Invoice"] == []
+    assert world.admin("GET", "/stats")["api_resources"]["cdc"] - before == 2
+
+
+def test_batch_matches_results_by_bid_and_surfaces_item_faults_as_typed_errors(world) -> None:  # noqa: F811
+    client = world.client()
+    existing = client.create("Customer", {"DisplayName": "Batch Existing"})
+    results = client.batch(
+        [
+            BatchOperation(entity="Customer", operation="create", body={"DisplayName": "Batch New"}),
+            BatchOperation(entity="Customer", operation="create", body={"DisplayName": "Batch Existing"}),
+            BatchOperation(
+                entity="Customer", operation="update", body={"Id": existing["Id"], "SyncToken": "7", "sparse": True}
+            ),
+            BatchOperation(query="select * from Customer where DisplayName = 'Batch New'", bid="find"),
+        ]
+    )
+    assert [r.bid for r in results] == ["b1", "b2", "b3", "find"]
+    assert results[0].ok and results[0].value["DisplayName"] == "Batch New"
+    assert isinstance(results[1].error, ValidationFailed) and results[1].error.fault_code == "6240"
+    assert isinstance(results[2].error, StaleObject)
+    with pytest.raises(StaleObject):
+        results[2].result()
+    assert [c["DisplayName"] for c in results[3].value["Customer"]] == ["Batch New"]
+
+
+def test_batch_keeps_to_intuits_per_request_limit(world) -> None:  # noqa: F811
+    operations = [
+        BatchOperation(entity="Customer", operation="create", body={"DisplayName": f"Bulk {i}"}) for i in range(25)
+    ]
+    before = world.admin("GET", "/stats")["api_resources"].get("batch", 0)
+    results = world.client().batch(operations)
+    assert all(r.ok for r in results) and len(results) == 25
+    assert world.admin("GET", "/stats")["api_resources"]["batch"] - before == 3  # 10 + 10 + 5
+
+
+def test_bad_batch_operations_are_refused_before_any_call(world) -> None:  # noqa: F811
+    with pytest.raises(InvalidInput):
+        world.client().batch([BatchOperation(entity="Customer", operation="merge", body={})])
+    with pytest.raises(InvalidInput, match="share the bId"):
+        world.client().batch([BatchOperation(query="select * from Customer", bid="x")] * 2)
