@@ -156,10 +156,12 @@ def test_timeouts_fit_the_worst_case_of_each_function(template):
 
 
 # --- the public API -------------------------------------------------------------------------------
-def test_only_the_oauth_routes_intuits_webhook_and_the_apps_pages_are_public(template):
-    routes = [(route.method, route.path, route.function) for route in http_routes(template)]
+def test_only_the_oauth_routes_intuits_webhook_the_apps_pages_and_the_console_files_are_public(template):
+    routes = [(route.method, route.path, route.function) for route in http_routes(template) if not route.authorizer]
     assert routes == [
+        ("GET", "/", "ConsoleFunction"),
         ("GET", "/connections/{connection_id}/authorize", "AuthorizeFunction"),
+        ("GET", "/console/{file}", "ConsoleFunction"),
         ("GET", "/intuit/disconnect", "AppPagesFunction"),
         ("GET", "/intuit/launch", "AppPagesFunction"),
         ("GET", "/intuit/reconnect", "AppPagesFunction"),
