@@ -675,8 +675,8 @@ def main() -> None:
 
 
 # Commands of their own modules register themselves on `cli` (they import it from here):
-# `connections update` and `connections import`, and the Intuit app's settings (app-urls, webhooks).
-from qbo_connect_cli import admin_commands, intuit_app  # noqa: E402, F401
+# `connections update` and `connections import`, `doctor`, and the Intuit app's settings (app-urls, webhooks).
+from qbo_connect_cli import admin_commands, doctor, intuit_app  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

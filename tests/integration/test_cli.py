@@ -884,3 +884,18 @@ def test_a_failed_import_changes_nothing_and_never_echoes_the_token(cli: Runs) -
     assert result.exit_code == 1
     assert "Error (" in result.stderr and "AB11-not-a-real-refresh-token" not in result.stderr
     assert listed(cli)[0]["status"] == "not_connected"
+
+
+def test_doctor_checks_each_part_and_says_what_to_do_for_each_failure(cli: Runs) -> None:
+    create(cli, "Acme")
+
+    result = cli("doctor")
+    as_json = json.loads(cli("--output", "json", "doctor").stdout)
+
+    assert result.exit_code == 1  # the connection is not connected yet
+    checks = {c["check"]: c for c in as_json}
+    assert checks["aws credentials"]["ok"] and checks["clock"]["ok"] and checks["callback url"]["ok"]
+    assert not checks["connection Acme"]["ok"]
+    assert "connections authorize-link Acme" in checks["connection Acme"]["detail"]
+    assert re.search(r"^FAIL connection Acme: not_connected: connect it: .*authorize-link Acme$", result.stdout, re.M)
+    assert re.search(r"^ok   clock: within \d+ s of AWS", result.stdout, re.M)
