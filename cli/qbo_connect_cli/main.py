@@ -468,13 +468,14 @@ def test_connection(ctx: click.Context, invocation: Invocation, name_or_id: str,
     invocation.require_clock_agreement()
     services = invocation.services
     connection = services.administration.find(name_or_id)
-    # The test waits on Intuit (a token refresh if due, then CompanyInfo): up to the read timeout.
+    # The test waits on Intuit (a token refresh if due, then CompanyInfo): the spinner names the step.
     spin = progress.is_terminal() and not invocation.wants_json
-    what = f'Testing "{connection.name}": waiting for Intuit (access token if due, then the company\'s name)'
-    with progress.waiting(what, enabled=spin):
-        body = services.connection_tests.run(connection.connection_id).as_json()
+    with progress.waiting(f'Testing "{connection.name}"', enabled=spin) as step:
 
-    body = invocation.services.admin.test(name_or_id, deep=deep).as_json()
+        def waiting_for(what: str) -> None:
+            step.say(f'Testing "{connection.name}": waiting for Intuit: {what}')
+
+        body = services.admin.test(connection.connection_id, deep=deep, on_step=waiting_for).as_json()
     if invocation.wants_json:
         invocation.emit_json(body)
     else:

@@ -19,6 +19,16 @@ FRAMES = "|/-\\"
 SHOW_AFTER_SECONDS = 0.5
 
 
+class Step:
+    """What the spinner says is being waited for; `say` changes it while it spins."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def say(self, what: str) -> None:
+        self.what = what
+
+
 @contextmanager
 def waiting(
     what: str,
@@ -27,11 +37,12 @@ def waiting(
     stream: TextIO | None = None,
     tick_seconds: float = 0.1,
     show_after_seconds: float = SHOW_AFTER_SECONDS,
-) -> Iterator[None]:
+) -> Iterator[Step]:
     """`| Waiting for Intuit: reading the company's name (3 s)` on one line, cleared when done."""
     out = stream or sys.stderr
+    step = Step(what)
     if not enabled:
-        yield
+        yield step
         return
     done = threading.Event()
     started = time.monotonic()
@@ -45,7 +56,7 @@ def waiting(
             elapsed = time.monotonic() - started
             if elapsed < show_after_seconds:
                 continue
-            line = f"{frame} {what} ({elapsed:.0f} s)"
+            line = f"{frame} {step.what} ({elapsed:.0f} s)"
             width = max(width, len(line))
             out.write("\r" + line.ljust(width))
             out.flush()
@@ -53,7 +64,7 @@ def waiting(
     spinner = threading.Thread(target=draw, name="cli-spinner", daemon=True)
     spinner.start()
     try:
-        yield
+        yield step
     finally:
         done.set()
         spinner.join()

@@ -127,3 +127,20 @@ def test_intuit_down_while_a_short_token_needs_refreshing_is_reported_as_unavail
     world.identity.fail_next(world.policy.attempts, IntuitUnavailable("HTTP 502"))
 
     _failed(world, connection.connection_id, "intuit_unavailable")
+
+
+def test_the_test_names_each_step_it_waits_on_for_a_spinner(world):
+    connection = world.connected()
+    world.clock.advance(FORCED_REFRESH_AGE)
+    world.identity.invalidate_access_tokens(REALM)  # the first CompanyInfo gets a 401
+    steps: list[str] = []
+
+    answer = world.tests.run(connection.connection_id, on_step=steps.append).as_json()
+
+    assert answer["ok"] is True
+    assert steps == [
+        "an access token (refreshed first if it is due)",
+        "the company's name (CompanyInfo)",
+        "a new access token after Intuit refused the old one",
+        "the company's name again, with the new token",
+    ]

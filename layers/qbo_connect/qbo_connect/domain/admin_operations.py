@@ -10,6 +10,7 @@ Rules that hold for every operation:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -215,8 +216,8 @@ class AdminOperations:
         self._changed(connection, actor, "deleted", fields=[], revocation=revocation)
         return revocation
 
-    def test(self, name_or_id: str, *, deep: bool = False) -> TestReport:
-        return self._tests.run(self.find(name_or_id).connection_id, deep=deep)
+    def test(self, name_or_id: str, *, deep: bool = False, on_step: Callable[[str], None] | None = None) -> TestReport:
+        return self._tests.run(self.find(name_or_id).connection_id, deep=deep, on_step=on_step)
 
     def refresh(self, name_or_id: str, *, actor: str) -> RefreshResult:
         connection = self.find(name_or_id)

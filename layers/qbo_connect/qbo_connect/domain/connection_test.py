@@ -8,6 +8,7 @@ API (the accounting scope, and one cheap accounting query) and reports each chec
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -102,23 +103,36 @@ class ConnectionTests:
         self._events = events
         self._clock = clock
 
-    def run(self, connection_id: str, *, deep: bool = False, not_after: float | None = None) -> TestReport:
+    def run(
+        self,
+        connection_id: str,
+        *,
+        deep: bool = False,
+        not_after: float | None = None,
+        on_step: Callable[[str], None] | None = None,
+    ) -> TestReport:
+        """`on_step` hears what is being waited for (a CLI spinner names it)."""
+        step = on_step or (lambda _what: None)
         connection = self._store.get(connection_id) if isinstance(connection_id, str) else None
         started = time.monotonic()
         checks: dict[str, dict[str, Any]] | None = {} if deep else None
         running = COMPANY_INFO_CHECK
         try:
+            step("an access token (refreshed first if it is due)")
             connection, token_set = self._lifecycle.valid_token(
                 connection_id, min_valid_seconds=60, not_after=not_after
             )
             try:
+                step("the company's name (CompanyInfo)")
                 info = self._call(connection, token_set.access_token)
             except Unauthorized:
                 # The token may have been revoked early: one forced refresh, then one more try.
+                step("a new access token after Intuit refused the old one")
                 self._lifecycle.refresh(connection_id, force=True, not_after=not_after)
                 connection, token_set = self._lifecycle.valid_token(
                     connection_id, min_valid_seconds=60, not_after=not_after
                 )
+                step("the company's name again, with the new token")
                 info = self._call(connection, token_set.access_token)
             if checks is not None:
                 checks[COMPANY_INFO_CHECK] = {"ok": True, "message": f"company {info.company_name!r}"}
@@ -130,6 +144,7 @@ class ConnectionTests:
                     )
                 checks[ACCOUNTING_SCOPE_CHECK] = {"ok": True, "message": f"{intuit.ACCOUNTING_SCOPE} granted"}
                 running = ACCOUNTING_QUERY_CHECK
+                step("one accounting query (deep test)")
                 probe: AccountingProbe = self._company_api  # type: ignore[assignment]
                 customers = probe.customer_count(
                     base_url=connection.base_url,
