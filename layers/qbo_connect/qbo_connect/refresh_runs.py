@@ -18,6 +18,7 @@ Manager write budget. The vault's rate limiter still caps the writes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -47,30 +48,33 @@ class RefreshRuns:
         self._lifecycle = lifecycle
         self._queue = queue
         self._clock = clock
-        self._not_after: float | None = None
         self._status_gauge = status_gauge  # status_gauge.py: emitted once per sweep
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
-        self._not_after = work_deadline(context, self._clock.now())
+        # Per invocation, not on self: the local stack runs invocations of one function concurrently.
+        not_after = work_deadline(context, self._clock.now())
         if isinstance(event, dict) and "Records" in event:
             processor = AsyncBatchProcessor(event_type=EventType.SQS)
             return async_process_partial_response(
-                event=event, record_handler=self._refresh_record_in_thread, processor=processor, context=context
+                event=event,
+                record_handler=functools.partial(self._refresh_record_in_thread, not_after=not_after),
+                processor=processor,
+                context=context,
             )
         if isinstance(event, dict) and "connection_id" in event:
             try:
-                return self.refresh_one(event["connection_id"]).as_json()
+                return self.refresh_one(event["connection_id"], not_after=not_after).as_json()
             except InvalidInput as error:
                 return error_body(ErrorCode.INVALID_INPUT, error.message)
         if event == SWEEP_EVENT:
-            return self.sweep()
+            return self.sweep(not_after=not_after)
         logger.error("Refusing an unknown refresh payload", extra={"payload_keys": _keys(event)})
         return error_body(
             ErrorCode.INVALID_INPUT,
             'Invoke with {"action": "sweep"} (the schedule\'s event) or {"connection_id": "qbc-..."}',
         )
 
-    def sweep(self) -> dict[str, Any]:
+    def sweep(self, *, not_after: float | None = None) -> dict[str, Any]:
         due = self._lifecycle.due_connection_ids()
         metrics.add_metric(name="ConnectionsDue", unit=MetricUnit.Count, value=len(due))
         if self._queue is not None:
@@ -78,7 +82,7 @@ class RefreshRuns:
             logger.info("Refresh sweep enqueued due connections", extra={"due": len(due), "enqueued": enqueued})
             self._emit_status_gauge()
             return {"due": len(due), "enqueued": enqueued}
-        outcomes = Counter(self.refresh_one(connection_id).outcome.value for connection_id in due)
+        outcomes = Counter(self.refresh_one(cid, not_after=not_after).outcome.value for cid in due)
         logger.info("Refresh sweep finished", extra={"due": len(due), "outcomes": dict(outcomes)})
         self._emit_status_gauge()
         return {"due": len(due), "outcomes": dict(outcomes)}
@@ -87,13 +91,13 @@ class RefreshRuns:
         if self._status_gauge is not None:
             logger.info("Connections by status", extra={"statuses": self._status_gauge()})
 
-    def refresh_one(self, connection_id: Any) -> RefreshResult:
-        return self._lifecycle.refresh(validate_connection_id(connection_id), not_after=self._not_after)
+    def refresh_one(self, connection_id: Any, *, not_after: float | None = None) -> RefreshResult:
+        return self._lifecycle.refresh(validate_connection_id(connection_id), not_after=not_after)
 
-    async def _refresh_record_in_thread(self, record: SQSRecord) -> dict[str, Any]:
-        return await asyncio.to_thread(self._refresh_record, record)
+    async def _refresh_record_in_thread(self, record: SQSRecord, *, not_after: float | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self._refresh_record, record, not_after)
 
-    def _refresh_record(self, record: SQSRecord) -> dict[str, Any]:
+    def _refresh_record(self, record: SQSRecord, not_after: float | None) -> dict[str, Any]:
         try:
             connection_id = validate_connection_id(json.loads(record.body)["connection_id"])
         except (ValueError, KeyError, TypeError, InvalidInput):
@@ -103,7 +107,7 @@ class RefreshRuns:
             return {"dropped": record.message_id}
         # Transient Intuit failures are outcomes, not exceptions: the connection stays due and the next
         # sweep enqueues it again. Only unexpected errors (AWS down, bugs) raise and are retried by SQS.
-        return self.refresh_one(connection_id).as_json()
+        return self.refresh_one(connection_id, not_after=not_after).as_json()
 
 
 def _keys(event: Any) -> list[str]:
