@@ -55,7 +55,10 @@ def set_verifier(invocation: Invocation, client_id: str, from_stdin: bool) -> No
     token = read_client_secret(from_stdin=from_stdin, stdin_option="--stdin", prompt="Verifier token (hidden)")
     if len(token) < 8 or any(ch.isspace() for ch in token):
         raise Failure(
-            "Error: a verifier token is at least 8 characters without spaces: copy it from the app's Webhooks page"
+            "a verifier token is at least 8 characters without spaces: copy it from the app's Webhooks page",
+            code="invalid_input",
+            as_json=invocation.wants_json,
+            code_in_text=True,
         )
     invocation.services.webhook_verifiers.set(client_id, token)
     if invocation.wants_json:
@@ -85,5 +88,10 @@ def list_verifiers(invocation: Invocation) -> None:
 def remove_verifier(invocation: Invocation, client_id: str) -> None:
     """Stop accepting the webhooks of the app CLIENT_ID."""
     if not invocation.services.webhook_verifiers.remove(client_id):
-        raise Failure(f"Error: no verifier token is set for app {client_id!r} (`qbo-connect webhooks list`)")
+        raise Failure(
+            f"no verifier token is set for app {client_id!r} (`qbo-connect webhooks list`)",
+            code="not_found",
+            as_json=invocation.wants_json,
+            code_in_text=True,
+        )
     click.echo(f"Webhooks of app {client_id} are refused from now on (within a minute for running functions).")

@@ -159,6 +159,7 @@ class QueueEventSource:
         poll_seconds: int = 1,
         concurrency: int = 1,
         describe: Callable[[list[str], float], str] | None = None,
+        label: str = "Refresh queue",
     ) -> None:
         self.function = function
         self.sqs = sqs_client
@@ -171,6 +172,7 @@ class QueueEventSource:
         self.concurrency = max(1, concurrency)
         # Says, from the message bodies after the batch, what became of each (the function answers only failures).
         self.describe = describe
+        self.label = label
         self.batches = 0
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
@@ -220,7 +222,7 @@ class QueueEventSource:
             self.batches += 1
         retried = f", {len(failed)} left for retry" if failed else ""
         outcomes = self._describe([m["Body"] for m in messages], started_at)
-        log.info("Refresh queue: %d message(s) handled%s%s", len(messages), retried, outcomes)
+        log.info("%s: %d message(s) handled%s%s", self.label, len(messages), retried, outcomes)
         return len(messages)
 
     def _describe(self, bodies: list[str], started_at: float) -> str:
@@ -229,7 +231,7 @@ class QueueEventSource:
         try:
             return f": {self.describe(bodies, started_at)}"
         except Exception:  # a log line must never stop the consumer
-            log.exception("Refresh queue: could not describe the batch's outcome")
+            log.exception("%s: could not describe the batch's outcome", self.label)
             return ""
 
     def _loop(self, function: Invocable) -> None:

@@ -347,7 +347,8 @@ class LocalStack:
             window_seconds=window if isinstance(window, int | float) else 0,
             report_failures="ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or []),
             concurrency=concurrency,
-            describe=self._describe_refreshes,
+            describe=self._describe_refreshes if function_name == "refresh" else self._describe_entity_changes,
+            label="Refresh queue" if function_name == "refresh" else "Webhook queue",
         ).start()
         if function_name == "refresh":
             self.queue_source = source
@@ -373,6 +374,13 @@ class LocalStack:
             timeout=5,
         )
         subscribed.raise_for_status()
+
+    @staticmethod
+    def _describe_entity_changes(bodies: list[str], batch_started_at: float) -> str:
+        """What a webhook batch carried: its changes, each published as a QuickBooks Entity Changed event."""
+        changes = [c for body in bodies for c in (json.loads(body).get("changes") or [])]
+        kinds = sorted({f"{c.get('entity')} {c.get('operation')}" for c in changes})
+        return f"{len(changes)} change(s) ({', '.join(kinds)}) published as QuickBooks Entity Changed"
 
     @staticmethod
     def _describe_refreshes(bodies: list[str], batch_started_at: float) -> str:
