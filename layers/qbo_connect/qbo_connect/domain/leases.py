@@ -128,10 +128,8 @@ class Leases:
     def current_secret(self, connection: Connection) -> ConnectionSecret | None:
         """The newest secret without the lease: the vault's, or a sealed rotation the vault has not taken yet."""
         secret = self._vault.read(connection.connection_id)
-        if connection.pending_rotation is None or self._sealer is None:
-            return secret
-        pending = self._sealer.open(connection.connection_id, connection.pending_rotation)
-        return pending if secret is None or pending.generation > secret.generation else secret
+        pending = self._sealed_rotation(connection)
+        return pending if _newer(pending, than=secret) else secret
 
     def reread_secret(self, held: HeldLease) -> ConnectionSecret | None:
         return self._vault.read(held.connection.connection_id)
@@ -178,29 +176,31 @@ class Leases:
         )
         return replace(connection, pending_rotation=sealed)
 
+    def _sealed_rotation(self, connection: Connection) -> ConnectionSecret | None:
+        if connection.pending_rotation is None or self._sealer is None:
+            return None
+        return self._sealer.open(connection.connection_id, connection.pending_rotation)
+
     def _apply_pending_rotation(self, held: HeldLease) -> None:
         """A sealed rotation newer than the vault is the truth: write it to the vault, or use it as is."""
-        sealed = held.connection.pending_rotation
-        if sealed is None or self._sealer is None:
+        pending = self._sealed_rotation(held.connection)
+        if pending is None:
             return
-        pending = self._sealer.open(held.connection.connection_id, sealed)
-        if held.secret is not None and held.secret.generation >= pending.generation:
-            # The vault caught up (a write whose answer was lost had landed): the sealed copy is spent.
-            held.connection = self._store.save(replace(held.connection, pending_rotation=None), lease_owner=held.owner)
-            return
-        held.secret = pending
-        try:
-            self._vault.write(pending)
-        except VaultUnavailable:
-            logger.error(
-                "Secrets Manager still refuses a pending rotation; using the sealed copy",
+        if _newer(pending, than=held.secret):
+            held.secret = pending
+            try:
+                self._vault.write(pending)
+            except VaultUnavailable:
+                logger.error(
+                    "Secrets Manager still refuses a pending rotation; using the sealed copy",
+                    extra={"connection_id": held.connection.connection_id, "generation": pending.generation},
+                )
+                return
+            logger.warning(
+                "Pending rotation written to Secrets Manager",
                 extra={"connection_id": held.connection.connection_id, "generation": pending.generation},
             )
-            return
-        logger.warning(
-            "Pending rotation written to Secrets Manager",
-            extra={"connection_id": held.connection.connection_id, "generation": pending.generation},
-        )
+        # Written now, or the vault had caught up (a write whose answer was lost had landed): spent.
         held.connection = self._store.save(replace(held.connection, pending_rotation=None), lease_owner=held.owner)
 
     def _reconcile(self, held: HeldLease) -> Connection:
@@ -225,14 +225,22 @@ class Leases:
         return self._store.save(updated, lease_owner=held.owner)
 
 
+def _newer(pending: ConnectionSecret | None, *, than: ConnectionSecret | None) -> bool:
+    return pending is not None and (than is None or pending.generation > than.generation)
+
+
+def utc_time(epoch: float) -> str:
+    """A time in the messages people read: ISO 8601, UTC, to the second."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def busy_because(connection: Connection | None, connection_id: str, *, now: float) -> Busy:
     """Why a lease could not be had, in words a person can act on."""
     fence = connection.refresh_in_flight_until if connection else None
     if connection is not None and fence is not None and not connection.lease_is_held(now):
-        until = datetime.fromtimestamp(fence, UTC).strftime("%H:%M:%S UTC")
         return InFlight(
             f"Intuit's answer to a refresh of connection {connection_id!r} was lost in flight: nothing is sent "
-            f"with its refresh token before {until}, when the service checks again by itself",
+            f"with its refresh token before {utc_time(fence)}, when the service checks again by itself",
             until=fence,
         )
     return Busy(f"Connection {connection_id!r} is being changed by someone else: try again shortly")

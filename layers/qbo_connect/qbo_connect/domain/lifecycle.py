@@ -13,13 +13,12 @@ import math
 import random
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from enum import StrEnum
 
 from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, ConnectionStatus
 from qbo_connect.domain.events import EventType, connection_event
-from qbo_connect.domain.leases import HeldLease, Leases, require
+from qbo_connect.domain.leases import HeldLease, Leases, require, utc_time
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
     Busy,
@@ -178,8 +177,9 @@ class TokenLifecycle:
                 f"refreshed {int(age)} s ago",
                 retry_at=now + self.policy.forced_refresh_min_age_seconds - age,
             )
-        if force and self._forced_refresh_budget(connection, now) < 1:
-            wait = (1 - self._forced_refresh_budget(connection, now)) * self.policy.forced_refresh_refill_seconds
+        budget = self._forced_refresh_budget(connection, now) if force else None
+        if budget is not None and budget < 1:
+            wait = (1 - budget) * self.policy.forced_refresh_refill_seconds
             return RefreshResult(
                 cid,
                 RefreshOutcome.ALREADY_REFRESHED,
@@ -337,7 +337,7 @@ class TokenLifecycle:
         metrics.add_metric(name="RefreshOutcomeUnknown", unit=MetricUnit.Count, value=1)
         reason = (
             f"{error}: Intuit may have rotated the refresh token; nothing is sent with it before "
-            f"{_clock_time(check_at)}, then the service checks once and reports at once if the grant is gone"
+            f"{utc_time(check_at)}, then the service checks once and reports at once if the grant is gone"
         )
         self._publish(
             EventType.REFRESH_FAILED,
@@ -512,10 +512,6 @@ def expiry_warning(connection: Connection, now: float) -> ExpiryWarning | None:
     # One event for the closest threshold; thresholds crossed at once are marked sent together.
     sent = tuple(sorted({*connection.expiry_warnings_sent, *(f"{d}d" for d in crossed)}))
     return ExpiryWarning(min(fresh), days_left, ends_at, ends_by, sent)
-
-
-def _clock_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _raise_for_status(connection: Connection) -> None:
