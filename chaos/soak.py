@@ -25,7 +25,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 REGION = "us-east-1"
 ACCESS_TOKEN_SECONDS = 3600
@@ -363,10 +363,8 @@ class Soak:
 
     def _connect(self, services: Any, connection_id: str | None = None) -> str:
         """Create (or reuse) a connection and run the consent flow the way a browser does."""
-        import requests
         from qbo_connect.domain.administration import NewConnection
-        from qbo_connect.domain.authorization import callback_url
-        from qbo_local.emulator.facts import DECISION_PATH
+        from qbo_local.consent import consent_in_emulator
 
         if connection_id is None:
             connection_id = services.administration.create(
@@ -376,18 +374,13 @@ class Soak:
                     client_secret="cs-" + uuid.uuid4().hex,
                 )
             ).connection_id
-        base = self.settings.public_base_url
-        link = {
-            k: v[0] for k, v in parse_qs(urlsplit(services.authorize_links.create(base, connection_id)).query).items()
-        }
-        start = services.consent.start(
-            connection_id, exp=link["exp"], kid=link["kid"], sig=link["sig"], redirect_uri=callback_url(base)
+        consent_in_emulator(
+            services,
+            connection_id=connection_id,
+            api_base_url=self.settings.public_base_url,
+            emulator_url=self.emulator_url,
+            realm_id=REALM_ID,
         )
-        form = dict(parse_qsl(urlsplit(start.redirect_url).query)) | {"realm_id": REALM_ID}
-        decision = requests.post(self.emulator_url + DECISION_PATH, data=form, allow_redirects=False, timeout=10)
-        callback = dict(parse_qsl(urlsplit(decision.headers["Location"]).query))
-        result = services.consent.complete(callback, state_cookie=start.state_cookie)
-        assert result.connection.status.value == "connected", result
         return connection_id
 
 

@@ -17,25 +17,24 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.session
 import pytest
-import requests
 from fakes import FakeClock
 from qbo_connect import intuit
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.adapters.intuit_oauth import IntuitOAuth
 from qbo_connect.adapters.quickbooks_api import QuickBooksApi
 from qbo_connect.domain.administration import NewConnection
-from qbo_connect.domain.authorization import callback_url
 from qbo_connect.domain.connection import Connection
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import QboConnectError
 from qbo_connect.ports import ConnectionEvent
 from qbo_connect.runtime import Services, build_services
 from qbo_connect.settings import Settings
+from qbo_local.consent import consent_in_emulator
 from qbo_local.serialized_moto import SerializedMotoServer
 
 REGION = "us-east-1"
@@ -261,26 +260,14 @@ class Stack:
                 client_secret="cs-" + uuid.uuid4().hex,
             )
         )
-        link = urlsplit(services.authorize_links.create(API_BASE_URL, created.connection_id))
-        query = {key: values[0] for key, values in parse_qs(link.query).items()}
-        start = services.consent.start(
-            created.connection_id,
-            exp=query["exp"],
-            kid=query["kid"],
-            sig=query["sig"],
-            redirect_uri=callback_url(API_BASE_URL),
+        # The browser: the signed link, Intuit's consent page, the Connect button, the callback.
+        result = consent_in_emulator(
+            services,
+            connection_id=created.connection_id,
+            api_base_url=API_BASE_URL,
+            emulator_url=self.emulator_url,
+            realm_id=REALM_ID,
         )
-        # The browser: Intuit's consent page, then the Connect button posts the form back.
-        from qbo_local.emulator.facts import DECISION_PATH
-
-        page = requests.get(start.redirect_url, timeout=10)
-        assert page.status_code == 200, page.text
-        form = dict(parse_qsl(urlsplit(start.redirect_url).query)) | {"realm_id": REALM_ID}
-        decision = requests.post(self.emulator_url + DECISION_PATH, data=form, allow_redirects=False, timeout=10)
-        assert decision.status_code == 302, decision.text
-        callback = dict(parse_qsl(urlsplit(decision.headers["Location"]).query))
-        result = services.consent.complete(callback, state_cookie=start.state_cookie)
-        assert result.connection.status.value == "connected"
         return result.connection
 
     # --- looking at the outcome -------------------------------------------------------------------------
