@@ -33,7 +33,7 @@ grant is revoked): the strictest reading of Intuit's rules, which the emulator e
 
 - **One sender per generation.** A refresher holds the connection's lease (a conditional write on the
   item). The same write marks a refresh call *in flight* until it is certainly over at Intuit (the
-  lease's end plus Intuit's 120 s request limit). Nobody takes over a lease before its expiry plus the
+  lease's end plus Intuit's 120 s request limit plus the writer's own skew allowance). Nobody takes over a lease before its expiry plus the
   clock-skew allowance (30 s), and nobody sends the refresh token while an in-flight mark stands.
 - **A deadline on the whole call**, not on each socket read (a trickled answer cannot outlive it): by
   default Intuit's own 120 s limit, less when the lease or the Lambda invocation leaves less (a call
@@ -67,8 +67,11 @@ says so loudly: the connection stays `connected` only until the check after the 
 its event and alarm, well inside one schedule period (300 s). Under the lenient reading (Intuit's JS
 SDK: the previous refresh token keeps working for a while) the same check simply succeeds.
 
-Also left, and documented rather than hidden: a clock more than the skew allowance plus Intuit's 120 s
-away from the others can still take a lease early (the CLI refuses to take leases with a clock further
+Also left, and documented rather than hidden: a refresher that pauses (a frozen VM, a stop-the-world
+pause) between its last deadline check and the send for longer than the mark's margin, combined with
+clocks further apart than the allowance, can still overlap another sender: the soak found one such
+overlap (clocks 120 s apart plus a 231 s pause) before the mark took the writer's allowance too. A clock
+more than the skew allowance plus Intuit's 120 s away from the others can still take a lease early (the CLI refuses to take leases with a clock further
 than the allowance from AWS's; Lambda's clocks are NTP-synchronised); while Secrets Manager refuses
 writes, workflows reading the secret directly (not through the layer) see the previous token set.
 

@@ -48,8 +48,9 @@ LEASE_SECONDS = 60
 CALL_DEADLINE_SECONDS = 20.0
 VAULT_WRITE_DEADLINE_SECONDS = 10.0
 SKEW_SECONDS = 5.0
-# When a refresher that died holding the lease is certainly done at Intuit, by anyone's clock.
-FENCE_SECONDS = LEASE_SECONDS + intuit.REQUEST_TIME_LIMIT_SECONDS + SKEW_SECONDS + 1
+# When a refresher that died holding the lease is certainly done at Intuit, by anyone's clock: the mark it
+# wrote carries its own skew allowance, and readers add theirs.
+FENCE_SECONDS = LEASE_SECONDS + intuit.REQUEST_TIME_LIMIT_SECONDS + 2 * SKEW_SECONDS + 1
 
 
 # --- clocks -----------------------------------------------------------------------------------------

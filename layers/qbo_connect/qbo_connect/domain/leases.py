@@ -147,8 +147,11 @@ class Leases:
                     seconds=self.lease_seconds,
                     skew_seconds=self.skew_seconds,
                     # A call sent while we hold the lease is over at Intuit by the lease's end plus
-                    # Intuit's request time limit, whatever happens to us.
-                    fence_until=now + self.lease_seconds + intuit.REQUEST_TIME_LIMIT_SECONDS if fence else None,
+                    # Intuit's request time limit, whatever happens to us; plus the skew allowance for
+                    # our own clock, since a pause between our last check and the send is ours to cover.
+                    fence_until=now + self.lease_seconds + intuit.REQUEST_TIME_LIMIT_SECONDS + self.skew_seconds
+                    if fence
+                    else None,
                 )
             except Busy:
                 if self._clock.now() + delay > deadline:
