@@ -332,7 +332,8 @@ class LocalStack:
             log.warning("template.yaml gives functions/%s no SQS event: nothing consumes its queue", function_name)
             return
         properties = queue_event.get("Properties") or {}
-        batch_size, window = properties.get("BatchSize", 10), properties.get("MaximumBatchingWindowInSeconds", 0)
+        batch_size = parameter_default(self._template, properties.get("BatchSize", 10), 10)
+        window = properties.get("MaximumBatchingWindowInSeconds", 0)
         concurrency = parameter_default(
             self._template, (properties.get("ScalingConfig") or {}).get("MaximumConcurrency"), 1
         )
