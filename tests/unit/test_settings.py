@@ -190,7 +190,9 @@ def test_the_templates_refresh_defaults_let_a_batch_wait_for_the_write_budget_wi
 
     settings = Settings.from_environment(env)
 
-    assert settings.refresh_batch_size / settings.secrets_writes_per_second_here <= settings.vault_write_deadline_seconds
+    assert (
+        settings.refresh_batch_size / settings.secrets_writes_per_second_here <= settings.vault_write_deadline_seconds
+    )
 
 
 def test_a_batch_that_would_wait_past_the_vault_deadline_for_the_write_budget_is_refused() -> None:

@@ -238,7 +238,10 @@ def test_refresh_queue_reports_batch_item_failures(template):
     assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert properties["BatchSize"] == Tag("Ref", "RefreshBatchSize")
     # Lambda takes more than 10 records per batch from a standard queue only with a batching window.
-    assert template["Parameters"]["RefreshBatchSize"]["MaxValue"] <= 10 or properties["MaximumBatchingWindowInSeconds"] >= 1
+    assert (
+        template["Parameters"]["RefreshBatchSize"]["MaxValue"] <= 10
+        or properties["MaximumBatchingWindowInSeconds"] >= 1
+    )
     assert properties["ScalingConfig"] == {"MaximumConcurrency": Tag("Ref", "RefreshMaxConcurrency")}
 
 
