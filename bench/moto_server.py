@@ -14,9 +14,10 @@ holds (AWS does not), so that the throughput figure measures qbo-connect and not
   of the queue), for every message sent and received: quadratic again. Here a count is reused for
   up to five seconds (SQS calls them approximate too; nothing in the benchmark reads them), and
   attribute names are converted once.
-- DynamoDB checks an update expression's clause counts at every nested node of its syntax tree,
-  each check walking the subtree again: quadratic in the number of SET actions (the metadata save
-  sets twenty). Here the check runs once, at the root, whose count covers every nested clause.
+- DynamoDB checks an update expression's clause counts, and that no two of its paths overlap, at
+  every nested node of its syntax tree, each check walking the subtree again: quadratic in the number
+  of SET actions (the metadata save sets twenty). Here each check runs once, at the root, whose
+  clauses cover every nested one.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import moto.sqs.models as sqs_models
 from moto.dynamodb.parsing.ast_nodes import UpdateExpression
-from moto.dynamodb.parsing.validators import ActionCountValidator
+from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
 from moto.secretsmanager.models import SecretsStore
 from moto.server import main
 from moto.sqs.exceptions import ReceiptHandleIsInvalid
@@ -95,6 +96,12 @@ def _count_actions_at_the_root(self: ActionCountValidator, node: Any) -> Any:
     return node
 
 
+def _check_overlaps_at_the_root(self: OverlappingPathsValidator, node: Any) -> Any:
+    if isinstance(node, UpdateExpression):
+        self.check_for_overlapping_paths(node)
+    return node
+
+
 SecretsStore.__getitem__ = _getitem  # type: ignore[method-assign]
 SecretsStore.__contains__ = _contains  # type: ignore[method-assign]
 SecretsStore.get = _get  # type: ignore[method-assign]
@@ -106,6 +113,7 @@ for _name in (
 ):
     setattr(Queue, _name, _reused_for_a_while(getattr(Queue, _name)))
 ActionCountValidator.traverse = _count_actions_at_the_root  # type: ignore[method-assign]
+OverlappingPathsValidator.traverse = _check_overlaps_at_the_root  # type: ignore[method-assign]
 sqs_models.camelcase_to_underscores = functools.lru_cache(maxsize=512)(sqs_models.camelcase_to_underscores)
 
 

@@ -264,6 +264,19 @@ class QueueEventSource:
                 continue
         return None
 
+    def add_container(self) -> Invocable | None:
+        """Start one more idle instance now (as provisioned concurrency would), unless `concurrency` exist."""
+        with self._count_lock:
+            if len(self.containers) >= self.concurrency:
+                return None
+            index = len(self.containers)
+            self.containers.append(self.function)  # holds the place while the instance starts
+        container = self._new_container(index)
+        with self._count_lock:
+            self.containers[index] = container
+        self._idle.put(container)
+        return container
+
     def _new_container(self, index: int) -> Invocable:
         if index == 0:
             return self.function

@@ -44,6 +44,7 @@ from qbo_local.template import (
     http_routes,
     load_template,
     parameter_default,
+    queue_attributes,
 )
 
 log = logging.getLogger("qbo_local.stack")
@@ -157,11 +158,14 @@ class LocalStack:
         os.environ.pop(config.INTUIT_CLIENT_ID_ENV, None)
         os.environ.pop(config.INTUIT_CLIENT_SECRET_ENV, None)
         put_layer_first(self.options.root)
+        self._template = load_template(self.options.root / "template.yaml")
 
         aws_endpoint = self._start_aws()
         queue_url, queue_arn, dlq_url = self._create_aws_resources()
         self.admin = self._create_admin_pool(aws_endpoint)
-        webhook_queue_url, webhook_queue_arn, _ = self._create_queue(config.WEBHOOK_QUEUE_NAME, config.WEBHOOK_DLQ_NAME)
+        webhook_queue_url, webhook_queue_arn, _ = self._create_queue(
+            config.WEBHOOK_QUEUE_NAME, config.WEBHOOK_DLQ_NAME, "WebhookQueue"
+        )
         emulator_url = self._start_intuit()
         router = self._bind_router()
         api_url = router.url
@@ -264,17 +268,22 @@ class LocalStack:
         # template.yaml's RotationKey: seals a rotated token set the vault refused onto the item.
         key = boto3.client("kms").create_key(Description="qbo-connect local: seals refused rotations")
         os.environ["QBO_ROTATION_KEY_ID"] = key["KeyMetadata"]["Arn"]
-        return self._create_queue(config.REFRESH_QUEUE_NAME, config.REFRESH_DLQ_NAME)
+        return self._create_queue(config.REFRESH_QUEUE_NAME, config.REFRESH_DLQ_NAME, "RefreshQueue")
 
-    def _create_queue(self, name: str, dead_letter_name: str) -> tuple[str, str, str]:
-        """A queue with its dead-letter queue, as the template pairs them: (url, arn, dead-letter url)."""
+    def _create_queue(self, name: str, dead_letter_name: str, logical_id: str) -> tuple[str, str, str]:
+        """A queue with its dead-letter queue, as the template pairs them, with the template's visibility
+        timeout (a batch outlasting SQS's default 30 s would otherwise be handed out twice) and receive
+        count: (url, arn, dead-letter url)."""
         import boto3
 
         sqs = boto3.client("sqs")
         dlq_url = sqs.create_queue(QueueName=dead_letter_name)["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": config.REFRESH_MAX_RECEIVE_COUNT}
-        queue_url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(redrive)})["QueueUrl"]
+        attributes = queue_attributes(self._template, logical_id)
+        receives = attributes.pop("maxReceiveCount", None)
+        if receives is not None:
+            attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": int(receives)})
+        queue_url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return queue_url, queue_arn, dlq_url
 
@@ -451,7 +460,7 @@ class LocalStack:
 
     def _bind_router(self) -> RouterServer:
         root = self.options.root
-        template = self._template = load_template(root / "template.yaml")
+        template = self._template
         specs = function_specs(root, template)
         by_logical_id = {logical_id: LocalFunction(spec) for logical_id, spec in specs.items()}
         self.functions = {function.spec.short_name: function for function in by_logical_id.values()}

@@ -414,3 +414,17 @@ def test_sample_queue_event_comes_from_sqs():
     for record in event["Records"]:
         assert record["eventSource"] == "aws:sqs"
         assert json.loads(record["body"]) == {"connection_id": "demo"}
+
+
+def test_the_local_stack_creates_its_queues_with_the_templates_timings(template):
+    from qbo_local.template import queue_attributes
+
+    refresh = queue_attributes(template, "RefreshQueue")
+
+    # A batch slower than SQS's default 30 s visibility would otherwise be handed to a second instance.
+    assert int(refresh["VisibilityTimeout"]) >= 6 * function_properties(template, "RefreshFunction")["Timeout"]
+    assert refresh["maxReceiveCount"] == str(
+        template["Resources"]["RefreshQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    )
+    webhook_visibility = template["Resources"]["WebhookQueue"]["Properties"]["VisibilityTimeout"]
+    assert queue_attributes(template, "WebhookQueue")["VisibilityTimeout"] == str(webhook_visibility)

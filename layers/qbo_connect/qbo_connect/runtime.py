@@ -35,11 +35,18 @@ if TYPE_CHECKING:
     from qbo_connect.refresh_runs import RefreshRuns
 
 
-def _aws_config():
+def _aws_config(connections: int = 10):
     from botocore.config import Config
 
     # Standard mode retries throttling and transient errors with backoff, a bounded number of times.
-    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+    # A pool as large as the threads that share a client (a refresh batch's), so none opens and drops
+    # connections of its own (botocore keeps 10).
+    return Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=20,
+        max_pool_connections=max(10, connections),
+    )
 
 
 @dataclass
@@ -51,11 +58,12 @@ class Services:
     company_api_override: CompanyApi | None = None
 
     def _client(self, name: str):
-        return self.session.client(name, config=_aws_config())
+        return self.session.client(name, config=_aws_config(self.settings.refresh_batch_size))
 
     @cached_property
     def table(self):
-        return self.session.resource("dynamodb", config=_aws_config()).Table(self.settings.table_name)
+        config = _aws_config(self.settings.refresh_batch_size)
+        return self.session.resource("dynamodb", config=config).Table(self.settings.table_name)
 
     @cached_property
     def store(self) -> DynamoDbConnectionStore:
