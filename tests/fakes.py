@@ -25,7 +25,7 @@ from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow, FlowRe
 from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
 from qbo_connect.domain.connection_test import ConnectionTests
 from qbo_connect.domain.leases import Leases, busy_because
-from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
+from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
@@ -608,7 +608,7 @@ class RecordingEvents:
 
 API_BASE_URL = "https://api.qbo-connect.test"
 # Older than the lifecycle's forced-refresh minimum age: a 401 may force a refresh again.
-FORCED_REFRESH_AGE = RefreshPolicy.forced_refresh_min_age_seconds + 60
+FORCED_REFRESH_AGE = RefreshTimings.forced_refresh_min_age_seconds + 60
 CLIENT_ID = "ABfakeclientid0123456789"
 
 
@@ -633,9 +633,9 @@ class FakeWorld:
             skew_seconds=self.settings.clock_skew_seconds,
             sealer=self.sealer,
         )
-        self.policy = RefreshPolicy(margin_seconds=self.settings.refresh_margin_seconds)
+        self.timings = RefreshTimings(margin_seconds=self.settings.refresh_margin_seconds)
         self.lifecycle = TokenLifecycle(
-            self.store, self.vault, self.identity, self.events, self.clock, self.leases, self.policy
+            self.store, self.vault, self.identity, self.events, self.clock, self.leases, self.timings
         )
         self.links = AuthorizeLinks(self.keys, self.clock, lifetime_seconds=self.settings.authorize_link_seconds)
         self.consent = ConsentFlow(

@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 from moto import mock_aws
 from qbo_connect import intuit, runtime
 from qbo_connect.adapters.dynamodb_store import create_table
-from qbo_connect.domain.lifecycle import RefreshPolicy
+from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import NeedsReauthorization
 from qbo_connect.ports import CompanyInfo
@@ -819,7 +819,7 @@ def test_forced_refresh_of_a_fresh_token_says_when_it_will_be_allowed(cli: Runs,
     [answer] = json.loads(as_json.stdout)
     refreshed_at = listed(cli)[0]["last_refreshed_at"]
     assert answer["outcome"] == "already_refreshed"
-    min_age = RefreshPolicy.forced_refresh_min_age_seconds
+    min_age = RefreshTimings.forced_refresh_min_age_seconds
     assert refreshed_at + min_age <= answer["forced_refresh_allowed_at"] <= refreshed_at + min_age + 1
     assert "already_refreshed" in cli("refresh", "--help").stdout
 

@@ -136,9 +136,9 @@ class Services:
 
     @cached_property
     def lifecycle(self) -> TokenLifecycle:
-        from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
+        from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
 
-        policy = RefreshPolicy(
+        timings = RefreshTimings(
             margin_seconds=self.settings.refresh_margin_seconds,
             call_deadline_seconds=self.settings.refresh_call_deadline_seconds,
             persist_seconds=self.settings.vault_write_deadline_seconds + 10,
@@ -150,7 +150,7 @@ class Services:
             self.events,
             self.clock,
             self.leases,
-            policy,
+            timings,
             recheck=self.refresh_queue,
         )
 

@@ -10,7 +10,7 @@ refresh happens only when the token cannot serve the caller, and then through th
 
 When Intuit answers 401 with a token from here, call `token_rejected(connection_id, token)`: it asks
 for one forced refresh (still under the lease), at most once per connection per
-`RefreshPolicy.forced_refresh_min_age_seconds` (ten minutes) in this process; the lifecycle also refuses
+`RefreshTimings.forced_refresh_min_age_seconds` (ten minutes) in this process; the lifecycle also refuses
 to force a refresh of a token younger than that, whoever asks, and keeps a per-connection budget of
 forced refreshes so the secret stays within Secrets Manager's version quota. A caller looping on 401s therefore gets the same
 token back and sees its 401 as an error, instead of making the service refresh in a loop.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshPolicy, TokenLifecycle
+from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshTimings, TokenLifecycle
 from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput
 from qbo_connect.observability import logger
 from qbo_connect.ports import Clock, ConnectionStore
@@ -30,7 +30,7 @@ DEFAULT_MIN_VALID_SECONDS = 300.0
 # A fresh access token lives an hour. Asking for nearly all of it would refresh a token minutes old on
 # every read, and each refresh writes a Secrets Manager version (about 100 a day is the quota): the
 # lifecycle's cap keeps one refresh per half hour at most.
-MAX_MIN_VALID_SECONDS = RefreshPolicy.max_min_valid_seconds
+MAX_MIN_VALID_SECONDS = RefreshTimings.max_min_valid_seconds
 # While another holder refreshes the connection: how long to wait, and how often to look.
 BUSY_WAIT_SECONDS = 30.0
 BUSY_POLL_SECONDS = 0.25
@@ -109,7 +109,7 @@ class TokenAccess:
                 return current  # the vault moved on (the schedule refreshed): no need to force anything
             now = self._clock.now()
             last_forced = self._forced_at.get(connection_id)
-            if last_forced is not None and now - last_forced < self._lifecycle.policy.forced_refresh_min_age_seconds:
+            if last_forced is not None and now - last_forced < self._lifecycle.timings.forced_refresh_min_age_seconds:
                 logger.warning(
                     "Access token rejected again soon after a forced refresh; not refreshing again",
                     extra={"connection_id": connection_id},
