@@ -22,7 +22,7 @@ from qbo_connect import intuit
 from qbo_connect.domain.admin_operations import AdminOperations
 from qbo_connect.domain.administration import Administration, NewConnection
 from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow, FlowResult, callback_url
-from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
+from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy, TestResult
 from qbo_connect.domain.connection_test import ConnectionTests
 from qbo_connect.domain.leases import Leases, busy_because
 from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
@@ -199,12 +199,15 @@ class InMemoryConnectionStore:
             if stored is not None:
                 self._connections[connection_id] = replace(stored, last_test=result)
 
-    def due_connection_ids(self, *, due_before: float, limit: int | None = None) -> list[str]:
+    def due_connection_ids(
+        self, *, due_before: float, policy: RefreshPolicy = RefreshPolicy.EAGER, limit: int | None = None
+    ) -> list[str]:
         with self._lock:
             due = sorted(
                 (c.access_token_expires_at, c.connection_id)
                 for c in self._connections.values()
                 if c.status is ConnectionStatus.CONNECTED
+                and c.refresh_policy is policy
                 and c.access_token_expires_at is not None
                 and c.access_token_expires_at <= due_before
             )

@@ -140,6 +140,7 @@ class Services:
 
         timings = RefreshTimings(
             margin_seconds=self.settings.refresh_margin_seconds,
+            keepalive_seconds=self.settings.on_demand_keepalive_seconds,
             call_deadline_seconds=self.settings.refresh_call_deadline_seconds,
             persist_seconds=self.settings.vault_write_deadline_seconds + 10,
         )

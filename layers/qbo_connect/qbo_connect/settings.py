@@ -42,6 +42,8 @@ class Settings:
 
     refresh_margin_seconds: int = 900
     refresh_period_seconds: int = 300
+    # An on-demand connection's keep-alive refresh comes this long after its last refresh.
+    on_demand_keepalive_seconds: int = 86_400
     # Lease > refresh call deadline + vault write deadline + clock skew allowance (checked below).
     lease_seconds: int = 200
     refresh_call_deadline_seconds: float = float(intuit.REQUEST_TIME_LIMIT_SECONDS)
@@ -171,6 +173,7 @@ class Settings:
             refresh_period_seconds=refresh_period(
                 text("QBO_REFRESH_SCHEDULE"), number("QBO_REFRESH_PERIOD_SECONDS", 0)
             ),
+            on_demand_keepalive_seconds=number("QBO_ON_DEMAND_KEEPALIVE_SECONDS", 86_400),
             lease_seconds=number("QBO_LEASE_SECONDS", 200),
             refresh_call_deadline_seconds=number(
                 "QBO_REFRESH_CALL_DEADLINE_SECONDS", float(intuit.REQUEST_TIME_LIMIT_SECONDS), float

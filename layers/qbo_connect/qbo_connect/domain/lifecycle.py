@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from qbo_connect import intuit
-from qbo_connect.domain.connection import Connection, ConnectionStatus
+from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import HeldLease, Leases, require, utc_time
 from qbo_connect.domain.token_set import TokenSet
@@ -90,6 +90,9 @@ class RefreshTimings:
     persist_seconds: float = 40
     # A call given less than this (or than the whole deadline, if shorter) is not started.
     min_call_seconds: float = 10
+    # An on-demand connection nobody asked a token of is refreshed this long after its last refresh:
+    # the refresh token's rolling expiry (about 100 days) keeps moving, and a revoked grant is found.
+    keepalive_seconds: float = 86_400
 
     @property
     def shortest_call_seconds(self) -> float:
@@ -120,7 +123,16 @@ class TokenLifecycle:
 
     # --- finding work -------------------------------------------------------------------------
     def due_connection_ids(self) -> list[str]:
-        return self._store.due_connection_ids(due_before=self._clock.now() + self.timings.margin_seconds)
+        """Eager connections whose access token expires within the margin, and on-demand connections last
+        refreshed a keep-alive period ago: one index query each."""
+        now = self._clock.now()
+        eager = self._store.due_connection_ids(due_before=now + self.timings.margin_seconds)
+        # The index orders by access-token expiry, which a refresh sets an access-token lifetime after it.
+        last_refreshed_before = now - self.timings.keepalive_seconds
+        keepalive = self._store.due_connection_ids(
+            due_before=last_refreshed_before + intuit.ACCESS_TOKEN_DEFAULT_SECONDS, policy=RefreshPolicy.ON_DEMAND
+        )
+        return eager + keepalive
 
     # --- refreshing ---------------------------------------------------------------------------
     def refresh(
