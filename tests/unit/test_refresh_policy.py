@@ -139,7 +139,7 @@ def test_an_unknown_policy_is_refused_and_changes_nothing(world, policy):
     connection_id = world.connected(realm_id=REALM).connection_id
     before = (world.connection(connection_id), world.vault.read(connection_id), len(world.events.published))
 
-    with pytest.raises(InvalidInput, match="`eager`.*`on_demand`"):
+    with pytest.raises(InvalidInput, match=r"`eager`.*`on_demand`"):
         world.admin.update(connection_id, ConnectionUpdate(refresh_policy=policy), actor="admin@example.com")
 
     assert (world.connection(connection_id), world.vault.read(connection_id), len(world.events.published)) == before
