@@ -866,6 +866,25 @@ def test_update_renames_and_pins_the_company_and_refuses_a_bad_change(cli: Runs)
     assert listed(cli)[0]["scopes"] == [intuit.ACCOUNTING_SCOPE]
 
 
+def test_the_refresh_policy_is_shown_and_changed_and_a_bad_one_changes_nothing(cli: Runs) -> None:
+    create(cli, "Acme", "--id", "acme")
+    create(cli, "Nightly", "--id", "nightly", "--refresh-policy", "on_demand")
+
+    changed = cli("connections", "update", "acme", "--refresh-policy", "on_demand")
+    refused = cli("connections", "update", "nightly", "--refresh-policy", "lazy")
+
+    assert changed.exit_code == 0, changed.output
+    assert "Refresh policy" in changed.stdout and "on_demand" in changed.stdout
+    assert {c["connection_id"]: c["refresh_policy"] for c in listed(cli)} == {
+        "acme": "on_demand",
+        "nightly": "on_demand",
+    }
+    assert stored_secret("acme")["refresh_policy"] == stored_secret("nightly")["refresh_policy"] == "on_demand"
+    assert refused.exit_code == 2 and "'lazy' is not one of 'eager', 'on_demand'" in refused.output
+    assert "on demand" in cli("connections", "list").stdout
+    assert "Refresh policy" in cli("connections", "show", "nightly").stdout
+
+
 def test_authorize_link_may_live_up_to_seven_days(cli: Runs) -> None:
     create(cli, "Acme", "--id", "acme")
 
