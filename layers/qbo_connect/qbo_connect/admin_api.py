@@ -21,8 +21,8 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from qbo_connect import intuit
 from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
 from qbo_connect.domain.administration import NewConnection
-from qbo_connect.domain.connection import RefreshPolicy
 from qbo_connect.domain.authorization import callback_url
+from qbo_connect.domain.connection import RefreshPolicy
 from qbo_connect.domain.connection_test import NEXT_STEPS
 from qbo_connect.errors import ErrorCode, InvalidInput, QboConnectError
 from qbo_connect.observability import logger
