@@ -23,6 +23,7 @@ FUNCTIONS = {
     "CallbackFunction": "functions/callback/",
     "RefreshFunction": "functions/refresh/",
     "TestFunction": "functions/test/",
+    "TokenFunction": "functions/token/",
     "AdminFunction": "functions/admin/",
     "ConsoleFunction": "functions/console/",
 }
