@@ -1,6 +1,8 @@
 """moto's server as the benchmark runs it: `python -m bench.moto_server -H 127.0.0.1 -p PORT`.
 
-Two changes to moto, for the benchmark only, where moto does per call work that grows with what it
+It is the local stack's (qbo_local.serialized_moto: DynamoDB's and Secrets Manager's requests applied
+atomically, as AWS does; plain moto lets two processes racing for one lease both win). And four changes
+to moto, for the benchmark only, where moto does per call work that grows with what it
 holds (AWS does not), so that the throughput figure measures qbo-connect and not moto:
 
 - Secrets Manager finds a secret by comparing every stored secret's name and ARN: with 11,000
@@ -33,7 +35,6 @@ import moto.sqs.models as sqs_models
 from moto.dynamodb.parsing.ast_nodes import UpdateExpression
 from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
 from moto.secretsmanager.models import SecretsStore
-from moto.server import main
 from moto.sqs.exceptions import ReceiptHandleIsInvalid
 from moto.sqs.models import Queue
 
@@ -123,6 +124,20 @@ def _exit_with_parent() -> None:
     while os.getppid() == parent:
         time.sleep(1)
     os._exit(0)
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    from qbo_local.serialized_moto import SerializedMotoServer
+
+    parser = argparse.ArgumentParser(prog="python -m bench.moto_server")
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    SerializedMotoServer(host=args.host, port=args.port)
+    threading.Event().wait()  # serves in its thread until the benchmark stops this process
+    return 0
 
 
 if __name__ == "__main__":

@@ -207,11 +207,15 @@ def _bench_stack_class():
         def _start_queue_source(self, function_name: str, queue_url: str, queue_arn: str) -> None:
             if function_name == "refresh":
                 # Instances in processes of their own, each with its share of the write budget as in AWS.
-                concurrency = self._refresh_concurrency()
-                os.environ["QBO_WRITE_BUDGET_SHARES"] = str(concurrency)
-                os.environ["QBO_REFRESH_BATCH_SIZE"] = str(self._refresh_batch_size())
+                environment = {
+                    "QBO_WRITE_BUDGET_SHARES": str(self._refresh_concurrency()),
+                    "QBO_REFRESH_BATCH_SIZE": str(self._refresh_batch_size()),
+                }
                 self.functions["refresh"] = ProcessFunction(  # type: ignore[assignment]
-                    self.functions["refresh"].spec, root=self.options.root, setup="bench.throughput:instrument"
+                    self.functions["refresh"].spec,
+                    root=self.options.root,
+                    setup="bench.throughput:instrument",
+                    environment=environment,
                 )
             super()._start_queue_source(function_name, queue_url, queue_arn)
 
@@ -276,7 +280,7 @@ def report_and_reset() -> dict[str, Any]:
 class Bench:
     """One local stack for every run: seed, sweep, wait for the queue to drain, verify."""
 
-    def __init__(self, slice_of_region: float = DEFAULT_SLICE) -> None:
+    def __init__(self, slice_of_region: float = DEFAULT_SLICE, *, warm: bool = True) -> None:
         import requests
         from qbo_local.config import UpOptions
         from qbo_local.template import load_template, parameter_default
@@ -311,7 +315,8 @@ class Bench:
         self._deleted, self._deleted_lock = 0, threading.Lock()
         source.sqs.meta.events.register("after-call.sqs.DeleteMessageBatch", self._count_deleted)
         self.lost_details: list[str] = []
-        self._warm_instances()
+        if warm:
+            self._warm_instances()
 
         from qbo_connect.settings import Settings
 
@@ -346,12 +351,15 @@ class Bench:
         self._tmp.cleanup()
 
     # --- seeding ------------------------------------------------------------------------------
-    def seed(self, prefix: str, count: int) -> dict[str, dict[str, str]]:
-        """`count` connected connections, due now; returns {connection_id: {grant_id, refresh_token}}."""
+    def seed(
+        self, prefix: str, count: int, *, expires_in: float = DUE_IN_SECONDS, refresh_policy: str = "eager"
+    ) -> dict[str, dict[str, str]]:
+        """`count` connected connections whose access token expires in `expires_in` seconds (due now, by
+        default); returns {connection_id: {grant_id, refresh_token}}."""
         from qbo_connect import intuit
         from qbo_connect.adapters.dynamodb_store import connection_to_item
         from qbo_connect.adapters.secrets_vault import SecretsManagerVault
-        from qbo_connect.domain.connection import Connection, ConnectionStatus
+        from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy
         from qbo_connect.domain.secret_document import ConnectionSecret
         from qbo_connect.domain.token_set import TokenSet
         from qbo_connect.rate_limit import RateLimiter
@@ -368,11 +376,11 @@ class Bench:
             token_set = TokenSet(
                 access_token=grant["access_token"],
                 refresh_token=grant["refresh_token"],
-                expires_at=now + DUE_IN_SECONDS,
+                expires_at=now + expires_in,
                 refresh_token_expires_at=now + grant["x_refresh_token_expires_in"],
                 refresh_token_hard_expires_at=now + grant["hard_expires_in"],
                 scopes=intuit.DEFAULT_SCOPES,
-                obtained_at=now + DUE_IN_SECONDS - intuit.ACCESS_TOKEN_DEFAULT_SECONDS,
+                obtained_at=now + expires_in - intuit.ACCESS_TOKEN_DEFAULT_SECONDS,
             )
             secret = ConnectionSecret(
                 connection_id=connection_id,
@@ -383,6 +391,7 @@ class Bench:
                 realm_id=self.realm_id,
                 generation=1,
                 updated_at=token_set.obtained_at,
+                refresh_policy=RefreshPolicy(refresh_policy),
             )
             connection = Connection(
                 connection_id=connection_id,
@@ -391,6 +400,7 @@ class Bench:
                 base_url=base_url,
                 client_id=BENCH_CLIENT_ID,
                 realm_id=self.realm_id,
+                refresh_policy=RefreshPolicy(refresh_policy),
                 status=ConnectionStatus.CONNECTED,
                 has_client_secret=True,
                 created_at=token_set.obtained_at,

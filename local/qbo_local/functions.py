@@ -286,18 +286,23 @@ class ProcessFunction:
     `setup` ("module:function") runs in the new process once the handler is loaded; `call` runs any
     such function there later and returns its (picklable) answer: instruments a benchmark reads."""
 
-    def __init__(self, spec: FunctionSpec, *, root: Path, setup: str | None = None) -> None:
+    def __init__(
+        self, spec: FunctionSpec, *, root: Path, setup: str | None = None, environment: dict[str, str] | None = None
+    ) -> None:
         import multiprocessing
 
         self.spec = spec
         self._root = root
         self._setup = setup
+        self._environment = dict(environment or {})  # on top of this process's, as the function's own settings
         self._lock = threading.Lock()
         # spawn, not fork: the stack's process has threads (servers, pollers) that a fork would copy mid-work.
         context = multiprocessing.get_context("spawn")
         self._connection, child = context.Pipe()
         self._process = context.Process(
-            target=_serve_function, args=(spec, str(root), setup, child), name=f"function {spec.short_name}"
+            target=_serve_function,
+            args=(spec, str(root), setup, self._environment, child),
+            name=f"function {spec.short_name}",
         )
         self._process.daemon = True
         self._process.start()
@@ -317,7 +322,7 @@ class ProcessFunction:
         return self._process.pid
 
     def another_container(self) -> ProcessFunction:
-        return ProcessFunction(self.spec, root=self._root, setup=self._setup)
+        return ProcessFunction(self.spec, root=self._root, setup=self._setup, environment=self._environment)
 
     def invoke(self, event: Any) -> Any:
         return self._request("invoke", event)
@@ -358,8 +363,11 @@ def _resolve(target: str) -> Callable[[], Any]:
     return getattr(importlib.import_module(module), attribute)
 
 
-def _serve_function(spec: FunctionSpec, root: str, setup: str | None, connection: Any) -> None:
+def _serve_function(
+    spec: FunctionSpec, root: str, setup: str | None, environment: dict[str, str], connection: Any
+) -> None:
     """The instance's process: load the handler (as Lambda's init does), then answer requests until told to exit."""
+    os.environ.update(environment)
     try:
         put_layer_first(Path(root))
         function = LocalFunction(spec)

@@ -14,7 +14,6 @@ import secrets
 import shutil
 import socket
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -49,7 +48,6 @@ from qbo_local.template import (
 
 log = logging.getLogger("qbo_local.stack")
 
-START_TIMEOUT_SECONDS = 20.0
 # Variables from the developer's shell that would send boto3 to a real account or profile.
 _AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
@@ -242,20 +240,19 @@ class LocalStack:
             discovery.write_json_private(self.options.ready_file, self.document)
 
     def _start_aws(self) -> str:
-        from moto.server import ThreadedMotoServer
+        from qbo_local.serialized_moto import SerializedMotoServer
 
         port = self.options.aws_port
-        # ThreadedMotoServer.start() waits forever when its port is taken: check first.
         ensure_port_free(port, "the embedded AWS (moto)", "--aws-port", config.AWS_PORT_ENV)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
-        starter.start()
-        starter.join(START_TIMEOUT_SECONDS)
-        if starter.is_alive():
-            raise StackError(f"The embedded AWS (moto) did not start on port {port}: try another --aws-port")
+        try:
+            # DynamoDB's and Secrets Manager's requests applied atomically, as AWS applies them.
+            server = SerializedMotoServer(host="127.0.0.1", port=port)
+        except OSError:
+            raise StackError(
+                port_taken_message(port, "the embedded AWS (moto)", "--aws-port", config.AWS_PORT_ENV)
+            ) from None
         self._parts.append(_Part("embedded AWS", server.stop))
-        host, bound_port = server.get_host_and_port()
-        endpoint = f"http://{host}:{bound_port}"
+        endpoint = server.url
         use_local_aws(endpoint)
         log.info("Embedded AWS (moto) listening on %s", endpoint)
         return endpoint

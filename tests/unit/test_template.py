@@ -429,3 +429,17 @@ def test_the_local_stack_creates_its_queues_with_the_templates_timings(template)
     )
     webhook_visibility = template["Resources"]["WebhookQueue"]["Properties"]["VisibilityTimeout"]
     assert queue_attributes(template, "WebhookQueue")["VisibilityTimeout"] == str(webhook_visibility)
+
+
+def test_only_the_refresh_function_divides_the_write_budget_among_its_instances(template):
+    # A token, test or admin request writes at most once: holding it to 1/50 of the budget (0.8/s) made
+    # a second cold request on a warm instance wait more than a second for nothing.
+    dividing = [
+        name
+        for name in functions(template)
+        if "QBO_WRITE_BUDGET_SHARES"
+        in ((function_properties(template, name).get("Environment") or {}).get("Variables") or {})
+    ]
+
+    assert dividing == ["RefreshFunction"]
+    assert "QBO_WRITE_BUDGET_SHARES" not in template["Globals"]["Function"]["Environment"]["Variables"]

@@ -53,7 +53,8 @@ class Settings:
     # How far two machines' clocks may disagree: nobody takes over a lease before expiry + this.
     clock_skew_seconds: float = 30.0
     secrets_write_budget_per_second: float = 40.0
-    # How many processes share the budget (the refresh queue's maximum concurrency).
+    # How many processes share the budget: the refresh function's instances (the refresh queue's maximum
+    # concurrency); 1 elsewhere, where a request writes at most once.
     write_budget_shares: int = 1
     # Refresh messages per invocation: at worst all of them wait for this process's share at once.
     refresh_batch_size: int = 20
