@@ -111,6 +111,9 @@ class InMemoryConnectionStore:
             # The by-name index orders by the name's bytes.
             return sorted(self._connections.values(), key=lambda c: c.name.encode())
 
+    def find_by_realm(self, realm_id: str, *, client_id: str | None = None) -> list[Connection]:
+        return [c for c in self.list() if c.realm_id == realm_id and (client_id is None or c.client_id == client_id)]
+
     def save(self, connection: Connection, *, lease_owner: str, release_lease: bool = False) -> Connection:
         with self._lock:
             if self._save_failures:

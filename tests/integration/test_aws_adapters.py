@@ -239,6 +239,29 @@ def test_connections_are_listed_by_name(store):
     assert [c.name for c in store.list()] == ["Bravo", "Charlie", "Delta 10", "Delta 2", "alpha"]
 
 
+def test_a_company_s_connections_are_found_through_the_sparse_by_realm_index_without_a_scan(aws, store):
+    store.create(a_connection("qbc-a", "Acme", realm_id=REALM))
+    store.create(a_connection("qbc-b", "Acme again", realm_id=REALM))
+    store.create(replace(a_connection("qbc-other-app", "Other app", realm_id=REALM), client_id="ABotherapp0123456789"))
+    store.create(a_connection("qbc-elsewhere", "Elsewhere", realm_id="42"))
+    store.create(a_connection("qbc-unpinned", "Unpinned"))  # no realm: not in the index at all
+    store.put_state(OAuthState("h" * 64, "qbc-a", "https://x.test/cb", "b", EPOCH, EPOCH + 600))
+
+    assert [c.connection_id for c in store.find_by_realm(REALM)] == ["qbc-a", "qbc-b", "qbc-other-app"]
+    assert [c.connection_id for c in store.find_by_realm(REALM, client_id=CREDENTIALS.client_id)] == [
+        "qbc-a",
+        "qbc-b",
+    ]
+    assert store.find_by_realm("7") == []
+    indexed = aws.client("dynamodb").scan(TableName=TABLE, IndexName="by-realm")["Items"]
+    assert sorted(item["pk"]["S"] for item in indexed) == [
+        "connection#qbc-a",
+        "connection#qbc-b",
+        "connection#qbc-elsewhere",
+        "connection#qbc-other-app",
+    ]
+
+
 def test_a_test_result_is_recorded_without_changing_the_version(store):
     store.create(a_connection())
     result = ConnectionTestResult(ok=True, tested_at=EPOCH, latency_ms=120, company_name="Acme", intuit_tid="1-abc")

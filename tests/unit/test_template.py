@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from qbo_connect.adapters.dynamodb_store import TABLE_SCHEMA
 from qbo_connect.settings import Settings
 from qbo_local.template import Tag, function_properties, functions, http_routes, load_template
 
@@ -47,11 +48,14 @@ EXPECTED_ATTRIBUTES = {
     "listing": "S",
     "name": "S",
     "status": "S",
+    "realm_id": "S",
+    "client_id": "S",
 }
 EXPECTED_INDEXES = {
     "refresh-due": ([("refresh_index", "HASH"), ("access_token_expires_at", "RANGE")], "KEYS_ONLY"),
     "by-name": ([("listing", "HASH"), ("name", "RANGE")], "ALL"),
     "by-status": ([("status", "HASH")], "KEYS_ONLY"),
+    "by-realm": ([("realm_id", "HASH"), ("client_id", "RANGE")], "ALL"),
 }
 
 # The only SAM policy templates the functions may use: each is scoped to one resource.
@@ -268,6 +272,18 @@ def test_table_keys_and_indexes_are_exactly_the_contract(template):
     }
     assert indexes == EXPECTED_INDEXES
     assert "LocalSecondaryIndexes" not in properties
+
+
+def test_the_table_the_code_creates_locally_is_the_one_the_template_deploys(template):
+    properties = template["Resources"]["ConnectionsTable"]["Properties"]
+    assert sorted(map(str, TABLE_SCHEMA["AttributeDefinitions"])) == sorted(
+        map(str, properties["AttributeDefinitions"])
+    )
+    assert TABLE_SCHEMA["KeySchema"] == properties["KeySchema"]
+    assert TABLE_SCHEMA["BillingMode"] == properties["BillingMode"]
+    deployed = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
+    created = {index["IndexName"]: index for index in TABLE_SCHEMA["GlobalSecondaryIndexes"]}
+    assert created == deployed
 
 
 def test_table_expires_oauth_state_and_can_be_recovered(template):

@@ -40,6 +40,9 @@ class ConnectionStore(Protocol):
 
     def list(self) -> list[Connection]: ...
 
+    def find_by_realm(self, realm_id: str, *, client_id: str | None = None) -> list[Connection]:
+        """The connections that hold this company (of the app `client_id`, if given), from an index."""
+
     def save(self, connection: Connection, *, lease_owner: str, release_lease: bool = False) -> Connection:
         """Write the metadata if the stored version is `connection.version` and `lease_owner` holds the
         lease (and give the lease back in the same write if `release_lease`); returns the stored

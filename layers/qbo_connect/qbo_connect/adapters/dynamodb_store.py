@@ -23,10 +23,11 @@ CONNECTED_INDEX_VALUE = "connected"
 REFRESH_DUE_INDEX = "refresh-due"
 BY_NAME_INDEX = "by-name"
 BY_STATUS_INDEX = "by-status"
+BY_REALM_INDEX = "by-realm"
 LISTING_VALUE = "connection"
 STATE_TTL_ATTRIBUTE = "purge_at"
 
-# The table's keys and indexes, exactly as template.yaml declares them (tests/unit/test_table_schema.py
+# The table's keys and indexes, exactly as template.yaml declares them (tests/unit/test_template.py
 # holds the two together). The local stack and the tests create the table from this.
 TABLE_SCHEMA: dict[str, Any] = {
     "AttributeDefinitions": [
@@ -36,6 +37,8 @@ TABLE_SCHEMA: dict[str, Any] = {
         {"AttributeName": "listing", "AttributeType": "S"},
         {"AttributeName": "name", "AttributeType": "S"},
         {"AttributeName": "status", "AttributeType": "S"},
+        {"AttributeName": "realm_id", "AttributeType": "S"},
+        {"AttributeName": "client_id", "AttributeType": "S"},
     ],
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
     "GlobalSecondaryIndexes": [
@@ -59,6 +62,15 @@ TABLE_SCHEMA: dict[str, Any] = {
             "IndexName": BY_STATUS_INDEX,
             "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
+        },
+        {
+            # Sparse: only connection items that know their company carry realm_id.
+            "IndexName": BY_REALM_INDEX,
+            "KeySchema": [
+                {"AttributeName": "realm_id", "KeyType": "HASH"},
+                {"AttributeName": "client_id", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
         },
     ],
     "BillingMode": "PAY_PER_REQUEST",
@@ -241,10 +253,19 @@ class DynamoDbConnectionStore:
         return self.get(claim["connection_id"]) if claim else None
 
     def list(self) -> list[Connection]:
-        connections, kwargs = (
-            [],
-            {"IndexName": BY_NAME_INDEX, "KeyConditionExpression": Key("listing").eq(LISTING_VALUE)},
-        )
+        return self._query_connections(BY_NAME_INDEX, Key("listing").eq(LISTING_VALUE))
+
+    def find_by_realm(self, realm_id: str, *, client_id: str | None = None) -> list[Connection]:
+        """The connections that hold this company (of one app, given `client_id`): a query on the sparse
+        by-realm index, never a scan. Like every index read it may lag a write by a moment."""
+        condition = Key("realm_id").eq(realm_id)
+        if client_id is not None:
+            condition &= Key("client_id").eq(client_id)
+        return sorted(self._query_connections(BY_REALM_INDEX, condition), key=lambda c: c.name.encode())
+
+    def _query_connections(self, index: str, condition) -> list[Connection]:
+        connections: list[Connection] = []
+        kwargs: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": condition}
         while True:
             page = self._table.query(**kwargs)
             connections += [item_to_connection(item) for item in page.get("Items", [])]
