@@ -48,9 +48,11 @@ from qbo_connect.bulk import (
     as_utc,
     batch_items,
     cdc_params,
+    changed_since_query,
     chunks,
     parse_batch,
     parse_cdc,
+    with_queried,
 )
 from qbo_connect.domain.connection import validate_connection_id
 from qbo_connect.errors import (
@@ -306,7 +308,7 @@ class QuickBooksClient:
         """What changed in these entities since `changed_since` (at most 30 days ago): Intuit's CDC, one call.
 
         Deleted objects come back with `deleted=True`. `truncated` says Intuit's answer hit its 1,000-object
-        limit: catch_up() asks per entity, which is what to use when that can happen."""
+        limit: catch_up() reads past it, which is what to use when that can happen."""
         since, params = cdc_params(entities, changed_since, now=time.time())
         body = self.request("GET", "cdc", params=params)
         return parse_cdc(body, params["entities"].split(","), since)
@@ -314,17 +316,22 @@ class QuickBooksClient:
     def catch_up(self, entities: Sequence[str], last_processed: datetime | float) -> ChangeSet:
         """The changes a webhook consumer missed since the last event it processed (its `occurred_at`).
 
-        One CDC call per entity, so the 1,000-object limit applies to each entity on its own; an entity
-        that still fills it is named by `truncated` (read it with query() instead)."""
+        One CDC call per entity, so the 1,000-object limit applies to each entity on its own. An entity
+        whose answer is still full is read again with Intuit's query by Metadata.LastUpdatedTime, page by
+        page, so every object changed since is returned; it is named in `paged_by_query`, because a
+        deletion CDC left out cannot be found by a query."""
         names = list(entities) if not isinstance(entities, str) else [entities]
         cdc_params(names, last_processed, now=time.time())  # every check before the first call
         merged: dict[str, list[ChangedObject]] = {}
-        since, truncated = as_utc(last_processed), False
+        since, paged = as_utc(last_processed), []
         for name in names:
             part = self.change_data_capture([name], last_processed)
             merged[name] = part.changes.get(name, [])
-            truncated = truncated or part.truncated
-        return ChangeSet(since, merged, truncated=truncated)
+            if part.truncated:
+                queried = self.query(changed_since_query(name, since), page_size=QUERY_MAX_RESULTS)
+                merged[name] = with_queried(name, merged[name], queried)
+                paged.append(name)
+        return ChangeSet(since, merged, paged_by_query=tuple(paged))
 
     def batch(self, operations: Sequence[BatchOperation]) -> list[BatchResult]:
         """Run the operations in Intuit's batch requests of at most BATCH_MAX_OPERATIONS each, in order.

@@ -23,6 +23,7 @@ from .entities import CUSTOMER, EntityBook, seed_customer_body
 from .errors import AccessRejected, invalid_client, invalid_grant
 from .facts import INVALID_REFRESH_TOKEN_DESCRIPTION
 from .faults import FaultPlan
+from .query import Condition
 from .ratelimit import Limits, RateLimiter
 from .responses import unsigned_id_token
 from .stats import Stats
@@ -197,7 +198,7 @@ class EmulatorState:
                 number = company.book.count(CUSTOMER) + 1
                 names = facts.SEED_CUSTOMER_NAMES
                 name = names[number - 1] if number <= len(names) else f"Customer {number:04d}"
-                if company.book.select(CUSTOMER, [("DisplayName", name)]):
+                if company.book.select(CUSTOMER, [Condition("DisplayName", "=", name)]):
                     name = f"{name} ({secrets.token_hex(3)})"  # a caller already took the name
                 company.book.create(CUSTOMER, seed_customer_body(number, name), now)
         return company.book.count(CUSTOMER)
