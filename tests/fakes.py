@@ -22,7 +22,7 @@ from qbo_connect import intuit
 from qbo_connect.domain.admin_operations import AdminOperations
 from qbo_connect.domain.administration import Administration, NewConnection
 from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow, FlowResult, callback_url
-from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
+from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, TestResult
 from qbo_connect.domain.connection_test import ConnectionTests
 from qbo_connect.domain.leases import Leases, busy_because
 from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
@@ -32,6 +32,7 @@ from qbo_connect.errors import (
     Conflict,
     ConnectionAlreadyExists,
     ConnectionNotFound,
+    Forbidden,
     InvalidClient,
     NeedsReauthorization,
     QboConnectError,
@@ -390,6 +391,13 @@ class StrictIdentityProvider:
         self.deadlines: list[float | None] = []  # the whole-call deadline each refresh was given
         self.exchange_calls = 0
         self.revoked_tokens: list[str] = []
+        # The person who clicks Connect (OpenID Connect): userinfo and the ID token both name them.
+        self.person = ConsentIdentity(
+            sub="person-" + secrets.token_hex(8), email="owner@acme.test", email_verified=True
+        )
+        self.user_info_calls = 0
+        self._user_info_failures: deque[QboConnectError | type[QboConnectError]] = deque()
+        self.id_token_subject_override: str | None = None  # an ID token naming someone else
 
     # --- set-up ---------------------------------------------------------------------------------
     def register_client(self, client_id: str, client_secret: str) -> None:
@@ -405,6 +413,10 @@ class StrictIdentityProvider:
         """The next `count` token endpoint calls (exchange or refresh) fail with `error`, consuming nothing."""
         with self._lock:
             self._failures.extend([error] * count)
+
+    def fail_user_info(self, count: int, error: QboConnectError | type[QboConnectError]) -> None:
+        with self._lock:
+            self._user_info_failures.extend([error] * count)
 
     # --- what a person does in the browser ------------------------------------------------------
     def authorization_url(self, client_id: str, *, redirect_uri: str, scopes: Iterable[str], state: str) -> str:
@@ -517,12 +529,24 @@ class StrictIdentityProvider:
                 if token == grant.refresh_token or token in grant.access_tokens:
                     grant.revoked = True
 
+    def user_info(self, *, access_token: str, environment: intuit.Environment) -> ConsentIdentity:
+        with self._lock:
+            self.user_info_calls += 1
+            _raise_next(self._user_info_failures)
+            grant = next((g for g in self._grants if access_token in g.access_tokens), None)
+            if grant is None or grant.revoked or grant.access_tokens[access_token] <= self._clock.now():
+                raise Unauthorized("userinfo refused the access token")
+            if intuit.OPENID_SCOPE not in grant.scopes:
+                raise Forbidden("userinfo needs the openid scope")
+            return self.person if "email" in grant.scopes else replace(self.person, email=None, email_verified=None)
+
     def _authenticate(self, credentials: ClientCredentials) -> None:
         if self._clients.get(credentials.client_id) != credentials.client_secret:
             raise InvalidClient("invalid_client: the client ID or secret was refused")
 
     def _issue(self, grant: _Grant, *, include_hard_expiry: bool) -> TokenSet:
         now = self._clock.now()
+        exchange = not grant.refresh_token  # the code exchange: the only answer with an ID token
         if grant.refresh_token:
             grant.consumed[grant.refresh_token] = now
         access_token = "eyJ" + secrets.token_urlsafe(48)
@@ -539,7 +563,10 @@ class StrictIdentityProvider:
         }
         if include_hard_expiry:
             response[intuit.REFRESH_TOKEN_HARD_EXPIRES_IN_FIELD] = int(grant.hard_expires_at - now)
-        return TokenSet.from_token_response(response, now=now, scopes=grant.scopes)
+        token_set = TokenSet.from_token_response(response, now=now, scopes=grant.scopes)
+        if intuit.OPENID_SCOPE in grant.scopes and exchange:
+            token_set = replace(token_set, id_token_subject=self.id_token_subject_override or self.person.sub)
+        return token_set
 
     # --- what tests look at -----------------------------------------------------------------------
     def _grant_for(self, realm_id: str) -> _Grant:
@@ -671,14 +698,21 @@ class FakeWorld:
         self.client_secret = "cs-" + secrets.token_urlsafe(24)
 
     def create_connection(
-        self, name: str = "Acme Books", *, realm_id: str | None = None, client_secret: str | None = None
+        self,
+        name: str = "Acme Books",
+        *,
+        realm_id: str | None = None,
+        client_secret: str | None = None,
+        scopes: tuple[str, ...] = intuit.DEFAULT_SCOPES,
     ) -> Connection:
         # One app per world: every connection uses its client ID and current secret.
         if client_secret is not None:
             self.client_secret = client_secret
         self.identity.register_client(CLIENT_ID, self.client_secret)
         return self.administration.create(
-            NewConnection(name=name, client_id=CLIENT_ID, realm_id=realm_id, client_secret=self.client_secret)
+            NewConnection(
+                name=name, client_id=CLIENT_ID, realm_id=realm_id, client_secret=self.client_secret, scopes=scopes
+            )
         )
 
     def start(self, connection_id: str):

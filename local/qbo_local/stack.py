@@ -437,6 +437,7 @@ class LocalStack:
                 "QBO_INTUIT_AUTHORIZATION_URL": url + facts.AUTHORIZE_PATH,
                 "QBO_INTUIT_TOKEN_URL": url + facts.TOKEN_PATH,
                 "QBO_INTUIT_REVOCATION_URL": url + facts.REVOKE_PATH,
+                "QBO_INTUIT_USERINFO_URL": url + facts.USERINFO_PATH,
                 "QBO_PRODUCTION_API_BASE_URL": url,
                 "QBO_SANDBOX_API_BASE_URL": url,
                 "QBO_ALLOWED_API_HOSTS": url.removeprefix("http://"),

@@ -23,6 +23,7 @@ from click.testing import CliRunner, Result
 from moto import mock_aws
 from qbo_connect import intuit, runtime
 from qbo_connect.adapters.dynamodb_store import create_table
+from qbo_connect.domain.connection import ConsentIdentity
 from qbo_connect.domain.lifecycle import RefreshPolicy
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import NeedsReauthorization
@@ -514,6 +515,24 @@ def test_test_of_a_connected_connection_reports_the_company(cli: Runs, intuit_fa
     body = json.loads(cli("--output", "json", "connections", "test", "Acme").stdout)
     assert body["ok"] is True and body["company_name"] == "Acme Books Ltd"
     assert "OK" in cli("connections", "show", "Acme").stdout
+
+
+def test_show_names_who_consented_or_why_that_is_unknown(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    connection_id = connected("Acme", expires_in=3600)
+    services = runtime.build_services(Settings.from_environment(LOCAL_ENVIRONMENT))
+    person = ConsentIdentity(sub="1182d6ec-2a1f", email="owner@acme.example", email_verified=True)
+    with services.leases.hold(connection_id) as held:
+        services.leases.commit(held, dataclasses.replace(held.connection, consented_by=person), release=True)
+
+    shown = cli("connections", "show", "Acme").stdout
+    as_json = json.loads(cli("--output", "json", "connections", "show", "Acme").stdout)
+
+    assert re.search(r"Consented by: +owner@acme\.example, Intuit user 1182d6ec-2a1f", shown)
+    assert as_json["consented_by"] == {"sub": "1182d6ec-2a1f", "email": "owner@acme.example", "email_verified": True}
+    with services.leases.hold(connection_id) as held:
+        unknown = ConsentIdentity.unknown("userinfo failed (intuit_unavailable)")
+        services.leases.commit(held, dataclasses.replace(held.connection, consented_by=unknown), release=True)
+    assert "unknown (userinfo failed (intuit_unavailable))" in cli("connections", "show", "Acme").stdout
 
 
 def test_refresh_of_one_connection_prints_its_outcome(cli: Runs, intuit_fake: FakeIntuit) -> None:

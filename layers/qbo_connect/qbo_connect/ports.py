@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
+from qbo_connect import intuit
+from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, TestResult
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 
@@ -154,6 +155,10 @@ class IdentityProvider(Protocol):
         or OutcomeUnknown (sent, answer lost). `deadline_seconds` bounds the whole call."""
 
     def revoke(self, credentials: ClientCredentials, *, token: str) -> None: ...
+
+    def user_info(self, *, access_token: str, environment: intuit.Environment) -> ConsentIdentity:
+        """Who consented to the grant of `access_token` (openid scope): Intuit's userinfo. Raises
+        Unauthorized, Forbidden or IntuitUnavailable."""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ class Settings:
     authorization_url: str = intuit.AUTHORIZATION_URL
     token_url: str = intuit.TOKEN_URL
     revocation_url: str = intuit.REVOCATION_URL
+    # Empty: Intuit's userinfo endpoint of the connection's environment (intuit.USERINFO_URLS).
+    userinfo_url: str = ""
     production_api_base_url: str = intuit.PRODUCTION_API_BASE_URL
     sandbox_api_base_url: str = intuit.SANDBOX_API_BASE_URL
     # host[:port] values besides Intuit's two API hosts that a connection may use (the emulator).
@@ -101,6 +103,9 @@ class Settings:
     def connection_secret_name(self, connection_id: str) -> str:
         return f"{self.secret_prefix}connections/{connection_id}"
 
+    def userinfo_url_for(self, environment: intuit.Environment) -> str:
+        return self.userinfo_url or intuit.USERINFO_URLS[environment]
+
     def api_base_url(self, environment: intuit.Environment) -> str:
         if environment is intuit.Environment.PRODUCTION:
             return self.production_api_base_url
@@ -153,6 +158,7 @@ class Settings:
             authorization_url=text("QBO_INTUIT_AUTHORIZATION_URL", intuit.AUTHORIZATION_URL),
             token_url=text("QBO_INTUIT_TOKEN_URL", intuit.TOKEN_URL),
             revocation_url=text("QBO_INTUIT_REVOCATION_URL", intuit.REVOCATION_URL),
+            userinfo_url=text("QBO_INTUIT_USERINFO_URL"),
             production_api_base_url=text("QBO_PRODUCTION_API_BASE_URL", intuit.PRODUCTION_API_BASE_URL).rstrip("/"),
             sandbox_api_base_url=text("QBO_SANDBOX_API_BASE_URL", intuit.SANDBOX_API_BASE_URL).rstrip("/"),
             allowed_api_hosts=frozenset(h.strip() for h in text("QBO_ALLOWED_API_HOSTS").split(",") if h.strip()),

@@ -14,7 +14,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from qbo_connect import intuit
-from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
+from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, TestResult
 from qbo_connect.domain.leases import busy_because
 from qbo_connect.errors import Conflict, ConnectionAlreadyExists, ConnectionNotFound
 from qbo_connect.ports import OAuthState
@@ -103,6 +103,7 @@ _SAVED_FIELDS = (
     "pending_rotation",
     "forced_refresh_budget",
     "forced_refresh_budget_at",
+    "consented_by",
 )
 
 
@@ -166,6 +167,7 @@ def connection_to_item(connection: Connection) -> dict[str, Any]:
     }
     item["environment"] = connection.environment.value
     item["status"] = connection.status.value
+    item["consented_by"] = connection.consented_by.to_item() if connection.consented_by else None
     if connection.status is ConnectionStatus.CONNECTED and connection.access_token_expires_at is not None:
         item["refresh_index"] = CONNECTED_INDEX_VALUE
     return {k: _to_dynamo(v) for k, v in item.items() if v is not None}
@@ -174,6 +176,7 @@ def connection_to_item(connection: Connection) -> dict[str, Any]:
 def item_to_connection(item: dict[str, Any]) -> Connection:
     data = _from_dynamo(item)
     last_test = data.get("last_test")
+    consented_by = data.get("consented_by")
     return Connection(
         connection_id=data["connection_id"],
         name=data["name"],
@@ -205,6 +208,7 @@ def item_to_connection(item: dict[str, Any]) -> Connection:
         forced_refresh_budget_at=data.get("forced_refresh_budget_at"),
         last_test=TestResult.from_item(last_test) if last_test else None,
         expiry_warnings_sent=tuple(data.get("expiry_warnings_sent") or ()),
+        consented_by=ConsentIdentity.from_item(consented_by) if consented_by else None,
     )
 
 
