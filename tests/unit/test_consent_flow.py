@@ -442,7 +442,8 @@ def test_a_receipt_counts_only_for_its_own_state_and_connection_and_only_while_c
     receipt = world.consent.complete(params, state_cookie=cookie).receipt
     forged = receipt.replace(connection.connection_id, other.connection_id, 1)
 
-    assert world.consent.completed_before({**params, "state": params["state"][:-1] + "A"}, receipt=receipt) is None
+    other_state = params["state"][:-1] + ("B" if params["state"].endswith("A") else "A")  # never the same state
+    assert world.consent.completed_before({**params, "state": other_state}, receipt=receipt) is None
     assert world.consent.completed_before(params, receipt=forged) is None
     assert world.consent.completed_before(params, receipt=receipt[:-2]) is None
     assert world.consent.completed_before(params, receipt=None) is None
