@@ -26,6 +26,7 @@ from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentI
 from qbo_connect.domain.connection_test import ConnectionTests
 from qbo_connect.domain.leases import Leases, busy_because
 from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
+from qbo_connect.domain.metering import AppUsage, ConnectionUsage, Flush, Tally, UsageKey
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
@@ -610,13 +611,17 @@ class FakeCompanyApi:
         self._identity = identity
         self.company_name = company_name
         self.calls = 0
+        self.usages: list[UsageKey | None] = []  # whose call each was, for metering
         self._failures: deque[QboConnectError | type[QboConnectError]] = deque()
 
     def fail_next(self, count: int, error: QboConnectError | type[QboConnectError]) -> None:
         self._failures.extend([error] * count)
 
-    def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
+    def company_info(
+        self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None
+    ) -> CompanyInfo:
         self.calls += 1
+        self.usages.append(usage)
         tid = f"1-fake-{self.calls}"
         _raise_next(self._failures)
         if not self._identity.is_access_token_valid(access_token, realm_id):
@@ -743,3 +748,66 @@ class FakeWorld:
         connection = self.store.get(connection_id)
         assert connection is not None
         return connection
+
+
+class InMemoryUsageLedger:
+    """UsageLedger with DynamoDB's transaction semantics: all of a flush or none, and a token seen before
+    adds nothing again. `fail_next` makes the next adds fail before writing; `lose_next_answers` makes
+    them write and then fail, as a transaction whose answer was lost on the way back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.tallies: dict[tuple[str, UsageKey], Tally] = {}
+        self.tokens: list[str] = []
+        self.writes = 0
+        self._failures: deque[Exception] = deque()
+        self._lost: deque[Exception] = deque()
+
+    def fail_next(self, count: int, error: Exception) -> None:
+        self._failures.extend([error] * count)
+
+    def lose_next_answers(self, count: int, error: Exception) -> None:
+        self._lost.extend([error] * count)
+
+    def add(self, flush: Flush) -> None:
+        with self._lock:
+            self.writes += 1
+            if self._failures:
+                raise self._failures.popleft()
+            if flush.token not in self.tokens:
+                self.tokens.append(flush.token)
+                for key, tally in flush.counts.items():
+                    self.tallies.setdefault(key, Tally()).add(tally.reads, tally.writes)
+            if self._lost:
+                raise self._lost.popleft()
+
+    def month(self, month: str) -> list[AppUsage]:
+        with self._lock:
+            apps: dict[str, dict[str, int]] = {}
+            connections: dict[str, dict[str, ConnectionUsage]] = {}
+            for (at, key), tally in self.tallies.items():
+                if at != month:
+                    continue
+                prefix = "production" if key.metered else "sandbox"
+                app = apps.setdefault(key.client_id, {})
+                app[f"{prefix}_reads"] = app.get(f"{prefix}_reads", 0) + tally.reads
+                app[f"{prefix}_writes"] = app.get(f"{prefix}_writes", 0) + tally.writes
+                known = connections.setdefault(key.client_id, {}).get(key.connection_id)
+                connections[key.client_id][key.connection_id] = ConnectionUsage(
+                    key.connection_id,
+                    key.environment.value,
+                    (known.reads if known else 0) + tally.reads,
+                    (known.writes if known else 0) + tally.writes,
+                )
+            return [
+                AppUsage(client_id, month, **figures, connections=tuple(connections[client_id].values()))
+                for client_id, figures in sorted(apps.items())
+            ]
+
+    def calls(self, key: UsageKey) -> Tally:
+        """Everything counted for `key`, over all months."""
+        total = Tally()
+        for (_, counted), tally in self.tallies.items():
+            if counted == key:
+                total.add(tally.reads, tally.writes)
+        return total

@@ -677,7 +677,13 @@ def main() -> None:
 
 # Commands of their own modules register themselves on `cli` (they import it from here):
 # `connections update` and `connections import`, `doctor`, and the Intuit app's settings (app-urls, webhooks).
-from qbo_connect_cli import admin_commands, doctor, intuit_app  # noqa: E402, F401
+# `metering show` and `events tail`.
+from qbo_connect_cli import (  # noqa: E402, F401
+    admin_commands,
+    doctor,
+    intuit_app,
+    metering_commands,
+)
 
 if __name__ == "__main__":
     main()

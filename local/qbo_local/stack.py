@@ -180,6 +180,8 @@ class LocalStack:
         )
         # The code judges token validity against the sweep period: keep it in step with the schedule.
         os.environ.setdefault("QBO_REFRESH_PERIOD_SECONDS", str(max(1, round(self.options.refresh_interval))))
+        # As template.yaml's Globals: the service's own functions write each API call's count at once.
+        os.environ.setdefault("QBO_METERING_FLUSH_SECONDS", "0")
 
         from qbo_connect.runtime import reset_services  # only now: the environment is complete
 

@@ -437,7 +437,7 @@ class FakeIntuit:
 
 
 class FakeCompanyApi:
-    def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
+    def company_info(self, *, base_url: str, realm_id: str, access_token: str, usage=None) -> CompanyInfo:
         return CompanyInfo(company_name="Acme Books Ltd", realm_id=realm_id, intuit_tid="1-abc-tid")
 
 
@@ -918,3 +918,37 @@ def test_doctor_checks_each_part_and_says_what_to_do_for_each_failure(cli: Runs)
     assert "connections authorize-link Acme" in checks["connection Acme"]["detail"]
     assert re.search(r"^FAIL connection Acme: not_connected: connect it: .*authorize-link Acme$", result.stdout, re.M)
     assert re.search(r"^ok   clock: within \d+ s of AWS", result.stdout, re.M)
+
+
+# --- metering ---------------------------------------------------------------------------------------
+
+
+def test_metering_show_gives_each_app_s_share_of_its_allowance_and_its_connections(cli: Runs) -> None:
+    from qbo_connect.domain.metering import Flush, Tally, UsageKey, month_of
+
+    connection_id = json.loads(create(cli, "Acme", "--environment", "production", "--output", "json").stdout)[
+        "connection_id"
+    ]
+    services = runtime.build_services(Settings.from_environment(LOCAL_ENVIRONMENT))
+    month = month_of(time.time())
+    production = UsageKey(CLIENT_ID, connection_id, intuit.Environment.PRODUCTION)
+    services.usage_ledger.add(Flush({(month, production): Tally(420_000, 35)}))
+
+    shown = cli("metering", "show")
+    as_json = json.loads(cli("metering", "show", "--output", "json").stdout)
+
+    assert shown.exit_code == 0, shown.output
+    assert f"App {CLIENT_ID}: 420,000 metered calls (production reads) of 500,000 (84%)  <- over the alarm share" in (
+        shown.stdout
+    )
+    assert re.search(rf"Acme +{connection_id} +production +420,000 +35", shown.stdout)
+    (app,) = as_json["apps"]
+    assert (app["metered_calls"], app["allowance_used_percent"], app["over_alarm_share"]) == (420_000, 84.0, True)
+    assert as_json["month"] == month
+
+
+def test_metering_show_of_a_quiet_month_and_a_bad_month(cli: Runs) -> None:
+    assert "No accounting API calls counted this month." in cli("metering", "show", "--month", "2020-01").stdout
+    refused = cli("--output", "json", "metering", "show", "--month", "2020-1")
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout)["error"]["code"] == "invalid_input"

@@ -403,6 +403,28 @@ def test_outputs_tell_users_where_to_point_intuit(template):
     assert all(branch.value.endswith("/oauth/callback") for branch in callback.value[1:])
 
 
+def test_the_metering_alarms_watch_the_metrics_the_code_emits_at_the_chosen_share(template):
+    from qbo_connect.metering import ALLOWANCE_USED_METRIC, FLUSH_FAILED_METRIC
+
+    resources = template["Resources"]
+    allowance = resources["MeteringAllowanceAlarm"]["Properties"]
+    flush = resources["MeteringFlushFailedAlarm"]["Properties"]
+    assert (allowance["Namespace"], allowance["MetricName"]) == ("QboConnect", ALLOWANCE_USED_METRIC)
+    assert allowance["Threshold"] == Tag("Ref", "MeteringAlarmPercent")
+    assert allowance["Statistic"] == "Maximum" and allowance["TreatMissingData"] == "notBreaching"
+    assert flush["MetricName"] == FLUSH_FAILED_METRIC
+    for alarm in (allowance, flush):
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": "qbo-connect"}]
+    parameters = template["Parameters"]
+    assert parameters["MeteringMonthlyAllowance"]["Default"] == 500_000  # Intuit's Builder tier
+    assert parameters["MeteringAlarmPercent"]["Default"] == 80
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["QBO_METERING_ALARM_PERCENT"] == Tag("Ref", "MeteringAlarmPercent")
+    assert variables["QBO_METERING_FLUSH_SECONDS"] == "0"  # the service's own functions: each call at once
+    example = function_properties(template, "ListCustomersExampleFunction")["Environment"]["Variables"]
+    assert example["QBO_METERING_FLUSH_SECONDS"] == "60"  # a workflow: once a minute, and flush_usage()
+
+
 def test_intuit_urls_are_not_repeated_in_the_template():
     # Intuit's real endpoints live in the Python code, in one place.
     assert "intuit.com" not in TEMPLATE_PATH.read_text(encoding="utf-8")

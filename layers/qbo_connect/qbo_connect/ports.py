@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, TestResult
+from qbo_connect.domain.metering import UsageKey
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 
@@ -171,8 +172,11 @@ class CompanyInfo:
 
 
 class CompanyApi(Protocol):
-    def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
-        """Raises Unauthorized, Forbidden, Throttled or IntuitUnavailable (each with intuit_tid)."""
+    def company_info(
+        self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None
+    ) -> CompanyInfo:
+        """Raises Unauthorized, Forbidden, Throttled or IntuitUnavailable (each with intuit_tid). The call
+        is metered as `usage`'s (domain/metering.py)."""
 
 
 @dataclass(frozen=True)

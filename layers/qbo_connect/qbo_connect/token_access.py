@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from qbo_connect import intuit
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshPolicy, TokenLifecycle
 from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput
 from qbo_connect.observability import logger
@@ -46,6 +47,9 @@ class ConnectionAccess:
     access_token: str = field(repr=False)
     expires_at: float
     scopes: tuple[str, ...] = ()
+    # Whose calls these are, for metering (domain/metering.py): the app Intuit meters, and the environment.
+    client_id: str = ""
+    environment: intuit.Environment = intuit.Environment.SANDBOX
 
     def seconds_valid(self, now: float) -> float:
         return self.expires_at - now
@@ -158,6 +162,8 @@ class TokenAccess:
             access_token=token_set.access_token,
             expires_at=token_set.expires_at,
             scopes=token_set.scopes,
+            client_id=connection.client_id,
+            environment=connection.environment,
         )
         with self._lock:
             self._cache[connection_id] = access

@@ -35,10 +35,10 @@ from oauthlib.oauth2 import (
 )
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
-from urllib3.exceptions import NewConnectionError
 
 from qbo_connect import intuit
 from qbo_connect.adapters.deadline import DeadlineExceeded, call_with_deadline
+from qbo_connect.adapters.quickbooks_api import certainly_not_sent
 from qbo_connect.domain.connection import ConsentIdentity
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
@@ -95,14 +95,6 @@ def _reject_transient(response: requests.Response) -> requests.Response:
             OutcomeUnknown(f"Intuit's token endpoint answered HTTP {response.status_code}", intuit_tid=tid)
         )
     return response
-
-
-def _certainly_not_sent(error: requests.RequestException) -> bool:
-    """Connect failures (refused, DNS, connect timeout) and TLS failures happen before the request is sent."""
-    if isinstance(error, requests.ConnectTimeout | requests.exceptions.SSLError):
-        return True
-    reason = getattr(error.args[0], "reason", None) if error.args else None
-    return isinstance(error, requests.ConnectionError) and isinstance(reason, NewConnectionError)
 
 
 class IntuitOAuth:
@@ -281,7 +273,7 @@ class IntuitOAuth:
             # Anything else Intuit says (invalid_request, ...) is not proof the grant is dead.
             raise IntuitUnavailable(f"Intuit's token endpoint answered {error.error}") from None
         except requests.RequestException as error:
-            if _certainly_not_sent(error):
+            if certainly_not_sent(error):
                 raise IntuitUnavailable(
                     f"Intuit's token endpoint could not be reached ({type(error).__name__})"
                 ) from None

@@ -26,6 +26,7 @@ from qbo_connect.domain.connection import (
 )
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
+from qbo_connect.domain.metering import UsageKey
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import Busy, IntuitUnavailable, InvalidInput, QboConnectError, Throttled
 from qbo_connect.observability import logger
@@ -343,7 +344,10 @@ class ConsentFlow:
     def _company_name(self, connection: Connection, access_token: str) -> str | None:
         try:
             info = self._company_api.company_info(
-                base_url=connection.base_url, realm_id=connection.realm_id or "", access_token=access_token
+                base_url=connection.base_url,
+                realm_id=connection.realm_id or "",
+                access_token=access_token,
+                usage=UsageKey.of(connection),
             )
         except QboConnectError as error:
             logger.warning(
