@@ -676,11 +676,12 @@ def main() -> None:
 
 
 # Commands of their own modules register themselves on `cli` (they import it from here):
-# `connections update` and `connections import`, `doctor`, and the Intuit app's settings (app-urls, webhooks).
+# `connections update` and `connections import`, `doctor`, the Intuit app's settings (app-urls, webhooks),
 # `metering show` and `events tail`.
 from qbo_connect_cli import (  # noqa: E402, F401
     admin_commands,
     doctor,
+    events_tail,
     intuit_app,
     metering_commands,
 )

@@ -112,6 +112,18 @@ def use_local_aws(endpoint_url: str) -> None:
     os.environ["AWS_ENDPOINT_URL"] = endpoint_url
 
 
+def create_event_log(events, logs, *, bus_name: str, group: str = config.EVENT_LOG_GROUP) -> None:
+    """template.yaml's event log: a rule on the bus sending every qbo-connect event to a log group."""
+    from qbo_connect.domain.events import EVENT_SOURCE
+
+    logs.create_log_group(logGroupName=group)
+    events.put_rule(
+        Name=config.EVENT_LOG_RULE, EventBusName=bus_name, EventPattern=json.dumps({"source": [EVENT_SOURCE]})
+    )
+    arn = f"arn:aws:logs:{config.REGION}:{config.ACCOUNT_ID}:log-group:{group}"
+    events.put_targets(Rule=config.EVENT_LOG_RULE, EventBusName=bus_name, Targets=[{"Id": "event-log", "Arn": arn}])
+
+
 @dataclass(frozen=True)
 class AdminSignIn:
     user_pool_id: str
@@ -211,6 +223,7 @@ class LocalStack:
             "refresh_interval_seconds": self.options.refresh_interval,
             "refresh_dead_letter_queue_url": dlq_url,
             "function_log": str(self.options.function_log) if self.options.function_log else None,
+            "event_log_group": config.EVENT_LOG_GROUP,
             "environment": handler_environment(),
             "console_url": f"{api_url}/",
             # The local pool's one administrator (a fake pool in moto, gone when the stack stops).
@@ -263,6 +276,9 @@ class LocalStack:
         from qbo_connect.adapters.dynamodb_store import create_table
 
         create_table(boto3.client("dynamodb"), config.TABLE_NAME)
+        create_event_log(
+            boto3.client("events"), boto3.client("logs"), bus_name=os.environ.get("QBO_EVENT_BUS_NAME") or "default"
+        )
         # template.yaml's RotationKey: seals a rotated token set the vault refused onto the item.
         key = boto3.client("kms").create_key(Description="qbo-connect local: seals refused rotations")
         os.environ["QBO_ROTATION_KEY_ID"] = key["KeyMetadata"]["Arn"]

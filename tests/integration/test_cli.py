@@ -952,3 +952,60 @@ def test_metering_show_of_a_quiet_month_and_a_bad_month(cli: Runs) -> None:
     refused = cli("--output", "json", "metering", "show", "--month", "2020-1")
     assert refused.exit_code == 1
     assert json.loads(refused.stdout)["error"]["code"] == "invalid_input"
+
+
+# --- events tail --------------------------------------------------------------------------------------
+
+
+def test_events_tail_shows_the_published_events_filtered_by_connection_and_type(cli: Runs, local_stack: dict) -> None:
+    from qbo_connect.adapters.eventbridge import EventBridgePublisher
+    from qbo_connect.domain.webhooks import ENTITY_CHANGED
+    from qbo_connect.ports import ConnectionEvent
+    from qbo_local.stack import create_event_log
+
+    create_event_log(
+        boto3.client("events", region_name=REGION), boto3.client("logs", region_name=REGION), bus_name="default"
+    )
+    local_stack["event_log_group"] = "/aws/events/qbo-connect/qbo-connect-local"
+    acme = json.loads(create(cli, "Acme", "--output", "json").stdout)["connection_id"]
+    other = json.loads(create(cli, "Other", "--output", "json").stdout)["connection_id"]
+    change = {"entity": "Invoice", "entity_id": "145", "operation": "Create", "event_id": "e-1"}
+    EventBridgePublisher(boto3.client("events", region_name=REGION), "default").publish(
+        [
+            ConnectionEvent(ENTITY_CHANGED, {"connection_id": acme, **change}),
+            ConnectionEvent(ENTITY_CHANGED, {"connection_id": other, **change}),
+            ConnectionEvent("Connection Reset", {"connection_id": acme, "status": "not_connected"}),
+        ]
+    )
+
+    as_json = cli("events", "tail", "--no-follow", "--connection", "Acme", "--type", ENTITY_CHANGED, "--output", "json")
+    lines = cli("events", "tail", "--no-follow", "--since", "1h")
+
+    assert as_json.exit_code == 0, as_json.output
+    (event,) = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert (event["detail_type"], event["connection_id"], event["detail"]["entity_id"]) == (ENTITY_CHANGED, acme, "145")
+    assert lines.stdout.count("\n") >= 5  # the two creations' Connection Changed events, and the three above
+    assert re.search(rf"{ENTITY_CHANGED}  Acme  Invoice 145 Create", lines.stdout)
+    assert "Connection Reset  Acme  not_connected" in lines.stdout
+
+
+def test_events_tail_waits_for_events_and_says_when_they_did_not_come(cli: Runs, local_stack: dict) -> None:
+    from qbo_local.stack import create_event_log
+
+    create_event_log(
+        boto3.client("events", region_name=REGION), boto3.client("logs", region_name=REGION), bus_name="default"
+    )
+    local_stack["event_log_group"] = "/aws/events/qbo-connect/qbo-connect-local"
+
+    waited = cli(
+        "--output", "json", "events", "tail", "--type", "Connection Authorized", "--max", "1", "--timeout", "0.5"
+    )
+
+    assert waited.exit_code == 1
+    assert json.loads(waited.stdout)["error"] == {"code": "timeout", "message": "0 of 1 events within 0.5 s"}
+
+
+def test_events_tail_without_an_event_log_says_how_to_get_one(cli: Runs) -> None:
+    refused = cli("events", "tail", "--no-follow")
+    assert refused.exit_code == 1
+    assert "no event log" in refused.stderr and "make dev" in refused.stderr
