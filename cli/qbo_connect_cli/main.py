@@ -687,4 +687,8 @@ from qbo_connect_cli import (  # noqa: E402, F401
 )
 
 if __name__ == "__main__":
-    main()
+    # `python -m qbo_connect_cli.main` runs this file as __main__, a second copy of the module: the command
+    # modules above registered on the `cli` of qbo_connect_cli.main, so run that one.
+    from qbo_connect_cli.main import main as registered_main
+
+    registered_main()
