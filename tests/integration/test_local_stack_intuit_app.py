@@ -27,6 +27,22 @@ def _aws(stack, service: str):
     )
 
 
+def _create_customer(stack, realm_id: str, name: str) -> tuple[str, requests.Response]:
+    """A change in the company made straight at the emulator's accounting API with the demo's token."""
+    secret = _aws(stack, "secretsmanager").get_secret_value(
+        SecretId=f"{stack.discovery['environment']['QBO_SECRET_PREFIX']}connections/demo"
+    )
+    access_token = json.loads(secret["SecretString"])["token_set"]["access_token"]
+    created = requests.post(
+        f"{stack.discovery['emulator_url']}/v3/company/{realm_id}/customer",
+        json={"DisplayName": name},
+        headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        timeout=30,
+    )
+    assert created.status_code == 200, created.text
+    return access_token, created
+
+
 def test_a_customer_created_through_the_emulator_arrives_as_an_eventbridge_event(tmp_path: Path) -> None:
     with running_stack(tmp_path) as stack:
         landing, flow, _ = connect_demo_company(stack, printed_authorize_link(stack))
@@ -42,17 +58,7 @@ def test_a_customer_created_through_the_emulator_arrives_as_an_eventbridge_event
         )
         events.put_targets(Rule="entity-changes", Targets=[{"Id": "queue", "Arn": queue_arn}])
 
-        secret = _aws(stack, "secretsmanager").get_secret_value(
-            SecretId=f"{stack.discovery['environment']['QBO_SECRET_PREFIX']}connections/demo"
-        )
-        access_token = json.loads(secret["SecretString"])["token_set"]["access_token"]
-        created = requests.post(
-            f"{stack.discovery['emulator_url']}/v3/company/{flow['realm_id']}/customer",
-            json={"DisplayName": "Webhook Customer"},
-            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-            timeout=30,
-        )
-        assert created.status_code == 200, created.text
+        access_token, created = _create_customer(stack, flow["realm_id"], "Webhook Customer")
         customer_id = created.json()["Customer"]["Id"]
 
         received: list[dict] = []
@@ -136,17 +142,7 @@ def test_who_consented_the_event_log_and_the_month_s_api_calls_as_a_user_sees_th
         tested = _cli(stack, "connections", "test", "demo")
 
         # A change in the company, as the emulator's accounting API makes it: a webhook, then an event.
-        secret = _aws(stack, "secretsmanager").get_secret_value(
-            SecretId=f"{stack.discovery['environment']['QBO_SECRET_PREFIX']}connections/demo"
-        )
-        access_token = json.loads(secret["SecretString"])["token_set"]["access_token"]
-        created = requests.post(
-            f"{stack.discovery['emulator_url']}/v3/company/{flow['realm_id']}/customer",
-            json={"DisplayName": "Tailed Customer"},
-            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-            timeout=30,
-        )
-        assert created.status_code == 200, created.text
+        access_token, created = _create_customer(stack, flow["realm_id"], "Tailed Customer")
         tail = ["events", "tail", "--connection", "demo", "--type", "QuickBooks Entity Changed"]
         followed = _cli(stack, *tail, "--max", "1", "--timeout", str(WAIT_SECONDS), "--output", "json")
         authorized = _cli(stack, "events", "tail", "--no-follow", "--type", "Connection Authorized")

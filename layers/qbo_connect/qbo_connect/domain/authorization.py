@@ -350,14 +350,7 @@ class ConsentFlow:
                 usage=UsageKey.of(connection),
             )
         except QboConnectError as error:
-            logger.warning(
-                "Connected, but CompanyInfo failed",
-                extra={
-                    "connection_id": connection.connection_id,
-                    "error_code": error.code.value,
-                    "intuit_tid": error.intuit_tid,
-                },
-            )
+            _warn_connected_but("CompanyInfo failed", connection, error)
             return None
         return info.company_name
 
@@ -369,14 +362,7 @@ class ConsentFlow:
         try:
             identity = self._identity.user_info(access_token=token_set.access_token, environment=connection.environment)
         except QboConnectError as error:
-            logger.warning(
-                "Connected, but who consented is unknown: userinfo failed",
-                extra={
-                    "connection_id": connection.connection_id,
-                    "error_code": error.code.value,
-                    "intuit_tid": error.intuit_tid,
-                },
-            )
+            _warn_connected_but("who consented is unknown: userinfo failed", connection, error)
             return ConsentIdentity.unknown(f"userinfo failed ({error.code.value})")
         if token_set.id_token_subject is not None and identity.sub != token_set.id_token_subject:
             # OpenID Connect Core 5.3.2: a userinfo answer about someone else must not be used.
@@ -398,6 +384,18 @@ class ConsentFlow:
             )
             return f"not revoked: {error.code.value}"
         return "revoked"
+
+
+def _warn_connected_but(what: str, connection: Connection, error: QboConnectError) -> None:
+    """A lookup after the tokens were safe failed: the consent stands; say what is missing and why."""
+    logger.warning(
+        f"Connected, but {what}",
+        extra={
+            "connection_id": connection.connection_id,
+            "error_code": error.code.value,
+            "intuit_tid": error.intuit_tid,
+        },
+    )
 
 
 def _browser_binding(state: str) -> str:
