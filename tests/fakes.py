@@ -781,7 +781,7 @@ class InMemoryUsageLedger:
             if self._lost:
                 raise self._lost.popleft()
 
-    def month(self, month: str) -> list[AppUsage]:
+    def month(self, month: str, *, connections_too: bool = True) -> list[AppUsage]:
         with self._lock:
             apps: dict[str, dict[str, int]] = {}
             connections: dict[str, dict[str, ConnectionUsage]] = {}
@@ -800,7 +800,12 @@ class InMemoryUsageLedger:
                     (known.writes if known else 0) + tally.writes,
                 )
             return [
-                AppUsage(client_id, month, **figures, connections=tuple(connections[client_id].values()))
+                AppUsage(
+                    client_id,
+                    month,
+                    **figures,
+                    connections=tuple(connections[client_id].values()) if connections_too else (),
+                )
                 for client_id, figures in sorted(apps.items())
             ]
 

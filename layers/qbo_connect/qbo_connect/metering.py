@@ -48,7 +48,7 @@ def report_unrecorded(flush: Flush, error: Exception) -> None:
 def publish_metering_gauge(ledger: UsageLedger, allowances: Allowances, clock) -> float | None:
     """The month so far, per app and as the highest share of an allowance; None if it could not be read."""
     try:
-        usages = ledger.month(month_of(clock.now()))
+        usages = ledger.month(month_of(clock.now()), connections_too=False)
     except (BotoCoreError, ClientError) as error:
         logger.warning("Could not read this month's API call counts", extra={"error": type(error).__name__})
         return None

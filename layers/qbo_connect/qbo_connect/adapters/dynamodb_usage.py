@@ -42,13 +42,15 @@ class DynamoDbUsageLedger:
             # One token per chunk, the same on every retry of this flush: DynamoDB applies it once.
             client.transact_write_items(TransactItems=chunk, ClientRequestToken=f"{flush.token}-{index}")
 
-    def month(self, month: str) -> list[AppUsage]:
+    def month(self, month: str, *, connections_too: bool = True) -> list[AppUsage]:
+        """The month's figures; without `connections_too` only the apps' items are read (the sweep's gauge:
+        one small query however many connections there are)."""
         apps: dict[str, dict[str, Any]] = {}
         connections: dict[str, list[ConnectionUsage]] = defaultdict(list)
-        kwargs: dict[str, Any] = {
-            "IndexName": BY_NAME_INDEX,
-            "KeyConditionExpression": Key("listing").eq(listing_of(month)),
-        }
+        condition = Key("listing").eq(listing_of(month))
+        if not connections_too:
+            condition &= Key("name").begins_with(_APP)
+        kwargs: dict[str, Any] = {"IndexName": BY_NAME_INDEX, "KeyConditionExpression": condition}
         while True:
             page = self._table.query(**kwargs)
             for item in page.get("Items", []):

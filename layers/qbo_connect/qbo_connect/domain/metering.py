@@ -105,8 +105,8 @@ class UsageLedger(Protocol):
     def add(self, flush: Flush) -> None:
         """Add every count of `flush` atomically (all or none); the same token twice adds once."""
 
-    def month(self, month: str) -> list[AppUsage]:
-        """Every app's figures of the month, with their connections'."""
+    def month(self, month: str, *, connections_too: bool = True) -> list[AppUsage]:
+        """Every app's figures of the month, with their connections' unless `connections_too` is False."""
 
 
 class UsageMeter:

@@ -61,6 +61,8 @@ def test_flushes_add_up_per_app_and_per_connection_in_their_month(table):
     }
     assert [u.metered_calls for u in ledger.month("2025-12")] == [99]
     assert ledger.month("2024-01") == []
+    (apps_only,) = ledger.month(month, connections_too=False)  # the gauge's read: the app items only
+    assert (apps_only.production_reads, apps_only.connections) == (13, ())
 
 
 def test_counts_live_beside_the_connections_without_showing_up_among_them(table):
