@@ -24,6 +24,8 @@ APP = UsageKey("ABappone0123456789", "qbc-acme", intuit.Environment.PRODUCTION)
 
 @pytest.fixture
 def table(monkeypatch):
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):  # moto in this process, whatever ran before
+        monkeypatch.delenv(name, raising=False)
     for name, value in {
         "AWS_DEFAULT_REGION": "eu-west-1",
         "AWS_ACCESS_KEY_ID": "t",
