@@ -93,6 +93,13 @@ def expiry(timestamp: float | None, now: float) -> str:
     return relative(timestamp, now)
 
 
+def access_token(summary: Mapping[str, Any], now: float) -> str:
+    """When the stored access token expires; an on-demand connection's is expired most of the time, by design."""
+    text = expiry(summary.get("access_token_expires_at"), now)
+    expired = (summary.get("access_token_expires_at") or now + 1) <= now
+    return f"{text} (refreshed on demand)" if expired and summary.get("refresh_policy") == "on_demand" else text
+
+
 def days_left(timestamp: float | None, now: float) -> str:
     if timestamp is None:
         return MISSING
@@ -138,7 +145,7 @@ def connections_table(summaries: Iterable[Mapping[str, Any]], now: float) -> str
             (s.get("refresh_policy") or "eager").replace("_", " "),
             s.get("realm_id"),
             s.get("company_name"),
-            expiry(s.get("access_token_expires_at"), now),
+            access_token(s, now),
             relative(s.get("last_refreshed_at"), now),
             days_left(s.get("refresh_token_hard_expires_at"), now),
         )

@@ -505,6 +505,17 @@ def test_list_shows_token_times_relative_and_days_to_hard_expiry(cli: Runs, intu
     assert row.rstrip().endswith("1799")
 
 
+def test_list_says_an_on_demand_connections_expired_token_is_expected(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    connected("Acme", expires_in=-3600)  # nobody asked for a token in the last hour
+    expired_eager = cli("connections", "list").stdout.splitlines()[1]
+    cli("connections", "update", "Acme", "--refresh-policy", "on_demand")
+
+    row = cli("connections", "list").stdout.splitlines()[1]
+
+    assert "expired 1 h" in expired_eager and "on demand" not in expired_eager
+    assert "expired 1 h" in row and "ago (refreshed on demand)" in row
+
+
 def test_test_of_a_connected_connection_reports_the_company(cli: Runs, intuit_fake: FakeIntuit) -> None:
     connected("Acme", expires_in=3600)
 
