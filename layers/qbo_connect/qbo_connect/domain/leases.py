@@ -90,7 +90,7 @@ class Leases:
                 logger.error(
                     "Lease kept until it expires: a rotation is not persisted", extra={"connection_id": connection_id}
                 )
-            elif not held.released and not self._store.release_lease(connection_id, owner=owner):
+            elif not held.released and not self._store.release_lease(connection_id, owner=owner, clear_fence=fence):
                 logger.warning("Lease expired before release", extra={"connection_id": connection_id})
 
     def load_secret(self, held: HeldLease) -> None:
