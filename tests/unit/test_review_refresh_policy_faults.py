@@ -148,3 +148,40 @@ def test_a_policy_change_does_not_lift_the_fence_of_a_refresh_call_still_in_flig
     first_token, first_at = sent[0]
     resent = [at for token, at in sent[1:] if token == first_token and at - first_at < 120]
     assert not resent, f"the refresh token was sent again {resent[0] - first_at:.0f} s after a call still in flight"
+
+
+def test_a_lost_answer_to_a_token_functions_refresh_is_checked_within_a_period_not_a_day(world):
+    """README, the token lifecycle: after an unknown outcome "one check follows (a delayed queue message), and
+    if the grant is gone the status turns needs_reauthorization then, within one schedule period". In
+    template.yaml only the refresh function is given the queue (QBO_REFRESH_QUEUE_URL, sqs:SendMessage):
+    the token and test functions build their lifecycle without one, so a lost answer there queues no
+    check. An eager connection is caught by the next sweep anyway; an on-demand one is not due again
+    until its keep-alive, a day later, and the company learns nothing. (The local stack puts the queue
+    URL into every function's environment, so it cannot show this.)"""
+    from pathlib import Path
+
+    from qbo_local.template import function_properties, load_template
+
+    template = load_template(Path(__file__).resolve().parents[2] / "template.yaml")
+    token_env = function_properties(template, "TokenFunction").get("Environment", {}).get("Variables", {})
+    assert "QBO_REFRESH_QUEUE_URL" not in token_env  # so runtime.services() wires no recheck: world.lifecycle's
+    connection_id = on_demand(world)
+    world.clock.advance(2 * HOUR)
+    real_refresh = world.identity.refresh
+
+    def answer_lost_once(credentials, *, refresh_token, scopes, deadline_seconds=None):
+        world.identity.refresh = real_refresh
+        real_refresh(credentials, refresh_token=refresh_token, scopes=scopes, deadline_seconds=deadline_seconds)
+        raise OutcomeUnknown("Intuit's token endpoint's answer was lost (ReadTimeout)")  # rotated, answer gone
+
+    world.identity.refresh = answer_lost_once
+    with contextlib.suppress(IntuitUnavailable):
+        world.lifecycle.valid_token(connection_id)  # the token function's request
+
+    for _ in range(int(HOUR / world.settings.refresh_period_seconds)):
+        world.clock.advance(world.settings.refresh_period_seconds)
+        sweep(world)
+
+    assert world.connection(connection_id).status.value == "needs_reauthorization", (
+        "an hour after the lost answer the grant is gone at Intuit and nobody has been told"
+    )
