@@ -201,3 +201,28 @@ def test_a_batch_that_would_wait_past_the_vault_deadline_for_the_write_budget_is
 
     with pytest.raises(SettingsError, match="lower RefreshBatchSize or RefreshMaxConcurrency"):
         Settings.from_environment(env)
+
+
+def test_every_write_budget_the_template_accepts_leaves_the_refresh_function_able_to_start() -> None:
+    """SecretsWriteBudgetPerSecond takes 1 to 50 ("shared with everything else in the account": an operator
+    leaving room for other applications lowers it). With the template's other defaults (batches of 20, 50
+    instances), any budget under 34/s makes the refresh function's settings refuse to load: the stack
+    deploys, every sweep and batch then fails, and every eager connection lapses within the hour."""
+    parameters = load_template(ROOT / "template.yaml")["Parameters"]
+    budget = parameters["SecretsWriteBudgetPerSecond"]
+    refused = []
+    for per_second in range(int(budget["MinValue"]), int(budget["MaxValue"]) + 1):
+        env = {
+            **BASE,
+            "QBO_SECRETS_WRITE_BUDGET": str(per_second),
+            "QBO_WRITE_BUDGET_SHARES": str(parameters["RefreshMaxConcurrency"]["Default"]),
+            "QBO_REFRESH_BATCH_SIZE": str(parameters["RefreshBatchSize"]["Default"]),
+        }
+        try:
+            Settings.from_environment(env)
+        except SettingsError:
+            refused.append(per_second)
+
+    assert not refused, (
+        f"the refresh function cannot start with SecretsWriteBudgetPerSecond {refused[0]}..{refused[-1]}"
+    )
