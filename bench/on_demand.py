@@ -31,7 +31,8 @@ LATENCY_CONNECTIONS = 400
 CONCURRENT_CONNECTIONS = 50
 WORKFLOWS = 4  # token function instances, each in a process of its own
 COLD_FOR_SECONDS = 7200  # the stored access token expired this long ago
-SERVICE_SHARE_FLOOR_SECONDS = 1.0
+ANSWER_FLOOR_SECONDS = 1.0  # issue 10: a cold request answers within 1 s at p99
+SERVICE_SHARE_FLOOR_SECONDS = 1.0  # the part that is the service's: the request less Intuit's answer
 
 
 @dataclass
@@ -56,6 +57,9 @@ class OnDemandResult:
     @property
     def checks(self) -> dict[str, bool]:
         return {
+            # Issue 10's floor, on what the workflow waits for (see docs/performance.md on why it cannot hold
+            # against a profile whose own p99 is 2 s and whose slowest 1% take 10 to 30 s).
+            "total_p99": self.total_p99_ms <= ANSWER_FLOOR_SECONDS * 1000,
             "service_p99": self.service_p99_ms <= SERVICE_SHARE_FLOOR_SECONDS * 1000,
             "one_refresh": self.refreshes_per_cold_request <= 1 and self.most_refreshes_for_one_connection <= 1,
             "lost": self.failed == 0 and self.revoked == 0,

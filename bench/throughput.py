@@ -102,7 +102,7 @@ class RunResult:
     stack_cpu_ms_per_refresh: float = 0.0
     moto_cpu_ms_by_service: dict[str, float] = field(default_factory=dict)
     # Refreshes per second while the burst is under way (from the 5th to the 95th percentile save): the
-    # rate the design sustains, without the ramp-up and the drain (the last slow answers).
+    # rate the design sustains, reported beside the whole sweep's (which the floor judges).
     sustained_per_second: float = 0.0
     # From the sweep that found a connection due to its refresh being saved, in seconds.
     due_to_saved_p50: float = 0.0
@@ -123,14 +123,17 @@ class RunResult:
         """Each floor and whether it holds; None where this run is too small to judge it."""
         judged = self.rate_judged
         # A message SQS delivers twice (it may: at least once) costs one lease attempt, answered busy.
-        duplicates = self.outcomes.get("busy", 0) + self.outcomes.get("not_due", 0)
+        duplicates = self.outcomes.get("busy", 0) + self.outcomes.get("not_due", 0) - self.deferred
         return {
-            "rate": self.sustained_per_second >= 0.9 * self.budget_per_second if judged else None,
+            # The whole sweep, ramp-up and drain (where Intuit's slowest answers land) included.
+            "rate": self.refreshes_per_second >= 0.9 * self.budget_per_second if judged else None,
             "due_to_saved_p99": self.due_to_saved_p99 <= self.period_seconds if judged else None,
             "function_cpu": self.function_cpu_ms_per_refresh <= FUNCTION_CPU_MS_FLOOR,
             "aws_calls": sum(self.function_calls.values()) <= 4 * self.refreshed + duplicates,
             "intuit_calls": self.intuit_calls_per_refresh == 1,
             "lost": self.lost == 0,
+            # A connection left for the next sweep is refreshed a period late at best.
+            "deferred": self.deferred == 0,
         }
 
     @property
@@ -301,7 +304,6 @@ class Bench:
 
         self._requests = requests
         self._tmp = tempfile.TemporaryDirectory(prefix="qbo-bench-")
-        self.slice = slice_of_region
         template = load_template(ROOT / "template.yaml")
         region_budget = parameter_default(template, {"Ref": "SecretsWriteBudgetPerSecond"}, 40)
         # The deployed schedule's period (the benchmark runs its sweeps itself): what "due to refreshed" is
@@ -310,9 +312,13 @@ class Bench:
 
         self.schedule_period_seconds = refresh_period(template["Parameters"]["RefreshSchedule"]["Default"], 0)
         region_instances = parameter_default(template, {"Ref": "RefreshMaxConcurrency"}, 1)
+        # A whole number of instances, and the budget and due connections in exactly their proportion, so
+        # that each instance's share and the number of batch rounds a sweep takes are the region's.
+        instances = max(1, round(region_instances * slice_of_region))
+        self.slice = instances / region_instances
         # A slice of the region: its share of the instances and of the write budget (each instance's share,
         # hence its batches' timing, is the region's).
-        os.environ["QBO_SECRETS_WRITE_BUDGET"] = f"{region_budget * slice_of_region:g}"
+        os.environ["QBO_SECRETS_WRITE_BUDGET"] = f"{region_budget * self.slice:g}"
         options = UpOptions(
             root=ROOT,
             port=0,
@@ -320,7 +326,7 @@ class Bench:
             intuit_port=0,
             refresh_interval=86_400.0,  # the benchmark starts each sweep itself
             state_file=Path(self._tmp.name) / "local-stack.json",
-            refresh_concurrency=max(1, round(region_instances * slice_of_region)),
+            refresh_concurrency=instances,
         )
         self.stack = _bench_stack_class()(options)
         self.document = self.stack.start()

@@ -188,14 +188,13 @@ class InMemoryConnectionStore:
             self._connections[connection_id] = leased
             return leased
 
-    def release_lease(self, connection_id: str, *, owner: str) -> bool:
+    def release_lease(self, connection_id: str, *, owner: str, clear_fence: bool = True) -> bool:
         with self._lock:
             stored = self._connections.get(connection_id)
             if stored is None or stored.lease_owner != owner:
                 return False
-            self._connections[connection_id] = replace(
-                stored, lease_owner=None, lease_expires_at=None, refresh_in_flight_until=None
-            )
+            released = replace(stored, lease_owner=None, lease_expires_at=None)
+            self._connections[connection_id] = released.fenced_until(None) if clear_fence else released
             return True
 
     def record_test(self, connection_id: str, result: TestResult) -> None:

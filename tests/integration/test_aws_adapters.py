@@ -232,6 +232,19 @@ def test_the_lease_is_released_only_by_its_owner(store):
     assert store.release_lease("qbc-1", owner="owner-a") is False
 
 
+def test_a_holder_that_set_no_in_flight_mark_leaves_anothers_in_place_when_it_releases(store):
+    store.create(a_connection())
+    # A refresh whose answer was lost gave the lease back and kept its mark until the call is over.
+    store.acquire_lease("qbc-1", owner="refresher", now=EPOCH, seconds=60, fence_until=EPOCH + 400)
+    store.release_lease("qbc-1", owner="refresher", clear_fence=False)
+    store.acquire_lease("qbc-1", owner="administrator", now=EPOCH + 5, seconds=60)  # no fence of its own
+
+    assert store.release_lease("qbc-1", owner="administrator", clear_fence=False) is True
+    assert store.get("qbc-1").refresh_in_flight_until == EPOCH + 400
+    with pytest.raises(Busy):
+        store.acquire_lease("qbc-1", owner="workflow", now=EPOCH + 10, seconds=60, fence_until=EPOCH + 500)
+
+
 def test_the_due_query_finds_only_connected_connections_expiring_before_the_cut_off(store):
     cut_off = EPOCH + 900
     store.create(connected("qbc-due", "Due", EPOCH + 600))

@@ -151,3 +151,27 @@ def test_no_message_is_received_while_every_instance_is_busy() -> None:
 
     assert waiting_while_busy == 20
     assert len(queue.deleted) == 30
+
+
+def test_a_batch_runs_no_more_refreshes_at_once_than_its_workers():
+    # A low write budget: no more refreshes at once than the instance's share writes within the vault
+    # deadline, so no rotated token set waits in memory longer than that.
+    running, most, lock = 0, 0, threading.Lock()
+
+    class CountingLifecycle:
+        def refresh(self, connection_id: str, **_: Any) -> RefreshResult:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            time.sleep(0.02)
+            with lock:
+                running -= 1
+            return RefreshResult(connection_id, RefreshOutcome.REFRESHED)
+
+    runs = RefreshRuns(CountingLifecycle(), None, FakeClock(), workers=6)  # type: ignore[arg-type]
+
+    answer = runs.handle(sqs_event([f"qbc-{n:04d}" for n in range(20)]))
+
+    assert answer == {"batchItemFailures": []}
+    assert 1 <= most <= 6

@@ -10,7 +10,7 @@ from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.connection import RefreshPolicy
 from qbo_connect.domain.events import EventType
 from qbo_connect.domain.lifecycle import RefreshOutcome
-from qbo_connect.errors import InvalidInput
+from qbo_connect.errors import IntuitUnavailable, InvalidInput
 from qbo_connect.refresh_runs import RefreshRuns
 
 REALM = "9341453050000001"
@@ -107,15 +107,61 @@ def test_changing_the_policy_tells_secret_readers_at_once_and_is_recorded(world)
     assert changed["fields"] == ["refresh_policy"] and changed["actor"] == "admin@example.com"
 
 
-def test_back_to_eager_an_expired_token_is_refreshed_at_the_next_sweep(world):
+def test_back_to_eager_an_expired_token_is_refreshed_at_once_and_only_then_labelled_eager(world):
     connection_id = on_demand(world)
     world.clock.advance(3 * HOUR)
 
     world.admin.update(connection_id, ConnectionUpdate(refresh_policy="eager"), actor="admin@example.com")
 
-    assert sweep(world) == 1
+    assert world.identity.refresh_calls == 1
     assert world.vault.read(connection_id).refresh_policy is RefreshPolicy.EAGER
     assert world.token_set(connection_id).seconds_valid(world.clock.now()) > 3000
+    assert sweep(world) == 0
+
+
+def test_back_to_eager_while_intuit_is_down_the_secret_keeps_saying_on_demand_until_a_refresh_succeeds(world):
+    connection_id = on_demand(world)
+    world.clock.advance(3 * HOUR)
+    world.identity.fail_next(world.timings.attempts, IntuitUnavailable("HTTP 503"))
+
+    saved = world.admin.update(connection_id, ConnectionUpdate(refresh_policy="eager"), actor="admin@example.com")
+
+    assert saved.refresh_policy is RefreshPolicy.EAGER  # the schedule now keeps it eager
+    assert world.vault.read(connection_id).refresh_policy is RefreshPolicy.ON_DEMAND  # its expired token says so
+    assert sweep(world) == 1
+    assert world.vault.read(connection_id).refresh_policy is RefreshPolicy.EAGER
+
+
+def test_keepalives_wait_for_later_sweeps_when_eager_refreshes_fill_one_sweeps_budget():
+    from fakes import FakeClock
+    from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
+
+    world = FakeWorld(FakeClock())
+    lazy = []
+    for n in range(6):
+        connection_id = world.connected(name=f"Nightly {n}", realm_id=REALM).connection_id
+        world.admin.update(connection_id, ConnectionUpdate(refresh_policy="on_demand"), actor="admin@example.com")
+        lazy.append(connection_id)
+    world.clock.advance(DAY - 2 * HOUR)
+    eager = [world.connected(name=f"Eager {n}", realm_id=REALM).connection_id for n in range(3)]
+    world.clock.advance(2 * HOUR + 60)  # the on-demand ones a day old, the eager ones due
+    lifecycle = TokenLifecycle(
+        world.store,
+        world.vault,
+        world.identity,
+        world.events,
+        world.clock,
+        world.leases,
+        RefreshTimings(margin_seconds=world.settings.refresh_margin_seconds, keepalives_per_sweep=5),
+    )
+
+    first = lifecycle.due_connection_ids()
+
+    assert set(first[:3]) == set(eager)  # eager first
+    assert len(first) == 5 and set(first[3:]) <= set(lazy)
+    for connection_id in first:
+        lifecycle.refresh(connection_id)
+    assert sorted(lifecycle.due_connection_ids()) == sorted(set(lazy) - set(first))
 
 
 def test_a_connection_can_start_on_demand(world):

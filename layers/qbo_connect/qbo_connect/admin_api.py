@@ -143,7 +143,8 @@ def build_app() -> APIGatewayHttpResolver:
             base_url=data.get("base_url") or None,
             connection_id=data.get("connection_id") or None,
             client_secret=data.get("client_secret"),
-            refresh_policy=data.get("refresh_policy") or RefreshPolicy.EAGER.value,
+            # Given, it must be a policy (null, "" or false are refused); left out, eager.
+            refresh_policy=data.get("refresh_policy", RefreshPolicy.EAGER.value),
         )
         created = services().admin.create(request, actor=actor())
         return _json(201, services().admin.show(created.connection_id))

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qbo_connect.domain.connection import validate_connection_id
+from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.errors import ErrorCode, InvalidInput
 
 # Kept back from an invocation's end to answer and flush metrics before Lambda stops it.
@@ -59,7 +60,7 @@ def connection_test_payload(event: Any, answer: Callable[[str, bool], dict[str, 
 
 DEFAULT_MIN_VALID_SECONDS = 300
 # A fresh access token lives an hour; asking for more than this would refresh a fresh token every time.
-MAX_MIN_VALID_SECONDS = 1800
+MAX_MIN_VALID_SECONDS = int(RefreshTimings.max_min_valid_seconds)
 
 
 def token_payload(event: Any, answer: Callable[[str, float], dict[str, Any]]) -> dict[str, Any]:

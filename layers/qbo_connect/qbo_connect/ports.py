@@ -70,8 +70,9 @@ class ConnectionStore(Protocol):
         stored. With `fence_until`, also require no refresh in flight by the same test, and mark one in
         flight until then in the same write. Raises Busy (someone holds it) or ConnectionNotFound."""
 
-    def release_lease(self, connection_id: str, *, owner: str) -> bool:
-        """Release only if `owner` still holds it, clearing the in-flight mark; returns whether it did."""
+    def release_lease(self, connection_id: str, *, owner: str, clear_fence: bool = True) -> bool:
+        """Release only if `owner` still holds it, clearing the in-flight mark if `clear_fence` (only a holder
+        that set one may: another holder's mark may still guard a call at Intuit); returns whether it did."""
 
     def record_test(self, connection_id: str, result: TestResult) -> None: ...
 

@@ -48,18 +48,23 @@ class RefreshRuns:
         queue: RefreshQueue | None,
         clock: Clock,
         status_gauge: Callable[[], dict[str, int]] | None = None,
+        *,
+        workers: int | None = None,
     ) -> None:
         self._lifecycle = lifecycle
         self._queue = queue
         self._clock = clock
         self._status_gauge = status_gauge  # status_gauge.py: emitted once per sweep
+        # A batch's refreshes at once: all of them (None), or at most Settings.refresh_workers.
+        self._workers = workers
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         # Per invocation, not on self: the local stack runs invocations of one function concurrently.
         not_after = work_deadline(context, self._clock.now())
         if isinstance(event, dict) and "Records" in event:
             records = event["Records"] if isinstance(event["Records"], list) else []
-            with ThreadPoolExecutor(max_workers=max(1, len(records)), thread_name_prefix="refresh") as threads:
+            at_once = min(len(records), self._workers or len(records))
+            with ThreadPoolExecutor(max_workers=max(1, at_once), thread_name_prefix="refresh") as threads:
                 return async_process_partial_response(
                     event=event,
                     record_handler=functools.partial(

@@ -174,6 +174,9 @@ class Services:
         timings = RefreshTimings(
             margin_seconds=self.settings.refresh_margin_seconds,
             keepalive_seconds=self.settings.on_demand_keepalive_seconds,
+            keepalives_per_sweep=int(
+                self.settings.secrets_write_budget_per_second * self.settings.refresh_period_seconds
+            ),
             call_deadline_seconds=self.settings.refresh_call_deadline_seconds,
             persist_seconds=self.settings.vault_write_deadline_seconds + 10,
         )
@@ -198,7 +201,9 @@ class Services:
             publish_metering_gauge(self.usage_ledger, self.settings.metering_allowances, self.clock)
             return publish_status_gauge(self.store)
 
-        return RefreshRuns(self.lifecycle, self.refresh_queue, self.clock, status_gauge=gauges)
+        return RefreshRuns(
+            self.lifecycle, self.refresh_queue, self.clock, status_gauge=gauges, workers=self.settings.refresh_workers
+        )
 
     @cached_property
     def authorize_links(self) -> AuthorizeLinks:

@@ -99,25 +99,30 @@ class Settings:
         return (self.connect_timeout_seconds, self.read_timeout_seconds)
 
     def __post_init__(self) -> None:
+        if self.on_demand_keepalive_seconds > MAX_KEEPALIVE_SECONDS:
+            raise SettingsError(
+                f"QBO_ON_DEMAND_KEEPALIVE_SECONDS ({self.on_demand_keepalive_seconds}) is longer than a week: an "
+                "unused on-demand connection would go that long without a refresh, and its grant's end or a "
+                "revocation unseen; lower it"
+            )
         needed = self.refresh_call_deadline_seconds + self.vault_write_deadline_seconds + self.clock_skew_seconds
         if self.lease_seconds <= needed:
             raise SettingsError(
                 f"QBO_LEASE_SECONDS ({self.lease_seconds}) must exceed the refresh call deadline, the vault write "
                 f"deadline and the clock skew allowance together ({needed:.0f} s): raise it or lower those"
             )
-        # A rotated token set waits for the write budget in memory: the wait must fit the vault write deadline.
-        longest_wait = self.refresh_batch_size / self.secrets_writes_per_second_here
-        if longest_wait > self.vault_write_deadline_seconds:
-            raise SettingsError(
-                f"A batch of {self.refresh_batch_size} refreshes would wait up to {longest_wait:.0f} s for this "
-                f"instance's share of the Secrets Manager write budget ({self.secrets_writes_per_second_here:g}/s), "
-                f"longer than the vault write deadline ({self.vault_write_deadline_seconds:g} s): lower "
-                "RefreshBatchSize or RefreshMaxConcurrency, or raise SecretsWriteBudgetPerSecond"
-            )
 
     @property
     def secrets_writes_per_second_here(self) -> float:
         return self.secrets_write_budget_per_second / self.write_budget_shares
+
+    @property
+    def refresh_workers(self) -> int:
+        """How many of a batch's refreshes run at once. A rotated token set waits in memory for this process's
+        share of the write budget; no more run together than that share writes within the vault write
+        deadline, so none waits longer (a low budget or many instances: the batch runs in waves)."""
+        within_deadline = math.floor(self.vault_write_deadline_seconds * self.secrets_writes_per_second_here)
+        return max(1, min(self.refresh_batch_size, within_deadline))
 
     @property
     def signing_key_name(self) -> str:
@@ -228,6 +233,9 @@ def allowance_overrides(value: str) -> str:
         raise SettingsError(f"QBO_METERING_ALLOWANCES: {error}: fix the setting") from None
     return value
 
+
+# A refresh token lapses after about 100 unused days; a revocation should be found within days, not weeks.
+MAX_KEEPALIVE_SECONDS = 7 * 86_400
 
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 _RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}

@@ -22,14 +22,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from qbo_connect import intuit
+from qbo_connect import intuit, invocation
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshTimings, TokenLifecycle
 from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput, QboConnectError
 from qbo_connect.invocation import error_body
 from qbo_connect.observability import logger
 from qbo_connect.ports import Clock, ConnectionStore
 
-DEFAULT_MIN_VALID_SECONDS = 300.0
+DEFAULT_MIN_VALID_SECONDS = float(invocation.DEFAULT_MIN_VALID_SECONDS)
 # A fresh access token lives an hour. Asking for nearly all of it would refresh a token minutes old on
 # every read, and each refresh writes a Secrets Manager version (about 100 a day is the quota): the
 # lifecycle's cap keeps one refresh per half hour at most.
@@ -116,9 +116,15 @@ class TokenAccess:
             )
 
     def answer(self, connection_id: str, *, min_valid_seconds: float, not_after: float | None = None) -> dict[str, Any]:
-        """The token function's answer: the access token and where to use it, or why none can be had."""
+        """The token function's answer: the access token and where to use it, or why none can be had.
+
+        Never from this process's cache: a warm instance would go on handing out a reset or revoked
+        connection's token for the rest of its hour. Each answer reads the connection and its secret
+        (one GetItem, one GetSecretValue), so the status it reports is the stored one."""
+        _check_min_valid(min_valid_seconds)
         try:
-            granted = self.access(connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after)
+            with self._connection_lock(connection_id):
+                granted = self._load(connection_id, min_valid_seconds, not_after=not_after)
         except QboConnectError as error:
             return error_body(error.code, str(error), connection_id=connection_id)
         return granted.as_invocation_answer()

@@ -446,12 +446,14 @@ class DynamoDbConnectionStore:
             raise busy_because(stored, connection_id, now=now) from None
         return item_to_connection(updated["Attributes"])
 
-    def release_lease(self, connection_id: str, *, owner: str) -> bool:
+    def release_lease(self, connection_id: str, *, owner: str, clear_fence: bool = True) -> bool:
         try:
             self._table.update_item(
                 Key=_connection_key(connection_id),
-                # Only a holder with no call in flight releases this way (an unknown outcome saves its mark).
-                UpdateExpression="REMOVE lease_owner, lease_expires_at, refresh_in_flight_until",
+                # Only a holder with no call in flight releases this way (an unknown outcome saves its mark),
+                # and only one that fenced clears the mark: another's may still guard a call at Intuit.
+                UpdateExpression="REMOVE lease_owner, lease_expires_at"
+                + (", refresh_in_flight_until" if clear_fence else ""),
                 ConditionExpression=Attr("lease_owner").eq(owner),
             )
         except ClientError as error:

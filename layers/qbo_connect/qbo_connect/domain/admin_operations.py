@@ -19,6 +19,7 @@ from qbo_connect.domain.authorization import AuthorizeLinks
 from qbo_connect.domain.connection import (
     Connection,
     ConnectionStatus,
+    RefreshPolicy,
     parse_environment,
     parse_refresh_policy,
     validate_client_id,
@@ -30,6 +31,7 @@ from qbo_connect.domain.connection_test import ConnectionTests, TestReport
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
 from qbo_connect.domain.lifecycle import RefreshResult, TokenLifecycle
+from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.errors import InvalidInput, NeedsReauthorization
 from qbo_connect.observability import logger
 from qbo_connect.ports import ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
@@ -171,21 +173,36 @@ class AdminOperations:
                 current = held.connection = self._store.rename(current, wanted["name"], lease_owner=held.owner)
             now = self._clock.now()
             updated = replace(current, **{k: v for k, v in wanted.items() if k != "name"}, updated_at=now)
+            base = held.secret or Administration._empty_secret(held.connection)
+            # The secret tells readers who take the token straight from it whether it is kept valid: they
+            # learn at once that it no longer is (on_demand), but `eager` goes on a token only once it is
+            # valid for the margin, here if it already is, else with the refresh below.
+            label = updated.refresh_policy
+            if label is RefreshPolicy.EAGER and not self._serves_eagerly(base, now):
+                label = base.refresh_policy
             secret = None
-            if {"client_id", "base_url", "realm_id", "refresh_policy"} & set(changed):
-                # The secret document carries these too, for workflows that read it directly: a reader
-                # must learn at once that the token it takes from there is no longer kept valid.
-                base = held.secret or Administration._empty_secret(held.connection)
+            if {"client_id", "base_url", "realm_id"} & set(changed) or label is not base.refresh_policy:
                 secret = base.next(
                     now=now,
                     client_id=updated.client_id,
                     base_url=updated.base_url,
                     realm_id=updated.realm_id,
-                    refresh_policy=updated.refresh_policy,
+                    refresh_policy=label,
                 )
             saved = self._leases.commit(held, updated, secret)
+        if label is not saved.refresh_policy and saved.is_refreshable:
+            # Now eager with a token too short for the promise: refreshed at once (under its own lease),
+            # which writes the eager label with a valid token; if Intuit cannot answer now, the label
+            # stays until the schedule's next refresh succeeds.
+            self._lifecycle.refresh(saved.connection_id)
+            saved = self._store.get(saved.connection_id) or saved
         self._changed(saved, actor, "updated", fields=sorted(changed))
         return saved
+
+    def _serves_eagerly(self, secret: ConnectionSecret, now: float) -> bool:
+        """Whether the stored token keeps an eager connection's promise (valid for the refresh margin)."""
+        token_set = secret.token_set
+        return token_set is None or token_set.is_valid_for(self._lifecycle.timings.margin_seconds, now)
 
     def set_client_secret(self, name_or_id: str, client_secret: str, *, actor: str) -> Connection:
         saved = self._administration.set_client_secret(name_or_id, client_secret)

@@ -90,7 +90,7 @@ class Leases:
                 logger.error(
                     "Lease kept until it expires: a rotation is not persisted", extra={"connection_id": connection_id}
                 )
-            elif not held.released and not self._store.release_lease(connection_id, owner=owner):
+            elif not held.released and not self._store.release_lease(connection_id, owner=owner, clear_fence=fence):
                 logger.warning("Lease expired before release", extra={"connection_id": connection_id})
 
     def load_secret(self, held: HeldLease) -> None:
@@ -224,7 +224,10 @@ class Leases:
             updated = connection.with_token_times(secret.token_set, now=now, generation=secret.generation)
             if connection.status is ConnectionStatus.NOT_CONNECTED:
                 updated = replace(updated, status=ConnectionStatus.CONNECTED, realm_id=secret.realm_id)
-        updated = replace(updated, has_client_secret=secret.client_secret is not None)
+        # The refresh policy too: a reader of the secret is told it, so the schedule must follow it.
+        updated = replace(
+            updated, has_client_secret=secret.client_secret is not None, refresh_policy=secret.refresh_policy
+        )
         return self._store.save(updated, lease_owner=held.owner)
 
 

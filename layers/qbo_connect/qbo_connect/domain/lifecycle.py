@@ -27,6 +27,7 @@ from qbo_connect.errors import (
     InFlight,
     IntuitUnavailable,
     InvalidClient,
+    InvalidInput,
     NeedsReauthorization,
     NotConnected,
     OutcomeUnknown,
@@ -93,6 +94,10 @@ class RefreshTimings:
     # An on-demand connection nobody asked a token of is refreshed this long after its last refresh:
     # the refresh token's rolling expiry (about 100 days) keeps moving, and a revoked grant is found.
     keepalive_seconds: float = 86_400
+    # At most this many keep-alives per sweep, after the eager refreshes (None: no limit): keep-alives that
+    # fall due together (a bulk import, a day after an outage) wait for later sweeps instead of holding
+    # eager refreshes past their margin. Set to what the write budget does in one period.
+    keepalives_per_sweep: int | None = None
 
     @property
     def shortest_call_seconds(self) -> float:
@@ -127,10 +132,18 @@ class TokenLifecycle:
         refreshed a keep-alive period ago: one index query each."""
         now = self._clock.now()
         eager = self._store.due_connection_ids(due_before=now + self.timings.margin_seconds)
-        # The index orders by access-token expiry, which a refresh sets an access-token lifetime after it.
+        room = self.timings.keepalives_per_sweep
+        if room is not None:
+            room -= len(eager)
+            if room <= 0:
+                return eager  # the budget goes to eager refreshes first; keep-alives can wait a sweep
+        # The index orders by access-token expiry, which a refresh sets an access-token lifetime after it
+        # (Intuit's is an hour; another lifetime moves the keep-alive by the difference).
         last_refreshed_before = now - self.timings.keepalive_seconds
         keepalive = self._store.due_connection_ids(
-            due_before=last_refreshed_before + intuit.ACCESS_TOKEN_DEFAULT_SECONDS, policy=RefreshPolicy.ON_DEMAND
+            due_before=last_refreshed_before + intuit.ACCESS_TOKEN_DEFAULT_SECONDS,
+            policy=RefreshPolicy.ON_DEMAND,
+            limit=room,
         )
         return eager + keepalive
 
@@ -234,7 +247,13 @@ class TokenLifecycle:
             return self._transient_failure(held, error)
 
         now = self._clock.now()
-        new_secret = secret.next(now=now, token_set=token_set.with_hard_expiry_from(secret.token_set))
+        # The connection's policy goes into the secret with every refresh: after a switch to eager it is
+        # labelled so only once its token keeps the promise (admin_operations.update).
+        new_secret = secret.next(
+            now=now,
+            token_set=token_set.with_hard_expiry_from(secret.token_set),
+            refresh_policy=connection.refresh_policy,
+        )
         updated, warning = self._with_expiry_warning(
             connection.with_token_times(new_secret.token_set, now=now, generation=new_secret.generation), now
         )
@@ -425,8 +444,11 @@ class TokenLifecycle:
         return RefreshResult(saved.connection_id, RefreshOutcome.TRANSIENT_FAILURE, str(error))
 
     def _with_expiry_warning(self, connection: Connection, now: float) -> tuple[Connection, ExpiryWarning | None]:
-        """Mark a warning threshold (30, 7, 1 days before the grant ends) the first time it is crossed."""
-        warning = expiry_warning(connection, now)
+        """Mark a warning threshold (30, 7, 1 days before the grant ends) the first time it is crossed. An
+        on-demand connection may not be looked at again for a keep-alive period: its thresholds are judged
+        that much ahead, so a warning comes early rather than too late."""
+        ahead = self.timings.keepalive_seconds if connection.refresh_policy is RefreshPolicy.ON_DEMAND else 0.0
+        warning = expiry_warning(connection, now, ahead_seconds=ahead)
         if warning is None:
             return connection, None
         return replace(connection, expiry_warnings_sent=warning.sent_after), warning
@@ -460,17 +482,30 @@ class TokenLifecycle:
         """A token valid for at least `min_valid_seconds`: from the vault, refreshed through the lease only
         when needed. Raises a QboConnectError that says what a person must do when none can be had."""
         busy = "The connection is being refreshed by someone else: try again in a minute"
+        fresh = False  # a refresh just happened (ours or another's): its token is the best there is
         for attempt in range(3):
             connection = require(self._store.get(connection_id), connection_id)
             if attempt == 0 and connection.status is ConnectionStatus.NOT_CONNECTED and connection.has_client_secret:
-                self.refresh(connection_id)  # a consent whose metadata write was lost is reconciled here
+                # A consent whose metadata write was lost is reconciled here.
+                self.refresh(connection_id, not_after=not_after)
                 continue
             _raise_for_status(connection)
             secret = self._leases.current_secret(connection)
             now = self._clock.now()
             if secret and secret.token_set and secret.token_set.is_valid_for(min_valid_seconds, now):
                 return connection, secret.token_set
+            if fresh and secret and secret.token_set:
+                # Refreshing again would only rotate the grant and spend a secret version for nothing.
+                raise InvalidInput(
+                    f"A token valid for {int(min_valid_seconds)} s was asked for, but Intuit's newest token is valid "
+                    f"for {int(secret.token_set.seconds_valid(now))} s: ask for less (min_valid_seconds)"
+                )
             result = self.refresh(connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after)
+            fresh = result.outcome in {
+                RefreshOutcome.REFRESHED,
+                RefreshOutcome.RECOVERED,
+                RefreshOutcome.ALREADY_REFRESHED,
+            }
             if result.outcome is RefreshOutcome.BUSY:
                 busy = result.message or busy
                 self._wait_for_lease(connection_id, not_after)
@@ -503,8 +538,9 @@ class ExpiryWarning:
     sent_after: tuple[str, ...]
 
 
-def expiry_warning(connection: Connection, now: float) -> ExpiryWarning | None:
-    """The warning due now, if a threshold was crossed that hasn't been announced for this grant."""
+def expiry_warning(connection: Connection, now: float, *, ahead_seconds: float = 0.0) -> ExpiryWarning | None:
+    """The warning due now, if a threshold was crossed (by `ahead_seconds` from now) that hasn't been
+    announced for this grant."""
     ends = [
         (t, by)
         for t, by in (
@@ -517,7 +553,7 @@ def expiry_warning(connection: Connection, now: float) -> ExpiryWarning | None:
         return None
     ends_at, ends_by = min(ends)
     days_left = (ends_at - now) / 86400
-    crossed = [d for d in WARNING_DAYS if days_left <= d]
+    crossed = [d for d in WARNING_DAYS if days_left - ahead_seconds / 86400 <= d]
     fresh = [d for d in crossed if f"{d}d" not in connection.expiry_warnings_sent]
     if not fresh:
         return None
