@@ -526,6 +526,26 @@ def test_refresh_of_one_connection_prints_its_outcome(cli: Runs, intuit_fake: Fa
     assert cli("refresh", "Acme").stdout == f"Acme ({connection_id}): not_due\n"
 
 
+def test_a_cli_refresh_is_recorded_as_a_change_by_the_cli_user(
+    cli: Runs, intuit_fake: FakeIntuit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qbo_connect.adapters.eventbridge import EventBridgePublisher
+
+    published = []
+    monkeypatch.setattr(EventBridgePublisher, "publish", lambda self, events: published.extend(events))
+    monkeypatch.setattr(main.getpass, "getuser", lambda: "maria")
+    monkeypatch.setattr(main.socket, "gethostname", lambda: "ops-laptop")
+    connection_id = connected("Acme")
+
+    assert cli("refresh", "Acme").exit_code == 0
+    assert cli("refresh", "Acme").stdout.endswith("not_due\n")  # nothing asked of Intuit: nothing recorded
+
+    changes = [e.detail for e in published if e.detail_type == "Connection Changed"]
+    assert [(c["connection_id"], c["action"], c["actor"], c["outcome"]) for c in changes] == [
+        (connection_id, "refreshed", "cli:maria@ops-laptop", "refreshed")
+    ]
+
+
 def test_refresh_due_reports_each_and_fails_when_one_needs_reauthorization(cli: Runs, intuit_fake) -> None:
     good = connected("Good")
     bad = connected("Bad", refresh_token="rt-refused")

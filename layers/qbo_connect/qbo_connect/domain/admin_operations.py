@@ -28,7 +28,7 @@ from qbo_connect.domain.connection import (
 from qbo_connect.domain.connection_test import ConnectionTests, TestReport
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
-from qbo_connect.domain.lifecycle import RefreshResult, TokenLifecycle
+from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult, TokenLifecycle
 from qbo_connect.errors import InvalidInput, NeedsReauthorization
 from qbo_connect.observability import logger
 from qbo_connect.ports import ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
@@ -42,6 +42,17 @@ MIN_AUTHORIZE_LINK_SECONDS = 60
 EXPIRY_NEAR_SECONDS = 30 * DAY_SECONDS
 MAX_IMPORTED_TOKEN_LENGTH = 4096
 LEASE_WAIT_SECONDS = 30
+# Refresh outcomes that mean Intuit was asked (and the connection's tokens or status may have changed).
+ASKED_INTUIT = frozenset(
+    {
+        RefreshOutcome.REFRESHED,
+        RefreshOutcome.RECOVERED,
+        RefreshOutcome.TRANSIENT_FAILURE,
+        RefreshOutcome.OUTCOME_UNKNOWN,
+        RefreshOutcome.NEEDS_REAUTHORIZATION,
+        RefreshOutcome.INVALID_CLIENT,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -143,14 +154,24 @@ class AdminOperations:
     def find(self, name_or_id: str) -> Connection:
         return self._administration.find(name_or_id)
 
+    def connections(self) -> list[Connection]:
+        return self._administration.list()
+
     def list(self) -> list[dict[str, Any]]:
         now = self._clock.now()
-        return [connection_view(c, now) for c in self._administration.list()]
+        return [connection_view(c, now) for c in self.connections()]
+
+    def due_connection_ids(self) -> list[str]:
+        return self._lifecycle.due_connection_ids()
 
     def show(self, name_or_id: str) -> dict[str, Any]:
         return connection_view(self.find(name_or_id), self._clock.now())
 
     # --- changing ---------------------------------------------------------------------------------
+    def check_new(self, request: NewConnection) -> None:
+        """What create() would refuse, without creating anything (the CLI asks before prompting for a secret)."""
+        self._administration.check_new(request)
+
     def create(self, request: NewConnection, *, actor: str) -> Connection:
         created = self._administration.create(request)
         self._changed(created, actor, "created", fields=["client_secret"] if request.client_secret else [])
@@ -219,11 +240,14 @@ class AdminOperations:
     def test(self, name_or_id: str, *, deep: bool = False, on_step: Callable[[str], None] | None = None) -> TestReport:
         return self._tests.run(self.find(name_or_id).connection_id, deep=deep, on_step=on_step)
 
-    def refresh(self, name_or_id: str, *, actor: str) -> RefreshResult:
+    def refresh(self, name_or_id: str, *, actor: str, force: bool = True) -> RefreshResult:
+        """Refresh now (`force`: even if not due). Recorded when Intuit was asked, whatever it answered; a
+        refresh that was not due, not allowed yet or not possible changed nothing and is not recorded."""
         connection = self.find(name_or_id)
-        result = self._lifecycle.refresh(connection.connection_id, force=True)
-        after = self._store.get(connection.connection_id) or connection
-        self._changed(after, actor, "refreshed", fields=["token_set"], outcome=result.outcome.value)
+        result = self._lifecycle.refresh(connection.connection_id, force=force)
+        if result.outcome in ASKED_INTUIT:
+            after = self._store.get(connection.connection_id) or connection
+            self._changed(after, actor, "refreshed", fields=["token_set"], outcome=result.outcome.value)
         return result
 
     def import_tokens(self, name_or_id: str, tokens: ImportedTokens, *, actor: str) -> Connection:
