@@ -168,6 +168,7 @@ class LocalStack:
         os.environ.update(
             {
                 "QBO_TABLE_NAME": config.TABLE_NAME,
+                "QBO_EVENTS_TABLE_NAME": config.EVENTS_TABLE_NAME,
                 "QBO_SECRET_PREFIX": f"qbo-connect/{config.STACK_NAME}/",
                 "QBO_SIGNING_KEY_SECRET_ID": f"qbo-connect/{config.STACK_NAME}/signing-key",
                 "QBO_REFRESH_QUEUE_URL": queue_url,
@@ -258,9 +259,11 @@ class LocalStack:
 
     def _create_aws_resources(self) -> tuple[str, str, str]:
         import boto3
+        from qbo_connect.adapters.dynamodb_event_history import create_events_table
         from qbo_connect.adapters.dynamodb_store import create_table
 
         create_table(boto3.client("dynamodb"), config.TABLE_NAME)
+        create_events_table(boto3.client("dynamodb"), config.EVENTS_TABLE_NAME)
         # template.yaml's RotationKey: seals a rotated token set the vault refused onto the item.
         key = boto3.client("kms").create_key(Description="qbo-connect local: seals refused rotations")
         os.environ["QBO_ROTATION_KEY_ID"] = key["KeyMetadata"]["Arn"]
@@ -489,19 +492,20 @@ class LocalStack:
                 timeout=5,
             )
             registered.raise_for_status()
-        administration = services().administration
+        admin = services().admin
         try:
-            administration.find(config.DEMO_CONNECTION_ID)
+            admin.find(config.DEMO_CONNECTION_ID)
         except ConnectionNotFound:
-            administration.create(
+            admin.create(
                 NewConnection(
                     name=config.DEMO_NAME,
                     client_id=client_id,
                     environment=config.DEMO_ENVIRONMENT,
                     connection_id=config.DEMO_CONNECTION_ID,
-                )
+                ),
+                actor=config.STACK_ACTOR,
             )
-        administration.set_client_secret(config.DEMO_CONNECTION_ID, client_secret)
+        admin.set_client_secret(config.DEMO_CONNECTION_ID, client_secret, actor=config.STACK_ACTOR)
 
     # --- stop -------------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -270,6 +270,42 @@ def test_table_keys_and_indexes_are_exactly_the_contract(template):
     assert "LocalSecondaryIndexes" not in properties
 
 
+def test_the_event_history_table_is_the_one_the_code_creates_and_expires_its_records(template):
+    from qbo_connect.adapters.dynamodb_event_history import EVENTS_TABLE_SCHEMA, TTL_ATTRIBUTE
+
+    table = template["Resources"]["ConnectionEventsTable"]
+    properties = table["Properties"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    for key in ("AttributeDefinitions", "KeySchema", "BillingMode"):
+        assert properties[key] == EVENTS_TABLE_SCHEMA[key], key
+    [index] = properties["GlobalSecondaryIndexes"]
+    assert index == EVENTS_TABLE_SCHEMA["GlobalSecondaryIndexes"][0]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    # The connections table keeps its indexes: the history needs none there.
+    assert len(template["Resources"]["ConnectionsTable"]["Properties"]["GlobalSecondaryIndexes"]) == len(
+        EXPECTED_INDEXES
+    )
+
+
+def test_every_function_that_publishes_connection_events_may_record_them(template):
+    for name in sorted(FUNCTIONS | INTUIT_APP_FUNCTIONS | EXAMPLE_FUNCTIONS):
+        policies = function_properties(template, name).get("Policies") or []
+        publishes = any(isinstance(p, dict) and "EventBridgePutEventsPolicy" in p for p in policies)
+        records = Tag("Ref", "ConnectionEventsRecordPolicy") in policies
+        # The webhook events function publishes entity changes only, which are not connection events.
+        assert records == (publishes and name != "WebhookEventsFunction"), name
+    readers = {
+        name
+        for name in FUNCTIONS | INTUIT_APP_FUNCTIONS
+        if Tag("Ref", "ConnectionEventsReadPolicy") in (function_properties(template, name).get("Policies") or [])
+    }
+    assert readers == {"AdminFunction", "RefreshFunction"}  # the admin API lists; the sweep redelivers
+    for policy in ("ConnectionEventsRecordPolicy", "ConnectionEventsReadPolicy"):
+        for statement in _statements(template["Resources"][policy]["Properties"]["PolicyDocument"]):
+            assert all("ConnectionEventsTable" in str(r) for r in _as_list(statement["Resource"]))
+
+
 def test_table_expires_oauth_state_and_can_be_recovered(template):
     properties = template["Resources"]["ConnectionsTable"]["Properties"]
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "purge_at", "Enabled": True}

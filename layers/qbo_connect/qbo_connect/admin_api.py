@@ -23,6 +23,7 @@ from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import callback_url
 from qbo_connect.domain.connection_test import NEXT_STEPS
+from qbo_connect.domain.event_history import MAX_PAGE
 from qbo_connect.errors import ErrorCode, InvalidInput, QboConnectError
 from qbo_connect.observability import logger
 from qbo_connect.runtime import services
@@ -209,6 +210,20 @@ def build_app() -> APIGatewayHttpResolver:
         body(set())
         result = services().admin.refresh(ref(name_or_id), actor=actor())
         return _json(200, {**result.as_json(), "connection": services().admin.show(result.connection_id)})
+
+    @app.get(f"{ADMIN_PREFIX}/connections/<name_or_id>/events")
+    def connection_events(name_or_id: str) -> Response:
+        query = app.current_event.query_string_parameters or {}
+        unknown = sorted(set(query) - {"limit", "before"})
+        if unknown:
+            raise InvalidInput(f"Unknown query parameters {unknown}: allowed are ['before', 'limit']")
+        limit = query.get("limit")
+        if limit is not None and not (limit.isascii() and limit.isdigit() and len(limit) <= 4):
+            raise InvalidInput(f"limit is a whole number from 1 to {MAX_PAGE}")
+        page = services().admin.events(
+            ref(name_or_id), limit=None if limit is None else int(limit), before=query.get("before")
+        )
+        return _json(200, page.as_json())
 
     @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/import")
     def import_tokens(name_or_id: str) -> Response:

@@ -28,10 +28,11 @@ if TYPE_CHECKING:
     from qbo_connect.domain.administration import Administration
     from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow
     from qbo_connect.domain.connection_test import ConnectionTests
+    from qbo_connect.domain.event_history import RecordingPublisher
     from qbo_connect.domain.leases import Leases
     from qbo_connect.domain.lifecycle import TokenLifecycle
     from qbo_connect.domain.webhooks import WebhookRouting
-    from qbo_connect.ports import Clock, CompanyApi, IdentityProvider, TokenSealer
+    from qbo_connect.ports import Clock, CompanyApi, EventPublisher, IdentityProvider, TokenSealer
     from qbo_connect.refresh_runs import RefreshRuns
 
 
@@ -76,10 +77,31 @@ class Services:
         return SecretsManagerSigningKeys(self._client("secretsmanager"), self.settings)
 
     @cached_property
-    def events(self) -> EventBridgePublisher:
+    def event_bus(self) -> EventBridgePublisher:
         from qbo_connect.adapters.eventbridge import EventBridgePublisher
 
         return EventBridgePublisher(self._client("events"), self.settings.event_bus_name)
+
+    @cached_property
+    def event_history(self) -> RecordingPublisher | None:
+        """Connection events recorded in their history as they are published (domain/event_history.py)."""
+        if not self.settings.events_table_name:
+            return None
+        from qbo_connect.adapters.dynamodb_event_history import DynamoDbEventHistory
+        from qbo_connect.domain.event_history import RecordingPublisher
+
+        table = self.session.resource("dynamodb", config=_aws_config()).Table(self.settings.events_table_name)
+        return RecordingPublisher(
+            DynamoDbEventHistory(table),
+            self.event_bus,
+            self.clock,
+            retention_days=self.settings.event_history_days,
+        )
+
+    @cached_property
+    def events(self) -> EventPublisher:
+        """Where connection events go: the history and EventBridge, or EventBridge alone without a history."""
+        return self.event_history or self.event_bus
 
     @cached_property
     def identity(self) -> IdentityProvider:
@@ -152,7 +174,11 @@ class Services:
         from qbo_connect.status_gauge import publish_status_gauge
 
         return RefreshRuns(
-            self.lifecycle, self.refresh_queue, self.clock, status_gauge=lambda: publish_status_gauge(self.store)
+            self.lifecycle,
+            self.refresh_queue,
+            self.clock,
+            status_gauge=lambda: publish_status_gauge(self.store),
+            redeliver_events=self.event_history.redeliver if self.event_history else None,
         )
 
     @cached_property
@@ -205,8 +231,9 @@ class Services:
         from qbo_connect.domain.webhooks import WebhookRouting
 
         ledger = DynamoDbDeliveryLedger(self.table)
+        # Entity changes go to EventBridge only: they are not events about a connection's state.
         return WebhookRouting(
-            self.store, ledger, self.events, self.clock, dedup_seconds=self.settings.webhook_dedup_seconds
+            self.store, ledger, self.event_bus, self.clock, dedup_seconds=self.settings.webhook_dedup_seconds
         )
 
     @cached_property
@@ -233,6 +260,7 @@ class Services:
             self.events,
             self.clock,
             self.settings,
+            history=self.event_history,
         )
 
 

@@ -73,6 +73,9 @@ class Settings:
 
     # How long a webhook event ID is remembered (Intuit retries a delivery for days, every 6 hours).
     webhook_dedup_seconds: int = 7 * 86400
+    # Each connection's event history (domain/event_history.py); empty: events are only published.
+    events_table_name: str = ""
+    event_history_days: int = 90
 
     @property
     def http_timeout(self) -> tuple[float, float]:
@@ -178,6 +181,8 @@ class Settings:
             admin_console_client_id=text("QBO_ADMIN_CONSOLE_CLIENT_ID"),
             cognito_endpoint_url=text("QBO_COGNITO_ENDPOINT_URL"),
             webhook_dedup_seconds=number("QBO_WEBHOOK_DEDUP_SECONDS", 7 * 86400),
+            events_table_name=text("QBO_EVENTS_TABLE_NAME"),
+            event_history_days=number("QBO_EVENT_HISTORY_DAYS", 90),
         )
 
 

@@ -10,6 +10,7 @@ Rules that hold for every operation:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,15 +22,17 @@ from qbo_connect.domain.connection import (
     ConnectionStatus,
     parse_environment,
     validate_client_id,
+    validate_connection_id,
     validate_name,
     validate_realm_id,
     validate_scopes,
 )
 from qbo_connect.domain.connection_test import ConnectionTests, TestReport
+from qbo_connect.domain.event_history import EventPage, RecordingPublisher
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult, TokenLifecycle
-from qbo_connect.errors import InvalidInput, NeedsReauthorization
+from qbo_connect.errors import ConnectionNotFound, InvalidInput, NeedsReauthorization
 from qbo_connect.observability import logger
 from qbo_connect.ports import ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
 from qbo_connect.settings import Settings
@@ -138,6 +141,7 @@ class AdminOperations:
         events: EventPublisher,
         clock: Clock,
         settings: Settings,
+        history: RecordingPublisher | None = None,
     ) -> None:
         self._administration = administration
         self._store = store
@@ -149,6 +153,7 @@ class AdminOperations:
         self._events = events
         self._clock = clock
         self._settings = settings
+        self._history = history
 
     # --- reading ----------------------------------------------------------------------------------
     def find(self, name_or_id: str) -> Connection:
@@ -163,6 +168,24 @@ class AdminOperations:
 
     def due_connection_ids(self) -> list[str]:
         return self._lifecycle.due_connection_ids()
+
+    def events(self, name_or_id: str, *, limit: int | None = None, before: str | None = None) -> EventPage:
+        """The connection's event history, newest first. A deleted connection's history stays readable by its
+        ID until it expires: who deleted it, and what happened before."""
+        if self._history is None:
+            raise InvalidInput(
+                "This deployment keeps no event history (QBO_EVENTS_TABLE_NAME is not set): deploy the current "
+                "template, or read the events on EventBridge"
+            )
+        try:
+            connection_id = self.find(name_or_id).connection_id
+        except ConnectionNotFound:
+            with contextlib.suppress(InvalidInput):
+                page = self._history.page(validate_connection_id(name_or_id), limit=limit, before=before)
+                if page.events:
+                    return page
+            raise
+        return self._history.page(connection_id, limit=limit, before=before)
 
     def show(self, name_or_id: str) -> dict[str, Any]:
         return connection_view(self.find(name_or_id), self._clock.now())
