@@ -192,6 +192,19 @@ def _field_value(key: str, value: Any, now: float, summary: Mapping[str, Any]) -
     return value
 
 
+def events_table(events: Iterable[Mapping[str, Any]]) -> str:
+    """The connection's history, newest first: when, what kind, and the one-line summary."""
+    rows = [
+        (
+            utc(event["occurred_at"]),
+            str(event["detail_type"]).removeprefix("Connection "),
+            event["summary"] + ("" if event["published"] else " (not yet on EventBridge)"),
+        )
+        for event in events
+    ]
+    return table(("when", "event", "what"), rows)
+
+
 def last_test(result: Mapping[str, Any] | None, now: float, *, connected_at: float | None = None) -> str | None:
     if not result:
         return None

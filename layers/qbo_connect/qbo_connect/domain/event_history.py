@@ -27,10 +27,11 @@ Webhook entity changes (QuickBooks Entity Changed) are not connection events and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from qbo_connect.domain.events import EVENT_ID, event_id_time
+from qbo_connect.domain.events import EVENT_ID, EventType, event_id_time
 from qbo_connect.domain.webhooks import StrictPublisher
 from qbo_connect.errors import InvalidInput
 from qbo_connect.observability import MetricUnit, logger, metrics
@@ -58,6 +59,7 @@ class EventPage:
                     "event_id": e.event_id,
                     "detail_type": e.detail_type,
                     "occurred_at": int(e.occurred_at),
+                    "summary": summary(e.detail_type, e.detail),
                     "published": e.published,
                     "detail": dict(e.detail),
                 }
@@ -65,6 +67,23 @@ class EventPage:
             ],
             "next_before": self.next_before,
         }
+
+
+def summary(detail_type: str, detail: Mapping[str, Any]) -> str:
+    """One line a person reads in the console and the CLI: who did what, or what happened and why."""
+    if detail_type == EventType.CHANGED:
+        fields = detail.get("fields") or []
+        what = f"{detail.get('action')} by {detail.get('actor')}"
+        extras = [f"fields: {', '.join(map(str, fields))}"] if fields else []
+        extras += [f"{key}: {detail[key]}" for key in ("outcome", "revocation") if detail.get(key)]
+        return "; ".join([what, *extras])
+    if detail_type == EventType.AUTHORIZED:
+        return f"connected to {detail.get('company_name') or 'company ' + str(detail.get('realm_id'))}"
+    if detail_type == EventType.RESET:
+        return f"tokens cleared; revocation: {detail.get('revocation')}"
+    if detail_type == EventType.TEST_FAILED:
+        return f"test failed: {detail.get('reason')}"
+    return str(detail.get("reason") or "")
 
 
 def recorded(event: ConnectionEvent) -> RecordedEvent | None:
