@@ -282,8 +282,9 @@ class LocalStack:
         return queue_url, queue_arn, dlq_url
 
     def _create_admin_pool(self, aws_endpoint: str) -> AdminSignIn:
-        """The administrators' user pool the template creates, with one administrator to sign in as."""
+        """The administrators' user pool and group the template creates, with one administrator to sign in as."""
         import boto3
+        from qbo_connect.settings import DEFAULT_ADMIN_GROUP
 
         cognito = boto3.client("cognito-idp")
         pool_id = cognito.create_user_pool(
@@ -300,6 +301,11 @@ class LocalStack:
         cognito.admin_create_user(UserPoolId=pool_id, Username=config.ADMIN_USERNAME, MessageAction="SUPPRESS")
         cognito.admin_set_user_password(
             UserPoolId=pool_id, Username=config.ADMIN_USERNAME, Password=password, Permanent=True
+        )
+        # The template's AdminGroup: only its members may administer connections.
+        cognito.create_group(UserPoolId=pool_id, GroupName=DEFAULT_ADMIN_GROUP)
+        cognito.admin_add_user_to_group(
+            UserPoolId=pool_id, Username=config.ADMIN_USERNAME, GroupName=DEFAULT_ADMIN_GROUP
         )
         return AdminSignIn(pool_id, client_id, config.ADMIN_USERNAME, password, aws_endpoint)
 

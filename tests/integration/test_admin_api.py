@@ -185,6 +185,53 @@ def test_a_request_no_authorizer_vouched_for_is_refused_before_anything_runs(sta
     assert runtime.services().store.get(CONNECTION_ID) == before
 
 
+def _claims(**changes) -> dict:
+    claims = {**USER["jwt"]["claims"], **changes}
+    return {"jwt": {"claims": {k: v for k, v in claims.items() if v is not None}, "scopes": None}}
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [None, "[]", "[operators]", "[qbo-connect-admins-readonly]", "qbo-connect-admins-x", ["operators"], 7],
+)
+def test_a_pool_user_outside_the_administrators_group_is_refused_and_changes_nothing(stack, groups):
+    stack.create_connection()
+    before = runtime.services().store.get(CONNECTION_ID)
+    outsider = _claims(**{"cognito:groups": groups, "cognito:username": "bob"})
+
+    for method, path, body in [
+        ("GET", "/connections", None),
+        ("POST", "/connections", {"name": "Intruder", "client_id": CLIENT_ID}),
+        ("PUT", f"/connections/{CONNECTION_ID}/client-secret", {"client_secret": "attacker-secret-1"}),
+        ("POST", f"/connections/{CONNECTION_ID}/authorize-link", {}),
+        ("DELETE", f"/connections/{CONNECTION_ID}", None),
+        ("GET", f"/connections/{CONNECTION_ID}/events", None),
+    ]:
+        status, answer = call(method, path, body, authorizer=outsider)
+        assert (status, answer["error"]["code"]) == (403, "forbidden"), (method, path, answer)
+        assert "bob" in answer["error"]["message"] and "'qbo-connect-admins'" in answer["error"]["message"]
+        assert "admin-add-user-to-group" in answer["error"]["message"]
+
+    assert runtime.services().store.get(CONNECTION_ID) == before
+    assert len(runtime.services().store.list()) == 1
+    assert runtime.services().admin.events(CONNECTION_ID).events == []  # nothing recorded: nothing happened
+
+
+@pytest.mark.parametrize("groups", ["[qbo-connect-admins]", "[operators qbo-connect-admins]", ["qbo-connect-admins"]])
+def test_a_member_of_the_administrators_group_is_let_in_however_the_claim_is_written(stack, groups):
+    status, answer = call("GET", "/connections", authorizer=_claims(**{"cognito:groups": groups}))
+    assert status == 200, answer
+
+
+def test_the_administrators_group_is_the_deployments_choice(stack, monkeypatch):
+    monkeypatch.setenv("QBO_ADMIN_GROUP", "ops")
+    runtime.reset_services()
+
+    assert call("GET", "/connections")[0] == 403  # alice is in qbo-connect-admins, not in ops
+    assert call("GET", "/connections", authorizer=_claims(**{"cognito:groups": "[ops]"}))[0] == 200
+    assert call("GET", "/connections", iam=True, authorizer=MACHINE)[0] == 200  # IAM decides for machines
+
+
 def test_every_change_is_an_event_naming_who_made_it(stack):
     published = []
     events = runtime.services().events

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qbo_connect import runtime
+from qbo_connect.admin_api import token_groups
+from qbo_connect.settings import DEFAULT_ADMIN_GROUP
 from test_admin_api import MACHINE, USER, admin_event, admin_function
 from test_fuzz_public_routes import CONNECTION_ID, deployment
 
@@ -100,6 +102,29 @@ no_authorizer = st.one_of(
 )
 
 
+# A signed-in user of the pool whose groups claim, however written, does not hold the administrators' group.
+outsiders = (
+    st.one_of(
+        st.none(),
+        st.text(max_size=40),
+        st.lists(st.text(max_size=20), max_size=3).map(lambda g: "[" + " ".join(g) + "]"),
+        st.lists(st.text(max_size=20), max_size=3),
+        json_values,
+    )
+    .filter(lambda groups: DEFAULT_ADMIN_GROUP not in token_groups(groups))
+    .map(
+        lambda groups: {
+            "jwt": {
+                "claims": {
+                    k: v for k, v in {**USER["jwt"]["claims"], "cognito:groups": groups}.items() if v is not None
+                },
+                "scopes": None,
+            }
+        }
+    )
+)
+
+
 def _answer(deployment, method, path, body, authorizer, iam=False, query=""):
     event = admin_event(method, path, body, authorizer=authorizer, iam=iam, query=query)
     answer, writes, intuit_calls = deployment.run_with_intuit(admin_function.handler, event)
@@ -113,6 +138,17 @@ def test_without_an_authorizer_every_request_is_refused_with_no_write(
 ):
     answer, writes, intuit_calls = _answer(deployment, method, path, body, authorizer, iam, query)
     assert answer["statusCode"] == 401, answer
+    assert writes == [] and intuit_calls == []
+
+
+@FUZZ
+@given(method=methods, path=paths, body=bodies, outsider=outsiders, query=queries)
+def test_a_signed_in_user_outside_the_administrators_group_is_refused_with_no_write(
+    deployment, method, path, body, outsider, query
+):
+    answer, writes, intuit_calls = _answer(deployment, method, path, body, outsider, False, query)
+    assert answer["statusCode"] == 403, answer
+    assert json.loads(answer["body"])["error"]["code"] == "forbidden"
     assert writes == [] and intuit_calls == []
 
 

@@ -306,6 +306,18 @@ def test_every_function_that_publishes_connection_events_may_record_them(templat
             assert all("ConnectionEventsTable" in str(r) for r in _as_list(statement["Resource"]))
 
 
+def test_only_the_administrators_group_may_sign_in_and_the_stack_creates_it_with_its_pool(template):
+    from qbo_connect.settings import DEFAULT_ADMIN_GROUP
+
+    assert template["Parameters"]["AdminGroupName"]["Default"] == DEFAULT_ADMIN_GROUP
+    group = template["Resources"]["AdminGroup"]
+    assert group["Type"] == "AWS::Cognito::UserPoolGroup" and group["Condition"] == "CreateAdminUserPool"
+    assert group["Properties"]["UserPoolId"] == Tag("Ref", "AdminUserPool")
+    assert group["Properties"]["GroupName"] == Tag("Ref", "AdminGroupName")
+    variables = function_properties(template, "AdminFunction")["Environment"]["Variables"]
+    assert variables["QBO_ADMIN_GROUP"] == Tag("Ref", "AdminGroupName")
+
+
 def test_table_expires_oauth_state_and_can_be_recovered(template):
     properties = template["Resources"]["ConnectionsTable"]["Properties"]
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "purge_at", "Enabled": True}

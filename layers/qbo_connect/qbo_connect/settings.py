@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 
 from qbo_connect import intuit
 
+# The template's AdminGroupName default (tests/unit/test_template.py keeps the two equal).
+DEFAULT_ADMIN_GROUP = "qbo-connect-admins"
+
 
 class SettingsError(ValueError):
     """A configuration value is missing or malformed."""
@@ -63,6 +66,8 @@ class Settings:
     admin_console_client_id: str = ""
     # Where the console sends its sign-in: Cognito's regional endpoint unless set (the local stack's moto).
     cognito_endpoint_url: str = ""
+    # The Cognito group whose members may use the console and the admin API (the token's cognito:groups).
+    admin_group: str = DEFAULT_ADMIN_GROUP
 
     @property
     def cognito_sign_in_url(self) -> str:
@@ -180,6 +185,7 @@ class Settings:
             admin_user_pool_id=text("QBO_ADMIN_USER_POOL_ID"),
             admin_console_client_id=text("QBO_ADMIN_CONSOLE_CLIENT_ID"),
             cognito_endpoint_url=text("QBO_COGNITO_ENDPOINT_URL"),
+            admin_group=text("QBO_ADMIN_GROUP", DEFAULT_ADMIN_GROUP),
             webhook_dedup_seconds=number("QBO_WEBHOOK_DEDUP_SECONDS", 7 * 86400),
             events_table_name=text("QBO_EVENTS_TABLE_NAME"),
             event_history_days=number("QBO_EVENT_HISTORY_DAYS", 90),

@@ -94,6 +94,12 @@
       signOut();
       throw new ApiError(401, { message: "Your sign-in has expired: sign in again." });
     }
+    if (answer.status === 403 && data.error && data.error.code === "forbidden") {
+      // Signed in, but not an administrator: back to the sign-in form, saying why and what to do.
+      signOut();
+      $("sign-in-error").textContent = errorText(new ApiError(403, data.error));
+      throw new ApiError(403, data.error);
+    }
     if (!answer.ok) throw new ApiError(answer.status, data.error || data);
     return data;
   }
@@ -209,8 +215,11 @@
   async function loadConnection(id) {
     $("c-error").textContent = "";
     $("test-result").textContent = "";
+    $("c-events").tBodies[0].replaceChildren();
+    $("older-events").hidden = true;
     try {
       render(await api("GET", `/connections/${encodeURIComponent(id)}`));
+      loadEvents();
       $("callback-url").textContent = (await api("GET", "/callback-url")).callback_url;
     } catch (error) {
       $("c-error").textContent = errorText(error);
@@ -234,19 +243,32 @@
         ? `valid until ${when(c.access_token_expires_at)} (refreshed ${when(c.last_refreshed_at)})`
         : "none";
     $("reset").disabled = c.status === "not_connected";
-    const events = $("c-events");
-    events.replaceChildren();
-    const timeline = [
-      [c.created_at, "created"],
-      [c.connected_at, `connected to ${c.company_name || c.realm_id || "the company"}`],
-      [c.last_refreshed_at, "access token refreshed"],
-      [c.last_test && c.last_test.tested_at, c.last_test && (c.last_test.ok ? "test passed" : `test failed: ${c.last_test.error_code}`)],
-      [c.last_revocation ? c.updated_at : null, c.last_revocation && `reset (revocation: ${c.last_revocation})`],
-    ].filter(([at, what]) => at && what).sort((a, b) => b[0] - a[0]);
-    for (const [at, what] of timeline) {
-      const item = document.createElement("li");
-      item.textContent = `${when(at)}: ${what}`;
-      events.append(item);
+  }
+
+  // The connection's event history (GET .../events), newest first; "Older events" pages back.
+  const EVENTS_PAGE = 10;
+  let olderThan = null;
+  async function loadEvents(older = false) {
+    if (!current) return;
+    const id = current.connection_id;
+    const query = older && olderThan ? `&before=${encodeURIComponent(olderThan)}` : "";
+    $("c-events-error").textContent = "";
+    try {
+      const page = await api("GET", `/connections/${encodeURIComponent(id)}/events?limit=${EVENTS_PAGE}${query}`);
+      if (!current || current.connection_id !== id) return;
+      const body = $("c-events").tBodies[0];
+      if (!older) body.replaceChildren();
+      for (const e of page.events) {
+        const row = body.insertRow();
+        row.dataset.eventId = e.event_id;
+        cell(row, when(e.occurred_at));
+        cell(row, e.detail_type.replace(/^Connection /, ""));
+        cell(row, e.published ? e.summary : `${e.summary} (not yet on EventBridge)`);
+      }
+      olderThan = page.next_before;
+      $("older-events").hidden = !olderThan;
+    } catch (error) {
+      $("c-events-error").textContent = errorText(error);
     }
   }
 
@@ -260,6 +282,7 @@
     } finally {
       button.disabled = false;
       if (current) $("reset").disabled = current.status === "not_connected";
+      loadEvents();
     }
   }
 
@@ -292,6 +315,7 @@
       render(await api("PUT", path("/client-secret"), { client_secret: input.value }));
       input.value = "";
       $("secret-dialog").close();
+      loadEvents();
     } catch (error) {
       $("secret-error").textContent = errorText(error);
     }
@@ -315,7 +339,10 @@
       try {
         const fresh = await api("GET", `/connections/${encodeURIComponent(id)}`);
         render(fresh);
-        if (fresh.status === "connected" && fresh.connected_at !== since) stopPolling();
+        if (fresh.status === "connected" && fresh.connected_at !== since) {
+          stopPolling();
+          loadEvents();
+        }
       } catch (error) {
         stopPolling();
       }
@@ -378,6 +405,7 @@
     $("reset").addEventListener("click", reset);
     $("test").addEventListener("click", test);
     $("copy-callback").addEventListener("click", copyCallback);
+    $("older-events").addEventListener("click", () => loadEvents(true));
     window.addEventListener("hashchange", route);
     route();
   }
