@@ -112,6 +112,27 @@ def use_local_aws(endpoint_url: str) -> None:
     os.environ["AWS_ENDPOINT_URL"] = endpoint_url
 
 
+def local_aws_server(port: int):
+    """moto in server mode, with Cognito's sign-in as strict as AWS's (faults/strict_cognito.py): the console's
+    SRP sign-in is checked, and the app client's auth flows are enforced."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
+
+    from qbo_local.faults.strict_cognito import StrictCognito, moto_cognito_backend
+
+    class StrictLocalAws(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = StrictCognito(
+                DomainDispatcherApplication(create_backend_app), moto_cognito_backend(config.ACCOUNT_ID, config.REGION)
+            )
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return StrictLocalAws(ip_address="127.0.0.1", port=port, verbose=False)
+
+
 @dataclass(frozen=True)
 class AdminSignIn:
     user_pool_id: str
@@ -239,12 +260,10 @@ class LocalStack:
             discovery.write_json_private(self.options.ready_file, self.document)
 
     def _start_aws(self) -> str:
-        from moto.server import ThreadedMotoServer
-
         port = self.options.aws_port
         # ThreadedMotoServer.start() waits forever when its port is taken: check first.
         ensure_port_free(port, "the embedded AWS (moto)", "--aws-port", config.AWS_PORT_ENV)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server = local_aws_server(port)
         starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
         starter.start()
         starter.join(START_TIMEOUT_SECONDS)
@@ -291,11 +310,13 @@ class LocalStack:
             PoolName=f"{config.STACK_NAME}-administrators",
             AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
         )["UserPool"]["Id"]
+        # The template's console client, with its auth flows (SRP only: the password never leaves the browser).
+        console_client = load_template(self.options.root / "template.yaml")["Resources"]["AdminConsoleClient"]
         client_id = cognito.create_user_pool_client(
             UserPoolId=pool_id,
             ClientName=f"{config.STACK_NAME}-console",
             GenerateSecret=False,
-            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            ExplicitAuthFlows=console_client["Properties"]["ExplicitAuthFlows"],
         )["UserPoolClient"]["ClientId"]
         password = secrets.token_urlsafe(15) + "Aa7-"
         cognito.admin_create_user(UserPoolId=pool_id, Username=config.ADMIN_USERNAME, MessageAction="SUPPRESS")

@@ -13,6 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
+from pycognito.aws_srp import AWSSRP
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -35,15 +36,16 @@ def _aws(stack, service: str):
     )
 
 
-def _sign_in_token(stack, *, client_id: str | None = None, username: str | None = None, password=None) -> str:
-    answer = _aws(stack, "cognito-idp").initiate_auth(
-        AuthFlow="USER_PASSWORD_AUTH",
-        ClientId=client_id or stack.discovery["environment"]["QBO_ADMIN_CONSOLE_CLIENT_ID"],
-        AuthParameters={
-            "USERNAME": username or stack.discovery["admin_username"],
-            "PASSWORD": password or stack.discovery["admin_password"],
-        },
-    )
+def _sign_in_token(stack, *, pool_id: str | None = None, client_id: str | None = None, username=None, password=None):
+    """An ID token as the console gets one: USER_SRP_AUTH (pycognito's client), the password never sent."""
+    environment = stack.discovery["environment"]
+    answer = AWSSRP(
+        username or stack.discovery["admin_username"],
+        password or stack.discovery["admin_password"],
+        pool_id or environment["QBO_ADMIN_USER_POOL_ID"],
+        client_id or environment["QBO_ADMIN_CONSOLE_CLIENT_ID"],
+        client=_aws(stack, "cognito-idp"),
+    ).authenticate_user()
     return answer["AuthenticationResult"]["IdToken"]
 
 
@@ -213,13 +215,17 @@ def test_without_a_valid_token_the_admin_api_refuses_and_changes_nothing(local_s
     cognito = _aws(local_stack, "cognito-idp")
     other_pool = cognito.create_user_pool(PoolName="someone-else")["UserPool"]["Id"]
     other_client = cognito.create_user_pool_client(
-        UserPoolId=other_pool, ClientName="x", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
+        UserPoolId=other_pool, ClientName="x", ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH"]
     )["UserPoolClient"]["ClientId"]
     cognito.admin_create_user(UserPoolId=other_pool, Username="mallory", MessageAction="SUPPRESS")
     cognito.admin_set_user_password(
         UserPoolId=other_pool, Username="mallory", Password="Passw0rd-Passw0rd", Permanent=True
     )
-    foreign = _sign_in_token(local_stack, client_id=other_client, username="mallory", password="Passw0rd-Passw0rd")
+    cognito.create_group(UserPoolId=other_pool, GroupName="qbo-connect-admins")  # the same name, another pool
+    cognito.admin_add_user_to_group(UserPoolId=other_pool, Username="mallory", GroupName="qbo-connect-admins")
+    foreign = _sign_in_token(
+        local_stack, pool_id=other_pool, client_id=other_client, username="mallory", password="Passw0rd-Passw0rd"
+    )
 
     refused_headers = {
         "no token": {},

@@ -1,4 +1,4 @@
-// The console: plain DOM, no framework. Every value goes in with textContent (never innerHTML), the ID token
+// The console: plain DOM, no framework (srp.js, loaded first, signs in). Every value goes in with textContent (never innerHTML), the ID token
 // lives in this closure only (no localStorage, no cookie) and goes out as a bearer header, so there is no
 // CSRF surface. The page polls the connection after Generate and updates itself when it becomes connected.
 "use strict";
@@ -10,7 +10,7 @@
   let current = null; // the connection on the connection page
   let poll = null;
 
-  // --- sign-in (Cognito InitiateAuth, USER_PASSWORD_AUTH) -----------------------------------------
+  // --- sign-in (Cognito USER_SRP_AUTH: srp.js proves the password without sending it) ------------
   async function cognito(target, body) {
     const answer = await fetch(config.cognito_url, {
       method: "POST",
@@ -25,6 +25,20 @@
     return data;
   }
 
+  async function passwordVerified(username, password) {
+    const srp = CognitoSrp.start();
+    const started = await cognito("InitiateAuth", {
+      AuthFlow: "USER_SRP_AUTH",
+      ClientId: config.client_id,
+      AuthParameters: { USERNAME: username, SRP_A: srp.srpA },
+    });
+    if (started.ChallengeName !== "PASSWORD_VERIFIER") throw new Error(`unexpected sign-in step ${started.ChallengeName}`);
+    const responses = await CognitoSrp.answer(srp, started.ChallengeParameters, config.user_pool_id, password);
+    const request = { ChallengeName: "PASSWORD_VERIFIER", ClientId: config.client_id, ChallengeResponses: responses };
+    if (started.Session) request.Session = started.Session;
+    return cognito("RespondToAuthChallenge", request);
+  }
+
   let challenge = null;
   async function signIn(event) {
     event.preventDefault();
@@ -36,18 +50,15 @@
         data = await cognito("RespondToAuthChallenge", {
           ChallengeName: "NEW_PASSWORD_REQUIRED",
           ClientId: config.client_id,
-          Session: challenge,
-          ChallengeResponses: { USERNAME: username, NEW_PASSWORD: $("new-password").value },
+          Session: challenge.session,
+          ChallengeResponses: { USERNAME: challenge.user, NEW_PASSWORD: $("new-password").value },
         });
       } else {
-        data = await cognito("InitiateAuth", {
-          AuthFlow: "USER_PASSWORD_AUTH",
-          ClientId: config.client_id,
-          AuthParameters: { USERNAME: username, PASSWORD: $("password").value },
-        });
+        data = await passwordVerified(username, $("password").value);
       }
       if (data.ChallengeName === "NEW_PASSWORD_REQUIRED") {
-        challenge = data.Session;
+        const user = (data.ChallengeParameters && data.ChallengeParameters.USER_ID_FOR_SRP) || username;
+        challenge = { session: data.Session, user };
         $("new-password-row").hidden = false;
         $("sign-in-error").textContent = "Choose a new password to finish signing in.";
         return;
