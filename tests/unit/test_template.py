@@ -318,6 +318,12 @@ def test_only_the_administrators_group_may_sign_in_and_the_stack_creates_it_with
     assert variables["QBO_ADMIN_GROUP"] == Tag("Ref", "AdminGroupName")
 
 
+def test_the_console_signs_in_by_srp_only_so_the_password_never_leaves_the_browser(template):
+    client = template["Resources"]["AdminConsoleClient"]["Properties"]
+    assert client["ExplicitAuthFlows"] == ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+    assert client["GenerateSecret"] is False  # a page cannot keep a client secret
+
+
 def test_table_expires_oauth_state_and_can_be_recovered(template):
     properties = template["Resources"]["ConnectionsTable"]["Properties"]
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "purge_at", "Enabled": True}
