@@ -232,6 +232,17 @@ def test_the_administrators_group_is_the_deployments_choice(stack, monkeypatch):
     assert call("GET", "/connections", iam=True, authorizer=MACHINE)[0] == 200  # IAM decides for machines
 
 
+def set_secret_as_a_machine(stack) -> None:
+    status, answer = call(
+        "PUT",
+        f"/connections/{CONNECTION_ID}/client-secret",
+        {"client_secret": stack.client_secret},
+        iam=True,
+        authorizer=MACHINE,
+    )
+    assert status == 200, answer
+
+
 def test_every_change_is_an_event_naming_who_made_it(stack):
     published = []
     events = runtime.services().events
@@ -240,13 +251,7 @@ def test_every_change_is_an_event_naming_who_made_it(stack):
     stack.create_connection()
 
     call("PATCH", f"/connections/{CONNECTION_ID}", {"scopes": [intuit.ACCOUNTING_SCOPE, "openid"]})
-    call(
-        "PUT",
-        f"/connections/{CONNECTION_ID}/client-secret",
-        {"client_secret": stack.client_secret},
-        iam=True,
-        authorizer=MACHINE,
-    )
+    set_secret_as_a_machine(stack)
 
     changes = [e.detail for e in published if e.detail_type == "Connection Changed"]
     assert [(c["action"], c["actor"], c["fields"]) for c in changes] == [
@@ -259,13 +264,7 @@ def test_every_change_is_an_event_naming_who_made_it(stack):
 def test_the_connections_events_are_listed_newest_first_a_page_at_a_time_naming_who_changed_what(stack):
     stack.create_connection()
     call("PATCH", f"/connections/{CONNECTION_ID}", {"name": "Acme US"})
-    call(
-        "PUT",
-        f"/connections/{CONNECTION_ID}/client-secret",
-        {"client_secret": stack.client_secret},
-        iam=True,
-        authorizer=MACHINE,
-    )
+    set_secret_as_a_machine(stack)
     stack.connect()
     call("POST", f"/connections/{CONNECTION_ID}/reset", {})
 

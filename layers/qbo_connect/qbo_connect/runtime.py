@@ -55,8 +55,12 @@ class Services:
         return self.session.client(name, config=_aws_config())
 
     @cached_property
+    def dynamodb(self):
+        return self.session.resource("dynamodb", config=_aws_config())
+
+    @cached_property
     def table(self):
-        return self.session.resource("dynamodb", config=_aws_config()).Table(self.settings.table_name)
+        return self.dynamodb.Table(self.settings.table_name)
 
     @cached_property
     def store(self) -> DynamoDbConnectionStore:
@@ -90,9 +94,8 @@ class Services:
         from qbo_connect.adapters.dynamodb_event_history import DynamoDbEventHistory
         from qbo_connect.domain.event_history import RecordingPublisher
 
-        table = self.session.resource("dynamodb", config=_aws_config()).Table(self.settings.events_table_name)
         return RecordingPublisher(
-            DynamoDbEventHistory(table),
+            DynamoDbEventHistory(self.dynamodb.Table(self.settings.events_table_name)),
             self.event_bus,
             self.clock,
             retention_days=self.settings.event_history_days,
