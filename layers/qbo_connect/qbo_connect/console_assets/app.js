@@ -64,6 +64,10 @@
         return;
       }
       const result = data.AuthenticationResult;
+      if (!result) {
+        // MFA (SOFTWARE_TOKEN_MFA) and other challenges: say so rather than fail obscurely.
+        throw new Error(`Cognito asks for ${data.ChallengeName || "another step"}, which this console does not handle yet: sign in as a user without it`);
+      }
       session.idToken = result.IdToken;
       session.expiresAt = Date.now() + (result.ExpiresIn || 3600) * 1000;
       session.user = username;
