@@ -23,11 +23,11 @@ from qbo_connect import intuit
 from qbo_connect.domain.admin_operations import AdminOperations
 from qbo_connect.domain.administration import Administration, NewConnection
 from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow, FlowResult, callback_url
-from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
+from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy, TestResult
 from qbo_connect.domain.connection_test import ConnectionTests
 from qbo_connect.domain.event_history import RecordingPublisher
 from qbo_connect.domain.leases import Leases, busy_because
-from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
+from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
@@ -201,12 +201,15 @@ class InMemoryConnectionStore:
             if stored is not None:
                 self._connections[connection_id] = replace(stored, last_test=result)
 
-    def due_connection_ids(self, *, due_before: float, limit: int | None = None) -> list[str]:
+    def due_connection_ids(
+        self, *, due_before: float, policy: RefreshPolicy = RefreshPolicy.EAGER, limit: int | None = None
+    ) -> list[str]:
         with self._lock:
             due = sorted(
                 (c.access_token_expires_at, c.connection_id)
                 for c in self._connections.values()
                 if c.status is ConnectionStatus.CONNECTED
+                and c.refresh_policy is policy
                 and c.access_token_expires_at is not None
                 and c.access_token_expires_at <= due_before
             )
@@ -685,7 +688,7 @@ class InMemoryEventHistory:
 
 API_BASE_URL = "https://api.qbo-connect.test"
 # Older than the lifecycle's forced-refresh minimum age: a 401 may force a refresh again.
-FORCED_REFRESH_AGE = RefreshPolicy.forced_refresh_min_age_seconds + 60
+FORCED_REFRESH_AGE = RefreshTimings.forced_refresh_min_age_seconds + 60
 CLIENT_ID = "ABfakeclientid0123456789"
 
 
@@ -713,9 +716,9 @@ class FakeWorld:
             skew_seconds=self.settings.clock_skew_seconds,
             sealer=self.sealer,
         )
-        self.policy = RefreshPolicy(margin_seconds=self.settings.refresh_margin_seconds)
+        self.timings = RefreshTimings(margin_seconds=self.settings.refresh_margin_seconds)
         self.lifecycle = TokenLifecycle(
-            self.store, self.vault, self.identity, self.recorder, self.clock, self.leases, self.policy
+            self.store, self.vault, self.identity, self.recorder, self.clock, self.leases, self.timings
         )
         self.links = AuthorizeLinks(self.keys, self.clock, lifetime_seconds=self.settings.authorize_link_seconds)
         self.consent = ConsentFlow(

@@ -26,6 +26,7 @@ from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.connection import (
     Connection,
     ConnectionStatus,
+    RefreshPolicy,
 )
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult
 from qbo_connect.errors import ConnectionNotFound, QboConnectError
@@ -293,6 +294,14 @@ def connections() -> None:
     help="Read the client secret from stdin (as set-secret --stdin; --client-secret-stdin is the old spelling).",
 )
 @click.option("--no-secret", is_flag=True, help="Create without the client secret; set it later with set-secret.")
+@click.option(
+    "--refresh-policy",
+    type=click.Choice([p.value for p in RefreshPolicy]),
+    default=RefreshPolicy.EAGER.value,
+    show_default=True,
+    help="eager: the secret always holds a valid access token; on_demand: refreshed when a workflow asks "
+    "through the service, and once a day (README, Refresh policies).",
+)
 @pass_invocation
 def create(
     invocation: Invocation,
@@ -305,6 +314,7 @@ def create(
     connection_id: str | None,
     client_secret_stdin: bool,
     no_secret: bool,
+    refresh_policy: str,
 ) -> None:
     """Create the connection NAME. The client secret comes from a hidden prompt, or stdin."""
     if client_secret_stdin and no_secret:
@@ -317,6 +327,7 @@ def create(
         scopes=scopes or intuit.DEFAULT_SCOPES,
         base_url=base_url,
         connection_id=connection_id,
+        refresh_policy=refresh_policy,
     )
     services = invocation.services
     secret = None

@@ -14,7 +14,6 @@ import secrets
 import shutil
 import socket
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -44,11 +43,11 @@ from qbo_local.template import (
     http_routes,
     load_template,
     parameter_default,
+    queue_attributes,
 )
 
 log = logging.getLogger("qbo_local.stack")
 
-START_TIMEOUT_SECONDS = 20.0
 # Variables from the developer's shell that would send boto3 to a real account or profile.
 _AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
@@ -113,24 +112,14 @@ def use_local_aws(endpoint_url: str) -> None:
 
 
 def local_aws_server(port: int):
-    """moto in server mode, with Cognito's sign-in as strict as AWS's (faults/strict_cognito.py): the console's
-    SRP sign-in is checked, and the app client's auth flows are enforced."""
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-    from moto.server import ThreadedMotoServer
-    from werkzeug.serving import make_server
-
+    """The embedded AWS: moto in server mode with DynamoDB's and Secrets Manager's requests applied atomically, as
+    AWS applies them (serialized_moto.py), and Cognito's sign-in as strict as AWS's (faults/strict_cognito.py: the
+    console's SRP proof is checked, the app client's auth flows enforced). Raises OSError when the port is taken."""
     from qbo_local.faults.strict_cognito import StrictCognito, moto_cognito_backend
+    from qbo_local.serialized_moto import SerializedMotoServer
 
-    class StrictLocalAws(ThreadedMotoServer):
-        def _server_entry(self) -> None:
-            app = StrictCognito(
-                DomainDispatcherApplication(create_backend_app), moto_cognito_backend(config.ACCOUNT_ID, config.REGION)
-            )
-            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
-            self._server_ready_event.set()
-            self._server.serve_forever()
-
-    return StrictLocalAws(ip_address="127.0.0.1", port=port, verbose=False)
+    backend = moto_cognito_backend(config.ACCOUNT_ID, config.REGION)
+    return SerializedMotoServer(host="127.0.0.1", port=port, middleware=lambda app: StrictCognito(app, backend))
 
 
 @dataclass(frozen=True)
@@ -178,11 +167,14 @@ class LocalStack:
         os.environ.pop(config.INTUIT_CLIENT_ID_ENV, None)
         os.environ.pop(config.INTUIT_CLIENT_SECRET_ENV, None)
         put_layer_first(self.options.root)
+        self._template = load_template(self.options.root / "template.yaml")
 
         aws_endpoint = self._start_aws()
         queue_url, queue_arn, dlq_url = self._create_aws_resources()
         self.admin = self._create_admin_pool(aws_endpoint)
-        webhook_queue_url, webhook_queue_arn, _ = self._create_queue(config.WEBHOOK_QUEUE_NAME, config.WEBHOOK_DLQ_NAME)
+        webhook_queue_url, webhook_queue_arn, _ = self._create_queue(
+            config.WEBHOOK_QUEUE_NAME, config.WEBHOOK_DLQ_NAME, "WebhookQueue"
+        )
         emulator_url = self._start_intuit()
         router = self._bind_router()
         api_url = router.url
@@ -261,17 +253,15 @@ class LocalStack:
 
     def _start_aws(self) -> str:
         port = self.options.aws_port
-        # ThreadedMotoServer.start() waits forever when its port is taken: check first.
         ensure_port_free(port, "the embedded AWS (moto)", "--aws-port", config.AWS_PORT_ENV)
-        server = local_aws_server(port)
-        starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
-        starter.start()
-        starter.join(START_TIMEOUT_SECONDS)
-        if starter.is_alive():
-            raise StackError(f"The embedded AWS (moto) did not start on port {port}: try another --aws-port")
+        try:
+            server = local_aws_server(port)
+        except OSError:
+            raise StackError(
+                port_taken_message(port, "the embedded AWS (moto)", "--aws-port", config.AWS_PORT_ENV)
+            ) from None
         self._parts.append(_Part("embedded AWS", server.stop))
-        host, bound_port = server.get_host_and_port()
-        endpoint = f"http://{host}:{bound_port}"
+        endpoint = server.url
         use_local_aws(endpoint)
         log.info("Embedded AWS (moto) listening on %s", endpoint)
         return endpoint
@@ -286,17 +276,22 @@ class LocalStack:
         # template.yaml's RotationKey: seals a rotated token set the vault refused onto the item.
         key = boto3.client("kms").create_key(Description="qbo-connect local: seals refused rotations")
         os.environ["QBO_ROTATION_KEY_ID"] = key["KeyMetadata"]["Arn"]
-        return self._create_queue(config.REFRESH_QUEUE_NAME, config.REFRESH_DLQ_NAME)
+        return self._create_queue(config.REFRESH_QUEUE_NAME, config.REFRESH_DLQ_NAME, "RefreshQueue")
 
-    def _create_queue(self, name: str, dead_letter_name: str) -> tuple[str, str, str]:
-        """A queue with its dead-letter queue, as the template pairs them: (url, arn, dead-letter url)."""
+    def _create_queue(self, name: str, dead_letter_name: str, logical_id: str) -> tuple[str, str, str]:
+        """A queue with its dead-letter queue, as the template pairs them, with the template's visibility
+        timeout (a batch outlasting SQS's default 30 s would otherwise be handed out twice) and receive
+        count: (url, arn, dead-letter url)."""
         import boto3
 
         sqs = boto3.client("sqs")
         dlq_url = sqs.create_queue(QueueName=dead_letter_name)["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": config.REFRESH_MAX_RECEIVE_COUNT}
-        queue_url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(redrive)})["QueueUrl"]
+        attributes = queue_attributes(self._template, logical_id)
+        receives = attributes.pop("maxReceiveCount", None)
+        if receives is not None:
+            attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": int(receives)})
+        queue_url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return queue_url, queue_arn, dlq_url
 
@@ -362,7 +357,8 @@ class LocalStack:
             log.warning("template.yaml gives functions/%s no SQS event: nothing consumes its queue", function_name)
             return
         properties = queue_event.get("Properties") or {}
-        batch_size, window = properties.get("BatchSize", 10), properties.get("MaximumBatchingWindowInSeconds", 0)
+        batch_size = parameter_default(self._template, properties.get("BatchSize", 10), 10)
+        window = properties.get("MaximumBatchingWindowInSeconds", 0)
         concurrency = parameter_default(
             self._template, (properties.get("ScalingConfig") or {}).get("MaximumConcurrency"), 1
         )
@@ -480,7 +476,7 @@ class LocalStack:
 
     def _bind_router(self) -> RouterServer:
         root = self.options.root
-        template = self._template = load_template(root / "template.yaml")
+        template = self._template
         specs = function_specs(root, template)
         by_logical_id = {logical_id: LocalFunction(spec) for logical_id, spec in specs.items()}
         self.functions = {function.spec.short_name: function for function in by_logical_id.values()}

@@ -11,11 +11,6 @@ from flask import Flask
 Tokens = dict[str, Any]
 
 
-@pytest.fixture
-def admin(app: Flask) -> Any:
-    return app.test_client()
-
-
 def test_health(admin: Any) -> None:
     body = admin.get("/_emulator/health").get_json()
 

@@ -92,6 +92,9 @@ def test_create_set_secret_link_show_update_and_delete_through_the_api(stack):
     )
     assert status == 200 and (renamed["name"], renamed["realm_id"]) == ("Acme US", REALM)
 
+    status, on_demand = call("PATCH", f"/connections/{CONNECTION_ID}", {"refresh_policy": "on_demand"})
+    assert status == 200 and on_demand["refresh_policy"] == "on_demand"
+
     status, listed = call("GET", "/connections")
     assert status == 200 and [c["name"] for c in listed["connections"]] == ["Acme US"]
     assert listed["callback_url"] == f"https://{API_HOST}/oauth/callback"
@@ -149,6 +152,8 @@ def test_import_connects_after_one_refresh_of_the_imported_token(stack):
         ("POST", "/connections", {"name": "Acme Books", "client_id": CLIENT_ID}, 409, "already_exists"),
         ("GET", "/connections/nobody", None, 404, "not_found"),
         ("PATCH", f"/connections/{CONNECTION_ID}", {}, 400, "invalid_input"),
+        ("PATCH", f"/connections/{CONNECTION_ID}", {"refresh_policy": "sometimes"}, 400, "invalid_input"),
+        ("PATCH", f"/connections/{CONNECTION_ID}", {"refresh_policy": 1}, 400, "invalid_input"),
         ("PUT", f"/connections/{CONNECTION_ID}/client-secret", {"client_secret": "short"}, 400, "invalid_input"),
         ("POST", f"/connections/{CONNECTION_ID}/authorize-link", {"lifetime_seconds": 8 * 86400}, 400, "invalid_input"),
         ("POST", f"/connections/{CONNECTION_ID}/test", {"deep": "yes"}, 400, "invalid_input"),

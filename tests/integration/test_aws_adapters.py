@@ -235,6 +235,34 @@ def test_the_due_query_finds_only_connected_connections_expiring_before_the_cut_
     assert len(store.due_connection_ids(due_before=cut_off, limit=1)) == 1
 
 
+def test_each_refresh_policy_is_found_due_in_its_own_part_of_the_index(store):
+    from dataclasses import replace
+
+    from qbo_connect.domain.connection import RefreshPolicy
+
+    store.create(connected("qbc-eager", "Eager", EPOCH + 600))
+    store.create(replace(connected("qbc-lazy", "Lazy", EPOCH + 600), refresh_policy=RefreshPolicy.ON_DEMAND))
+
+    assert store.due_connection_ids(due_before=EPOCH + 900) == ["qbc-eager"]
+    assert store.due_connection_ids(due_before=EPOCH + 900, policy=RefreshPolicy.ON_DEMAND) == ["qbc-lazy"]
+    assert store.get("qbc-lazy").refresh_policy is RefreshPolicy.ON_DEMAND
+
+    # Switching policy moves the connection from one part to the other in the same conditional save.
+    held = store.acquire_lease("qbc-lazy", owner="owner-a", now=EPOCH, seconds=60)
+    store.save(replace(held, refresh_policy=RefreshPolicy.EAGER), lease_owner="owner-a", release_lease=True)
+    assert sorted(store.due_connection_ids(due_before=EPOCH + 900)) == ["qbc-eager", "qbc-lazy"]
+    assert store.due_connection_ids(due_before=EPOCH + 900, policy=RefreshPolicy.ON_DEMAND) == []
+
+
+def test_an_item_stored_before_refresh_policies_existed_is_eager(store, aws):
+    store.create(connected("qbc-old", "Old", EPOCH + 600))
+    aws.resource("dynamodb").Table(TABLE).update_item(
+        Key={"pk": "connection#qbc-old"}, UpdateExpression="REMOVE refresh_policy"
+    )
+
+    assert store.get("qbc-old").refresh_policy.value == "eager"
+
+
 def test_connections_are_listed_by_name(store):
     for index, name in enumerate(["Charlie", "alpha", "Bravo", "Delta 2", "Delta 10"]):
         store.create(a_connection(f"qbc-{index}", name))

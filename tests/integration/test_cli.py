@@ -25,7 +25,7 @@ from moto import mock_aws
 from qbo_connect import intuit, runtime
 from qbo_connect.adapters.dynamodb_event_history import create_events_table
 from qbo_connect.adapters.dynamodb_store import create_table
-from qbo_connect.domain.lifecycle import RefreshPolicy
+from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import NeedsReauthorization
 from qbo_connect.ports import CompanyInfo
@@ -842,7 +842,7 @@ def test_forced_refresh_of_a_fresh_token_says_when_it_will_be_allowed(cli: Runs,
     [answer] = json.loads(as_json.stdout)
     refreshed_at = listed(cli)[0]["last_refreshed_at"]
     assert answer["outcome"] == "already_refreshed"
-    min_age = RefreshPolicy.forced_refresh_min_age_seconds
+    min_age = RefreshTimings.forced_refresh_min_age_seconds
     assert refreshed_at + min_age <= answer["forced_refresh_allowed_at"] <= refreshed_at + min_age + 1
     assert "already_refreshed" in cli("refresh", "--help").stdout
 
@@ -887,6 +887,25 @@ def test_update_renames_and_pins_the_company_and_refuses_a_bad_change(cli: Runs)
     refused = cli("connections", "update", "acme", "--scope", "no.such.scope")
     assert refused.exit_code == 1 and "Error (invalid_input)" in refused.stderr
     assert listed(cli)[0]["scopes"] == [intuit.ACCOUNTING_SCOPE]
+
+
+def test_the_refresh_policy_is_shown_and_changed_and_a_bad_one_changes_nothing(cli: Runs) -> None:
+    create(cli, "Acme", "--id", "acme")
+    create(cli, "Nightly", "--id", "nightly", "--refresh-policy", "on_demand")
+
+    changed = cli("connections", "update", "acme", "--refresh-policy", "on_demand")
+    refused = cli("connections", "update", "nightly", "--refresh-policy", "lazy")
+
+    assert changed.exit_code == 0, changed.output
+    assert "Refresh policy" in changed.stdout and "on_demand" in changed.stdout
+    assert {c["connection_id"]: c["refresh_policy"] for c in listed(cli)} == {
+        "acme": "on_demand",
+        "nightly": "on_demand",
+    }
+    assert stored_secret("acme")["refresh_policy"] == stored_secret("nightly")["refresh_policy"] == "on_demand"
+    assert refused.exit_code == 2 and "'lazy' is not one of 'eager', 'on_demand'" in refused.output
+    assert "on demand" in cli("connections", "list").stdout
+    assert "Refresh policy" in cli("connections", "show", "nightly").stdout
 
 
 def test_authorize_link_may_live_up_to_seven_days(cli: Runs) -> None:

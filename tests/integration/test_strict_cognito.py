@@ -19,23 +19,24 @@ from qbo_local.stack import local_aws_server
 PASSWORD = "Correct-Horse-9-Battery"
 
 
-def _server(server: ThreadedMotoServer) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def strict_endpoint() -> Iterator[str]:
+    server = local_aws_server(0)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def strict_endpoint() -> Iterator[str]:
-    yield from _server(local_aws_server(0))
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    yield from _server(ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False))
 
 
 def _cognito(endpoint: str):

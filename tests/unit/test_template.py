@@ -23,6 +23,7 @@ FUNCTIONS = {
     "CallbackFunction": "functions/callback/",
     "RefreshFunction": "functions/refresh/",
     "TestFunction": "functions/test/",
+    "TokenFunction": "functions/token/",
     "AdminFunction": "functions/admin/",
     "ConsoleFunction": "functions/console/",
 }
@@ -236,7 +237,12 @@ def test_refresh_queue_reports_batch_item_failures(template):
     properties = queues[0]["Properties"]
     assert properties["Queue"] == Tag("GetAtt", "RefreshQueue.Arn")
     assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert properties["BatchSize"] == 10
+    assert properties["BatchSize"] == Tag("Ref", "RefreshBatchSize")
+    # Lambda takes more than 10 records per batch from a standard queue only with a batching window.
+    assert (
+        template["Parameters"]["RefreshBatchSize"]["MaxValue"] <= 10
+        or properties["MaximumBatchingWindowInSeconds"] >= 1
+    )
     assert properties["ScalingConfig"] == {"MaximumConcurrency": Tag("Ref", "RefreshMaxConcurrency")}
 
 
@@ -463,3 +469,31 @@ def test_sample_queue_event_comes_from_sqs():
     for record in event["Records"]:
         assert record["eventSource"] == "aws:sqs"
         assert json.loads(record["body"]) == {"connection_id": "demo"}
+
+
+def test_the_local_stack_creates_its_queues_with_the_templates_timings(template):
+    from qbo_local.template import queue_attributes
+
+    refresh = queue_attributes(template, "RefreshQueue")
+
+    # A batch slower than SQS's default 30 s visibility would otherwise be handed to a second instance.
+    assert int(refresh["VisibilityTimeout"]) >= 6 * function_properties(template, "RefreshFunction")["Timeout"]
+    assert refresh["maxReceiveCount"] == str(
+        template["Resources"]["RefreshQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    )
+    webhook_visibility = template["Resources"]["WebhookQueue"]["Properties"]["VisibilityTimeout"]
+    assert queue_attributes(template, "WebhookQueue")["VisibilityTimeout"] == str(webhook_visibility)
+
+
+def test_only_the_refresh_function_divides_the_write_budget_among_its_instances(template):
+    # A token, test or admin request writes at most once: holding it to 1/50 of the budget (0.8/s) made
+    # a second cold request on a warm instance wait more than a second for nothing.
+    dividing = [
+        name
+        for name in functions(template)
+        if "QBO_WRITE_BUDGET_SHARES"
+        in ((function_properties(template, name).get("Environment") or {}).get("Variables") or {})
+    ]
+
+    assert dividing == ["RefreshFunction"]
+    assert "QBO_WRITE_BUDGET_SHARES" not in template["Globals"]["Function"]["Environment"]["Variables"]

@@ -27,6 +27,7 @@ from qbo_connect import intuit
 from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import callback_url
+from qbo_connect.domain.connection import RefreshPolicy
 from qbo_connect.domain.connection_test import NEXT_STEPS
 from qbo_connect.domain.event_history import MAX_PAGE
 from qbo_connect.errors import ErrorCode, InvalidInput, QboConnectError
@@ -70,8 +71,9 @@ _CREATE_FIELDS = {
     "base_url",
     "connection_id",
     "client_secret",
+    "refresh_policy",
 }
-_UPDATE_FIELDS = {"name", "client_id", "environment", "realm_id", "scopes", "base_url"}
+_UPDATE_FIELDS = {"name", "client_id", "environment", "realm_id", "scopes", "base_url", "refresh_policy"}
 
 
 class RequestRefused(QboConnectError):
@@ -153,6 +155,7 @@ def build_app() -> APIGatewayHttpResolver:
             base_url=data.get("base_url") or None,
             connection_id=data.get("connection_id") or None,
             client_secret=data.get("client_secret"),
+            refresh_policy=data.get("refresh_policy") or RefreshPolicy.EAGER.value,
         )
         created = services().admin.create(request, actor=actor())
         return _json(201, services().admin.show(created.connection_id))
@@ -176,6 +179,7 @@ def build_app() -> APIGatewayHttpResolver:
             base_url=data.get("base_url"),
             # null or "" removes the company pin; leaving the field out keeps it.
             realm_id=(data["realm_id"] or "") if "realm_id" in data else None,
+            refresh_policy=data.get("refresh_policy"),
         )
         saved = services().admin.update(ref(name_or_id), change, actor=actor())
         return _json(200, services().admin.show(saved.connection_id))

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
+from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy, TestResult
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 
@@ -70,8 +70,11 @@ class ConnectionStore(Protocol):
 
     def record_test(self, connection_id: str, result: TestResult) -> None: ...
 
-    def due_connection_ids(self, *, due_before: float, limit: int | None = None) -> list[str]:
-        """IDs of connected connections whose access token expires at or before `due_before`."""
+    def due_connection_ids(
+        self, *, due_before: float, policy: RefreshPolicy = RefreshPolicy.EAGER, limit: int | None = None
+    ) -> list[str]:
+        """IDs of connected connections with this refresh policy whose access token expires at or before
+        `due_before`, read from an index (never a scan)."""
 
     def count_by_status(self) -> dict[ConnectionStatus, int]:
         """How many connections are in each status, from an index (never a scan)."""

@@ -36,11 +36,18 @@ if TYPE_CHECKING:
     from qbo_connect.refresh_runs import RefreshRuns
 
 
-def _aws_config():
+def _aws_config(connections: int = 10):
     from botocore.config import Config
 
     # Standard mode retries throttling and transient errors with backoff, a bounded number of times.
-    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+    # A pool as large as the threads that share a client (a refresh batch's), so none opens and drops
+    # connections of its own (botocore keeps 10).
+    return Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=20,
+        max_pool_connections=max(10, connections),
+    )
 
 
 @dataclass
@@ -52,11 +59,12 @@ class Services:
     company_api_override: CompanyApi | None = None
 
     def _client(self, name: str):
-        return self.session.client(name, config=_aws_config())
+        return self.session.client(name, config=_aws_config(self.settings.refresh_batch_size))
 
     @cached_property
     def dynamodb(self):
-        return self.session.resource("dynamodb", config=_aws_config())
+        """One resource for both tables (its pool as large as a refresh batch's threads, as for the clients)."""
+        return self.session.resource("dynamodb", config=_aws_config(self.settings.refresh_batch_size))
 
     @cached_property
     def table(self):
@@ -153,10 +161,11 @@ class Services:
 
     @cached_property
     def lifecycle(self) -> TokenLifecycle:
-        from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
+        from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
 
-        policy = RefreshPolicy(
+        timings = RefreshTimings(
             margin_seconds=self.settings.refresh_margin_seconds,
+            keepalive_seconds=self.settings.on_demand_keepalive_seconds,
             call_deadline_seconds=self.settings.refresh_call_deadline_seconds,
             persist_seconds=self.settings.vault_write_deadline_seconds + 10,
         )
@@ -167,7 +176,7 @@ class Services:
             self.events,
             self.clock,
             self.leases,
-            policy,
+            timings,
             recheck=self.refresh_queue,
         )
 

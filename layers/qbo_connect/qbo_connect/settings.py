@@ -45,6 +45,8 @@ class Settings:
 
     refresh_margin_seconds: int = 900
     refresh_period_seconds: int = 300
+    # An on-demand connection's keep-alive refresh comes this long after its last refresh.
+    on_demand_keepalive_seconds: int = 86_400
     # Lease > refresh call deadline + vault write deadline + clock skew allowance (checked below).
     lease_seconds: int = 200
     refresh_call_deadline_seconds: float = float(intuit.REQUEST_TIME_LIMIT_SECONDS)
@@ -54,8 +56,11 @@ class Settings:
     # How far two machines' clocks may disagree: nobody takes over a lease before expiry + this.
     clock_skew_seconds: float = 30.0
     secrets_write_budget_per_second: float = 40.0
-    # How many processes share the budget (the refresh queue's maximum concurrency).
+    # How many processes share the budget: the refresh function's instances (the refresh queue's maximum
+    # concurrency); 1 elsewhere, where a request writes at most once.
     write_budget_shares: int = 1
+    # Refresh messages per invocation: at worst all of them wait for this process's share at once.
+    refresh_batch_size: int = 20
     authorize_link_seconds: int = 1800
     oauth_state_seconds: int = 600
     connect_timeout_seconds: float = 5.0
@@ -92,6 +97,15 @@ class Settings:
             raise SettingsError(
                 f"QBO_LEASE_SECONDS ({self.lease_seconds}) must exceed the refresh call deadline, the vault write "
                 f"deadline and the clock skew allowance together ({needed:.0f} s): raise it or lower those"
+            )
+        # A rotated token set waits for the write budget in memory: the wait must fit the vault write deadline.
+        longest_wait = self.refresh_batch_size / self.secrets_writes_per_second_here
+        if longest_wait > self.vault_write_deadline_seconds:
+            raise SettingsError(
+                f"A batch of {self.refresh_batch_size} refreshes would wait up to {longest_wait:.0f} s for this "
+                f"instance's share of the Secrets Manager write budget ({self.secrets_writes_per_second_here:g}/s), "
+                f"longer than the vault write deadline ({self.vault_write_deadline_seconds:g} s): lower "
+                "RefreshBatchSize or RefreshMaxConcurrency, or raise SecretsWriteBudgetPerSecond"
             )
 
     @property
@@ -168,6 +182,7 @@ class Settings:
             refresh_period_seconds=refresh_period(
                 text("QBO_REFRESH_SCHEDULE"), number("QBO_REFRESH_PERIOD_SECONDS", 0)
             ),
+            on_demand_keepalive_seconds=number("QBO_ON_DEMAND_KEEPALIVE_SECONDS", 86_400),
             lease_seconds=number("QBO_LEASE_SECONDS", 200),
             refresh_call_deadline_seconds=number(
                 "QBO_REFRESH_CALL_DEADLINE_SECONDS", float(intuit.REQUEST_TIME_LIMIT_SECONDS), float
@@ -177,6 +192,7 @@ class Settings:
             clock_skew_seconds=number("QBO_CLOCK_SKEW_SECONDS", 30.0, float),
             secrets_write_budget_per_second=number("QBO_SECRETS_WRITE_BUDGET", 40.0, float),
             write_budget_shares=number("QBO_WRITE_BUDGET_SHARES", 1),
+            refresh_batch_size=number("QBO_REFRESH_BATCH_SIZE", 20),
             authorize_link_seconds=number("QBO_AUTHORIZE_LINK_SECONDS", 1800),
             oauth_state_seconds=number("QBO_OAUTH_STATE_SECONDS", 600),
             connect_timeout_seconds=number("QBO_CONNECT_TIMEOUT_SECONDS", 5.0, float),

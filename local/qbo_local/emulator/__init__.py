@@ -30,6 +30,9 @@ Admin API (JSON in and out, for tests and the local stack only):
     GET    /_emulator/faults             the knobs now set
     POST   /_emulator/faults             one knob object, or a list of them:
              {"group": "token"|"revoke"|"api", "delay": seconds}
+             {"group": ..., "latency": "long_tail" | {"median_seconds", "p99_seconds", "slow_share",
+              "slow_min_seconds", "slow_max_seconds", "seed"}}: each answer waits a delay drawn from a
+              lognormal (median, p99) with a share sent to a slow tail (latency.py)
              {"group": ..., "fault": KIND, "times": n (default 1; null or "until_cleared": true = until
               cleared), "seconds": stall for timeout (default 130), "process": true (timeout: handle the
               request after the stall; false: answer 504), "retry_after": 60 (http_429),

@@ -14,12 +14,14 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from qbo_connect import intuit
-from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
+from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy, TestResult
 from qbo_connect.domain.leases import busy_because
 from qbo_connect.errors import Conflict, ConnectionAlreadyExists, ConnectionNotFound
 from qbo_connect.ports import OAuthState
 
-CONNECTED_INDEX_VALUE = "connected"
+# The refresh-due index's partitions: one per refresh policy, each ordered by access-token expiry, so
+# the sweep reads only the due range of each (an eager connection's margin, an on-demand one's keep-alive).
+REFRESH_INDEX_PARTITIONS = {RefreshPolicy.EAGER: "connected", RefreshPolicy.ON_DEMAND: "on_demand"}
 REFRESH_DUE_INDEX = "refresh-due"
 BY_NAME_INDEX = "by-name"
 BY_STATUS_INDEX = "by-status"
@@ -73,6 +75,7 @@ _SAVED_FIELDS = (
     "client_id",
     "scopes",
     "realm_id",
+    "refresh_policy",
     "status",
     "has_client_secret",
     "company_name",
@@ -154,8 +157,9 @@ def connection_to_item(connection: Connection) -> dict[str, Any]:
     }
     item["environment"] = connection.environment.value
     item["status"] = connection.status.value
+    item["refresh_policy"] = connection.refresh_policy.value
     if connection.status is ConnectionStatus.CONNECTED and connection.access_token_expires_at is not None:
-        item["refresh_index"] = CONNECTED_INDEX_VALUE
+        item["refresh_index"] = REFRESH_INDEX_PARTITIONS[connection.refresh_policy]
     return {k: _to_dynamo(v) for k, v in item.items() if v is not None}
 
 
@@ -170,6 +174,8 @@ def item_to_connection(item: dict[str, Any]) -> Connection:
         client_id=data["client_id"],
         scopes=tuple(data.get("scopes") or intuit.DEFAULT_SCOPES),
         realm_id=data.get("realm_id"),
+        # Stored before refresh policies existed: every connection was eager.
+        refresh_policy=RefreshPolicy(data.get("refresh_policy") or RefreshPolicy.EAGER),
         status=ConnectionStatus(data["status"]),
         has_client_secret=bool(data.get("has_client_secret")),
         company_name=data.get("company_name"),
@@ -441,11 +447,13 @@ class DynamoDbConnectionStore:
             if not _is_conditional_failure(error):
                 raise
 
-    def due_connection_ids(self, *, due_before: float, limit: int | None = None) -> list[str]:
+    def due_connection_ids(
+        self, *, due_before: float, policy: RefreshPolicy = RefreshPolicy.EAGER, limit: int | None = None
+    ) -> list[str]:
         ids: list[str] = []
         kwargs: dict[str, Any] = {
             "IndexName": REFRESH_DUE_INDEX,
-            "KeyConditionExpression": Key("refresh_index").eq(CONNECTED_INDEX_VALUE)
+            "KeyConditionExpression": Key("refresh_index").eq(REFRESH_INDEX_PARTITIONS[policy])
             & Key("access_token_expires_at").lte(_to_dynamo(float(due_before))),
         }
         while True:

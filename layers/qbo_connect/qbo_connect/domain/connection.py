@@ -23,6 +23,32 @@ class ConnectionStatus(StrEnum):
     INVALID_CLIENT = "invalid_client"  # Intuit refused the client ID/secret: fix the secret
 
 
+class RefreshPolicy(StrEnum):
+    """When a connection's access token is refreshed (README, "Refresh policies").
+
+    eager: by the schedule, before it comes within the refresh margin of expiring: the secret always
+    holds an access token valid for at least the margin minus one sweep period, for readers that take
+    it straight from Secrets Manager. Every access-token lifetime costs one Secrets Manager write.
+    on_demand: when a workflow asks for a token (the Python client, the test or token function) and
+    the stored one cannot serve it, under the lease; plus a keep-alive refresh a day after the last
+    one, which keeps the refresh token's rolling expiry moving and finds a revoked grant within a day.
+    About one write a day, so a region holds many more connections.
+    """
+
+    EAGER = "eager"
+    ON_DEMAND = "on_demand"
+
+
+def parse_refresh_policy(value: str) -> RefreshPolicy:
+    try:
+        return RefreshPolicy(value)
+    except ValueError:
+        raise InvalidInput(
+            "The refresh policy is `eager` (the secret always holds a valid access token) or `on_demand` "
+            "(refreshed when a workflow asks for a token, and once a day)"
+        ) from None
+
+
 CONNECTION_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{4,128}$")
@@ -125,6 +151,7 @@ class Connection:
     client_id: str
     scopes: tuple[str, ...] = intuit.DEFAULT_SCOPES
     realm_id: str | None = None
+    refresh_policy: RefreshPolicy = RefreshPolicy.EAGER
     status: ConnectionStatus = ConnectionStatus.NOT_CONNECTED
     has_client_secret: bool = False
     company_name: str | None = None
@@ -242,6 +269,7 @@ class Connection:
             "realm_id": self.realm_id,
             "client_id": self.client_id,
             "scopes": list(self.scopes),
+            "refresh_policy": self.refresh_policy.value,
             "status": self.status.value,
             "client_secret_set": self.has_client_secret,
             "company_name": self.company_name,
