@@ -695,8 +695,19 @@ def main() -> None:
 
 
 # Commands of their own modules register themselves on `cli` (they import it from here):
-# `connections update` and `connections import`, `doctor`, and the Intuit app's settings (app-urls, webhooks).
-from qbo_connect_cli import admin_commands, doctor, intuit_app  # noqa: E402, F401
+# `connections update` and `connections import`, `doctor`, the Intuit app's settings (app-urls, webhooks),
+# `metering show` and `events tail`.
+from qbo_connect_cli import (  # noqa: E402, F401
+    admin_commands,
+    doctor,
+    events_tail,
+    intuit_app,
+    metering_commands,
+)
 
 if __name__ == "__main__":
-    main()
+    # `python -m qbo_connect_cli.main` runs this file as __main__, a second copy of the module: the command
+    # modules above registered on the `cli` of qbo_connect_cli.main, so run that one.
+    from qbo_connect_cli.main import main as registered_main
+
+    registered_main()

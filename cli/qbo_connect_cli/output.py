@@ -192,6 +192,8 @@ def _field_value(key: str, value: Any, now: float, summary: Mapping[str, Any]) -
         return " ".join(value or ()) or None
     if key == "last_test":
         return last_test(value, now, connected_at=summary.get("connected_at"))
+    if key == "consented_by":
+        return consented_by(value)
     return value
 
 
@@ -206,6 +208,17 @@ def events_table(events: Iterable[Mapping[str, Any]]) -> str:
         for event in events
     ]
     return table(("when", "event", "what"), rows)
+
+
+def consented_by(identity: Mapping[str, Any] | None) -> str | None:
+    """Who gave the current consent (openid scopes), or why that is unknown."""
+    if not identity:
+        return None
+    if not identity.get("sub"):
+        return f"unknown ({identity.get('unknown_reason')})"
+    email = identity.get("email") or "no email shared"
+    verified = " (not verified)" if identity.get("email_verified") is False else ""
+    return f"{email}{verified}, Intuit user {identity['sub']}"
 
 
 def last_test(result: Mapping[str, Any] | None, now: float, *, connected_at: float | None = None) -> str | None:

@@ -122,6 +122,18 @@ def local_aws_server(port: int):
     return SerializedMotoServer(host="127.0.0.1", port=port, middleware=lambda app: StrictCognito(app, backend))
 
 
+def create_event_log(events, logs, *, bus_name: str, group: str = config.EVENT_LOG_GROUP) -> None:
+    """template.yaml's event log: a rule on the bus sending every qbo-connect event to a log group."""
+    from qbo_connect.domain.events import EVENT_SOURCE
+
+    logs.create_log_group(logGroupName=group)
+    events.put_rule(
+        Name=config.EVENT_LOG_RULE, EventBusName=bus_name, EventPattern=json.dumps({"source": [EVENT_SOURCE]})
+    )
+    arn = f"arn:aws:logs:{config.REGION}:{config.ACCOUNT_ID}:log-group:{group}"
+    events.put_targets(Rule=config.EVENT_LOG_RULE, EventBusName=bus_name, Targets=[{"Id": "event-log", "Arn": arn}])
+
+
 @dataclass(frozen=True)
 class AdminSignIn:
     user_pool_id: str
@@ -194,6 +206,8 @@ class LocalStack:
         )
         # The code judges token validity against the sweep period: keep it in step with the schedule.
         os.environ.setdefault("QBO_REFRESH_PERIOD_SECONDS", str(max(1, round(self.options.refresh_interval))))
+        # As template.yaml's Globals: the service's own functions write each API call's count at once.
+        os.environ.setdefault("QBO_METERING_FLUSH_SECONDS", "0")
 
         from qbo_connect.runtime import reset_services  # only now: the environment is complete
 
@@ -223,6 +237,7 @@ class LocalStack:
             "refresh_interval_seconds": self.options.refresh_interval,
             "refresh_dead_letter_queue_url": dlq_url,
             "function_log": str(self.options.function_log) if self.options.function_log else None,
+            "event_log_group": config.EVENT_LOG_GROUP,
             "environment": handler_environment(),
             "console_url": f"{api_url}/",
             # The local pool's one administrator (a fake pool in moto, gone when the stack stops).
@@ -273,6 +288,9 @@ class LocalStack:
 
         create_table(boto3.client("dynamodb"), config.TABLE_NAME)
         create_events_table(boto3.client("dynamodb"), config.EVENTS_TABLE_NAME)
+        create_event_log(
+            boto3.client("events"), boto3.client("logs"), bus_name=os.environ.get("QBO_EVENT_BUS_NAME") or "default"
+        )
         # template.yaml's RotationKey: seals a rotated token set the vault refused onto the item.
         key = boto3.client("kms").create_key(Description="qbo-connect local: seals refused rotations")
         os.environ["QBO_ROTATION_KEY_ID"] = key["KeyMetadata"]["Arn"]
@@ -463,6 +481,7 @@ class LocalStack:
                 "QBO_INTUIT_AUTHORIZATION_URL": url + facts.AUTHORIZE_PATH,
                 "QBO_INTUIT_TOKEN_URL": url + facts.TOKEN_PATH,
                 "QBO_INTUIT_REVOCATION_URL": url + facts.REVOKE_PATH,
+                "QBO_INTUIT_USERINFO_URL": url + facts.USERINFO_PATH,
                 "QBO_PRODUCTION_API_BASE_URL": url,
                 "QBO_SANDBOX_API_BASE_URL": url,
                 "QBO_ALLOWED_API_HOSTS": url.removeprefix("http://"),

@@ -49,7 +49,11 @@ def test_faults_over_http(admin: Any, intuit: Intuit, tokens: Tokens) -> None:
 
     cleared = admin.delete("/_emulator/faults").get_json()
 
-    assert cleared == {"delays": {}, "faults": {"token": [], "revoke": [], "api": []}, "include_hard_expiry": "header"}
+    assert cleared == {
+        "delays": {},
+        "faults": {"token": [], "revoke": [], "api": [], "userinfo": []},
+        "include_hard_expiry": "header",
+    }
     assert intuit.refresh(tokens["refresh_token"]).status_code == 200
 
 

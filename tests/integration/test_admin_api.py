@@ -108,6 +108,38 @@ def test_create_set_secret_link_show_update_and_delete_through_the_api(stack):
     assert call("GET", f"/connections/{CONNECTION_ID}")[0] == 404
 
 
+def test_the_month_s_api_calls_per_app_and_connection_are_read_through_the_api(stack):
+    stack.create_connection()
+    stack.connect()  # reads the company's name: one call
+    call("POST", f"/connections/{CONNECTION_ID}/test", {"deep": False})  # CompanyInfo: another
+
+    status, report = call("GET", "/metering")
+    status_iam, same = call("GET", "/metering", iam=True, authorizer=MACHINE)
+
+    assert status == status_iam == 200 and report == same
+    (app,) = report["apps"]
+    assert app["client_id"] == CLIENT_ID and app["allowance"] == 500_000
+    assert (app["sandbox_reads"], app["metered_calls"]) == (2, 0)  # sandbox: counted, not metered
+    assert app["connections"] == [
+        {"connection_id": CONNECTION_ID, "name": "Acme Books", "environment": "sandbox", "reads": 2, "writes": 0}
+    ]
+    assert metering_of("2020-01") == (200, {"month": "2020-01", "alarm_at_percent": 80.0, "apps": []})
+
+
+def metering_of(month: str) -> tuple[int, dict]:
+    event = admin_event("GET", "/metering")
+    event["queryStringParameters"] = {"month": month}
+    event["rawQueryString"] = f"month={month}"
+    answer = admin_function.handler(event, LambdaContext())
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def test_a_month_that_is_not_yyyy_mm_is_a_400_saying_how_to_write_it(stack):
+    status, body = metering_of("May")
+    assert status == 400 and body["error"]["code"] == "invalid_input"
+    assert "YYYY-MM" in body["error"]["message"]
+
+
 def test_test_refresh_and_reset_once_connected(stack):
     stack.create_connection()
     stack.connect()
@@ -366,9 +398,13 @@ def test_the_sweep_counts_connections_by_status_from_the_index_without_a_scan(st
     counts = {status.value: n for status, n in runtime.services().store.count_by_status().items()}
     assert counts == {"not_connected": 1, "connected": 1, "needs_reauthorization": 0, "invalid_client": 0}
     assert "Scan" not in {name for name, _ in during_sweep}
-    # The due connections, the gauge, and the events still to publish (the event history's own table).
+    # The due connections, the gauges, and the events still to publish (the event history's own table).
     assert {p.get("IndexName") for name, p in during_sweep if name == "Query"} == {
         "refresh-due",
         "by-status",
+        "by-name",
         "pending-publish",
     }
+    # The listing index is read for the month's API call counts only (the metering gauge), not the connections.
+    listed = [p for name, p in during_sweep if name == "Query" and p.get("IndexName") == "by-name"]
+    assert len(listed) == 1 and "usage#" in str(listed[0]["ExpressionAttributeValues"])

@@ -165,6 +165,7 @@ def world(monkeypatch: pytest.MonkeyPatch, log_scan: LogScan) -> Iterator[World]
             authorization_url=f"{emulator.url}/connect/oauth2",
             token_url=f"{emulator.url}/oauth2/v1/tokens/bearer",
             revocation_url=f"{emulator.url}/v2/oauth2/tokens/revoke",
+            userinfo_url=f"{emulator.url}/v1/openid_connect/userinfo",
             sandbox_api_base_url=emulator.url,
             allowed_api_hosts=frozenset({urlsplit(emulator.url).netloc}),
         )

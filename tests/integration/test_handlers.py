@@ -168,6 +168,7 @@ def lambda_environment(
         "QBO_SECRET_PREFIX": secret_prefix,
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
+        "QBO_METERING_FLUSH_SECONDS": "0",  # as the template's Globals: each call's count written at once
     }.items():
         env.setenv(name, value)
 

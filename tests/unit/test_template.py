@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from qbo_connect.adapters.dynamodb_store import TABLE_SCHEMA
 from qbo_connect.settings import Settings
 from qbo_local.template import Tag, function_properties, functions, http_routes, load_template
 
@@ -48,11 +49,14 @@ EXPECTED_ATTRIBUTES = {
     "listing": "S",
     "name": "S",
     "status": "S",
+    "realm_id": "S",
+    "client_id": "S",
 }
 EXPECTED_INDEXES = {
     "refresh-due": ([("refresh_index", "HASH"), ("access_token_expires_at", "RANGE")], "KEYS_ONLY"),
     "by-name": ([("listing", "HASH"), ("name", "RANGE")], "ALL"),
     "by-status": ([("status", "HASH")], "KEYS_ONLY"),
+    "by-realm": ([("realm_id", "HASH"), ("client_id", "RANGE")], "ALL"),
 }
 
 # The only SAM policy templates the functions may use: each is scoped to one resource.
@@ -276,6 +280,18 @@ def test_table_keys_and_indexes_are_exactly_the_contract(template):
     assert "LocalSecondaryIndexes" not in properties
 
 
+def test_the_table_the_code_creates_locally_is_the_one_the_template_deploys(template):
+    properties = template["Resources"]["ConnectionsTable"]["Properties"]
+    assert sorted(map(str, TABLE_SCHEMA["AttributeDefinitions"])) == sorted(
+        map(str, properties["AttributeDefinitions"])
+    )
+    assert TABLE_SCHEMA["KeySchema"] == properties["KeySchema"]
+    assert TABLE_SCHEMA["BillingMode"] == properties["BillingMode"]
+    deployed = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
+    created = {index["IndexName"]: index for index in TABLE_SCHEMA["GlobalSecondaryIndexes"]}
+    assert created == deployed
+
+
 def test_the_event_history_table_is_the_one_the_code_creates_and_expires_its_records(template):
     from qbo_connect.adapters.dynamodb_event_history import EVENTS_TABLE_SCHEMA, TTL_ATTRIBUTE
 
@@ -445,6 +461,28 @@ def test_outputs_tell_users_where_to_point_intuit(template):
     callback = outputs["CallbackUrl"]["Value"]
     assert isinstance(callback, Tag) and callback.name == "If"
     assert all(branch.value.endswith("/oauth/callback") for branch in callback.value[1:])
+
+
+def test_the_metering_alarms_watch_the_metrics_the_code_emits_at_the_chosen_share(template):
+    from qbo_connect.metering import ALLOWANCE_USED_METRIC, FLUSH_FAILED_METRIC
+
+    resources = template["Resources"]
+    allowance = resources["MeteringAllowanceAlarm"]["Properties"]
+    flush = resources["MeteringFlushFailedAlarm"]["Properties"]
+    assert (allowance["Namespace"], allowance["MetricName"]) == ("QboConnect", ALLOWANCE_USED_METRIC)
+    assert allowance["Threshold"] == Tag("Ref", "MeteringAlarmPercent")
+    assert allowance["Statistic"] == "Maximum" and allowance["TreatMissingData"] == "notBreaching"
+    assert flush["MetricName"] == FLUSH_FAILED_METRIC
+    for alarm in (allowance, flush):
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": "qbo-connect"}]
+    parameters = template["Parameters"]
+    assert parameters["MeteringMonthlyAllowance"]["Default"] == 500_000  # Intuit's Builder tier
+    assert parameters["MeteringAlarmPercent"]["Default"] == 80
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["QBO_METERING_ALARM_PERCENT"] == Tag("Ref", "MeteringAlarmPercent")
+    assert variables["QBO_METERING_FLUSH_SECONDS"] == "0"  # the service's own functions: each call at once
+    example = function_properties(template, "ListCustomersExampleFunction")["Environment"]["Variables"]
+    assert example["QBO_METERING_FLUSH_SECONDS"] == "60"  # a workflow: once a minute, and flush_usage()
 
 
 def test_intuit_urls_are_not_repeated_in_the_template():

@@ -164,6 +164,12 @@ def build_app() -> APIGatewayHttpResolver:
     def get_callback_url() -> Response:
         return _json(200, {"callback_url": callback_url(base_url())})
 
+    @app.get(f"{ADMIN_PREFIX}/metering")
+    def metering() -> Response:
+        """The month's accounting API calls per app and connection (?month=YYYY-MM; default this month)."""
+        month = (app.current_event.query_string_parameters or {}).get("month")
+        return _json(200, services().metering_report.month(month))
+
     @app.get(f"{ADMIN_PREFIX}/connections/<name_or_id>")
     def show_connection(name_or_id: str) -> Response:
         return _json(200, services().admin.show(ref(name_or_id)))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import boto3
 
     from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
+    from qbo_connect.adapters.dynamodb_usage import DynamoDbUsageLedger
     from qbo_connect.adapters.eventbridge import EventBridgePublisher
     from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
     from qbo_connect.adapters.sqs_queue import SqsRefreshQueue
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from qbo_connect.domain.event_history import RecordingPublisher
     from qbo_connect.domain.leases import Leases
     from qbo_connect.domain.lifecycle import TokenLifecycle
+    from qbo_connect.domain.metering import MeteringReport, UsageMeter
     from qbo_connect.domain.webhooks import WebhookRouting
     from qbo_connect.ports import Clock, CompanyApi, EventPublisher, IdentityProvider, TokenSealer
     from qbo_connect.refresh_runs import RefreshRuns
@@ -128,7 +130,38 @@ class Services:
             return self.company_api_override
         from qbo_connect.adapters.quickbooks_api import QuickBooksApi
 
-        return QuickBooksApi(self.settings)
+        return QuickBooksApi(self.settings, meter=self.meter)
+
+    @cached_property
+    def usage_ledger(self) -> DynamoDbUsageLedger:
+        from qbo_connect.adapters.dynamodb_usage import DynamoDbUsageLedger
+
+        return DynamoDbUsageLedger(self.table)
+
+    @cached_property
+    def metering_report(self) -> MeteringReport:
+        from qbo_connect.domain.metering import MeteringReport
+
+        return MeteringReport(
+            self.usage_ledger,
+            self.store,
+            self.settings.metering_allowances,
+            self.clock,
+            alarm_percent=self.settings.metering_alarm_percent,
+        )
+
+    @cached_property
+    def meter(self) -> UsageMeter:
+        """This process's count of accounting API calls (domain/metering.py)."""
+        from qbo_connect.domain.metering import UsageMeter
+        from qbo_connect.metering import report_unrecorded
+
+        return UsageMeter(
+            self.usage_ledger,
+            self.clock,
+            flush_seconds=self.settings.metering_flush_seconds,
+            on_unrecorded=report_unrecorded,
+        )
 
     @cached_property
     def leases(self) -> Leases:
@@ -182,14 +215,19 @@ class Services:
 
     @cached_property
     def refresh_runs(self) -> RefreshRuns:
+        from qbo_connect.metering import publish_metering_gauge
         from qbo_connect.refresh_runs import RefreshRuns
         from qbo_connect.status_gauge import publish_status_gauge
+
+        def gauges() -> dict[str, int]:
+            publish_metering_gauge(self.usage_ledger, self.settings.metering_allowances, self.clock)
+            return publish_status_gauge(self.store)
 
         return RefreshRuns(
             self.lifecycle,
             self.refresh_queue,
             self.clock,
-            status_gauge=lambda: publish_status_gauge(self.store),
+            status_gauge=gauges,
             redeliver_events=self.event_history.redeliver if self.event_history else None,
         )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from qbo_connect import intuit
+from qbo_connect.domain.metering import Allowances
 
 # The template's AdminGroupName default (tests/unit/test_template.py keeps the two equal).
 DEFAULT_ADMIN_GROUP = "qbo-connect-admins"
@@ -38,6 +39,8 @@ class Settings:
     authorization_url: str = intuit.AUTHORIZATION_URL
     token_url: str = intuit.TOKEN_URL
     revocation_url: str = intuit.REVOCATION_URL
+    # Empty: Intuit's userinfo endpoint of the connection's environment (intuit.USERINFO_URLS).
+    userinfo_url: str = ""
     production_api_base_url: str = intuit.PRODUCTION_API_BASE_URL
     sandbox_api_base_url: str = intuit.SANDBOX_API_BASE_URL
     # host[:port] values besides Intuit's two API hosts that a connection may use (the emulator).
@@ -87,6 +90,18 @@ class Settings:
     events_table_name: str = ""
     event_history_days: int = 90
 
+    # Metering (domain/metering.py): how often a process writes its API call counts (0: after every call,
+    # for the service's own low-volume functions), each app's monthly CorePlus allowance (Intuit's Builder
+    # tier by default; "CLIENT_ID=N,..." per app) and the share of it at which the alarm fires.
+    metering_flush_seconds: float = 60.0
+    metering_monthly_allowance: int = 500_000
+    metering_allowance_overrides: str = ""
+    metering_alarm_percent: float = 80.0
+
+    @property
+    def metering_allowances(self) -> Allowances:
+        return Allowances.parse(self.metering_monthly_allowance, self.metering_allowance_overrides)
+
     @property
     def http_timeout(self) -> tuple[float, float]:
         return (self.connect_timeout_seconds, self.read_timeout_seconds)
@@ -123,6 +138,9 @@ class Settings:
     def connection_secret_name(self, connection_id: str) -> str:
         return f"{self.secret_prefix}connections/{connection_id}"
 
+    def userinfo_url_for(self, environment: intuit.Environment) -> str:
+        return self.userinfo_url or intuit.USERINFO_URLS[environment]
+
     def api_base_url(self, environment: intuit.Environment) -> str:
         if environment is intuit.Environment.PRODUCTION:
             return self.production_api_base_url
@@ -144,7 +162,7 @@ class Settings:
         def text(name: str, default: str = "") -> str:
             return env.get(name, "").strip() or default
 
-        def number(name: str, default: float, kind: type = int):
+        def number(name: str, default: float, kind: type = int, *, zero_allowed: bool = False):
             raw = text(name)
             if not raw:
                 return default
@@ -152,8 +170,9 @@ class Settings:
                 value = kind(raw)
             except ValueError:
                 raise SettingsError(f"{name} must be a number, got {raw!r}: fix the setting") from None
-            if not math.isfinite(value) or value <= 0:
-                raise SettingsError(f"{name} must be a finite number greater than zero, got {raw!r}: fix the setting")
+            if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
+                least = "zero or more" if zero_allowed else "greater than zero"
+                raise SettingsError(f"{name} must be a finite number {least}, got {raw!r}: fix the setting")
             return value
 
         table_name = text("QBO_TABLE_NAME")
@@ -175,6 +194,7 @@ class Settings:
             authorization_url=text("QBO_INTUIT_AUTHORIZATION_URL", intuit.AUTHORIZATION_URL),
             token_url=text("QBO_INTUIT_TOKEN_URL", intuit.TOKEN_URL),
             revocation_url=text("QBO_INTUIT_REVOCATION_URL", intuit.REVOCATION_URL),
+            userinfo_url=text("QBO_INTUIT_USERINFO_URL"),
             production_api_base_url=text("QBO_PRODUCTION_API_BASE_URL", intuit.PRODUCTION_API_BASE_URL).rstrip("/"),
             sandbox_api_base_url=text("QBO_SANDBOX_API_BASE_URL", intuit.SANDBOX_API_BASE_URL).rstrip("/"),
             allowed_api_hosts=frozenset(h.strip() for h in text("QBO_ALLOWED_API_HOSTS").split(",") if h.strip()),
@@ -203,9 +223,21 @@ class Settings:
             cognito_endpoint_url=text("QBO_COGNITO_ENDPOINT_URL"),
             admin_group=text("QBO_ADMIN_GROUP", DEFAULT_ADMIN_GROUP),
             webhook_dedup_seconds=number("QBO_WEBHOOK_DEDUP_SECONDS", 7 * 86400),
+            metering_flush_seconds=number("QBO_METERING_FLUSH_SECONDS", 60.0, float, zero_allowed=True),
+            metering_monthly_allowance=number("QBO_METERING_MONTHLY_ALLOWANCE", 500_000),
+            metering_allowance_overrides=allowance_overrides(text("QBO_METERING_ALLOWANCES")),
+            metering_alarm_percent=number("QBO_METERING_ALARM_PERCENT", 80.0, float),
             events_table_name=text("QBO_EVENTS_TABLE_NAME"),
             event_history_days=number("QBO_EVENT_HISTORY_DAYS", 90),
         )
+
+
+def allowance_overrides(value: str) -> str:
+    try:
+        Allowances.parse(1, value)
+    except ValueError as error:
+        raise SettingsError(f"QBO_METERING_ALLOWANCES: {error}: fix the setting") from None
+    return value
 
 
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")

@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from qbo_connect import intuit
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshTimings, TokenLifecycle
 from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput, QboConnectError
 from qbo_connect.invocation import error_body
@@ -49,6 +50,9 @@ class ConnectionAccess:
     expires_at: float
     scopes: tuple[str, ...] = ()
     refresh_policy: str = "eager"
+    # Whose calls these are, for metering (domain/metering.py): the app Intuit meters, and the environment.
+    client_id: str = ""
+    environment: intuit.Environment = intuit.Environment.SANDBOX
 
     def seconds_valid(self, now: float) -> float:
         return self.expires_at - now
@@ -198,6 +202,8 @@ class TokenAccess:
             expires_at=token_set.expires_at,
             scopes=token_set.scopes,
             refresh_policy=connection.refresh_policy.value,
+            client_id=connection.client_id,
+            environment=connection.environment,
         )
         with self._lock:
             self._cache[connection_id] = access

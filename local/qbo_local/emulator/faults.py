@@ -23,6 +23,7 @@ class Group(StrEnum):
     TOKEN = "token"
     REVOKE = "revoke"
     API = "api"
+    USERINFO = "userinfo"
 
 
 class FaultKind(StrEnum):

@@ -14,7 +14,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from qbo_connect import intuit
-from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy, TestResult
+from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, RefreshPolicy, TestResult
 from qbo_connect.domain.leases import busy_because
 from qbo_connect.errors import Conflict, ConnectionAlreadyExists, ConnectionNotFound
 from qbo_connect.ports import OAuthState
@@ -25,10 +25,11 @@ REFRESH_INDEX_PARTITIONS = {RefreshPolicy.EAGER: "connected", RefreshPolicy.ON_D
 REFRESH_DUE_INDEX = "refresh-due"
 BY_NAME_INDEX = "by-name"
 BY_STATUS_INDEX = "by-status"
+BY_REALM_INDEX = "by-realm"
 LISTING_VALUE = "connection"
 STATE_TTL_ATTRIBUTE = "purge_at"
 
-# The table's keys and indexes, exactly as template.yaml declares them (tests/unit/test_table_schema.py
+# The table's keys and indexes, exactly as template.yaml declares them (tests/unit/test_template.py
 # holds the two together). The local stack and the tests create the table from this.
 TABLE_SCHEMA: dict[str, Any] = {
     "AttributeDefinitions": [
@@ -38,6 +39,8 @@ TABLE_SCHEMA: dict[str, Any] = {
         {"AttributeName": "listing", "AttributeType": "S"},
         {"AttributeName": "name", "AttributeType": "S"},
         {"AttributeName": "status", "AttributeType": "S"},
+        {"AttributeName": "realm_id", "AttributeType": "S"},
+        {"AttributeName": "client_id", "AttributeType": "S"},
     ],
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
     "GlobalSecondaryIndexes": [
@@ -61,6 +64,15 @@ TABLE_SCHEMA: dict[str, Any] = {
             "IndexName": BY_STATUS_INDEX,
             "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
+        },
+        {
+            # Sparse: only connection items that know their company carry realm_id.
+            "IndexName": BY_REALM_INDEX,
+            "KeySchema": [
+                {"AttributeName": "realm_id", "KeyType": "HASH"},
+                {"AttributeName": "client_id", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
         },
     ],
     "BillingMode": "PAY_PER_REQUEST",
@@ -94,6 +106,7 @@ _SAVED_FIELDS = (
     "pending_rotation",
     "forced_refresh_budget",
     "forced_refresh_budget_at",
+    "consented_by",
 )
 
 
@@ -158,6 +171,7 @@ def connection_to_item(connection: Connection) -> dict[str, Any]:
     item["environment"] = connection.environment.value
     item["status"] = connection.status.value
     item["refresh_policy"] = connection.refresh_policy.value
+    item["consented_by"] = connection.consented_by.to_item() if connection.consented_by else None
     if connection.status is ConnectionStatus.CONNECTED and connection.access_token_expires_at is not None:
         item["refresh_index"] = REFRESH_INDEX_PARTITIONS[connection.refresh_policy]
     return {k: _to_dynamo(v) for k, v in item.items() if v is not None}
@@ -166,6 +180,7 @@ def connection_to_item(connection: Connection) -> dict[str, Any]:
 def item_to_connection(item: dict[str, Any]) -> Connection:
     data = _from_dynamo(item)
     last_test = data.get("last_test")
+    consented_by = data.get("consented_by")
     return Connection(
         connection_id=data["connection_id"],
         name=data["name"],
@@ -199,6 +214,7 @@ def item_to_connection(item: dict[str, Any]) -> Connection:
         forced_refresh_budget_at=data.get("forced_refresh_budget_at"),
         last_test=TestResult.from_item(last_test) if last_test else None,
         expiry_warnings_sent=tuple(data.get("expiry_warnings_sent") or ()),
+        consented_by=ConsentIdentity.from_item(consented_by) if consented_by else None,
     )
 
 
@@ -247,10 +263,19 @@ class DynamoDbConnectionStore:
         return self.get(claim["connection_id"]) if claim else None
 
     def list(self) -> list[Connection]:
-        connections, kwargs = (
-            [],
-            {"IndexName": BY_NAME_INDEX, "KeyConditionExpression": Key("listing").eq(LISTING_VALUE)},
-        )
+        return self._query_connections(BY_NAME_INDEX, Key("listing").eq(LISTING_VALUE))
+
+    def find_by_realm(self, realm_id: str, *, client_id: str | None = None) -> list[Connection]:
+        """The connections that hold this company (of one app, given `client_id`): a query on the sparse
+        by-realm index, never a scan. Like every index read it may lag a write by a moment."""
+        condition = Key("realm_id").eq(realm_id)
+        if client_id is not None:
+            condition &= Key("client_id").eq(client_id)
+        return sorted(self._query_connections(BY_REALM_INDEX, condition), key=lambda c: c.name.encode())
+
+    def _query_connections(self, index: str, condition) -> list[Connection]:
+        connections: list[Connection] = []
+        kwargs: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": condition}
         while True:
             page = self._table.query(**kwargs)
             connections += [item_to_connection(item) for item in page.get("Items", [])]

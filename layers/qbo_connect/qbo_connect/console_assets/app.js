@@ -241,6 +241,13 @@
     }
   }
 
+  // Who gave the current consent (openid scopes only): Intuit's userinfo, or why it is unknown.
+  function consentedBy(identity) {
+    if (!identity) return "";
+    if (!identity.sub) return `unknown (${identity.unknown_reason})`;
+    return `${identity.email || "no email shared"}, Intuit user ${identity.sub}`;
+  }
+
   function render(c) {
     current = c;
     $("c-name").textContent = c.name;
@@ -258,6 +265,8 @@
         ? `valid until ${when(c.access_token_expires_at)} (refreshed ${when(c.last_refreshed_at)})`
         : "none";
     $("reset").disabled = c.status === "not_connected";
+    $("c-consent-row").hidden = !c.consented_by;
+    $("c-consented-by").textContent = consentedBy(c.consented_by);
   }
 
   // The connection's event history (GET .../events), newest first; "Older events" pages back.

@@ -143,6 +143,33 @@ class TestResult:
 
 
 @dataclass(frozen=True)
+class ConsentIdentity:
+    """Who consented, from Intuit's userinfo (openid scopes): `sub` is stable, `email` as Intuit holds it.
+    When it could not be learned, both are None and `unknown_reason` says why; the consent stands."""
+
+    sub: str | None = None
+    email: str | None = None
+    email_verified: bool | None = None
+    unknown_reason: str | None = None
+
+    @classmethod
+    def unknown(cls, reason: str) -> ConsentIdentity:
+        return cls(unknown_reason=reason)
+
+    def to_item(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> ConsentIdentity:
+        return cls(**{k: item.get(k) for k in cls.__dataclass_fields__})
+
+    def as_json(self) -> dict[str, Any]:
+        return {"sub": self.sub, "email": self.email, "email_verified": self.email_verified} | (
+            {"unknown_reason": self.unknown_reason} if self.unknown_reason else {}
+        )
+
+
+@dataclass(frozen=True)
 class Connection:
     connection_id: str
     name: str
@@ -182,6 +209,8 @@ class Connection:
     forced_refresh_budget_at: float | None = None
     last_test: TestResult | None = field(default=None, compare=False)
     expiry_warnings_sent: tuple[str, ...] = ()
+    # Who gave the current consent (openid scopes only; None when they were not granted).
+    consented_by: ConsentIdentity | None = None
 
     @property
     def is_refreshable(self) -> bool:
@@ -206,6 +235,7 @@ class Connection:
             company_name=company_name or self.company_name,
             connected_at=now,
             expiry_warnings_sent=(),
+            consented_by=None,  # this consent's person is learned after the tokens are safe
         )
 
     def with_token_times(self, token_set: TokenSet, *, now: float, generation: int) -> Connection:
@@ -233,6 +263,7 @@ class Connection:
             last_revocation=revocation,
             secret_generation=generation,
             expiry_warnings_sent=(),
+            consented_by=None,
             updated_at=now,
         )
 
@@ -283,4 +314,5 @@ class Connection:
             "last_refresh_error": self.last_refresh_error,
             "last_revocation": self.last_revocation,
             "last_test": self.last_test.to_item() if self.last_test else None,
+            "consented_by": self.consented_by.as_json() if self.consented_by else None,
         }
