@@ -11,6 +11,7 @@ is built for (docs/intuit.md).
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 import threading
 from collections import deque
@@ -24,6 +25,7 @@ from qbo_connect.domain.administration import Administration, NewConnection
 from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow, FlowResult, callback_url
 from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, RefreshPolicy, TestResult
 from qbo_connect.domain.connection_test import ConnectionTests
+from qbo_connect.domain.event_history import RecordingPublisher
 from qbo_connect.domain.leases import Leases, busy_because
 from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
 from qbo_connect.domain.metering import AppUsage, ConnectionUsage, Flush, Tally, UsageKey
@@ -39,7 +41,7 @@ from qbo_connect.errors import (
     QboConnectError,
     Unauthorized,
 )
-from qbo_connect.ports import ClientCredentials, CompanyInfo, ConnectionEvent, OAuthState
+from qbo_connect.ports import ClientCredentials, CompanyInfo, ConnectionEvent, OAuthState, RecordedEvent
 from qbo_connect.settings import Settings
 
 # 2026-01-01T00:00:00Z: a fixed start keeps times in failure messages readable.
@@ -632,15 +634,90 @@ class FakeCompanyApi:
 
 
 class RecordingEvents:
+    """EventBridge: what it took, in order. `fail_next` makes the next calls raise (an outage, throttling past
+    the SDK's retries) or, with `refuse`, answer with every entry refused (FailedEntryCount)."""
+
     def __init__(self) -> None:
         self.published: list[ConnectionEvent] = []
+        self._failures: deque[Exception | None] = deque()
+
+    def fail_next(self, count: int, error: Exception | None = None, *, refuse: bool = False) -> None:
+        self._failures.extend([None if refuse else (error or RuntimeError("EventBridge unavailable"))] * count)
+
+    def deliver(self, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
+        if self._failures:
+            failure = self._failures.popleft()
+            if failure is not None:
+                raise failure
+            return list(events)
+        self.published.extend(events)
+        return []
 
     def publish(self, events: list[ConnectionEvent]) -> None:
-        self.published.extend(events)
+        with contextlib.suppress(Exception):
+            self.deliver(events)
 
     @property
     def detail_types(self) -> list[str]:
         return [e.detail_type for e in self.published]
+
+
+class InMemoryEventHistory:
+    """The DynamoDB history's semantics: newest first by event ID, expired records skipped on read (TTL deletes
+    late), an update never recreates a deleted record. `fail_next_records` fails the next record calls."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], tuple[RecordedEvent, float]] = {}
+        self._record_failures: deque[Exception] = deque()
+        self._mark_failures: deque[Exception] = deque()
+
+    def fail_next_records(self, count: int, error: Exception | None = None) -> None:
+        self._record_failures.extend([error or RuntimeError("DynamoDB unavailable")] * count)
+
+    def fail_next_marks(self, count: int) -> None:
+        self._mark_failures.extend([RuntimeError("DynamoDB unavailable")] * count)
+
+    def record(self, events: list[RecordedEvent], *, expires_at: float) -> None:
+        if self._record_failures:
+            raise self._record_failures.popleft()
+        for event in events:
+            self.items[(event.connection_id, event.event_id)] = (replace(event, published=False), expires_at)
+
+    def mark_published(self, events: list[RecordedEvent]) -> None:
+        if self._mark_failures:
+            raise self._mark_failures.popleft()
+        for event in events:
+            key = (event.connection_id, event.event_id)
+            if key in self.items:
+                stored, expires_at = self.items[key]
+                self.items[key] = (replace(stored, published=True), expires_at)
+
+    def page(
+        self, connection_id: str, *, limit: int, before: str | None, now: float
+    ) -> tuple[list[RecordedEvent], str | None]:
+        found = sorted(
+            (
+                event
+                for (cid, event_id), (event, expires_at) in self.items.items()
+                if cid == connection_id and (before is None or event_id < before) and expires_at > now
+            ),
+            key=lambda e: e.event_id,
+            reverse=True,
+        )
+        page = found[:limit]
+        return page, (page[-1].event_id if len(found) > limit else None)
+
+    def unpublished(self, *, recorded_before: float, limit: int) -> list[RecordedEvent]:
+        waiting = sorted(
+            (e for e, _ in self.items.values() if not e.published and e.occurred_at < recorded_before),
+            key=lambda e: e.event_id,
+        )
+        return waiting[:limit]
+
+    def expire(self, connection_id: str) -> None:
+        """Remove the connection's records, as TTL does in the end."""
+        for key in [k for k in self.items if k[0] == connection_id]:
+            del self.items[key]
 
 
 API_BASE_URL = "https://api.qbo-connect.test"
@@ -661,7 +738,10 @@ class FakeWorld:
         self.keys = InMemorySigningKeys()
         self.identity = identity or StrictIdentityProvider(self.clock)
         self.company_api = FakeCompanyApi(self.identity)
+        # `events` is EventBridge (what it took); the services publish through `recorder`, which keeps the history.
         self.events = RecordingEvents()
+        self.history = InMemoryEventHistory()
+        self.recorder = RecordingPublisher(self.history, self.events, self.clock)
         self.leases = Leases(
             self.store,
             self.vault,
@@ -672,7 +752,7 @@ class FakeWorld:
         )
         self.timings = RefreshTimings(margin_seconds=self.settings.refresh_margin_seconds)
         self.lifecycle = TokenLifecycle(
-            self.store, self.vault, self.identity, self.events, self.clock, self.leases, self.timings
+            self.store, self.vault, self.identity, self.recorder, self.clock, self.leases, self.timings
         )
         self.links = AuthorizeLinks(self.keys, self.clock, lifetime_seconds=self.settings.authorize_link_seconds)
         self.consent = ConsentFlow(
@@ -680,15 +760,15 @@ class FakeWorld:
             self.leases,
             self.identity,
             self.company_api,
-            self.events,
+            self.recorder,
             self.links,
             self.clock,
             state_seconds=self.settings.oauth_state_seconds,
         )
         self.administration = Administration(
-            self.store, self.vault, self.leases, self.identity, self.events, self.clock, self.settings
+            self.store, self.vault, self.leases, self.identity, self.recorder, self.clock, self.settings
         )
-        self.tests = ConnectionTests(self.store, self.lifecycle, self.company_api, self.events, self.clock)
+        self.tests = ConnectionTests(self.store, self.lifecycle, self.company_api, self.recorder, self.clock)
         self.admin = AdminOperations(
             self.administration,
             self.store,
@@ -697,9 +777,10 @@ class FakeWorld:
             self.tests,
             self.links,
             self.identity,
-            self.events,
+            self.recorder,
             self.clock,
             self.settings,
+            history=self.recorder,
         )
         self.redirect_uri = callback_url(API_BASE_URL)
         self.client_secret = "cs-" + secrets.token_urlsafe(24)

@@ -1,5 +1,5 @@
-"""`connections update` and `connections import`: the same operations the admin API and the console run
-(qbo_connect.domain.admin_operations), so the CLI and the console never drift apart."""
+"""`connections update`, `connections import` and `connections events`: the same operations the admin API and
+the console run (qbo_connect.domain.admin_operations), so the CLI and the console never drift apart."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 from qbo_connect import intuit
 from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
 from qbo_connect.domain.connection import RefreshPolicy
+from qbo_connect.domain.event_history import DEFAULT_PAGE, MAX_PAGE
 
 from qbo_connect_cli import output
 from qbo_connect_cli.main import Invocation, _stdin_is_terminal, connections, next_step, pass_invocation
@@ -95,3 +96,31 @@ def import_tokens(invocation: Invocation, name_or_id: str, realm_id: str | None,
     step = next_step(invocation, saved)
     if step:
         click.echo(f"Next step: {step}")
+
+
+@connections.command(name="events")
+@click.argument("name_or_id")
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_PAGE, show_default=True, help="Events per page."
+)
+@click.option("--before", metavar="EVENT_ID", help="Only events older than this one (to page back).")
+@pass_invocation
+def events(invocation: Invocation, name_or_id: str, limit: int, before: str | None) -> None:
+    """What happened to a connection, newest first: who changed what (CLI, admin API, console), consents,
+    refresh failures and recoveries, tests that failed, resets, warnings ahead of the grant's end.
+
+    A deleted connection's events stay readable by its ID until the retention ends.
+    """
+    page = invocation.services.admin.events(name_or_id, limit=limit, before=before)
+    if invocation.wants_json:
+        invocation.emit_json(page.as_json())
+        return
+    shown = page.as_json()["events"]
+    if not shown:
+        click.echo("No events." if before is None else "No older events.")
+        return
+    click.echo(output.events_table(shown))
+    if page.next_before:
+        paging = ["--limit", str(limit)] if limit != DEFAULT_PAGE else []
+        older = invocation.command("connections", "events", name_or_id, *paging, "--before", page.next_before)
+        click.echo(f"\nOlder events: {older}", err=True)

@@ -29,7 +29,7 @@ from qbo_connect.domain.connection import (
     RefreshPolicy,
 )
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult
-from qbo_connect.errors import QboConnectError
+from qbo_connect.errors import ConnectionNotFound, QboConnectError
 from qbo_connect.observability import logger, metrics
 from qbo_connect.runtime import Services, build_services
 from qbo_connect.settings import SettingsError
@@ -230,7 +230,7 @@ def read_client_secret(
 
 def check_before_prompt(services: Services, request: NewConnection) -> None:
     """Refuse what would be refused anyway before anyone types a secret; create() checks everything again."""
-    services.administration.check_new(request)
+    services.admin.check_new(request)
 
 
 # --- hints -------------------------------------------------------------------------------------
@@ -365,7 +365,7 @@ def create(
 @pass_invocation
 def list_connections(invocation: Invocation) -> None:
     """List connections with their status and token expiry times."""
-    summaries = [c.summary() for c in invocation.services.administration.list()]
+    summaries = [c.summary() for c in invocation.services.admin.connections()]
     if invocation.wants_json:
         invocation.emit_json(summaries)
         return
@@ -383,7 +383,7 @@ def list_connections(invocation: Invocation) -> None:
 @pass_invocation
 def show(invocation: Invocation, name_or_id: str) -> None:
     """Show everything known about a connection (never its secrets)."""
-    connection = invocation.services.administration.find(name_or_id)
+    connection = invocation.services.admin.find(name_or_id)
     if invocation.wants_json:
         invocation.emit_json(connection.summary())
         return
@@ -400,10 +400,10 @@ def show(invocation: Invocation, name_or_id: str) -> None:
 def set_secret(invocation: Invocation, name_or_id: str, from_stdin: bool) -> None:
     """Set or replace a connection's client secret (hidden prompt, or stdin)."""
     invocation.require_clock_agreement()
-    administration = invocation.services.administration
-    connection = administration.find(name_or_id)  # before the prompt: don't ask for a secret for nothing
+    admin = invocation.services.admin
+    connection = admin.find(name_or_id)  # before the prompt: don't ask for a secret for nothing
     secret = read_client_secret(from_stdin=from_stdin, stdin_option="--stdin")
-    saved = invocation.services.admin.set_client_secret(connection.connection_id, secret, actor=invocation.actor)
+    saved = admin.set_client_secret(connection.connection_id, secret, actor=invocation.actor)
     if invocation.wants_json:
         invocation.emit_json(saved.summary())
         return
@@ -478,7 +478,7 @@ def test_connection(ctx: click.Context, invocation: Invocation, name_or_id: str,
     """Sign in with the connection and read the company's name. Exit code 1 if it fails."""
     invocation.require_clock_agreement()
     services = invocation.services
-    connection = services.administration.find(name_or_id)
+    connection = services.admin.find(name_or_id)
     # The test waits on Intuit (a token refresh if due, then CompanyInfo): the spinner names the step.
     spin = progress.is_terminal() and not invocation.wants_json
     with progress.waiting(f'Testing "{connection.name}"', enabled=spin) as step:
@@ -508,9 +508,8 @@ def _confirmed(connection: Connection, yes: bool, action: str, consequence: str)
 def reset(invocation: Invocation, name_or_id: str, yes: bool) -> None:
     """Revoke the connection's tokens at Intuit and disconnect it; keeps the client secret."""
     invocation.require_clock_agreement()
-    administration = invocation.services.administration
     connection = _confirmed(
-        administration.find(name_or_id),
+        invocation.services.admin.find(name_or_id),
         yes,
         "Reset",
         "Its tokens are revoked and workflows lose access until a company administrator connects it again",
@@ -533,9 +532,8 @@ def reset(invocation: Invocation, name_or_id: str, yes: bool) -> None:
 def delete(invocation: Invocation, name_or_id: str, yes: bool) -> None:
     """Revoke the connection's tokens, then delete it and its secret."""
     invocation.require_clock_agreement()
-    administration = invocation.services.administration
     connection = _confirmed(
-        administration.find(name_or_id),
+        invocation.services.admin.find(name_or_id),
         yes,
         "Delete",
         "Its tokens are revoked and its client secret is deleted; this cannot be undone",
@@ -583,14 +581,14 @@ def refresh(
     invocation.require_clock_agreement()
     services = invocation.services
     if name_or_id:
-        connection = services.administration.find(name_or_id)
+        connection = services.admin.find(name_or_id)
         names = {connection.connection_id: connection.name}
         connection_ids = [connection.connection_id]
     else:
-        listed = services.administration.list()
+        listed = services.admin.connections()
         names = {c.connection_id: c.name for c in listed}
         if due:
-            connection_ids = services.lifecycle.due_connection_ids()
+            connection_ids = services.admin.due_connection_ids()
         else:
             connection_ids = [c.connection_id for c in listed if c.status is ConnectionStatus.CONNECTED]
 
@@ -611,7 +609,13 @@ def refresh(
 
     many = len(connection_ids) > PROGRESS_THRESHOLD
     print_each = not (invocation.wants_json or many)
-    results = refresh_each(services, connection_ids, force=force, on_result=_echo_line(line) if print_each else None)
+    results = refresh_each(
+        services,
+        connection_ids,
+        force=force,
+        actor=invocation.actor,
+        on_result=_echo_line(line) if print_each else None,
+    )
 
     if invocation.wants_json:
         invocation.emit_json([as_json(r) for r in results])
@@ -645,11 +649,15 @@ def refresh_each(
     connection_ids: list[str],
     *,
     force: bool,
+    actor: str,
     on_result: Callable[[RefreshResult], None] | None,
 ) -> list[RefreshResult]:
     def refresh_one(connection_id: str) -> RefreshResult:
         try:
-            result = services.lifecycle.refresh(connection_id, force=force)
+            # Through the admin operations, as the admin API and the console refresh: recorded with the actor.
+            result = services.admin.refresh(connection_id, actor=actor, force=force)
+        except ConnectionNotFound:
+            result = RefreshResult(connection_id, RefreshOutcome.NOT_FOUND, "deleted meanwhile")
         except QboConnectError as error:
             # One connection's trouble (a lost race, a busy lease) must not stop the others.
             result = RefreshResult(connection_id, RefreshOutcome.TRANSIENT_FAILURE, f"{error.code.value}: {error}")

@@ -204,6 +204,19 @@ def _field_value(key: str, value: Any, now: float, summary: Mapping[str, Any]) -
     return value
 
 
+def events_table(events: Iterable[Mapping[str, Any]]) -> str:
+    """The connection's history, newest first: when, what kind, and the one-line summary."""
+    rows = [
+        (
+            utc(event["occurred_at"]),
+            str(event["detail_type"]).removeprefix("Connection "),
+            event["summary"] + ("" if event["published"] else " (not yet on EventBridge)"),
+        )
+        for event in events
+    ]
+    return table(("when", "event", "what"), rows)
+
+
 def consented_by(identity: Mapping[str, Any] | None) -> str | None:
     """Who gave the current consent (openid scopes), or why that is unknown."""
     if not identity:

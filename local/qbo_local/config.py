@@ -16,6 +16,7 @@ REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 
 TABLE_NAME = STACK_NAME
+EVENTS_TABLE_NAME = f"{STACK_NAME}-events"
 REFRESH_QUEUE_NAME = f"{STACK_NAME}-refresh"
 REFRESH_DLQ_NAME = f"{STACK_NAME}-refresh-dlq"
 WEBHOOK_QUEUE_NAME = f"{STACK_NAME}-webhooks"
@@ -39,6 +40,8 @@ DEMO_CLIENT_ID = "demo-client-id"
 DEMO_ENVIRONMENT = "sandbox"
 # The one administrator of the local user pool (its password is generated each start).
 ADMIN_USERNAME = "admin"
+# Who the demo connection's history says created it and set its secret.
+STACK_ACTOR = "local:make dev"
 
 # Environment variables read by the local stack itself (never passed on to the handlers' discovery record).
 PORT_ENV = "QBO_LOCAL_PORT"

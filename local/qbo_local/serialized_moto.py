@@ -43,7 +43,10 @@ class SerializedMotoServer:
     """Started on construction, in a daemon thread, on `port` (0: a free one) of `host`; `url` is its
     endpoint. Raises OSError when the port is taken."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, middleware: Callable[[Callable], Callable] | None = None
+    ) -> None:
+        """`middleware` wraps moto's application (the local stack's strict Cognito)."""
         from moto.moto_server.werkzeug_app import MotoRequestHandler
         from werkzeug.serving import make_server
 
@@ -51,7 +54,8 @@ class SerializedMotoServer:
             def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
                 pass
 
-        self._server = make_server(host, port, moto_app(), threaded=True, request_handler=QuietHandler)
+        app = middleware(moto_app()) if middleware else moto_app()
+        self._server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="moto", daemon=True
         )

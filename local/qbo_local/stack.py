@@ -111,6 +111,17 @@ def use_local_aws(endpoint_url: str) -> None:
     os.environ["AWS_ENDPOINT_URL"] = endpoint_url
 
 
+def local_aws_server(port: int):
+    """The embedded AWS: moto in server mode with DynamoDB's and Secrets Manager's requests applied atomically, as
+    AWS applies them (serialized_moto.py), and Cognito's sign-in as strict as AWS's (faults/strict_cognito.py: the
+    console's SRP proof is checked, the app client's auth flows enforced). Raises OSError when the port is taken."""
+    from qbo_local.faults.strict_cognito import StrictCognito, moto_cognito_backend
+    from qbo_local.serialized_moto import SerializedMotoServer
+
+    backend = moto_cognito_backend(config.ACCOUNT_ID, config.REGION)
+    return SerializedMotoServer(host="127.0.0.1", port=port, middleware=lambda app: StrictCognito(app, backend))
+
+
 def create_event_log(events, logs, *, bus_name: str, group: str = config.EVENT_LOG_GROUP) -> None:
     """template.yaml's event log: a rule on the bus sending every qbo-connect event to a log group."""
     from qbo_connect.domain.events import EVENT_SOURCE
@@ -182,6 +193,7 @@ class LocalStack:
         os.environ.update(
             {
                 "QBO_TABLE_NAME": config.TABLE_NAME,
+                "QBO_EVENTS_TABLE_NAME": config.EVENTS_TABLE_NAME,
                 "QBO_SECRET_PREFIX": f"qbo-connect/{config.STACK_NAME}/",
                 "QBO_SIGNING_KEY_SECRET_ID": f"qbo-connect/{config.STACK_NAME}/signing-key",
                 "QBO_REFRESH_QUEUE_URL": queue_url,
@@ -255,13 +267,10 @@ class LocalStack:
             discovery.write_json_private(self.options.ready_file, self.document)
 
     def _start_aws(self) -> str:
-        from qbo_local.serialized_moto import SerializedMotoServer
-
         port = self.options.aws_port
         ensure_port_free(port, "the embedded AWS (moto)", "--aws-port", config.AWS_PORT_ENV)
         try:
-            # DynamoDB's and Secrets Manager's requests applied atomically, as AWS applies them.
-            server = SerializedMotoServer(host="127.0.0.1", port=port)
+            server = local_aws_server(port)
         except OSError:
             raise StackError(
                 port_taken_message(port, "the embedded AWS (moto)", "--aws-port", config.AWS_PORT_ENV)
@@ -274,9 +283,11 @@ class LocalStack:
 
     def _create_aws_resources(self) -> tuple[str, str, str]:
         import boto3
+        from qbo_connect.adapters.dynamodb_event_history import create_events_table
         from qbo_connect.adapters.dynamodb_store import create_table
 
         create_table(boto3.client("dynamodb"), config.TABLE_NAME)
+        create_events_table(boto3.client("dynamodb"), config.EVENTS_TABLE_NAME)
         create_event_log(
             boto3.client("events"), boto3.client("logs"), bus_name=os.environ.get("QBO_EVENT_BUS_NAME") or "default"
         )
@@ -303,24 +314,32 @@ class LocalStack:
         return queue_url, queue_arn, dlq_url
 
     def _create_admin_pool(self, aws_endpoint: str) -> AdminSignIn:
-        """The administrators' user pool the template creates, with one administrator to sign in as."""
+        """The administrators' user pool and group the template creates, with one administrator to sign in as."""
         import boto3
+        from qbo_connect.settings import DEFAULT_ADMIN_GROUP
 
         cognito = boto3.client("cognito-idp")
         pool_id = cognito.create_user_pool(
             PoolName=f"{config.STACK_NAME}-administrators",
             AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
         )["UserPool"]["Id"]
+        # The template's console client, with its auth flows (SRP only: the password never leaves the browser).
+        console_client = load_template(self.options.root / "template.yaml")["Resources"]["AdminConsoleClient"]
         client_id = cognito.create_user_pool_client(
             UserPoolId=pool_id,
             ClientName=f"{config.STACK_NAME}-console",
             GenerateSecret=False,
-            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            ExplicitAuthFlows=console_client["Properties"]["ExplicitAuthFlows"],
         )["UserPoolClient"]["ClientId"]
         password = secrets.token_urlsafe(15) + "Aa7-"
         cognito.admin_create_user(UserPoolId=pool_id, Username=config.ADMIN_USERNAME, MessageAction="SUPPRESS")
         cognito.admin_set_user_password(
             UserPoolId=pool_id, Username=config.ADMIN_USERNAME, Password=password, Permanent=True
+        )
+        # The template's AdminGroup: only its members may administer connections.
+        cognito.create_group(UserPoolId=pool_id, GroupName=DEFAULT_ADMIN_GROUP)
+        cognito.admin_add_user_to_group(
+            UserPoolId=pool_id, Username=config.ADMIN_USERNAME, GroupName=DEFAULT_ADMIN_GROUP
         )
         return AdminSignIn(pool_id, client_id, config.ADMIN_USERNAME, password, aws_endpoint)
 
@@ -515,19 +534,20 @@ class LocalStack:
                 timeout=5,
             )
             registered.raise_for_status()
-        administration = services().administration
+        admin = services().admin
         try:
-            administration.find(config.DEMO_CONNECTION_ID)
+            admin.find(config.DEMO_CONNECTION_ID)
         except ConnectionNotFound:
-            administration.create(
+            admin.create(
                 NewConnection(
                     name=config.DEMO_NAME,
                     client_id=client_id,
                     environment=config.DEMO_ENVIRONMENT,
                     connection_id=config.DEMO_CONNECTION_ID,
-                )
+                ),
+                actor=config.STACK_ACTOR,
             )
-        administration.set_client_secret(config.DEMO_CONNECTION_ID, client_secret)
+        admin.set_client_secret(config.DEMO_CONNECTION_ID, client_secret, actor=config.STACK_ACTOR)
 
     # --- stop -------------------------------------------------------------------------------------
     def stop(self) -> None:

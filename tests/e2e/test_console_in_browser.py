@@ -13,6 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
+from pycognito.aws_srp import AWSSRP
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -35,15 +36,16 @@ def _aws(stack, service: str):
     )
 
 
-def _sign_in_token(stack, *, client_id: str | None = None, username: str | None = None, password=None) -> str:
-    answer = _aws(stack, "cognito-idp").initiate_auth(
-        AuthFlow="USER_PASSWORD_AUTH",
-        ClientId=client_id or stack.discovery["environment"]["QBO_ADMIN_CONSOLE_CLIENT_ID"],
-        AuthParameters={
-            "USERNAME": username or stack.discovery["admin_username"],
-            "PASSWORD": password or stack.discovery["admin_password"],
-        },
-    )
+def _sign_in_token(stack, *, pool_id: str | None = None, client_id: str | None = None, username=None, password=None):
+    """An ID token as the console gets one: USER_SRP_AUTH (pycognito's client), the password never sent."""
+    environment = stack.discovery["environment"]
+    answer = AWSSRP(
+        username or stack.discovery["admin_username"],
+        password or stack.discovery["admin_password"],
+        pool_id or environment["QBO_ADMIN_USER_POOL_ID"],
+        client_id or environment["QBO_ADMIN_CONSOLE_CLIENT_ID"],
+        client=_aws(stack, "cognito-idp"),
+    ).authenticate_user()
     return answer["AuthenticationResult"]["IdToken"]
 
 
@@ -74,6 +76,44 @@ def _rows(browser) -> dict[str, str]:
     )
 
 
+def _events(browser) -> list[str]:
+    """The connection page's event history, newest first: "Event | what" per row."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll('#c-events tbody tr')]"
+        ".map(r => r.cells[1].textContent + ' | ' + r.cells[2].textContent)"
+    )
+
+
+# Wraps fetch to keep what each request sent: what went over the wire at sign-in.
+RECORD_REQUESTS = """
+window.__sent = [];
+const original = window.fetch;
+window.fetch = (url, options = {}) => {
+  window.__sent.push({url: String(url), target: (options.headers || {})['X-Amz-Target'] || '', body: options.body || ''});
+  return original(url, options);
+};
+"""
+
+
+def _sign_in(browser, stack, username: str, password: str) -> None:
+    browser.get(stack.discovery["console_url"])
+    _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
+    browser.find_element(By.ID, "username").clear()
+    browser.find_element(By.ID, "username").send_keys(username)
+    browser.find_element(By.ID, "password").clear()
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "sign-in").click()
+
+
+def _pool_user(stack, username: str, password: str, *, administrator: bool) -> None:
+    cognito = _aws(stack, "cognito-idp")
+    pool = stack.discovery["environment"]["QBO_ADMIN_USER_POOL_ID"]
+    cognito.admin_create_user(UserPoolId=pool, Username=username, MessageAction="SUPPRESS")
+    cognito.admin_set_user_password(UserPoolId=pool, Username=username, Password=password, Permanent=True)
+    if administrator:
+        cognito.admin_add_user_to_group(UserPoolId=pool, Username=username, GroupName="qbo-connect-admins")
+
+
 def test_sign_in_create_set_secret_generate_test_reset_and_sign_out(local_stack, browser):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     client_id, client_secret = _register_emulator_client(local_stack)
@@ -82,12 +122,20 @@ def test_sign_in_create_set_secret_generate_test_reset_and_sign_out(local_stack,
     browser.set_window_size(1280, 900)
     browser.get(local_stack.discovery["console_url"])
     _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
+    browser.execute_script(RECORD_REQUESTS)
+    password = local_stack.discovery["admin_password"]
     browser.find_element(By.ID, "username").send_keys(local_stack.discovery["admin_username"])
-    browser.find_element(By.ID, "password").send_keys(local_stack.discovery["admin_password"])
+    browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "sign-in").click()
 
     # The list: the demo connection is there, not connected.
     _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "list-view")))
+    # Signed in by SRP: the password itself was never sent anywhere.
+    sent = browser.execute_script("return window.__sent")
+    targets = [request["target"].rsplit(".", 1)[-1] for request in sent if request["target"]]
+    assert targets == ["InitiateAuth", "RespondToAuthChallenge"]
+    assert '"AuthFlow": "USER_SRP_AUTH"' in sent[0]["body"].replace('":"', '": "')
+    assert not any(password in request["body"] or password in request["url"] for request in sent)
     _wait(browser).until(lambda b: "demo" in _rows(b))
     assert "not connected" in _rows(browser)["demo"]
     assert browser.execute_script("return window.localStorage.length + window.sessionStorage.length") == 0
@@ -136,7 +184,16 @@ def test_sign_in_create_set_secret_generate_test_reset_and_sign_out(local_stack,
     _wait(browser, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "test-result"), "OK"))
     assert f'company "{COMPANY}"' in _text(browser, "test-result")
     assert " ms)" in _text(browser, "test-result")
+    # The connection's history: who did what, and the consent, newest first.
+    _wait(browser).until(lambda b: len(_events(b)) == 3)
+    assert _events(browser) == [
+        f"Authorized | connected to {COMPANY}",
+        "Changed | client_secret_set by user:admin; fields: client_secret",
+        "Changed | created by user:admin",
+    ]
+    browser.set_window_size(1280, 1250)  # the whole page, its history included
     browser.save_screenshot(str(ARTIFACTS / "console-connection.png"))
+    browser.set_window_size(1280, 900)
     pages.append(browser.page_source)
 
     # The list shows it connected, and filters by status.
@@ -157,6 +214,11 @@ def test_sign_in_create_set_secret_generate_test_reset_and_sign_out(local_stack,
     browser.find_element(By.ID, "reset").click()
     _wait(browser).until(expected_conditions.alert_is_present()).accept()
     _wait(browser).until(lambda b: _text(b, "c-status") == "Status: not connected")
+    _wait(browser).until(lambda b: len(_events(b)) == 5)
+    assert _events(browser)[:2] == [
+        "Changed | reset by user:admin; fields: token_set; revocation: revoked",
+        "Reset | tokens cleared; revocation: revoked",
+    ]
     pages.append(browser.page_source)
 
     # Sign out: the token is gone; the API is out of reach again.
@@ -175,6 +237,80 @@ def test_sign_in_create_set_secret_generate_test_reset_and_sign_out(local_stack,
         timeout=10,
     )
     assert shown.status_code == 200 and client_secret not in shown.text
+
+
+def test_a_wrong_password_and_a_pool_user_outside_the_administrators_group_are_refused_and_told_why(
+    local_stack, browser
+):
+    api = local_stack.discovery["api_url"]
+    before = requests.get(
+        f"{api}/admin/connections", headers={"Authorization": f"Bearer {_sign_in_token(local_stack)}"}, timeout=10
+    ).json()["connections"]
+
+    _sign_in(browser, local_stack, local_stack.discovery["admin_username"], "not-the-password-1A")
+    _wait(browser).until(lambda b: _text(b, "sign-in-error"))
+    assert _text(browser, "sign-in-error") == "Incorrect username or password."
+
+    _pool_user(local_stack, "bob", "Bobs-Password-2024", administrator=False)
+    _sign_in(browser, local_stack, "bob", "Bobs-Password-2024")
+    _wait(browser).until(lambda b: "administrators' group" in _text(b, "sign-in-error"))
+    message = _text(browser, "sign-in-error")
+    assert "signed in as bob" in message and "'qbo-connect-admins'" in message
+    assert "admin-add-user-to-group" in message and "nothing was changed" in message
+    assert browser.find_element(By.ID, "sign-in-view").is_displayed()
+    assert not browser.find_element(By.ID, "list-view").is_displayed()
+    token = _sign_in_token(local_stack, username="bob", password="Bobs-Password-2024")  # a valid token of the pool
+    refused = requests.post(
+        f"{api}/admin/connections",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"name": "Bobs", "client_id": "ABbob123456"},
+        timeout=10,
+    )
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+
+    # Added to the group, bob is an administrator at his next sign-in.
+    cognito = _aws(local_stack, "cognito-idp")
+    pool = local_stack.discovery["environment"]["QBO_ADMIN_USER_POOL_ID"]
+    cognito.admin_add_user_to_group(UserPoolId=pool, Username="bob", GroupName="qbo-connect-admins")
+    _sign_in(browser, local_stack, "bob", "Bobs-Password-2024")
+    _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "list-view")))
+    after = requests.get(
+        f"{api}/admin/connections", headers={"Authorization": f"Bearer {_sign_in_token(local_stack)}"}, timeout=10
+    ).json()["connections"]
+    assert [c["connection_id"] for c in after] == [c["connection_id"] for c in before]
+
+
+def test_what_a_company_is_called_reaches_the_history_as_text_never_as_markup(local_stack, browser):
+    """A QuickBooks company's name is typed by whoever runs that company: the console must show it, not run it."""
+    hostile = "<img src=x id=injected onerror=\"document.title='owned'\">Evil & Co"
+    emulator = local_stack.discovery["emulator_url"]
+    realm = str(9_341_453_050_100_000 + secrets.randbelow(99_999))
+    requests.post(f"{emulator}/_emulator/companies", json={"realm_id": realm, "name": hostile}, timeout=10)
+    client_id, client_secret = _register_emulator_client(local_stack)
+    api, token = local_stack.discovery["api_url"], _sign_in_token(local_stack)
+    headers = {"Authorization": f"Bearer {token}"}
+    created = requests.post(
+        f"{api}/admin/connections",
+        headers=headers,
+        json={"name": "Evil Books", "client_id": client_id, "client_secret": client_secret, "realm_id": realm},
+        timeout=10,
+    ).json()
+    link = requests.post(
+        f"{api}/admin/connections/{created['connection_id']}/authorize-link", headers=headers, json={}, timeout=10
+    ).json()["authorize_url"]
+
+    browser.get(link)
+    Select(_wait(browser).until(lambda b: b.find_element(By.ID, "realm_id"))).select_by_value(realm)
+    browser.find_element(By.ID, "connect").click()
+    _wait(browser, 30).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Connected"))
+    _sign_in(browser, local_stack, local_stack.discovery["admin_username"], local_stack.discovery["admin_password"])
+    _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "list-view")))
+    browser.get(f"{local_stack.discovery['console_url']}#/c/{created['connection_id']}")
+    _wait(browser).until(lambda b: any(e.startswith("Authorized") for e in _events(b)))
+
+    assert f"Authorized | connected to {hostile}" in _events(browser)
+    assert browser.find_elements(By.ID, "injected") == []
+    assert browser.title == "QuickBooks connections"
 
 
 def _forged(token: str, **claims) -> str:
@@ -213,13 +349,17 @@ def test_without_a_valid_token_the_admin_api_refuses_and_changes_nothing(local_s
     cognito = _aws(local_stack, "cognito-idp")
     other_pool = cognito.create_user_pool(PoolName="someone-else")["UserPool"]["Id"]
     other_client = cognito.create_user_pool_client(
-        UserPoolId=other_pool, ClientName="x", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
+        UserPoolId=other_pool, ClientName="x", ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH"]
     )["UserPoolClient"]["ClientId"]
     cognito.admin_create_user(UserPoolId=other_pool, Username="mallory", MessageAction="SUPPRESS")
     cognito.admin_set_user_password(
         UserPoolId=other_pool, Username="mallory", Password="Passw0rd-Passw0rd", Permanent=True
     )
-    foreign = _sign_in_token(local_stack, client_id=other_client, username="mallory", password="Passw0rd-Passw0rd")
+    cognito.create_group(UserPoolId=other_pool, GroupName="qbo-connect-admins")  # the same name, another pool
+    cognito.admin_add_user_to_group(UserPoolId=other_pool, Username="mallory", GroupName="qbo-connect-admins")
+    foreign = _sign_in_token(
+        local_stack, pool_id=other_pool, client_id=other_client, username="mallory", password="Passw0rd-Passw0rd"
+    )
 
     refused_headers = {
         "no token": {},

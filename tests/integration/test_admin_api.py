@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from urllib.parse import parse_qs
 
 import pytest
 from qbo_connect import intuit, runtime
@@ -12,6 +13,7 @@ from test_handlers import (
     API_HOST,
     CLIENT_ID,
     CONNECTION_ID,
+    EVENTS_TABLE,
     REALM,
     ROOT,
     LambdaContext,
@@ -36,8 +38,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 __all__ = ["stack"]  # the fixture, shared with the other handler tests
 
 
-def admin_event(method: str, path: str, body=None, *, authorizer: dict | None = USER, iam: bool = False) -> dict:
+def admin_event(
+    method: str, path: str, body=None, *, authorizer: dict | None = USER, iam: bool = False, query: str = ""
+) -> dict:
     event = json.loads(json.dumps(SAMPLE))
+    event["rawQueryString"] = query
+    if query:
+        event["queryStringParameters"] = {k: ",".join(v) for k, v in parse_qs(query, keep_blank_values=True).items()}
     full = ("/iam" if iam else "") + "/admin" + path
     event["rawPath"] = event["requestContext"]["http"]["path"] = full
     event["requestContext"]["http"]["method"] = method
@@ -229,6 +236,64 @@ def test_a_request_no_authorizer_vouched_for_is_refused_before_anything_runs(sta
     assert runtime.services().store.get(CONNECTION_ID) == before
 
 
+def _claims(**changes) -> dict:
+    claims = {**USER["jwt"]["claims"], **changes}
+    return {"jwt": {"claims": {k: v for k, v in claims.items() if v is not None}, "scopes": None}}
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [None, "[]", "[operators]", "[qbo-connect-admins-readonly]", "qbo-connect-admins-x", ["operators"], 7],
+)
+def test_a_pool_user_outside_the_administrators_group_is_refused_and_changes_nothing(stack, groups):
+    stack.create_connection()
+    before = runtime.services().store.get(CONNECTION_ID)
+    outsider = _claims(**{"cognito:groups": groups, "cognito:username": "bob"})
+
+    for method, path, body in [
+        ("GET", "/connections", None),
+        ("POST", "/connections", {"name": "Intruder", "client_id": CLIENT_ID}),
+        ("PUT", f"/connections/{CONNECTION_ID}/client-secret", {"client_secret": "attacker-secret-1"}),
+        ("POST", f"/connections/{CONNECTION_ID}/authorize-link", {}),
+        ("DELETE", f"/connections/{CONNECTION_ID}", None),
+        ("GET", f"/connections/{CONNECTION_ID}/events", None),
+    ]:
+        status, answer = call(method, path, body, authorizer=outsider)
+        assert (status, answer["error"]["code"]) == (403, "forbidden"), (method, path, answer)
+        assert "bob" in answer["error"]["message"] and "'qbo-connect-admins'" in answer["error"]["message"]
+        assert "admin-add-user-to-group" in answer["error"]["message"]
+
+    assert runtime.services().store.get(CONNECTION_ID) == before
+    assert len(runtime.services().store.list()) == 1
+    assert runtime.services().admin.events(CONNECTION_ID).events == []  # nothing recorded: nothing happened
+
+
+@pytest.mark.parametrize("groups", ["[qbo-connect-admins]", "[operators qbo-connect-admins]", ["qbo-connect-admins"]])
+def test_a_member_of_the_administrators_group_is_let_in_however_the_claim_is_written(stack, groups):
+    status, answer = call("GET", "/connections", authorizer=_claims(**{"cognito:groups": groups}))
+    assert status == 200, answer
+
+
+def test_the_administrators_group_is_the_deployments_choice(stack, monkeypatch):
+    monkeypatch.setenv("QBO_ADMIN_GROUP", "ops")
+    runtime.reset_services()
+
+    assert call("GET", "/connections")[0] == 403  # alice is in qbo-connect-admins, not in ops
+    assert call("GET", "/connections", authorizer=_claims(**{"cognito:groups": "[ops]"}))[0] == 200
+    assert call("GET", "/connections", iam=True, authorizer=MACHINE)[0] == 200  # IAM decides for machines
+
+
+def set_secret_as_a_machine(stack) -> None:
+    status, answer = call(
+        "PUT",
+        f"/connections/{CONNECTION_ID}/client-secret",
+        {"client_secret": stack.client_secret},
+        iam=True,
+        authorizer=MACHINE,
+    )
+    assert status == 200, answer
+
+
 def test_every_change_is_an_event_naming_who_made_it(stack):
     published = []
     events = runtime.services().events
@@ -237,13 +302,7 @@ def test_every_change_is_an_event_naming_who_made_it(stack):
     stack.create_connection()
 
     call("PATCH", f"/connections/{CONNECTION_ID}", {"scopes": [intuit.ACCOUNTING_SCOPE, "openid"]})
-    call(
-        "PUT",
-        f"/connections/{CONNECTION_ID}/client-secret",
-        {"client_secret": stack.client_secret},
-        iam=True,
-        authorizer=MACHINE,
-    )
+    set_secret_as_a_machine(stack)
 
     changes = [e.detail for e in published if e.detail_type == "Connection Changed"]
     assert [(c["action"], c["actor"], c["fields"]) for c in changes] == [
@@ -251,6 +310,58 @@ def test_every_change_is_an_event_naming_who_made_it(stack):
         ("client_secret_set", "iam:arn:aws:iam::123456789012:role/ticketing", ["client_secret"]),
     ]
     assert stack.client_secret not in json.dumps(changes)
+
+
+def test_the_connections_events_are_listed_newest_first_a_page_at_a_time_naming_who_changed_what(stack):
+    stack.create_connection()
+    call("PATCH", f"/connections/{CONNECTION_ID}", {"name": "Acme US"})
+    set_secret_as_a_machine(stack)
+    stack.connect()
+    call("POST", f"/connections/{CONNECTION_ID}/reset", {})
+
+    status, first = call("GET", "/connections/Acme%20US/events", query="limit=2")
+    assert status == 200, first
+    status, rest = call("GET", f"/connections/{CONNECTION_ID}/events", query=f"before={first['next_before']}")
+    assert status == 200 and rest["next_before"] is None
+
+    events = first["events"] + rest["events"]
+    assert [(e["detail_type"], e["detail"].get("action"), e["detail"].get("actor")) for e in events] == [
+        ("Connection Changed", "reset", "user:alice"),
+        ("Connection Reset", None, None),
+        ("Connection Authorized", None, None),
+        ("Connection Changed", "client_secret_set", "iam:arn:aws:iam::123456789012:role/ticketing"),
+        ("Connection Changed", "updated", "user:alice"),
+    ]
+    assert all(e["published"] and isinstance(e["occurred_at"], int) for e in events)
+    assert all(e["event_id"] == e["detail"]["event_id"] for e in events)
+    stored = runtime.services().session.resource("dynamodb").Table(EVENTS_TABLE).scan()["Items"]
+    assert len(stored) == 5
+    assert not any(value in json.dumps(events) + repr(stored) for value in stack.secret_values())
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["limit=0", "limit=101", "limit=ten", "limit=-1", "before=yesterday", "page=2", "limit=1&limit=2"],
+)
+def test_bad_paging_of_the_events_is_refused_with_what_to_send(stack, query):
+    stack.create_connection()
+
+    status, answer = call("GET", f"/connections/{CONNECTION_ID}/events", query=query)
+
+    assert (status, answer["error"]["code"]) == (400, "invalid_input"), answer
+    assert "limit" in answer["error"]["message"] or "before" in answer["error"]["message"]
+
+
+def test_the_events_of_a_deleted_connection_say_who_deleted_it_and_an_unknown_one_is_not_found(stack):
+    stack.create_connection()
+    call("DELETE", f"/connections/{CONNECTION_ID}", iam=True, authorizer=MACHINE)
+
+    status, answer = call("GET", f"/connections/{CONNECTION_ID}/events")
+    assert status == 200
+    assert answer["events"][0]["detail"]["action"] == "deleted"
+    assert answer["events"][0]["detail"]["actor"] == "iam:arn:aws:iam::123456789012:role/ticketing"
+    assert call("GET", "/connections/qbc-000000000000/events")[0] == 404
+    assert call("GET", "/connections/Acme%20Books/events")[0] == 404
 
 
 def test_the_console_page_is_served_with_a_strict_policy_and_its_configuration(stack, monkeypatch):
@@ -301,10 +412,12 @@ def test_the_sweep_counts_connections_by_status_from_the_index_without_a_scan(st
     counts = {status.value: n for status, n in runtime.services().store.count_by_status().items()}
     assert counts == {"not_connected": 1, "connected": 1, "needs_reauthorization": 0, "invalid_client": 0}
     assert "Scan" not in {name for name, _ in during_sweep}
+    # The due connections, the gauges, and the events still to publish (the event history's own table).
     assert {p.get("IndexName") for name, p in during_sweep if name == "Query"} == {
         "refresh-due",
         "by-status",
         "by-name",
+        "pending-publish",
     }
     # The listing index is read for the month's API call counts only (the metering gauge), not the connections.
     listed = [p for name, p in during_sweep if name == "Query" and p.get("IndexName") == "by-name"]

@@ -517,6 +517,9 @@ def granted_actions(function: str) -> set[str]:
     template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CloudFormationLoader)  # noqa: S506
     granted: set[str] = set()
     for policy in template["Resources"][function]["Properties"]["Policies"]:
+        managed = template["Resources"].get(policy.get("Fn::Ref")) if isinstance(policy, dict) else None
+        if managed and managed["Type"] == "AWS::IAM::ManagedPolicy":  # one of the template's own policies
+            policy = managed["Properties"]["PolicyDocument"]
         if isinstance(policy, dict) and "Statement" in policy:
             for statement in policy["Statement"]:
                 actions = statement["Action"]

@@ -16,10 +16,12 @@ import boto3
 import pytest
 import requests
 import responses
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from fakes import EPOCH, FakeClock
 from moto import mock_aws
 from qbo_connect import intuit
+from qbo_connect.adapters.dynamodb_event_history import DynamoDbEventHistory, create_events_table
 from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore, create_table
 from qbo_connect.adapters.eventbridge import EventBridgePublisher
 from qbo_connect.adapters.intuit_oauth import IntuitOAuth
@@ -27,7 +29,8 @@ from qbo_connect.adapters.quickbooks_api import QuickBooksApi
 from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
 from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity
 from qbo_connect.domain.connection import TestResult as ConnectionTestResult
-from qbo_connect.domain.events import EventType, connection_event
+from qbo_connect.domain.event_history import RecordingPublisher
+from qbo_connect.domain.events import EVENT_ID, EventType, connection_event, event_id_time
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
@@ -45,7 +48,7 @@ from qbo_connect.errors import (
     Throttled,
     Unauthorized,
 )
-from qbo_connect.ports import ClientCredentials, ConnectionEvent, OAuthState
+from qbo_connect.ports import ClientCredentials, ConnectionEvent, OAuthState, RecordedEvent
 from qbo_connect.settings import Settings
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
@@ -506,7 +509,9 @@ def test_events_reach_eventbridge_with_the_documented_detail_shape(aws):
         "status": "connected",
         "reason": "invalid_grant",
         "occurred_at": "2026-01-01T00:00:00+00:00",
+        "event_id": published.detail["event_id"],
     }
+    assert EVENT_ID.match(delivered["detail"]["event_id"]) and event_id_time(delivered["detail"]["event_id"]) == EPOCH
 
 
 def test_a_failed_publish_does_not_raise(aws, caplog):
@@ -522,6 +527,88 @@ def test_a_failed_publish_does_not_raise(aws, caplog):
 
     assert "Could not publish events" in caplog.text
     assert "Some events were not published" in caplog.text
+
+
+# --- The connections' event history ---------------------------------------------------------------------
+EVENTS_TABLE = "qbo-connection-events-test"
+
+
+@pytest.fixture
+def history(aws) -> DynamoDbEventHistory:
+    create_events_table(aws.client("dynamodb"), EVENTS_TABLE)
+    return DynamoDbEventHistory(aws.resource("dynamodb").Table(EVENTS_TABLE))
+
+
+class FlakyEventBridge:
+    """EventBridge (moto) behind a client whose first `outages` PutEvents calls fail after the SDK's retries."""
+
+    def __init__(self, client, outages: int) -> None:
+        self._client, self.outages = client, outages
+
+    def put_events(self, **kwargs):
+        if self.outages:
+            self.outages -= 1
+            raise ClientError({"Error": {"Code": "InternalException", "Message": "boom"}}, "PutEvents")
+        return self._client.put_events(**kwargs)
+
+
+def test_the_history_pages_newest_first_and_skips_what_has_expired(aws, history):
+    clock = FakeClock()
+    recorder = RecordingPublisher(history, EventBridgePublisher(aws.client("events"), "default"), clock)
+    connection = connected("qbc-1", "Acme Books", EPOCH + 3600)
+    for reason in ("first", "second", "third"):
+        clock.advance(1)
+        recorder.publish([connection_event(EventType.REFRESH_FAILED, connection, now=clock.now(), reason=reason)])
+    recorder.publish([connection_event(EventType.RESET, a_connection("qbc-2"), now=clock.now())])
+
+    first = recorder.page("qbc-1", limit=2)
+    second = recorder.page("qbc-1", limit=2, before=first.next_before)
+
+    assert [e.detail["reason"] for e in first.events + second.events] == ["third", "second", "first"]
+    assert second.next_before is None and all(e.published for e in first.events)
+    item = (
+        aws.resource("dynamodb")
+        .Table(EVENTS_TABLE)
+        .get_item(Key={"connection_id": "qbc-1", "event_id": first.events[0].event_id})["Item"]
+    )
+    ttl = aws.client("dynamodb").describe_time_to_live(TableName=EVENTS_TABLE)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    assert int(item["expires_at"]) == int(first.events[0].occurred_at + 90 * 86400)
+    assert set(item) == {"connection_id", "event_id", "detail_type", "detail", "occurred_at", "expires_at"}
+    clock.advance(90 * 86400)  # past the retention; moto, like DynamoDB, has not deleted the items yet
+    assert recorder.page("qbc-1").events == []
+
+
+def test_an_eventbridge_outage_leaves_the_record_unpublished_until_a_sweep_publishes_it(aws, history):
+    clock = FakeClock()
+    sqs, events = aws.client("sqs"), aws.client("events")
+    queue_url = sqs.create_queue(QueueName="qbo-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="qbo", EventPattern=json.dumps({"source": ["qbo-connect"]}))
+    events.put_targets(Rule="qbo", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    recorder = RecordingPublisher(history, EventBridgePublisher(FlakyEventBridge(events, outages=2), "default"), clock)
+    event = connection_event(EventType.NEEDS_REAUTHORIZATION, a_connection(), now=clock.now(), reason="invalid_grant")
+
+    recorder.publish([event])
+    [record] = recorder.page("qbc-1").events
+    assert record.published is False
+    clock.advance(301)
+    assert recorder.redeliver() == 0  # still down: kept for the next sweep
+    assert recorder.redeliver() == 1
+
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(m["Body"])["detail"]["event_id"] for m in messages] == [event.detail["event_id"]]
+    assert recorder.page("qbc-1").events[0].published is True
+    assert history.unpublished(recorded_before=clock.now(), limit=10) == []
+
+
+def test_marking_a_record_published_never_recreates_one_that_expired_away(aws, history):
+    event = connection_event(EventType.RESET, a_connection(), now=EPOCH)
+    record = RecordedEvent("qbc-1", event.detail["event_id"], event.detail_type, event.detail, EPOCH)
+
+    history.mark_published([record])
+
+    assert aws.resource("dynamodb").Table(EVENTS_TABLE).scan()["Items"] == []
 
 
 # --- Intuit's OAuth endpoints ---------------------------------------------------------------------------

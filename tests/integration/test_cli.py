@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shlex
 import time
 import uuid
 import zipfile
@@ -22,6 +23,7 @@ import pytest
 from click.testing import CliRunner, Result
 from moto import mock_aws
 from qbo_connect import intuit, runtime
+from qbo_connect.adapters.dynamodb_event_history import create_events_table
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.domain.connection import ConsentIdentity
 from qbo_connect.domain.lifecycle import RefreshTimings
@@ -40,8 +42,10 @@ CLIENT_ID = "ABcd1234clientid"
 # Distinctive, so that any appearance in output or logs is unmistakable.
 SECRET = "cli-Secret-7f3a9c2e5b1d"
 
+EVENTS_TABLE = "qbo-connect-cli-test-events"
 LOCAL_ENVIRONMENT = {
     "QBO_TABLE_NAME": TABLE,
+    "QBO_EVENTS_TABLE_NAME": EVENTS_TABLE,
     "QBO_SECRET_PREFIX": PREFIX,
     "QBO_EVENT_BUS_NAME": "default",
 }
@@ -71,6 +75,7 @@ def environ() -> Iterator[None]:
 def aws(environ: None) -> Iterator[None]:
     with mock_aws():
         create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
+        create_events_table(boto3.client("dynamodb", region_name=REGION), EVENTS_TABLE)
         yield
 
 
@@ -556,6 +561,24 @@ def test_refresh_of_one_connection_prints_its_outcome(cli: Runs, intuit_fake: Fa
     assert cli("refresh", "Acme").stdout == f"Acme ({connection_id}): not_due\n"
 
 
+def test_a_cli_refresh_is_recorded_as_a_change_by_the_cli_user(
+    cli: Runs, intuit_fake: FakeIntuit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(main.getpass, "getuser", lambda: "maria")
+    monkeypatch.setattr(main.socket, "gethostname", lambda: "ops-laptop")
+    connection_id = connected("Acme")
+
+    assert cli("refresh", "Acme").exit_code == 0
+    assert cli("refresh", "Acme").stdout.endswith("not_due\n")  # nothing asked of Intuit: nothing recorded
+
+    history = json.loads(cli("--output", "json", "connections", "events", "Acme").stdout)["events"]
+    changes = [e["detail"] for e in history if e["detail_type"] == "Connection Changed"]
+    assert [(c["connection_id"], c["action"], c["actor"], c["outcome"]) for c in changes] == [
+        (connection_id, "refreshed", "cli:maria@ops-laptop", "refreshed")
+    ]
+    assert history[0]["published"] is True  # and EventBridge took it
+
+
 def test_refresh_due_reports_each_and_fails_when_one_needs_reauthorization(cli: Runs, intuit_fake) -> None:
     good = connected("Good")
     bad = connected("Bad", refresh_token="rt-refused")
@@ -933,6 +956,29 @@ def test_a_failed_import_changes_nothing_and_never_echoes_the_token(cli: Runs) -
     assert result.exit_code == 1
     assert "Error (" in result.stderr and "AB11-not-a-real-refresh-token" not in result.stderr
     assert listed(cli)[0]["status"] == "not_connected"
+
+
+def test_events_show_who_changed_what_newest_first_and_how_to_page_back(cli: Runs, monkeypatch) -> None:
+    monkeypatch.setattr(main.getpass, "getuser", lambda: "maria")
+    monkeypatch.setattr(main.socket, "gethostname", lambda: "ops-laptop")
+    create(cli, "Acme")
+    cli("connections", "update", "Acme", "--company-id", REALM)
+    cli("connections", "set-secret", "Acme", "--stdin", input=SECRET + "-2")
+
+    first = cli("connections", "events", "Acme", "--limit", "2")
+
+    assert first.exit_code == 0, first.output
+    header, newest, older = first.stdout.splitlines()
+    assert header.split() == ["when", "event", "what"]
+    assert "Changed" in newest and "client_secret_set by cli:maria@ops-laptop; fields: client_secret" in newest
+    assert "updated by cli:maria@ops-laptop; fields: realm_id" in older
+    hint = first.stderr.strip().removeprefix("Older events: ")
+    assert hint.startswith("qbo-connect connections events Acme --limit 2 --before ")
+    rest = cli(*shlex.split(hint)[1:])
+    assert [line.split()[-1] for line in rest.stdout.splitlines()[1:]] == ["client_secret"]  # created, with it
+    assert "created by cli:maria@ops-laptop" in rest.stdout and rest.stderr == ""
+    assert cli("connections", "events", "Acme", "--before", "nonsense").exit_code == 1
+    assert SECRET not in first.stdout + rest.stdout
 
 
 def test_doctor_checks_each_part_and_says_what_to_do_for_each_failure(cli: Runs) -> None:

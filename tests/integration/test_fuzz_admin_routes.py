@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+from urllib.parse import urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qbo_connect import runtime
+from qbo_connect.admin_api import token_groups
+from qbo_connect.settings import DEFAULT_ADMIN_GROUP
 from test_admin_api import MACHINE, USER, admin_event, admin_function
 from test_fuzz_public_routes import CONNECTION_ID, deployment
 
@@ -31,6 +34,7 @@ SEGMENTS = [
     "refresh",
     "import",
     "callback-url",
+    "events",
     "metering",
     "..",
     "%00",
@@ -67,6 +71,22 @@ bodies = st.one_of(
     st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=4).map(json.dumps),
 )
 methods = st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+# Query strings (the events' paging, and anything else): well-formed, and not.
+queries = st.one_of(
+    st.just(""),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["limit", "before", "page", ""]),
+            st.one_of(
+                st.integers(-5, 1000).map(str),
+                st.sampled_from(["0000000000000001-00000000", "1" * 16 + "-abcdef01", "%00", "9" * 30]),
+                st.text(max_size=30),
+            ),
+        ),
+        max_size=3,
+    ).map(lambda pairs: urlencode(pairs)),
+    st.text(max_size=40),
+)
 no_authorizer = st.one_of(
     st.none(),
     st.just({}),
@@ -83,26 +103,62 @@ no_authorizer = st.one_of(
 )
 
 
-def _answer(deployment, method, path, body, authorizer, iam=False):
-    event = admin_event(method, path, body, authorizer=authorizer, iam=iam)
+# A signed-in user of the pool whose groups claim, however written, does not hold the administrators' group.
+outsiders = (
+    st.one_of(
+        st.none(),
+        st.text(max_size=40),
+        st.lists(st.text(max_size=20), max_size=3).map(lambda g: "[" + " ".join(g) + "]"),
+        st.lists(st.text(max_size=20), max_size=3),
+        json_values,
+    )
+    .filter(lambda groups: DEFAULT_ADMIN_GROUP not in token_groups(groups))
+    .map(
+        lambda groups: {
+            "jwt": {
+                "claims": {
+                    k: v for k, v in {**USER["jwt"]["claims"], "cognito:groups": groups}.items() if v is not None
+                },
+                "scopes": None,
+            }
+        }
+    )
+)
+
+
+def _answer(deployment, method, path, body, authorizer, iam=False, query=""):
+    event = admin_event(method, path, body, authorizer=authorizer, iam=iam, query=query)
     answer, writes, intuit_calls = deployment.run_with_intuit(admin_function.handler, event)
     return answer, writes, intuit_calls
 
 
 @FUZZ
-@given(method=methods, path=paths, body=bodies, authorizer=no_authorizer, iam=st.booleans())
-def test_without_an_authorizer_every_request_is_refused_with_no_write(deployment, method, path, body, authorizer, iam):
-    answer, writes, intuit_calls = _answer(deployment, method, path, body, authorizer, iam)
+@given(method=methods, path=paths, body=bodies, authorizer=no_authorizer, iam=st.booleans(), query=queries)
+def test_without_an_authorizer_every_request_is_refused_with_no_write(
+    deployment, method, path, body, authorizer, iam, query
+):
+    answer, writes, intuit_calls = _answer(deployment, method, path, body, authorizer, iam, query)
     assert answer["statusCode"] == 401, answer
     assert writes == [] and intuit_calls == []
 
 
 @FUZZ
-@given(method=methods, path=paths, body=bodies, who=st.sampled_from([USER, MACHINE]))
-def test_an_administrators_bad_requests_never_get_a_5xx_or_the_secret(deployment, method, path, body, who):
+@given(method=methods, path=paths, body=bodies, outsider=outsiders, query=queries)
+def test_a_signed_in_user_outside_the_administrators_group_is_refused_with_no_write(
+    deployment, method, path, body, outsider, query
+):
+    answer, writes, intuit_calls = _answer(deployment, method, path, body, outsider, False, query)
+    assert answer["statusCode"] == 403, answer
+    assert json.loads(answer["body"])["error"]["code"] == "forbidden"
+    assert writes == [] and intuit_calls == []
+
+
+@FUZZ
+@given(method=methods, path=paths, body=bodies, who=st.sampled_from([USER, MACHINE]), query=queries)
+def test_an_administrators_bad_requests_never_get_a_5xx_or_the_secret(deployment, method, path, body, who, query):
     stored = runtime.services().vault.read(CONNECTION_ID)
     secret = stored.client_secret if stored else None
-    answer, _, _ = _answer(deployment, method, path, body, who, who is MACHINE)
+    answer, _, _ = _answer(deployment, method, path, body, who, who is MACHINE, query)
     assert answer["statusCode"] < 500, answer
     assert secret is None or secret not in answer.get("body", "")
     assert answer["headers"]["Content-Type"] == "application/json"

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 from qbo_connect import intuit, runtime
+from qbo_connect.adapters.dynamodb_event_history import create_events_table
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import STATE_COOKIE
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "intuit"
 REGION = "eu-west-1"
 TABLE = "qbo-connect-fuzz-test"
+EVENTS_TABLE = "qbo-connect-fuzz-test-events"
 API_HOST = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 CONNECTION_ID = "acme"
 LINK_PARAMS = ("exp", "kid", "sig")
@@ -111,7 +113,7 @@ def _token_endpoint(request) -> tuple[int, dict, str]:
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
     with pytest.MonkeyPatch.context() as env:
-        lambda_environment(env, table=TABLE, secret_prefix="qbo-connect/fuzz-test/")
+        lambda_environment(env, table=TABLE, secret_prefix="qbo-connect/fuzz-test/", events_table=EVENTS_TABLE)
         runtime.reset_services()
         with mock_aws(), responses.RequestsMock(assert_all_requests_are_fired=False) as http:
             # Only a callback from the browser that started a flow may reach Intuit (Deployment.run checks).
@@ -127,6 +129,7 @@ def deployment() -> Iterator[Deployment]:
             # Clients copy the session's event hooks when they are created: register before any exists.
             services.session.events.register("before-call", deployment.record)
             create_table(services.session.client("dynamodb"), TABLE)
+            create_events_table(services.session.client("dynamodb"), EVENTS_TABLE)
             services.signing_keys.current()  # created now, not by the first example
             services.administration.create(
                 NewConnection(

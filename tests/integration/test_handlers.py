@@ -19,6 +19,7 @@ import pytest
 import responses
 from moto import mock_aws
 from qbo_connect import intuit, runtime
+from qbo_connect.adapters.dynamodb_event_history import create_events_table
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import STATE_COOKIE
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "intuit"
 REGION = "eu-west-1"
 TABLE = "qbo-connect-handlers-test"
+EVENTS_TABLE = "qbo-connect-handlers-test-events"
 API_HOST = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 REALM = "9341453050000001"
 CLIENT_ID = "ABfakeclientid0123456789"
@@ -146,10 +148,17 @@ class Stack:
         return self.callback({"code": code, "state": state, "realmId": REALM}, [cookie])
 
 
-def lambda_environment(env: pytest.MonkeyPatch, *, table: str, secret_prefix: str) -> None:
-    """What the template gives a function, pointed at moto: no profile, no endpoint, no queue."""
+def lambda_environment(
+    env: pytest.MonkeyPatch, *, table: str, secret_prefix: str, events_table: str | None = None
+) -> None:
+    """What the template gives a function, pointed at moto: no profile, no endpoint, no queue; the event
+    history only with `events_table` (create it with create_events_table)."""
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "QBO_PUBLIC_BASE_URL", "QBO_REFRESH_QUEUE_URL"):
         env.delenv(name, raising=False)
+    if events_table:
+        env.setenv("QBO_EVENTS_TABLE_NAME", events_table)
+    else:
+        env.delenv("QBO_EVENTS_TABLE_NAME", raising=False)
     for name, value in {
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
@@ -167,12 +176,13 @@ def lambda_environment(env: pytest.MonkeyPatch, *, table: str, secret_prefix: st
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch, log_scan: LogScan) -> Iterator[Stack]:
     """A deployment on moto; when the test ends, no token, code, state or secret it made was logged."""
-    lambda_environment(monkeypatch, table=TABLE, secret_prefix="qbo-connect/handlers-test/")
+    lambda_environment(monkeypatch, table=TABLE, secret_prefix="qbo-connect/handlers-test/", events_table=EVENTS_TABLE)
     token_endpoint = TokenEndpoint()
     runtime.reset_services()
     with mock_aws(), responses.RequestsMock(assert_all_requests_are_fired=False) as http:
         session = boto3.Session(region_name=REGION)
         create_table(session.client("dynamodb"), TABLE)
+        create_events_table(session.client("dynamodb"), EVENTS_TABLE)
         http.add_callback(responses.POST, intuit.TOKEN_URL, callback=token_endpoint)
         http.get(
             intuit.SANDBOX_API_BASE_URL + intuit.company_info_path(REALM),

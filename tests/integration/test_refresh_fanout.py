@@ -60,10 +60,10 @@ def test_due_detection_returns_only_due_connected_connections_from_the_index_wit
         found = stack.services(session=session).lifecycle.due_connection_ids()
 
     assert set(found) == set(due) and fresh not in found and not set(refused) & set(found)
-    # One query per refresh policy (eager, then on-demand keep-alives), each on the index, never a scan.
-    assert [name for name, _ in calls] == ["Query", "Query"], "due detection must read the index, never scan the table"
+    # One query of the index per refresh policy (eager, on demand: each has its own part of it), never a scan.
+    assert [name for name, _ in calls] == ["Query", "Query"], "due detection must read the index, never scan"
     assert {params["IndexName"] for _, params in calls} == {REFRESH_DUE_INDEX}
-    assert scanned == [len(due), 0]  # reads proportional to the due connections, not to all of them
+    assert scanned == [len(due), 0]  # reads proportional to the due connections (all eager here), not to all
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:

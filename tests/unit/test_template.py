@@ -292,6 +292,60 @@ def test_the_table_the_code_creates_locally_is_the_one_the_template_deploys(temp
     assert created == deployed
 
 
+def test_the_event_history_table_is_the_one_the_code_creates_and_expires_its_records(template):
+    from qbo_connect.adapters.dynamodb_event_history import EVENTS_TABLE_SCHEMA, TTL_ATTRIBUTE
+
+    table = template["Resources"]["ConnectionEventsTable"]
+    properties = table["Properties"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    for key in ("AttributeDefinitions", "KeySchema", "BillingMode"):
+        assert properties[key] == EVENTS_TABLE_SCHEMA[key], key
+    [index] = properties["GlobalSecondaryIndexes"]
+    assert index == EVENTS_TABLE_SCHEMA["GlobalSecondaryIndexes"][0]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    # The connections table keeps its indexes: the history needs none there.
+    assert len(template["Resources"]["ConnectionsTable"]["Properties"]["GlobalSecondaryIndexes"]) == len(
+        EXPECTED_INDEXES
+    )
+
+
+def test_every_function_that_publishes_connection_events_may_record_them(template):
+    for name in sorted(FUNCTIONS | INTUIT_APP_FUNCTIONS | EXAMPLE_FUNCTIONS):
+        policies = function_properties(template, name).get("Policies") or []
+        publishes = any(isinstance(p, dict) and "EventBridgePutEventsPolicy" in p for p in policies)
+        records = Tag("Ref", "ConnectionEventsRecordPolicy") in policies
+        # The webhook events function publishes entity changes only, which are not connection events.
+        assert records == (publishes and name != "WebhookEventsFunction"), name
+    readers = {
+        name
+        for name in FUNCTIONS | INTUIT_APP_FUNCTIONS
+        if Tag("Ref", "ConnectionEventsReadPolicy") in (function_properties(template, name).get("Policies") or [])
+    }
+    assert readers == {"AdminFunction", "RefreshFunction"}  # the admin API lists; the sweep redelivers
+    for policy in ("ConnectionEventsRecordPolicy", "ConnectionEventsReadPolicy"):
+        for statement in _statements(template["Resources"][policy]["Properties"]["PolicyDocument"]):
+            assert all("ConnectionEventsTable" in str(r) for r in _as_list(statement["Resource"]))
+
+
+def test_only_the_administrators_group_may_sign_in_and_the_stack_creates_it_with_its_pool(template):
+    from qbo_connect.settings import DEFAULT_ADMIN_GROUP
+
+    assert template["Parameters"]["AdminGroupName"]["Default"] == DEFAULT_ADMIN_GROUP
+    group = template["Resources"]["AdminGroup"]
+    assert group["Type"] == "AWS::Cognito::UserPoolGroup" and group["Condition"] == "CreateAdminUserPool"
+    assert group["Properties"]["UserPoolId"] == Tag("Ref", "AdminUserPool")
+    assert group["Properties"]["GroupName"] == Tag("Ref", "AdminGroupName")
+    variables = function_properties(template, "AdminFunction")["Environment"]["Variables"]
+    assert variables["QBO_ADMIN_GROUP"] == Tag("Ref", "AdminGroupName")
+
+
+def test_the_console_signs_in_by_srp_only_so_the_password_never_leaves_the_browser(template):
+    client = template["Resources"]["AdminConsoleClient"]["Properties"]
+    assert client["ExplicitAuthFlows"] == ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+    assert client["GenerateSecret"] is False  # a page cannot keep a client secret
+
+
 def test_table_expires_oauth_state_and_can_be_recovered(template):
     properties = template["Resources"]["ConnectionsTable"]["Properties"]
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "purge_at", "Enabled": True}

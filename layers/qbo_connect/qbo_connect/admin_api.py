@@ -5,6 +5,11 @@ people and the console) or a valid SigV4 signature (the same routes under `/iam/
 handler checks again that one of the two authorizers vouched for the caller, so a route declared without an
 authorizer by mistake still refuses everyone, and names the caller in every change it records.
 
+A signed-in person must also be in the administrators' group (QBO_ADMIN_GROUP, the token's `cognito:groups`):
+a valid token of the pool is who someone is, the group is what they may do. Anyone else gets 403 before any
+route runs. A machine (SigV4) is authorized by its IAM policy (execute-api:Invoke on /iam/admin/*), as IAM
+decides everything else it may do.
+
 Errors are `{"error": {"code", "message", "next_step"}}` with the test function's codes.
 """
 
@@ -24,6 +29,7 @@ from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import callback_url
 from qbo_connect.domain.connection import RefreshPolicy
 from qbo_connect.domain.connection_test import NEXT_STEPS
+from qbo_connect.domain.event_history import MAX_PAGE
 from qbo_connect.errors import ErrorCode, InvalidInput, QboConnectError
 from qbo_connect.observability import logger
 from qbo_connect.runtime import services
@@ -76,6 +82,12 @@ class RequestRefused(QboConnectError):
     code = ErrorCode.UNAUTHORIZED
 
 
+class NotAnAdministrator(QboConnectError):
+    """Signed in, but not in the administrators' group."""
+
+    code = ErrorCode.FORBIDDEN
+
+
 def error_response(status: int, code: str, message: str, next_step: str | None = None) -> Response:
     body = {"error": {"code": code, "message": message, "next_step": next_step}}
     return Response(status_code=status, headers=dict(JSON_HEADERS), body=json.dumps(body))
@@ -89,7 +101,7 @@ def build_app() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(strip_prefixes=[IAM_PREFIX])
 
     def actor() -> str:
-        return caller(app.current_event.raw_event)
+        return caller(app.current_event.raw_event, services().settings.admin_group)
 
     def body(allowed: set[str], *, required: set[str] = frozenset()) -> dict[str, Any]:
         raw = app.current_event.decoded_body if app.current_event.body else ""
@@ -221,6 +233,20 @@ def build_app() -> APIGatewayHttpResolver:
         result = services().admin.refresh(ref(name_or_id), actor=actor())
         return _json(200, {**result.as_json(), "connection": services().admin.show(result.connection_id)})
 
+    @app.get(f"{ADMIN_PREFIX}/connections/<name_or_id>/events")
+    def connection_events(name_or_id: str) -> Response:
+        query = app.current_event.query_string_parameters or {}
+        unknown = sorted(set(query) - {"limit", "before"})
+        if unknown:
+            raise InvalidInput(f"Unknown query parameters {unknown}: allowed are ['before', 'limit']")
+        limit = query.get("limit")
+        if limit is not None and not (limit.isascii() and limit.isdigit() and len(limit) <= 4):
+            raise InvalidInput(f"limit is a whole number from 1 to {MAX_PAGE}")
+        page = services().admin.events(
+            ref(name_or_id), limit=None if limit is None else int(limit), before=query.get("before")
+        )
+        return _json(200, page.as_json())
+
     @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/import")
     def import_tokens(name_or_id: str) -> Response:
         data = body({"refresh_token", "access_token", "realm_id"}, required={"refresh_token"})
@@ -234,8 +260,8 @@ def build_app() -> APIGatewayHttpResolver:
 
     @app.exception_handler(QboConnectError)
     def domain_error(error: QboConnectError) -> Response:
-        if isinstance(error, RequestRefused):
-            return error_response(401, ErrorCode.UNAUTHORIZED.value, error.message, "Sign in.")
+        if isinstance(error, RequestRefused | NotAnAdministrator):
+            return _refused(error)
         status = _STATUS.get(error.code, HTTPStatus.BAD_REQUEST)
         logger.info("Admin request refused", extra={"error_code": error.code.value, "status": int(status)})
         return error_response(int(status), error.code.value, error.message, ADMIN_NEXT_STEPS.get(error.code))
@@ -249,15 +275,22 @@ def build_app() -> APIGatewayHttpResolver:
     return app
 
 
-def caller(event: dict[str, Any]) -> str:
+def caller(event: dict[str, Any], admin_group: str) -> str:
     """Who API Gateway's authorizer vouched for: `user:<name>` (Cognito JWT) or `iam:<ARN>` (SigV4).
 
-    Raises RequestRefused when neither did: the route was reached without an authorizer.
+    Raises RequestRefused when neither did (the route was reached without an authorizer), NotAnAdministrator
+    when a signed-in person is not in `admin_group`.
     """
     authorizer = _mapping(_mapping(event).get("requestContext")).get("authorizer")
     claims = _mapping(_mapping(_mapping(authorizer).get("jwt")).get("claims"))
     if isinstance(claims.get("sub"), str) and claims["sub"]:
         name = claims.get("cognito:username") or claims.get("username") or claims.get("email") or claims["sub"]
+        if admin_group not in token_groups(claims.get("cognito:groups")):
+            raise NotAnAdministrator(
+                f"You are signed in as {name}, who is not in the administrators' group {admin_group!r}: nothing "
+                "was changed. Ask an AWS administrator to add you: aws cognito-idp admin-add-user-to-group "
+                f"--user-pool-id POOL --username {name} --group-name {admin_group} (then sign in again)"
+            )
         return f"user:{name}"
     arn = _mapping(_mapping(authorizer).get("iam")).get("userArn")
     if isinstance(arn, str) and arn:
@@ -265,17 +298,37 @@ def caller(event: dict[str, Any]) -> str:
     raise RequestRefused("No authorizer vouched for this request: sign in (Cognito) or sign it with SigV4")
 
 
+def token_groups(claim: Any) -> set[str]:
+    """The groups in a `cognito:groups` claim. API Gateway's JWT authorizer hands array claims to the function
+    as one string, "[admins ops]"; a direct invocation may give a list. Group names hold no whitespace."""
+    if isinstance(claim, list):
+        return {g for g in claim if isinstance(g, str)}
+    if not isinstance(claim, str):
+        return set()
+    text = claim.strip()
+    if text.startswith("[") and text.endswith("]"):
+        return set(text[1:-1].split())
+    return {text} if text else set()
+
+
+def _refused(error: RequestRefused | NotAnAdministrator) -> Response:
+    if isinstance(error, NotAnAdministrator):
+        return error_response(403, error.code.value, error.message, "Sign in as an administrator.")
+    return error_response(401, error.code.value, error.message, "Sign in.")
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
 def handle(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Refuse anything no authorizer vouched for before routing; then route."""
+    """Refuse anything no authorizer vouched for, and people outside the administrators' group, before routing."""
     try:
-        caller(event)
-    except RequestRefused as refused:
-        body = {"error": {"code": ErrorCode.UNAUTHORIZED.value, "message": refused.message, "next_step": "Sign in."}}
-        return {"statusCode": 401, "headers": dict(JSON_HEADERS), "body": json.dumps(body)}
+        caller(event, services().settings.admin_group)
+    except (RequestRefused, NotAnAdministrator) as refused:
+        logger.info("Admin request refused", extra={"error_code": refused.code.value})
+        answer = _refused(refused)
+        return {"statusCode": answer.status_code, "headers": dict(JSON_HEADERS), "body": answer.body}
     return app.resolve(event, context)
 
 

@@ -3,7 +3,7 @@
 Why a function rather than static files the template deploys: an HTTP API cannot serve S3 objects without
 CloudFront or a proxy in front; and the page needs this deployment's user pool, app client and sign-in
 endpoint, which a function reads from its environment. Served from the API's own origin, the page calls the
-admin API without CORS, and its Content-Security-Policy can say 'self'. The three files are about 25 kB and
+admin API without CORS, and its Content-Security-Policy can say 'self'. The four files are about 30 kB and
 are cached by the browser for five minutes.
 
 Nothing here is secret: the configuration names the app client (public, no secret) and Cognito's endpoint.
@@ -25,6 +25,7 @@ CONSOLE_PREFIX = "/console/"
 _FILES = {
     "/": ("index.html", "text/html; charset=utf-8", "no-cache"),
     "/console/app.js": ("app.js", "text/javascript; charset=utf-8", "max-age=300"),
+    "/console/srp.js": ("srp.js", "text/javascript; charset=utf-8", "max-age=300"),
     "/console/app.css": ("app.css", "text/css; charset=utf-8", "max-age=300"),
 }
 

@@ -193,3 +193,37 @@ class ConnectionEvent:
 
 class EventPublisher(Protocol):
     def publish(self, events: list[ConnectionEvent]) -> None: ...
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An event as the connection's history keeps it: the published detail verbatim (never a secret)."""
+
+    connection_id: str
+    event_id: str
+    detail_type: str
+    detail: Mapping[str, Any]
+    occurred_at: float
+    published: bool = False
+
+    def as_event(self) -> ConnectionEvent:
+        return ConnectionEvent(detail_type=self.detail_type, detail=self.detail)
+
+
+class EventHistory(Protocol):
+    """Every connection's events, newest first, kept for the retention (DynamoDB in AWS)."""
+
+    def record(self, events: list[RecordedEvent], *, expires_at: float) -> None:
+        """Store the events as not yet published; raises if any could not be stored."""
+
+    def mark_published(self, events: list[RecordedEvent]) -> None:
+        """Mark stored events published (an event no longer stored stays gone)."""
+
+    def page(
+        self, connection_id: str, *, limit: int, before: str | None, now: float
+    ) -> tuple[list[RecordedEvent], str | None]:
+        """Up to `limit` unexpired events older than the event ID `before`, newest first, and the cursor of
+        the next page (None when there is none)."""
+
+    def unpublished(self, *, recorded_before: float, limit: int) -> list[RecordedEvent]:
+        """Events still marked not published that were recorded before `recorded_before`, oldest first."""

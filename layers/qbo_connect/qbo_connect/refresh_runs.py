@@ -48,6 +48,7 @@ class RefreshRuns:
         queue: RefreshQueue | None,
         clock: Clock,
         status_gauge: Callable[[], dict[str, int]] | None = None,
+        redeliver_events: Callable[[], int] | None = None,
         *,
         workers: int | None = None,
     ) -> None:
@@ -55,6 +56,8 @@ class RefreshRuns:
         self._queue = queue
         self._clock = clock
         self._status_gauge = status_gauge  # status_gauge.py: emitted once per sweep
+        # domain/event_history.py: events recorded but not yet on EventBridge are published again once per sweep.
+        self._redeliver_events = redeliver_events
         # A batch's refreshes at once: all of them (None), or at most Settings.refresh_workers.
         self._workers = workers
 
@@ -92,16 +95,18 @@ class RefreshRuns:
         if self._queue is not None:
             enqueued = self._queue.enqueue(due)
             logger.info("Refresh sweep enqueued due connections", extra={"due": len(due), "enqueued": enqueued})
-            self._emit_status_gauge()
+            self._after_sweep()
             return {"due": len(due), "enqueued": enqueued}
         outcomes = Counter(self.refresh_one(cid, not_after=not_after).outcome.value for cid in due)
         logger.info("Refresh sweep finished", extra={"due": len(due), "outcomes": dict(outcomes)})
-        self._emit_status_gauge()
+        self._after_sweep()
         return {"due": len(due), "outcomes": dict(outcomes)}
 
-    def _emit_status_gauge(self) -> None:
+    def _after_sweep(self) -> None:
         if self._status_gauge is not None:
             logger.info("Connections by status", extra={"statuses": self._status_gauge()})
+        if self._redeliver_events is not None:
+            self._redeliver_events()
 
     def refresh_one(self, connection_id: Any, *, not_after: float | None = None) -> RefreshResult:
         return self._lifecycle.refresh(validate_connection_id(connection_id), not_after=not_after)

@@ -29,11 +29,12 @@ if TYPE_CHECKING:
     from qbo_connect.domain.administration import Administration
     from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow
     from qbo_connect.domain.connection_test import ConnectionTests
+    from qbo_connect.domain.event_history import RecordingPublisher
     from qbo_connect.domain.leases import Leases
     from qbo_connect.domain.lifecycle import TokenLifecycle
     from qbo_connect.domain.metering import MeteringReport, UsageMeter
     from qbo_connect.domain.webhooks import WebhookRouting
-    from qbo_connect.ports import Clock, CompanyApi, IdentityProvider, TokenSealer
+    from qbo_connect.ports import Clock, CompanyApi, EventPublisher, IdentityProvider, TokenSealer
     from qbo_connect.refresh_runs import RefreshRuns
 
 
@@ -63,9 +64,13 @@ class Services:
         return self.session.client(name, config=_aws_config(self.settings.refresh_batch_size))
 
     @cached_property
+    def dynamodb(self):
+        """One resource for both tables (its pool as large as a refresh batch's threads, as for the clients)."""
+        return self.session.resource("dynamodb", config=_aws_config(self.settings.refresh_batch_size))
+
+    @cached_property
     def table(self):
-        config = _aws_config(self.settings.refresh_batch_size)
-        return self.session.resource("dynamodb", config=config).Table(self.settings.table_name)
+        return self.dynamodb.Table(self.settings.table_name)
 
     @cached_property
     def store(self) -> DynamoDbConnectionStore:
@@ -86,10 +91,30 @@ class Services:
         return SecretsManagerSigningKeys(self._client("secretsmanager"), self.settings)
 
     @cached_property
-    def events(self) -> EventBridgePublisher:
+    def event_bus(self) -> EventBridgePublisher:
         from qbo_connect.adapters.eventbridge import EventBridgePublisher
 
         return EventBridgePublisher(self._client("events"), self.settings.event_bus_name)
+
+    @cached_property
+    def event_history(self) -> RecordingPublisher | None:
+        """Connection events recorded in their history as they are published (domain/event_history.py)."""
+        if not self.settings.events_table_name:
+            return None
+        from qbo_connect.adapters.dynamodb_event_history import DynamoDbEventHistory
+        from qbo_connect.domain.event_history import RecordingPublisher
+
+        return RecordingPublisher(
+            DynamoDbEventHistory(self.dynamodb.Table(self.settings.events_table_name)),
+            self.event_bus,
+            self.clock,
+            retention_days=self.settings.event_history_days,
+        )
+
+    @cached_property
+    def events(self) -> EventPublisher:
+        """Where connection events go: the history and EventBridge, or EventBridge alone without a history."""
+        return self.event_history or self.event_bus
 
     @cached_property
     def identity(self) -> IdentityProvider:
@@ -202,7 +227,12 @@ class Services:
             return publish_status_gauge(self.store)
 
         return RefreshRuns(
-            self.lifecycle, self.refresh_queue, self.clock, status_gauge=gauges, workers=self.settings.refresh_workers
+            self.lifecycle,
+            self.refresh_queue,
+            self.clock,
+            status_gauge=gauges,
+            redeliver_events=self.event_history.redeliver if self.event_history else None,
+            workers=self.settings.refresh_workers,
         )
 
     @cached_property
@@ -255,8 +285,9 @@ class Services:
         from qbo_connect.domain.webhooks import WebhookRouting
 
         ledger = DynamoDbDeliveryLedger(self.table)
+        # Entity changes go to EventBridge only: they are not events about a connection's state.
         return WebhookRouting(
-            self.store, ledger, self.events, self.clock, dedup_seconds=self.settings.webhook_dedup_seconds
+            self.store, ledger, self.event_bus, self.clock, dedup_seconds=self.settings.webhook_dedup_seconds
         )
 
     @cached_property
@@ -283,6 +314,7 @@ class Services:
             self.events,
             self.clock,
             self.settings,
+            history=self.event_history,
         )
 
 

@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 from qbo_connect import intuit
 from qbo_connect.domain.metering import Allowances
 
+# The template's AdminGroupName default (tests/unit/test_template.py keeps the two equal).
+DEFAULT_ADMIN_GROUP = "qbo-connect-admins"
+
 
 class SettingsError(ValueError):
     """A configuration value is missing or malformed."""
@@ -71,6 +74,8 @@ class Settings:
     admin_console_client_id: str = ""
     # Where the console sends its sign-in: Cognito's regional endpoint unless set (the local stack's moto).
     cognito_endpoint_url: str = ""
+    # The Cognito group whose members may use the console and the admin API (the token's cognito:groups).
+    admin_group: str = DEFAULT_ADMIN_GROUP
 
     @property
     def cognito_sign_in_url(self) -> str:
@@ -81,6 +86,9 @@ class Settings:
 
     # How long a webhook event ID is remembered (Intuit retries a delivery for days, every 6 hours).
     webhook_dedup_seconds: int = 7 * 86400
+    # Each connection's event history (domain/event_history.py); empty: events are only published.
+    events_table_name: str = ""
+    event_history_days: int = 90
 
     # Metering (domain/metering.py): how often a process writes its API call counts (0: after every call,
     # for the service's own low-volume functions), each app's monthly CorePlus allowance (Intuit's Builder
@@ -218,11 +226,14 @@ class Settings:
             admin_user_pool_id=text("QBO_ADMIN_USER_POOL_ID"),
             admin_console_client_id=text("QBO_ADMIN_CONSOLE_CLIENT_ID"),
             cognito_endpoint_url=text("QBO_COGNITO_ENDPOINT_URL"),
+            admin_group=text("QBO_ADMIN_GROUP", DEFAULT_ADMIN_GROUP),
             webhook_dedup_seconds=number("QBO_WEBHOOK_DEDUP_SECONDS", 7 * 86400),
             metering_flush_seconds=number("QBO_METERING_FLUSH_SECONDS", 60.0, float, zero_allowed=True),
             metering_monthly_allowance=number("QBO_METERING_MONTHLY_ALLOWANCE", 500_000),
             metering_allowance_overrides=allowance_overrides(text("QBO_METERING_ALLOWANCES")),
             metering_alarm_percent=number("QBO_METERING_ALARM_PERCENT", 80.0, float),
+            events_table_name=text("QBO_EVENTS_TABLE_NAME"),
+            event_history_days=number("QBO_EVENT_HISTORY_DAYS", 90),
         )
 
 

@@ -1,4 +1,4 @@
-// The console: plain DOM, no framework. Every value goes in with textContent (never innerHTML), the ID token
+// The console: plain DOM, no framework (srp.js, loaded first, signs in). Every value goes in with textContent (never innerHTML), the ID token
 // lives in this closure only (no localStorage, no cookie) and goes out as a bearer header, so there is no
 // CSRF surface. The page polls the connection after Generate and updates itself when it becomes connected.
 "use strict";
@@ -10,7 +10,7 @@
   let current = null; // the connection on the connection page
   let poll = null;
 
-  // --- sign-in (Cognito InitiateAuth, USER_PASSWORD_AUTH) -----------------------------------------
+  // --- sign-in (Cognito USER_SRP_AUTH: srp.js proves the password without sending it) ------------
   async function cognito(target, body) {
     const answer = await fetch(config.cognito_url, {
       method: "POST",
@@ -25,6 +25,20 @@
     return data;
   }
 
+  async function passwordVerified(username, password) {
+    const srp = CognitoSrp.start();
+    const started = await cognito("InitiateAuth", {
+      AuthFlow: "USER_SRP_AUTH",
+      ClientId: config.client_id,
+      AuthParameters: { USERNAME: username, SRP_A: srp.srpA },
+    });
+    if (started.ChallengeName !== "PASSWORD_VERIFIER") throw new Error(`unexpected sign-in step ${started.ChallengeName}`);
+    const responses = await CognitoSrp.answer(srp, started.ChallengeParameters, config.user_pool_id, password);
+    const request = { ChallengeName: "PASSWORD_VERIFIER", ClientId: config.client_id, ChallengeResponses: responses };
+    if (started.Session) request.Session = started.Session;
+    return cognito("RespondToAuthChallenge", request);
+  }
+
   let challenge = null;
   async function signIn(event) {
     event.preventDefault();
@@ -36,23 +50,24 @@
         data = await cognito("RespondToAuthChallenge", {
           ChallengeName: "NEW_PASSWORD_REQUIRED",
           ClientId: config.client_id,
-          Session: challenge,
-          ChallengeResponses: { USERNAME: username, NEW_PASSWORD: $("new-password").value },
+          Session: challenge.session,
+          ChallengeResponses: { USERNAME: challenge.user, NEW_PASSWORD: $("new-password").value },
         });
       } else {
-        data = await cognito("InitiateAuth", {
-          AuthFlow: "USER_PASSWORD_AUTH",
-          ClientId: config.client_id,
-          AuthParameters: { USERNAME: username, PASSWORD: $("password").value },
-        });
+        data = await passwordVerified(username, $("password").value);
       }
       if (data.ChallengeName === "NEW_PASSWORD_REQUIRED") {
-        challenge = data.Session;
+        const user = (data.ChallengeParameters && data.ChallengeParameters.USER_ID_FOR_SRP) || username;
+        challenge = { session: data.Session, user };
         $("new-password-row").hidden = false;
         $("sign-in-error").textContent = "Choose a new password to finish signing in.";
         return;
       }
       const result = data.AuthenticationResult;
+      if (!result) {
+        // MFA (SOFTWARE_TOKEN_MFA) and other challenges: say so rather than fail obscurely.
+        throw new Error(`Cognito asks for ${data.ChallengeName || "another step"}, which this console does not handle yet: sign in as a user without it`);
+      }
       session.idToken = result.IdToken;
       session.expiresAt = Date.now() + (result.ExpiresIn || 3600) * 1000;
       session.user = username;
@@ -93,6 +108,12 @@
     if (answer.status === 401) {
       signOut();
       throw new ApiError(401, { message: "Your sign-in has expired: sign in again." });
+    }
+    if (answer.status === 403 && data.error && data.error.code === "forbidden") {
+      // Signed in, but not an administrator: back to the sign-in form, saying why and what to do.
+      signOut();
+      $("sign-in-error").textContent = errorText(new ApiError(403, data.error));
+      throw new ApiError(403, data.error);
     }
     if (!answer.ok) throw new ApiError(answer.status, data.error || data);
     return data;
@@ -209,8 +230,11 @@
   async function loadConnection(id) {
     $("c-error").textContent = "";
     $("test-result").textContent = "";
+    $("c-events").tBodies[0].replaceChildren();
+    $("older-events").hidden = true;
     try {
       render(await api("GET", `/connections/${encodeURIComponent(id)}`));
+      loadEvents();
       $("callback-url").textContent = (await api("GET", "/callback-url")).callback_url;
     } catch (error) {
       $("c-error").textContent = errorText(error);
@@ -243,19 +267,32 @@
     $("reset").disabled = c.status === "not_connected";
     $("c-consent-row").hidden = !c.consented_by;
     $("c-consented-by").textContent = consentedBy(c.consented_by);
-    const events = $("c-events");
-    events.replaceChildren();
-    const timeline = [
-      [c.created_at, "created"],
-      [c.connected_at, `connected to ${c.company_name || c.realm_id || "the company"}`],
-      [c.last_refreshed_at, "access token refreshed"],
-      [c.last_test && c.last_test.tested_at, c.last_test && (c.last_test.ok ? "test passed" : `test failed: ${c.last_test.error_code}`)],
-      [c.last_revocation ? c.updated_at : null, c.last_revocation && `reset (revocation: ${c.last_revocation})`],
-    ].filter(([at, what]) => at && what).sort((a, b) => b[0] - a[0]);
-    for (const [at, what] of timeline) {
-      const item = document.createElement("li");
-      item.textContent = `${when(at)}: ${what}`;
-      events.append(item);
+  }
+
+  // The connection's event history (GET .../events), newest first; "Older events" pages back.
+  const EVENTS_PAGE = 10;
+  let olderThan = null;
+  async function loadEvents(older = false) {
+    if (!current) return;
+    const id = current.connection_id;
+    const query = older && olderThan ? `&before=${encodeURIComponent(olderThan)}` : "";
+    $("c-events-error").textContent = "";
+    try {
+      const page = await api("GET", `/connections/${encodeURIComponent(id)}/events?limit=${EVENTS_PAGE}${query}`);
+      if (!current || current.connection_id !== id) return;
+      const body = $("c-events").tBodies[0];
+      if (!older) body.replaceChildren();
+      for (const e of page.events) {
+        const row = body.insertRow();
+        row.dataset.eventId = e.event_id;
+        cell(row, when(e.occurred_at));
+        cell(row, e.detail_type.replace(/^Connection /, ""));
+        cell(row, e.published ? e.summary : `${e.summary} (not yet on EventBridge)`);
+      }
+      olderThan = page.next_before;
+      $("older-events").hidden = !olderThan;
+    } catch (error) {
+      $("c-events-error").textContent = errorText(error);
     }
   }
 
@@ -269,6 +306,7 @@
     } finally {
       button.disabled = false;
       if (current) $("reset").disabled = current.status === "not_connected";
+      loadEvents();
     }
   }
 
@@ -301,6 +339,7 @@
       render(await api("PUT", path("/client-secret"), { client_secret: input.value }));
       input.value = "";
       $("secret-dialog").close();
+      loadEvents();
     } catch (error) {
       $("secret-error").textContent = errorText(error);
     }
@@ -324,7 +363,10 @@
       try {
         const fresh = await api("GET", `/connections/${encodeURIComponent(id)}`);
         render(fresh);
-        if (fresh.status === "connected" && fresh.connected_at !== since) stopPolling();
+        if (fresh.status === "connected" && fresh.connected_at !== since) {
+          stopPolling();
+          loadEvents();
+        }
       } catch (error) {
         stopPolling();
       }
@@ -387,6 +429,7 @@
     $("reset").addEventListener("click", reset);
     $("test").addEventListener("click", test);
     $("copy-callback").addEventListener("click", copyCallback);
+    $("older-events").addEventListener("click", () => loadEvents(true));
     window.addEventListener("hashchange", route);
     route();
   }

@@ -10,6 +10,7 @@ Rules that hold for every operation:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,16 +24,18 @@ from qbo_connect.domain.connection import (
     parse_environment,
     parse_refresh_policy,
     validate_client_id,
+    validate_connection_id,
     validate_name,
     validate_realm_id,
     validate_scopes,
 )
 from qbo_connect.domain.connection_test import ConnectionTests, TestReport
+from qbo_connect.domain.event_history import EventPage, RecordingPublisher
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
-from qbo_connect.domain.lifecycle import RefreshResult, TokenLifecycle
+from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult, TokenLifecycle
 from qbo_connect.domain.secret_document import ConnectionSecret
-from qbo_connect.errors import InvalidInput, NeedsReauthorization
+from qbo_connect.errors import ConnectionNotFound, InvalidInput, NeedsReauthorization
 from qbo_connect.observability import logger
 from qbo_connect.ports import ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
 from qbo_connect.settings import Settings
@@ -45,6 +48,17 @@ MIN_AUTHORIZE_LINK_SECONDS = 60
 EXPIRY_NEAR_SECONDS = 30 * DAY_SECONDS
 MAX_IMPORTED_TOKEN_LENGTH = 4096
 LEASE_WAIT_SECONDS = 30
+# Refresh outcomes that mean Intuit was asked (and the connection's tokens or status may have changed).
+ASKED_INTUIT = frozenset(
+    {
+        RefreshOutcome.REFRESHED,
+        RefreshOutcome.RECOVERED,
+        RefreshOutcome.TRANSIENT_FAILURE,
+        RefreshOutcome.OUTCOME_UNKNOWN,
+        RefreshOutcome.NEEDS_REAUTHORIZATION,
+        RefreshOutcome.INVALID_CLIENT,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,7 @@ class AdminOperations:
         events: EventPublisher,
         clock: Clock,
         settings: Settings,
+        history: RecordingPublisher | None = None,
     ) -> None:
         self._administration = administration
         self._store = store
@@ -142,19 +157,48 @@ class AdminOperations:
         self._events = events
         self._clock = clock
         self._settings = settings
+        self._history = history
 
     # --- reading ----------------------------------------------------------------------------------
     def find(self, name_or_id: str) -> Connection:
         return self._administration.find(name_or_id)
 
+    def connections(self) -> list[Connection]:
+        return self._administration.list()
+
     def list(self) -> list[dict[str, Any]]:
         now = self._clock.now()
-        return [connection_view(c, now) for c in self._administration.list()]
+        return [connection_view(c, now) for c in self.connections()]
+
+    def due_connection_ids(self) -> list[str]:
+        return self._lifecycle.due_connection_ids()
+
+    def events(self, name_or_id: str, *, limit: int | None = None, before: str | None = None) -> EventPage:
+        """The connection's event history, newest first. A deleted connection's history stays readable by its
+        ID until it expires: who deleted it, and what happened before."""
+        if self._history is None:
+            raise InvalidInput(
+                "This deployment keeps no event history (QBO_EVENTS_TABLE_NAME is not set): deploy the current "
+                "template, or read the events on EventBridge"
+            )
+        try:
+            connection_id = self.find(name_or_id).connection_id
+        except ConnectionNotFound:
+            with contextlib.suppress(InvalidInput):
+                page = self._history.page(validate_connection_id(name_or_id), limit=limit, before=before)
+                if page.events:
+                    return page
+            raise
+        return self._history.page(connection_id, limit=limit, before=before)
 
     def show(self, name_or_id: str) -> dict[str, Any]:
         return connection_view(self.find(name_or_id), self._clock.now())
 
     # --- changing ---------------------------------------------------------------------------------
+    def check_new(self, request: NewConnection) -> None:
+        """What create() would refuse, without creating anything (the CLI asks before prompting for a secret)."""
+        self._administration.check_new(request)
+
     def create(self, request: NewConnection, *, actor: str) -> Connection:
         created = self._administration.create(request)
         self._changed(created, actor, "created", fields=["client_secret"] if request.client_secret else [])
@@ -243,11 +287,14 @@ class AdminOperations:
     def test(self, name_or_id: str, *, deep: bool = False, on_step: Callable[[str], None] | None = None) -> TestReport:
         return self._tests.run(self.find(name_or_id).connection_id, deep=deep, on_step=on_step)
 
-    def refresh(self, name_or_id: str, *, actor: str) -> RefreshResult:
+    def refresh(self, name_or_id: str, *, actor: str, force: bool = True) -> RefreshResult:
+        """Refresh now (`force`: even if not due). Recorded when Intuit was asked, whatever it answered; a
+        refresh that was not due, not allowed yet or not possible changed nothing and is not recorded."""
         connection = self.find(name_or_id)
-        result = self._lifecycle.refresh(connection.connection_id, force=True)
-        after = self._store.get(connection.connection_id) or connection
-        self._changed(after, actor, "refreshed", fields=["token_set"], outcome=result.outcome.value)
+        result = self._lifecycle.refresh(connection.connection_id, force=force)
+        if result.outcome in ASKED_INTUIT:
+            after = self._store.get(connection.connection_id) or connection
+            self._changed(after, actor, "refreshed", fields=["token_set"], outcome=result.outcome.value)
         return result
 
     def import_tokens(self, name_or_id: str, tokens: ImportedTokens, *, actor: str) -> Connection:
