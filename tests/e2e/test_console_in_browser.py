@@ -221,6 +221,15 @@ def test_sign_in_create_set_secret_generate_test_reset_and_sign_out(local_stack,
     ]
     pages.append(browser.page_source)
 
+    # The refresh policy, chosen on the same form.
+    Select(browser.find_element(By.ID, "c-refresh-policy")).select_by_value("on_demand")
+    browser.find_element(By.ID, "save").click()
+    _wait(browser).until(lambda b: len(_events(b)) == 6)
+    assert _events(browser)[0] == "Changed | updated by user:admin; fields: refresh_policy"
+    assert Select(browser.find_element(By.ID, "c-refresh-policy")).first_selected_option.get_attribute("value") == (
+        "on_demand"
+    )
+
     # Sign out: the token is gone; the API is out of reach again.
     browser.find_element(By.ID, "sign-out").click()
     _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))

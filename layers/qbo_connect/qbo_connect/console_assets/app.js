@@ -259,11 +259,15 @@
     $("c-base-url").textContent = c.base_url;
     $("c-realm").value = c.realm_id || "";
     $("c-client-id").value = c.client_id;
+    $("c-refresh-policy").value = c.refresh_policy;
     $("c-secret-state").textContent = c.client_secret_set ? "set" : "not set";
+    const expired = c.access_token_expires_at !== null && c.access_token_expires_at * 1000 <= Date.now();
     $("c-token-state").textContent =
-      c.status === "connected"
-        ? `valid until ${when(c.access_token_expires_at)} (refreshed ${when(c.last_refreshed_at)})`
-        : "none";
+      c.status !== "connected"
+        ? "none"
+        : expired && c.refresh_policy === "on_demand"
+          ? `refreshed when a workflow asks (last ${when(c.last_refreshed_at)})`
+          : `valid until ${when(c.access_token_expires_at)} (refreshed ${when(c.last_refreshed_at)})`;
     $("reset").disabled = c.status === "not_connected";
     $("c-consent-row").hidden = !c.consented_by;
     $("c-consented-by").textContent = consentedBy(c.consented_by);
@@ -322,6 +326,7 @@
     if ($("c-environment").value !== current.environment) change.environment = $("c-environment").value;
     if (realm !== (current.realm_id || "")) change.realm_id = realm || null;
     if (clientId !== current.client_id) change.client_id = clientId;
+    if ($("c-refresh-policy").value !== current.refresh_policy) change.refresh_policy = $("c-refresh-policy").value;
     if (!Object.keys(change).length) return;
     await action($("save"), async () => render(await api("PATCH", path(), change)));
   }
