@@ -21,6 +21,7 @@ from fakes import EPOCH, FakeClock
 from moto import mock_aws
 from qbo_connect import intuit
 from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore, create_table
+from qbo_connect.adapters.dynamodb_table import DynamoDbTable
 from qbo_connect.adapters.eventbridge import EventBridgePublisher
 from qbo_connect.adapters.intuit_oauth import IntuitOAuth
 from qbo_connect.adapters.quickbooks_api import QuickBooksApi
@@ -82,10 +83,14 @@ def aws(monkeypatch):
         yield boto3.Session(region_name=REGION)
 
 
-@pytest.fixture
-def store(aws) -> DynamoDbConnectionStore:
+@pytest.fixture(params=["plain client", "boto3 resource"])
+def store(aws, request) -> DynamoDbConnectionStore:
+    """The store on the table the functions use (a plain client with boto3's DynamoDB transformation), and on
+    boto3's Table resource that it replaces: every store test holds for both."""
     create_table(aws.client("dynamodb"), TABLE)
-    return DynamoDbConnectionStore(aws.resource("dynamodb").Table(TABLE))
+    if request.param == "boto3 resource":
+        return DynamoDbConnectionStore(aws.resource("dynamodb").Table(TABLE))
+    return DynamoDbConnectionStore(DynamoDbTable(aws.client("dynamodb"), TABLE))
 
 
 @pytest.fixture

@@ -159,8 +159,15 @@ class SecretsManagerSigningKeys:
     def __init__(self, client, settings: Settings, *, max_age_seconds: int = 300) -> None:
         self._client = client
         self._name = settings.signing_key_name
-        self._provider = SecretsProvider(boto3_client=client)
         self._max_age = max_age_seconds
+        self._secrets_provider: SecretsProvider | None = None
+
+    @property
+    def _provider(self) -> SecretsProvider:
+        # Created at the first read: the provider registers a hook on the client, which would create it.
+        if self._secrets_provider is None:
+            self._secrets_provider = SecretsProvider(boto3_client=self._client)
+        return self._secrets_provider
 
     def current(self) -> tuple[str, bytes]:
         document = self._document()
