@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -490,6 +492,25 @@ def test_the_authorization_url_asks_intuit_for_a_code_with_state_and_scopes(oaut
         "scope": "com.intuit.quickbooks.accounting",
         "state": "the-state",
     }
+
+
+def test_building_the_authorization_url_loads_neither_requests_nor_requests_oauthlib():
+    # The authorize function wires both Intuit adapters but only builds this URL: its cold start should not
+    # import the HTTP libraries.
+    script = (
+        "import sys\n"
+        "from qbo_connect.adapters.intuit_oauth import IntuitOAuth\n"
+        "from qbo_connect.adapters.quickbooks_api import QuickBooksApi\n"
+        "from qbo_connect.settings import Settings\n"
+        "QuickBooksApi(Settings(table_name='t'))\n"
+        "url = IntuitOAuth(Settings(table_name='t'), clock=None).authorization_url(\n"
+        "    'client', redirect_uri='https://api.example/oauth/callback', scopes=['s'], state='the-state')\n"
+        "print(url.startswith('https://appcenter.intuit.com/connect/oauth2?'),"
+        " sorted(m for m in ('requests', 'requests_oauthlib') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+
+    assert done.stdout.split() == ["True", "[]"]
 
 
 def test_the_code_exchange_uses_basic_auth_asks_for_the_hard_expiry_and_has_a_timeout(http, oauth):

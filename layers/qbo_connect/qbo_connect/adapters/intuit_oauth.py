@@ -7,25 +7,18 @@ Failures are classified here, once (docs/reliability.md):
 - the request was sent and the answer was lost (read timeout, reset, 500/502/504, an unreadable 200,
   the whole-call deadline): OutcomeUnknown. Intuit may have rotated the refresh token meanwhile.
 Nothing raised from here carries a token or code.
+
+requests and requests-oauthlib are imported by the calls that send something, not with the module:
+the authorize function only builds the consent URL (oauthlib alone does that), and the test function
+builds this adapter for a refresh it seldom needs; neither should spend its cold start importing them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import requests
-from oauthlib.oauth2 import (
-    InvalidClientError,
-    InvalidGrantError,
-    MissingTokenError,
-    OAuth2Error,
-    UnauthorizedClientError,
-)
-from requests.auth import HTTPBasicAuth
-from requests_oauthlib import OAuth2Session
-from urllib3.exceptions import NewConnectionError
 
 from qbo_connect import intuit
 from qbo_connect.adapters.deadline import DeadlineExceeded, call_with_deadline
@@ -41,6 +34,10 @@ from qbo_connect.errors import (
 )
 from qbo_connect.ports import ClientCredentials, Clock
 from qbo_connect.settings import Settings
+
+if TYPE_CHECKING:
+    import requests
+    from requests_oauthlib import OAuth2Session
 
 # Intuit may answer with fewer or other scopes than asked; that is not an error for us.
 os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
@@ -82,6 +79,9 @@ def _reject_transient(response: requests.Response) -> requests.Response:
 
 def _certainly_not_sent(error: requests.RequestException) -> bool:
     """Connect failures (refused, DNS, connect timeout) and TLS failures happen before the request is sent."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
     if isinstance(error, requests.ConnectTimeout | requests.exceptions.SSLError):
         return True
     reason = getattr(error.args[0], "reason", None) if error.args else None
@@ -100,9 +100,12 @@ class IntuitOAuth:
             os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
 
     def authorization_url(self, client_id: str, *, redirect_uri: str, scopes: Iterable[str], state: str) -> str:
-        session = OAuth2Session(client_id, redirect_uri=redirect_uri, scope=list(scopes), state=state)
-        url, _ = session.authorization_url(self._settings.authorization_url)
-        return url
+        # What requests-oauthlib's OAuth2Session.authorization_url does, without importing requests.
+        from oauthlib.oauth2 import WebApplicationClient
+
+        return WebApplicationClient(client_id).prepare_request_uri(
+            self._settings.authorization_url, redirect_uri=redirect_uri, scope=list(scopes), state=state
+        )
 
     def exchange_code(
         self,
@@ -113,6 +116,8 @@ class IntuitOAuth:
         scopes: tuple[str, ...],
         deadline_seconds: float | None = None,
     ) -> TokenSet:
+        from requests.auth import HTTPBasicAuth
+
         session = self._session(credentials, redirect_uri=redirect_uri, scopes=scopes)
         deadline = deadline_seconds or self._settings.consent_call_deadline_seconds
         response = self._call(
@@ -136,6 +141,8 @@ class IntuitOAuth:
         scopes: tuple[str, ...],
         deadline_seconds: float | None = None,
     ) -> TokenSet:
+        from requests.auth import HTTPBasicAuth
+
         session = self._session(credentials, scopes=scopes)
         deadline = deadline_seconds or self._settings.refresh_call_deadline_seconds
         response = self._call(
@@ -152,6 +159,9 @@ class IntuitOAuth:
 
     def revoke(self, credentials: ClientCredentials, *, token: str) -> None:
         """Intuit documents a JSON body; RFC 7009 servers take a form body with a type hint."""
+        import requests
+        from requests.auth import HTTPBasicAuth
+
         body = (
             {"json": {"token": token}}
             if urlsplit(self._settings.revocation_url).hostname in intuit.REVOCATION_JSON_HOSTS
@@ -195,6 +205,8 @@ class IntuitOAuth:
     def _session(
         self, credentials: ClientCredentials, *, scopes: tuple[str, ...], redirect_uri: str | None = None
     ) -> OAuth2Session:
+        from requests_oauthlib import OAuth2Session
+
         session = OAuth2Session(credentials.client_id, redirect_uri=redirect_uri, scope=list(scopes))
         session.register_compliance_hook("access_token_response", _reject_transient)
         session.register_compliance_hook("refresh_token_response", _reject_transient)
@@ -202,6 +214,15 @@ class IntuitOAuth:
 
     @staticmethod
     def _call(request, deadline: float) -> dict:
+        import requests
+        from oauthlib.oauth2 import (
+            InvalidClientError,
+            InvalidGrantError,
+            MissingTokenError,
+            OAuth2Error,
+            UnauthorizedClientError,
+        )
+
         try:
             return dict(call_with_deadline(request, deadline))
         except DeadlineExceeded:

@@ -1,10 +1,13 @@
-"""CompanyApi on the QuickBooks Online accounting API, and the one place that reads Intuit's faults."""
+"""CompanyApi on the QuickBooks Online accounting API, and the one place that reads Intuit's faults.
+
+requests is imported at the first call, not with the module: the authorize function wires the consent
+flow, which holds this adapter, but never calls Intuit's API.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import requests
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from qbo_connect import intuit
 from qbo_connect.errors import (
@@ -19,6 +22,9 @@ from qbo_connect.errors import (
 )
 from qbo_connect.ports import CompanyInfo
 from qbo_connect.settings import Settings
+
+if TYPE_CHECKING:
+    import requests
 
 # Intuit's ValidationFault codes with a meaning of their own (HTTP 400; "Fix common errors" page).
 OBJECT_NOT_FOUND_FAULT = "610"
@@ -87,7 +93,13 @@ def error_for_fault(status: int, fault: dict[str, str], tid: str | None, *, retr
 class QuickBooksApi:
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         self._settings = settings
-        self._session = session or requests.Session()
+        self._given_session = session
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        import requests
+
+        return self._given_session or requests.Session()
 
     def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
         response = self._get(base_url, intuit.company_info_path(realm_id), access_token)
@@ -110,6 +122,8 @@ class QuickBooksApi:
     def _get(
         self, base_url: str, path: str, access_token: str, params: dict[str, str] | None = None
     ) -> requests.Response:
+        import requests
+
         if not self._settings.is_allowed_api_base_url(base_url):
             # The token must never travel to a host the deployment did not allow.
             raise Forbidden(f"The base URL {base_url!r} is not an allowed QuickBooks API host: fix the connection")
