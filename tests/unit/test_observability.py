@@ -110,3 +110,21 @@ def test_a_detailed_tracing_value_other_than_true_or_false_is_refused_with_the_f
 def test_detailed_tracing_is_off_unless_set_to_true(value, expected):
     assert detailed_tracing({"QBO_DETAILED_TRACING": value}) is expected
     assert detailed_tracing({}) is False
+
+
+def test_an_invocation_that_adds_no_metric_logs_no_warning_about_it():
+    # The consent routes add no metric of their own: Powertools would warn on every invocation.
+    script = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'layers' / 'qbo_connect')!r})\n"
+        "from qbo_connect.observability import metrics\n"
+        "@metrics.log_metrics(capture_cold_start_metric=True)\n"
+        "def handler(event, context):\n"
+        "    return 'ok'\n"
+        "import types\n"
+        "print(handler({}, types.SimpleNamespace(function_name='qbo-connect-CallbackFunction')))\n"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "POWERTOOLS_METRICS_NAMESPACE": "QboConnect"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
+    assert "Warning" not in done.stderr and "No application metrics" not in done.stderr

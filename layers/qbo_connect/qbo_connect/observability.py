@@ -15,6 +15,7 @@ Off, `tracer.capture_lambda_handler` hands the handler back untouched and nothin
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,10 @@ class Tracing:
             self._tracer.patch(modules=TRACED_MODULES)
         return self._tracer
 
+
+# Powertools warns on every invocation that adds no metric of its own (the consent routes): a line of noise
+# in each log stream, and on a cold start the warning machinery reads and tokenizes Powertools' source.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 logger = Logger(service=SERVICE, stream=sys.stderr)
 tracer = Tracing(SERVICE)
