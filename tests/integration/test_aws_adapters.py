@@ -407,6 +407,24 @@ def test_a_rotated_signing_key_keeps_the_previous_one_for_old_links(aws, setting
     assert keys.by_id(old_kid) == old_key
 
 
+def test_the_signing_key_is_read_once_per_max_age_so_a_rotation_reaches_every_container_in_time(aws, settings):
+    client = aws.client("secretsmanager")
+    reads = []
+    client.meta.events.register("before-call.secrets-manager.GetSecretValue", lambda **_: reads.append(1))
+    clock = {"now": 1000.0}
+    keys = SecretsManagerSigningKeys(client, settings, max_age_seconds=300, now=lambda: clock["now"])
+    old_kid, _ = keys.current()
+    client.put_secret_value(SecretId=settings.signing_key_name, SecretString=json.dumps({"kid": "k2", "key": "k2"}))
+
+    clock["now"] += 299
+    still_cached = keys.current()[0]
+    clock["now"] += 1
+    rotated = keys.current()[0]
+
+    assert (still_cached, rotated) == (old_kid, "k2")
+    assert len(reads) == 3  # not found, read after creating it, read after max age
+
+
 # --- EventBridge ----------------------------------------------------------------------------------------
 
 
