@@ -1,7 +1,6 @@
 """GET /connections/{connection_id}/authorize: check the signed link, record the state, send the browser to Intuit."""
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from qbo_connect.observability import logger, metrics, tracer
 from qbo_connect.runtime import services
 from qbo_connect.web import start_consent
@@ -12,4 +11,4 @@ from qbo_connect.web import start_consent
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context) -> dict:
     # The HTTP API routes only GET /connections/{connection_id}/authorize here: no router needed (web.py).
-    return start_consent(APIGatewayProxyEventV2(event), services())
+    return start_consent(event, services())

@@ -1,7 +1,6 @@
 """GET /oauth/callback: check the state, exchange the code, store the tokens, show the result page."""
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from qbo_connect.observability import logger, metrics, tracer
 from qbo_connect.runtime import services
 from qbo_connect.web import finish_consent
@@ -12,4 +11,4 @@ from qbo_connect.web import finish_consent
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context) -> dict:
     # The HTTP API routes only GET /oauth/callback here: no router needed (web.py).
-    return finish_consent(APIGatewayProxyEventV2(event), services())
+    return finish_consent(event, services())

@@ -22,6 +22,7 @@ NEVER_AT_IMPORT = [
     "requests_oauthlib",
     "aws_xray_sdk",
     "aws_lambda_powertools.event_handler",
+    "aws_lambda_powertools.utilities.data_classes",
 ]
 
 
