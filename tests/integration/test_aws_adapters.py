@@ -49,7 +49,7 @@ from qbo_connect.errors import (
     Unauthorized,
 )
 from qbo_connect.ports import ClientCredentials, ConnectionEvent, OAuthState
-from qbo_connect.settings import Settings
+from qbo_connect.settings import Settings, SettingsError
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 REGION = "eu-west-1"
@@ -512,7 +512,29 @@ def test_the_authorization_url_asks_intuit_for_a_code_with_state_and_scopes(oaut
     }
 
 
-def test_building_the_authorization_url_loads_neither_requests_nor_requests_oauthlib():
+def test_the_authorization_url_is_the_one_oauthlib_builds(oauth):
+    from oauthlib.oauth2 import WebApplicationClient
+
+    asked = {"redirect_uri": "https://api.example/oauth/callback", "state": "st+ate/=~"}
+    scopes = ["com.intuit.quickbooks.accounting", "openid", "email"]
+
+    url = oauth.authorization_url(CREDENTIALS.client_id, scopes=scopes, **asked)
+
+    assert url == WebApplicationClient(CREDENTIALS.client_id).prepare_request_uri(
+        intuit.AUTHORIZATION_URL, scope=scopes, **asked
+    )
+
+
+def test_an_authorization_url_over_plain_http_is_refused_unless_it_is_a_local_emulator():
+    insecure = IntuitOAuth(Settings(table_name=TABLE, authorization_url="http://intuit.example/connect"), clock=None)
+    emulator = IntuitOAuth(Settings(table_name=TABLE, authorization_url="http://127.0.0.1:8181/connect"), clock=None)
+
+    with pytest.raises(SettingsError, match="not https"):
+        insecure.authorization_url("client", redirect_uri="https://api.example/cb", scopes=["s"], state="x")
+    assert emulator.authorization_url("client", redirect_uri="https://api.example/cb", scopes=["s"], state="x")
+
+
+def test_building_the_authorization_url_loads_neither_requests_nor_oauthlib():
     # The authorize function wires both Intuit adapters but only builds this URL: its cold start should not
     # import the HTTP libraries.
     script = (
@@ -524,7 +546,7 @@ def test_building_the_authorization_url_loads_neither_requests_nor_requests_oaut
         "url = IntuitOAuth(Settings(table_name='t'), clock=None).authorization_url(\n"
         "    'client', redirect_uri='https://api.example/oauth/callback', scopes=['s'], state='the-state')\n"
         "print(url.startswith('https://appcenter.intuit.com/connect/oauth2?'),"
-        " sorted(m for m in ('requests', 'requests_oauthlib') if m in sys.modules))\n"
+        " sorted(m for m in ('requests', 'requests_oauthlib', 'oauthlib') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
 
