@@ -68,7 +68,25 @@ def _summary(answer: object) -> dict:
     return summary
 
 
+def compile_from_source(paths: list[str]) -> None:
+    """Import the modules under these paths from source every time, ignoring bytecode caches: what Lambda
+    does for a layer that ships no bytecode (/opt is read-only, so nothing is cached between cold starts)."""
+    from importlib.machinery import SourceFileLoader
+
+    cached_code = SourceFileLoader.get_code
+
+    def get_code(self, fullname):
+        path = self.get_filename(fullname)
+        if any(path == root or path.startswith(root + os.sep) for root in paths):
+            return self.source_to_code(self.get_data(path), path)
+        return cached_code(self, fullname)
+
+    SourceFileLoader.get_code = get_code
+
+
 def run_function(spec: dict, fd: int) -> None:
+    if spec.get("compile_from_source"):
+        compile_from_source(spec["compile_from_source"])
     import app  # Lambda's init phase: the handler module and its module-level set-up
 
     _report(fd, "imported")

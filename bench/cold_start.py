@@ -1,5 +1,7 @@
 """Cold start: what a caller waits for when a new Lambda container serves its request.
 
+    python -m bench.cold_start [ROUNDS]      # the four functions against their floors (default 11 rounds)
+
 Per function, a fresh Python process imports the handler (Lambda's init) and serves one realistic
 first request (bench/cold_world.py says which), against moto and the Intuit emulator running in
 processes of their own. Its floor is a fresh process that imports boto3 (and requests, when the
@@ -15,8 +17,13 @@ state, put back before every sample.
 Time is taken in this process, from just before the child process is started to the moment its
 report of the answer arrives: interpreter start-up included, for both sides alike. Import-only is the
 same clock stopped when the handler module is imported (the floor: boto3 imported and its clients
-created). Every sample is a new process; each round runs the four functions and their four floors in
-a shuffled order, after one warm-up round (bytecode and page caches); figures are medians.
+created). Every sample is a new process; each round runs every function, its floor and the two
+variants below in a shuffled order, after one warm-up round (bytecode and page caches); figures are
+medians.
+
+Variants, to say what they cost: the first request with detailed tracing on (DetailedTracing=true), and
+with the layer's code compiled from source at import, as Lambda must when the layer ships no bytecode
+(/opt is read-only, so nothing is cached between cold starts).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +47,10 @@ from bench.cold_world import FUNCTIONS, LAYER, ROOT, Sample, World, world
 
 CHILD = Path(__file__).resolve().parent / "cold_child.py"
 RATIO_LIMIT = 1.0
-FLOOR = "floor"
-# What each function's first request must answer (the recording is checked against it, every sample
-# against the recording).
+FUNCTION, FLOOR, TRACED, NO_BYTECODE = "function", "floor", "detailed tracing", "layer without bytecode"
+KINDS = (FUNCTION, FLOOR, TRACED, NO_BYTECODE)
+# What each function's first request must answer (the recording is checked against it, every sample of
+# the function against the recording).
 EXPECTED_ANSWERS: dict[str, list[dict[str, Any]]] = {
     "authorize": [{"statusCode": 302}],
     "callback": [{"statusCode": 200}],
@@ -57,36 +66,44 @@ class Run:
     imported_ms: float
     answered_ms: list[float]
     reports: list[dict[str, Any]]
-
-    @property
-    def answers(self) -> list[dict[str, Any]]:
-        return [report.get("summary", {}) for report in self.reports]
+    cpu_ms: float = 0.0  # the process's own CPU time (user + system), to the end of the process
 
     @property
     def first_request_ms(self) -> float:
         return self.answered_ms[-1]
 
+    @property
+    def answers(self) -> list[dict[str, Any]]:
+        return [report.get("summary", {}) for report in self.reports]
+
+
+# --- what the floor does ---------------------------------------------------------------------------
+
 
 @dataclass
 class Recording:
+    """The AWS and HTTP calls one function's first request made, in order."""
+
     function: str
     calls: list[dict[str, Any]]
     answers_after: list[int]  # calls made when each invocation answered
-    single_use: dict[str, str]
+    single_use: dict[str, str]  # Intuit's single-use values the recorded calls spent
     snapshot: dict[str, dict[str, Any] | None]  # table items the calls touched, as before them
 
     def floor_spec(self, single_use_now: dict[str, str]) -> dict[str, Any]:
         return floor_spec(self.calls, self.answers_after, self.single_use, single_use_now)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, dict[str, int]]:
         aws = Counter(f"{c['service']}.{c['operation']}" for c in self.calls if c["kind"] == "aws")
-        http = Counter(f"{c['method']} {_path_kind(c['url'])}" for c in self.calls if c["kind"] == "http")
+        http = Counter(f"{c['method']} {_intuit_endpoint(c['url'])}" for c in self.calls if c["kind"] == "http")
         return {"aws": dict(aws), "http": dict(http)}
 
 
-def _path_kind(url: str) -> str:
+def _intuit_endpoint(url: str) -> str:
+    """The endpoint, without host, company ID or query: 'token', 'companyinfo', ..."""
     path = url.split("://", 1)[-1].split("/", 1)[-1].split("?")[0]
-    return "/" + "/".join(part for part in path.split("/")[:4] if part)
+    parts = [part for part in path.split("/") if part and not part.isdigit()]
+    return parts[-1] if parts else "/"
 
 
 def services_in_order(calls: list[dict[str, Any]]) -> list[str]:
@@ -107,10 +124,10 @@ def floor_spec(
     """What a floor process does: create the recorded calls' clients, then make the calls in order,
     each recorded single-use value replaced by the one valid now."""
     text = json.dumps(calls)
-    for name, old in recorded_single_use.items():
-        if old not in text:
+    for name, spent in recorded_single_use.items():
+        if spent not in text:
             raise ValueError(f"the recorded calls never send the {name} they spent")
-        text = text.replace(old, single_use_now[name])
+        text = text.replace(spent, single_use_now[name])
     return {"services": services_in_order(calls), "calls": json.loads(text), "answers_after": list(answers_after)}
 
 
@@ -121,7 +138,7 @@ def touched_keys(calls: list[dict[str, Any]]) -> set[str]:
     def walk(value: Any) -> None:
         if isinstance(value, dict):
             pk = value.get("pk")
-            if isinstance(pk, dict) and isinstance(pk.get("S"), str) and len(pk) == 1:
+            if isinstance(pk, dict) and set(pk) == {"S"} and isinstance(pk["S"], str):
                 keys.add(pk["S"])
             for item in value.values():
                 walk(item)
@@ -135,12 +152,42 @@ def touched_keys(calls: list[dict[str, Any]]) -> set[str]:
     return keys
 
 
-def _python_path(function: str | None) -> str:
+def first_difference(expected: list[dict[str, Any]], made: list[dict[str, Any]]) -> str | None:
+    """Where two call lists part (operation and parameters; method, URL, headers and body), or None."""
+    for number, (want, got) in enumerate(zip(expected, made, strict=False), start=1):
+        fields = ("service", "operation", "params") if want["kind"] == "aws" else ("method", "url", "headers", "body")
+        for name in ("kind", *fields):
+            if want.get(name) != got.get(name):
+                return f"call {number}: {name} differs"
+    if len(expected) != len(made):
+        return f"{len(expected)} calls expected, {len(made)} made"
+    return None
+
+
+# --- one process -----------------------------------------------------------------------------------
+
+
+def _python_path(function: str) -> str:
     """Lambda's sys.path: the function's folder, then the layer (/opt/python), then the runtime's packages
-    (here the project's virtual environment, where boto3 and the layer's dependencies are installed)."""
+    (here the project's virtual environment, where boto3 and the layer's dependencies are installed). The
+    floor gets the same path: it would run in the same Lambda, only without the service's code."""
     site_packages = sysconfig.get_paths()["purelib"]
-    parts = [str(ROOT / "functions" / function), str(LAYER)] if function else []
-    return os.pathsep.join([*parts, site_packages])
+    return os.pathsep.join([str(ROOT / "functions" / function), str(LAYER), site_packages])
+
+
+def layer_code_paths(requirements: Path = LAYER / "requirements.txt") -> list[str]:
+    """Where the layer's code is imported from here: the qbo_connect package and the installed files of
+    each distribution the layer pins (boto3 and botocore come from Lambda's runtime, with bytecode)."""
+    paths = {str(LAYER / "qbo_connect")}
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        name = line.split("#", 1)[0].split("==", 1)[0].strip()
+        if not name:
+            continue
+        distribution = metadata.distribution(name)
+        for file in distribution.files or []:
+            if file.suffix == ".py" and file.parts[0] != ".." and ".dist-info" not in str(file):
+                paths.add(str(Path(distribution.locate_file(file.parts[0])).resolve()))
+    return sorted(paths)
 
 
 def launch(
@@ -154,7 +201,7 @@ def launch(
 ) -> Run:
     """One fresh process (`python -S`: no site hooks of this virtual environment, which Lambda's
     interpreter does not have either; the packages come from PYTHONPATH as Lambda's come from sys.path)."""
-    env = dict(environment, PYTHONPATH=_python_path(function if mode == "function" else None))
+    env = dict(environment, PYTHONPATH=_python_path(function))
     with tempfile.TemporaryDirectory(prefix="qbo-cold-") as tmp:
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -182,7 +229,8 @@ def launch(
                 while b"\n" in buffered:
                     line, buffered = buffered.split(b"\n", 1)
                     milestones.append((arrived, json.loads(line)))
-        code = process.wait(60)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = code = os.waitstatus_to_exitcode(status)
         if log:
             output.close()
     if code != 0 or not milestones or milestones[0][1]["milestone"] != "imported":
@@ -193,39 +241,102 @@ def launch(
         imported_ms=milestones[0][0],
         answered_ms=[ms for ms, _ in answered],
         reports=[report for _, report in answered],
+        cpu_ms=(usage.ru_utime + usage.ru_stime) * 1000,
     )
 
 
-def _function_spec(the_world: World, function: str, sample: Sample) -> dict[str, Any]:
-    return {"events": sample.events, "context": the_world.context(function)}
+# --- the benchmark ---------------------------------------------------------------------------------
 
 
-def record(the_world: World, function: str, log: Path | None = None) -> Recording:
-    """The calls the function's first request makes, and the table items they touch as they were before."""
-    sample = the_world.prepare(function)
-    before = the_world.table_items()
-    with tempfile.TemporaryDirectory(prefix="qbo-cold-record-") as tmp:
-        recorded = Path(tmp) / "calls.json"
-        spec = _function_spec(the_world, function, sample) | {"record_to": str(recorded)}
-        run = launch("function", function, spec, the_world.environment(function), log=log)
-        calls = json.loads(recorded.read_text(encoding="utf-8"))
+class Bench:
+    """The world, each function's recording, and one sample of any kind."""
+
+    def __init__(self, the_world: World, log: Path | None = None) -> None:
+        self.world = the_world
+        self.log = log
+        self.layer_code = layer_code_paths()
+        self.recordings = {function: self.record(function) for function in FUNCTIONS}
+        for recording in self.recordings.values():
+            self.check_floor(recording)
+
+    def _function_spec(self, function: str, sample: Sample) -> dict[str, Any]:
+        return {"events": sample.events, "context": self.world.context(function)}
+
+    def record(self, function: str) -> Recording:
+        """The calls the function's first request makes, and the table items they touch as they were before."""
+        sample = self.world.prepare(function)
+        before = self.world.table_items()
+        with tempfile.TemporaryDirectory(prefix="qbo-cold-record-") as tmp:
+            recorded = Path(tmp) / "calls.json"
+            spec = self._function_spec(function, sample) | {"record_to": str(recorded)}
+            run = launch(FUNCTION, function, spec, self.world.environment(function), log=self.log)
+            calls = json.loads(recorded.read_text(encoding="utf-8"))
+        _expect_answers(function, run)
+        if sample.after:
+            sample.after()
+        snapshot = {key: before.get(key) for key in touched_keys(calls)}
+        return Recording(function, calls, [report["calls"] for report in run.reports], sample.single_use, snapshot)
+
+    def check_floor(self, recording: Recording) -> None:
+        """A floor process, recorded too, makes exactly the calls its spec lists: the recorded ones."""
+        function = recording.function
+        self.world.restore(recording.snapshot)
+        sample = self.world.prepare(function)
+        spec = recording.floor_spec(sample.single_use)
+        with tempfile.TemporaryDirectory(prefix="qbo-cold-floor-") as tmp:
+            recorded = Path(tmp) / "calls.json"
+            run = launch(
+                FLOOR, function, spec | {"record_to": str(recorded)}, self.world.environment(function), log=self.log
+            )
+            made = json.loads(recorded.read_text(encoding="utf-8"))
+        if sample.after:
+            sample.after()
+        difference = first_difference(spec["calls"], made)
+        if difference:
+            raise RuntimeError(f"the floor of {function} does not make the recorded calls: {difference}")
+        if [report["calls"] for report in run.reports] != recording.answers_after:
+            raise RuntimeError(f"the floor of {function} answers at other points than the function")
+
+    def sample(self, function: str, kind: str) -> Run:
+        """One measured process of that kind, from the fixture's first-request state."""
+        recording = self.recordings[function]
+        self.world.restore(recording.snapshot)
+        sample = self.world.prepare(function)
+        environment = self.world.environment(function)
+        spec = recording.floor_spec(sample.single_use) if kind == FLOOR else self._function_spec(function, sample)
+        if kind == TRACED:
+            environment["QBO_DETAILED_TRACING"] = "true"
+        if kind == NO_BYTECODE:
+            spec["compile_from_source"] = self.layer_code
+        run = launch(FLOOR if kind == FLOOR else FUNCTION, function, spec, environment, log=self.log)
+        if kind != FLOOR:
+            _expect_answers(function, run)
+        if sample.after:
+            sample.after()
+        return run
+
+
+def _expect_answers(function: str, run: Run) -> None:
     if run.answers != EXPECTED_ANSWERS[function]:
         raise RuntimeError(f"{function}'s first request answered {run.answers}, expected {EXPECTED_ANSWERS[function]}")
-    if sample.after:
-        sample.after()
-    snapshot = {key: before.get(key) for key in touched_keys(calls)}
-    return Recording(function, calls, [report["calls"] for report in run.reports], sample.single_use, snapshot)
 
 
 @dataclass
 class ColdStart:
+    """One function's figures: medians over `rounds` fresh processes of each kind, in milliseconds."""
+
     function: str
     import_ms: float
     first_request_ms: float
     floor_import_ms: float
     floor_ms: float
     rounds: int
+    detailed_tracing_ms: float | None = None
+    without_bytecode_ms: float | None = None
+    cpu_ms: float | None = None  # the function's process, to its end (user + system)
+    floor_cpu_ms: float | None = None
     calls: dict[str, Any] = field(default_factory=dict)
+    load_average: tuple[float, float] | None = None  # the machine's, at the start and at the end
 
     @property
     def ratio(self) -> float:
@@ -239,85 +350,54 @@ class ColdStart:
         return asdict(self) | {"ratio": self.ratio, "holds": self.holds}
 
 
-def check_floor(the_world: World, recording: Recording, log: Path | None = None) -> None:
-    """A floor process, recorded too, makes exactly the calls its spec lists: the recorded ones."""
-    the_world.restore(recording.snapshot)
-    sample = the_world.prepare(recording.function)
-    spec = recording.floor_spec(sample.single_use)
-    with tempfile.TemporaryDirectory(prefix="qbo-cold-floor-") as tmp:
-        recorded = Path(tmp) / "calls.json"
-        run = launch(
-            FLOOR, recording.function, spec | {"record_to": str(recorded)}, the_world.environment(recording.function), log=log
-        )
-        made = json.loads(recorded.read_text(encoding="utf-8"))
-    if sample.after:
-        sample.after()
-    difference = first_difference(spec["calls"], made)
-    if difference:
-        raise RuntimeError(f"the floor of {recording.function} does not make the recorded calls: {difference}")
-    if [report["calls"] for report in run.reports] != recording.answers_after:
-        raise RuntimeError(f"the floor of {recording.function} answers at other points than the function")
+def summarize(function: str, runs: dict[str, list[Run]], rounds: int, **extra: Any) -> ColdStart:
+    """Medians of each kind's processes."""
 
+    def median(kind: str, figure: str) -> float | None:
+        values = [getattr(run, figure) for run in runs.get(kind, [])]
+        return statistics.median(values) if values else None
 
-def first_difference(expected: list[dict[str, Any]], made: list[dict[str, Any]]) -> str | None:
-    """Where two call lists part (operation and parameters; method, URL, headers and body), or None."""
-    for number, (want, got) in enumerate(zip(expected, made, strict=False), start=1):
-        fields = ("service", "operation", "params") if want["kind"] == "aws" else ("method", "url", "headers", "body")
-        for name in ("kind", *fields):
-            if want.get(name) != got.get(name):
-                return f"call {number}: {name} differs"
-    if len(expected) != len(made):
-        return f"{len(expected)} calls expected, {len(made)} made"
-    return None
-
-
-def sample_once(the_world: World, recording: Recording, target: str, log: Path | None = None) -> Run:
-    """One measured process for the function or its floor, from the fixture's first-request state."""
-    function = recording.function
-    the_world.restore(recording.snapshot)
-    sample = the_world.prepare(function)
-    if target == FLOOR:
-        spec = recording.floor_spec(sample.single_use)
-    else:
-        spec = _function_spec(the_world, function, sample)
-    run = launch(target, function, spec, the_world.environment(function), log=log)
-    if target != FLOOR and run.answers != EXPECTED_ANSWERS[function]:
-        raise RuntimeError(f"{function} answered {run.answers}, expected {EXPECTED_ANSWERS[function]}")
-    if sample.after:
-        sample.after()
-    return run
+    return ColdStart(
+        function=function,
+        import_ms=median(FUNCTION, "imported_ms"),
+        first_request_ms=median(FUNCTION, "first_request_ms"),
+        floor_import_ms=median(FLOOR, "imported_ms"),
+        floor_ms=median(FLOOR, "first_request_ms"),
+        rounds=rounds,
+        detailed_tracing_ms=median(TRACED, "first_request_ms"),
+        without_bytecode_ms=median(NO_BYTECODE, "first_request_ms"),
+        cpu_ms=median(FUNCTION, "cpu_ms"),
+        floor_cpu_ms=median(FLOOR, "cpu_ms"),
+        **extra,
+    )
 
 
 def run(rounds: int = 11, *, seed: int | None = None, log: Path | None = None) -> list[ColdStart]:
     rng = random.Random(seed)  # noqa: S311 - run order, not security
-    targets = [(function, mode) for function in FUNCTIONS for mode in ("function", FLOOR)]
+    load_at_start = os.getloadavg()[0]
+    targets = [(function, kind) for function in FUNCTIONS for kind in KINDS]
+    runs: dict[tuple[str, str], list[Run]] = {target: [] for target in targets}
     with world() as the_world:
-        recordings = {function: record(the_world, function, log) for function in FUNCTIONS}
-        for recording in recordings.values():
-            check_floor(the_world, recording, log)
-        for function, mode in targets:  # warm-up: bytecode caches, page cache, moto's and the emulator's paths
-            sample_once(the_world, recordings[function], mode, log)
-        runs: dict[tuple[str, str], list[Run]] = {target: [] for target in targets}
+        bench = Bench(the_world, log)
+        for function, kind in targets:  # warm-up: bytecode and page caches, moto's and the emulator's paths
+            bench.sample(function, kind)
         for _ in range(rounds):
             order = list(targets)
             rng.shuffle(order)
-            for function, mode in order:
-                runs[(function, mode)].append(sample_once(the_world, recordings[function], mode, log))
-    results = []
-    for function in FUNCTIONS:
-        own, floor = runs[(function, "function")], runs[(function, FLOOR)]
-        results.append(
-            ColdStart(
-                function=function,
-                import_ms=statistics.median(r.imported_ms for r in own),
-                first_request_ms=statistics.median(r.first_request_ms for r in own),
-                floor_import_ms=statistics.median(r.imported_ms for r in floor),
-                floor_ms=statistics.median(r.first_request_ms for r in floor),
-                rounds=rounds,
-                calls=recordings[function].summary(),
-            )
+            for function, kind in order:
+                runs[(function, kind)].append(bench.sample(function, kind))
+        calls = {function: recording.summary() for function, recording in bench.recordings.items()}
+    load = (round(load_at_start, 2), round(os.getloadavg()[0], 2))
+    return [
+        summarize(
+            function,
+            {kind: runs[(function, kind)] for kind in KINDS},
+            rounds,
+            calls=calls[function],
+            load_average=load,
         )
-    return results
+        for function in FUNCTIONS
+    ]
 
 
 def layer_size(build_dir: Path = ROOT / ".aws-sam" / "build" / "SharedLayer") -> int | None:
@@ -329,15 +409,18 @@ def layer_size(build_dir: Path = ROOT / ".aws-sam" / "build" / "SharedLayer") ->
 
 def main(argv: list[str]) -> int:
     rounds = int(argv[0]) if argv else 11
-    load = os.getloadavg()[0]
     results = run(rounds)
-    print(f"{rounds} rounds; load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
-    print(f"{'function':10} {'import':>8} {'first request':>14} {'floor':>8} {'ratio':>6}  floor's calls")
+    start, end = results[0].load_average or (0, 0)
+    print(f"{rounds} rounds; load average {start:.1f} at the start, {end:.1f} at the end")
+    print(
+        f"{'':10} {'import':>7} {'first request':>14} {'floor':>6} {'ratio':>6}       "
+        f"{'traced':>7} {'no bytecode':>12}  calls (floor = the same)"
+    )
     for r in results:
         calls = ", ".join(f"{name} {count}" for part in r.calls.values() for name, count in part.items())
         print(
-            f"{r.function:10} {r.import_ms:6.0f} ms {r.first_request_ms:11.0f} ms {r.floor_ms:5.0f} ms "
-            f"{r.ratio:6.2f}  {'ok' if r.holds else 'ABOVE'}  {calls}"
+            f"{r.function:10} {r.import_ms:4.0f} ms {r.first_request_ms:11.0f} ms {r.floor_ms:3.0f} ms {r.ratio:6.2f} "
+            f"{'ok' if r.holds else 'ABOVE':5} {r.detailed_tracing_ms:4.0f} ms {r.without_bytecode_ms:9.0f} ms  {calls}"
         )
     print(json.dumps([r.as_json() for r in results]))
     return 0 if all(r.holds for r in results) else 1
