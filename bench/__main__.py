@@ -161,10 +161,8 @@ def main(argv: list[str] | None = None) -> int:
 
     step("layer size (make build when the layer changed)")
     results["layer"] = layer_size()
-    step("cold start: four handlers and the floor, interleaved")
-    results["cold_start"] = [
-        asdict(r) | {"ratio": r.ratio, "holds": r.holds} for r in cold_start.run(3 if args.quick else 11)
-    ]
+    step("cold start: four functions' first requests, their floors and two variants, interleaved")
+    results["cold_start"] = [r.as_json() for r in cold_start.run(3 if args.quick else 11)]
     step("token read: cached and cold")
     results["token_read"] = _run_module("bench.token_read", [], timeout=300)
     step("finding due connections: 1,000 / 10,000 / 100,000 stored")

@@ -107,6 +107,7 @@ def run_floor(spec: dict, fd: int) -> None:
         import requests
 
         http = requests.Session()
+        http.headers.clear()  # the recorded headers are all requests sent: not its defaults on top of them
     config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
     clients = {service: boto3.client(service, config=config) for service in spec["services"]}
     _report(fd, "imported")
