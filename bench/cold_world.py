@@ -114,6 +114,8 @@ class Sample:
 
 
 class World:
+    api_base_url = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"  # as the events' domain name
+
     def __init__(self) -> None:
         self._servers: list[_Server] = []
         try:
@@ -261,8 +263,6 @@ class World:
                 )
             finally:
                 self._emulator("POST", "/_emulator/config", {"access_token_seconds": ACCESS_TOKEN_SECONDS})
-
-    api_base_url = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
 
     def _http_event(self, sample: str, path: str, query: dict[str, str], cookies: list[str] | None = None) -> dict:
         """A request as API Gateway's HTTP API hands it over, on the shape of events/<sample>."""
