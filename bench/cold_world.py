@@ -33,7 +33,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
+
+from qbo_local.sample_events import http_event
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = ROOT / "layers" / "qbo_connect"
@@ -55,29 +57,31 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_for_port(port: int, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:g} s")
-
-
 class _Server:
-    """A server process of our own interpreter (moto, the emulator), stopped with the world."""
+    """A server process of our own interpreter (moto, the emulator), ready when it answers `ready_path`."""
 
-    def __init__(self, what: str, module: str, *args: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, what: str, ready_path: str, module: str, *args: str) -> None:
+        import requests
+
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
         self._process = subprocess.Popen(  # noqa: S603 - our interpreter, our modules
-            [sys.executable, "-m", module, *args, str(self.port)],
+            [sys.executable, "-m", module, *args, str(port)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_port(self.port, what)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(self.url + ready_path, timeout=1).status_code < 500:
+                    return
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline or self._process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"{what} did not answer on {self.url} within 30 s")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         self._process.terminate()
@@ -114,7 +118,7 @@ class Sample:
 
 
 class World:
-    api_base_url = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"  # as the events' domain name
+    api_base_url = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"  # the sample events' API
 
     def __init__(self) -> None:
         self._servers: list[_Server] = []
@@ -128,9 +132,9 @@ class World:
     def _start(self) -> None:
         import requests
 
-        aws = _Server("moto", "moto.server", "-H", "127.0.0.1", "-p")
+        aws = _Server("moto", "/moto-api/", "moto.server", "-H", "127.0.0.1", "-p")
         self._servers.append(aws)
-        intuit = _Server("the Intuit emulator", "qbo_local.emulator", "--no-rate-limits", "--port")
+        intuit = _Server("the Intuit emulator", "/_emulator/health", "qbo_local.emulator", "--no-rate-limits", "--port")
         self._servers.append(intuit)
         self.aws_url, self.emulator_url = aws.url, intuit.url
         self._http = requests.Session()
@@ -264,28 +268,10 @@ class World:
             finally:
                 self._emulator("POST", "/_emulator/config", {"access_token_seconds": ACCESS_TOKEN_SECONDS})
 
-    def _http_event(self, sample: str, path: str, query: dict[str, str], cookies: list[str] | None = None) -> dict:
-        """A request as API Gateway's HTTP API hands it over, on the shape of events/<sample>."""
-        event = json.loads((ROOT / "events" / sample).read_text(encoding="utf-8"))
-        host = urlsplit(self.api_base_url).netloc
-        event["rawPath"] = event["requestContext"]["http"]["path"] = path
-        event["rawQueryString"] = urlencode(query)
-        event["queryStringParameters"] = dict(query)
-        event["headers"]["host"] = event["requestContext"]["domainName"] = host
-        event["requestContext"]["domainPrefix"] = host.split(".")[0]
-        event["requestContext"]["requestId"] = uuid.uuid4().hex[:16]
-        event["requestContext"]["timeEpoch"] = int(time.time() * 1000)
-        event.pop("cookies", None)
-        if cookies:
-            event["cookies"] = cookies
-        if "pathParameters" in event:
-            event["pathParameters"] = {"connection_id": path.split("/")[2]}
-        return event
-
     def _prepare_authorize(self, connection_id: str) -> Sample:
         self._recreate(connection_id, connected=False)
         link = urlsplit(self.services.authorize_links.create(self.api_base_url, connection_id))
-        return Sample([self._http_event("authorize.json", link.path, dict(parse_qsl(link.query)))])
+        return Sample([http_event("authorize.json", link.path, dict(parse_qsl(link.query)))])
 
     def _prepare_callback(self, connection_id: str) -> Sample:
         from qbo_connect.domain.authorization import STATE_COOKIE, callback_url
@@ -307,7 +293,7 @@ class World:
         if decision.status_code != 302:
             raise RuntimeError(f"the emulator's Connect button answered {decision.status_code}")
         callback = dict(parse_qsl(urlsplit(decision.headers["Location"]).query))
-        event = self._http_event(
+        event = http_event(
             "callback.json",
             "/oauth/callback",
             {"code": callback["code"], "state": callback["state"], "realmId": callback["realmId"]},

@@ -260,11 +260,14 @@ boto3, requests and two clients (about 1,200 million):
   `/opt`, and without them every cold start compiled Powertools, requests, urllib3 and qbo_connect from
   source: the **layer without bytecode** column. `make build` says when the build host has no Python 3.13.
 
-What remains above the floor is the service's own code: importing Powertools' Logger and Metrics
-(about 35 million instructions) and qbo_connect's domain, ports and settings (about 110 million, two
-thirds of it the dataclass decorator compiling the frozen dataclasses' methods at import), about a
-tenth of the floor. Wall-clock time hides part of it behind the waits on AWS and Intuit, which both
-sides share; the functions with the fewest calls show it most.
+What the service still adds to the floor's work is its own code: importing Powertools' Logger and
+Metrics (about 35 million instructions) and qbo_connect's domain, ports and settings (about 110 million,
+two thirds of it the dataclass decorator compiling the frozen dataclasses' methods at import), with
+requests-oauthlib where a function exchanges or refreshes a token (about 50 million): 13 to 17 per
+cent of the floor's instructions. The waits on AWS and Intuit, the same on both sides, hide part of it
+in wall-clock time; the functions with the fewest calls show it most. The processes run the project's
+Python 3.11; Lambda runs 3.13, where the same comparison (instruction counts of the set-up) differs by
+under a per cent.
 
 Rerun: `python -m bench.cold_start [ROUNDS]` (11 rounds take about four minutes on two cores) prints the
 figures and the calls; `make bench` runs it with everything else. The machine is shared and noisy:
