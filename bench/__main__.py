@@ -1,10 +1,10 @@
 """`make bench`: run every benchmark, print the table, write docs/performance.md.
 
-    .venv/bin/python -m bench            # everything (about eight minutes on a two-core machine)
+    .venv/bin/python -m bench            # everything (about 25 minutes on a two-core machine)
     .venv/bin/python -m bench --quick    # smaller runs to try the machinery (not for the figures)
 
-The throughput, due-finding and token-read runs each get a fresh interpreter (they set up their own
-AWS and environment); their handler logs go to bench/out/*.log.
+The throughput, on-demand, due-finding, token-read and webhook runs each get a fresh interpreter (they
+set up their own AWS and environment); their handler logs go to bench/out/*.log.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ def machine() -> dict[str, Any]:
 
 
 def cost_results(measured: dict[str, Any]) -> dict[str, Any]:
-    """The cost model with the calls per refresh the throughput run counted."""
+    """The cost model with the calls per refresh the throughput run counted, per policy, and the scale model."""
     inputs = cost.CostInputs(
         secrets_calls=sum(v for k, v in measured["function_calls"].items() if k.startswith("secretsmanager."))
         / measured["refreshed"],
@@ -120,8 +120,50 @@ def cost_results(measured: dict[str, Any]) -> dict[str, Any]:
         "inputs": asdict(inputs),
         "model": asdict(model),
         "per_connection_month": model.per_connection_month,
+        "per_policy": cost.per_policy(inputs),
         "ceiling": asdict(cost.ceiling()),
+        "million_mixed": cost.PolicyMix(1_000_000, 0.05).as_dict(),
     }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What each part runs: the full benchmark's sizes, or the quick ones (small, to try the machinery)."""
+
+    cold_start_rounds: int = 11
+    due_finding: tuple[str, ...] = ()  # bench.due_finding's defaults: 1,000 / 10,000 / 100,000 stored
+    throughput: tuple[str, ...] = ()  # bench.throughput's defaults: a quarter region, 10,000 due, two profiles
+    on_demand: tuple[str, ...] = ()  # bench.on_demand's defaults: 400 cold requests, 50 shared connections
+    webhook: tuple[str, ...] = ()
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(
+            cold_start_rounds=3,
+            due_finding=("1000", "5000"),
+            throughput=("--slice", "0.1", "2000", "2000:long_tail"),
+            on_demand=("40", "5"),
+            webhook=("--quick",),
+        )
+
+    def describe(self, part: str) -> str:
+        """The sizes a part runs, for its progress line."""
+        from bench import due_finding, on_demand, throughput
+
+        if part == "due_finding":
+            stored = [int(s) for s in self.due_finding] or list(due_finding.STORED)
+            return " / ".join(f"{n:,}" for n in stored) + f" stored, {due_finding.DUE} due of each policy"
+        if part == "throughput":
+            share, runs = throughput.parse_runs(list(self.throughput))
+            listed = ", ".join(f"{size:,} due ({profile})" for size, profile in runs)
+            return f"{listed} in a region, run as a {share:g} slice"
+        if part == "on_demand":
+            sizes = [int(s) for s in self.on_demand] or [
+                on_demand.LATENCY_CONNECTIONS,
+                on_demand.CONCURRENT_CONNECTIONS,
+            ]
+            return f"{sizes[0]:,} cold requests, {sizes[1]:,} connections asked by {on_demand.WORKFLOWS} at once"
+        return ""
 
 
 def write_outputs(results: dict[str, Any], *, document: bool) -> int:
@@ -151,27 +193,34 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report_only:
         results = json.loads((OUT / "results.json").read_text(encoding="utf-8"))
-        results["cost"] = cost_results(results["throughput"][-1])
+        results["cost"] = cost_results(results["throughput"][0])
         return write_outputs(results, document=True)
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine()}
+    plan = Plan.quick() if args.quick else Plan()
 
     def step(name: str) -> None:
         print(f"[{time.monotonic() - started:5.0f} s] {name}", file=sys.stderr, flush=True)
 
     step("layer size (make build when the layer changed)")
     results["layer"] = layer_size()
-    step("cold start: four functions' first requests, their floors and two variants, interleaved")
-    results["cold_start"] = [r.as_json() for r in cold_start.run(3 if args.quick else 11)]
+    step(
+        "cold start: four functions' first requests, their floors and two variants, interleaved, "
+        f"{plan.cold_start_rounds} rounds"
+    )
+    results["cold_start"] = [r.as_json() for r in cold_start.run(plan.cold_start_rounds)]
     step("token read: cached and cold")
     results["token_read"] = _run_module("bench.token_read", [], timeout=300)
-    step("finding due connections: 1,000 / 10,000 / 100,000 stored")
-    stored = ["1000", "5000"] if args.quick else []
-    results["due_finding"] = _run_module("bench.due_finding", stored, timeout=400)
-    step("refresh throughput: 1,000 then 10,000 due connections in the local stack")
-    sizes = ["200", "500"] if args.quick else []
-    results["throughput"] = _run_module("bench.throughput", sizes, timeout=700)
-    results["cost"] = cost_results(results["throughput"][-1])
+    step(f"finding due connections: {plan.describe('due_finding')}")
+    results["due_finding"] = _run_module("bench.due_finding", list(plan.due_finding), timeout=600)
+    step(f"refresh throughput: {plan.describe('throughput')}")
+    results["throughput"] = _run_module("bench.throughput", list(plan.throughput), timeout=2400)
+    step(f"on-demand token requests: {plan.describe('on_demand')}")
+    results["on_demand"] = _run_module("bench.on_demand", list(plan.on_demand), timeout=1200)
+    if (ROOT / "bench" / "webhook_answer.py").is_file():
+        step("webhook answer time: signed deliveries of 1, 100 and 1,000 changes")
+        results["webhook_answer"] = _run_module("bench.webhook_answer", list(plan.webhook), timeout=900)
+    results["cost"] = cost_results(results["throughput"][0])
     results["machine"]["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     results["elapsed_seconds"] = round(time.monotonic() - started, 1)
 

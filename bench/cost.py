@@ -30,9 +30,11 @@ EVENTBRIDGE_CUSTOM_EVENT = 1.00 / 1_000_000
 ACCESS_TOKEN_SECONDS = 3600  # Intuit access tokens live one hour
 MARGIN_SECONDS = 900  # RefreshMarginSeconds
 PERIOD_SECONDS = 300  # RefreshSchedule rate(5 minutes)
-BATCH_SIZE = 10  # the SQS event source's BatchSize
+BATCH_SIZE = 20  # RefreshBatchSize: the SQS event source's BatchSize
+MAX_CONCURRENCY = 50  # RefreshMaxConcurrency: each instance holds an equal share of the write budget
 MEMORY_GB = 0.5  # MemorySize 512
 WRITE_BUDGET_PER_SECOND = 40  # SecretsWriteBudgetPerSecond
+KEEPALIVE_SECONDS = 86_400  # an on-demand connection nobody used is refreshed a day after its last refresh
 REGION_WRITE_QUOTA_PER_SECOND = 50  # PutSecretValue and the other Secrets Manager writes, per region
 SECONDS_PER_MONTH = 30.4375 * 86_400
 
@@ -44,9 +46,11 @@ class CostInputs:
     secrets_calls: float = 2.0  # GetSecretValue, PutSecretValue
     dynamodb_updates: float = 2.0  # lease UpdateItem, then the UpdateItem that saves and releases
     item_kb: float = 1.0  # the connection item, rounded up to whole KB per write
-    sqs_requests: float = 0.3  # SendMessageBatch (sweep), ReceiveMessage, DeleteMessageBatch: one each per 10
+    sqs_requests: float = 0.2  # SendMessageBatch (sweep, per 10), ReceiveMessage and DeleteMessageBatch (per batch)
     query_read_units: float = 0.005  # the sweep's index read, per refresh (half a unit per 4 KB of keys)
-    batch_seconds: float = 0.6  # refresh function duration per batch of 10 (Intuit's answer dominates)
+    # Refresh function duration per batch: the instance's share of the write budget paces its writes
+    # (BATCH_SIZE / (budget / MAX_CONCURRENCY) = 25 s), which also covers Intuit's slower answers.
+    batch_seconds: float = BATCH_SIZE / (WRITE_BUDGET_PER_SECOND / MAX_CONCURRENCY)
 
 
 @dataclass
@@ -77,11 +81,11 @@ def refresh_interval_seconds(
     return access_token_seconds - margin_seconds + period_seconds / 2
 
 
-def model(inputs: CostInputs | None = None) -> CostModel:
+def model(inputs: CostInputs | None = None, *, refreshes_per_day: float | None = None) -> CostModel:
+    """Per connection and month; `refreshes_per_day` defaults to an eager connection's (the schedule's)."""
     inputs = inputs or CostInputs()
-    interval = refresh_interval_seconds()
-    per_day = 86_400 / interval
-    per_month = SECONDS_PER_MONTH / interval
+    per_day = refreshes_per_day if refreshes_per_day is not None else 86_400 / refresh_interval_seconds()
+    per_month = per_day * SECONDS_PER_MONTH / 86_400
     # Each UpdateItem writes the item and its copy in the by-name index (projection ALL); the save also
     # moves the entry in the refresh-due index (its sort key, the expiry, changes): a delete and a put.
     item_units = math.ceil(inputs.item_kb)
@@ -104,14 +108,14 @@ def model(inputs: CostInputs | None = None) -> CostModel:
             inputs.query_read_units * per_month,
             inputs.query_read_units * per_month * DYNAMODB_READ_UNIT,
         ),
-        CostLine("Lambda: refresh invocations (one per batch of 10)", batches, batches * LAMBDA_REQUEST),
+        CostLine(f"Lambda: refresh invocations (one per batch of {BATCH_SIZE})", batches, batches * LAMBDA_REQUEST),
         CostLine(
-            "Lambda: refresh duration, GB-s (arm64, 512 MB)",
+            "Lambda: refresh duration, GB-s (arm64, 512 MB; writes paced by the instance's budget share)",
             batches * inputs.batch_seconds * MEMORY_GB,
             batches * inputs.batch_seconds * MEMORY_GB * LAMBDA_GB_SECOND_ARM,
         ),
         CostLine(
-            "SQS: send, receive, delete (batches of 10)",
+            "SQS: send (10 a call), receive, delete (a batch each)",
             inputs.sqs_requests * per_month,
             inputs.sqs_requests * per_month * SQS_REQUEST,
         ),
@@ -133,6 +137,76 @@ def model(inputs: CostInputs | None = None) -> CostModel:
         ),
     ]
     return CostModel(per_day, per_month, lines, fixed)
+
+
+@dataclass
+class PolicyMix:
+    """A region's connections by refresh policy, and the write rate they need against the budget."""
+
+    connections: int
+    eager_share: float
+    # An on-demand connection's refreshes a day: one if it is used in at most one access-token lifetime a
+    # day (a nightly job) or not at all (the keep-alive); more if workflows use it around the clock.
+    on_demand_refreshes_per_day: float = 1.0
+    budget: float = WRITE_BUDGET_PER_SECOND
+
+    @property
+    def eager(self) -> int:
+        return round(self.connections * self.eager_share)
+
+    @property
+    def on_demand(self) -> int:
+        return self.connections - self.eager
+
+    @property
+    def eager_refreshes_per_day(self) -> float:
+        return 86_400 / refresh_interval_seconds()
+
+    @property
+    def writes_per_second(self) -> float:
+        per_day = self.eager * self.eager_refreshes_per_day + self.on_demand * self.on_demand_refreshes_per_day
+        return per_day / 86_400
+
+    @property
+    def holds(self) -> bool:
+        return self.writes_per_second <= self.budget
+
+    @property
+    def most_on_demand_refreshes_per_day(self) -> float:
+        """How often each on-demand connection may refresh a day before the mix exceeds the budget."""
+        left = self.budget * 86_400 - self.eager * self.eager_refreshes_per_day
+        return left / self.on_demand if self.on_demand else float("inf")
+
+    @property
+    def index_writes_per_second(self) -> dict[str, float]:
+        """Writes per second into each policy's partition of the refresh-due index (its sort key, the expiry,
+        moves at every refresh: a delete and a put); DynamoDB serves about 1,000 a second per partition key."""
+        return {
+            "eager": 2 * self.eager * self.eager_refreshes_per_day / 86_400,
+            "on_demand": 2 * self.on_demand * self.on_demand_refreshes_per_day / 86_400,
+        }
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "connections": self.connections,
+            "eager": self.eager,
+            "on_demand": self.on_demand,
+            "eager_refreshes_per_day": round(self.eager_refreshes_per_day, 2),
+            "on_demand_refreshes_per_day": self.on_demand_refreshes_per_day,
+            "writes_per_second": round(self.writes_per_second, 2),
+            "budget": self.budget,
+            "holds": self.holds,
+            "most_on_demand_refreshes_per_day": round(self.most_on_demand_refreshes_per_day, 2),
+            "index_writes_per_second": {k: round(v, 1) for k, v in self.index_writes_per_second.items()},
+        }
+
+
+def per_policy(inputs: CostInputs | None = None) -> dict[str, float]:
+    """USD per connection-month for each refresh policy (on demand: one refresh a day)."""
+    return {
+        "eager": model(inputs).per_connection_month,
+        "on_demand": model(inputs, refreshes_per_day=1.0).per_connection_month,
+    }
 
 
 @dataclass
@@ -169,7 +243,9 @@ if __name__ == "__main__":
             {
                 "model": asdict(model()),
                 "per_connection_month": model().per_connection_month,
+                "per_policy": per_policy(),
                 "ceiling": asdict(ceiling()),
+                "million_mixed": PolicyMix(1_000_000, 0.05).as_dict(),
             },
             indent=2,
         )

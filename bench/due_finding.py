@@ -1,10 +1,12 @@
 """Finding due connections: what the scheduled run reads, for 1,000, 10,000 and 100,000 stored
-connections of which 100 are due.
+connections, 5 % of them eager and 95 % on demand (the mix the scale model assumes), of which 100
+eager ones are due (their access token expires within the margin) and 100 on-demand ones are due for
+their keep-alive (last refreshed a day ago).
 
-The run calls what the sweep calls (TokenLifecycle.due_connection_ids: one Query on the sparse
-`refresh-due` index, access_token_expires_at <= now + margin, KEYS_ONLY projection), on moto's
-DynamoDB (in process: seeding 100,000 items through a server would take minutes). A botocore hook
-adds ReturnConsumedCapacity=TOTAL to that Query and reads every page it gets back.
+The run calls what the sweep calls (TokenLifecycle.due_connection_ids: one Query per refresh policy on
+the sparse `refresh-due` index, each in its policy's partition up to its cut-off, KEYS_ONLY
+projection), on moto's DynamoDB (in process: seeding 100,000 items through a server would take
+minutes). A botocore hook adds ReturnConsumedCapacity=TOTAL to those Queries and reads every page.
 
 moto answers ConsumedCapacity with a constant (it does not model capacity), so the read capacity is
 computed the way DynamoDB bills a Query: the sizes of the index entries read (attribute names plus
@@ -13,8 +15,9 @@ rounded up to 4 KB, half a unit per 4 KB (index reads are eventually consistent)
 look at is the items read: DynamoDB reads only the index range the key condition selects, so it is
 the due connections, however many are stored.
 
-Connections not due are connected with an access token valid for another 50 minutes; they sit in
-the same index partition, after the due ones. Their items carry the attributes the index sees and
+Connections not due: eager ones with an access token valid for another 50 minutes, on-demand ones
+refreshed within the last day (most with an expired access token); each sits in its policy's index
+partition, after the due ones. Their items carry the attributes the index sees and
 their status; the rest of a connection item changes nothing the index query reads.
 """
 
@@ -30,14 +33,17 @@ from decimal import Decimal
 from typing import Any
 
 STORED = (1_000, 10_000, 100_000)
-DUE = 100
+DUE = 100  # of each policy
+EAGER_SHARE = 0.05
 TABLE = "qbo-bench-due"
+DAY = 86_400
 
 
 @dataclass
 class DueResult:
     stored: int
     due_found: int
+    queries: int
     pages: int
     items_read: int
     read_bytes: int
@@ -67,25 +73,31 @@ class _QueryMeter:
 
     def __init__(self, events: Any) -> None:
         self.pages: list[dict[str, Any]] = []
+        self.queries = 0  # first pages: one per query
         events.register("provide-client-params.dynamodb.Query", self._ask_for_capacity)
         events.register("after-call.dynamodb.Query", self._record)
 
     def _ask_for_capacity(self, params: dict[str, Any], **_: Any) -> None:
         params["ReturnConsumedCapacity"] = "TOTAL"
+        self.queries += "ExclusiveStartKey" not in params
 
     def _record(self, parsed: dict[str, Any], **_: Any) -> None:
         self.pages.append(parsed)
 
 
-def _not_due_item(number: int, expires_at: int) -> dict[str, Any]:
+def _not_due_item(number: int, now: int) -> dict[str, Any]:
     connection_id = f"stored-{number:06d}"
+    eager = number % round(1 / EAGER_SHARE) == 0
+    # Eager: valid for another 50 minutes or so. On demand: refreshed some time in the last 23 hours.
+    expires_at = now + 3000 + number % 600 if eager else now + 3600 - (number * 7919) % (23 * 3600)
     return {
         "pk": f"connection#{connection_id}",
         "connection_id": connection_id,
         "listing": "connection",
         "name": f"stored {number:06d}",
         "status": "connected",
-        "refresh_index": "connected",
+        "refresh_policy": "eager" if eager else "on_demand",
+        "refresh_index": "connected" if eager else "on_demand",
         "access_token_expires_at": expires_at,
     }
 
@@ -100,7 +112,7 @@ def run(stored: tuple[int, ...] = STORED, due: int = DUE) -> list[DueResult]:
     from moto import mock_aws
     from qbo_connect import intuit
     from qbo_connect.adapters.dynamodb_store import connection_to_item, create_table
-    from qbo_connect.domain.connection import Connection, ConnectionStatus
+    from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy
     from qbo_connect.runtime import build_services
     from qbo_connect.settings import Settings
 
@@ -113,30 +125,36 @@ def run(stored: tuple[int, ...] = STORED, due: int = DUE) -> list[DueResult]:
         table = boto3.Session().resource("dynamodb").Table(TABLE)  # seeding: another session, not metered
         now = int(time.time())
         with table.batch_writer() as batch:
-            for number in range(1, due + 1):
-                connection = Connection(
-                    connection_id=f"due-{number:04d}",
-                    name=f"due {number:04d}",
-                    environment=intuit.Environment.SANDBOX,
-                    base_url=intuit.SANDBOX_API_BASE_URL,
-                    client_id="bench-client-id",
-                    realm_id="9341453050000001",
-                    status=ConnectionStatus.CONNECTED,
-                    has_client_secret=True,
-                    access_token_expires_at=now + 300,
-                    refresh_token_expires_at=now + 8_000_000,
-                    last_refreshed_at=now - 3300,
-                    version=1,
-                    secret_generation=1,
-                )
-                batch.put_item(Item=connection_to_item(connection))
-        written = due
+            for policy, last_refreshed in (
+                (RefreshPolicy.EAGER, now - 3300),
+                (RefreshPolicy.ON_DEMAND, now - DAY - 60),
+            ):
+                for number in range(1, due + 1):
+                    connection = Connection(
+                        connection_id=f"due-{policy.value.replace('_', '-')}-{number:04d}",
+                        name=f"due {policy.value} {number:04d}",
+                        environment=intuit.Environment.SANDBOX,
+                        base_url=intuit.SANDBOX_API_BASE_URL,
+                        client_id="bench-client-id",
+                        realm_id="9341453050000001",
+                        refresh_policy=policy,
+                        status=ConnectionStatus.CONNECTED,
+                        has_client_secret=True,
+                        access_token_expires_at=last_refreshed + 3600,
+                        refresh_token_expires_at=now + 8_000_000,
+                        last_refreshed_at=last_refreshed,
+                        version=1,
+                        secret_generation=1,
+                    )
+                    batch.put_item(Item=connection_to_item(connection))
+        written = 2 * due
         for target in stored:
             with table.batch_writer() as batch:
                 for number in range(written + 1, target + 1):
-                    batch.put_item(Item=_not_due_item(number, now + 3000 + number % 600))
+                    batch.put_item(Item=_not_due_item(number, now))
             written = target
             meter.pages.clear()
+            meter.queries = 0
             started = time.perf_counter()
             found = services.lifecycle.due_connection_ids()
             seconds = time.perf_counter() - started
@@ -152,6 +170,7 @@ def run(stored: tuple[int, ...] = STORED, due: int = DUE) -> list[DueResult]:
                 DueResult(
                     stored=target,
                     due_found=len(found),
+                    queries=meter.queries,
                     pages=len(meter.pages),
                     items_read=len(items),
                     read_bytes=read_bytes,

@@ -1,6 +1,8 @@
 """moto's server as the benchmark runs it: `python -m bench.moto_server -H 127.0.0.1 -p PORT`.
 
-Two changes to moto, for the benchmark only, where moto does per call work that grows with what it
+It is the local stack's (qbo_local.serialized_moto: DynamoDB's and Secrets Manager's requests applied
+atomically, as AWS does; plain moto lets two processes racing for one lease both win). And four changes
+to moto, for the benchmark only, where moto does per call work that grows with what it
 holds (AWS does not), so that the throughput figure measures qbo-connect and not moto:
 
 - Secrets Manager finds a secret by comparing every stored secret's name and ARN: with 11,000
@@ -14,9 +16,10 @@ holds (AWS does not), so that the throughput figure measures qbo-connect and not
   of the queue), for every message sent and received: quadratic again. Here a count is reused for
   up to five seconds (SQS calls them approximate too; nothing in the benchmark reads them), and
   attribute names are converted once.
-- DynamoDB checks an update expression's clause counts at every nested node of its syntax tree,
-  each check walking the subtree again: quadratic in the number of SET actions (the metadata save
-  sets twenty). Here the check runs once, at the root, whose count covers every nested clause.
+- DynamoDB checks an update expression's clause counts, and that no two of its paths overlap, at
+  every nested node of its syntax tree, each check walking the subtree again: quadratic in the number
+  of SET actions (the metadata save sets twenty). Here each check runs once, at the root, whose
+  clauses cover every nested one.
 """
 
 from __future__ import annotations
@@ -30,9 +33,8 @@ from typing import Any
 
 import moto.sqs.models as sqs_models
 from moto.dynamodb.parsing.ast_nodes import UpdateExpression
-from moto.dynamodb.parsing.validators import ActionCountValidator
+from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
 from moto.secretsmanager.models import SecretsStore
-from moto.server import main
 from moto.sqs.exceptions import ReceiptHandleIsInvalid
 from moto.sqs.models import Queue
 
@@ -95,6 +97,12 @@ def _count_actions_at_the_root(self: ActionCountValidator, node: Any) -> Any:
     return node
 
 
+def _check_overlaps_at_the_root(self: OverlappingPathsValidator, node: Any) -> Any:
+    if isinstance(node, UpdateExpression):
+        self.check_for_overlapping_paths(node)
+    return node
+
+
 SecretsStore.__getitem__ = _getitem  # type: ignore[method-assign]
 SecretsStore.__contains__ = _contains  # type: ignore[method-assign]
 SecretsStore.get = _get  # type: ignore[method-assign]
@@ -106,6 +114,7 @@ for _name in (
 ):
     setattr(Queue, _name, _reused_for_a_while(getattr(Queue, _name)))
 ActionCountValidator.traverse = _count_actions_at_the_root  # type: ignore[method-assign]
+OverlappingPathsValidator.traverse = _check_overlaps_at_the_root  # type: ignore[method-assign]
 sqs_models.camelcase_to_underscores = functools.lru_cache(maxsize=512)(sqs_models.camelcase_to_underscores)
 
 
@@ -115,6 +124,20 @@ def _exit_with_parent() -> None:
     while os.getppid() == parent:
         time.sleep(1)
     os._exit(0)
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    from qbo_local.serialized_moto import SerializedMotoServer
+
+    parser = argparse.ArgumentParser(prog="python -m bench.moto_server")
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    SerializedMotoServer(host=args.host, port=args.port)
+    threading.Event().wait()  # serves in its thread until the benchmark stops this process
+    return 0
 
 
 if __name__ == "__main__":

@@ -22,16 +22,18 @@ from qbo_connect import intuit
 from qbo_connect.domain.admin_operations import AdminOperations
 from qbo_connect.domain.administration import Administration, NewConnection
 from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow, FlowResult, callback_url
-from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
+from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, RefreshPolicy, TestResult
 from qbo_connect.domain.connection_test import ConnectionTests
 from qbo_connect.domain.leases import Leases, busy_because
-from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
+from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
+from qbo_connect.domain.metering import AppUsage, ConnectionUsage, Flush, Tally, UsageKey
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
     Conflict,
     ConnectionAlreadyExists,
     ConnectionNotFound,
+    Forbidden,
     InvalidClient,
     NeedsReauthorization,
     QboConnectError,
@@ -110,6 +112,9 @@ class InMemoryConnectionStore:
         with self._lock:
             # The by-name index orders by the name's bytes.
             return sorted(self._connections.values(), key=lambda c: c.name.encode())
+
+    def find_by_realm(self, realm_id: str, *, client_id: str | None = None) -> list[Connection]:
+        return [c for c in self.list() if c.realm_id == realm_id and (client_id is None or c.client_id == client_id)]
 
     def save(self, connection: Connection, *, lease_owner: str, release_lease: bool = False) -> Connection:
         with self._lock:
@@ -199,12 +204,15 @@ class InMemoryConnectionStore:
             if stored is not None:
                 self._connections[connection_id] = replace(stored, last_test=result)
 
-    def due_connection_ids(self, *, due_before: float, limit: int | None = None) -> list[str]:
+    def due_connection_ids(
+        self, *, due_before: float, policy: RefreshPolicy = RefreshPolicy.EAGER, limit: int | None = None
+    ) -> list[str]:
         with self._lock:
             due = sorted(
                 (c.access_token_expires_at, c.connection_id)
                 for c in self._connections.values()
                 if c.status is ConnectionStatus.CONNECTED
+                and c.refresh_policy is policy
                 and c.access_token_expires_at is not None
                 and c.access_token_expires_at <= due_before
             )
@@ -387,6 +395,13 @@ class StrictIdentityProvider:
         self.deadlines: list[float | None] = []  # the whole-call deadline each refresh was given
         self.exchange_calls = 0
         self.revoked_tokens: list[str] = []
+        # The person who clicks Connect (OpenID Connect): userinfo and the ID token both name them.
+        self.person = ConsentIdentity(
+            sub="person-" + secrets.token_hex(8), email="owner@acme.test", email_verified=True
+        )
+        self.user_info_calls = 0
+        self._user_info_failures: deque[QboConnectError | type[QboConnectError]] = deque()
+        self.id_token_subject_override: str | None = None  # an ID token naming someone else
 
     # --- set-up ---------------------------------------------------------------------------------
     def register_client(self, client_id: str, client_secret: str) -> None:
@@ -402,6 +417,10 @@ class StrictIdentityProvider:
         """The next `count` token endpoint calls (exchange or refresh) fail with `error`, consuming nothing."""
         with self._lock:
             self._failures.extend([error] * count)
+
+    def fail_user_info(self, count: int, error: QboConnectError | type[QboConnectError]) -> None:
+        with self._lock:
+            self._user_info_failures.extend([error] * count)
 
     # --- what a person does in the browser ------------------------------------------------------
     def authorization_url(self, client_id: str, *, redirect_uri: str, scopes: Iterable[str], state: str) -> str:
@@ -514,12 +533,24 @@ class StrictIdentityProvider:
                 if token == grant.refresh_token or token in grant.access_tokens:
                     grant.revoked = True
 
+    def user_info(self, *, access_token: str, environment: intuit.Environment) -> ConsentIdentity:
+        with self._lock:
+            self.user_info_calls += 1
+            _raise_next(self._user_info_failures)
+            grant = next((g for g in self._grants if access_token in g.access_tokens), None)
+            if grant is None or grant.revoked or grant.access_tokens[access_token] <= self._clock.now():
+                raise Unauthorized("userinfo refused the access token")
+            if intuit.OPENID_SCOPE not in grant.scopes:
+                raise Forbidden("userinfo needs the openid scope")
+            return self.person if "email" in grant.scopes else replace(self.person, email=None, email_verified=None)
+
     def _authenticate(self, credentials: ClientCredentials) -> None:
         if self._clients.get(credentials.client_id) != credentials.client_secret:
             raise InvalidClient("invalid_client: the client ID or secret was refused")
 
     def _issue(self, grant: _Grant, *, include_hard_expiry: bool) -> TokenSet:
         now = self._clock.now()
+        exchange = not grant.refresh_token  # the code exchange: the only answer with an ID token
         if grant.refresh_token:
             grant.consumed[grant.refresh_token] = now
         access_token = "eyJ" + secrets.token_urlsafe(48)
@@ -536,7 +567,10 @@ class StrictIdentityProvider:
         }
         if include_hard_expiry:
             response[intuit.REFRESH_TOKEN_HARD_EXPIRES_IN_FIELD] = int(grant.hard_expires_at - now)
-        return TokenSet.from_token_response(response, now=now, scopes=grant.scopes)
+        token_set = TokenSet.from_token_response(response, now=now, scopes=grant.scopes)
+        if intuit.OPENID_SCOPE in grant.scopes and exchange:
+            token_set = replace(token_set, id_token_subject=self.id_token_subject_override or self.person.sub)
+        return token_set
 
     # --- what tests look at -----------------------------------------------------------------------
     def _grant_for(self, realm_id: str) -> _Grant:
@@ -580,13 +614,17 @@ class FakeCompanyApi:
         self._identity = identity
         self.company_name = company_name
         self.calls = 0
+        self.usages: list[UsageKey | None] = []  # whose call each was, for metering
         self._failures: deque[QboConnectError | type[QboConnectError]] = deque()
 
     def fail_next(self, count: int, error: QboConnectError | type[QboConnectError]) -> None:
         self._failures.extend([error] * count)
 
-    def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
+    def company_info(
+        self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None
+    ) -> CompanyInfo:
         self.calls += 1
+        self.usages.append(usage)
         tid = f"1-fake-{self.calls}"
         _raise_next(self._failures)
         if not self._identity.is_access_token_valid(access_token, realm_id):
@@ -608,7 +646,7 @@ class RecordingEvents:
 
 API_BASE_URL = "https://api.qbo-connect.test"
 # Older than the lifecycle's forced-refresh minimum age: a 401 may force a refresh again.
-FORCED_REFRESH_AGE = RefreshPolicy.forced_refresh_min_age_seconds + 60
+FORCED_REFRESH_AGE = RefreshTimings.forced_refresh_min_age_seconds + 60
 CLIENT_ID = "ABfakeclientid0123456789"
 
 
@@ -633,9 +671,9 @@ class FakeWorld:
             skew_seconds=self.settings.clock_skew_seconds,
             sealer=self.sealer,
         )
-        self.policy = RefreshPolicy(margin_seconds=self.settings.refresh_margin_seconds)
+        self.timings = RefreshTimings(margin_seconds=self.settings.refresh_margin_seconds)
         self.lifecycle = TokenLifecycle(
-            self.store, self.vault, self.identity, self.events, self.clock, self.leases, self.policy
+            self.store, self.vault, self.identity, self.events, self.clock, self.leases, self.timings
         )
         self.links = AuthorizeLinks(self.keys, self.clock, lifetime_seconds=self.settings.authorize_link_seconds)
         self.consent = ConsentFlow(
@@ -668,14 +706,21 @@ class FakeWorld:
         self.client_secret = "cs-" + secrets.token_urlsafe(24)
 
     def create_connection(
-        self, name: str = "Acme Books", *, realm_id: str | None = None, client_secret: str | None = None
+        self,
+        name: str = "Acme Books",
+        *,
+        realm_id: str | None = None,
+        client_secret: str | None = None,
+        scopes: tuple[str, ...] = intuit.DEFAULT_SCOPES,
     ) -> Connection:
         # One app per world: every connection uses its client ID and current secret.
         if client_secret is not None:
             self.client_secret = client_secret
         self.identity.register_client(CLIENT_ID, self.client_secret)
         return self.administration.create(
-            NewConnection(name=name, client_id=CLIENT_ID, realm_id=realm_id, client_secret=self.client_secret)
+            NewConnection(
+                name=name, client_id=CLIENT_ID, realm_id=realm_id, client_secret=self.client_secret, scopes=scopes
+            )
         )
 
     def start(self, connection_id: str):
@@ -706,3 +751,71 @@ class FakeWorld:
         connection = self.store.get(connection_id)
         assert connection is not None
         return connection
+
+
+class InMemoryUsageLedger:
+    """UsageLedger with DynamoDB's transaction semantics: all of a flush or none, and a token seen before
+    adds nothing again. `fail_next` makes the next adds fail before writing; `lose_next_answers` makes
+    them write and then fail, as a transaction whose answer was lost on the way back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.tallies: dict[tuple[str, UsageKey], Tally] = {}
+        self.tokens: list[str] = []
+        self.writes = 0
+        self._failures: deque[Exception] = deque()
+        self._lost: deque[Exception] = deque()
+
+    def fail_next(self, count: int, error: Exception) -> None:
+        self._failures.extend([error] * count)
+
+    def lose_next_answers(self, count: int, error: Exception) -> None:
+        self._lost.extend([error] * count)
+
+    def add(self, flush: Flush) -> None:
+        with self._lock:
+            self.writes += 1
+            if self._failures:
+                raise self._failures.popleft()
+            if flush.token not in self.tokens:
+                self.tokens.append(flush.token)
+                for key, tally in flush.counts.items():
+                    self.tallies.setdefault(key, Tally()).add(tally.reads, tally.writes)
+            if self._lost:
+                raise self._lost.popleft()
+
+    def month(self, month: str, *, connections_too: bool = True) -> list[AppUsage]:
+        with self._lock:
+            apps: dict[str, dict[str, int]] = {}
+            connections: dict[str, dict[str, ConnectionUsage]] = {}
+            for (at, key), tally in self.tallies.items():
+                if at != month:
+                    continue
+                prefix = "production" if key.metered else "sandbox"
+                app = apps.setdefault(key.client_id, {})
+                app[f"{prefix}_reads"] = app.get(f"{prefix}_reads", 0) + tally.reads
+                app[f"{prefix}_writes"] = app.get(f"{prefix}_writes", 0) + tally.writes
+                known = connections.setdefault(key.client_id, {}).get(key.connection_id)
+                connections[key.client_id][key.connection_id] = ConnectionUsage(
+                    key.connection_id,
+                    key.environment.value,
+                    (known.reads if known else 0) + tally.reads,
+                    (known.writes if known else 0) + tally.writes,
+                )
+            return [
+                AppUsage(
+                    client_id,
+                    month,
+                    **figures,
+                    connections=tuple(connections[client_id].values()) if connections_too else (),
+                )
+                for client_id, figures in sorted(apps.items())
+            ]
+
+    def calls(self, key: UsageKey) -> Tally:
+        """Everything counted for `key`, over all months."""
+        total = Tally()
+        for (_, counted), tally in self.tallies.items():
+            if counted == key:
+                total.add(tally.reads, tally.writes)
+        return total

@@ -8,6 +8,7 @@ import sys
 import click
 from qbo_connect import intuit
 from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
+from qbo_connect.domain.connection import RefreshPolicy
 
 from qbo_connect_cli import output
 from qbo_connect_cli.main import Invocation, _stdin_is_terminal, connections, next_step, pass_invocation
@@ -26,6 +27,12 @@ from qbo_connect_cli.main import Invocation, _stdin_is_terminal, connections, ne
 @click.option("--company-id", "realm_id", metavar="REALM_ID", help="Pin the company (realm ID).")
 @click.option("--no-company-id", "unpin", is_flag=True, help="Remove the company pin; the next consent sets it.")
 @click.option("--scope", "scopes", multiple=True, metavar="SCOPE", help="OAuth scope; repeat for several.")
+@click.option(
+    "--refresh-policy",
+    type=click.Choice([p.value for p in RefreshPolicy]),
+    help="eager: the secret always holds a valid access token (one Secrets Manager write per hour); on_demand: "
+    "refreshed when a workflow asks through the service, and once a day (one write a day).",
+)
 @pass_invocation
 def update(
     invocation: Invocation,
@@ -37,8 +44,9 @@ def update(
     realm_id: str | None,
     unpin: bool,
     scopes: tuple[str, ...],
+    refresh_policy: str | None,
 ) -> None:
-    """Change a connection's name, client ID, environment or base URL, company pin or scopes."""
+    """Change a connection's name, client ID, environment or base URL, company pin, scopes or refresh policy."""
     if realm_id and unpin:
         raise click.UsageError("--company-id and --no-company-id exclude each other")
     change = ConnectionUpdate(
@@ -48,6 +56,7 @@ def update(
         base_url=base_url,
         realm_id="" if unpin else realm_id,
         scopes=scopes or None,
+        refresh_policy=refresh_policy,
     )
     saved = invocation.services.admin.update(name_or_id, change, actor=invocation.actor)
     if invocation.wants_json:

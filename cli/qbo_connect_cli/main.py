@@ -26,6 +26,7 @@ from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.connection import (
     Connection,
     ConnectionStatus,
+    RefreshPolicy,
 )
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult
 from qbo_connect.errors import QboConnectError
@@ -293,6 +294,14 @@ def connections() -> None:
     help="Read the client secret from stdin (as set-secret --stdin; --client-secret-stdin is the old spelling).",
 )
 @click.option("--no-secret", is_flag=True, help="Create without the client secret; set it later with set-secret.")
+@click.option(
+    "--refresh-policy",
+    type=click.Choice([p.value for p in RefreshPolicy]),
+    default=RefreshPolicy.EAGER.value,
+    show_default=True,
+    help="eager: the secret always holds a valid access token; on_demand: refreshed when a workflow asks "
+    "through the service, and once a day (README, Refresh policies).",
+)
 @pass_invocation
 def create(
     invocation: Invocation,
@@ -305,6 +314,7 @@ def create(
     connection_id: str | None,
     client_secret_stdin: bool,
     no_secret: bool,
+    refresh_policy: str,
 ) -> None:
     """Create the connection NAME. The client secret comes from a hidden prompt, or stdin."""
     if client_secret_stdin and no_secret:
@@ -317,6 +327,7 @@ def create(
         scopes=scopes or intuit.DEFAULT_SCOPES,
         base_url=base_url,
         connection_id=connection_id,
+        refresh_policy=refresh_policy,
     )
     services = invocation.services
     secret = None
@@ -676,8 +687,19 @@ def main() -> None:
 
 
 # Commands of their own modules register themselves on `cli` (they import it from here):
-# `connections update` and `connections import`, `doctor`, and the Intuit app's settings (app-urls, webhooks).
-from qbo_connect_cli import admin_commands, doctor, intuit_app  # noqa: E402, F401
+# `connections update` and `connections import`, `doctor`, the Intuit app's settings (app-urls, webhooks),
+# `metering show` and `events tail`.
+from qbo_connect_cli import (  # noqa: E402, F401
+    admin_commands,
+    doctor,
+    events_tail,
+    intuit_app,
+    metering_commands,
+)
 
 if __name__ == "__main__":
-    main()
+    # `python -m qbo_connect_cli.main` runs this file as __main__, a second copy of the module: the command
+    # modules above registered on the `cli` of qbo_connect_cli.main, so run that one.
+    from qbo_connect_cli.main import main as registered_main
+
+    registered_main()

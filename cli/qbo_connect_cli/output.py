@@ -93,6 +93,13 @@ def expiry(timestamp: float | None, now: float) -> str:
     return relative(timestamp, now)
 
 
+def access_token(summary: Mapping[str, Any], now: float) -> str:
+    """When the stored access token expires; an on-demand connection's is expired most of the time, by design."""
+    text = expiry(summary.get("access_token_expires_at"), now)
+    expired = (summary.get("access_token_expires_at") or now + 1) <= now
+    return f"{text} (refreshed on demand)" if expired and summary.get("refresh_policy") == "on_demand" else text
+
+
 def days_left(timestamp: float | None, now: float) -> str:
     if timestamp is None:
         return MISSING
@@ -119,6 +126,7 @@ LIST_HEADERS = (
     "ID",
     "ENVIRONMENT",
     "STATUS",
+    "REFRESH",
     "REALM ID",
     "COMPANY",
     "ACCESS TOKEN",
@@ -134,9 +142,10 @@ def connections_table(summaries: Iterable[Mapping[str, Any]], now: float) -> str
             s["connection_id"],
             s["environment"],
             s["status"],
+            (s.get("refresh_policy") or "eager").replace("_", " "),
             s.get("realm_id"),
             s.get("company_name"),
-            expiry(s.get("access_token_expires_at"), now),
+            access_token(s, now),
             relative(s.get("last_refreshed_at"), now),
             days_left(s.get("refresh_token_hard_expires_at"), now),
         )
@@ -155,6 +164,7 @@ _LABELS = {
     "client_id": "Client ID",
     "client_secret_set": "Client secret",
     "scopes": "Scopes",
+    "refresh_policy": "Refresh policy",
     "status": "Status",
     "created_at": "Created",
     "connected_at": "Connected",
@@ -189,7 +199,20 @@ def _field_value(key: str, value: Any, now: float, summary: Mapping[str, Any]) -
         return " ".join(value or ()) or None
     if key == "last_test":
         return last_test(value, now, connected_at=summary.get("connected_at"))
+    if key == "consented_by":
+        return consented_by(value)
     return value
+
+
+def consented_by(identity: Mapping[str, Any] | None) -> str | None:
+    """Who gave the current consent (openid scopes), or why that is unknown."""
+    if not identity:
+        return None
+    if not identity.get("sub"):
+        return f"unknown ({identity.get('unknown_reason')})"
+    email = identity.get("email") or "no email shared"
+    verified = " (not verified)" if identity.get("email_verified") is False else ""
+    return f"{email}{verified}, Intuit user {identity['sub']}"
 
 
 def last_test(result: Mapping[str, Any] | None, now: float, *, connected_at: float | None = None) -> str | None:

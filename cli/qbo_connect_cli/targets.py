@@ -66,6 +66,7 @@ class Target:
     session: boto3.Session
     api_base_url: str  # where authorize links point: the public base URL when the stack has one
     callback_url: str
+    event_log_group: str = ""  # the CloudWatch Logs group every event goes to (`events tail`)
 
 
 def resolve(*, stack: str | None, profile: str | None, region: str | None, local: bool) -> Target:
@@ -99,6 +100,7 @@ def deployed_stack(name: str, *, profile: str | None, region: str | None) -> Tar
         session=session,
         api_base_url=base_url,
         callback_url=outputs.get("CallbackUrl") or callback_url(base_url),
+        event_log_group=outputs.get("EventLogGroupName", ""),
     )
 
 
@@ -201,6 +203,7 @@ def local_target(state: Mapping[str, Any]) -> Target:
         session=session,
         api_base_url=api_url,
         callback_url=state.get("callback_url") or callback_url(api_url),
+        event_log_group=str(state.get("event_log_group") or ""),
     )
 
 

@@ -8,6 +8,7 @@ On the local stack: make invoke FUNCTION=list_customers EVENT=events/example-lis
 from aws_lambda_powertools import Logger
 from qbo_connect.client import QuickBooksClient
 from qbo_connect.errors import QboConnectError
+from qbo_connect.metering import flush_usage
 
 logger = Logger(service="list-customers-example")
 
@@ -29,5 +30,8 @@ def handler(event: dict, context) -> dict:
             extra={"connection_id": connection_id, "error_code": error.code.value, "intuit_tid": error.intuit_tid},
         )
         raise
+    finally:
+        # The API calls this invocation made, written before Lambda may freeze the container (metering).
+        flush_usage()
     logger.info("Listed customers", extra={"connection_id": connection_id, "count": len(customers)})
     return {"connection_id": connection_id, "count": len(customers), "customers": customers}

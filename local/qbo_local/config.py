@@ -18,9 +18,11 @@ ACCOUNT_ID = "123456789012"
 TABLE_NAME = STACK_NAME
 REFRESH_QUEUE_NAME = f"{STACK_NAME}-refresh"
 REFRESH_DLQ_NAME = f"{STACK_NAME}-refresh-dlq"
-REFRESH_MAX_RECEIVE_COUNT = 5
 WEBHOOK_QUEUE_NAME = f"{STACK_NAME}-webhooks"
 WEBHOOK_DLQ_NAME = f"{STACK_NAME}-webhooks-dlq"
+# As template.yaml's EventLogGroup and EventLogRule: every qbo-connect event, kept for `events tail`.
+EVENT_LOG_GROUP = f"/aws/events/qbo-connect/{STACK_NAME}"
+EVENT_LOG_RULE = f"{STACK_NAME}-event-log"
 
 # moto accepts any credentials; fixed fake ones keep boto3 from looking for a real profile.
 FAKE_AWS_ACCESS_KEY_ID = "testing"

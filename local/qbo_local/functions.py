@@ -8,8 +8,11 @@ layer folder put first on sys.path).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import importlib
 import importlib.util
+import os
 import secrets
 import sys
 import threading
@@ -269,3 +272,122 @@ def put_layer_first(root: Path) -> None:
     if layer in sys.path:
         sys.path.remove(layer)
     sys.path.insert(0, layer)
+
+
+class FunctionFailed(RuntimeError):
+    """The handler raised in its process; the message is the exception's type and text."""
+
+
+class ProcessFunction:
+    """One function instance in a process of its own, as each Lambda instance is: its own interpreter,
+    module, services and clients, one invocation at a time, and a CPU time that can be read apart from
+    the local stack's (the benchmarks judge the functions' own CPU per refresh with it).
+
+    `setup` ("module:function") runs in the new process once the handler is loaded; `call` runs any
+    such function there later and returns its (picklable) answer: instruments a benchmark reads."""
+
+    def __init__(
+        self, spec: FunctionSpec, *, root: Path, setup: str | None = None, environment: dict[str, str] | None = None
+    ) -> None:
+        import multiprocessing
+
+        self.spec = spec
+        self._root = root
+        self._setup = setup
+        self._environment = dict(environment or {})  # on top of this process's, as the function's own settings
+        self._lock = threading.Lock()
+        # spawn, not fork: the stack's process has threads (servers, pollers) that a fork would copy mid-work.
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve_function,
+            args=(spec, str(root), setup, self._environment, child),
+            name=f"function {spec.short_name}",
+        )
+        self._process.daemon = True
+        self._process.start()
+        child.close()
+        kind, value = self._connection.recv()  # the handler is loaded (or could not be)
+        if kind != "ready":
+            self.close()
+            raise FunctionFailed(value)
+
+    @property
+    def name(self) -> str:
+        return self.spec.logical_id
+
+    @property
+    def pid(self) -> int:
+        assert self._process.pid is not None
+        return self._process.pid
+
+    def another_container(self) -> ProcessFunction:
+        return ProcessFunction(self.spec, root=self._root, setup=self._setup, environment=self._environment)
+
+    def invoke(self, event: Any) -> Any:
+        return self._request("invoke", event)
+
+    def call(self, target: str) -> Any:
+        return self._request("call", target)
+
+    def _request(self, kind: str, value: Any) -> Any:
+        with self._lock:
+            self._connection.send((kind, value))
+            answer, result = self._connection.recv()
+        if answer == "error":
+            raise FunctionFailed(result)
+        return result
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the process has used so far (Linux: /proc/<pid>/stat)."""
+        return process_cpu_seconds(self.pid)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._connection.send(("exit", None))
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds, from /proc (fields 14 and 15, after the command name)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _resolve(target: str) -> Callable[[], Any]:
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _serve_function(
+    spec: FunctionSpec, root: str, setup: str | None, environment: dict[str, str], connection: Any
+) -> None:
+    """The instance's process: load the handler (as Lambda's init does), then answer requests until told to exit."""
+    os.environ.update(environment)
+    try:
+        put_layer_first(Path(root))
+        function = LocalFunction(spec)
+        function.load()
+        if setup:
+            _resolve(setup)()
+    except BaseException as error:
+        connection.send(("failed", f"{type(error).__name__}: {error}"))
+        return
+    connection.send(("ready", None))
+    while True:
+        try:
+            kind, value = connection.recv()
+        except EOFError:
+            return
+        if kind == "exit":
+            return
+        try:
+            result = function.invoke(value) if kind == "invoke" else _resolve(value)()
+        except Exception as error:
+            connection.send(("error", f"{type(error).__name__}: {error}"))
+        else:
+            connection.send(("ok", result))

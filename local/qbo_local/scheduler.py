@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -143,8 +144,11 @@ class QueueEventSource:
     event source mapping does: processed messages are deleted, failed ones come back after their
     visibility timeout, and the queue's redrive policy parks them in the dead-letter queue in the end.
 
-    `concurrency` pollers run side by side, each invoking its own container of the function, as the
-    mapping's MaximumConcurrency lets Lambda run that many instances at once."""
+    As in Lambda, the pollers are not the function's instances: `pollers` threads receive batches and
+    hand each to a free instance ("container"), of which at most `concurrency` exist (the mapping's
+    MaximumConcurrency). A poller receives only once an instance is free, so no message waits
+    invisible for an instance; instances are created when first needed, each with its own
+    one-at-a-time invocations."""
 
     def __init__(
         self,
@@ -158,6 +162,7 @@ class QueueEventSource:
         report_failures: bool = True,
         poll_seconds: int = 1,
         concurrency: int = 1,
+        pollers: int | None = None,
         describe: Callable[[list[str], float], str] | None = None,
         label: str = "Refresh queue",
     ) -> None:
@@ -170,13 +175,18 @@ class QueueEventSource:
         self.report_failures = report_failures
         self.poll_seconds = poll_seconds
         self.concurrency = max(1, concurrency)
+        # Lambda starts five pollers per mapping; more than the instances would only wait for one.
+        self.pollers = max(1, min(pollers or 5, self.concurrency))
         # Says, from the message bodies after the batch, what became of each (the function answers only failures).
         self.describe = describe
         self.label = label
         self.batches = 0
+        self.containers: list[Invocable] = []  # every instance created so far
+        self._idle: queue.SimpleQueue[Invocable] = queue.SimpleQueue()
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._running: set[threading.Thread] = set()
 
     def _receive(self, count: int) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
@@ -199,16 +209,19 @@ class QueueEventSource:
         return messages
 
     def poll_once(self, function: Invocable | None = None) -> int:
-        """Receive one batch and hand it to the function (or one of its containers); the number of messages handled."""
+        """Receive one batch and hand it to the function (or one of its instances); the number of messages handled."""
         messages = self._collect()
-        if not messages:
-            return 0
+        if messages:
+            self._invoke(function or self.function, messages)
+        return len(messages)
+
+    def _invoke(self, function: Invocable, messages: list[dict[str, Any]]) -> None:
         ids = [m["MessageId"] for m in messages]
         started_at = time.time()
         try:
-            result = (function or self.function).invoke({"Records": [sqs_record(m, self.queue_arn) for m in messages]})
+            result = function.invoke({"Records": [sqs_record(m, self.queue_arn) for m in messages]})
         except Exception:
-            log.exception("Refresh queue: the function failed on %d message(s); SQS retries them", len(messages))
+            log.exception("%s: the function failed on %d message(s); SQS retries them", self.label, len(messages))
             failed = set(ids)
         else:
             failed = failed_message_ids(result, ids, report_failures=self.report_failures)
@@ -223,7 +236,6 @@ class QueueEventSource:
         retried = f", {len(failed)} left for retry" if failed else ""
         outcomes = self._describe([m["Body"] for m in messages], started_at)
         log.info("%s: %d message(s) handled%s%s", self.label, len(messages), retried, outcomes)
-        return len(messages)
 
     def _describe(self, bodies: list[str], started_at: float) -> str:
         if self.describe is None:
@@ -234,36 +246,91 @@ class QueueEventSource:
             log.exception("%s: could not describe the batch's outcome", self.label)
             return ""
 
-    def _loop(self, function: Invocable) -> None:
+    def _free_container(self) -> Invocable | None:
+        """An idle instance, a new one while fewer than `concurrency` exist, or None once stopping."""
         while not self._stop.is_set():
             try:
-                self.poll_once(function)
-            except Exception:
-                log.exception("Refresh queue: polling failed; trying again")
-                self._stop.wait(self.poll_seconds)
+                return self._idle.get_nowait()
+            except queue.Empty:
+                pass
+            with self._count_lock:
+                if len(self.containers) < self.concurrency:
+                    container = self._new_container(len(self.containers))
+                    self.containers.append(container)
+                    return container
+            try:
+                return self._idle.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return None
 
-    def _container(self, index: int) -> Invocable:
+    def add_container(self) -> Invocable | None:
+        """Start one more idle instance now (as provisioned concurrency would), unless `concurrency` exist."""
+        with self._count_lock:
+            if len(self.containers) >= self.concurrency:
+                return None
+            index = len(self.containers)
+            self.containers.append(self.function)  # holds the place while the instance starts
+        container = self._new_container(index)
+        with self._count_lock:
+            self.containers[index] = container
+        self._idle.put(container)
+        return container
+
+    def _new_container(self, index: int) -> Invocable:
         if index == 0:
             return self.function
         another = getattr(self.function, "another_container", None)
         return another() if callable(another) else self.function
 
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            container = self._free_container()
+            if container is None:
+                return
+            try:
+                messages = self._collect()
+            except Exception:
+                log.exception("%s: polling failed; trying again", self.label)
+                self._idle.put(container)
+                self._stop.wait(self.poll_seconds)
+                continue
+            if not messages:
+                self._idle.put(container)
+                continue
+            worker = threading.Thread(
+                target=self._run_batch, args=(container, messages), name=f"{self.label} batch", daemon=True
+            )
+            with self._count_lock:
+                self._running.add(worker)
+            worker.start()
+
+    def _run_batch(self, container: Invocable, messages: list[dict[str, Any]]) -> None:
+        try:
+            self._invoke(container, messages)
+        except Exception:
+            log.exception("%s: deleting handled messages failed; SQS hands them out again", self.label)
+        finally:
+            self._idle.put(container)
+            with self._count_lock:
+                self._running.discard(threading.current_thread())
+
     def start(self) -> QueueEventSource:
         if not self._threads:
             self._stop.clear()
-            for index in range(self.concurrency):
-                thread = threading.Thread(
-                    target=self._loop, args=(self._container(index),), name=f"refresh-queue-{index}", daemon=True
-                )
+            for index in range(self.pollers):
+                thread = threading.Thread(target=self._poll, name=f"{self.label} poller {index}", daemon=True)
                 thread.start()
                 self._threads.append(thread)
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stops after the polls or batches under way (a poll waits at most `poll_seconds`)."""
+        """Stops after the polls and batches under way (a poll waits at most `poll_seconds`)."""
         self._stop.set()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        with self._count_lock:
+            running = list(self._running)
+        for thread in [*self._threads, *running]:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._threads.clear()
 

@@ -14,7 +14,6 @@ import secrets
 import shutil
 import socket
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -44,11 +43,11 @@ from qbo_local.template import (
     http_routes,
     load_template,
     parameter_default,
+    queue_attributes,
 )
 
 log = logging.getLogger("qbo_local.stack")
 
-START_TIMEOUT_SECONDS = 20.0
 # Variables from the developer's shell that would send boto3 to a real account or profile.
 _AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
@@ -112,6 +111,18 @@ def use_local_aws(endpoint_url: str) -> None:
     os.environ["AWS_ENDPOINT_URL"] = endpoint_url
 
 
+def create_event_log(events, logs, *, bus_name: str, group: str = config.EVENT_LOG_GROUP) -> None:
+    """template.yaml's event log: a rule on the bus sending every qbo-connect event to a log group."""
+    from qbo_connect.domain.events import EVENT_SOURCE
+
+    logs.create_log_group(logGroupName=group)
+    events.put_rule(
+        Name=config.EVENT_LOG_RULE, EventBusName=bus_name, EventPattern=json.dumps({"source": [EVENT_SOURCE]})
+    )
+    arn = f"arn:aws:logs:{config.REGION}:{config.ACCOUNT_ID}:log-group:{group}"
+    events.put_targets(Rule=config.EVENT_LOG_RULE, EventBusName=bus_name, Targets=[{"Id": "event-log", "Arn": arn}])
+
+
 @dataclass(frozen=True)
 class AdminSignIn:
     user_pool_id: str
@@ -157,11 +168,14 @@ class LocalStack:
         os.environ.pop(config.INTUIT_CLIENT_ID_ENV, None)
         os.environ.pop(config.INTUIT_CLIENT_SECRET_ENV, None)
         put_layer_first(self.options.root)
+        self._template = load_template(self.options.root / "template.yaml")
 
         aws_endpoint = self._start_aws()
         queue_url, queue_arn, dlq_url = self._create_aws_resources()
         self.admin = self._create_admin_pool(aws_endpoint)
-        webhook_queue_url, webhook_queue_arn, _ = self._create_queue(config.WEBHOOK_QUEUE_NAME, config.WEBHOOK_DLQ_NAME)
+        webhook_queue_url, webhook_queue_arn, _ = self._create_queue(
+            config.WEBHOOK_QUEUE_NAME, config.WEBHOOK_DLQ_NAME, "WebhookQueue"
+        )
         emulator_url = self._start_intuit()
         router = self._bind_router()
         api_url = router.url
@@ -180,6 +194,8 @@ class LocalStack:
         )
         # The code judges token validity against the sweep period: keep it in step with the schedule.
         os.environ.setdefault("QBO_REFRESH_PERIOD_SECONDS", str(max(1, round(self.options.refresh_interval))))
+        # As template.yaml's Globals: the service's own functions write each API call's count at once.
+        os.environ.setdefault("QBO_METERING_FLUSH_SECONDS", "0")
 
         from qbo_connect.runtime import reset_services  # only now: the environment is complete
 
@@ -209,6 +225,7 @@ class LocalStack:
             "refresh_interval_seconds": self.options.refresh_interval,
             "refresh_dead_letter_queue_url": dlq_url,
             "function_log": str(self.options.function_log) if self.options.function_log else None,
+            "event_log_group": config.EVENT_LOG_GROUP,
             "environment": handler_environment(),
             "console_url": f"{api_url}/",
             # The local pool's one administrator (a fake pool in moto, gone when the stack stops).
@@ -238,20 +255,19 @@ class LocalStack:
             discovery.write_json_private(self.options.ready_file, self.document)
 
     def _start_aws(self) -> str:
-        from moto.server import ThreadedMotoServer
+        from qbo_local.serialized_moto import SerializedMotoServer
 
         port = self.options.aws_port
-        # ThreadedMotoServer.start() waits forever when its port is taken: check first.
         ensure_port_free(port, "the embedded AWS (moto)", "--aws-port", config.AWS_PORT_ENV)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        starter = threading.Thread(target=server.start, name="moto-start", daemon=True)
-        starter.start()
-        starter.join(START_TIMEOUT_SECONDS)
-        if starter.is_alive():
-            raise StackError(f"The embedded AWS (moto) did not start on port {port}: try another --aws-port")
+        try:
+            # DynamoDB's and Secrets Manager's requests applied atomically, as AWS applies them.
+            server = SerializedMotoServer(host="127.0.0.1", port=port)
+        except OSError:
+            raise StackError(
+                port_taken_message(port, "the embedded AWS (moto)", "--aws-port", config.AWS_PORT_ENV)
+            ) from None
         self._parts.append(_Part("embedded AWS", server.stop))
-        host, bound_port = server.get_host_and_port()
-        endpoint = f"http://{host}:{bound_port}"
+        endpoint = server.url
         use_local_aws(endpoint)
         log.info("Embedded AWS (moto) listening on %s", endpoint)
         return endpoint
@@ -261,20 +277,28 @@ class LocalStack:
         from qbo_connect.adapters.dynamodb_store import create_table
 
         create_table(boto3.client("dynamodb"), config.TABLE_NAME)
+        create_event_log(
+            boto3.client("events"), boto3.client("logs"), bus_name=os.environ.get("QBO_EVENT_BUS_NAME") or "default"
+        )
         # template.yaml's RotationKey: seals a rotated token set the vault refused onto the item.
         key = boto3.client("kms").create_key(Description="qbo-connect local: seals refused rotations")
         os.environ["QBO_ROTATION_KEY_ID"] = key["KeyMetadata"]["Arn"]
-        return self._create_queue(config.REFRESH_QUEUE_NAME, config.REFRESH_DLQ_NAME)
+        return self._create_queue(config.REFRESH_QUEUE_NAME, config.REFRESH_DLQ_NAME, "RefreshQueue")
 
-    def _create_queue(self, name: str, dead_letter_name: str) -> tuple[str, str, str]:
-        """A queue with its dead-letter queue, as the template pairs them: (url, arn, dead-letter url)."""
+    def _create_queue(self, name: str, dead_letter_name: str, logical_id: str) -> tuple[str, str, str]:
+        """A queue with its dead-letter queue, as the template pairs them, with the template's visibility
+        timeout (a batch outlasting SQS's default 30 s would otherwise be handed out twice) and receive
+        count: (url, arn, dead-letter url)."""
         import boto3
 
         sqs = boto3.client("sqs")
         dlq_url = sqs.create_queue(QueueName=dead_letter_name)["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": config.REFRESH_MAX_RECEIVE_COUNT}
-        queue_url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(redrive)})["QueueUrl"]
+        attributes = queue_attributes(self._template, logical_id)
+        receives = attributes.pop("maxReceiveCount", None)
+        if receives is not None:
+            attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": int(receives)})
+        queue_url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return queue_url, queue_arn, dlq_url
 
@@ -332,7 +356,8 @@ class LocalStack:
             log.warning("template.yaml gives functions/%s no SQS event: nothing consumes its queue", function_name)
             return
         properties = queue_event.get("Properties") or {}
-        batch_size, window = properties.get("BatchSize", 10), properties.get("MaximumBatchingWindowInSeconds", 0)
+        batch_size = parameter_default(self._template, properties.get("BatchSize", 10), 10)
+        window = properties.get("MaximumBatchingWindowInSeconds", 0)
         concurrency = parameter_default(
             self._template, (properties.get("ScalingConfig") or {}).get("MaximumConcurrency"), 1
         )
@@ -437,6 +462,7 @@ class LocalStack:
                 "QBO_INTUIT_AUTHORIZATION_URL": url + facts.AUTHORIZE_PATH,
                 "QBO_INTUIT_TOKEN_URL": url + facts.TOKEN_PATH,
                 "QBO_INTUIT_REVOCATION_URL": url + facts.REVOKE_PATH,
+                "QBO_INTUIT_USERINFO_URL": url + facts.USERINFO_PATH,
                 "QBO_PRODUCTION_API_BASE_URL": url,
                 "QBO_SANDBOX_API_BASE_URL": url,
                 "QBO_ALLOWED_API_HOSTS": url.removeprefix("http://"),
@@ -450,7 +476,7 @@ class LocalStack:
 
     def _bind_router(self) -> RouterServer:
         root = self.options.root
-        template = self._template = load_template(root / "template.yaml")
+        template = self._template
         specs = function_specs(root, template)
         by_logical_id = {logical_id: LocalFunction(spec) for logical_id, spec in specs.items()}
         self.functions = {function.spec.short_name: function for function in by_logical_id.values()}

@@ -69,6 +69,22 @@ def parameter_default(template: dict[str, Any], value: Any, fallback: int) -> in
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else fallback
 
 
+def queue_attributes(template: dict[str, Any], logical_id: str) -> dict[str, str]:
+    """The SQS attributes template.yaml gives a queue that a local queue must share (how long a received
+    message stays invisible, how long one is kept, after how many receives one is parked), as
+    CreateQueue takes them; the dead-letter target is the caller's to add."""
+    properties = ((template.get("Resources") or {}).get(logical_id) or {}).get("Properties") or {}
+    attributes = {
+        name: str(properties[name])
+        for name in ("VisibilityTimeout", "MessageRetentionPeriod")
+        if isinstance(properties.get(name), int)
+    }
+    receives = (properties.get("RedrivePolicy") or {}).get("maxReceiveCount")
+    if isinstance(receives, int):
+        attributes["maxReceiveCount"] = str(receives)
+    return attributes
+
+
 def _is_intrinsic(value: Any) -> bool:
     if isinstance(value, Tag):
         return True

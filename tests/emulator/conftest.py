@@ -49,3 +49,9 @@ def intuit(app: Flask) -> Intuit:
 @pytest.fixture
 def tokens(intuit: Intuit) -> dict[str, Any]:
     return intuit.connect()
+
+
+@pytest.fixture
+def admin(app: Flask) -> Any:
+    """The emulator's admin API (/_emulator/...), in process."""
+    return app.test_client()

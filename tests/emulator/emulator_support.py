@@ -105,6 +105,9 @@ class Intuit:
         headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
         return self.http.open(f"/v3/company/{realm}{path}", method=method, headers=headers, **kwargs)
 
+    def userinfo(self, access_token: str) -> TestResponse:
+        return self.http.get("/v1/openid_connect/userinfo", headers={"Authorization": f"Bearer {access_token}"})
+
     def query(self, text: str, access_token: str, realm: str = REALM) -> TestResponse:
         return self.api("/query", access_token, realm=realm, query_string={"query": text, "minorversion": "75"})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -353,7 +354,47 @@ def test_query_as_a_post_body(intuit: Intuit, tokens: Tokens) -> None:
     assert response.get_json()["QueryResponse"]["maxResults"] == 2
 
 
-@pytest.mark.parametrize("text", ["", "select from Customer", "select * from Vendor", "delete from Customer"])
+def test_query_by_last_updated_time_returns_only_what_changed_since(
+    intuit: Intuit, tokens: Tokens, clock: FakeClock
+) -> None:
+    token = tokens["access_token"]
+    clock.advance(600)
+    since = datetime.fromtimestamp(clock(), UTC)
+    clock.advance(1)
+    created = intuit.api("/customer", token, method="POST", json={"DisplayName": "Changed Later"}).get_json()
+    # Intuit stamps times in its Pacific zone; the condition's offset is UTC: they compare as moments.
+    text = f"select * from Customer where Metadata.LastUpdatedTime >= '{since.isoformat()}' startposition 1 maxresults 1000"
+
+    page = intuit.query(text, token).get_json()["QueryResponse"]
+    later = intuit.query(text.replace(">=", "<"), token).get_json()["QueryResponse"]
+
+    assert [c["Id"] for c in page["Customer"]] == [created["Customer"]["Id"]]
+    assert created["Customer"]["Id"] not in [c["Id"] for c in later["Customer"]]
+    assert len(later["Customer"]) == 3  # the seeded ones, changed before
+
+
+def test_query_compares_numbers_as_numbers(intuit: Intuit, tokens: Tokens) -> None:
+    token = tokens["access_token"]
+    intuit.api("/customer", token, method="POST", json={"DisplayName": "Ten", "Balance": 10})
+    intuit.api("/customer", token, method="POST", json={"DisplayName": "Nine", "Balance": 9})
+
+    page = intuit.query("select * from Customer where Balance > '9.5'", token).get_json()["QueryResponse"]
+
+    assert [c["DisplayName"] for c in page["Customer"]] == ["Ten"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "select from Customer",
+        "select * from Vendor",
+        "delete from Customer",
+        # A condition it cannot read is refused, never ignored (that would return everything).
+        "select * from Customer where DisplayName like '%a%'",
+        "select * from Customer where Balance > '1' or Active = true",
+    ],
+)
 def test_bad_queries_are_query_parser_faults(intuit: Intuit, tokens: Tokens, text: str) -> None:
     response = intuit.query(text, tokens["access_token"])
 

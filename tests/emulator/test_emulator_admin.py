@@ -11,11 +11,6 @@ from flask import Flask
 Tokens = dict[str, Any]
 
 
-@pytest.fixture
-def admin(app: Flask) -> Any:
-    return app.test_client()
-
-
 def test_health(admin: Any) -> None:
     body = admin.get("/_emulator/health").get_json()
 
@@ -54,7 +49,11 @@ def test_faults_over_http(admin: Any, intuit: Intuit, tokens: Tokens) -> None:
 
     cleared = admin.delete("/_emulator/faults").get_json()
 
-    assert cleared == {"delays": {}, "faults": {"token": [], "revoke": [], "api": []}, "include_hard_expiry": "header"}
+    assert cleared == {
+        "delays": {},
+        "faults": {"token": [], "revoke": [], "api": [], "userinfo": []},
+        "include_hard_expiry": "header",
+    }
     assert intuit.refresh(tokens["refresh_token"]).status_code == 200
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from emulator_support import FIXTURES, REALM, FakeClock, Intuit, basic, fixture, key_tree
+from emulator_support import ACCOUNTING, FIXTURES, REALM, FakeClock, Intuit, basic, fixture, key_tree
 from flask import Flask
 
 HARD_EXPIRY_HEADER = {"x-include-refresh-token-hard-expires-in": "true"}
@@ -58,6 +58,10 @@ def query_customers(intuit: Intuit, clock: FakeClock, app: Flask) -> Any:
     return intuit.query("select * from Customer startposition 1 maxresults 10", intuit.connect()["access_token"])
 
 
+def userinfo(intuit: Intuit, clock: FakeClock, app: Flask) -> Any:
+    return intuit.userinfo(intuit.connect(scope=f"{ACCOUNTING} openid email profile")["access_token"])
+
+
 PRODUCERS: dict[str, Callable[[Intuit, FakeClock, Flask], Any]] = {
     "token_response.json": token_response,
     "token_response_with_hard_expiry.json": token_response_with_hard_expiry,
@@ -68,6 +72,7 @@ PRODUCERS: dict[str, Callable[[Intuit, FakeClock, Flask], Any]] = {
     "fault_429.json": fault_429,
     "stale_object.json": stale_object,
     "query_customers.json": query_customers,
+    "userinfo.json": userinfo,
 }
 
 

@@ -85,6 +85,9 @@ def test_create_set_secret_link_show_update_and_delete_through_the_api(stack):
     )
     assert status == 200 and (renamed["name"], renamed["realm_id"]) == ("Acme US", REALM)
 
+    status, on_demand = call("PATCH", f"/connections/{CONNECTION_ID}", {"refresh_policy": "on_demand"})
+    assert status == 200 and on_demand["refresh_policy"] == "on_demand"
+
     status, listed = call("GET", "/connections")
     assert status == 200 and [c["name"] for c in listed["connections"]] == ["Acme US"]
     assert listed["callback_url"] == f"https://{API_HOST}/oauth/callback"
@@ -96,6 +99,38 @@ def test_create_set_secret_link_show_update_and_delete_through_the_api(stack):
         "revocation": "nothing to revoke",
     }
     assert call("GET", f"/connections/{CONNECTION_ID}")[0] == 404
+
+
+def test_the_month_s_api_calls_per_app_and_connection_are_read_through_the_api(stack):
+    stack.create_connection()
+    stack.connect()  # reads the company's name: one call
+    call("POST", f"/connections/{CONNECTION_ID}/test", {"deep": False})  # CompanyInfo: another
+
+    status, report = call("GET", "/metering")
+    status_iam, same = call("GET", "/metering", iam=True, authorizer=MACHINE)
+
+    assert status == status_iam == 200 and report == same
+    (app,) = report["apps"]
+    assert app["client_id"] == CLIENT_ID and app["allowance"] == 500_000
+    assert (app["sandbox_reads"], app["metered_calls"]) == (2, 0)  # sandbox: counted, not metered
+    assert app["connections"] == [
+        {"connection_id": CONNECTION_ID, "name": "Acme Books", "environment": "sandbox", "reads": 2, "writes": 0}
+    ]
+    assert metering_of("2020-01") == (200, {"month": "2020-01", "alarm_at_percent": 80.0, "apps": []})
+
+
+def metering_of(month: str) -> tuple[int, dict]:
+    event = admin_event("GET", "/metering")
+    event["queryStringParameters"] = {"month": month}
+    event["rawQueryString"] = f"month={month}"
+    answer = admin_function.handler(event, LambdaContext())
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def test_a_month_that_is_not_yyyy_mm_is_a_400_saying_how_to_write_it(stack):
+    status, body = metering_of("May")
+    assert status == 400 and body["error"]["code"] == "invalid_input"
+    assert "YYYY-MM" in body["error"]["message"]
 
 
 def test_test_refresh_and_reset_once_connected(stack):
@@ -142,6 +177,8 @@ def test_import_connects_after_one_refresh_of_the_imported_token(stack):
         ("POST", "/connections", {"name": "Acme Books", "client_id": CLIENT_ID}, 409, "already_exists"),
         ("GET", "/connections/nobody", None, 404, "not_found"),
         ("PATCH", f"/connections/{CONNECTION_ID}", {}, 400, "invalid_input"),
+        ("PATCH", f"/connections/{CONNECTION_ID}", {"refresh_policy": "sometimes"}, 400, "invalid_input"),
+        ("PATCH", f"/connections/{CONNECTION_ID}", {"refresh_policy": 1}, 400, "invalid_input"),
         ("PUT", f"/connections/{CONNECTION_ID}/client-secret", {"client_secret": "short"}, 400, "invalid_input"),
         ("POST", f"/connections/{CONNECTION_ID}/authorize-link", {"lifetime_seconds": 8 * 86400}, 400, "invalid_input"),
         ("POST", f"/connections/{CONNECTION_ID}/test", {"deep": "yes"}, 400, "invalid_input"),
@@ -250,4 +287,11 @@ def test_the_sweep_counts_connections_by_status_from_the_index_without_a_scan(st
     counts = {status.value: n for status, n in runtime.services().store.count_by_status().items()}
     assert counts == {"not_connected": 1, "connected": 1, "needs_reauthorization": 0, "invalid_client": 0}
     assert "Scan" not in {name for name, _ in during_sweep}
-    assert {p.get("IndexName") for name, p in during_sweep if name == "Query"} == {"refresh-due", "by-status"}
+    assert {p.get("IndexName") for name, p in during_sweep if name == "Query"} == {
+        "refresh-due",
+        "by-status",
+        "by-name",
+    }
+    # The listing index is read for the month's API call counts only (the metering gauge), not the connections.
+    listed = [p for name, p in during_sweep if name == "Query" and p.get("IndexName") == "by-name"]
+    assert len(listed) == 1 and "usage#" in str(listed[0]["ExpressionAttributeValues"])

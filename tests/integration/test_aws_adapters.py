@@ -28,7 +28,7 @@ from qbo_connect.adapters.eventbridge import EventBridgePublisher
 from qbo_connect.adapters.intuit_oauth import IntuitOAuth
 from qbo_connect.adapters.quickbooks_api import QuickBooksApi
 from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
-from qbo_connect.domain.connection import Connection, ConnectionStatus
+from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity
 from qbo_connect.domain.connection import TestResult as ConnectionTestResult
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.secret_document import ConnectionSecret
@@ -186,13 +186,29 @@ def test_save_can_give_the_lease_back_in_the_same_write_and_then_nobody_can_save
     assert store.acquire_lease("qbc-1", owner="owner-b", now=EPOCH + 1, seconds=60).lease_owner == "owner-b"
 
 
+def test_who_consented_is_stored_with_the_connection_and_read_back(store):
+    store.create(a_connection())
+    held = store.acquire_lease("qbc-1", owner="o", now=EPOCH, seconds=60)
+    person = ConsentIdentity(sub="1182d6ec", email="owner@example.com", email_verified=True)
+
+    store.save(replace(held, consented_by=person), lease_owner="o")
+    unknown = store.save(replace(store.get("qbc-1"), consented_by=ConsentIdentity.unknown("why")), lease_owner="o")
+
+    assert store.get("qbc-1").consented_by == ConsentIdentity.unknown("why") == unknown.consented_by
+    store.save(replace(store.get("qbc-1"), consented_by=person), lease_owner="o")
+    assert store.get("qbc-1").consented_by == person
+
+
 def test_save_removes_fields_that_were_cleared(store):
-    store.create(connected("qbc-1", "Acme Books", EPOCH + 3600))
+    store.create(
+        replace(connected("qbc-1", "Acme Books", EPOCH + 3600), consented_by=ConsentIdentity(sub="s", email="e@x.test"))
+    )
     held = store.acquire_lease("qbc-1", owner="o", now=EPOCH, seconds=60)
 
     store.save(held.disconnected(now=EPOCH, generation=2, revocation="revoked"), lease_owner="o", release_lease=True)
 
     stored = store.get("qbc-1")
+    assert stored.consented_by is None
     assert stored.status is ConnectionStatus.NOT_CONNECTED
     assert stored.access_token_expires_at is None
     assert stored.last_revocation == "revoked"
@@ -239,11 +255,62 @@ def test_the_due_query_finds_only_connected_connections_expiring_before_the_cut_
     assert len(store.due_connection_ids(due_before=cut_off, limit=1)) == 1
 
 
+def test_each_refresh_policy_is_found_due_in_its_own_part_of_the_index(store):
+    from dataclasses import replace
+
+    from qbo_connect.domain.connection import RefreshPolicy
+
+    store.create(connected("qbc-eager", "Eager", EPOCH + 600))
+    store.create(replace(connected("qbc-lazy", "Lazy", EPOCH + 600), refresh_policy=RefreshPolicy.ON_DEMAND))
+
+    assert store.due_connection_ids(due_before=EPOCH + 900) == ["qbc-eager"]
+    assert store.due_connection_ids(due_before=EPOCH + 900, policy=RefreshPolicy.ON_DEMAND) == ["qbc-lazy"]
+    assert store.get("qbc-lazy").refresh_policy is RefreshPolicy.ON_DEMAND
+
+    # Switching policy moves the connection from one part to the other in the same conditional save.
+    held = store.acquire_lease("qbc-lazy", owner="owner-a", now=EPOCH, seconds=60)
+    store.save(replace(held, refresh_policy=RefreshPolicy.EAGER), lease_owner="owner-a", release_lease=True)
+    assert sorted(store.due_connection_ids(due_before=EPOCH + 900)) == ["qbc-eager", "qbc-lazy"]
+    assert store.due_connection_ids(due_before=EPOCH + 900, policy=RefreshPolicy.ON_DEMAND) == []
+
+
+def test_an_item_stored_before_refresh_policies_existed_is_eager(store, aws):
+    store.create(connected("qbc-old", "Old", EPOCH + 600))
+    aws.resource("dynamodb").Table(TABLE).update_item(
+        Key={"pk": "connection#qbc-old"}, UpdateExpression="REMOVE refresh_policy"
+    )
+
+    assert store.get("qbc-old").refresh_policy.value == "eager"
+
+
 def test_connections_are_listed_by_name(store):
     for index, name in enumerate(["Charlie", "alpha", "Bravo", "Delta 2", "Delta 10"]):
         store.create(a_connection(f"qbc-{index}", name))
 
     assert [c.name for c in store.list()] == ["Bravo", "Charlie", "Delta 10", "Delta 2", "alpha"]
+
+
+def test_a_company_s_connections_are_found_through_the_sparse_by_realm_index_without_a_scan(aws, store):
+    store.create(a_connection("qbc-a", "Acme", realm_id=REALM))
+    store.create(a_connection("qbc-b", "Acme again", realm_id=REALM))
+    store.create(replace(a_connection("qbc-other-app", "Other app", realm_id=REALM), client_id="ABotherapp0123456789"))
+    store.create(a_connection("qbc-elsewhere", "Elsewhere", realm_id="42"))
+    store.create(a_connection("qbc-unpinned", "Unpinned"))  # no realm: not in the index at all
+    store.put_state(OAuthState("h" * 64, "qbc-a", "https://x.test/cb", "b", EPOCH, EPOCH + 600))
+
+    assert [c.connection_id for c in store.find_by_realm(REALM)] == ["qbc-a", "qbc-b", "qbc-other-app"]
+    assert [c.connection_id for c in store.find_by_realm(REALM, client_id=CREDENTIALS.client_id)] == [
+        "qbc-a",
+        "qbc-b",
+    ]
+    assert store.find_by_realm("7") == []
+    indexed = aws.client("dynamodb").scan(TableName=TABLE, IndexName="by-realm")["Items"]
+    assert sorted(item["pk"]["S"] for item in indexed) == [
+        "connection#qbc-a",
+        "connection#qbc-b",
+        "connection#qbc-elsewhere",
+        "connection#qbc-other-app",
+    ]
 
 
 def test_a_test_result_is_recorded_without_changing_the_version(store):
@@ -575,6 +642,90 @@ def test_the_code_exchange_uses_basic_auth_asks_for_the_hard_expiry_and_has_a_ti
     assert token_set.access_token == answer["access_token"]
     assert token_set.expires_at == EPOCH + 3600
     assert token_set.refresh_token_hard_expires_at == EPOCH + answer["x_refresh_token_hard_expires_in"]
+
+
+def _id_token(**claims) -> str:
+    """An ID token shaped like Intuit's (the signature is not what the adapter reads)."""
+
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    payload = {
+        "iss": intuit.OPENID_ISSUER,
+        "sub": "1182d6ec-2a1f-4aa3-af3e-d9e6ba0f2e8c",
+        "aud": [CREDENTIALS.client_id],
+        "realmid": REALM,
+        "iat": int(EPOCH),
+        "exp": int(EPOCH) + 3600,
+    } | claims
+    return f"{part({'alg': 'RS256', 'kid': 'k'})}.{part(payload)}.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize(
+    ("claims", "subject"),
+    [
+        ({}, "1182d6ec-2a1f-4aa3-af3e-d9e6ba0f2e8c"),
+        ({"aud": ["ABanotherapp0123456789"]}, None),
+        ({"iss": "https://evil.example/op"}, None),
+        ({"exp": int(EPOCH) - 3600}, None),
+        ({"sub": ""}, None),
+    ],
+)
+def test_the_code_exchange_reads_who_consented_from_the_id_token_and_keeps_the_token_nowhere(
+    http, oauth, claims, subject, caplog
+):
+    id_token = _id_token(**claims)
+    http.post(intuit.TOKEN_URL, json=fixture("token_response.json") | {"id_token": id_token})
+
+    token_set = oauth.exchange_code(
+        CREDENTIALS, code="the-code", redirect_uri="https://api.example/oauth/callback", scopes=intuit.DEFAULT_SCOPES
+    )
+
+    assert token_set.id_token_subject == subject
+    stored = ConnectionSecret(
+        connection_id="qbc-1",
+        client_id=CREDENTIALS.client_id,
+        base_url=intuit.SANDBOX_API_BASE_URL,
+        client_secret="s",
+        token_set=token_set,
+    ).to_json()
+    assert id_token not in stored and "id_token" not in stored and "1182d6ec" not in stored
+    assert id_token not in caplog.text and id_token not in repr(token_set)
+
+
+def test_userinfo_is_asked_at_the_environment_s_endpoint_with_the_bearer_token_and_a_short_timeout(http, oauth):
+    http.get(intuit.USERINFO_URLS[intuit.Environment.PRODUCTION], json=fixture("userinfo.json"))
+
+    identity = oauth.user_info(access_token=ACCESS_TOKEN, environment=intuit.Environment.PRODUCTION)
+
+    call = http.calls[0]
+    assert call.request.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert call.request.req_kwargs["timeout"] == (5.0, 5.0)
+    assert (identity.sub, identity.email, identity.email_verified) == (
+        "1182d6ec-2a1f-4aa3-af3e-d9e6ba0f2e8c",
+        "owner@example.com",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"status": 401, "json": {"error": "invalid_token"}}, Unauthorized),
+        ({"status": 403, "json": {"error": "insufficient_scope"}}, Forbidden),
+        ({"status": 503, "body": "<h1>503</h1>"}, IntuitUnavailable),
+        ({"status": 200, "body": "not json"}, IntuitUnavailable),
+        ({"status": 200, "json": {"email": "no-subject@example.com"}}, IntuitUnavailable),
+        ({"body": requests.ReadTimeout()}, IntuitUnavailable),
+    ],
+)
+def test_a_failing_userinfo_is_classified_without_the_token(http, oauth, answer, expected):
+    http.get(intuit.USERINFO_URLS[intuit.Environment.SANDBOX], **answer)
+
+    with pytest.raises(expected) as raised:
+        oauth.user_info(access_token=ACCESS_TOKEN, environment=intuit.Environment.SANDBOX)
+
+    _never_shows(raised.value, ACCESS_TOKEN)
 
 
 def test_a_refresh_presents_the_refresh_token_the_same_way(http, oauth):

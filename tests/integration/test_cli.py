@@ -23,7 +23,8 @@ from click.testing import CliRunner, Result
 from moto import mock_aws
 from qbo_connect import intuit, runtime
 from qbo_connect.adapters.dynamodb_store import create_table
-from qbo_connect.domain.lifecycle import RefreshPolicy
+from qbo_connect.domain.connection import ConsentIdentity
+from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import NeedsReauthorization
 from qbo_connect.ports import CompanyInfo
@@ -436,7 +437,7 @@ class FakeIntuit:
 
 
 class FakeCompanyApi:
-    def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
+    def company_info(self, *, base_url: str, realm_id: str, access_token: str, usage=None) -> CompanyInfo:
         return CompanyInfo(company_name="Acme Books Ltd", realm_id=realm_id, intuit_tid="1-abc-tid")
 
 
@@ -504,6 +505,17 @@ def test_list_shows_token_times_relative_and_days_to_hard_expiry(cli: Runs, intu
     assert row.rstrip().endswith("1799")
 
 
+def test_list_says_an_on_demand_connections_expired_token_is_expected(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    connected("Acme", expires_in=-3600)  # nobody asked for a token in the last hour
+    expired_eager = cli("connections", "list").stdout.splitlines()[1]
+    cli("connections", "update", "Acme", "--refresh-policy", "on_demand")
+
+    row = cli("connections", "list").stdout.splitlines()[1]
+
+    assert "expired 1 h" in expired_eager and "on demand" not in expired_eager
+    assert "expired 1 h" in row and "ago (refreshed on demand)" in row
+
+
 def test_test_of_a_connected_connection_reports_the_company(cli: Runs, intuit_fake: FakeIntuit) -> None:
     connected("Acme", expires_in=3600)
 
@@ -514,6 +526,24 @@ def test_test_of_a_connected_connection_reports_the_company(cli: Runs, intuit_fa
     body = json.loads(cli("--output", "json", "connections", "test", "Acme").stdout)
     assert body["ok"] is True and body["company_name"] == "Acme Books Ltd"
     assert "OK" in cli("connections", "show", "Acme").stdout
+
+
+def test_show_names_who_consented_or_why_that_is_unknown(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    connection_id = connected("Acme", expires_in=3600)
+    services = runtime.build_services(Settings.from_environment(LOCAL_ENVIRONMENT))
+    person = ConsentIdentity(sub="1182d6ec-2a1f", email="owner@acme.example", email_verified=True)
+    with services.leases.hold(connection_id) as held:
+        services.leases.commit(held, dataclasses.replace(held.connection, consented_by=person), release=True)
+
+    shown = cli("connections", "show", "Acme").stdout
+    as_json = json.loads(cli("--output", "json", "connections", "show", "Acme").stdout)
+
+    assert re.search(r"Consented by: +owner@acme\.example, Intuit user 1182d6ec-2a1f", shown)
+    assert as_json["consented_by"] == {"sub": "1182d6ec-2a1f", "email": "owner@acme.example", "email_verified": True}
+    with services.leases.hold(connection_id) as held:
+        unknown = ConsentIdentity.unknown("userinfo failed (intuit_unavailable)")
+        services.leases.commit(held, dataclasses.replace(held.connection, consented_by=unknown), release=True)
+    assert "unknown (userinfo failed (intuit_unavailable))" in cli("connections", "show", "Acme").stdout
 
 
 def test_refresh_of_one_connection_prints_its_outcome(cli: Runs, intuit_fake: FakeIntuit) -> None:
@@ -819,7 +849,7 @@ def test_forced_refresh_of_a_fresh_token_says_when_it_will_be_allowed(cli: Runs,
     [answer] = json.loads(as_json.stdout)
     refreshed_at = listed(cli)[0]["last_refreshed_at"]
     assert answer["outcome"] == "already_refreshed"
-    min_age = RefreshPolicy.forced_refresh_min_age_seconds
+    min_age = RefreshTimings.forced_refresh_min_age_seconds
     assert refreshed_at + min_age <= answer["forced_refresh_allowed_at"] <= refreshed_at + min_age + 1
     assert "already_refreshed" in cli("refresh", "--help").stdout
 
@@ -866,6 +896,25 @@ def test_update_renames_and_pins_the_company_and_refuses_a_bad_change(cli: Runs)
     assert listed(cli)[0]["scopes"] == [intuit.ACCOUNTING_SCOPE]
 
 
+def test_the_refresh_policy_is_shown_and_changed_and_a_bad_one_changes_nothing(cli: Runs) -> None:
+    create(cli, "Acme", "--id", "acme")
+    create(cli, "Nightly", "--id", "nightly", "--refresh-policy", "on_demand")
+
+    changed = cli("connections", "update", "acme", "--refresh-policy", "on_demand")
+    refused = cli("connections", "update", "nightly", "--refresh-policy", "lazy")
+
+    assert changed.exit_code == 0, changed.output
+    assert "Refresh policy" in changed.stdout and "on_demand" in changed.stdout
+    assert {c["connection_id"]: c["refresh_policy"] for c in listed(cli)} == {
+        "acme": "on_demand",
+        "nightly": "on_demand",
+    }
+    assert stored_secret("acme")["refresh_policy"] == stored_secret("nightly")["refresh_policy"] == "on_demand"
+    assert refused.exit_code == 2 and "'lazy' is not one of 'eager', 'on_demand'" in refused.output
+    assert "on demand" in cli("connections", "list").stdout
+    assert "Refresh policy" in cli("connections", "show", "nightly").stdout
+
+
 def test_authorize_link_may_live_up_to_seven_days(cli: Runs) -> None:
     create(cli, "Acme", "--id", "acme")
 
@@ -899,3 +948,94 @@ def test_doctor_checks_each_part_and_says_what_to_do_for_each_failure(cli: Runs)
     assert "connections authorize-link Acme" in checks["connection Acme"]["detail"]
     assert re.search(r"^FAIL connection Acme: not_connected: connect it: .*authorize-link Acme$", result.stdout, re.M)
     assert re.search(r"^ok   clock: within \d+ s of AWS", result.stdout, re.M)
+
+
+# --- metering ---------------------------------------------------------------------------------------
+
+
+def test_metering_show_gives_each_app_s_share_of_its_allowance_and_its_connections(cli: Runs) -> None:
+    from qbo_connect.domain.metering import Flush, Tally, UsageKey, month_of
+
+    connection_id = json.loads(create(cli, "Acme", "--environment", "production", "--output", "json").stdout)[
+        "connection_id"
+    ]
+    services = runtime.build_services(Settings.from_environment(LOCAL_ENVIRONMENT))
+    month = month_of(time.time())
+    production = UsageKey(CLIENT_ID, connection_id, intuit.Environment.PRODUCTION)
+    services.usage_ledger.add(Flush({(month, production): Tally(420_000, 35)}))
+
+    shown = cli("metering", "show")
+    as_json = json.loads(cli("metering", "show", "--output", "json").stdout)
+
+    assert shown.exit_code == 0, shown.output
+    assert f"App {CLIENT_ID}: 420,000 metered calls (production reads) of 500,000 (84%)  <- over the alarm share" in (
+        shown.stdout
+    )
+    assert re.search(rf"Acme +{connection_id} +production +420,000 +35", shown.stdout)
+    (app,) = as_json["apps"]
+    assert (app["metered_calls"], app["allowance_used_percent"], app["over_alarm_share"]) == (420_000, 84.0, True)
+    assert as_json["month"] == month
+
+
+def test_metering_show_of_a_quiet_month_and_a_bad_month(cli: Runs) -> None:
+    assert "No accounting API calls counted this month." in cli("metering", "show", "--month", "2020-01").stdout
+    refused = cli("--output", "json", "metering", "show", "--month", "2020-1")
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout)["error"]["code"] == "invalid_input"
+
+
+# --- events tail --------------------------------------------------------------------------------------
+
+
+def test_events_tail_shows_the_published_events_filtered_by_connection_and_type(cli: Runs, local_stack: dict) -> None:
+    from qbo_connect.adapters.eventbridge import EventBridgePublisher
+    from qbo_connect.domain.webhooks import ENTITY_CHANGED
+    from qbo_connect.ports import ConnectionEvent
+    from qbo_local.stack import create_event_log
+
+    create_event_log(
+        boto3.client("events", region_name=REGION), boto3.client("logs", region_name=REGION), bus_name="default"
+    )
+    local_stack["event_log_group"] = "/aws/events/qbo-connect/qbo-connect-local"
+    acme = json.loads(create(cli, "Acme", "--output", "json").stdout)["connection_id"]
+    other = json.loads(create(cli, "Other", "--output", "json").stdout)["connection_id"]
+    change = {"entity": "Invoice", "entity_id": "145", "operation": "Create", "event_id": "e-1"}
+    EventBridgePublisher(boto3.client("events", region_name=REGION), "default").publish(
+        [
+            ConnectionEvent(ENTITY_CHANGED, {"connection_id": acme, **change}),
+            ConnectionEvent(ENTITY_CHANGED, {"connection_id": other, **change}),
+            ConnectionEvent("Connection Reset", {"connection_id": acme, "status": "not_connected"}),
+        ]
+    )
+
+    as_json = cli("events", "tail", "--no-follow", "--connection", "Acme", "--type", ENTITY_CHANGED, "--output", "json")
+    lines = cli("events", "tail", "--no-follow", "--since", "1h")
+
+    assert as_json.exit_code == 0, as_json.output
+    (event,) = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert (event["detail_type"], event["connection_id"], event["detail"]["entity_id"]) == (ENTITY_CHANGED, acme, "145")
+    assert lines.stdout.count("\n") >= 5  # the two creations' Connection Changed events, and the three above
+    assert re.search(rf"{ENTITY_CHANGED}  Acme  Invoice 145 Create", lines.stdout)
+    assert "Connection Reset  Acme  not_connected" in lines.stdout
+
+
+def test_events_tail_waits_for_events_and_says_when_they_did_not_come(cli: Runs, local_stack: dict) -> None:
+    from qbo_local.stack import create_event_log
+
+    create_event_log(
+        boto3.client("events", region_name=REGION), boto3.client("logs", region_name=REGION), bus_name="default"
+    )
+    local_stack["event_log_group"] = "/aws/events/qbo-connect/qbo-connect-local"
+
+    waited = cli(
+        "--output", "json", "events", "tail", "--type", "Connection Authorized", "--max", "1", "--timeout", "0.5"
+    )
+
+    assert waited.exit_code == 1
+    assert json.loads(waited.stdout)["error"] == {"code": "timeout", "message": "0 of 1 events within 0.5 s"}
+
+
+def test_events_tail_without_an_event_log_says_how_to_get_one(cli: Runs) -> None:
+    refused = cli("events", "tail", "--no-follow")
+    assert refused.exit_code == 1
+    assert "no event log" in refused.stderr and "make dev" in refused.stderr

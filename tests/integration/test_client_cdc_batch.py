@@ -8,7 +8,7 @@ import pytest
 from qbo_connect import intuit
 from qbo_connect.bulk import BatchOperation
 from qbo_connect.errors import InvalidInput, StaleObject, ValidationFailed
-from test_client_emulator import world  # noqa: F401 - the fixture
+from test_client_emulator import REALM, world  # noqa: F401 - the fixture
 
 
 def _after_the_seeded_data(world) -> float:  # noqa: F811
@@ -57,6 +57,37 @@ def test_catch_up_asks_per_entity_from_the_last_processed_event(world) -> None: 
     assert [c.object["DisplayName"] for c in caught.changes["Customer"]] == ["Missed While Down"]
     assert caught.changes["Invoice"] == []
     assert world.admin("GET", "/stats")["api_resources"]["cdc"] - before == 2
+
+
+def test_catch_up_reads_past_cdc_s_1000_objects_with_a_query_and_returns_everything_since(world) -> None:  # noqa: F811
+    client = world.client()
+    last_event = _after_the_seeded_data(world)
+    edited = client.create("Customer", {"DisplayName": "Edited While Down"})
+    world.admin("POST", f"/companies/{REALM}/customers", {"count": 1200})  # 1,201 changes: more than CDC holds
+    client.update("Customer", {"Id": edited["Id"], "SyncToken": edited["SyncToken"], "Notes": "v2"}, sparse=True)
+    client.create("Invoice", {"CustomerRef": {"value": edited["Id"]}, "Line": [{"Amount": 5}]})
+    stats = world.admin("GET", "/stats")["api_resources"]
+
+    caught = client.catch_up(["Customer", "Invoice"], last_event)
+
+    customers = caught.changes["Customer"]
+    assert len(customers) == 1201 and len({c.entity_id for c in customers}) == 1201
+    assert next(c for c in customers if c.entity_id == edited["Id"]).object["Notes"] == "v2"  # the current version
+    assert len(caught.changes["Invoice"]) == 1
+    assert caught.paged_by_query == ("Customer",) and not caught.truncated
+    after = world.admin("GET", "/stats")["api_resources"]
+    assert after["cdc"] - stats.get("cdc", 0) == 2
+    assert after["query"] - stats.get("query", 0) == 2  # two pages of at most 1,000
+
+
+def test_catch_up_under_the_limit_makes_no_query(world) -> None:  # noqa: F811
+    client = world.client()
+    last_event = _after_the_seeded_data(world)
+    client.create("Customer", {"DisplayName": "Just One"})
+    before = world.admin("GET", "/stats")["api_resources"].get("query", 0)
+    caught = client.catch_up(["Customer"], last_event)
+    assert caught.paged_by_query == ()
+    assert world.admin("GET", "/stats")["api_resources"].get("query", 0) == before
 
 
 def test_batch_matches_results_by_bid_and_surfaces_item_faults_as_typed_errors(world) -> None:  # noqa: F811

@@ -165,6 +165,7 @@ def world(monkeypatch: pytest.MonkeyPatch, log_scan: LogScan) -> Iterator[World]
             authorization_url=f"{emulator.url}/connect/oauth2",
             token_url=f"{emulator.url}/oauth2/v1/tokens/bearer",
             revocation_url=f"{emulator.url}/v2/oauth2/tokens/revoke",
+            userinfo_url=f"{emulator.url}/v1/openid_connect/userinfo",
             sandbox_api_base_url=emulator.url,
             allowed_api_hosts=frozenset({urlsplit(emulator.url).netloc}),
         )
@@ -329,3 +330,28 @@ def test_a_deep_connection_test_over_http_matches_the_contract(world):
     assert not list(Draft202012Validator(schema).iter_errors(body))
     assert body["ok"] is True
     assert body["checks"]["accounting_query"] == {"ok": True, "message": "the company has 3 customers"}
+
+
+# --- refresh policies ---------------------------------------------------------------------------------
+def test_workflows_asking_at_once_for_an_expired_on_demand_token_cost_one_refresh(world, monkeypatch):
+    from qbo_connect.domain.admin_operations import ConnectionUpdate
+
+    world.services.admin.update(world.connection_id, ConnectionUpdate(refresh_policy="on_demand"), actor="test")
+    world.clock.advance(2 * 3600)  # nobody asked for two hours: the stored access token has expired
+    monkeypatch.setattr(world.clock, "sleep", time.sleep)  # waiting for another's lease takes real time here
+    world.admin("POST", "/faults", {"group": "token", "delay": 0.5})  # Intuit takes its time answering
+    workflows = 8
+    start = threading.Barrier(workflows)
+
+    def workflow() -> str:
+        # Each workflow is a process of its own: its own token cache, the same connection.
+        tokens = TokenAccess(world.services.lifecycle, world.services.store, world.clock)
+        start.wait(timeout=10)
+        return tokens.access_token(world.connection_id)
+
+    with ThreadPoolExecutor(workflows) as pool:
+        handed_out = set(pool.map(lambda _: workflow(), range(workflows)))
+
+    assert world.refresh_grants() == 1
+    assert handed_out == {world.stored_secret()["token_set"]["access_token"]}
+    assert world.client().company_info()["CompanyName"]

@@ -31,6 +31,7 @@ SEGMENTS = [
     "refresh",
     "import",
     "callback-url",
+    "metering",
     "..",
     "%00",
     "%2F",
@@ -105,3 +106,15 @@ def test_an_administrators_bad_requests_never_get_a_5xx_or_the_secret(deployment
     assert answer["statusCode"] < 500, answer
     assert secret is None or secret not in answer.get("body", "")
     assert answer["headers"]["Content-Type"] == "application/json"
+
+
+@FUZZ
+@given(month=st.text(max_size=30), who=st.sampled_from([USER, MACHINE]))
+def test_any_month_asked_of_the_metering_route_is_an_answer_or_a_400_never_a_5xx(deployment, month, who):
+    event = admin_event("GET", "/metering", authorizer=who, iam=who is MACHINE)
+    event["queryStringParameters"] = {"month": month}
+    answer, writes, intuit_calls = deployment.run_with_intuit(admin_function.handler, event)
+    assert answer["statusCode"] in (200, 400), answer
+    assert writes == [] and intuit_calls == []
+    if answer["statusCode"] == 200:
+        assert json.loads(answer["body"])["month"] == (month or json.loads(answer["body"])["month"])

@@ -51,6 +51,7 @@ authorize_function = _load_handler("authorize")
 callback_function = _load_handler("callback")
 refresh_function = _load_handler("refresh")
 test_function = _load_handler("test")
+token_function = _load_handler("token")
 
 
 @dataclass
@@ -144,6 +145,7 @@ def lambda_environment(env: pytest.MonkeyPatch, *, table: str, secret_prefix: st
         "QBO_SECRET_PREFIX": secret_prefix,
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
+        "QBO_METERING_FLUSH_SECONDS": "0",  # as the template's Globals: each call's count written at once
     }.items():
         env.setenv(name, value)
 
@@ -303,3 +305,77 @@ def test_the_test_function_says_what_to_do_for_a_connection_not_yet_connected(st
     assert answer["ok"] is False
     assert answer["error"]["code"] == "not_connected"
     assert "authorize-link" in answer["error"]["message"]
+
+
+# --- the token function -------------------------------------------------------------------------------
+def test_the_token_function_hands_out_the_stored_token_and_where_to_use_it(stack):
+    stack.create_connection()
+    stack.connect()
+    stored = runtime.services().vault.read(CONNECTION_ID).token_set
+
+    answer = token_function.handler({"connection_id": CONNECTION_ID}, LambdaContext())
+
+    assert answer == {
+        "ok": True,
+        "connection_id": CONNECTION_ID,
+        "realm_id": REALM,
+        "base_url": intuit.SANDBOX_API_BASE_URL,
+        "token_type": "bearer",
+        "access_token": stored.access_token,
+        "expires_at": int(stored.expires_at),
+        "scopes": list(stored.scopes),
+        "refresh_policy": "eager",
+    }
+    assert len(stack.token_endpoint.issued) == 1  # no refresh: the stored token serves
+    # (the fixture then checks that no token reached the logs)
+
+
+def test_an_on_demand_token_too_short_for_the_caller_is_refreshed_once_under_the_lease(stack):
+    from qbo_connect.domain.admin_operations import ConnectionUpdate
+
+    stack.token_endpoint.expires_in = 600  # the stored token has ten minutes left
+    stack.create_connection()
+    stack.connect()
+    runtime.services().admin.update(CONNECTION_ID, ConnectionUpdate(refresh_policy="on_demand"), actor="test")
+    stack.token_endpoint.expires_in = 3600
+
+    first = token_function.handler({"connection_id": CONNECTION_ID, "min_valid_seconds": 1200}, LambdaContext())
+    again = token_function.handler({"connection_id": CONNECTION_ID, "min_valid_seconds": 1200}, LambdaContext())
+
+    assert first["ok"] is True and first["refresh_policy"] == "on_demand"
+    assert [form["grant_type"] for form in stack.token_endpoint.forms] == ["authorization_code", "refresh_token"]
+    assert first["access_token"] == again["access_token"] == stack.token_endpoint.issued[-1]["access_token"]
+    assert runtime.services().vault.read(CONNECTION_ID).token_set.access_token == first["access_token"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"connection_id": "Not An ID"},
+        {"connection_id": CONNECTION_ID, "min_valid_seconds": 3600},
+        {"connection_id": CONNECTION_ID, "min_valid_seconds": -1},
+        {"connection_id": CONNECTION_ID, "min_valid_seconds": "300"},
+        {"connection_id": CONNECTION_ID, "min_valid_seconds": True},
+    ],
+)
+def test_the_token_function_refuses_a_bad_payload_and_calls_nothing(stack, payload):
+    stack.create_connection()
+    stack.connect()
+
+    answer = token_function.handler(payload, LambdaContext())
+
+    assert answer["ok"] is False and answer["error"]["code"] == "invalid_input"
+    assert "access_token" not in answer
+    assert len(stack.token_endpoint.issued) == 1
+
+
+def test_the_token_function_says_what_to_do_when_no_token_can_be_had(stack):
+    stack.create_connection()
+
+    answer = token_function.handler({"connection_id": CONNECTION_ID}, LambdaContext())
+    unknown = token_function.handler({"connection_id": "nobody"}, LambdaContext())
+
+    assert answer["ok"] is False and answer["error"]["code"] == "not_connected"
+    assert "authorize-link" in answer["error"]["message"]
+    assert unknown["error"]["code"] == "not_found"

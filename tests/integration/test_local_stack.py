@@ -284,3 +284,73 @@ def test_invoke_without_a_running_stack_says_to_start_make_dev(tmp_path: Path) -
     assert invoked.returncode == 1
     assert "make dev" in invoked.stderr
     assert invoked.stdout == ""
+
+
+RACERS = 3  # threads per racing process
+
+
+def _take_leases(endpoint: str, table: str, connection_ids: list[str], start_at: list[float], out: Any) -> None:
+    """One racer process: at each start time, try to take that connection's lease; report the ones won."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+    from botocore.config import Config
+    from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
+    from qbo_connect.errors import Busy
+
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    table_resource = session.resource("dynamodb", endpoint_url=endpoint, config=Config(max_pool_connections=RACERS))
+    store = DynamoDbConnectionStore(table_resource.Table(table))
+
+    def take(connection_id: str, racer: int) -> bool:
+        try:
+            store.acquire_lease(connection_id, owner=f"racer-{os.getpid()}-{racer}", now=time.time(), seconds=200)
+        except Busy:
+            return False
+        return True
+
+    won = []
+    with ThreadPoolExecutor(RACERS) as threads:
+        for connection_id, at in zip(connection_ids, start_at, strict=True):
+            while time.time() < at:  # a shared start instant across processes (no clock to inject here)
+                pass
+            wins = list(threads.map(take, [connection_id] * RACERS, range(RACERS)))
+            won += [connection_id] * sum(wins)
+    out.put(won)
+
+
+def test_the_embedded_aws_applies_conditional_writes_atomically_as_dynamodb_does(stack: Stack) -> None:
+    # Plain moto checks a condition and writes in two steps on its request threads: racers for one lease
+    # could both win (seen: 3 races in 100 with six processes), a double refresh the service never makes
+    # on AWS. The local stack must be as strict as DynamoDB.
+    import multiprocessing
+    from collections import Counter
+
+    from qbo_connect import intuit
+    from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
+    from qbo_connect.domain.connection import Connection
+
+    endpoint, table = stack.discovery["aws_endpoint_url"], stack.discovery["environment"]["QBO_TABLE_NAME"]
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    store = DynamoDbConnectionStore(session.resource("dynamodb", endpoint_url=endpoint).Table(table))
+    connection_ids = [f"race-{n:03d}" for n in range(100)]
+    for n, connection_id in enumerate(connection_ids):
+        store.create(
+            Connection(connection_id, f"Race {n:03d}", intuit.Environment.SANDBOX, intuit.SANDBOX_API_BASE_URL, "abcd")
+        )
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    start = time.time() + 5  # every racer imported and connected by then
+    start_at = [start + n * 0.1 for n in range(len(connection_ids))]
+    racers = [
+        context.Process(target=_take_leases, args=(endpoint, table, connection_ids, start_at, results))
+        for _ in range(6)
+    ]
+    for racer in racers:
+        racer.start()
+    won = Counter(connection_id for _ in racers for connection_id in results.get(timeout=60))
+    for racer in racers:
+        racer.join(timeout=10)
+
+    assert sorted(won) == connection_ids  # every lease was taken
+    assert [cid for cid, holders in won.items() if holders > 1] == []

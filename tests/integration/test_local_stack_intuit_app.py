@@ -5,12 +5,14 @@ the emulator, verified by the webhook route, handed over SQS, published once."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import boto3
 import requests
-from test_local_stack import connect_demo_company, printed_authorize_link, running_stack
+from test_local_stack import ROOT, connect_demo_company, printed_authorize_link, running_stack
 
 WAIT_SECONDS = 60
 
@@ -23,6 +25,22 @@ def _aws(stack, service: str):
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def _create_customer(stack, realm_id: str, name: str) -> tuple[str, requests.Response]:
+    """A change in the company made straight at the emulator's accounting API with the demo's token."""
+    secret = _aws(stack, "secretsmanager").get_secret_value(
+        SecretId=f"{stack.discovery['environment']['QBO_SECRET_PREFIX']}connections/demo"
+    )
+    access_token = json.loads(secret["SecretString"])["token_set"]["access_token"]
+    created = requests.post(
+        f"{stack.discovery['emulator_url']}/v3/company/{realm_id}/customer",
+        json={"DisplayName": name},
+        headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        timeout=30,
+    )
+    assert created.status_code == 200, created.text
+    return access_token, created
 
 
 def test_a_customer_created_through_the_emulator_arrives_as_an_eventbridge_event(tmp_path: Path) -> None:
@@ -40,17 +58,7 @@ def test_a_customer_created_through_the_emulator_arrives_as_an_eventbridge_event
         )
         events.put_targets(Rule="entity-changes", Targets=[{"Id": "queue", "Arn": queue_arn}])
 
-        secret = _aws(stack, "secretsmanager").get_secret_value(
-            SecretId=f"{stack.discovery['environment']['QBO_SECRET_PREFIX']}connections/demo"
-        )
-        access_token = json.loads(secret["SecretString"])["token_set"]["access_token"]
-        created = requests.post(
-            f"{stack.discovery['emulator_url']}/v3/company/{flow['realm_id']}/customer",
-            json={"DisplayName": "Webhook Customer"},
-            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-            timeout=30,
-        )
-        assert created.status_code == 200, created.text
+        access_token, created = _create_customer(stack, flow["realm_id"], "Webhook Customer")
         customer_id = created.json()["Customer"]["Id"]
 
         received: list[dict] = []
@@ -115,3 +123,40 @@ def test_the_apps_pages_launch_check_a_disconnect_and_reconnect_the_same_company
         assert again_flow["realm_id"] == flow["realm_id"]
         assert company
         assert stack.stop() == 0
+
+
+def _cli(stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "qbo_connect_cli.main", *args],
+        env=stack.env(), cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_who_consented_the_event_log_and_the_month_s_api_calls_as_a_user_sees_them(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        scopes = ["--scope", "com.intuit.quickbooks.accounting", "--scope", "openid", "--scope", "email"]
+        assert _cli(stack, "connections", "update", "demo", *scopes).returncode == 0
+        landing, flow, _ = connect_demo_company(stack, printed_authorize_link(stack))
+        assert landing.status_code == 200, landing.text
+        shown = json.loads(_cli(stack, "--output", "json", "connections", "show", "demo").stdout)
+        tested = _cli(stack, "connections", "test", "demo")
+
+        # A change in the company, as the emulator's accounting API makes it: a webhook, then an event.
+        access_token, created = _create_customer(stack, flow["realm_id"], "Tailed Customer")
+        tail = ["events", "tail", "--connection", "demo", "--type", "QuickBooks Entity Changed"]
+        followed = _cli(stack, *tail, "--max", "1", "--timeout", str(WAIT_SECONDS), "--output", "json")
+        authorized = _cli(stack, "events", "tail", "--no-follow", "--type", "Connection Authorized")
+        metering = json.loads(_cli(stack, "--output", "json", "metering", "show").stdout)
+        assert stack.stop() == 0
+
+    person = shown["consented_by"]
+    assert (person["email"], person["email_verified"]) == ("admin@sandbox-company.example", True) and person["sub"]
+    assert tested.returncode == 0, tested.stderr
+    assert followed.returncode == 0, followed.stderr + stack.log()[-3000:]
+    (event,) = [json.loads(line) for line in followed.stdout.splitlines()]
+    assert (event["detail"]["entity"], event["detail"]["entity_id"]) == ("Customer", created.json()["Customer"]["Id"])
+    assert "Connection Authorized  demo  connected" in authorized.stdout
+    (app,) = metering["apps"]
+    # Counted: the consent's CompanyInfo and the test's (the customer was created outside the service).
+    assert (app["client_id"], app["sandbox_reads"], app["metered_calls"]) == ("demo-client-id", 2, 0)
+    assert access_token not in followed.stdout + authorized.stdout + json.dumps(metering)

@@ -60,9 +60,10 @@ def test_due_detection_returns_only_due_connected_connections_from_the_index_wit
         found = stack.services(session=session).lifecycle.due_connection_ids()
 
     assert set(found) == set(due) and fresh not in found and not set(refused) & set(found)
-    assert [name for name, _ in calls] == ["Query"], "due detection must read the index, never scan the table"
-    assert calls[0][1]["IndexName"] == REFRESH_DUE_INDEX
-    assert scanned == [len(due)]  # reads proportional to the due connections, not to all of them
+    # One query per refresh policy (eager, then on-demand keep-alives), each on the index, never a scan.
+    assert [name for name, _ in calls] == ["Query", "Query"], "due detection must read the index, never scan the table"
+    assert {params["IndexName"] for _, params in calls} == {REFRESH_DUE_INDEX}
+    assert scanned == [len(due), 0]  # reads proportional to the due connections, not to all of them
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 from qbo_connect import intuit
-from qbo_connect.domain.lifecycle import RefreshPolicy
+from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.errors import IntuitUnavailable, InvalidClient, NeedsReauthorization
 from refresh_support import (
     ACCESS_TOKEN_SECONDS,
@@ -66,7 +66,7 @@ def test_an_hour_of_5xx_429_and_timeouts_keeps_the_connection_and_it_recovers(ma
         if unknown:
             assert stack.refresh_calls() - calls == 1  # never re-sent in the same run
         else:
-            assert 1 <= stack.refresh_calls() - calls <= RefreshPolicy().attempts  # bounded retries
+            assert 1 <= stack.refresh_calls() - calls <= RefreshTimings().attempts  # bounded retries
         connection = stack.connection(connection_id)
         assert connection.status.value == "connected"
         assert connection.consecutive_refresh_failures == run + 1
@@ -81,7 +81,7 @@ def test_an_hour_of_5xx_429_and_timeouts_keeps_the_connection_and_it_recovers(ma
     assert set(errors) == {"intuit_unavailable", "throttled", "outcome_unknown"}, errors
     assert stack.grant()["refresh_count"] == 0  # no attempt was processed: nothing rotated, nothing lost
     assert stack.token_set(connection_id).refresh_token == before.refresh_token
-    assert clock.sleeps and max(clock.sleeps) <= RefreshPolicy().backoff_max_seconds  # waits on our clock
+    assert clock.sleeps and max(clock.sleeps) <= RefreshTimings().backoff_max_seconds  # waits on our clock
     assert storm.events.detail_types == ["Connection Refresh Failed"] * runs
 
     # The access token expired during the storm: a workflow is told to retry, not to reconnect.

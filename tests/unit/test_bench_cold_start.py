@@ -132,7 +132,7 @@ def _cold(function: str, first_request_ms: float, floor_ms: float) -> dict:
 
 
 def test_a_first_request_holds_only_within_one_times_its_floor_and_the_variants_say_what_they_add():
-    rows = report.cold_start_rows([_cold("authorize", 400, 400), _cold("test", 451, 450)])
+    rows = report.cold_start_rows({"cold_start": [_cold("authorize", 400, 400), _cold("test", 451, 450)]})
 
     judged = {row.metric: (row.result, row.floor, row.holds) for row in rows}
     assert judged["Cold start: authorize, import and first request"] == (

@@ -87,9 +87,12 @@ class FakeTokens:
         self.base_url = base_url
         self.current = FIRST_TOKEN
         self.rejected: list[str | None] = []
+        self.client_id = ""
 
     def _access(self) -> ConnectionAccess:
-        return ConnectionAccess("acme", REALM, self.base_url, self.current, expires_at=4_000_000_000.0)
+        return ConnectionAccess(
+            "acme", REALM, self.base_url, self.current, expires_at=4_000_000_000.0, client_id=self.client_id
+        )
 
     def access(self, connection_id: str, *, min_valid_seconds: float) -> ConnectionAccess:
         return self._access()
@@ -419,3 +422,64 @@ def test_errors_never_carry_the_token(tokens, sleeps):
     for error in raised:
         text = f"{error} {error!r} {vars(error)} {error.__context__!r} {error.__cause__!r}"
         assert FIRST_TOKEN not in text and SECOND_TOKEN not in text
+
+
+# --- metering: every call that reached Intuit is counted, as the app's -----------------------------
+def _metered(session: ScriptedSession, tokens: FakeTokens, sleeps: Sleeps, **options: Any):
+    from fakes import FakeClock, InMemoryUsageLedger
+    from qbo_connect.domain.metering import UsageMeter
+
+    ledger = InMemoryUsageLedger()
+    meter = UsageMeter(ledger, FakeClock(), flush_seconds=3600)
+    tokens.client_id = "ABappone0123456789"
+    return client_for(session, tokens, sleeps, meter=meter, **options), meter, ledger
+
+
+def test_reads_writes_and_batch_items_are_counted_as_the_connection_s(tokens, sleeps):
+    from qbo_connect import intuit
+    from qbo_connect.bulk import BatchOperation
+    from qbo_connect.domain.metering import UsageKey
+
+    batch_answer = {"BatchItemResponse": [{"bId": "b1", "Customer": {"Id": "1"}}, {"bId": "q", "QueryResponse": {}}]}
+    session = ScriptedSession(
+        response(200, {"Customer": {"Id": "1", "SyncToken": "0"}}),
+        response(200, {"Customer": {"Id": "2", "SyncToken": "0"}}),
+        response(200, batch_answer),
+    )
+    client, meter, ledger = _metered(session, tokens, sleeps)
+
+    client.get("Customer", "1")
+    client.create("Customer", {"DisplayName": "New"})
+    client.batch(
+        [
+            BatchOperation("Customer", "create", {"DisplayName": "B"}),
+            BatchOperation(query="select * from Customer", bid="q"),
+        ]
+    )
+    meter.flush()
+
+    tally = ledger.calls(UsageKey("ABappone0123456789", "acme", intuit.Environment.SANDBOX))
+    assert (tally.reads, tally.writes) == (2, 2)
+
+
+def test_a_call_whose_answer_was_lost_counts_and_one_that_never_left_does_not(tokens, sleeps):
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    # As requests raises it: the refused connection inside urllib3's MaxRetryError.
+    refused = requests.ConnectionError(MaxRetryError(None, BASE_URL, reason=NewConnectionError(None, "refused")))
+    session = ScriptedSession(
+        requests.ReadTimeout("read timed out"), refused, response(500, {}), response(200, {"Customer": {"Id": "1"}})
+    )
+    client, meter, _ = _metered(session, tokens, sleeps, transient_retries=3)
+
+    client.get("Customer", "1")
+
+    # Sent four times: the read timeout (Intuit may have metered it), the 500 and the answer count;
+    # the refused connection never reached Intuit.
+    assert len(session.sent) == 4
+    assert meter.unwritten_calls == 3
+
+
+def test_a_client_without_a_meter_counts_nothing_and_still_works(tokens, sleeps):
+    session = ScriptedSession(response(200, {"Customer": {"Id": "1"}}))
+    assert client_for(session, tokens, sleeps).get("Customer", "1") == {"Id": "1"}

@@ -313,6 +313,14 @@ def test_the_examples_reach_one_connections_secret_and_item_only(template):
     assert item["Condition"] == {
         "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [Tag("Sub", "connection#${ExampleConnectionId}")]}
     }
+    # Its API call counts (metering): the app's month and this connection's items, nothing else.
+    counts = statements["ApiCallCounts"]
+    assert counts["Action"] == "dynamodb:UpdateItem"
+    assert counts["Condition"] == {
+        "ForAllValues:StringLike": {
+            "dynamodb:LeadingKeys": ["usage#*#app#*", Tag("Sub", "usage#*#connection#${ExampleConnectionId}")]
+        }
+    }
 
     machine = template["Resources"]["TestConnectionExampleStateMachine"]["Properties"]["Policies"]
     secret = next(s for s in _statements(machine) if s["Sid"] == "OneConnectionSecret")

@@ -55,7 +55,7 @@ class DeepCompanyApi(FakeCompanyApi):
 
     customers = 3
 
-    def customer_count(self, *, base_url: str, realm_id: str, access_token: str) -> int:
+    def customer_count(self, *, base_url: str, realm_id: str, access_token: str, usage=None) -> int:
         self.company_info(base_url=base_url, realm_id=realm_id, access_token=access_token)  # same token checks
         return self.customers
 

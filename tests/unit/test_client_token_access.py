@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fakes import FORCED_REFRESH_AGE, FakeWorld
-from qbo_connect.domain.lifecycle import RefreshPolicy
+from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.errors import InvalidInput, NeedsReauthorization, NotConnected
 from qbo_connect.token_access import TokenAccess
 
@@ -90,7 +90,7 @@ def test_a_rejected_token_is_refreshed_once_and_a_second_rejection_soon_after_is
     world.clock.advance(30)
     assert access.token_rejected(connected, retry.access_token).access_token == retry.access_token
     assert world.identity.refresh_calls == 1
-    world.clock.advance(RefreshPolicy.forced_refresh_min_age_seconds - 29)
+    world.clock.advance(RefreshTimings.forced_refresh_min_age_seconds - 29)
     assert access.token_rejected(connected, retry.access_token).access_token != retry.access_token
     assert world.identity.refresh_calls == 2
 

@@ -124,7 +124,7 @@ def test_intuit_being_busy_or_down_is_reported_with_its_support_id(world, error,
 def test_intuit_down_while_a_short_token_needs_refreshing_is_reported_as_unavailable(world):
     connection = world.connected()
     world.clock.advance(3600 - 30)
-    world.identity.fail_next(world.policy.attempts, IntuitUnavailable("HTTP 502"))
+    world.identity.fail_next(world.timings.attempts, IntuitUnavailable("HTTP 502"))
 
     _failed(world, connection.connection_id, "intuit_unavailable")
 

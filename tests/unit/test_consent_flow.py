@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from fakes import API_BASE_URL, StrictIdentityProvider
+from fakes import API_BASE_URL, FORCED_REFRESH_AGE, StrictIdentityProvider
+from qbo_connect import intuit
 from qbo_connect.domain.authorization import FlowError, LinkRejected
 from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.events import EventType
@@ -77,6 +79,71 @@ def test_tokens_are_safe_in_the_vault_even_if_the_company_lookup_fails(world):
     assert result.company_name is None
     assert world.connection(connection.connection_id).status is ConnectionStatus.CONNECTED
     assert world.token_set(connection.connection_id) is not None
+
+
+OPENID = (intuit.ACCOUNTING_SCOPE, "openid", "email")
+
+
+def test_with_the_openid_scopes_the_person_who_consented_is_recorded_and_announced(world):
+    connection = world.create_connection(scopes=OPENID)
+
+    world.connect(connection.connection_id)
+
+    stored = world.connection(connection.connection_id)
+    person = world.identity.person
+    assert (stored.consented_by.sub, stored.consented_by.email) == (person.sub, "owner@acme.test")
+    assert stored.summary()["consented_by"] == {"sub": person.sub, "email": "owner@acme.test", "email_verified": True}
+    (authorized,) = world.events.published
+    assert authorized.detail["consented_by"] == {"sub": person.sub, "email": "owner@acme.test", "email_verified": True}
+
+
+def test_without_the_openid_scope_nobody_is_asked_who_consented(world):
+    connection = world.create_connection()
+
+    world.connect(connection.connection_id)
+
+    assert world.identity.user_info_calls == 0
+    assert world.connection(connection.connection_id).consented_by is None
+    assert world.events.published[0].detail["consented_by"] is None
+
+
+def test_a_failing_userinfo_leaves_the_consent_connected_with_the_identity_unknown(world):
+    connection = world.create_connection(scopes=OPENID)
+    world.identity.fail_user_info(1, IntuitUnavailable)
+
+    result = world.connect(connection.connection_id)
+
+    stored = world.connection(connection.connection_id)
+    assert result.connection.status is ConnectionStatus.CONNECTED and stored.status is ConnectionStatus.CONNECTED
+    assert world.token_set(connection.connection_id) is not None
+    assert stored.consented_by.sub is None
+    assert stored.consented_by.unknown_reason == "userinfo failed (intuit_unavailable)"
+    assert world.events.published[0].detail["consented_by"]["unknown_reason"] == "userinfo failed (intuit_unavailable)"
+
+
+def test_a_userinfo_answer_about_someone_else_than_the_id_token_is_not_used(world):
+    connection = world.create_connection(scopes=OPENID)
+    world.identity.id_token_subject_override = "someone-else"
+
+    world.connect(connection.connection_id)
+
+    identity = world.connection(connection.connection_id).consented_by
+    assert (identity.sub, identity.email) == (None, None)
+    assert "another person" in identity.unknown_reason
+
+
+def test_a_reconnect_by_another_person_records_them_and_a_reset_forgets_who_it_was(world):
+    connection = world.create_connection(scopes=OPENID)
+    world.connect(connection.connection_id)
+    first = world.identity.person
+    world.identity.person = replace(first, sub="person-2", email="bookkeeper@acme.test")
+    world.clock.advance(FORCED_REFRESH_AGE)
+
+    world.connect(connection.connection_id)
+    assert world.connection(connection.connection_id).consented_by.email == "bookkeeper@acme.test"
+
+    world.admin.reset(connection.connection_id, actor="test")
+    assert world.connection(connection.connection_id).consented_by is None
 
 
 def test_a_reused_state_is_rejected_and_changes_nothing(world):
@@ -375,7 +442,8 @@ def test_a_receipt_counts_only_for_its_own_state_and_connection_and_only_while_c
     receipt = world.consent.complete(params, state_cookie=cookie).receipt
     forged = receipt.replace(connection.connection_id, other.connection_id, 1)
 
-    assert world.consent.completed_before({**params, "state": params["state"][:-1] + "A"}, receipt=receipt) is None
+    other_state = params["state"][:-1] + ("B" if params["state"].endswith("A") else "A")  # never the same state
+    assert world.consent.completed_before({**params, "state": other_state}, receipt=receipt) is None
     assert world.consent.completed_before(params, receipt=forged) is None
     assert world.consent.completed_before(params, receipt=receipt[:-2]) is None
     assert world.consent.completed_before(params, receipt=None) is None

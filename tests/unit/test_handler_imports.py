@@ -26,7 +26,7 @@ NEVER_AT_IMPORT = [
 ]
 
 
-@pytest.mark.parametrize("function", ["authorize", "callback", "refresh", "test"])
+@pytest.mark.parametrize("function", ["authorize", "callback", "refresh", "test", "token"])
 def test_importing_a_handler_loads_no_sdk_and_no_http_stack(function):
     script = (
         "import json, sys\n"

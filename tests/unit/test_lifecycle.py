@@ -162,15 +162,15 @@ def test_invalid_client_is_fixed_by_setting_the_current_client_secret(world):
 def test_transient_failures_are_retried_a_bounded_number_of_times_and_keep_the_connection(world, error):
     connection = world.connected()
     _due(world)
-    world.identity.fail_next(world.policy.attempts, error)
+    world.identity.fail_next(world.timings.attempts, error)
 
     result = world.lifecycle.refresh(connection.connection_id)
 
     stored = world.connection(connection.connection_id)
     assert result.outcome is RefreshOutcome.TRANSIENT_FAILURE
-    assert world.identity.refresh_calls == world.policy.attempts
-    assert len(world.clock.sleeps) == world.policy.attempts - 1
-    assert all(0 <= s <= world.policy.backoff_max_seconds for s in world.clock.sleeps)
+    assert world.identity.refresh_calls == world.timings.attempts
+    assert len(world.clock.sleeps) == world.timings.attempts - 1
+    assert all(0 <= s <= world.timings.backoff_max_seconds for s in world.clock.sleeps)
     assert stored.status is ConnectionStatus.CONNECTED
     assert stored.consecutive_refresh_failures == 1
     assert stored.last_refresh_error == error.code.value
@@ -195,7 +195,7 @@ def test_consecutive_failed_runs_are_counted_and_the_next_success_announces_the_
     connection = world.connected()
     _due(world)
     for run in (1, 2):
-        world.identity.fail_next(world.policy.attempts, IntuitUnavailable("timed out"))
+        world.identity.fail_next(world.timings.attempts, IntuitUnavailable("timed out"))
         assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.TRANSIENT_FAILURE
         assert world.connection(connection.connection_id).consecutive_refresh_failures == run
         world.clock.advance(300)
@@ -289,7 +289,7 @@ def test_a_token_too_short_for_the_caller_is_refreshed_first(world):
 def test_valid_token_says_to_retry_when_intuit_is_down_and_the_token_is_short(world):
     connection = world.connected()
     world.clock.advance(3600 - 200)
-    world.identity.fail_next(world.policy.attempts, IntuitUnavailable("HTTP 502"))
+    world.identity.fail_next(world.timings.attempts, IntuitUnavailable("HTTP 502"))
 
     with pytest.raises(IntuitUnavailable, match="try again shortly"):
         world.lifecycle.valid_token(connection.connection_id, min_valid_seconds=300)
@@ -384,7 +384,7 @@ class RecordingQueue:
 def test_an_unknown_outcome_queues_one_check_for_when_the_call_is_certainly_over_and_nothing_before(world):
     queue = RecordingQueue()
     lifecycle = TokenLifecycle(
-        world.store, world.vault, world.identity, world.events, world.clock, world.leases, world.policy, recheck=queue
+        world.store, world.vault, world.identity, world.events, world.clock, world.leases, world.timings, recheck=queue
     )
     connection = world.connected()
     _due(world)

@@ -122,3 +122,51 @@ def test_120_days_of_five_minute_runs_keep_tokens_valid_and_warn_before_the_gran
     assert len(after) > (SIMULATED_DAYS * DAY - (reconnected_at - schedule_start)) / 3600
     assert all(later[1] > earlier[1] for earlier, later in itertools.pairwise(after))
     assert all(expires == pytest.approx(at + identity.refresh_seconds) for at, expires, _ in after)
+
+
+def test_120_days_on_demand_cost_about_a_write_a_day_and_every_request_gets_a_valid_token(quiet_logs) -> None:
+    from qbo_connect.domain.admin_operations import ConnectionUpdate
+
+    clock = FakeClock()
+    identity = StrictIdentityProvider(clock, hard_seconds=NEW_GRANT_LIFETIME)
+    world = FakeWorld(clock, identity)
+    period = world.settings.refresh_period_seconds
+    runs = RefreshRuns(world.lifecycle, None, world.clock)
+    rng = random.Random(20261206)
+    connection_id = world.connected(realm_id=REALM).connection_id
+    world.admin.update(connection_id, ConnectionUpdate(refresh_policy="on_demand"), actor="admin@example.com")
+    # A nightly job on most days, and now and then a request at any hour.
+    job_days = {day for day in range(SIMULATED_DAYS) if rng.random() < 0.8}
+    requests_at = sorted(
+        [day * DAY + 2 * 3600 + rng.uniform(0, 600) for day in job_days]
+        + [rng.uniform(0, SIMULATED_DAYS * DAY) for _ in range(40)]
+    )
+    start = clock.now()
+    writes_before = world.vault.read(connection_id).generation
+    refresh_gaps: list[float] = []
+    last_refresh = world.connection(connection_id).last_refreshed_at
+
+    for run in range(1, int(SIMULATED_DAYS * DAY / period) + 1):
+        run_at = start + run * period
+        while requests_at and start + requests_at[0] < run_at:
+            clock.advance(start + requests_at.pop(0) - clock.now())
+            calls = identity.refresh_calls
+            _, token_set = world.lifecycle.valid_token(connection_id, min_valid_seconds=300)
+            assert identity.refresh_calls - calls <= 1
+            assert token_set.seconds_valid(clock.now()) >= 300
+            assert identity.is_access_token_valid(token_set.access_token, REALM)
+        clock.advance(run_at - clock.now())
+        runs.sweep()
+        refreshed = world.connection(connection_id).last_refreshed_at
+        if refreshed != last_refresh:
+            refresh_gaps.append(refreshed - last_refresh)
+            last_refresh = refreshed
+
+    connection = world.connection(connection_id)
+    writes = world.vault.read(connection_id).generation - writes_before
+    assert connection.status.value == "connected" and not identity.grant_revoked(REALM)
+    # The keep-alive never lets a day and a sweep pass without a refresh; the grant's rolling expiry moved.
+    assert max(refresh_gaps) <= DAY + period
+    assert connection.refresh_token_expires_at > clock.now() + identity.refresh_seconds - DAY - period
+    # About one write a day (a request and the keep-alive rarely both), against 30 for an eager connection.
+    assert SIMULATED_DAYS * 0.9 <= writes <= SIMULATED_DAYS * 1.5

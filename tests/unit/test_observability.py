@@ -37,10 +37,16 @@ def handler(event, context):
     import requests
     return requests.get(f"http://127.0.0.1:{{server.server_port}}/v3/company/1/companyinfo/1", timeout=5).status_code
 
+def token_handler(event, context):
+    return {{"access_token": "eyJ-the-access-token"}}
+
 traced = tracer.capture_lambda_handler(handler)
+# As the token function decorates its handler: its answer holds a token.
+token_traced = tracer.capture_lambda_handler(capture_response=False)(token_handler)
 print(json.dumps({{
-    "untouched": traced is handler,
+    "untouched": traced is handler and token_traced is token_handler,
     "answer": traced({{}}, None),
+    "token_answer": token_traced({{}}, None)["access_token"] == "eyJ-the-access-token",
     "xray_sdk_loaded": "aws_xray_sdk" in sys.modules,
 }}))
 """
@@ -82,14 +88,16 @@ def _run_handler(environment: dict[str, str]) -> tuple[dict, list[dict]]:
 def test_without_detailed_tracing_the_handler_runs_as_written_and_the_xray_sdk_is_never_loaded():
     report, documents = _run_handler({})
 
-    assert report == {"untouched": True, "answer": 200, "xray_sdk_loaded": False}
+    assert report == {"untouched": True, "answer": 200, "token_answer": True, "xray_sdk_loaded": False}
     assert documents == []  # Lambda's own segment for the invocation is all X-Ray gets
 
 
 def test_detailed_tracing_sends_the_handlers_subsegment_and_one_per_intuit_request():
     report, documents = _run_handler({"QBO_DETAILED_TRACING": "true"})
 
-    assert report == {"untouched": False, "answer": 200, "xray_sdk_loaded": True}
+    assert report == {"untouched": False, "answer": 200, "token_answer": True, "xray_sdk_loaded": True}
+    assert "eyJ-the-access-token" not in json.dumps(documents)  # capture_response=False: no answer in a trace
+    assert "## token_handler" in {document["name"] for document in documents}
     by_name = {document["name"]: document for document in documents}
     handler = by_name["## handler"]
     assert handler["trace_id"] == TRACE_ID

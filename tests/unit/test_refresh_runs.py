@@ -90,4 +90,4 @@ def test_a_refresh_gets_a_call_deadline_that_fits_in_what_the_invocation_leaves(
 
     assert runs.handle({"connection_id": connection.connection_id}, Invocation())["outcome"] == "refreshed"
     # 100 s left, less 2 s to answer, less the persist budget: the call may take what remains, no more.
-    assert world.identity.deadlines == [pytest.approx(100 - 2 - world.policy.persist_seconds)]
+    assert world.identity.deadlines == [pytest.approx(100 - 2 - world.timings.persist_seconds)]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from qbo_connect import intuit
 from qbo_connect.settings import Settings, SettingsError
+from qbo_local.template import load_template
 
+ROOT = Path(__file__).resolve().parents[2]
 BASE = {"QBO_TABLE_NAME": "connections"}
 
 
@@ -173,4 +176,28 @@ def test_a_period_that_disagrees_with_the_schedule_or_is_missing_for_cron_is_ref
     env = {**BASE, "QBO_REFRESH_SCHEDULE": schedule} | ({"QBO_REFRESH_PERIOD_SECONDS": period} if period else {})
 
     with pytest.raises(SettingsError, match=re.escape(named)):
+        Settings.from_environment(env)
+
+
+def test_the_templates_refresh_defaults_let_a_batch_wait_for_the_write_budget_within_the_vault_deadline() -> None:
+    template = load_template(ROOT / "template.yaml")["Parameters"]
+    env = {
+        **BASE,
+        "QBO_SECRETS_WRITE_BUDGET": str(template["SecretsWriteBudgetPerSecond"]["Default"]),
+        "QBO_WRITE_BUDGET_SHARES": str(template["RefreshMaxConcurrency"]["Default"]),
+        "QBO_REFRESH_BATCH_SIZE": str(template["RefreshBatchSize"]["Default"]),
+    }
+
+    settings = Settings.from_environment(env)
+
+    assert (
+        settings.refresh_batch_size / settings.secrets_writes_per_second_here <= settings.vault_write_deadline_seconds
+    )
+
+
+def test_a_batch_that_would_wait_past_the_vault_deadline_for_the_write_budget_is_refused() -> None:
+    # 100 records on a 40/s budget shared by 50 instances: 125 s in memory before the last write.
+    env = {**BASE, "QBO_SECRETS_WRITE_BUDGET": "40", "QBO_WRITE_BUDGET_SHARES": "50", "QBO_REFRESH_BATCH_SIZE": "100"}
+
+    with pytest.raises(SettingsError, match="lower RefreshBatchSize or RefreshMaxConcurrency"):
         Settings.from_environment(env)

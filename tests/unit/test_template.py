@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from qbo_connect.adapters.dynamodb_store import TABLE_SCHEMA
 from qbo_connect.settings import Settings
 from qbo_local.template import Tag, function_properties, functions, http_routes, load_template
 
@@ -23,6 +24,7 @@ FUNCTIONS = {
     "CallbackFunction": "functions/callback/",
     "RefreshFunction": "functions/refresh/",
     "TestFunction": "functions/test/",
+    "TokenFunction": "functions/token/",
     "AdminFunction": "functions/admin/",
     "ConsoleFunction": "functions/console/",
 }
@@ -47,11 +49,14 @@ EXPECTED_ATTRIBUTES = {
     "listing": "S",
     "name": "S",
     "status": "S",
+    "realm_id": "S",
+    "client_id": "S",
 }
 EXPECTED_INDEXES = {
     "refresh-due": ([("refresh_index", "HASH"), ("access_token_expires_at", "RANGE")], "KEYS_ONLY"),
     "by-name": ([("listing", "HASH"), ("name", "RANGE")], "ALL"),
     "by-status": ([("status", "HASH")], "KEYS_ONLY"),
+    "by-realm": ([("realm_id", "HASH"), ("client_id", "RANGE")], "ALL"),
 }
 
 # The only SAM policy templates the functions may use: each is scoped to one resource.
@@ -236,7 +241,12 @@ def test_refresh_queue_reports_batch_item_failures(template):
     properties = queues[0]["Properties"]
     assert properties["Queue"] == Tag("GetAtt", "RefreshQueue.Arn")
     assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert properties["BatchSize"] == 10
+    assert properties["BatchSize"] == Tag("Ref", "RefreshBatchSize")
+    # Lambda takes more than 10 records per batch from a standard queue only with a batching window.
+    assert (
+        template["Parameters"]["RefreshBatchSize"]["MaxValue"] <= 10
+        or properties["MaximumBatchingWindowInSeconds"] >= 1
+    )
     assert properties["ScalingConfig"] == {"MaximumConcurrency": Tag("Ref", "RefreshMaxConcurrency")}
 
 
@@ -268,6 +278,18 @@ def test_table_keys_and_indexes_are_exactly_the_contract(template):
     }
     assert indexes == EXPECTED_INDEXES
     assert "LocalSecondaryIndexes" not in properties
+
+
+def test_the_table_the_code_creates_locally_is_the_one_the_template_deploys(template):
+    properties = template["Resources"]["ConnectionsTable"]["Properties"]
+    assert sorted(map(str, TABLE_SCHEMA["AttributeDefinitions"])) == sorted(
+        map(str, properties["AttributeDefinitions"])
+    )
+    assert TABLE_SCHEMA["KeySchema"] == properties["KeySchema"]
+    assert TABLE_SCHEMA["BillingMode"] == properties["BillingMode"]
+    deployed = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
+    created = {index["IndexName"]: index for index in TABLE_SCHEMA["GlobalSecondaryIndexes"]}
+    assert created == deployed
 
 
 def test_table_expires_oauth_state_and_can_be_recovered(template):
@@ -387,6 +409,28 @@ def test_outputs_tell_users_where_to_point_intuit(template):
     assert all(branch.value.endswith("/oauth/callback") for branch in callback.value[1:])
 
 
+def test_the_metering_alarms_watch_the_metrics_the_code_emits_at_the_chosen_share(template):
+    from qbo_connect.metering import ALLOWANCE_USED_METRIC, FLUSH_FAILED_METRIC
+
+    resources = template["Resources"]
+    allowance = resources["MeteringAllowanceAlarm"]["Properties"]
+    flush = resources["MeteringFlushFailedAlarm"]["Properties"]
+    assert (allowance["Namespace"], allowance["MetricName"]) == ("QboConnect", ALLOWANCE_USED_METRIC)
+    assert allowance["Threshold"] == Tag("Ref", "MeteringAlarmPercent")
+    assert allowance["Statistic"] == "Maximum" and allowance["TreatMissingData"] == "notBreaching"
+    assert flush["MetricName"] == FLUSH_FAILED_METRIC
+    for alarm in (allowance, flush):
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": "qbo-connect"}]
+    parameters = template["Parameters"]
+    assert parameters["MeteringMonthlyAllowance"]["Default"] == 500_000  # Intuit's Builder tier
+    assert parameters["MeteringAlarmPercent"]["Default"] == 80
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["QBO_METERING_ALARM_PERCENT"] == Tag("Ref", "MeteringAlarmPercent")
+    assert variables["QBO_METERING_FLUSH_SECONDS"] == "0"  # the service's own functions: each call at once
+    example = function_properties(template, "ListCustomersExampleFunction")["Environment"]["Variables"]
+    assert example["QBO_METERING_FLUSH_SECONDS"] == "60"  # a workflow: once a minute, and flush_usage()
+
+
 def test_intuit_urls_are_not_repeated_in_the_template():
     # Intuit's real endpoints live in the Python code, in one place.
     assert "intuit.com" not in TEMPLATE_PATH.read_text(encoding="utf-8")
@@ -409,3 +453,31 @@ def test_sample_queue_event_comes_from_sqs():
     for record in event["Records"]:
         assert record["eventSource"] == "aws:sqs"
         assert json.loads(record["body"]) == {"connection_id": "demo"}
+
+
+def test_the_local_stack_creates_its_queues_with_the_templates_timings(template):
+    from qbo_local.template import queue_attributes
+
+    refresh = queue_attributes(template, "RefreshQueue")
+
+    # A batch slower than SQS's default 30 s visibility would otherwise be handed to a second instance.
+    assert int(refresh["VisibilityTimeout"]) >= 6 * function_properties(template, "RefreshFunction")["Timeout"]
+    assert refresh["maxReceiveCount"] == str(
+        template["Resources"]["RefreshQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    )
+    webhook_visibility = template["Resources"]["WebhookQueue"]["Properties"]["VisibilityTimeout"]
+    assert queue_attributes(template, "WebhookQueue")["VisibilityTimeout"] == str(webhook_visibility)
+
+
+def test_only_the_refresh_function_divides_the_write_budget_among_its_instances(template):
+    # A token, test or admin request writes at most once: holding it to 1/50 of the budget (0.8/s) made
+    # a second cold request on a warm instance wait more than a second for nothing.
+    dividing = [
+        name
+        for name in functions(template)
+        if "QBO_WRITE_BUDGET_SHARES"
+        in ((function_properties(template, name).get("Environment") or {}).get("Variables") or {})
+    ]
+
+    assert dividing == ["RefreshFunction"]
+    assert "QBO_WRITE_BUDGET_SHARES" not in template["Globals"]["Function"]["Environment"]["Variables"]

@@ -179,11 +179,15 @@ class Publisher:
 
 
 class Directory:
+    """Connections by company, as the by-realm index answers; there is no way to list them all."""
+
     def __init__(self, connections) -> None:
         self.connections = connections
+        self.queries: list[tuple[str, str | None]] = []
 
-    def list(self):
-        return list(self.connections)
+    def find_by_realm(self, realm_id, *, client_id=None):
+        self.queries.append((realm_id, client_id))
+        return [c for c in self.connections if c.realm_id == realm_id and client_id in (None, c.client_id)]
 
 
 def _connection(connection_id: str, client_id: str = APP, realm_id: str | None = REALM) -> Connection:
@@ -198,9 +202,10 @@ def _connection(connection_id: str, client_id: str = APP, realm_id: str | None =
     )
 
 
-def _routing(*connections: Connection, clock: FakeClock | None = None):
+def _routing(*connections: Connection, clock: FakeClock | None = None, directory: Directory | None = None):
     ledger, publisher = Ledger(), Publisher()
-    routing = WebhookRouting(Directory(connections), ledger, publisher, clock or FakeClock(), stale_claim_seconds=300)
+    directory = directory or Directory(connections)
+    routing = WebhookRouting(directory, ledger, publisher, clock or FakeClock(), stale_claim_seconds=300)
     return routing, ledger, publisher
 
 
@@ -226,6 +231,15 @@ def test_a_change_is_published_for_each_connection_of_the_app_that_holds_the_rea
         "occurred_at": "2025-09-10T21:31:25.179+00:00",
         "event_id": "88cd52aa-33b6-4351-9aa4-47572edbd068",
     }
+
+
+def test_a_delivery_looks_up_each_company_once_for_the_signing_app_only() -> None:
+    directory = Directory([_connection("acme"), _connection("elsewhere", realm_id="42")])
+    routing, _, publisher = _routing(directory=directory)
+    changes, _ = read_delivery(_body(LEGACY))  # two changes of one company
+    routing.route(APP, changes)
+    assert directory.queries == [(REALM, APP)]
+    assert len(publisher.published) == 2
 
 
 def test_a_redelivered_change_publishes_nothing() -> None:

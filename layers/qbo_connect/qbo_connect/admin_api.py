@@ -22,6 +22,7 @@ from qbo_connect import intuit
 from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import callback_url
+from qbo_connect.domain.connection import RefreshPolicy
 from qbo_connect.domain.connection_test import NEXT_STEPS
 from qbo_connect.errors import ErrorCode, InvalidInput, QboConnectError
 from qbo_connect.observability import logger
@@ -64,8 +65,9 @@ _CREATE_FIELDS = {
     "base_url",
     "connection_id",
     "client_secret",
+    "refresh_policy",
 }
-_UPDATE_FIELDS = {"name", "client_id", "environment", "realm_id", "scopes", "base_url"}
+_UPDATE_FIELDS = {"name", "client_id", "environment", "realm_id", "scopes", "base_url", "refresh_policy"}
 
 
 class RequestRefused(QboConnectError):
@@ -141,6 +143,7 @@ def build_app() -> APIGatewayHttpResolver:
             base_url=data.get("base_url") or None,
             connection_id=data.get("connection_id") or None,
             client_secret=data.get("client_secret"),
+            refresh_policy=data.get("refresh_policy") or RefreshPolicy.EAGER.value,
         )
         created = services().admin.create(request, actor=actor())
         return _json(201, services().admin.show(created.connection_id))
@@ -148,6 +151,12 @@ def build_app() -> APIGatewayHttpResolver:
     @app.get(f"{ADMIN_PREFIX}/callback-url")
     def get_callback_url() -> Response:
         return _json(200, {"callback_url": callback_url(base_url())})
+
+    @app.get(f"{ADMIN_PREFIX}/metering")
+    def metering() -> Response:
+        """The month's accounting API calls per app and connection (?month=YYYY-MM; default this month)."""
+        month = (app.current_event.query_string_parameters or {}).get("month")
+        return _json(200, services().metering_report.month(month))
 
     @app.get(f"{ADMIN_PREFIX}/connections/<name_or_id>")
     def show_connection(name_or_id: str) -> Response:
@@ -164,6 +173,7 @@ def build_app() -> APIGatewayHttpResolver:
             base_url=data.get("base_url"),
             # null or "" removes the company pin; leaving the field out keeps it.
             realm_id=(data["realm_id"] or "") if "realm_id" in data else None,
+            refresh_policy=data.get("refresh_policy"),
         )
         saved = services().admin.update(ref(name_or_id), change, actor=actor())
         return _json(200, services().admin.show(saved.connection_id))

@@ -50,7 +50,7 @@ def reconnect(event: APIGatewayProxyEventV2, services: Services) -> Response:
     realm_id = _realm(event)
     if realm_id is None:
         return _page(reconnect_refused_page("The link names no QuickBooks company (realmId)."))
-    holders = [c for c in services.store.list() if c.realm_id == realm_id]
+    holders = services.store.find_by_realm(realm_id)
     if not holders:
         return _page(reconnect_refused_page("There is no connection for this QuickBooks company here."))
     if len(holders) > 1:

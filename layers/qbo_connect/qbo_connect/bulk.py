@@ -38,6 +38,9 @@ class ChangeSet:
     changes: dict[str, list[ChangedObject]]
     # Intuit's answer held its 1,000-object maximum: there may be more changes than it listed.
     truncated: bool = False
+    # catch_up(): entities whose CDC answer was full, read again page by page with a query. Every object
+    # changed since is listed; a deletion CDC left out cannot be (a query never returns deleted objects).
+    paged_by_query: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return sum(len(items) for items in self.changes.values())
@@ -88,6 +91,26 @@ def parse_cdc(body: Mapping[str, Any], entities: Sequence[str], since: datetime)
                 ]
     total = sum(len(items) for items in changes.values())
     return ChangeSet(since, changes, truncated=total >= intuit.CDC_MAX_OBJECTS)
+
+
+def changed_since_query(entity: str, since: datetime) -> str:
+    """Intuit's query for what changed since a moment, when CDC's 1,000 objects are not enough."""
+    if not _ENTITY.match(entity):
+        raise InvalidInput(f"{entity!r} is not an entity name such as Customer or Invoice")
+    # Both parts are checked values (an entity name, a formatted datetime), never a caller's text.
+    moment = since.isoformat(timespec="seconds")
+    return f"select * from {entity} where Metadata.LastUpdatedTime >= '{moment}'"  # noqa: S608
+
+
+def with_queried(entity: str, listed: list[ChangedObject], queried: Iterable[dict[str, Any]]) -> list[ChangedObject]:
+    """CDC's list completed with the objects a query found: one entry per Id, the queried (current) version
+    of a live object, CDC's entry for a deleted one."""
+    merged = {change.entity_id: change for change in listed}
+    for item in queried:
+        entity_id = str(item.get("Id"))
+        if not (entity_id in merged and merged[entity_id].deleted):
+            merged[entity_id] = ChangedObject(entity, entity_id, False, item)
+    return list(merged.values())
 
 
 # --- batch -------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ Intuit's `fault_code`, `detail` and `intuit_tid`, never the token.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import itertools
@@ -39,7 +40,7 @@ from urllib.parse import quote
 import requests
 
 from qbo_connect import intuit
-from qbo_connect.adapters.quickbooks_api import error_for_response, fault_of
+from qbo_connect.adapters.quickbooks_api import certainly_not_sent, error_for_response, fault_of
 from qbo_connect.bulk import (
     BatchOperation,
     BatchResult,
@@ -48,11 +49,14 @@ from qbo_connect.bulk import (
     as_utc,
     batch_items,
     cdc_params,
+    changed_since_query,
     chunks,
     parse_batch,
     parse_cdc,
+    with_queried,
 )
 from qbo_connect.domain.connection import validate_connection_id
+from qbo_connect.domain.metering import UsageKey, UsageMeter, call_kinds
 from qbo_connect.errors import (
     Forbidden,
     IntuitUnavailable,
@@ -198,6 +202,17 @@ class RealmLimiters:
 
 PROCESS_LIMITERS = RealmLimiters()
 
+_flushed_at_exit: set[int] = set()
+
+
+def flushed_at_exit(meter: UsageMeter) -> UsageMeter:
+    """A long-lived process (a script, a container) writes its last counts as it exits. Lambda freezes
+    rather than exits: a handler calls qbo_connect.metering.flush_usage() at its end for that."""
+    if id(meter) not in _flushed_at_exit:
+        _flushed_at_exit.add(id(meter))
+        atexit.register(meter.flush)
+    return meter
+
 
 class QuickBooksClient:
     """The accounting API of one connection's company. Safe to share between threads."""
@@ -218,6 +233,7 @@ class QuickBooksClient:
         transient_retries: int = 2,
         limiters: RealmLimiters | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        meter: UsageMeter | None = None,
     ) -> None:
         self.connection_id = validate_connection_id(connection_id)
         self.minor_version = settings.minor_version if minor_version is None else int(minor_version)
@@ -232,12 +248,15 @@ class QuickBooksClient:
         self._transient_retries = max(0, transient_retries)
         self._limiters = limiters or PROCESS_LIMITERS
         self._sleep = sleep
+        self._meter = meter
 
     @classmethod
     def for_connection(cls, connection_id: str, **options: Any) -> QuickBooksClient:
         """A client on the process-wide services (the environment, as in a Lambda with the shared layer)."""
         from qbo_connect.runtime import services
 
+        if "meter" not in options:  # every call counted for metering, per process
+            options["meter"] = flushed_at_exit(services().meter)
         return cls(connection_id, tokens=default_token_access(), settings=services().settings, **options)
 
     # --- operations ---------------------------------------------------------------------------
@@ -306,7 +325,7 @@ class QuickBooksClient:
         """What changed in these entities since `changed_since` (at most 30 days ago): Intuit's CDC, one call.
 
         Deleted objects come back with `deleted=True`. `truncated` says Intuit's answer hit its 1,000-object
-        limit: catch_up() asks per entity, which is what to use when that can happen."""
+        limit: catch_up() reads past it, which is what to use when that can happen."""
         since, params = cdc_params(entities, changed_since, now=time.time())
         body = self.request("GET", "cdc", params=params)
         return parse_cdc(body, params["entities"].split(","), since)
@@ -314,17 +333,22 @@ class QuickBooksClient:
     def catch_up(self, entities: Sequence[str], last_processed: datetime | float) -> ChangeSet:
         """The changes a webhook consumer missed since the last event it processed (its `occurred_at`).
 
-        One CDC call per entity, so the 1,000-object limit applies to each entity on its own; an entity
-        that still fills it is named by `truncated` (read it with query() instead)."""
+        One CDC call per entity, so the 1,000-object limit applies to each entity on its own. An entity
+        whose answer is still full is read again with Intuit's query by Metadata.LastUpdatedTime, page by
+        page, so every object changed since is returned; it is named in `paged_by_query`, because a
+        deletion CDC left out cannot be found by a query."""
         names = list(entities) if not isinstance(entities, str) else [entities]
         cdc_params(names, last_processed, now=time.time())  # every check before the first call
         merged: dict[str, list[ChangedObject]] = {}
-        since, truncated = as_utc(last_processed), False
+        since, paged = as_utc(last_processed), []
         for name in names:
             part = self.change_data_capture([name], last_processed)
             merged[name] = part.changes.get(name, [])
-            truncated = truncated or part.truncated
-        return ChangeSet(since, merged, truncated=truncated)
+            if part.truncated:
+                queried = self.query(changed_since_query(name, since), page_size=QUERY_MAX_RESULTS)
+                merged[name] = with_queried(name, merged[name], queried)
+                paged.append(name)
+        return ChangeSet(since, merged, paged_by_query=tuple(paged))
 
     def batch(self, operations: Sequence[BatchOperation]) -> list[BatchResult]:
         """Run the operations in Intuit's batch requests of at most BATCH_MAX_OPERATIONS each, in order.
@@ -419,7 +443,7 @@ class QuickBooksClient:
             "Accept": "application/json",
             "Authorization": f"Bearer {access.access_token}",
         }
-        failure = None
+        failure, sent = None, True
         try:
             with self._limiters.gate(access.realm_id).admit():
                 response = self._session.request(
@@ -432,7 +456,9 @@ class QuickBooksClient:
                     timeout=self._timeout,
                 )
         except requests.RequestException as error:
-            failure = type(error).__name__
+            failure, sent = type(error).__name__, not certainly_not_sent(error)
+        if sent:  # answered, or sent and its answer lost: Intuit counts it either way
+            self._count(access, method, relative, json)
         if failure is not None:
             # Raised outside the except block: a requests exception holds the request, and with it the
             # Authorization header, so it must not even ride along as __context__.
@@ -451,6 +477,12 @@ class QuickBooksClient:
             # Some answers report a fault with HTTP 200; they mean the same as the 400 kind.
             raise _fault_error(response, body)
         return body if isinstance(body, dict) else {"value": body}
+
+    def _count(self, access: ConnectionAccess, method: str, relative: str, body: Any) -> None:
+        if self._meter is not None:
+            reads, writes = call_kinds(method, relative, body)
+            usage = UsageKey(access.client_id or "unknown", access.connection_id, access.environment)
+            self._meter.count(usage, reads=reads, writes=writes)
 
     def _log_retry(self, message: str, error: QboConnectError, method: str, path: str, wait: float) -> None:
         logger.warning(

@@ -21,9 +21,21 @@ class Environment(StrEnum):
     SANDBOX = "sandbox"
 
 
+# --- OpenID Connect (Intuit's discovery documents, .well-known/openid_configuration and
+# openid_sandbox_configuration) ----------------------------------------------------------------------
+# Who consented: the userinfo endpoint answers for an access token of a grant with the openid scope.
+# Its JSON names the person `sub` (stable), `email`, `emailVerified`, `givenName`, `familyName`, ...
+OPENID_ISSUER = "https://oauth.platform.intuit.com/op/v1"
+JWKS_URL = "https://oauth.platform.intuit.com/op/v1/jwks"
+USERINFO_URLS = {
+    Environment.PRODUCTION: "https://accounts.platform.intuit.com/v1/openid_connect/userinfo",
+    Environment.SANDBOX: "https://sandbox-accounts.platform.intuit.com/v1/openid_connect/userinfo",
+}
+OPENID_SCOPE = "openid"
+
 ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
 PAYMENT_SCOPE = "com.intuit.quickbooks.payment"
-OPENID_SCOPES = ("openid", "profile", "email", "phone", "address")
+OPENID_SCOPES = (OPENID_SCOPE, "profile", "email", "phone", "address")
 KNOWN_SCOPES = frozenset({ACCOUNTING_SCOPE, PAYMENT_SCOPE, *OPENID_SCOPES})
 DEFAULT_SCOPES = (ACCOUNTING_SCOPE,)
 

@@ -1,6 +1,7 @@
 """Direct invocation payloads ({"connection_id": "...", ...}): checked here, answered as JSON, never raised.
 
-The test function's payload is a public contract: docs/schemas/test-function.request.schema.json.
+The test and token functions' payloads are public contracts: docs/schemas/test-function.request.schema.json
+and docs/schemas/token-function.request.schema.json.
 """
 
 from __future__ import annotations
@@ -54,3 +55,26 @@ def connection_test_payload(event: Any, answer: Callable[[str, bool], dict[str, 
         return answer(connection_id, deep)
 
     return connection_id_from(event, with_deep)
+
+
+DEFAULT_MIN_VALID_SECONDS = 300
+# A fresh access token lives an hour; asking for more than this would refresh a fresh token every time.
+MAX_MIN_VALID_SECONDS = 1800
+
+
+def token_payload(event: Any, answer: Callable[[str, float], dict[str, Any]]) -> dict[str, Any]:
+    """The token function's payload {"connection_id": "...", "min_valid_seconds": 300}: call
+    `answer(connection_id, min_valid_seconds)`, or answer invalid_input without touching anything."""
+
+    def with_validity(connection_id: str) -> dict[str, Any]:
+        wanted = event.get("min_valid_seconds", DEFAULT_MIN_VALID_SECONDS)
+        if isinstance(wanted, bool) or not isinstance(wanted, int | float) or not 0 <= wanted <= MAX_MIN_VALID_SECONDS:
+            return error_body(
+                ErrorCode.INVALID_INPUT,
+                f'"min_valid_seconds" is a number of seconds from 0 to {MAX_MIN_VALID_SECONDS} (default '
+                f"{DEFAULT_MIN_VALID_SECONDS}): how long the access token must stay valid",
+                connection_id=connection_id,
+            )
+        return answer(connection_id, float(wanted))
+
+    return connection_id_from(event, with_validity)

@@ -14,6 +14,7 @@ Off, `tracer.capture_lambda_handler` hands the handler back untouched and nothin
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from collections.abc import Callable
@@ -21,8 +22,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-
-from qbo_connect.settings import detailed_tracing
 
 SERVICE = "qbo-connect"
 # Only what the service calls: AWS (botocore) and Intuit (requests). Not Powertools' patch_all, which
@@ -39,12 +38,29 @@ class Tracing:
 
     @property
     def enabled(self) -> bool:
+        # Imported here: settings (through the metering domain) imports this module.
+        from qbo_connect.settings import detailed_tracing
+
         return detailed_tracing()
 
-    def capture_lambda_handler(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+    def capture_lambda_handler(
+        self,
+        handler: Callable[..., Any] | None = None,
+        *,
+        capture_response: bool | None = None,
+        capture_error: bool | None = None,
+    ) -> Any:
+        """Powertools' decorator, with or without its options: `@tracer.capture_lambda_handler` or
+        `@tracer.capture_lambda_handler(capture_response=False)`."""
+        if handler is None:
+            return functools.partial(
+                self.capture_lambda_handler, capture_response=capture_response, capture_error=capture_error
+            )
         if not self.enabled:
             return handler
-        return self.powertools_tracer().capture_lambda_handler(handler)
+        return self.powertools_tracer().capture_lambda_handler(
+            handler, capture_response=capture_response, capture_error=capture_error
+        )
 
     def powertools_tracer(self) -> Any:
         if self._tracer is None:

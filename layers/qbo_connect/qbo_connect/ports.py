@@ -7,7 +7,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
+from qbo_connect import intuit
+from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, RefreshPolicy, TestResult
+from qbo_connect.domain.metering import UsageKey
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 
@@ -40,6 +42,9 @@ class ConnectionStore(Protocol):
 
     def list(self) -> list[Connection]: ...
 
+    def find_by_realm(self, realm_id: str, *, client_id: str | None = None) -> list[Connection]:
+        """The connections that hold this company (of the app `client_id`, if given), from an index."""
+
     def save(self, connection: Connection, *, lease_owner: str, release_lease: bool = False) -> Connection:
         """Write the metadata if the stored version is `connection.version` and `lease_owner` holds the
         lease (and give the lease back in the same write if `release_lease`); returns the stored
@@ -70,8 +75,11 @@ class ConnectionStore(Protocol):
 
     def record_test(self, connection_id: str, result: TestResult) -> None: ...
 
-    def due_connection_ids(self, *, due_before: float, limit: int | None = None) -> list[str]:
-        """IDs of connected connections whose access token expires at or before `due_before`."""
+    def due_connection_ids(
+        self, *, due_before: float, policy: RefreshPolicy = RefreshPolicy.EAGER, limit: int | None = None
+    ) -> list[str]:
+        """IDs of connected connections with this refresh policy whose access token expires at or before
+        `due_before`, read from an index (never a scan)."""
 
     def count_by_status(self) -> dict[ConnectionStatus, int]:
         """How many connections are in each status, from an index (never a scan)."""
@@ -152,6 +160,10 @@ class IdentityProvider(Protocol):
 
     def revoke(self, credentials: ClientCredentials, *, token: str) -> None: ...
 
+    def user_info(self, *, access_token: str, environment: intuit.Environment) -> ConsentIdentity:
+        """Who consented to the grant of `access_token` (openid scope): Intuit's userinfo. Raises
+        Unauthorized, Forbidden or IntuitUnavailable."""
+
 
 @dataclass(frozen=True)
 class CompanyInfo:
@@ -163,8 +175,11 @@ class CompanyInfo:
 
 
 class CompanyApi(Protocol):
-    def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
-        """Raises Unauthorized, Forbidden, Throttled or IntuitUnavailable (each with intuit_tid)."""
+    def company_info(
+        self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None
+    ) -> CompanyInfo:
+        """Raises Unauthorized, Forbidden, Throttled or IntuitUnavailable (each with intuit_tid). The call
+        is metered as `usage`'s (domain/metering.py)."""
 
 
 @dataclass(frozen=True)

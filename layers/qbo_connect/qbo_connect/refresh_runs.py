@@ -10,9 +10,10 @@ is refreshed directly; any other payload is refused, not taken for a sweep.
 Every refresh is told when the invocation ends (`work_deadline`): one that could not finish and
 persist Intuit's answer by then is not started (the lifecycle answers busy; the next run does it).
 
-A batch's records are refreshed concurrently (each in a worker thread): a refresh mostly waits on
-Intuit's token endpoint, and one at a time an instance could not use its share of the Secrets
-Manager write budget. The vault's rate limiter still caps the writes.
+A batch's records are refreshed all at once, each in a thread of its own (a pool as large as the
+batch, not a default executor capped at the CPU count + 4): a refresh mostly waits on Intuit's token
+endpoint, and a record held back behind others would hold the whole batch (and the instance's share
+of the Secrets Manager write budget) longer. The vault's rate limiter still caps the writes.
 
 The batch's answer is SQS's partial batch response, built here rather than by Powertools' batch
 utility: the utility's import (asyncio, and every event source's data classes) was a tenth of the
@@ -60,7 +61,8 @@ class RefreshRuns:
         # Per invocation, not on self: the local stack runs invocations of one function concurrently.
         not_after = work_deadline(context, self._clock.now())
         if isinstance(event, dict) and "Records" in event:
-            return self.refresh_batch(event["Records"], not_after=not_after)
+            records = event["Records"] if isinstance(event["Records"], list) else []
+            return self.refresh_batch(records, not_after=not_after)
         if isinstance(event, dict) and "connection_id" in event:
             try:
                 return self.refresh_one(event["connection_id"], not_after=not_after).as_json()

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import boto3
 
     from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
+    from qbo_connect.adapters.dynamodb_usage import DynamoDbUsageLedger
     from qbo_connect.adapters.eventbridge import EventBridgePublisher
     from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
     from qbo_connect.adapters.sqs_queue import SqsRefreshQueue
@@ -34,16 +35,24 @@ if TYPE_CHECKING:
     from qbo_connect.domain.connection_test import ConnectionTests
     from qbo_connect.domain.leases import Leases
     from qbo_connect.domain.lifecycle import TokenLifecycle
+    from qbo_connect.domain.metering import MeteringReport, UsageMeter
     from qbo_connect.domain.webhooks import WebhookRouting
     from qbo_connect.ports import Clock, CompanyApi, IdentityProvider, TokenSealer
     from qbo_connect.refresh_runs import RefreshRuns
 
 
-def _aws_config():
+def _aws_config(connections: int = 10):
     from botocore.config import Config
 
     # Standard mode retries throttling and transient errors with backoff, a bounded number of times.
-    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+    # A pool as large as the threads that share a client (a refresh batch's), so none opens and drops
+    # connections of its own (botocore keeps 10).
+    return Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=20,
+        max_pool_connections=max(10, connections),
+    )
 
 
 class ClientOnFirstUse:
@@ -79,8 +88,9 @@ class Services:
         """The service's one client, created on its first call."""
         with self._session_lock:
             if name not in self._clients:
+                config = _aws_config(self.settings.refresh_batch_size)
                 self._clients[name] = ClientOnFirstUse(
-                    lambda: self.session.client(name, config=_aws_config()), self._session_lock
+                    lambda: self.session.client(name, config=config), self._session_lock
                 )
             return self._clients[name]
 
@@ -89,7 +99,7 @@ class Services:
         from qbo_connect.adapters.dynamodb_table import DynamoDbTable
 
         with self._session_lock:
-            client = self.session.client("dynamodb", config=_aws_config())
+            client = self.session.client("dynamodb", config=_aws_config(self.settings.refresh_batch_size))
         return DynamoDbTable(client, self.settings.table_name)
 
     @cached_property
@@ -130,7 +140,38 @@ class Services:
             return self.company_api_override
         from qbo_connect.adapters.quickbooks_api import QuickBooksApi
 
-        return QuickBooksApi(self.settings)
+        return QuickBooksApi(self.settings, meter=self.meter)
+
+    @cached_property
+    def usage_ledger(self) -> DynamoDbUsageLedger:
+        from qbo_connect.adapters.dynamodb_usage import DynamoDbUsageLedger
+
+        return DynamoDbUsageLedger(self.table)
+
+    @cached_property
+    def metering_report(self) -> MeteringReport:
+        from qbo_connect.domain.metering import MeteringReport
+
+        return MeteringReport(
+            self.usage_ledger,
+            self.store,
+            self.settings.metering_allowances,
+            self.clock,
+            alarm_percent=self.settings.metering_alarm_percent,
+        )
+
+    @cached_property
+    def meter(self) -> UsageMeter:
+        """This process's count of accounting API calls (domain/metering.py)."""
+        from qbo_connect.domain.metering import UsageMeter
+        from qbo_connect.metering import report_unrecorded
+
+        return UsageMeter(
+            self.usage_ledger,
+            self.clock,
+            flush_seconds=self.settings.metering_flush_seconds,
+            on_unrecorded=report_unrecorded,
+        )
 
     @cached_property
     def leases(self) -> Leases:
@@ -163,10 +204,11 @@ class Services:
 
     @cached_property
     def lifecycle(self) -> TokenLifecycle:
-        from qbo_connect.domain.lifecycle import RefreshPolicy, TokenLifecycle
+        from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
 
-        policy = RefreshPolicy(
+        timings = RefreshTimings(
             margin_seconds=self.settings.refresh_margin_seconds,
+            keepalive_seconds=self.settings.on_demand_keepalive_seconds,
             call_deadline_seconds=self.settings.refresh_call_deadline_seconds,
             persist_seconds=self.settings.vault_write_deadline_seconds + 10,
         )
@@ -177,18 +219,21 @@ class Services:
             self.events,
             self.clock,
             self.leases,
-            policy,
+            timings,
             recheck=self.refresh_queue,
         )
 
     @cached_property
     def refresh_runs(self) -> RefreshRuns:
+        from qbo_connect.metering import publish_metering_gauge
         from qbo_connect.refresh_runs import RefreshRuns
         from qbo_connect.status_gauge import publish_status_gauge
 
-        return RefreshRuns(
-            self.lifecycle, self.refresh_queue, self.clock, status_gauge=lambda: publish_status_gauge(self.store)
-        )
+        def gauges() -> dict[str, int]:
+            publish_metering_gauge(self.usage_ledger, self.settings.metering_allowances, self.clock)
+            return publish_status_gauge(self.store)
+
+        return RefreshRuns(self.lifecycle, self.refresh_queue, self.clock, status_gauge=gauges)
 
     @cached_property
     def authorize_links(self) -> AuthorizeLinks:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from qbo_connect import intuit
+from qbo_connect.domain.metering import Allowances
 
 
 class SettingsError(ValueError):
@@ -35,6 +36,8 @@ class Settings:
     authorization_url: str = intuit.AUTHORIZATION_URL
     token_url: str = intuit.TOKEN_URL
     revocation_url: str = intuit.REVOCATION_URL
+    # Empty: Intuit's userinfo endpoint of the connection's environment (intuit.USERINFO_URLS).
+    userinfo_url: str = ""
     production_api_base_url: str = intuit.PRODUCTION_API_BASE_URL
     sandbox_api_base_url: str = intuit.SANDBOX_API_BASE_URL
     # host[:port] values besides Intuit's two API hosts that a connection may use (the emulator).
@@ -42,6 +45,8 @@ class Settings:
 
     refresh_margin_seconds: int = 900
     refresh_period_seconds: int = 300
+    # An on-demand connection's keep-alive refresh comes this long after its last refresh.
+    on_demand_keepalive_seconds: int = 86_400
     # Lease > refresh call deadline + vault write deadline + clock skew allowance (checked below).
     lease_seconds: int = 200
     refresh_call_deadline_seconds: float = float(intuit.REQUEST_TIME_LIMIT_SECONDS)
@@ -51,8 +56,11 @@ class Settings:
     # How far two machines' clocks may disagree: nobody takes over a lease before expiry + this.
     clock_skew_seconds: float = 30.0
     secrets_write_budget_per_second: float = 40.0
-    # How many processes share the budget (the refresh queue's maximum concurrency).
+    # How many processes share the budget: the refresh function's instances (the refresh queue's maximum
+    # concurrency); 1 elsewhere, where a request writes at most once.
     write_budget_shares: int = 1
+    # Refresh messages per invocation: at worst all of them wait for this process's share at once.
+    refresh_batch_size: int = 20
     authorize_link_seconds: int = 1800
     oauth_state_seconds: int = 600
     connect_timeout_seconds: float = 5.0
@@ -74,6 +82,18 @@ class Settings:
     # How long a webhook event ID is remembered (Intuit retries a delivery for days, every 6 hours).
     webhook_dedup_seconds: int = 7 * 86400
 
+    # Metering (domain/metering.py): how often a process writes its API call counts (0: after every call,
+    # for the service's own low-volume functions), each app's monthly CorePlus allowance (Intuit's Builder
+    # tier by default; "CLIENT_ID=N,..." per app) and the share of it at which the alarm fires.
+    metering_flush_seconds: float = 60.0
+    metering_monthly_allowance: int = 500_000
+    metering_allowance_overrides: str = ""
+    metering_alarm_percent: float = 80.0
+
+    @property
+    def metering_allowances(self) -> Allowances:
+        return Allowances.parse(self.metering_monthly_allowance, self.metering_allowance_overrides)
+
     @property
     def http_timeout(self) -> tuple[float, float]:
         return (self.connect_timeout_seconds, self.read_timeout_seconds)
@@ -84,6 +104,15 @@ class Settings:
             raise SettingsError(
                 f"QBO_LEASE_SECONDS ({self.lease_seconds}) must exceed the refresh call deadline, the vault write "
                 f"deadline and the clock skew allowance together ({needed:.0f} s): raise it or lower those"
+            )
+        # A rotated token set waits for the write budget in memory: the wait must fit the vault write deadline.
+        longest_wait = self.refresh_batch_size / self.secrets_writes_per_second_here
+        if longest_wait > self.vault_write_deadline_seconds:
+            raise SettingsError(
+                f"A batch of {self.refresh_batch_size} refreshes would wait up to {longest_wait:.0f} s for this "
+                f"instance's share of the Secrets Manager write budget ({self.secrets_writes_per_second_here:g}/s), "
+                f"longer than the vault write deadline ({self.vault_write_deadline_seconds:g} s): lower "
+                "RefreshBatchSize or RefreshMaxConcurrency, or raise SecretsWriteBudgetPerSecond"
             )
 
     @property
@@ -100,6 +129,9 @@ class Settings:
 
     def connection_secret_name(self, connection_id: str) -> str:
         return f"{self.secret_prefix}connections/{connection_id}"
+
+    def userinfo_url_for(self, environment: intuit.Environment) -> str:
+        return self.userinfo_url or intuit.USERINFO_URLS[environment]
 
     def api_base_url(self, environment: intuit.Environment) -> str:
         if environment is intuit.Environment.PRODUCTION:
@@ -122,7 +154,7 @@ class Settings:
         def text(name: str, default: str = "") -> str:
             return env.get(name, "").strip() or default
 
-        def number(name: str, default: float, kind: type = int):
+        def number(name: str, default: float, kind: type = int, *, zero_allowed: bool = False):
             raw = text(name)
             if not raw:
                 return default
@@ -130,8 +162,9 @@ class Settings:
                 value = kind(raw)
             except ValueError:
                 raise SettingsError(f"{name} must be a number, got {raw!r}: fix the setting") from None
-            if not math.isfinite(value) or value <= 0:
-                raise SettingsError(f"{name} must be a finite number greater than zero, got {raw!r}: fix the setting")
+            if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
+                least = "zero or more" if zero_allowed else "greater than zero"
+                raise SettingsError(f"{name} must be a finite number {least}, got {raw!r}: fix the setting")
             return value
 
         table_name = text("QBO_TABLE_NAME")
@@ -153,6 +186,7 @@ class Settings:
             authorization_url=text("QBO_INTUIT_AUTHORIZATION_URL", intuit.AUTHORIZATION_URL),
             token_url=text("QBO_INTUIT_TOKEN_URL", intuit.TOKEN_URL),
             revocation_url=text("QBO_INTUIT_REVOCATION_URL", intuit.REVOCATION_URL),
+            userinfo_url=text("QBO_INTUIT_USERINFO_URL"),
             production_api_base_url=text("QBO_PRODUCTION_API_BASE_URL", intuit.PRODUCTION_API_BASE_URL).rstrip("/"),
             sandbox_api_base_url=text("QBO_SANDBOX_API_BASE_URL", intuit.SANDBOX_API_BASE_URL).rstrip("/"),
             allowed_api_hosts=frozenset(h.strip() for h in text("QBO_ALLOWED_API_HOSTS").split(",") if h.strip()),
@@ -160,6 +194,7 @@ class Settings:
             refresh_period_seconds=refresh_period(
                 text("QBO_REFRESH_SCHEDULE"), number("QBO_REFRESH_PERIOD_SECONDS", 0)
             ),
+            on_demand_keepalive_seconds=number("QBO_ON_DEMAND_KEEPALIVE_SECONDS", 86_400),
             lease_seconds=number("QBO_LEASE_SECONDS", 200),
             refresh_call_deadline_seconds=number(
                 "QBO_REFRESH_CALL_DEADLINE_SECONDS", float(intuit.REQUEST_TIME_LIMIT_SECONDS), float
@@ -169,6 +204,7 @@ class Settings:
             clock_skew_seconds=number("QBO_CLOCK_SKEW_SECONDS", 30.0, float),
             secrets_write_budget_per_second=number("QBO_SECRETS_WRITE_BUDGET", 40.0, float),
             write_budget_shares=number("QBO_WRITE_BUDGET_SHARES", 1),
+            refresh_batch_size=number("QBO_REFRESH_BATCH_SIZE", 20),
             authorize_link_seconds=number("QBO_AUTHORIZE_LINK_SECONDS", 1800),
             oauth_state_seconds=number("QBO_OAUTH_STATE_SECONDS", 600),
             connect_timeout_seconds=number("QBO_CONNECT_TIMEOUT_SECONDS", 5.0, float),
@@ -178,7 +214,19 @@ class Settings:
             admin_console_client_id=text("QBO_ADMIN_CONSOLE_CLIENT_ID"),
             cognito_endpoint_url=text("QBO_COGNITO_ENDPOINT_URL"),
             webhook_dedup_seconds=number("QBO_WEBHOOK_DEDUP_SECONDS", 7 * 86400),
+            metering_flush_seconds=number("QBO_METERING_FLUSH_SECONDS", 60.0, float, zero_allowed=True),
+            metering_monthly_allowance=number("QBO_METERING_MONTHLY_ALLOWANCE", 500_000),
+            metering_allowance_overrides=allowance_overrides(text("QBO_METERING_ALLOWANCES")),
+            metering_alarm_percent=number("QBO_METERING_ALARM_PERCENT", 80.0, float),
         )
+
+
+def allowance_overrides(value: str) -> str:
+    try:
+        Allowances.parse(1, value)
+    except ValueError as error:
+        raise SettingsError(f"QBO_METERING_ALLOWANCES: {error}: fix the setting") from None
+    return value
 
 
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")

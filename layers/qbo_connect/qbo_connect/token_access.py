@@ -10,7 +10,7 @@ refresh happens only when the token cannot serve the caller, and then through th
 
 When Intuit answers 401 with a token from here, call `token_rejected(connection_id, token)`: it asks
 for one forced refresh (still under the lease), at most once per connection per
-`RefreshPolicy.forced_refresh_min_age_seconds` (ten minutes) in this process; the lifecycle also refuses
+`RefreshTimings.forced_refresh_min_age_seconds` (ten minutes) in this process; the lifecycle also refuses
 to force a refresh of a token younger than that, whoever asks, and keeps a per-connection budget of
 forced refreshes so the secret stays within Secrets Manager's version quota. A caller looping on 401s therefore gets the same
 token back and sees its 401 as an error, instead of making the service refresh in a loop.
@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
-from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshPolicy, TokenLifecycle
-from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput
+from qbo_connect import intuit
+from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshTimings, TokenLifecycle
+from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput, QboConnectError
+from qbo_connect.invocation import error_body
 from qbo_connect.observability import logger
 from qbo_connect.ports import Clock, ConnectionStore
 
@@ -30,7 +33,7 @@ DEFAULT_MIN_VALID_SECONDS = 300.0
 # A fresh access token lives an hour. Asking for nearly all of it would refresh a token minutes old on
 # every read, and each refresh writes a Secrets Manager version (about 100 a day is the quota): the
 # lifecycle's cap keeps one refresh per half hour at most.
-MAX_MIN_VALID_SECONDS = RefreshPolicy.max_min_valid_seconds
+MAX_MIN_VALID_SECONDS = RefreshTimings.max_min_valid_seconds
 # While another holder refreshes the connection: how long to wait, and how often to look.
 BUSY_WAIT_SECONDS = 30.0
 BUSY_POLL_SECONDS = 0.25
@@ -46,9 +49,27 @@ class ConnectionAccess:
     access_token: str = field(repr=False)
     expires_at: float
     scopes: tuple[str, ...] = ()
+    refresh_policy: str = "eager"
+    # Whose calls these are, for metering (domain/metering.py): the app Intuit meters, and the environment.
+    client_id: str = ""
+    environment: intuit.Environment = intuit.Environment.SANDBOX
 
     def seconds_valid(self, now: float) -> float:
         return self.expires_at - now
+
+    def as_invocation_answer(self) -> dict[str, Any]:
+        """The token function's answer (docs/schemas/token-function.response.schema.json)."""
+        return {
+            "ok": True,
+            "connection_id": self.connection_id,
+            "realm_id": self.realm_id,
+            "base_url": self.base_url,
+            "token_type": "bearer",
+            "access_token": self.access_token,
+            "expires_at": int(self.expires_at),
+            "scopes": list(self.scopes),
+            "refresh_policy": self.refresh_policy,
+        }
 
 
 class TokenAccess:
@@ -71,8 +92,16 @@ class TokenAccess:
         self._cache: dict[str, ConnectionAccess] = {}
         self._forced_at: dict[str, float] = {}
 
-    def access(self, connection_id: str, *, min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS) -> ConnectionAccess:
+    def access(
+        self,
+        connection_id: str,
+        *,
+        min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS,
+        not_after: float | None = None,
+    ) -> ConnectionAccess:
         """The connection's realm, base URL and an access token valid for at least `min_valid_seconds`.
+        `not_after` is when the caller must be done (a Lambda invocation's end): no refresh starts that
+        could not finish by then.
 
         Raises NotConnected, NeedsReauthorization, InvalidClient, ConnectionNotFound, IntuitUnavailable or
         Busy (each says what to do) when no valid token can be had."""
@@ -82,7 +111,17 @@ class TokenAccess:
             return cached
         # One reader per connection: threads that miss together share one GetItem and one GetSecretValue.
         with self._connection_lock(connection_id):
-            return self._cached(connection_id, min_valid_seconds) or self._load(connection_id, min_valid_seconds)
+            return self._cached(connection_id, min_valid_seconds) or self._load(
+                connection_id, min_valid_seconds, not_after=not_after
+            )
+
+    def answer(self, connection_id: str, *, min_valid_seconds: float, not_after: float | None = None) -> dict[str, Any]:
+        """The token function's answer: the access token and where to use it, or why none can be had."""
+        try:
+            granted = self.access(connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after)
+        except QboConnectError as error:
+            return error_body(error.code, str(error), connection_id=connection_id)
+        return granted.as_invocation_answer()
 
     def access_token(self, connection_id: str, *, min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS) -> str:
         return self.access(connection_id, min_valid_seconds=min_valid_seconds).access_token
@@ -109,7 +148,7 @@ class TokenAccess:
                 return current  # the vault moved on (the schedule refreshed): no need to force anything
             now = self._clock.now()
             last_forced = self._forced_at.get(connection_id)
-            if last_forced is not None and now - last_forced < self._lifecycle.policy.forced_refresh_min_age_seconds:
+            if last_forced is not None and now - last_forced < self._lifecycle.timings.forced_refresh_min_age_seconds:
                 logger.warning(
                     "Access token rejected again soon after a forced refresh; not refreshing again",
                     extra={"connection_id": connection_id},
@@ -149,8 +188,12 @@ class TokenAccess:
             return cached
         return None
 
-    def _load(self, connection_id: str, min_valid_seconds: float) -> ConnectionAccess:
-        connection, token_set = self._lifecycle.valid_token(connection_id, min_valid_seconds=min_valid_seconds)
+    def _load(
+        self, connection_id: str, min_valid_seconds: float, *, not_after: float | None = None
+    ) -> ConnectionAccess:
+        connection, token_set = self._lifecycle.valid_token(
+            connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after
+        )
         access = ConnectionAccess(
             connection_id=connection.connection_id,
             realm_id=connection.realm_id or "",
@@ -158,6 +201,9 @@ class TokenAccess:
             access_token=token_set.access_token,
             expires_at=token_set.expires_at,
             scopes=token_set.scopes,
+            refresh_policy=connection.refresh_policy.value,
+            client_id=connection.client_id,
+            environment=connection.environment,
         )
         with self._lock:
             self._cache[connection_id] = access

@@ -6,6 +6,9 @@ It never ships in the Lambda layer. Paths mirror Intuit's, so a client only swap
     POST /oauth2/v1/tokens/bearer        authorization_code and refresh_token grants (strict rotation)
     POST /v2/oauth2/tokens/revoke        JSON {"token": ...}, HTTP Basic client auth
     GET  /.well-known/openid_sandbox_configuration   discovery pointing at this emulator
+    GET  /v1/openid_connect/userinfo     who consented (openid scope): sub, and email/names as the scopes allow
+    GET  /op/v1/jwks                     the RS256 key the ID tokens are signed with (ID token and userinfo
+                                         name the same person: whoever was signed in when Connect was clicked)
     /v3/company/<realm>/companyinfo/<realm>, /customer, /invoice, /query, /reports/ProfitAndLoss,
     /cdc (change data capture, deleted objects included), /batch (up to Intuit's per-request limit)
 
@@ -29,7 +32,10 @@ Admin API (JSON in and out, for tests and the local stack only):
     DELETE /_emulator/stats              zero the counters
     GET    /_emulator/faults             the knobs now set
     POST   /_emulator/faults             one knob object, or a list of them:
-             {"group": "token"|"revoke"|"api", "delay": seconds}
+             {"group": "token"|"revoke"|"api"|"userinfo", "delay": seconds}
+             {"group": ..., "latency": "long_tail" | {"median_seconds", "p99_seconds", "slow_share",
+              "slow_min_seconds", "slow_max_seconds", "seed"}}: each answer waits a delay drawn from a
+              lognormal (median, p99) with a share sent to a slow tail (latency.py)
              {"group": ..., "fault": KIND, "times": n (default 1; null or "until_cleared": true = until
               cleared), "seconds": stall for timeout (default 130), "process": true (timeout: handle the
               request after the stall; false: answer 504), "retry_after": 60 (http_429),
@@ -47,6 +53,9 @@ Admin API (JSON in and out, for tests and the local stack only):
                                          hard_expiry_seconds, auth_code_seconds, open_registration,
                                          rate_limits, rate_limit_per_second, rate_limit_per_minute,
                                          max_concurrent
+    GET    /_emulator/person             who is signed in: {"sub", "email", "given_name", "family_name"}
+    POST   /_emulator/person             {"email", "given_name", "family_name"}: sign someone else in; the
+                                         next consent is theirs (sub is stable per email)
     GET    /_emulator/grants             grants without token values (refresh_count, revoked, ...)
     POST   /_emulator/grants             {"client_id", "realm_id", "count": n, "scopes": [...]}: n consents at
                                          once (benchmarks) -> {"grants": [{"grant_id", "access_token",

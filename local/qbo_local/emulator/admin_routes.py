@@ -9,6 +9,7 @@ from flask import Blueprint, Response, request
 from . import facts
 from .common import emulator, json_response
 from .facts import ADMIN_PREFIX
+from .openid import Person
 from .webhooks import PayloadShape, Subscription
 
 bp = Blueprint("admin", __name__, url_prefix=ADMIN_PREFIX)
@@ -71,6 +72,23 @@ def unsubscribe_webhooks() -> Response:
 @bp.post("/webhooks/flush")
 def flush_webhooks() -> Response:
     return json_response({"flushed": emulator().webhooks.flush(timeout=float(_body().get("timeout", 30)))})
+
+
+@bp.get("/person")
+def person() -> Response:
+    return json_response(emulator().person.public_dict())
+
+
+@bp.post("/person")
+def sign_in() -> Response:
+    """Who clicks Connect from now on: {"email", "given_name", "family_name"} (names optional)."""
+    body = _body()
+    signed_in = Person(
+        email=_required_str(body, "email"),
+        given_name=str(body.get("given_name", "")),
+        family_name=str(body.get("family_name", "")),
+    )
+    return json_response(emulator().sign_in(signed_in).public_dict())
 
 
 @bp.get("/health")

@@ -89,7 +89,7 @@ def injected_response(group: Group, grant_type: str | None = None) -> Response |
             return html_response("<h1>503 Service Unavailable</h1>", 503)
         case FaultKind.HTTP_429:
             return fault_response(ApiFault.throttle(fault.retry_after))
-        case FaultKind.INVALID_GRANT | FaultKind.INVALID_CLIENT if group is Group.API:
+        case FaultKind.INVALID_GRANT | FaultKind.INVALID_CLIENT if group in (Group.API, Group.USERINFO):
             return fault_response(ApiFault.authentication("the access token was rejected (injected fault)"))
         case FaultKind.INVALID_GRANT:
             return oauth_failure_response(OAuthFailure(OAuthError.INVALID_GRANT))

@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import ApiFault
 from .facts import FaultCode
+from .query import Condition
 from .responses import address, intuit_date, meta_data
 
 CUSTOMER = "Customer"
@@ -106,7 +107,7 @@ class EntityBook:
             ]
             return changed + deleted
 
-    def select(self, entity: str, filters: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    def select(self, entity: str, filters: Iterable[Condition]) -> list[dict[str, Any]]:
         """Matching objects in Id order, like an unordered Intuit query."""
         filters = tuple(filters)
         with self._lock:
@@ -272,15 +273,20 @@ def _id_and_sync_token(body: dict[str, Any]) -> tuple[str, str]:
     return str(body["Id"]), str(body["SyncToken"])
 
 
-def _matches(obj: dict[str, Any], filters: tuple[tuple[str, str], ...]) -> bool:
-    for field, wanted in filters:
+def _matches(obj: dict[str, Any], filters: tuple[Condition, ...]) -> bool:
+    for condition in filters:
         value: Any = obj
-        for part in field.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        for part in condition.field.split("."):
+            # Intuit's query fields are case-insensitive: Metadata.LastUpdatedTime reads MetaData.
+            value = _field(value, part) if isinstance(value, dict) else None
         if isinstance(value, dict):  # a reference such as CustomerRef compares by its value
             value = value.get("value")
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        if value is None or str(value) != wanted:
+        if not condition.matches(value):
             return False
     return True
+
+
+def _field(obj: dict[str, Any], name: str) -> Any:
+    if name in obj:
+        return obj[name]
+    return next((value for key, value in obj.items() if key.lower() == name.lower()), None)

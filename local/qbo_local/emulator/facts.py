@@ -16,6 +16,11 @@ from qbo_connect import intuit
 AUTHORIZE_PATH = urlsplit(intuit.AUTHORIZATION_URL).path
 TOKEN_PATH = urlsplit(intuit.TOKEN_URL).path
 REVOKE_PATH = urlsplit(intuit.REVOCATION_URL).path
+USERINFO_PATH = urlsplit(intuit.USERINFO_URLS[intuit.Environment.SANDBOX]).path
+JWKS_PATH = urlsplit(intuit.JWKS_URL).path
+# ID tokens name Intuit's issuer, so a client checks the emulator's exactly as it checks Intuit's.
+OPENID_ISSUER = intuit.OPENID_ISSUER
+OPENID_SCOPE = intuit.OPENID_SCOPE
 ACCOUNTING_SCOPE = intuit.ACCOUNTING_SCOPE
 PAYMENT_SCOPE = intuit.PAYMENT_SCOPE
 OPENID_SCOPES = frozenset(intuit.OPENID_SCOPES)
@@ -39,6 +44,8 @@ DEFAULT_COMPANIES: tuple[tuple[str, str], ...] = (
     ("9341453050000001", "Sandbox Company_US_1"),
     ("9341453050000002", "Sandbox Company_US_2"),
 )
+# The person signed in to the emulated Intuit (the one who clicks Connect): email, given and family name.
+DEFAULT_PERSON = ("admin@sandbox-company.example", "Sandbox", "Admin")
 # Names from Intuit's US sandbox company, so the seeded data looks familiar.
 SEED_CUSTOMER_NAMES = ("Amy's Bird Sanctuary", "Bill's Windsurf Shop", "Cool Cars")
 

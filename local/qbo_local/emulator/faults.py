@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from .facts import THROTTLE_RETRY_AFTER_SECONDS
+from .latency import LatencyProfile
 
 # Longer than Intuit's own 120-second request limit, so any sane client timeout fires first.
 DEFAULT_TIMEOUT_SECONDS = 130.0
@@ -22,6 +23,7 @@ class Group(StrEnum):
     TOKEN = "token"
     REVOKE = "revoke"
     API = "api"
+    USERINFO = "userinfo"
 
 
 class FaultKind(StrEnum):
@@ -61,7 +63,7 @@ class Fault:
 class FaultPlan:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._delays: dict[Group, float] = {}
+        self._delays: dict[Group, float | LatencyProfile] = {}
         self._queues: dict[Group, list[Fault]] = {group: [] for group in Group}
         self._hard_expiry = HardExpiryMode.HEADER
 
@@ -71,9 +73,15 @@ class FaultPlan:
         with self._lock:
             self._delays[Group(group)] = float(seconds)
 
+    def set_latency(self, group: Group | str, profile: LatencyProfile) -> None:
+        """Each answer of the group waits a delay drawn from `profile` (instead of a constant delay)."""
+        with self._lock:
+            self._delays[Group(group)] = profile
+
     def delay_for(self, group: Group) -> float:
         with self._lock:
-            return self._delays.get(group, 0.0)
+            delay = self._delays.get(group, 0.0)
+        return delay.draw() if isinstance(delay, LatencyProfile) else delay
 
     def inject(
         self,
@@ -136,13 +144,19 @@ class FaultPlan:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
         if "include_hard_expiry" in spec:
             self.include_hard_expiry = spec["include_hard_expiry"]
-        if "delay" not in spec and "fault" not in spec:
+        if not {"delay", "latency", "fault"} & set(spec):
             return
         if "group" not in spec:
-            raise ValueError(f"'group' is required with 'delay' or 'fault': one of {[g.value for g in Group]}")
+            raise ValueError(
+                f"'group' is required with 'delay', 'latency' or 'fault': one of {[g.value for g in Group]}"
+            )
         group = Group(spec["group"])
+        if "delay" in spec and "latency" in spec:
+            raise ValueError("give 'delay' (a constant) or 'latency' (a profile), not both")
         if "delay" in spec:
             self.set_delay(group, float(spec["delay"]))
+        if "latency" in spec:
+            self.set_latency(group, LatencyProfile.from_spec(spec["latency"]))
         if "fault" in spec:
             times = None if spec.get("until_cleared") else spec.get("times", 1)
             options = {key: spec[key] for key in ("seconds", "process", "retry_after", "grant_type") if key in spec}
@@ -151,7 +165,10 @@ class FaultPlan:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "delays": {group.value: seconds for group, seconds in self._delays.items()},
+                "delays": {
+                    group.value: delay.as_dict() if isinstance(delay, LatencyProfile) else delay
+                    for group, delay in self._delays.items()
+                },
                 "faults": {group.value: [f.as_dict() for f in queue] for group, queue in self._queues.items()},
                 "include_hard_expiry": self._hard_expiry.value,
             }
@@ -161,6 +178,7 @@ _SPEC_FIELDS = frozenset(
     {
         "group",
         "delay",
+        "latency",
         "fault",
         "times",
         "until_cleared",

@@ -17,7 +17,7 @@ from .common import (
     oauth_failure_response,
     oauth_response,
 )
-from .errors import OAuthFailure, invalid_request
+from .errors import AccessRejected, OAuthFailure, invalid_request
 from .facts import GrantType, OAuthError
 from .faults import Group, HardExpiryMode
 from .pages import consent_page, error_page
@@ -88,7 +88,13 @@ def authorize() -> Response:
     except ConsentError as error:
         return html_response(error_page(str(error)), 400)
     companies = [(company.realm_id, company.name) for company in state.companies()]
-    page = consent_page(client_id=auth.client_id, scopes=auth.scopes, companies=companies, hidden=auth.hidden_fields())
+    page = consent_page(
+        client_id=auth.client_id,
+        scopes=auth.scopes,
+        companies=companies,
+        hidden=auth.hidden_fields(),
+        signed_in_as=state.person.email,
+    )
     return html_response(page)
 
 
@@ -181,18 +187,54 @@ def revoke() -> Response:
     return Response(status=200)
 
 
+@bp.get(facts.USERINFO_PATH)
+def userinfo() -> Response:
+    """Who consented to the grant of the bearer token; the claims its openid scopes allow (Intuit's names)."""
+    state = emulator()
+    state.stats.record("userinfo")
+    if (injected := injected_response(Group.USERINFO)) is not None:
+        return injected
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AccessRejected("no bearer access token was sent")
+        grant = state.grant_of_access_token(token.strip())
+    except AccessRejected:
+        return _bearer_error(401, "invalid_token")
+    if facts.OPENID_SCOPE not in grant.scopes:
+        return _bearer_error(403, "insufficient_scope")
+    return oauth_response(grant.person.claims(grant.scopes))
+
+
+def _bearer_error(status: int, error: str) -> Response:
+    """RFC 6750's answer: the error in WWW-Authenticate and in a small JSON body."""
+    response = oauth_response({"error": error}, status)
+    response.headers["WWW-Authenticate"] = f'Bearer error="{error}"'
+    return response
+
+
+@bp.get(facts.JWKS_PATH)
+def jwks() -> Response:
+    return oauth_response(emulator().id_tokens.key_set())
+
+
 def discovery() -> Response:
     base = request.host_url.rstrip("/")
     return oauth_response(
         {
-            "issuer": base,
+            "issuer": facts.OPENID_ISSUER,
             "authorization_endpoint": base + facts.AUTHORIZE_PATH,
             "token_endpoint": base + facts.TOKEN_PATH,
+            "userinfo_endpoint": base + facts.USERINFO_PATH,
             "revocation_endpoint": base + facts.REVOKE_PATH,
+            "jwks_uri": base + facts.JWKS_PATH,
             "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
             "grant_types_supported": [g.value for g in GrantType],
             "scopes_supported": sorted(facts.KNOWN_SCOPES),
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
         }
     )
 

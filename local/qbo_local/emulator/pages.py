@@ -39,6 +39,7 @@ def consent_page(
     scopes: Iterable[str],
     companies: Iterable[tuple[str, str]],
     hidden: Mapping[str, str],
+    signed_in_as: str = "",
 ) -> str:
     """`hidden` carries the authorization request's parameters through the form, unchanged."""
     scope_items = "".join(f"<li><code>{escape(scope)}</code></li>" for scope in scopes)
@@ -51,6 +52,7 @@ def consent_page(
     )
     body = (
         f"<h1>Connect <code>{escape(client_id)}</code> to QuickBooks</h1>"
+        f'<p id="signed-in-as">Signed in as {escape(signed_in_as)}</p>'
         "<p>This app is asking for access to:</p>"
         f'<ul id="scopes">{scope_items}</ul>'
         f'<form method="post" action="{escape(DECISION_PATH)}">{inputs}'

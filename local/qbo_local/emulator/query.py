@@ -1,16 +1,21 @@
 """A small parser for Intuit's query language: enough of it for listing, paging and counting.
 
-    select * | count(*) from <Entity> [where <Field> = '<value>' [and ...]] [orderby ...]
+    select * | count(*) from <Entity> [where <Field> <op> <value> [and ...]] [orderby ...]
         [startposition n] [maxresults m]
 
-Keywords are case-insensitive. Conditions other than equality with a literal are ignored, and so is
-orderby (results come in Id order).
+Keywords and field names are case-insensitive (`Metadata.LastUpdatedTime` reads the MetaData object).
+<op> is =, <, >, <= or >=; a value is a quoted string, a number, true or false. Date-times compare as
+moments (any offset), numbers as numbers, anything else as text. A where clause it cannot read is a
+query error, as at Intuit, never silently ignored. orderby is accepted and ignored (results come in Id
+order).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from qbo_connect import intuit
 
@@ -24,16 +29,36 @@ _PAGING_TAIL = re.compile(r"\s+(startposition|maxresults)\s+(\d+)\s*;?\s*$", re.
 _ORDER_TAIL = re.compile(r"\s+order\s*by\s+[\w.,\s]+?\s*;?\s*$", re.IGNORECASE)
 _WHERE = re.compile(r"\s+where\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
 _CONDITION = re.compile(
-    r"""([A-Za-z_][\w.]*)\s*=\s*(?:'((?:\\.|''|[^'\\])*)'|(true|false|-?\d+(?:\.\d+)?)\b)""",
+    r"""\s*([A-Za-z_][\w.]*)\s*(<=|>=|=|<|>)\s*(?:'((?:\\.|''|[^'\\])*)'|(true|false|-?\d+(?:\.\d+)?)\b)\s*""",
     re.IGNORECASE,
 )
+_AND = re.compile(r"and\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str  # a dotted path, e.g. DisplayName or Metadata.LastUpdatedTime
+    op: str  # =, <, >, <=, >=
+    value: str
+
+    def matches(self, actual: Any) -> bool:
+        if isinstance(actual, bool):
+            actual = "true" if actual else "false"
+        if actual is None:
+            return False
+        if self.op == "=":
+            return str(actual) == self.value
+        left, right = _comparable(str(actual)), _comparable(self.value)
+        if type(left) is not type(right):
+            left, right = str(actual), self.value
+        return {"<": left < right, ">": left > right, "<=": left <= right, ">=": left >= right}[self.op]
 
 
 @dataclass(frozen=True)
 class Query:
     entity: str  # as written; the caller maps it to a known entity
     count: bool
-    filters: tuple[tuple[str, str], ...]
+    filters: tuple[Condition, ...]
     start_position: int
     max_results: int
 
@@ -49,7 +74,7 @@ def parse(text: str) -> Query:
         rest = rest[: tail.start()]
     if order := _ORDER_TAIL.search(rest):
         rest = rest[: order.start()]
-    filters: tuple[tuple[str, str], ...] = ()
+    filters: tuple[Condition, ...] = ()
     if where := _WHERE.fullmatch(rest):
         filters = tuple(_conditions(where.group(1)))
     elif rest.strip(" ;"):
@@ -64,13 +89,34 @@ def parse(text: str) -> Query:
     )
 
 
-def _conditions(where: str) -> list[tuple[str, str]]:
-    found = []
-    for match in _CONDITION.finditer(where):
-        field, quoted, bare = match.groups()
+def _conditions(where: str) -> list[Condition]:
+    found, position = [], 0
+    while True:
+        match = _CONDITION.match(where, position)
+        if match is None:
+            raise ApiFault.query_error(f"cannot read the condition at {where[position : position + 40]!r}")
+        field, op, quoted, bare = match.groups()
         if quoted is not None:
             value = quoted.replace("\\'", "'").replace("''", "'")
         else:
             value = bare.lower() if bare.lower() in ("true", "false") else bare
-        found.append((field, value))
-    return found
+        found.append(Condition(field, op, value))
+        position = match.end()
+        if position >= len(where):
+            return found
+        conjunction = _AND.match(where, position)
+        if conjunction is None:
+            raise ApiFault.query_error(f"expected AND at {where[position : position + 40]!r}")
+        position = conjunction.end()
+
+
+def _comparable(text: str) -> float | datetime | str:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

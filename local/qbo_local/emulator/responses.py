@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -53,25 +51,6 @@ def oauth_error_body(error: str, description: str | None = None) -> dict[str, st
     if description:
         body["error_description"] = description
     return body
-
-
-def unsigned_id_token(*, client_id: str, realm_id: str, subject: str, issued_at: float, lifetime: int) -> str:
-    """A JWT with alg "none": enough for a client that only reads the claims, useless to forge anything."""
-
-    def part(value: dict[str, Any]) -> str:
-        raw = json.dumps(value, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    claims = {
-        "iss": "https://oauth.platform.intuit.com/op/v1",
-        "sub": subject,
-        "aud": [client_id],
-        "realmid": realm_id,
-        "auth_time": int(issued_at),
-        "iat": int(issued_at),
-        "exp": int(issued_at) + lifetime,
-    }
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
 def meta_data(created: float, updated: float) -> dict[str, str]:

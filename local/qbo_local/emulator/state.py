@@ -23,8 +23,9 @@ from .entities import CUSTOMER, EntityBook, seed_customer_body
 from .errors import AccessRejected, invalid_client, invalid_grant
 from .facts import INVALID_REFRESH_TOKEN_DESCRIPTION
 from .faults import FaultPlan
+from .openid import DEFAULT_PERSON, IdTokenSigner, Person
+from .query import Condition
 from .ratelimit import Limits, RateLimiter
-from .responses import unsigned_id_token
 from .stats import Stats
 from .webhooks import WebhookSender
 
@@ -46,6 +47,7 @@ class AuthCode:
     scopes: tuple[str, ...]
     consented_at: float
     expires_at: float
+    person: Person = DEFAULT_PERSON
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Grant:
     code: str
     refresh_count: int = 0
     revoked_reason: str | None = None
+    person: Person = DEFAULT_PERSON  # who clicked Connect: userinfo and the ID token name them
 
     @property
     def revoked(self) -> bool:
@@ -108,6 +111,8 @@ class EmulatorState:
         self.stats = Stats()
         self.limiter = RateLimiter()
         self.webhooks = WebhookSender(recipients=self.clients_connected_to, sleep=config.sleep)
+        self.id_tokens = IdTokenSigner()
+        self._person = DEFAULT_PERSON
         for realm_id, name in config.companies:
             self.add_company(realm_id, name)
 
@@ -197,10 +202,23 @@ class EmulatorState:
                 number = company.book.count(CUSTOMER) + 1
                 names = facts.SEED_CUSTOMER_NAMES
                 name = names[number - 1] if number <= len(names) else f"Customer {number:04d}"
-                if company.book.select(CUSTOMER, [("DisplayName", name)]):
+                if company.book.select(CUSTOMER, [Condition("DisplayName", "=", name)]):
                     name = f"{name} ({secrets.token_hex(3)})"  # a caller already took the name
                 company.book.create(CUSTOMER, seed_customer_body(number, name), now)
         return company.book.count(CUSTOMER)
+
+    # Who is signed in to the emulated Intuit.
+
+    @property
+    def person(self) -> Person:
+        with self._lock:
+            return self._person
+
+    def sign_in(self, person: Person) -> Person:
+        """From now on this person clicks Connect; grants made before keep who made them."""
+        with self._lock:
+            self._person = person
+            return person
 
     # Authorization codes and grants.
 
@@ -215,6 +233,7 @@ class EmulatorState:
                 scopes=tuple(scopes),
                 consented_at=now,
                 expires_at=now + self._config.auth_code_seconds,
+                person=self._person,
             )
             self._codes[code.code] = code
             return code.code
@@ -241,10 +260,11 @@ class EmulatorState:
                 consented_at=record.consented_at,
                 hard_expires_at=record.consented_at + self._config.hard_expiry_seconds,
                 code=code,
+                person=record.person,
             )
             self._grants[grant.grant_id] = grant
             self._spent_codes[code] = grant.grant_id
-            return self._issue(grant, now, with_id_token="openid" in grant.scopes)
+            return self._issue(grant, now, with_id_token=facts.OPENID_SCOPE in grant.scopes)
 
     def seed_grants(
         self, client_id: str, realm_id: str, scopes: Iterable[str], count: int
@@ -308,6 +328,14 @@ class EmulatorState:
                 raise AccessRejected("the access token was issued for another company")
             return dataclasses.replace(grant)
 
+    def grant_of_access_token(self, access_token: str) -> Grant:
+        """The grant behind a usable bearer token, whatever its company (userinfo), or AccessRejected."""
+        with self._lock:
+            record = self._access_tokens.get(access_token)
+            if record is None:
+                raise AccessRejected("the access token is not recognised")
+            return self.authenticate_access(access_token, self._grants[record.grant_id].realm_id)
+
     def clients_connected_to(self, realm_id: str) -> set[str]:
         """Client IDs holding a live grant on the company: the apps Intuit sends its webhooks to."""
         with self._lock:
@@ -370,10 +398,10 @@ class EmulatorState:
         self._refresh_tokens[refresh.value] = refresh
         id_token = None
         if with_id_token:
-            id_token = unsigned_id_token(
+            id_token = self.id_tokens.sign(
                 client_id=grant.client_id,
                 realm_id=grant.realm_id,
-                subject=grant.grant_id,
+                person=grant.person,
                 issued_at=now,
                 lifetime=int(access_life),
             )

@@ -14,19 +14,22 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from qbo_connect import intuit
-from qbo_connect.domain.connection import Connection, ConnectionStatus, TestResult
+from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, RefreshPolicy, TestResult
 from qbo_connect.domain.leases import busy_because
 from qbo_connect.errors import Conflict, ConnectionAlreadyExists, ConnectionNotFound
 from qbo_connect.ports import OAuthState
 
-CONNECTED_INDEX_VALUE = "connected"
+# The refresh-due index's partitions: one per refresh policy, each ordered by access-token expiry, so
+# the sweep reads only the due range of each (an eager connection's margin, an on-demand one's keep-alive).
+REFRESH_INDEX_PARTITIONS = {RefreshPolicy.EAGER: "connected", RefreshPolicy.ON_DEMAND: "on_demand"}
 REFRESH_DUE_INDEX = "refresh-due"
 BY_NAME_INDEX = "by-name"
 BY_STATUS_INDEX = "by-status"
+BY_REALM_INDEX = "by-realm"
 LISTING_VALUE = "connection"
 STATE_TTL_ATTRIBUTE = "purge_at"
 
-# The table's keys and indexes, exactly as template.yaml declares them (tests/unit/test_table_schema.py
+# The table's keys and indexes, exactly as template.yaml declares them (tests/unit/test_template.py
 # holds the two together). The local stack and the tests create the table from this.
 TABLE_SCHEMA: dict[str, Any] = {
     "AttributeDefinitions": [
@@ -36,6 +39,8 @@ TABLE_SCHEMA: dict[str, Any] = {
         {"AttributeName": "listing", "AttributeType": "S"},
         {"AttributeName": "name", "AttributeType": "S"},
         {"AttributeName": "status", "AttributeType": "S"},
+        {"AttributeName": "realm_id", "AttributeType": "S"},
+        {"AttributeName": "client_id", "AttributeType": "S"},
     ],
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
     "GlobalSecondaryIndexes": [
@@ -60,6 +65,15 @@ TABLE_SCHEMA: dict[str, Any] = {
             "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         },
+        {
+            # Sparse: only connection items that know their company carry realm_id.
+            "IndexName": BY_REALM_INDEX,
+            "KeySchema": [
+                {"AttributeName": "realm_id", "KeyType": "HASH"},
+                {"AttributeName": "client_id", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
     ],
     "BillingMode": "PAY_PER_REQUEST",
 }
@@ -73,6 +87,7 @@ _SAVED_FIELDS = (
     "client_id",
     "scopes",
     "realm_id",
+    "refresh_policy",
     "status",
     "has_client_secret",
     "company_name",
@@ -91,6 +106,7 @@ _SAVED_FIELDS = (
     "pending_rotation",
     "forced_refresh_budget",
     "forced_refresh_budget_at",
+    "consented_by",
 )
 
 
@@ -154,14 +170,17 @@ def connection_to_item(connection: Connection) -> dict[str, Any]:
     }
     item["environment"] = connection.environment.value
     item["status"] = connection.status.value
+    item["refresh_policy"] = connection.refresh_policy.value
+    item["consented_by"] = connection.consented_by.to_item() if connection.consented_by else None
     if connection.status is ConnectionStatus.CONNECTED and connection.access_token_expires_at is not None:
-        item["refresh_index"] = CONNECTED_INDEX_VALUE
+        item["refresh_index"] = REFRESH_INDEX_PARTITIONS[connection.refresh_policy]
     return {k: _to_dynamo(v) for k, v in item.items() if v is not None}
 
 
 def item_to_connection(item: dict[str, Any]) -> Connection:
     data = _from_dynamo(item)
     last_test = data.get("last_test")
+    consented_by = data.get("consented_by")
     return Connection(
         connection_id=data["connection_id"],
         name=data["name"],
@@ -170,6 +189,8 @@ def item_to_connection(item: dict[str, Any]) -> Connection:
         client_id=data["client_id"],
         scopes=tuple(data.get("scopes") or intuit.DEFAULT_SCOPES),
         realm_id=data.get("realm_id"),
+        # Stored before refresh policies existed: every connection was eager.
+        refresh_policy=RefreshPolicy(data.get("refresh_policy") or RefreshPolicy.EAGER),
         status=ConnectionStatus(data["status"]),
         has_client_secret=bool(data.get("has_client_secret")),
         company_name=data.get("company_name"),
@@ -193,6 +214,7 @@ def item_to_connection(item: dict[str, Any]) -> Connection:
         forced_refresh_budget_at=data.get("forced_refresh_budget_at"),
         last_test=TestResult.from_item(last_test) if last_test else None,
         expiry_warnings_sent=tuple(data.get("expiry_warnings_sent") or ()),
+        consented_by=ConsentIdentity.from_item(consented_by) if consented_by else None,
     )
 
 
@@ -241,10 +263,19 @@ class DynamoDbConnectionStore:
         return self.get(claim["connection_id"]) if claim else None
 
     def list(self) -> list[Connection]:
-        connections, kwargs = (
-            [],
-            {"IndexName": BY_NAME_INDEX, "KeyConditionExpression": Key("listing").eq(LISTING_VALUE)},
-        )
+        return self._query_connections(BY_NAME_INDEX, Key("listing").eq(LISTING_VALUE))
+
+    def find_by_realm(self, realm_id: str, *, client_id: str | None = None) -> list[Connection]:
+        """The connections that hold this company (of one app, given `client_id`): a query on the sparse
+        by-realm index, never a scan. Like every index read it may lag a write by a moment."""
+        condition = Key("realm_id").eq(realm_id)
+        if client_id is not None:
+            condition &= Key("client_id").eq(client_id)
+        return sorted(self._query_connections(BY_REALM_INDEX, condition), key=lambda c: c.name.encode())
+
+    def _query_connections(self, index: str, condition) -> list[Connection]:
+        connections: list[Connection] = []
+        kwargs: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": condition}
         while True:
             page = self._table.query(**kwargs)
             connections += [item_to_connection(item) for item in page.get("Items", [])]
@@ -441,11 +472,13 @@ class DynamoDbConnectionStore:
             if not _is_conditional_failure(error):
                 raise
 
-    def due_connection_ids(self, *, due_before: float, limit: int | None = None) -> list[str]:
+    def due_connection_ids(
+        self, *, due_before: float, policy: RefreshPolicy = RefreshPolicy.EAGER, limit: int | None = None
+    ) -> list[str]:
         ids: list[str] = []
         kwargs: dict[str, Any] = {
             "IndexName": REFRESH_DUE_INDEX,
-            "KeyConditionExpression": Key("refresh_index").eq(CONNECTED_INDEX_VALUE)
+            "KeyConditionExpression": Key("refresh_index").eq(REFRESH_INDEX_PARTITIONS[policy])
             & Key("access_token_expires_at").lte(_to_dynamo(float(due_before))),
         }
         while True:

@@ -11,19 +11,31 @@ Nothing raised from here carries a token or code.
 requests and requests-oauthlib are imported by the calls that send something, not with the module:
 the authorize function only builds the consent URL, and the test function builds this adapter for a
 refresh it seldom needs; neither should spend its cold start importing them.
+
+Who consented (openid scopes): the ID token's `sub`, checked against the client (aud), the issuer and
+its expiry, then Intuit's userinfo, whose `sub` must be the same person (OpenID Connect Core 5.3.2).
+The ID token is read, never stored or logged; its signature is not checked here because it came
+straight from the token endpoint over TLS (Core 3.1.3.7: the code flow may rely on that), which keeps
+a crypto library out of the layer.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from qbo_connect import intuit
 from qbo_connect.adapters.deadline import DeadlineExceeded, call_with_deadline
+from qbo_connect.adapters.quickbooks_api import certainly_not_sent
+from qbo_connect.domain.connection import ConsentIdentity
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
+    Forbidden,
     IntuitUnavailable,
     InvalidClient,
     NeedsReauthorization,
@@ -31,6 +43,7 @@ from qbo_connect.errors import (
     QboConnectError,
     RevocationRefused,
     Throttled,
+    Unauthorized,
 )
 from qbo_connect.ports import ClientCredentials, Clock
 from qbo_connect.settings import Settings, SettingsError
@@ -43,6 +56,10 @@ if TYPE_CHECKING:
 os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+# Who consented is a nicety: the callback must not wait long for it.
+USERINFO_READ_TIMEOUT_SECONDS = 5.0
+# An ID token that expired a moment ago (clocks differ) is still read.
+ID_TOKEN_LEEWAY_SECONDS = 300
 # Answers that say the request was not processed: 429 (rate limited), 503 (refused at the door).
 NOT_PROCESSED_STATUSES = {429, 503}
 
@@ -75,17 +92,6 @@ def _reject_transient(response: requests.Response) -> requests.Response:
             OutcomeUnknown(f"Intuit's token endpoint answered HTTP {response.status_code}", intuit_tid=tid)
         )
     return response
-
-
-def _certainly_not_sent(error: requests.RequestException) -> bool:
-    """Connect failures (refused, DNS, connect timeout) and TLS failures happen before the request is sent."""
-    import requests
-    from urllib3.exceptions import NewConnectionError
-
-    if isinstance(error, requests.ConnectTimeout | requests.exceptions.SSLError):
-        return True
-    reason = getattr(error.args[0], "reason", None) if error.args else None
-    return isinstance(error, requests.ConnectionError) and isinstance(reason, NewConnectionError)
 
 
 class IntuitOAuth:
@@ -142,7 +148,9 @@ class IntuitOAuth:
             ),
             deadline,
         )
-        return TokenSet.from_token_response(response, now=self._clock.now(), scopes=scopes)
+        token_set = TokenSet.from_token_response(response, now=self._clock.now(), scopes=scopes)
+        subject = id_token_subject(response.get("id_token"), client_id=credentials.client_id, now=self._clock.now())
+        return replace(token_set, id_token_subject=subject)
 
     def refresh(
         self,
@@ -209,6 +217,45 @@ class IntuitOAuth:
             intuit_tid=tid,
         )
 
+    def user_info(self, *, access_token: str, environment: intuit.Environment) -> ConsentIdentity:
+        """Intuit's userinfo for the grant's access token: who consented. Raises Unauthorized, Forbidden
+        (no openid scope) or IntuitUnavailable; never carries the token."""
+        import requests
+
+        try:
+            response = requests.get(
+                self._settings.userinfo_url_for(environment),
+                headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+                timeout=(self._settings.connect_timeout_seconds, USERINFO_READ_TIMEOUT_SECONDS),
+            )
+        except requests.RequestException as error:
+            failure = type(error).__name__
+        else:
+            failure = None
+        if failure is not None:
+            raise IntuitUnavailable(f"Intuit's userinfo endpoint did not answer ({failure})")
+        tid = response.headers.get(intuit.SUPPORT_ID_HEADER)
+        if response.status_code == 401:
+            raise Unauthorized("Intuit's userinfo endpoint refused the access token", intuit_tid=tid)
+        if response.status_code == 403:
+            raise Forbidden("Intuit's userinfo endpoint needs the openid scope", intuit_tid=tid)
+        if response.status_code >= 300:
+            raise IntuitUnavailable(f"Intuit's userinfo endpoint answered HTTP {response.status_code}", intuit_tid=tid)
+        try:
+            claims = response.json()
+        except ValueError:
+            claims = None
+        sub = claims.get("sub") if isinstance(claims, dict) else None
+        if not isinstance(sub, str) or not sub or len(sub) > 255:
+            raise IntuitUnavailable("Intuit's userinfo answer names no subject", intuit_tid=tid)
+        email = claims.get("email")
+        verified = claims.get("emailVerified", claims.get("email_verified"))
+        return ConsentIdentity(
+            sub=sub,
+            email=email if isinstance(email, str) and 0 < len(email) <= 320 else None,
+            email_verified=verified if isinstance(verified, bool) else None,
+        )
+
     def _timeout(self, deadline: float) -> tuple[float, float]:
         # Each read may take as long as the whole call: the deadline, not the read, ends a slow answer.
         return (self._settings.connect_timeout_seconds, deadline)
@@ -257,7 +304,7 @@ class IntuitOAuth:
             # Anything else Intuit says (invalid_request, ...) is not proof the grant is dead.
             raise IntuitUnavailable(f"Intuit's token endpoint answered {error.error}") from None
         except requests.RequestException as error:
-            if _certainly_not_sent(error):
+            if certainly_not_sent(error):
                 raise IntuitUnavailable(
                     f"Intuit's token endpoint could not be reached ({type(error).__name__})"
                 ) from None
@@ -272,3 +319,30 @@ def _oauth_error(response: requests.Response) -> str | None:
     except (ValueError, AttributeError):
         return None
     return error if isinstance(error, str) and error.isascii() and len(error) < 64 else None
+
+
+def id_token_subject(id_token: Any, *, client_id: str, now: float, issuer: str = intuit.OPENID_ISSUER) -> str | None:
+    """The `sub` of an ID token issued by `issuer` for `client_id` and not yet expired; None otherwise."""
+    if not isinstance(id_token, str) or id_token.count(".") != 2 or len(id_token) > 16_384:
+        return None
+    try:
+        payload = id_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    expires = claims.get("exp")
+    sub = claims.get("sub")
+    if (
+        claims.get("iss") != issuer
+        or client_id not in audiences
+        or not isinstance(expires, int | float)
+        or expires + ID_TOKEN_LEEWAY_SECONDS < now
+        or not isinstance(sub, str)
+        or not sub
+    ):
+        return None
+    return sub

@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from qbo_connect import intuit
+from qbo_connect.domain.metering import UsageKey, UsageMeter
 from qbo_connect.errors import (
     Forbidden,
     IntuitUnavailable,
@@ -30,6 +31,18 @@ if TYPE_CHECKING:
 OBJECT_NOT_FOUND_FAULT = "610"
 STALE_OBJECT_FAULT = "5010"
 CUSTOMER_COUNT_QUERY = "select count(*) from Customer"
+
+
+def certainly_not_sent(error: requests.RequestException) -> bool:
+    """Connect failures (refused, DNS, connect timeout) and TLS failures happen before the request is sent;
+    anything else (a read timeout, a reset) may have been processed, and counted, by Intuit."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(error, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(error, requests.ConnectionError) and isinstance(reason, NewConnectionError)
 
 
 def fault_of(body: Any) -> dict[str, str]:
@@ -90,10 +103,20 @@ def error_for_fault(status: int, fault: dict[str, str], tid: str | None, *, retr
     return IntuitUnavailable(f"Intuit's API answered HTTP {status}{said}", **about)
 
 
+def unknown_caller(base_url: str, settings: Settings) -> UsageKey:
+    """Whom to count a call for when the caller did not say: still counted, under "unknown"."""
+    production = base_url.rstrip("/") == settings.production_api_base_url.rstrip("/")
+    environment = intuit.Environment.PRODUCTION if production else intuit.Environment.SANDBOX
+    return UsageKey("unknown", "unknown", environment)
+
+
 class QuickBooksApi:
-    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+    def __init__(
+        self, settings: Settings, session: requests.Session | None = None, *, meter: UsageMeter | None = None
+    ) -> None:
         self._settings = settings
         self._given_session = session
+        self._meter = meter
 
     @cached_property
     def _session(self) -> requests.Session:
@@ -101,8 +124,10 @@ class QuickBooksApi:
 
         return self._given_session or requests.Session()
 
-    def company_info(self, *, base_url: str, realm_id: str, access_token: str) -> CompanyInfo:
-        response = self._get(base_url, intuit.company_info_path(realm_id), access_token)
+    def company_info(
+        self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None
+    ) -> CompanyInfo:
+        response = self._get(base_url, intuit.company_info_path(realm_id), access_token, usage=usage)
         info = response.json().get("CompanyInfo", {})
         return CompanyInfo(
             company_name=info.get("CompanyName", ""),
@@ -112,15 +137,25 @@ class QuickBooksApi:
             country=info.get("Country"),
         )
 
-    def customer_count(self, *, base_url: str, realm_id: str, access_token: str) -> int:
+    def customer_count(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None) -> int:
         """How many customers the company has: a cheap query that only the accounting scope allows."""
         response = self._get(
-            base_url, intuit.company_path(realm_id) + "/query", access_token, {"query": CUSTOMER_COUNT_QUERY}
+            base_url,
+            intuit.company_path(realm_id) + "/query",
+            access_token,
+            {"query": CUSTOMER_COUNT_QUERY},
+            usage=usage,
         )
         return int((response.json().get("QueryResponse") or {}).get("totalCount", 0))
 
     def _get(
-        self, base_url: str, path: str, access_token: str, params: dict[str, str] | None = None
+        self,
+        base_url: str,
+        path: str,
+        access_token: str,
+        params: dict[str, str] | None = None,
+        *,
+        usage: UsageKey | None,
     ) -> requests.Response:
         import requests
 
@@ -135,10 +170,17 @@ class QuickBooksApi:
                 timeout=self._settings.http_timeout,
             )
         except requests.RequestException as error:
+            if not certainly_not_sent(error):
+                self._count(base_url, usage)  # sent: Intuit may have processed (and metered) it
             raise IntuitUnavailable(
                 f"Intuit's API did not answer ({type(error).__name__}): try again shortly"
             ) from None
+        self._count(base_url, usage)  # answered: a read Intuit meters (CorePlus), whatever the status
         error = error_for_response(response)
         if error is not None:
             raise error
         return response
+
+    def _count(self, base_url: str, usage: UsageKey | None) -> None:
+        if self._meter is not None:
+            self._meter.count(usage or unknown_caller(base_url, self._settings), reads=1)

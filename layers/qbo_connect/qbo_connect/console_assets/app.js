@@ -217,6 +217,13 @@
     }
   }
 
+  // Who gave the current consent (openid scopes only): Intuit's userinfo, or why it is unknown.
+  function consentedBy(identity) {
+    if (!identity) return "";
+    if (!identity.sub) return `unknown (${identity.unknown_reason})`;
+    return `${identity.email || "no email shared"}, Intuit user ${identity.sub}`;
+  }
+
   function render(c) {
     current = c;
     $("c-name").textContent = c.name;
@@ -234,6 +241,8 @@
         ? `valid until ${when(c.access_token_expires_at)} (refreshed ${when(c.last_refreshed_at)})`
         : "none";
     $("reset").disabled = c.status === "not_connected";
+    $("c-consent-row").hidden = !c.consented_by;
+    $("c-consented-by").textContent = consentedBy(c.consented_by);
     const events = $("c-events");
     events.replaceChildren();
     const timeline = [

@@ -20,6 +20,7 @@ from qbo_connect.domain.connection import (
     Connection,
     ConnectionStatus,
     parse_environment,
+    parse_refresh_policy,
     validate_client_id,
     validate_name,
     validate_realm_id,
@@ -54,6 +55,7 @@ class ConnectionUpdate:
     environment: str | None = None
     base_url: str | None = None
     realm_id: str | None = None
+    refresh_policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,11 +172,16 @@ class AdminOperations:
             now = self._clock.now()
             updated = replace(current, **{k: v for k, v in wanted.items() if k != "name"}, updated_at=now)
             secret = None
-            if {"client_id", "base_url", "realm_id"} & set(changed):
-                # The secret document carries these too, for workflows that read it directly.
+            if {"client_id", "base_url", "realm_id", "refresh_policy"} & set(changed):
+                # The secret document carries these too, for workflows that read it directly: a reader
+                # must learn at once that the token it takes from there is no longer kept valid.
                 base = held.secret or Administration._empty_secret(held.connection)
                 secret = base.next(
-                    now=now, client_id=updated.client_id, base_url=updated.base_url, realm_id=updated.realm_id
+                    now=now,
+                    client_id=updated.client_id,
+                    base_url=updated.base_url,
+                    realm_id=updated.realm_id,
+                    refresh_policy=updated.refresh_policy,
                 )
             saved = self._leases.commit(held, updated, secret)
         self._changed(saved, actor, "updated", fields=sorted(changed))
@@ -290,6 +297,8 @@ class AdminOperations:
             wanted["scopes"] = validate_scopes(change.scopes)
         if change.realm_id is not None:
             wanted["realm_id"] = validate_realm_id(change.realm_id) if change.realm_id else None
+        if change.refresh_policy is not None:
+            wanted["refresh_policy"] = parse_refresh_policy(change.refresh_policy)
         if change.environment is not None or change.base_url is not None:
             environment = parse_environment(change.environment) if change.environment else connection.environment
             base_url = (change.base_url or self._settings.api_base_url(environment)).rstrip("/")
@@ -301,7 +310,8 @@ class AdminOperations:
             wanted["environment"], wanted["base_url"] = environment, base_url
         if not wanted:
             raise InvalidInput(
-                "Nothing to change: give at least one of name, client_id, scopes, environment, base_url, realm_id"
+                "Nothing to change: give at least one of name, client_id, scopes, environment, base_url, realm_id, "
+                "refresh_policy"
             )
         return wanted
 

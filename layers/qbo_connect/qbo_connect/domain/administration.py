@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from qbo_connect import intuit
 from qbo_connect.domain.connection import (
     Connection,
+    RefreshPolicy,
     new_connection_id,
     parse_environment,
+    parse_refresh_policy,
     validate_client_id,
     validate_client_secret,
     validate_connection_id,
@@ -43,6 +45,7 @@ class NewConnection:
     base_url: str | None = None  # explicit override of the environment's API base URL
     connection_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
+    refresh_policy: str = RefreshPolicy.EAGER.value
 
 
 class Administration:
@@ -102,6 +105,7 @@ class Administration:
             client_id=validate_client_id(request.client_id),
             scopes=validate_scopes(request.scopes),
             realm_id=validate_realm_id(request.realm_id) if request.realm_id else None,
+            refresh_policy=parse_refresh_policy(request.refresh_policy),
             has_client_secret=request.client_secret is not None,
             created_at=now,
             updated_at=now,
@@ -145,6 +149,7 @@ class Administration:
                     client_secret=request.client_secret,
                     realm_id=created.realm_id,
                     updated_at=now,
+                    refresh_policy=created.refresh_policy,
                 )
             )
         except Exception:
@@ -220,4 +225,5 @@ class Administration:
             base_url=connection.base_url,
             realm_id=connection.realm_id,
             generation=connection.secret_generation,
+            refresh_policy=connection.refresh_policy,
         )

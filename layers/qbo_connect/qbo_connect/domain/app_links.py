@@ -74,9 +74,7 @@ class DisconnectChecks:
             return []
         now = self._clock.now()
         found = []
-        for connection in self._connections.list():
-            if connection.realm_id != realm_id:
-                continue
+        for connection in self._connections.find_by_realm(realm_id):
             if self._due(connection, now):
                 self._tests.run(connection.connection_id)
                 connection = self._connections.get(connection.connection_id) or connection

@@ -17,9 +17,17 @@ from enum import StrEnum
 from urllib.parse import urlencode
 
 from qbo_connect import intuit
-from qbo_connect.domain.connection import Connection, ConnectionStatus, validate_connection_id, validate_realm_id
+from qbo_connect.domain.connection import (
+    Connection,
+    ConnectionStatus,
+    ConsentIdentity,
+    validate_connection_id,
+    validate_realm_id,
+)
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
+from qbo_connect.domain.metering import UsageKey
+from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import Busy, IntuitUnavailable, InvalidInput, QboConnectError, Throttled
 from qbo_connect.observability import logger
 from qbo_connect.ports import (
@@ -313,14 +321,22 @@ class ConsentFlow:
                     revocation = self._revoke_quietly(credentials, previous.refresh_token, connection.connection_id)
                     saved = self._leases.commit(held, replace(saved, last_revocation=f"previous grant {revocation}"))
                 company_name = self._company_name(saved, token_set.access_token)
-                if company_name:
-                    saved = self._leases.commit(held, replace(saved, company_name=company_name))
+                consented_by = self._consented_by(saved, token_set)
+                if company_name or consented_by:
+                    saved = self._leases.commit(
+                        held, replace(saved, company_name=company_name or saved.company_name, consented_by=consented_by)
+                    )
         except LinkRejected:
             raise
         except Busy:
             raise LinkRejected(FlowError.BUSY, **details) from None
+        identity = saved.consented_by.as_json() if saved.consented_by else None
         self._events.publish(
-            [connection_event(EventType.AUTHORIZED, saved, now=self._clock.now(), company_name=company_name)]
+            [
+                connection_event(
+                    EventType.AUTHORIZED, saved, now=self._clock.now(), company_name=company_name, consented_by=identity
+                )
+            ]
         )
         logger.info("Connection authorized", extra={"connection_id": saved.connection_id, "realm_id": realm_id})
         return FlowResult(connection=saved, company_name=company_name, realm_id=realm_id)
@@ -328,19 +344,35 @@ class ConsentFlow:
     def _company_name(self, connection: Connection, access_token: str) -> str | None:
         try:
             info = self._company_api.company_info(
-                base_url=connection.base_url, realm_id=connection.realm_id or "", access_token=access_token
+                base_url=connection.base_url,
+                realm_id=connection.realm_id or "",
+                access_token=access_token,
+                usage=UsageKey.of(connection),
             )
         except QboConnectError as error:
-            logger.warning(
-                "Connected, but CompanyInfo failed",
-                extra={
-                    "connection_id": connection.connection_id,
-                    "error_code": error.code.value,
-                    "intuit_tid": error.intuit_tid,
-                },
-            )
+            _warn_connected_but("CompanyInfo failed", connection, error)
             return None
         return info.company_name
+
+    def _consented_by(self, connection: Connection, token_set: TokenSet) -> ConsentIdentity | None:
+        """Who consented, when the openid scope was granted; an identity that cannot be learned is recorded
+        as unknown (with why), and the consent stands either way."""
+        if intuit.OPENID_SCOPE not in token_set.scopes:
+            return None
+        try:
+            identity = self._identity.user_info(access_token=token_set.access_token, environment=connection.environment)
+        except QboConnectError as error:
+            _warn_connected_but("who consented is unknown: userinfo failed", connection, error)
+            return ConsentIdentity.unknown(f"userinfo failed ({error.code.value})")
+        if token_set.id_token_subject is not None and identity.sub != token_set.id_token_subject:
+            # OpenID Connect Core 5.3.2: a userinfo answer about someone else must not be used.
+            logger.warning(
+                "Connected, but userinfo named another subject than the ID token",
+                extra={"connection_id": connection.connection_id},
+            )
+            return ConsentIdentity.unknown("userinfo named another person than the ID token")
+        logger.info("Consent identity recorded", extra={"connection_id": connection.connection_id, "sub": identity.sub})
+        return identity
 
     def _revoke_quietly(self, credentials: ClientCredentials, token: str, connection_id: str) -> str:
         try:
@@ -352,6 +384,18 @@ class ConsentFlow:
             )
             return f"not revoked: {error.code.value}"
         return "revoked"
+
+
+def _warn_connected_but(what: str, connection: Connection, error: QboConnectError) -> None:
+    """A lookup after the tokens were safe failed: the consent stands; say what is missing and why."""
+    logger.warning(
+        f"Connected, but {what}",
+        extra={
+            "connection_id": connection.connection_id,
+            "error_code": error.code.value,
+            "intuit_tid": error.intuit_tid,
+        },
+    )
 
 
 def _browser_binding(state: str) -> str:

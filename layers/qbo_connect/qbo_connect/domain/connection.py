@@ -23,6 +23,32 @@ class ConnectionStatus(StrEnum):
     INVALID_CLIENT = "invalid_client"  # Intuit refused the client ID/secret: fix the secret
 
 
+class RefreshPolicy(StrEnum):
+    """When a connection's access token is refreshed (README, "Refresh policies").
+
+    eager: by the schedule, before it comes within the refresh margin of expiring: the secret always
+    holds an access token valid for at least the margin minus one sweep period, for readers that take
+    it straight from Secrets Manager. Every access-token lifetime costs one Secrets Manager write.
+    on_demand: when a workflow asks for a token (the Python client, the test or token function) and
+    the stored one cannot serve it, under the lease; plus a keep-alive refresh a day after the last
+    one, which keeps the refresh token's rolling expiry moving and finds a revoked grant within a day.
+    About one write a day, so a region holds many more connections.
+    """
+
+    EAGER = "eager"
+    ON_DEMAND = "on_demand"
+
+
+def parse_refresh_policy(value: str) -> RefreshPolicy:
+    try:
+        return RefreshPolicy(value)
+    except ValueError:
+        raise InvalidInput(
+            "The refresh policy is `eager` (the secret always holds a valid access token) or `on_demand` "
+            "(refreshed when a workflow asks for a token, and once a day)"
+        ) from None
+
+
 CONNECTION_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{4,128}$")
@@ -117,6 +143,33 @@ class TestResult:
 
 
 @dataclass(frozen=True)
+class ConsentIdentity:
+    """Who consented, from Intuit's userinfo (openid scopes): `sub` is stable, `email` as Intuit holds it.
+    When it could not be learned, both are None and `unknown_reason` says why; the consent stands."""
+
+    sub: str | None = None
+    email: str | None = None
+    email_verified: bool | None = None
+    unknown_reason: str | None = None
+
+    @classmethod
+    def unknown(cls, reason: str) -> ConsentIdentity:
+        return cls(unknown_reason=reason)
+
+    def to_item(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> ConsentIdentity:
+        return cls(**{k: item.get(k) for k in cls.__dataclass_fields__})
+
+    def as_json(self) -> dict[str, Any]:
+        return {"sub": self.sub, "email": self.email, "email_verified": self.email_verified} | (
+            {"unknown_reason": self.unknown_reason} if self.unknown_reason else {}
+        )
+
+
+@dataclass(frozen=True)
 class Connection:
     connection_id: str
     name: str
@@ -125,6 +178,7 @@ class Connection:
     client_id: str
     scopes: tuple[str, ...] = intuit.DEFAULT_SCOPES
     realm_id: str | None = None
+    refresh_policy: RefreshPolicy = RefreshPolicy.EAGER
     status: ConnectionStatus = ConnectionStatus.NOT_CONNECTED
     has_client_secret: bool = False
     company_name: str | None = None
@@ -155,6 +209,8 @@ class Connection:
     forced_refresh_budget_at: float | None = None
     last_test: TestResult | None = field(default=None, compare=False)
     expiry_warnings_sent: tuple[str, ...] = ()
+    # Who gave the current consent (openid scopes only; None when they were not granted).
+    consented_by: ConsentIdentity | None = None
 
     @property
     def is_refreshable(self) -> bool:
@@ -179,6 +235,7 @@ class Connection:
             company_name=company_name or self.company_name,
             connected_at=now,
             expiry_warnings_sent=(),
+            consented_by=None,  # this consent's person is learned after the tokens are safe
         )
 
     def with_token_times(self, token_set: TokenSet, *, now: float, generation: int) -> Connection:
@@ -206,6 +263,7 @@ class Connection:
             last_revocation=revocation,
             secret_generation=generation,
             expiry_warnings_sent=(),
+            consented_by=None,
             updated_at=now,
         )
 
@@ -242,6 +300,7 @@ class Connection:
             "realm_id": self.realm_id,
             "client_id": self.client_id,
             "scopes": list(self.scopes),
+            "refresh_policy": self.refresh_policy.value,
             "status": self.status.value,
             "client_secret_set": self.has_client_secret,
             "company_name": self.company_name,
@@ -255,4 +314,5 @@ class Connection:
             "last_refresh_error": self.last_refresh_error,
             "last_revocation": self.last_revocation,
             "last_test": self.last_test.to_item() if self.last_test else None,
+            "consented_by": self.consented_by.as_json() if self.consented_by else None,
         }

@@ -16,6 +16,7 @@ from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, TestResult
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.lifecycle import TokenLifecycle
+from qbo_connect.domain.metering import UsageKey
 from qbo_connect.errors import ErrorCode, Forbidden, QboConnectError, Unauthorized
 from qbo_connect.observability import MetricUnit, logger, metrics
 from qbo_connect.ports import Clock, CompanyApi, ConnectionStore, EventPublisher
@@ -49,7 +50,9 @@ ACCOUNTING_QUERY_CHECK = "accounting_query"
 class AccountingProbe(Protocol):
     """What a deep test needs besides CompanyInfo (QuickBooksApi has it)."""
 
-    def customer_count(self, *, base_url: str, realm_id: str, access_token: str) -> int: ...
+    def customer_count(
+        self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None
+    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class ConnectionTests:
                     base_url=connection.base_url,
                     realm_id=connection.realm_id or "",
                     access_token=token_set.access_token,
+                    usage=UsageKey.of(connection),
                 )
                 checks[ACCOUNTING_QUERY_CHECK] = {"ok": True, "message": f"the company has {customers} customers"}
         except QboConnectError as error:
@@ -175,7 +179,10 @@ class ConnectionTests:
 
     def _call(self, connection: Connection, access_token: str):
         return self._company_api.company_info(
-            base_url=connection.base_url, realm_id=connection.realm_id or "", access_token=access_token
+            base_url=connection.base_url,
+            realm_id=connection.realm_id or "",
+            access_token=access_token,
+            usage=UsageKey.of(connection),
         )
 
     def _record(

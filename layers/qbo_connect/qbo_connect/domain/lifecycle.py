@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from qbo_connect import intuit
-from qbo_connect.domain.connection import Connection, ConnectionStatus
+from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import HeldLease, Leases, require, utc_time
 from qbo_connect.domain.token_set import TokenSet
@@ -72,7 +72,7 @@ class RefreshResult:
 
 
 @dataclass(frozen=True)
-class RefreshPolicy:
+class RefreshTimings:
     margin_seconds: float = 900
     attempts: int = 3
     backoff_base_seconds: float = 0.5
@@ -90,6 +90,9 @@ class RefreshPolicy:
     persist_seconds: float = 40
     # A call given less than this (or than the whole deadline, if shorter) is not started.
     min_call_seconds: float = 10
+    # An on-demand connection nobody asked a token of is refreshed this long after its last refresh:
+    # the refresh token's rolling expiry (about 100 days) keeps moving, and a revoked grant is found.
+    keepalive_seconds: float = 86_400
 
     @property
     def shortest_call_seconds(self) -> float:
@@ -105,7 +108,7 @@ class TokenLifecycle:
         events: EventPublisher,
         clock: Clock,
         leases: Leases,
-        policy: RefreshPolicy,
+        timings: RefreshTimings,
         recheck: RefreshQueue | None = None,
     ) -> None:
         self._store = store
@@ -114,13 +117,22 @@ class TokenLifecycle:
         self._events = events
         self._clock = clock
         self._leases = leases
-        self.policy = policy
+        self.timings = timings
         # Where a check after an unknown outcome is queued for when the call is certainly over.
         self._recheck = recheck
 
     # --- finding work -------------------------------------------------------------------------
     def due_connection_ids(self) -> list[str]:
-        return self._store.due_connection_ids(due_before=self._clock.now() + self.policy.margin_seconds)
+        """Eager connections whose access token expires within the margin, and on-demand connections last
+        refreshed a keep-alive period ago: one index query each."""
+        now = self._clock.now()
+        eager = self._store.due_connection_ids(due_before=now + self.timings.margin_seconds)
+        # The index orders by access-token expiry, which a refresh sets an access-token lifetime after it.
+        last_refreshed_before = now - self.timings.keepalive_seconds
+        keepalive = self._store.due_connection_ids(
+            due_before=last_refreshed_before + intuit.ACCESS_TOKEN_DEFAULT_SECONDS, policy=RefreshPolicy.ON_DEMAND
+        )
+        return eager + keepalive
 
     # --- refreshing ---------------------------------------------------------------------------
     def refresh(
@@ -135,7 +147,7 @@ class TokenLifecycle:
         the outcome says what happened and the connection's status records it. `not_after` is when the
         caller must be done (a Lambda invocation's end): no Intuit call starts that could not finish and
         be persisted by then."""
-        needed = max(self.policy.margin_seconds, min(min_valid_seconds or 0, self.policy.max_min_valid_seconds))
+        needed = max(self.timings.margin_seconds, min(min_valid_seconds or 0, self.timings.max_min_valid_seconds))
         try:
             # No read first: callers (the sweep, a workflow whose token is short) already know it is due,
             # and the lease write fails fast when someone else is refreshing.
@@ -170,16 +182,16 @@ class TokenLifecycle:
         if not connection.is_refreshable:
             return RefreshResult(cid, RefreshOutcome.NOT_REFRESHABLE, f"status is {connection.status.value}")
         age = now - (connection.last_refreshed_at or 0)
-        if force and age < self.policy.forced_refresh_min_age_seconds:
+        if force and age < self.timings.forced_refresh_min_age_seconds:
             return RefreshResult(
                 cid,
                 RefreshOutcome.ALREADY_REFRESHED,
                 f"refreshed {int(age)} s ago",
-                retry_at=now + self.policy.forced_refresh_min_age_seconds - age,
+                retry_at=now + self.timings.forced_refresh_min_age_seconds - age,
             )
         budget = self._forced_refresh_budget(connection, now) if force else None
         if budget is not None and budget < 1:
-            wait = (1 - budget) * self.policy.forced_refresh_refill_seconds
+            wait = (1 - budget) * self.timings.forced_refresh_refill_seconds
             return RefreshResult(
                 cid,
                 RefreshOutcome.ALREADY_REFRESHED,
@@ -193,16 +205,16 @@ class TokenLifecycle:
 
     def _forced_refresh_budget(self, connection: Connection, now: float) -> float:
         if connection.forced_refresh_budget is None:
-            return self.policy.forced_refresh_burst
-        regained = (now - (connection.forced_refresh_budget_at or now)) / self.policy.forced_refresh_refill_seconds
-        return min(self.policy.forced_refresh_burst, connection.forced_refresh_budget + max(0.0, regained))
+            return self.timings.forced_refresh_burst
+        regained = (now - (connection.forced_refresh_budget_at or now)) / self.timings.forced_refresh_refill_seconds
+        return min(self.timings.forced_refresh_burst, connection.forced_refresh_budget + max(0.0, regained))
 
     def _refresh_held(self, held: HeldLease, *, force: bool, not_after: float | None) -> RefreshResult:
         connection, secret = held.connection, held.secret
         if secret is None or secret.token_set is None or not secret.client_secret:
             # Metadata says connected but the vault has nothing to refresh with: only a person can fix it.
             return self._permanent_failure(held, NeedsReauthorization("The connection secret holds no refresh token"))
-        if self._call_deadline(held, not_after) < self.policy.shortest_call_seconds:
+        if self._call_deadline(held, not_after) < self.timings.shortest_call_seconds:
             # The call could outlive the lease or the invocation, and a refresh answer nobody persists is lost.
             return RefreshResult(
                 connection.connection_id,
@@ -255,10 +267,10 @@ class TokenLifecycle:
         left = self._leases.seconds_left(held)
         if not_after is not None:
             left = min(left, not_after - self._clock.now())
-        return left - self.policy.persist_seconds
+        return left - self.timings.persist_seconds
 
     def _call_deadline(self, held: HeldLease, not_after: float | None) -> float:
-        return min(self.policy.call_deadline_seconds, self._time_for_calls(held, not_after))
+        return min(self.timings.call_deadline_seconds, self._time_for_calls(held, not_after))
 
     def _call_intuit(self, held: HeldLease, not_after: float | None) -> TokenSet:
         """Retries, with backoff and full jitter, only what certainly never reached Intuit's processing."""
@@ -281,8 +293,8 @@ class TokenLifecycle:
             except (IntuitUnavailable, Throttled) as error:
                 delay = self._backoff(attempt, error)
                 if (
-                    attempt >= self.policy.attempts
-                    or self._time_for_calls(held, not_after) - delay < self.policy.shortest_call_seconds
+                    attempt >= self.timings.attempts
+                    or self._time_for_calls(held, not_after) - delay < self.timings.shortest_call_seconds
                 ):
                     raise
                 logger.info(
@@ -297,8 +309,8 @@ class TokenLifecycle:
 
     def _backoff(self, attempt: int, error: QboConnectError) -> float:
         if isinstance(error, Throttled) and error.retry_after:
-            return min(error.retry_after, self.policy.backoff_max_seconds)
-        ceiling = min(self.policy.backoff_max_seconds, self.policy.backoff_base_seconds * 2 ** (attempt - 1))
+            return min(error.retry_after, self.timings.backoff_max_seconds)
+        ceiling = min(self.timings.backoff_max_seconds, self.timings.backoff_base_seconds * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
 
     def _lost_race(self, held: HeldLease) -> bool:
@@ -471,7 +483,7 @@ class TokenLifecycle:
     def _wait_for_lease(self, connection_id: str, not_after: float | None) -> None:
         deadline = self._clock.now() + self._leases.lease_seconds
         if not_after is not None:
-            deadline = min(deadline, not_after - self.policy.persist_seconds)
+            deadline = min(deadline, not_after - self.timings.persist_seconds)
         while self._clock.now() < deadline:
             connection = self._store.get(connection_id)
             if connection is None or not connection.lease_is_held(self._clock.now()):

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from qbo_connect.domain.connection import RefreshPolicy
 from qbo_connect.domain.token_set import TokenSet
 
 SCHEMA = "qbo-connect/connection-secret/v1"
@@ -30,6 +31,9 @@ class ConnectionSecret:
     realm_id: str | None = None
     generation: int = 0
     updated_at: float = 0.0
+    # Tells a reader that takes the token straight from here whether it is kept valid (eager), or may
+    # have expired and must be asked for through the service (on_demand).
+    refresh_policy: RefreshPolicy = RefreshPolicy.EAGER
 
     def next(self, *, now: float, **changes: Any) -> ConnectionSecret:
         return replace(self, generation=self.generation + 1, updated_at=now, **changes)
@@ -40,6 +44,7 @@ class ConnectionSecret:
                 "schema": SCHEMA,
                 "connection_id": self.connection_id,
                 "realm_id": self.realm_id,
+                "refresh_policy": self.refresh_policy.value,
                 "base_url": self.base_url,
                 "client_id": self.client_id,
                 "client_secret": self.client_secret,
@@ -64,4 +69,6 @@ class ConnectionSecret:
             realm_id=document.get("realm_id"),
             generation=int(document.get("generation", 0)),
             updated_at=float(document.get("updated_at", 0)),
+            # Written before refresh policies existed: every connection was eager.
+            refresh_policy=RefreshPolicy(document.get("refresh_policy") or RefreshPolicy.EAGER),
         )

@@ -20,6 +20,9 @@ class TokenSet:
     scopes: tuple[str, ...] = ()
     obtained_at: float = 0.0
     token_type: str = "bearer"
+    # Who consented, as the ID token of a code exchange with the openid scope names them. Not part of
+    # the stored document: the userinfo answer is checked against it once, at consent.
+    id_token_subject: str | None = field(default=None, compare=False)
 
     @classmethod
     def from_token_response(cls, response: Mapping[str, Any], *, now: float, scopes: tuple[str, ...]) -> TokenSet:

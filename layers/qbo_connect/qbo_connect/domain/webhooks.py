@@ -221,7 +221,7 @@ class DeliveryLedger(Protocol):
 
 
 class ConnectionDirectory(Protocol):
-    def list(self) -> list[Connection]: ...
+    def find_by_realm(self, realm_id: str, *, client_id: str | None = None) -> list[Connection]: ...
 
 
 class StrictPublisher(EventPublisher, Protocol):
@@ -284,10 +284,11 @@ class WebhookRouting:
 
     def route(self, client_id: str, changes: list[EntityChange]) -> tuple[RoutingResult, list[EntityChange]]:
         """Returns the counts, and the changes no connection holds (for the caller's log and metric)."""
-        by_realm: dict[str, list[Connection]] = {}
-        for connection in self._connections.list():
-            if connection.client_id == client_id and connection.realm_id:
-                by_realm.setdefault(connection.realm_id, []).append(connection)
+        # One index query per company the delivery names, not per change.
+        by_realm = {
+            realm_id: self._connections.find_by_realm(realm_id, client_id=client_id)
+            for realm_id in dict.fromkeys(change.realm_id for change in changes)
+        }
         claimed: list[str] = []
         events: list[ConnectionEvent] = []
         unmatched: list[EntityChange] = []

@@ -1,0 +1,206 @@
+"""Webhook answer time: what Intuit waits for, from sending a signed delivery to the receiver's answer.
+
+Intuit gives an endpoint 3 seconds to answer a delivery and retries it otherwise (intuit.py). This runs
+the local stack as `make dev` runs it (a subprocess: moto, the router, the functions, the emulator)
+and, over real HTTP to the router, POSTs signed CloudEvents deliveries of 1, 100 and 1,000 changes to
+POST /intuit/webhooks, timing each whole request at the client: the router building API Gateway's
+event, the signature check over the raw body, parsing, the SQS hand-off to moto, the answer. Each
+size is sent many times (fresh event IDs every time, so nothing is a duplicate) after a warm-up; the
+figures are the median and the 99th percentile. The changes name a company no connection holds, so
+the publishing consumer that runs beside the receiver in the local stack only counts them
+(unmatched) instead of competing for the two cores as it never does in AWS (another Lambda there).
+
+    .venv/bin/python -m bench.webhook_answer            # 200, 200 and 100 deliveries
+    .venv/bin/python -m bench.webhook_answer --quick    # 20 of each: to try it, not for the figures
+
+The last line of stdout is the JSON result; each of its `rows` has metric, result, floor and holds.
+The floor is Intuit's: the 99th percentile under 3,000 ms for every size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from qbo_connect import intuit
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = (1, 100, 1000)
+DELIVERIES = {1: 200, 100: 200, 1000: 100}
+QUICK_DELIVERIES = 20
+WARM_UP = 5
+BENCH_APP = "bench-webhook-app"
+UNHELD_REALM = "4620816365000001"  # no connection holds it: the consumer only counts the changes
+START_SECONDS = 90
+LIMIT_MS = intuit.WEBHOOK_RESPONSE_SECONDS * 1000.0  # Intuit's answer limit
+
+
+@dataclass
+class SizeResult:
+    changes: int
+    body_bytes: int
+    deliveries: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    failures: int
+
+    @property
+    def holds(self) -> bool:
+        return self.failures == 0 and self.p99_ms < LIMIT_MS
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "metric": f"webhook answer, {self.changes:,} change(s) ({self.body_bytes / 1024:,.1f} kB signed)",
+            "result": f"p50 {self.p50_ms:,.0f} ms, p99 {self.p99_ms:,.0f} ms, max {self.max_ms:,.0f} ms"
+            + (f", {self.failures} failed" if self.failures else ""),
+            "floor": f"p99 < {LIMIT_MS:,.0f} ms (Intuit's limit), none failed",
+            "holds": self.holds,
+        }
+
+
+def delivery(changes: int) -> bytes:
+    """A CloudEvents delivery as Intuit sends it, with fresh event IDs."""
+    now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    events = [
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "intuit.dsnBgbseACLLRZNxo2dfc4evmEJdxde58xeeYcZliOU=",
+            "type": "qbo.invoice.updated.v1",
+            "datacontenttype": "application/json",
+            "time": now,
+            "intuitentityid": str(1000 + n),
+            "intuitaccountid": UNHELD_REALM,
+            "data": {},
+        }
+        for n in range(changes)
+    ]
+    return json.dumps(events).encode()
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+class LocalStack:
+    """`python -m qbo_local up` on free ports, with its own discovery file; stopped as Ctrl+C stops it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.env = {**os.environ, "QBO_CONNECT_LOCAL_STATE": str(folder / "local-stack.json")}
+        for name in ("QBO_INTUIT_CLIENT_ID", "QBO_INTUIT_CLIENT_SECRET"):
+            self.env.pop(name, None)  # the emulator, never real Intuit
+        ready = folder / "ready.json"
+        command = [sys.executable, "-m", "qbo_local", "up", "--port", "0", "--aws-port", "0", "--intuit-port", "0"]
+        self.process = subprocess.Popen(  # noqa: S603 - our interpreter and our module
+            [*command, "--ready-file", str(ready)],  # its function log goes beside the discovery file
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + START_SECONDS
+        while not ready.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the local stack did not start: try `make dev` to see why")
+            time.sleep(0.2)  # a subprocess's readiness, polled within the deadline
+        self.discovery = json.loads(ready.read_text())
+
+    def cli(self, *args: str, stdin: str = "") -> None:
+        done = subprocess.run(  # noqa: S603 - our interpreter and our module
+            [sys.executable, "-m", "qbo_connect_cli.main", *args],
+            cwd=ROOT,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"qbo-connect {' '.join(args)} failed: {done.stderr.strip()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+
+
+def measure(url: str, token: str, changes: int, deliveries: int) -> SizeResult:
+    from qbo_connect.domain.webhooks import signature_of
+
+    session = requests.Session()
+    times, failures, size = [], 0, 0
+    for index in range(WARM_UP + deliveries):
+        body = delivery(changes)
+        headers = {"intuit-signature": signature_of(body, token), "content-type": "application/json"}
+        started = time.perf_counter()
+        try:
+            answer = session.post(url, data=body, headers=headers, timeout=30)
+            ok = answer.status_code == 200 and answer.json().get("accepted") == changes
+        except (requests.RequestException, ValueError):
+            ok = False
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if index < WARM_UP:
+            continue
+        times.append(elapsed_ms)
+        failures += 0 if ok else 1
+        size = len(body)
+    return SizeResult(
+        changes=changes,
+        body_bytes=size,
+        deliveries=deliveries,
+        p50_ms=round(statistics.median(times), 1),
+        p99_ms=round(_percentile(times, 0.99), 1),
+        max_ms=round(max(times), 1),
+        failures=failures,
+    )
+
+
+def run(*, quick: bool = False) -> dict[str, Any]:
+    token = secrets.token_urlsafe(32)
+    with tempfile.TemporaryDirectory(prefix="qbo-bench-webhooks-") as folder:
+        stack = LocalStack(Path(folder))
+        try:
+            stack.cli("webhooks", "set-verifier", BENCH_APP, "--stdin", stdin=token)
+            url = stack.discovery["api_url"] + "/intuit/webhooks"
+            results = [
+                measure(url, token, changes, QUICK_DELIVERIES if quick else DELIVERIES[changes]) for changes in SIZES
+            ]
+        finally:
+            stack.stop()
+    return {
+        "rows": [result.row() for result in results],
+        "sizes": [asdict(result) | {"holds": result.holds} for result in results],
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.webhook_answer", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 deliveries of each size: to try it")
+    arguments = parser.parse_args()
+    outcome = run(quick=arguments.quick)
+    print(json.dumps(outcome))
+    sys.exit(0)

@@ -1,0 +1,206 @@
+"""`events tail`: follow the events the service publishes, from its event log (template.yaml's EventLogRule
+sends every `qbo-connect` event to a CloudWatch Logs group; the local stack does the same in moto).
+
+Reading a log instead of draining a queue: any number of people and scripts can follow at once, each
+sees every event, and `--since` shows what happened before. CloudWatch Logs may make an event readable
+a few seconds after a later one, so each poll reads again from a little before the newest event seen
+and drops what it showed already (by event ID). Filters (connection, detail type) are applied here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+from qbo_connect.domain.events import EVENT_SOURCE
+
+from qbo_connect_cli.main import Failure, Invocation, cli, pass_invocation
+
+POLL_SECONDS = 2.0  # FilterLogEvents allows 5 calls a second per account and region: stay well under
+# How late an event may become readable after a newer one (EventBridge to CloudWatch Logs delivery).
+LATE_ARRIVAL_MS = 30_000
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """One EventBridge event as the event log holds it."""
+
+    event_id: str
+    logged_at_ms: int
+    detail_type: str
+    time: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_log(cls, record: dict[str, Any]) -> LoggedEvent | None:
+        try:
+            event = json.loads(record["message"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not isinstance(event, dict) or event.get("source") != EVENT_SOURCE:
+            return None
+        return cls(
+            event_id=str(event.get("id") or record.get("eventId")),
+            logged_at_ms=int(record.get("timestamp", 0)),
+            detail_type=str(event.get("detail-type", "")),
+            time=str(event.get("time", "")),
+            detail=event.get("detail") if isinstance(event.get("detail"), dict) else {},
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.event_id,
+            "time": self.time,
+            "detail_type": self.detail_type,
+            "connection_id": self.detail.get("connection_id"),
+            "detail": self.detail,
+        }
+
+
+class CloudWatchEventLog:
+    def __init__(self, logs_client, group: str) -> None:
+        self._logs = logs_client
+        self._group = group
+
+    def read(self, start_ms: int) -> list[LoggedEvent]:
+        """Every event logged at or after `start_ms`, oldest first."""
+        events, kwargs = [], {"logGroupName": self._group, "startTime": start_ms}
+        while True:
+            page = self._logs.filter_log_events(**kwargs)
+            events += [e for e in map(LoggedEvent.from_log, page.get("events", [])) if e is not None]
+            token = page.get("nextToken")
+            if not token or token == kwargs.get("nextToken"):
+                return sorted(events, key=lambda e: e.logged_at_ms)
+            kwargs["nextToken"] = token
+
+
+@dataclass
+class EventTail:
+    """Which events to show, each once, in the order they were logged."""
+
+    log: CloudWatchEventLog
+    start_ms: int
+    connection_ids: frozenset[str] = frozenset()
+    detail_types: frozenset[str] = frozenset()
+    _seen: dict[str, int] = field(default_factory=dict)  # event ID -> when it was logged
+
+    def poll(self) -> list[LoggedEvent]:
+        newest = max(self._seen.values(), default=self.start_ms)
+        start = max(self.start_ms, newest - LATE_ARRIVAL_MS)
+        fresh = [e for e in self.log.read(start) if e.event_id not in self._seen]
+        for event in fresh:
+            self._seen[event.event_id] = event.logged_at_ms
+        # Forget what can no longer come back in a poll's window, so a long tail stays small.
+        horizon = max(self._seen.values(), default=start) - 2 * LATE_ARRIVAL_MS
+        self._seen = {k: v for k, v in self._seen.items() if v >= horizon}
+        return [e for e in fresh if self._wanted(e)]
+
+    def _wanted(self, event: LoggedEvent) -> bool:
+        if self.detail_types and event.detail_type not in self.detail_types:
+            return False
+        return not self.connection_ids or event.detail.get("connection_id") in self.connection_ids
+
+    def follow(
+        self,
+        *,
+        until: float | None,
+        stop_after: int | None,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], float] = time.time,
+    ) -> Iterator[LoggedEvent]:
+        shown = 0
+        while True:
+            for event in self.poll():
+                yield event
+                shown += 1
+                if stop_after is not None and shown >= stop_after:
+                    return
+            if until is not None and now() >= until:
+                return
+            sleep(POLL_SECONDS if until is None else max(0.0, min(POLL_SECONDS, until - now())))
+
+
+def parse_since(text: str) -> float:
+    """`10m`, `2h`, `30s`, `1d` -> seconds."""
+    value = text.strip().lower()
+    if len(value) < 2 or value[-1] not in _UNITS or not value[:-1].isdigit():
+        raise click.BadParameter(f"{text!r}: give a duration such as 30s, 10m, 2h or 1d")
+    return int(value[:-1]) * _UNITS[value[-1]]
+
+
+def describe(event: LoggedEvent, names: dict[str, str]) -> str:
+    detail = event.detail
+    connection = detail.get("connection_id")
+    who = names.get(connection, connection) if connection else "-"
+    if event.detail_type == "QuickBooks Entity Changed":
+        what = f"{detail.get('entity')} {detail.get('entity_id')} {detail.get('operation')}"
+    elif event.detail_type == "Connection Changed":
+        what = f"{detail.get('action')} by {detail.get('actor')}"
+    else:
+        what = " ".join(str(v) for v in (detail.get("status"), detail.get("reason")) if v)
+    return f"{event.time}  {event.detail_type}  {who}  {what}".rstrip()
+
+
+@cli.group()
+def events() -> None:
+    """The events the service publishes to EventBridge (connection lifecycle, QuickBooks entity changes)."""
+
+
+@events.command(name="tail")
+@click.option(
+    "--connection", "connections", multiple=True, metavar="REF", help="Only this connection (name or ID); repeatable."
+)
+@click.option(
+    "--type",
+    "detail_types",
+    multiple=True,
+    metavar="TYPE",
+    help='Only this detail type, e.g. "QuickBooks Entity Changed"; repeatable.',
+)
+@click.option("--since", default="10m", show_default=True, help="Start this long ago (30s, 10m, 2h, 1d).")
+@click.option("--follow/--no-follow", default=True, show_default=True, help="Keep waiting for new events.")
+@click.option("--max", "stop_after", type=click.IntRange(min=1), help="Stop after this many events.")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Stop following after this many seconds.")
+@pass_invocation
+def tail(
+    invocation: Invocation,
+    connections: tuple[str, ...],
+    detail_types: tuple[str, ...],
+    since: str,
+    follow: bool,
+    stop_after: int | None,
+    timeout: float | None,
+) -> None:
+    """Print the service's events as they are published: one line each, or one JSON object per line."""
+    target = invocation.target
+    if not target.event_log_group:
+        raise Failure(
+            f"{target.description} has no event log: redeploy the stack (`sam deploy`) to add EventLogGroupName, "
+            "or restart `make dev`",
+            code="target",
+            as_json=invocation.wants_json,
+        )
+    administration = invocation.services.administration
+    wanted = frozenset(administration.find(ref).connection_id for ref in connections)
+    names = {c.connection_id: c.name for c in administration.list()} if not invocation.wants_json else {}
+    started = time.time()
+    log = CloudWatchEventLog(target.session.client("logs"), target.event_log_group)
+    follower = EventTail(log, int((started - parse_since(since)) * 1000), wanted, frozenset(detail_types))
+    until = started + timeout if timeout is not None else (None if follow else started)
+    shown = 0
+    try:
+        for event in follower.follow(until=until, stop_after=stop_after):
+            shown += 1
+            # JSON: one object per line, so that a script can read events as they come.
+            click.echo(json.dumps(event.as_json(), default=str) if invocation.wants_json else describe(event, names))
+    except KeyboardInterrupt:
+        return
+    if stop_after is not None and shown < stop_after and timeout is not None:
+        raise Failure(
+            f"{shown} of {stop_after} events within {timeout:g} s", code="timeout", as_json=invocation.wants_json
+        )
