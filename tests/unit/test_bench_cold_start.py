@@ -120,15 +120,18 @@ def test_figures_are_medians_of_each_kind_of_process():
 
     assert (cold.first_request_ms, cold.floor_ms, cold.floor_import_ms) == (500, 430, 290)
     assert (cold.detailed_tracing_ms, cold.without_bytecode_ms) == (600, 750)
+    assert (cold.cpu_ms, cold.detailed_tracing_cpu_ms) == (300, 300)
     assert cold.ratio == pytest.approx(500 / 430) and cold.holds is False
 
 
 def _cold(function: str, first_request_ms: float, floor_ms: float) -> dict:
-    cold = summarize(function, {FUNCTION: [_run(first_request_ms)], FLOOR: [_run(floor_ms)]}, rounds=1)
-    return cold.as_json() | {
-        "detailed_tracing_ms": first_request_ms + 120,
-        "without_bytecode_ms": first_request_ms + 250,
+    runs = {
+        FUNCTION: [_run(first_request_ms, cpu_ms=300)],
+        FLOOR: [_run(floor_ms)],
+        TRACED: [_run(first_request_ms + 100, cpu_ms=340)],
+        NO_BYTECODE: [_run(first_request_ms + 250, cpu_ms=520)],
     }
+    return summarize(function, runs, rounds=1).as_json()
 
 
 def test_a_first_request_holds_only_within_one_times_its_floor_and_the_variants_say_what_they_add():
@@ -142,7 +145,9 @@ def test_a_first_request_holds_only_within_one_times_its_floor_and_the_variants_
     )
     assert judged["Cold start: test, import and first request"][2] is False
     assert judged["Cold start: test, import only"][2] is None
-    assert judged["Cold start: first request with DetailedTracing=true"][0] == "authorize +120 ms, test +120 ms"
-    assert judged["Cold start: first request with the layer built without bytecode"][0] == (
-        "authorize +250 ms, test +250 ms"
+    assert judged["Cold start: first request with DetailedTracing=true, added CPU"][0] == (
+        "authorize +40 ms (wall +100 ms), test +40 ms (wall +100 ms)"
+    )
+    assert judged["Cold start: first request without layer bytecode, added CPU"][0] == (
+        "authorize +220 ms (wall +250 ms), test +220 ms (wall +250 ms)"
     )
