@@ -184,8 +184,8 @@ Profiles (cProfile, `-X importtime`, and instruction counts under valgrind's cal
 machine's load does not move) showed, in instructions of a first request on top of the floor's
 boto3, requests and two clients (about 1,200 million):
 
-- **Tracing** (about 120 million, the largest single cost): Powertools' Tracer imported the X-Ray SDK and
-  patched every library it knows at import. Lambda's active tracing records each invocation
+- **Tracing** (about 120 million; the issue's profile found it the largest single cost): Powertools'
+  Tracer imported the X-Ray SDK and patched every library it knows at import. Lambda's active tracing records each invocation
   (initialization, invocation, errors, the caller's trace) with no SDK in the function, so that is the
   default now; the SDK's subsegments per AWS call and Intuit request are opt-in (`DetailedTracing=true`,
   `QBO_DETAILED_TRACING`), and the SDK loses AWS support on 2027-02-25.
@@ -208,18 +208,19 @@ boto3, requests and two clients (about 1,200 million):
   source: the **layer without bytecode** column. `make build` says when the build host has no Python 3.13.
 
 What the service still adds to the floor's work is its own code: importing Powertools' Logger and
-Metrics (about 35 million instructions) and qbo_connect's domain, ports and settings (about 110 million,
+Metrics (about 35 million instructions) and qbo_connect's domain, ports and settings (over 100 million,
 two thirds of it the dataclass decorator compiling the frozen dataclasses' methods at import), with
-requests-oauthlib where a function exchanges or refreshes a token (about 50 million): 13 to 17 per
-cent of the floor's instructions. The waits on AWS and Intuit, the same on both sides, hide part of it
+requests-oauthlib where a function exchanges or refreshes a token (about 50 million): 16 to 20 per
+cent of the floor's instructions for the four functions (callgrind, one run each). The waits on AWS and Intuit, the same on both sides, hide part of it
 in wall-clock time; the functions with the fewest calls show it most. The processes run the project's
 Python 3.11; Lambda runs 3.13, where the same comparison (instruction counts of the set-up) differs by
 under a per cent.
 
-Rerun: `python -m bench.cold_start [ROUNDS]` (11 rounds take about four minutes on two cores) prints the
+Rerun: `python -m bench.cold_start [ROUNDS]` (15 rounds take about four minutes on two cores) prints the
 figures and the calls; `make bench` runs it with everything else. The machine is shared and noisy:
-single samples vary by a factor of two under load, medians by a few per cent from run to run; the CPU
-column moves least.
+single samples vary by a factor of two under load, and medians of 15 rounds by up to a tenth from one run
+to the next (the callback's and the test function's ratios fell on either side of 1.0 in two runs an
+hour apart); instruction counts do not move, which is why the analysis above uses them.
 """
 
 
