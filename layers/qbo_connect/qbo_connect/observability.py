@@ -6,10 +6,10 @@ Logs go to stderr so that the CLI's stdout stays clean for `--output json`; Lamb
 Tracing: every function runs with Lambda's active tracing, which records each invocation in X-Ray
 (its initialization, invocation and errors, linked to the caller's trace) with no SDK in the function.
 Richer traces (a subsegment per AWS call and per Intuit request, the handler's ColdStart and Service
-annotations) need the X-Ray SDK to patch botocore and requests, which costs a cold start about a
-tenth of a second (docs/performance.md, "Cold start"), and the SDK reaches its end of support on
-2027-02-25. So they are opt-in: the template's DetailedTracing parameter (QBO_DETAILED_TRACING=true).
-Off, `tracer.capture_lambda_handler` hands the handler back untouched and nothing imports the SDK.
+annotations) need the X-Ray SDK to patch botocore and requests, which adds about 120 million
+instructions (tens of milliseconds) to a cold start (docs/performance.md, "Cold start"), and the SDK
+reaches its end of support on 2027-02-25. So they are opt-in: the template's DetailedTracing
+parameter (QBO_DETAILED_TRACING=true). Off, `tracer.capture_lambda_handler` hands the handler back untouched and nothing imports the SDK.
 """
 
 from __future__ import annotations
