@@ -51,8 +51,15 @@ template: $(TOOLS)/bin/sam  ## SAM and CloudFormation linting of template.yaml, 
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(TOOLS)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
 
-build: $(TOOLS)/bin/sam  ## sam build, without Docker (the layer's Makefile fetches Lambda-platform wheels)
-	$(TOOLS)/bin/sam build
+# A Python of the Lambda runtime's version compiles the layer's bytecode (layers/qbo_connect/Makefile).
+# `make build` skips SAM's cache: its key is the layer's sources, not whether this host can compile them.
+BYTECODE_PYTHON ?= python3.13
+export BYTECODE_PYTHON
+
+build: $(TOOLS)/bin/sam  ## sam build, without Docker (the layer's Makefile fetches Lambda-platform wheels and compiles their bytecode)
+	@$(BYTECODE_PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || echo \
+		"make build: no Python 3.13 (BYTECODE_PYTHON=$(BYTECODE_PYTHON)): the layer will ship without bytecode and every cold start compiles it (docs/performance.md); point BYTECODE_PYTHON at a python3.13" >&2
+	$(TOOLS)/bin/sam build --no-cached
 
 bench: $(BIN)/activate $(TOOLS)/bin/sam  ## Benchmarks: cold start, refresh throughput, due-finding reads, token reads, cost; prints the table, writes docs/performance.md
 	$(BIN)/python -m bench

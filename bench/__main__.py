@@ -204,10 +204,11 @@ def main(argv: list[str] | None = None) -> int:
 
     step("layer size (make build when the layer changed)")
     results["layer"] = layer_size()
-    step(f"cold start: four handlers and the floor, interleaved, {plan.cold_start_rounds} rounds")
-    results["cold_start"] = [
-        asdict(r) | {"ratio": r.ratio, "holds": r.holds} for r in cold_start.run(plan.cold_start_rounds)
-    ]
+    step(
+        "cold start: four functions' first requests, their floors and two variants, interleaved, "
+        f"{plan.cold_start_rounds} rounds"
+    )
+    results["cold_start"] = [r.as_json() for r in cold_start.run(plan.cold_start_rounds)]
     step("token read: cached and cold")
     results["token_read"] = _run_module("bench.token_read", [], timeout=300)
     step(f"finding due connections: {plan.describe('due_finding')}")

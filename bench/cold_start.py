@@ -1,11 +1,29 @@
-"""Cold start: a fresh Python process imports a handler module (and runs its module-level set-up),
-side by side with the floor: a process that only imports boto3 and creates a DynamoDB and a
-Secrets Manager client.
+"""Cold start: what a caller waits for when a new Lambda container serves its request.
 
-Each sample is one new interpreter; the time is taken inside it, from just before the import to just
-after, so interpreter start-up (the same for every process) is left out. Runs are interleaved
-(floor, then the four functions in a shuffled order, repeated) so that a noisy neighbour slows all
-of them alike, and the figure per function is the median.
+    python -m bench.cold_start [ROUNDS]      # the four functions against their floors (default 11 rounds)
+
+Per function, a fresh Python process imports the handler (Lambda's init) and serves one realistic
+first request (bench/cold_world.py says which), against moto and the Intuit emulator running in
+processes of their own. Its floor is a fresh process that imports boto3 (and requests, when the
+function calls Intuit), creates the clients the function used and makes exactly the AWS and HTTP
+calls the function's first request made, with no service code: what the same I/O costs at the least.
+
+Which calls: each function's first request is run once with every AWS call (operation and final
+parameters) and HTTP request recorded (bench/cold_child.py); the floor replays that recording, with
+Intuit's single-use values (a code, a refresh token) swapped for fresh ones, and each run checks once
+that a recorded floor makes exactly the recorded calls. Both sides start from the same fixture
+state, put back before every sample.
+
+Time is taken in this process, from just before the child process is started to the moment its
+report of the answer arrives: interpreter start-up included, for both sides alike. Import-only is the
+same clock stopped when the handler module is imported (the floor: boto3 imported and its clients
+created). Every sample is a new process; each round runs every function, its floor and the two
+variants below in a shuffled order, after one warm-up round (bytecode and page caches); figures are
+medians.
+
+Variants, to say what they cost: the first request with detailed tracing on (DetailedTracing=true), and
+with the layer's code compiled from source at import, as Lambda must when the layer ships no bytecode
+(/opt is read-only, so nothing is cached between cold starts).
 """
 
 from __future__ import annotations
@@ -16,112 +34,374 @@ import random
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
+import sysconfig
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-LAYER = ROOT / "layers" / "qbo_connect"
-FUNCTIONS = ("authorize", "callback", "refresh", "test")
-FLOOR = "floor"
-RATIO_LIMIT = 1.15
+from bench.cold_world import FUNCTIONS, LAYER, ROOT, Sample, World, world
 
-_MEASURE = """
-import json, sys, time
-started = time.perf_counter()
-{body}
-print(json.dumps({{"seconds": time.perf_counter() - started}}))
-"""
-_FLOOR_BODY = "import boto3\nboto3.client('dynamodb')\nboto3.client('secretsmanager')"
-_HANDLER_BODY = "import app"
-
-
-def lambda_environment(function: str) -> dict[str, str]:
-    """What Lambda sets for a function of template.yaml (tracing active, so the tracer is on)."""
-    name = f"qbo-connect-{function.capitalize()}Function"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LANG": "en_US.UTF-8",
-        "TZ": ":UTC",
-        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / function) if function != FLOOR else str(ROOT),
-        "LAMBDA_RUNTIME_DIR": "/var/runtime",
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
-        "AWS_LAMBDA_FUNCTION_NAME": name,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_SESSION_TOKEN": "bench",
-        "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
-        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-        "QBO_TABLE_NAME": "qbo-connect-ConnectionsTable",
-        "QBO_SECRET_PREFIX": "qbo-connect/qbo-connect/",
-        "QBO_SIGNING_KEY_SECRET_ID": "qbo-connect/qbo-connect/signing-key",
-        "QBO_EVENT_BUS_NAME": "default",
-        "QBO_REFRESH_MARGIN_SECONDS": "900",
-        "QBO_REFRESH_PERIOD_SECONDS": "300",
-        "QBO_SECRETS_WRITE_BUDGET": "40",
-        "QBO_WRITE_BUDGET_SHARES": "5",
-        "POWERTOOLS_SERVICE_NAME": "qbo-connect",
-        "POWERTOOLS_METRICS_NAMESPACE": "QboConnect",
-        "POWERTOOLS_LOG_LEVEL": "INFO",
-        "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
-        "POWERTOOLS_LOGGER_LOG_EVENT": "false",
-    }
-    if function == "refresh":
-        env["QBO_REFRESH_QUEUE_URL"] = "https://sqs.us-east-1.amazonaws.com/123456789012/qbo-connect-refresh"
-    if function != FLOOR:
-        # Lambda's sys.path: the function's folder, then the layer (/opt/python), then the runtime's.
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions" / function), str(LAYER)])
-    return env
-
-
-def sample(target: str, python: str = sys.executable) -> float:
-    body = _FLOOR_BODY if target == FLOOR else _HANDLER_BODY
-    cwd = ROOT / "functions" / target if target != FLOOR else ROOT
-    done = subprocess.run(  # noqa: S603 - our own interpreter and code
-        [python, "-c", _MEASURE.format(body=body)],
-        env=lambda_environment(target),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"cold start of {target} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+CHILD = Path(__file__).resolve().parent / "cold_child.py"
+RATIO_LIMIT = 1.0
+FUNCTION, FLOOR, TRACED, NO_BYTECODE = "function", "floor", "detailed tracing", "layer without bytecode"
+KINDS = (FUNCTION, FLOOR, TRACED, NO_BYTECODE)
+# What each function's first request must answer (the recording is checked against it, every sample of
+# the function against the recording).
+EXPECTED_ANSWERS: dict[str, list[dict[str, Any]]] = {
+    "authorize": [{"statusCode": 302}],
+    "callback": [{"statusCode": 200}],
+    "refresh": [{"due": 1, "enqueued": 1}, {"batchItemFailures": 0}],
+    "test": [{"ok": True}],
+}
 
 
 @dataclass(frozen=True)
-class ColdStart:
+class Run:
+    """One measured process: milliseconds from its start to each milestone, and what each answer was."""
+
+    imported_ms: float
+    answered_ms: list[float]
+    reports: list[dict[str, Any]]
+    cpu_ms: float = 0.0  # the process's own CPU time (user + system), to the end of the process
+
+    @property
+    def first_request_ms(self) -> float:
+        return self.answered_ms[-1]
+
+    @property
+    def answers(self) -> list[dict[str, Any]]:
+        return [report.get("summary", {}) for report in self.reports]
+
+
+# --- what the floor does ---------------------------------------------------------------------------
+
+
+@dataclass
+class Recording:
+    """The AWS and HTTP calls one function's first request made, in order."""
+
     function: str
-    median_ms: float
+    calls: list[dict[str, Any]]
+    answers_after: list[int]  # calls made when each invocation answered
+    single_use: dict[str, str]  # Intuit's single-use values the recorded calls spent
+    snapshot: dict[str, dict[str, Any] | None]  # table items the calls touched, as before them
+
+    def floor_spec(self, single_use_now: dict[str, str]) -> dict[str, Any]:
+        return floor_spec(self.calls, self.answers_after, self.single_use, single_use_now)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        aws = Counter(f"{c['service']}.{c['operation']}" for c in self.calls if c["kind"] == "aws")
+        http = Counter(f"{c['method']} {_intuit_endpoint(c['url'])}" for c in self.calls if c["kind"] == "http")
+        return {"aws": dict(aws), "http": dict(http)}
+
+
+def _intuit_endpoint(url: str) -> str:
+    """The endpoint, without host, company ID or query: 'token', 'companyinfo', ..."""
+    path = url.split("://", 1)[-1].split("/", 1)[-1].split("?")[0]
+    parts = [part for part in path.split("/") if part and not part.isdigit()]
+    return parts[-1] if parts else "/"
+
+
+def services_in_order(calls: list[dict[str, Any]]) -> list[str]:
+    """The AWS services the calls use, each once, in the order of first use."""
+    seen: dict[str, None] = {}
+    for call in calls:
+        if call["kind"] == "aws":
+            seen.setdefault(call["service"], None)
+    return list(seen)
+
+
+def floor_spec(
+    calls: list[dict[str, Any]],
+    answers_after: list[int],
+    recorded_single_use: dict[str, str],
+    single_use_now: dict[str, str],
+) -> dict[str, Any]:
+    """What a floor process does: create the recorded calls' clients, then make the calls in order,
+    each recorded single-use value replaced by the one valid now."""
+    text = json.dumps(calls)
+    for name, spent in recorded_single_use.items():
+        if spent not in text:
+            raise ValueError(f"the recorded calls never send the {name} they spent")
+        text = text.replace(spent, single_use_now[name])
+    return {"services": services_in_order(calls), "calls": json.loads(text), "answers_after": list(answers_after)}
+
+
+def touched_keys(calls: list[dict[str, Any]]) -> set[str]:
+    """The table keys the recorded DynamoDB calls name (GetItem, PutItem, UpdateItem, DeleteItem...)."""
+    keys: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            pk = value.get("pk")
+            if isinstance(pk, dict) and set(pk) == {"S"} and isinstance(pk["S"], str):
+                keys.add(pk["S"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    for call in calls:
+        if call["kind"] == "aws" and call["service"] == "dynamodb":
+            walk(call["params"])
+    return keys
+
+
+def first_difference(expected: list[dict[str, Any]], made: list[dict[str, Any]]) -> str | None:
+    """Where two call lists part (operation and parameters; method, URL, headers and body), or None."""
+    for number, (want, got) in enumerate(zip(expected, made, strict=False), start=1):
+        fields = ("service", "operation", "params") if want["kind"] == "aws" else ("method", "url", "headers", "body")
+        for name in ("kind", *fields):
+            if want.get(name) != got.get(name):
+                return f"call {number}: {name} differs"
+    if len(expected) != len(made):
+        return f"{len(expected)} calls expected, {len(made)} made"
+    return None
+
+
+# --- one process -----------------------------------------------------------------------------------
+
+
+def _python_path(function: str) -> str:
+    """Lambda's sys.path: the function's folder, then the layer (/opt/python), then the runtime's packages
+    (here the project's virtual environment, where boto3 and the layer's dependencies are installed). The
+    floor gets the same path: it would run in the same Lambda, only without the service's code."""
+    site_packages = sysconfig.get_paths()["purelib"]
+    return os.pathsep.join([str(ROOT / "functions" / function), str(LAYER), site_packages])
+
+
+def layer_code_paths(requirements: Path = LAYER / "requirements.txt") -> list[str]:
+    """Where the layer's code is imported from here: the qbo_connect package and the installed files of
+    each distribution the layer pins (boto3 and botocore come from Lambda's runtime, with bytecode)."""
+    paths = {str(LAYER / "qbo_connect")}
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        name = line.split("#", 1)[0].split("==", 1)[0].strip()
+        if not name:
+            continue
+        distribution = metadata.distribution(name)
+        for file in distribution.files or []:
+            if file.suffix == ".py" and file.parts[0] != ".." and ".dist-info" not in str(file):
+                paths.add(str(Path(distribution.locate_file(file.parts[0])).resolve()))
+    return sorted(paths)
+
+
+def launch(
+    mode: str,
+    function: str,
+    spec: dict[str, Any],
+    environment: dict[str, str],
+    *,
+    python: str = sys.executable,
+    log: Path | None = None,
+) -> Run:
+    """One fresh process (`python -S`: no site hooks of this virtual environment, which Lambda's
+    interpreter does not have either; the packages come from PYTHONPATH as Lambda's come from sys.path)."""
+    env = dict(environment, PYTHONPATH=_python_path(function))
+    with tempfile.TemporaryDirectory(prefix="qbo-cold-") as tmp:
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        output = log.open("a", encoding="utf-8") if log else subprocess.DEVNULL
+        read_end, write_end = os.pipe()
+        started = time.perf_counter()
+        try:
+            process = subprocess.Popen(  # noqa: S603 - our interpreter, our script
+                [python, "-S", str(CHILD), mode, str(spec_path), str(write_end)],
+                env=env,
+                cwd=ROOT / "functions" / function,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                pass_fds=(write_end,),
+            )
+        finally:
+            os.close(write_end)
+        milestones: list[tuple[float, dict[str, Any]]] = []
+        buffered = b""
+        with os.fdopen(read_end, "rb", buffering=0) as reports:
+            while chunk := reports.read(65536):
+                arrived = (time.perf_counter() - started) * 1000
+                buffered += chunk
+                while b"\n" in buffered:
+                    line, buffered = buffered.split(b"\n", 1)
+                    milestones.append((arrived, json.loads(line)))
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = code = os.waitstatus_to_exitcode(status)
+        if log:
+            output.close()
+    if code != 0 or not milestones or milestones[0][1]["milestone"] != "imported":
+        where = f" (see {log})" if log else ""
+        raise RuntimeError(f"the {mode} process of {function} failed with exit code {code}{where}")
+    answered = [(ms, report) for ms, report in milestones if report["milestone"] == "answered"]
+    return Run(
+        imported_ms=milestones[0][0],
+        answered_ms=[ms for ms, _ in answered],
+        reports=[report for _, report in answered],
+        cpu_ms=(usage.ru_utime + usage.ru_stime) * 1000,
+    )
+
+
+# --- the benchmark ---------------------------------------------------------------------------------
+
+
+class Bench:
+    """The world, each function's recording, and one sample of any kind."""
+
+    def __init__(self, the_world: World, log: Path | None = None) -> None:
+        self.world = the_world
+        self.log = log
+        self.layer_code = layer_code_paths()
+        self.recordings = {function: self.record(function) for function in FUNCTIONS}
+        for recording in self.recordings.values():
+            self.check_floor(recording)
+
+    def _function_spec(self, function: str, sample: Sample) -> dict[str, Any]:
+        return {"events": sample.events, "context": self.world.context(function)}
+
+    def record(self, function: str) -> Recording:
+        """The calls the function's first request makes, and the table items they touch as they were before."""
+        sample = self.world.prepare(function)
+        before = self.world.table_items()
+        with tempfile.TemporaryDirectory(prefix="qbo-cold-record-") as tmp:
+            recorded = Path(tmp) / "calls.json"
+            spec = self._function_spec(function, sample) | {"record_to": str(recorded)}
+            run = launch(FUNCTION, function, spec, self.world.environment(function), log=self.log)
+            calls = json.loads(recorded.read_text(encoding="utf-8"))
+        _expect_answers(function, run)
+        if sample.after:
+            sample.after()
+        snapshot = {key: before.get(key) for key in touched_keys(calls)}
+        return Recording(function, calls, [report["calls"] for report in run.reports], sample.single_use, snapshot)
+
+    def check_floor(self, recording: Recording) -> None:
+        """A floor process, recorded too, makes exactly the calls its spec lists: the recorded ones."""
+        function = recording.function
+        self.world.restore(recording.snapshot)
+        sample = self.world.prepare(function)
+        spec = recording.floor_spec(sample.single_use)
+        with tempfile.TemporaryDirectory(prefix="qbo-cold-floor-") as tmp:
+            recorded = Path(tmp) / "calls.json"
+            run = launch(
+                FLOOR, function, spec | {"record_to": str(recorded)}, self.world.environment(function), log=self.log
+            )
+            made = json.loads(recorded.read_text(encoding="utf-8"))
+        if sample.after:
+            sample.after()
+        difference = first_difference(spec["calls"], made)
+        if difference:
+            raise RuntimeError(f"the floor of {function} does not make the recorded calls: {difference}")
+        if [report["calls"] for report in run.reports] != recording.answers_after:
+            raise RuntimeError(f"the floor of {function} answers at other points than the function")
+
+    def sample(self, function: str, kind: str) -> Run:
+        """One measured process of that kind, from the fixture's first-request state."""
+        recording = self.recordings[function]
+        self.world.restore(recording.snapshot)
+        sample = self.world.prepare(function)
+        environment = self.world.environment(function)
+        spec = recording.floor_spec(sample.single_use) if kind == FLOOR else self._function_spec(function, sample)
+        if kind == TRACED:
+            environment["QBO_DETAILED_TRACING"] = "true"
+        if kind == NO_BYTECODE:
+            spec["compile_from_source"] = self.layer_code
+        run = launch(FLOOR if kind == FLOOR else FUNCTION, function, spec, environment, log=self.log)
+        if kind != FLOOR:
+            _expect_answers(function, run)
+        if sample.after:
+            sample.after()
+        return run
+
+
+def _expect_answers(function: str, run: Run) -> None:
+    if run.answers != EXPECTED_ANSWERS[function]:
+        raise RuntimeError(f"{function}'s first request answered {run.answers}, expected {EXPECTED_ANSWERS[function]}")
+
+
+@dataclass
+class ColdStart:
+    """One function's figures: medians over `rounds` fresh processes of each kind, in milliseconds."""
+
+    function: str
+    import_ms: float
+    first_request_ms: float
+    floor_import_ms: float
     floor_ms: float
-    samples: int
+    rounds: int
+    detailed_tracing_ms: float | None = None
+    without_bytecode_ms: float | None = None
+    cpu_ms: float | None = None  # the function's process, to its end (user + system)
+    floor_cpu_ms: float | None = None
+    detailed_tracing_cpu_ms: float | None = None
+    without_bytecode_cpu_ms: float | None = None
+    calls: dict[str, Any] = field(default_factory=dict)
+    load_average: tuple[float, float] | None = None  # the machine's, at the start and at the end
 
     @property
     def ratio(self) -> float:
-        return self.median_ms / self.floor_ms
+        return self.first_request_ms / self.floor_ms
 
     @property
     def holds(self) -> bool:
         return self.ratio <= RATIO_LIMIT
 
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self) | {"ratio": self.ratio, "holds": self.holds}
 
-def run(rounds: int = 15, *, seed: int | None = None) -> list[ColdStart]:
+
+def summarize(function: str, runs: dict[str, list[Run]], rounds: int, **extra: Any) -> ColdStart:
+    """Medians of each kind's processes."""
+
+    def median(kind: str, figure: str) -> float | None:
+        values = [getattr(run, figure) for run in runs.get(kind, [])]
+        return statistics.median(values) if values else None
+
+    return ColdStart(
+        function=function,
+        import_ms=median(FUNCTION, "imported_ms"),
+        first_request_ms=median(FUNCTION, "first_request_ms"),
+        floor_import_ms=median(FLOOR, "imported_ms"),
+        floor_ms=median(FLOOR, "first_request_ms"),
+        rounds=rounds,
+        detailed_tracing_ms=median(TRACED, "first_request_ms"),
+        without_bytecode_ms=median(NO_BYTECODE, "first_request_ms"),
+        cpu_ms=median(FUNCTION, "cpu_ms"),
+        floor_cpu_ms=median(FLOOR, "cpu_ms"),
+        detailed_tracing_cpu_ms=median(TRACED, "cpu_ms"),
+        without_bytecode_cpu_ms=median(NO_BYTECODE, "cpu_ms"),
+        **extra,
+    )
+
+
+def run(rounds: int = 11, *, seed: int | None = None, log: Path | None = None) -> list[ColdStart]:
     rng = random.Random(seed)  # noqa: S311 - run order, not security
-    times: dict[str, list[float]] = {target: [] for target in (FLOOR, *FUNCTIONS)}
-    for target in (FLOOR, *FUNCTIONS):  # warm the bytecode caches and the page cache first
-        sample(target)
-    for _ in range(rounds):
-        order = list(FUNCTIONS)
-        rng.shuffle(order)
-        for target in (FLOOR, *order):
-            times[target].append(sample(target))
-    floor = statistics.median(times[FLOOR]) * 1000
-    return [ColdStart(f, statistics.median(times[f]) * 1000, floor, rounds) for f in FUNCTIONS]
+    load_at_start = os.getloadavg()[0]
+    targets = [(function, kind) for function in FUNCTIONS for kind in KINDS]
+    runs: dict[tuple[str, str], list[Run]] = {target: [] for target in targets}
+    with world() as the_world:
+        bench = Bench(the_world, log)
+        for function, kind in targets:  # warm-up: bytecode and page caches, moto's and the emulator's paths
+            bench.sample(function, kind)
+        for _ in range(rounds):
+            order = list(targets)
+            rng.shuffle(order)
+            for function, kind in order:
+                runs[(function, kind)].append(bench.sample(function, kind))
+        calls = {function: recording.summary() for function, recording in bench.recordings.items()}
+    load = (round(load_at_start, 2), round(os.getloadavg()[0], 2))
+    return [
+        summarize(
+            function,
+            {kind: runs[(function, kind)] for kind in KINDS},
+            rounds,
+            calls=calls[function],
+            load_average=load,
+        )
+        for function in FUNCTIONS
+    ]
 
 
 def layer_size(build_dir: Path = ROOT / ".aws-sam" / "build" / "SharedLayer") -> int | None:
@@ -131,10 +411,25 @@ def layer_size(build_dir: Path = ROOT / ".aws-sam" / "build" / "SharedLayer") ->
     return sum(path.stat().st_size for path in build_dir.rglob("*") if path.is_file())
 
 
-if __name__ == "__main__":
-    results = run(int(sys.argv[1]) if len(sys.argv) > 1 else 15)
-    print(f"floor {results[0].floor_ms:.0f} ms")
-    for result in results:
+def main(argv: list[str]) -> int:
+    rounds = int(argv[0]) if argv else 11
+    results = run(rounds)
+    start, end = results[0].load_average or (0, 0)
+    print(f"{rounds} rounds; load average {start:.1f} at the start, {end:.1f} at the end; medians")
+    print(
+        f"{'':10} {'import':>7} {'first request':>14} {'floor':>6} {'ratio':>6}       {'CPU / floor':>13}  "
+        f"{'+traced CPU':>11} {'+no bytecode CPU':>16}  calls (floor = the same)"
+    )
+    for r in results:
+        calls = ", ".join(f"{name} {count}" for part in r.calls.values() for name, count in part.items())
         print(
-            f"{result.function:10} {result.median_ms:6.0f} ms  x{result.ratio:.2f}  {'ok' if result.holds else 'ABOVE'}"
+            f"{r.function:10} {r.import_ms:4.0f} ms {r.first_request_ms:11.0f} ms {r.floor_ms:3.0f} ms {r.ratio:6.2f} "
+            f"{'ok' if r.holds else 'ABOVE':5} {r.cpu_ms:4.0f} / {r.floor_cpu_ms:3.0f} ms  "
+            f"{r.detailed_tracing_cpu_ms - r.cpu_ms:+8.0f} ms {r.without_bytecode_cpu_ms - r.cpu_ms:+13.0f} ms  {calls}"
         )
+    print(json.dumps([r.as_json() for r in results]))
+    return 0 if all(r.holds for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

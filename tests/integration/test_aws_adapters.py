@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +25,7 @@ from moto import mock_aws
 from qbo_connect import intuit
 from qbo_connect.adapters.dynamodb_event_history import DynamoDbEventHistory, create_events_table
 from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore, create_table
+from qbo_connect.adapters.dynamodb_table import DynamoDbTable
 from qbo_connect.adapters.eventbridge import EventBridgePublisher
 from qbo_connect.adapters.intuit_oauth import IntuitOAuth
 from qbo_connect.adapters.quickbooks_api import QuickBooksApi
@@ -49,7 +52,7 @@ from qbo_connect.errors import (
     Unauthorized,
 )
 from qbo_connect.ports import ClientCredentials, ConnectionEvent, OAuthState, RecordedEvent
-from qbo_connect.settings import Settings
+from qbo_connect.settings import Settings, SettingsError
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 REGION = "eu-west-1"
@@ -85,10 +88,14 @@ def aws(monkeypatch):
         yield boto3.Session(region_name=REGION)
 
 
-@pytest.fixture
-def store(aws) -> DynamoDbConnectionStore:
+@pytest.fixture(params=["plain client", "boto3 resource"])
+def store(aws, request) -> DynamoDbConnectionStore:
+    """The store on the table the functions use (a plain client with boto3's DynamoDB transformation), and on
+    boto3's Table resource that it replaces: every store test holds for both."""
     create_table(aws.client("dynamodb"), TABLE)
-    return DynamoDbConnectionStore(aws.resource("dynamodb").Table(TABLE))
+    if request.param == "boto3 resource":
+        return DynamoDbConnectionStore(aws.resource("dynamodb").Table(TABLE))
+    return DynamoDbConnectionStore(DynamoDbTable(aws.client("dynamodb"), TABLE))
 
 
 @pytest.fixture
@@ -483,6 +490,24 @@ def test_a_rotated_signing_key_keeps_the_previous_one_for_old_links(aws, setting
     assert keys.by_id(old_kid) == old_key
 
 
+def test_the_signing_key_is_read_once_per_max_age_so_a_rotation_reaches_every_container_in_time(aws, settings):
+    client = aws.client("secretsmanager")
+    reads = []
+    client.meta.events.register("before-call.secrets-manager.GetSecretValue", lambda **_: reads.append(1))
+    clock = {"now": 1000.0}
+    keys = SecretsManagerSigningKeys(client, settings, max_age_seconds=300, now=lambda: clock["now"])
+    old_kid, _ = keys.current()
+    client.put_secret_value(SecretId=settings.signing_key_name, SecretString=json.dumps({"kid": "k2", "key": "k2"}))
+
+    clock["now"] += 299
+    still_cached = keys.current()[0]
+    clock["now"] += 1
+    rotated = keys.current()[0]
+
+    assert (still_cached, rotated) == (old_kid, "k2")
+    assert len(reads) == 3  # not found, read after creating it, read after max age
+
+
 # --- EventBridge ----------------------------------------------------------------------------------------
 
 
@@ -652,6 +677,47 @@ def test_the_authorization_url_asks_intuit_for_a_code_with_state_and_scopes(oaut
         "scope": "com.intuit.quickbooks.accounting",
         "state": "the-state",
     }
+
+
+def test_the_authorization_url_is_the_one_oauthlib_builds(oauth):
+    from oauthlib.oauth2 import WebApplicationClient
+
+    asked = {"redirect_uri": "https://api.example/oauth/callback", "state": "st+ate/=~"}
+    scopes = ["com.intuit.quickbooks.accounting", "openid", "email"]
+
+    url = oauth.authorization_url(CREDENTIALS.client_id, scopes=scopes, **asked)
+
+    assert url == WebApplicationClient(CREDENTIALS.client_id).prepare_request_uri(
+        intuit.AUTHORIZATION_URL, scope=scopes, **asked
+    )
+
+
+def test_an_authorization_url_over_plain_http_is_refused_unless_it_is_a_local_emulator():
+    insecure = IntuitOAuth(Settings(table_name=TABLE, authorization_url="http://intuit.example/connect"), clock=None)
+    emulator = IntuitOAuth(Settings(table_name=TABLE, authorization_url="http://127.0.0.1:8181/connect"), clock=None)
+
+    with pytest.raises(SettingsError, match="not https"):
+        insecure.authorization_url("client", redirect_uri="https://api.example/cb", scopes=["s"], state="x")
+    assert emulator.authorization_url("client", redirect_uri="https://api.example/cb", scopes=["s"], state="x")
+
+
+def test_building_the_authorization_url_loads_neither_requests_nor_oauthlib():
+    # The authorize function wires both Intuit adapters but only builds this URL: its cold start should not
+    # import the HTTP libraries.
+    script = (
+        "import sys\n"
+        "from qbo_connect.adapters.intuit_oauth import IntuitOAuth\n"
+        "from qbo_connect.adapters.quickbooks_api import QuickBooksApi\n"
+        "from qbo_connect.settings import Settings\n"
+        "QuickBooksApi(Settings(table_name='t'))\n"
+        "url = IntuitOAuth(Settings(table_name='t'), clock=None).authorization_url(\n"
+        "    'client', redirect_uri='https://api.example/oauth/callback', scopes=['s'], state='the-state')\n"
+        "print(url.startswith('https://appcenter.intuit.com/connect/oauth2?'),"
+        " sorted(m for m in ('requests', 'requests_oauthlib', 'oauthlib') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+
+    assert done.stdout.split() == ["True", "[]"]
 
 
 def test_the_code_exchange_uses_basic_auth_asks_for_the_hard_expiry_and_has_a_timeout(http, oauth):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -23,6 +23,7 @@ from qbo_connect.adapters.dynamodb_event_history import create_events_table
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import STATE_COOKIE
+from qbo_local.sample_events import http_event
 
 if TYPE_CHECKING:
     from conftest import LogScan
@@ -66,21 +67,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_millis
-
-
-def http_event(sample: str, path: str, query: dict[str, str], cookies: list[str] | None = None) -> dict:
-    """A request as API Gateway's HTTP API hands it to Lambda, on the shape of the sample in events/."""
-    event = json.loads((ROOT / "events" / sample).read_text())
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["rawQueryString"] = urlencode(query)
-    event["queryStringParameters"] = dict(query) or None
-    event["requestContext"]["requestId"] = secrets.token_urlsafe(10)
-    event.pop("cookies", None)
-    if cookies:
-        event["cookies"] = cookies
-    if "pathParameters" in event:
-        event["pathParameters"] = {"connection_id": path.split("/")[2]}
-    return event
 
 
 class TokenEndpoint:

@@ -3,15 +3,17 @@ instances as the template's RefreshMaxConcurrency (both so that refreshes keep t
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakes import FakeClock
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult
-from qbo_connect.refresh_runs import RefreshRuns
+from qbo_connect.refresh_runs import BatchFailed, RefreshRuns
 from qbo_local.functions import LocalFunction
 from qbo_local.scheduler import QueueEventSource
 from qbo_local.template import Tag, load_template, parameter_default
@@ -175,3 +177,41 @@ def test_a_batch_runs_no_more_refreshes_at_once_than_its_workers():
 
     assert answer == {"batchItemFailures": []}
     assert 1 <= most <= 6
+
+
+class FailingLifecycle:
+    """Every refresh raises, as when DynamoDB is down."""
+
+    def refresh(self, connection_id: str, **_: Any) -> RefreshResult:
+        raise RuntimeError("DynamoDB is down")
+
+
+def test_a_batch_whose_every_record_fails_fails_the_invocation_so_the_whole_batch_is_retried() -> None:
+    runs = RefreshRuns(FailingLifecycle(), None, FakeClock())  # type: ignore[arg-type]
+
+    with pytest.raises(BatchFailed, match="All 3 refresh messages of the batch failed"):
+        runs.handle(sqs_event(["qbc-0001", "qbc-0002", "qbc-0003"]))
+
+
+def test_an_empty_batch_reports_no_failures() -> None:
+    runs = RefreshRuns(FailingLifecycle(), None, FakeClock())  # type: ignore[arg-type]
+
+    assert runs.handle({"Records": []}) == {"batchItemFailures": []}
+
+
+def test_each_record_is_refreshed_in_the_invocations_context() -> None:
+    # The local stack routes a handler's output by a context variable: its worker threads must see it too.
+    invocation = contextvars.ContextVar("invocation", default="none")
+    seen: list[str] = []
+
+    class Lifecycle:
+        def refresh(self, connection_id: str, **_: Any) -> RefreshResult:
+            seen.append(invocation.get())
+            return RefreshResult(connection_id, RefreshOutcome.REFRESHED)
+
+    runs = RefreshRuns(Lifecycle(), None, FakeClock())  # type: ignore[arg-type]
+    invocation.set("refresh-invocation-1")
+
+    runs.handle(sqs_event(["qbc-0001", "qbc-0002"]))
+
+    assert seen == ["refresh-invocation-1"] * 2

@@ -137,7 +137,7 @@ def build_app() -> APIGatewayHttpResolver:
         return unquote(name_or_id)
 
     def base_url() -> str:
-        return api_base_url(app.current_event, services())
+        return api_base_url(app.current_event.raw_event, services())
 
     @app.get(f"{ADMIN_PREFIX}/connections")
     def list_connections() -> Response:

@@ -36,7 +36,7 @@ def _realm(event: APIGatewayProxyEventV2) -> str | None:
 
 
 def launch(event: APIGatewayProxyEventV2, services: Services) -> Response:
-    return _page(launch_page(redirect_uri=callback_url(api_base_url(event, services))))
+    return _page(launch_page(redirect_uri=callback_url(api_base_url(event.raw_event, services))))
 
 
 def disconnect(event: APIGatewayProxyEventV2, services: Services) -> Response:
@@ -57,6 +57,6 @@ def reconnect(event: APIGatewayProxyEventV2, services: Services) -> Response:
         return _page(
             reconnect_refused_page("Several connections use this QuickBooks company, so the link is ambiguous.")
         )
-    link = services.authorize_links.create(api_base_url(event, services), holders[0].connection_id)
+    link = services.authorize_links.create(api_base_url(event.raw_event, services), holders[0].connection_id)
     headers = {k: v for k, v in SECURITY_HEADERS.items() if k != "Content-Type"}
     return Response(status_code=302, headers={**headers, "Location": link}, body="")

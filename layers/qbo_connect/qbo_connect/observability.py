@@ -2,19 +2,81 @@
 
 Configured by Powertools' own environment variables (POWERTOOLS_SERVICE_NAME, ...).
 Logs go to stderr so that the CLI's stdout stays clean for `--output json`; Lambda keeps both.
+
+Tracing: every function runs with Lambda's active tracing, which records each invocation in X-Ray
+(its initialization, invocation and errors, linked to the caller's trace) with no SDK in the function.
+Richer traces (a subsegment per AWS call and per Intuit request, the handler's ColdStart and Service
+annotations) need the X-Ray SDK to patch botocore and requests, which adds about 120 million
+instructions (tens of milliseconds) to a cold start (docs/performance.md, "Cold start"), and the SDK
+reaches its end of support on 2027-02-25. So they are opt-in: the template's DetailedTracing
+parameter (QBO_DETAILED_TRACING=true). Off, `tracer.capture_lambda_handler` hands the handler back untouched and nothing imports the SDK.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 SERVICE = "qbo-connect"
+# Only what the service calls: AWS (botocore) and Intuit (requests). Not Powertools' patch_all, which
+# imports and patches every library the X-Ray SDK knows.
+TRACED_MODULES = ("botocore", "requests")
+
+
+class Tracing:
+    """Powertools' Tracer when detailed tracing is on, created (and patching) only then."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._tracer: Any = None
+
+    @property
+    def enabled(self) -> bool:
+        # Imported here: settings (through the metering domain) imports this module.
+        from qbo_connect.settings import detailed_tracing
+
+        return detailed_tracing()
+
+    def capture_lambda_handler(
+        self,
+        handler: Callable[..., Any] | None = None,
+        *,
+        capture_response: bool | None = None,
+        capture_error: bool | None = None,
+    ) -> Any:
+        """Powertools' decorator, with or without its options: `@tracer.capture_lambda_handler` or
+        `@tracer.capture_lambda_handler(capture_response=False)`."""
+        if handler is None:
+            return functools.partial(
+                self.capture_lambda_handler, capture_response=capture_response, capture_error=capture_error
+            )
+        if not self.enabled:
+            return handler
+        return self.powertools_tracer().capture_lambda_handler(
+            handler, capture_response=capture_response, capture_error=capture_error
+        )
+
+    def powertools_tracer(self) -> Any:
+        if self._tracer is None:
+            from aws_lambda_powertools import Tracer
+
+            self._tracer = Tracer(service=self._service, auto_patch=False)
+            self._tracer.patch(modules=TRACED_MODULES)
+        return self._tracer
+
+
+# Powertools warns on every invocation that adds no metric of its own (the consent routes): a line of noise
+# in each log stream, and on a cold start the warning machinery reads and tokenizes Powertools' source.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 logger = Logger(service=SERVICE, stream=sys.stderr)
-tracer = Tracer(service=SERVICE)
+tracer = Tracing(SERVICE)
 metrics = Metrics(service=SERVICE, namespace="QboConnect")
 
 __all__ = ["MetricUnit", "logger", "metrics", "tracer"]

@@ -4,14 +4,18 @@ Clients are created on first use, not at import, so a cold start pays only for w
 same reason the adapters and services are imported where they are first built: a handler's import
 (its cold start) does not load boto3, requests-oauthlib or Powertools' batch utility until a request
 needs them, and a function that never needs one (authorize never touches SQS) never loads it.
+"First use" means the first call: building a service wires every adapter it might need (the test
+function's lifecycle holds an SQS queue, an event bus and a KMS sealer it calls only when something
+fails), so each AWS client is created when the adapter first calls it, one per AWS service, shared.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qbo_connect.settings import Settings
 
@@ -52,6 +56,25 @@ def _aws_config(connections: int = 10):
     )
 
 
+class ClientOnFirstUse:
+    """A boto3 client, created when an adapter first calls it. Creating one loads the service's model and
+    endpoint rules: milliseconds a cold start should not spend on a client it never calls."""
+
+    def __init__(self, create: Callable[[], Any], lock: threading.RLock) -> None:
+        self._create = create
+        self._lock = lock  # the session's: a boto3 session must not create clients in two threads at once
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._create()
+                client = self._client
+        return getattr(client, name)
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -59,18 +82,30 @@ class Services:
     clock: Clock
     identity_override: IdentityProvider | None = None
     company_api_override: CompanyApi | None = None
+    _clients: dict[str, ClientOnFirstUse] = field(default_factory=dict, init=False, repr=False)
+    _session_lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
-    def _client(self, name: str):
-        return self.session.client(name, config=_aws_config(self.settings.refresh_batch_size))
+    def _client(self, name: str) -> Any:
+        """The service's one client, created on its first call."""
+        with self._session_lock:
+            if name not in self._clients:
+                config = _aws_config(self.settings.refresh_batch_size)
+                self._clients[name] = ClientOnFirstUse(
+                    lambda: self.session.client(name, config=config), self._session_lock
+                )
+            return self._clients[name]
 
     @cached_property
-    def dynamodb(self):
-        """One resource for both tables (its pool as large as a refresh batch's threads, as for the clients)."""
-        return self.session.resource("dynamodb", config=_aws_config(self.settings.refresh_batch_size))
+    def dynamodb(self) -> Any:
+        """One DynamoDB client for both tables (its pool as large as a refresh batch's threads)."""
+        with self._session_lock:
+            return self.session.client("dynamodb", config=_aws_config(self.settings.refresh_batch_size))
 
     @cached_property
     def table(self):
-        return self.dynamodb.Table(self.settings.table_name)
+        from qbo_connect.adapters.dynamodb_table import DynamoDbTable
+
+        return DynamoDbTable(self.dynamodb, self.settings.table_name)
 
     @cached_property
     def store(self) -> DynamoDbConnectionStore:
@@ -102,10 +137,11 @@ class Services:
         if not self.settings.events_table_name:
             return None
         from qbo_connect.adapters.dynamodb_event_history import DynamoDbEventHistory
+        from qbo_connect.adapters.dynamodb_table import DynamoDbTable
         from qbo_connect.domain.event_history import RecordingPublisher
 
         return RecordingPublisher(
-            DynamoDbEventHistory(self.dynamodb.Table(self.settings.events_table_name)),
+            DynamoDbEventHistory(DynamoDbTable(self.dynamodb, self.settings.events_table_name)),
             self.event_bus,
             self.clock,
             retention_days=self.settings.event_history_days,

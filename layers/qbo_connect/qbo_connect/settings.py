@@ -271,3 +271,16 @@ def refresh_period(schedule: str, period_seconds: int) -> int:
             f"{schedule!r} ({derived} s): leave RefreshPeriodSeconds at 0 to derive it from the schedule"
         )
     return derived
+
+
+DETAILED_TRACING_ENV = "QBO_DETAILED_TRACING"
+
+
+def detailed_tracing(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the functions trace each AWS call and Intuit request (observability.py says what it costs).
+    Read on its own, not with Settings: the handlers decide it when their module is imported."""
+    env = os.environ if environ is None else environ
+    value = env.get(DETAILED_TRACING_ENV, "").strip().lower()
+    if value not in {"", "true", "false"}:
+        raise SettingsError(f"{DETAILED_TRACING_ENV} must be true or false, got {value!r}: fix the setting")
+    return value == "true"

@@ -1,13 +1,20 @@
 """The two public routes, shaped for API Gateway's HTTP API: requests in, pages and redirects out.
 
 Input limits come first: anything oversized or malformed gets a 400 page and touches nothing.
+
+Each route is a function of its own, and the HTTP API sends each function only its route, so neither
+needs a router: the answer is the payload 2.0 response Powertools' resolver would build (status,
+headers, cookies, body). Importing the event handler was a third of these functions' cold start
+(docs/performance.md, "Cold start"), for a route table of one. The event is read as the dictionary it
+is, for the same reason: Powertools' event classes come as one package of every event source's.
 """
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import Response
+from collections.abc import Mapping
+from typing import Any
+
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from qbo_connect.domain.authorization import (
     CALLBACK_PATH,
@@ -24,13 +31,29 @@ from qbo_connect.observability import logger
 from qbo_connect.pages import SECURITY_HEADERS, Page, bad_request_page, connected_page, failure_page
 from qbo_connect.runtime import Services
 
+# An HTTP API event, payload format 2.0, as Lambda hands it to the function.
+HttpEvent = Mapping[str, Any]
+
 MAX_QUERY_STRING = 4096
 MAX_COOKIE_HEADER = 4096
 MAX_HEADER_VALUE = 8192
 
 
-def _page_response(page: Page, cookies: list[Cookie] | None = None) -> Response:
-    return Response(status_code=page.status, headers=dict(SECURITY_HEADERS), body=page.html, cookies=cookies or [])
+def http_response(
+    status: int, headers: dict[str, str], body: str = "", cookies: list[Cookie] | None = None
+) -> dict[str, Any]:
+    """What a Lambda function behind an HTTP API returns (payload format 2.0)."""
+    return {
+        "statusCode": status,
+        "body": body,
+        "isBase64Encoded": False,
+        "headers": dict(headers),
+        "cookies": [str(cookie) for cookie in cookies or []],
+    }
+
+
+def _page_response(page: Page, cookies: list[Cookie] | None = None) -> dict[str, Any]:
+    return http_response(page.status, SECURITY_HEADERS, page.html, cookies)
 
 
 def _host_cookie(name: str, value: str, max_age: int) -> Cookie:
@@ -49,19 +72,19 @@ def _clear_state_cookie() -> Cookie:
     return _host_cookie(STATE_COOKIE, "", 0)
 
 
-def _oversized(event: APIGatewayProxyEventV2) -> bool:
-    cookies = event.cookies or []
+def _oversized(event: HttpEvent) -> bool:
+    cookies = event.get("cookies") or []
     return (
-        len(event.raw_query_string or "") > MAX_QUERY_STRING
+        len(event.get("rawQueryString") or "") > MAX_QUERY_STRING
         or sum(len(c) for c in cookies) > MAX_COOKIE_HEADER
-        or any(len(v or "") > MAX_HEADER_VALUE for v in (event.headers or {}).values())
+        or any(len(v or "") > MAX_HEADER_VALUE for v in (event.get("headers") or {}).values())
     )
 
 
-def _single_params(event: APIGatewayProxyEventV2) -> dict[str, str] | None:
+def _single_params(event: HttpEvent) -> dict[str, str] | None:
     """Query parameters, each at most once: API Gateway joins repeats with commas, which we refuse."""
-    params = dict(event.query_string_parameters or {})
-    raw_names = [pair.split("=", 1)[0] for pair in (event.raw_query_string or "").split("&") if pair]
+    params = dict(event.get("queryStringParameters") or {})
+    raw_names = [pair.split("=", 1)[0] for pair in (event.get("rawQueryString") or "").split("&") if pair]
     if len(raw_names) != len(set(raw_names)):
         return None
     if not all(_is_utf8(name) and _is_utf8(value) for name, value in params.items()):
@@ -77,22 +100,23 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def _cookie(event: APIGatewayProxyEventV2, wanted: str) -> str | None:
-    for cookie in event.cookies or []:
+def _cookie(event: HttpEvent, wanted: str) -> str | None:
+    for cookie in event.get("cookies") or []:
         name, _, value = cookie.partition("=")
         if name.strip() == wanted:
             return value.strip()
     return None
 
 
-def api_base_url(event: APIGatewayProxyEventV2, services: Services) -> str:
+def api_base_url(event: HttpEvent, services: Services) -> str:
     """The public URL of the API: configured (custom domain, local stack) or the execute-api host."""
     if services.settings.public_base_url:
         return services.settings.public_base_url
-    return f"https://{event.request_context.domain_name}"
+    return f"https://{event['requestContext']['domainName']}"
 
 
-def start_consent(event: APIGatewayProxyEventV2, connection_id: str, services: Services) -> Response:
+def start_consent(event: HttpEvent, services: Services) -> dict[str, Any]:
+    connection_id = (event.get("pathParameters") or {}).get("connection_id", "")
     params = _single_params(event)
     if _oversized(event) or params is None:
         return _page_response(bad_request_page())
@@ -109,10 +133,10 @@ def start_consent(event: APIGatewayProxyEventV2, connection_id: str, services: S
         return _page_response(failure_page(rejected.reason, rejected.details))
     cookie = _host_cookie(STATE_COOKIE, start.state_cookie, start.cookie_max_age)
     headers = {k: v for k, v in SECURITY_HEADERS.items() if k != "Content-Type"}
-    return Response(status_code=302, headers={**headers, "Location": start.redirect_url}, body="", cookies=[cookie])
+    return http_response(302, {**headers, "Location": start.redirect_url}, cookies=[cookie])
 
 
-def finish_consent(event: APIGatewayProxyEventV2, services: Services) -> Response:
+def finish_consent(event: HttpEvent, services: Services) -> dict[str, Any]:
     params = _single_params(event)
     if _oversized(event) or params is None:
         return _page_response(bad_request_page())
@@ -135,7 +159,7 @@ def finish_consent(event: APIGatewayProxyEventV2, services: Services) -> Respons
     return _connected_response(result)
 
 
-def _connected_response(result: FlowResult) -> Response:
+def _connected_response(result: FlowResult) -> dict[str, Any]:
     page = connected_page(name=result.connection.name, company_name=result.company_name, realm_id=result.realm_id)
     cookies = [_clear_state_cookie()]
     if result.receipt:

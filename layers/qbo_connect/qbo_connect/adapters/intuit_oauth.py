@@ -8,6 +8,10 @@ Failures are classified here, once (docs/reliability.md):
   the whole-call deadline): OutcomeUnknown. Intuit may have rotated the refresh token meanwhile.
 Nothing raised from here carries a token or code.
 
+requests and requests-oauthlib are imported by the calls that send something, not with the module:
+the authorize function only builds the consent URL, and the test function builds this adapter for a
+refresh it seldom needs; neither should spend its cold start importing them.
+
 Who consented (openid scopes): the ID token's `sub`, checked against the client (aud), the issuer and
 its expiry, then Intuit's userinfo, whose `sub` must be the same person (OpenID Connect Core 5.3.2).
 The ID token is read, never stored or logged; its signature is not checked here because it came
@@ -22,19 +26,8 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
-from urllib.parse import urlsplit
-
-import requests
-from oauthlib.oauth2 import (
-    InvalidClientError,
-    InvalidGrantError,
-    MissingTokenError,
-    OAuth2Error,
-    UnauthorizedClientError,
-)
-from requests.auth import HTTPBasicAuth
-from requests_oauthlib import OAuth2Session
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
 
 from qbo_connect import intuit
 from qbo_connect.adapters.deadline import DeadlineExceeded, call_with_deadline
@@ -53,7 +46,11 @@ from qbo_connect.errors import (
     Unauthorized,
 )
 from qbo_connect.ports import ClientCredentials, Clock
-from qbo_connect.settings import Settings
+from qbo_connect.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    import requests
+    from requests_oauthlib import OAuth2Session
 
 # Intuit may answer with fewer or other scopes than asked; that is not an error for us.
 os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
@@ -109,9 +106,23 @@ class IntuitOAuth:
             os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
 
     def authorization_url(self, client_id: str, *, redirect_uri: str, scopes: Iterable[str], state: str) -> str:
-        session = OAuth2Session(client_id, redirect_uri=redirect_uri, scope=list(scopes), state=state)
-        url, _ = session.authorization_url(self._settings.authorization_url)
-        return url
+        """RFC 6749 section 4.1.1: the request's parameters, form-encoded in the query, as oauthlib's
+        prepare_grant_uri builds them (and with its rule: https, or http to a loopback emulator). Built here
+        because importing oauthlib for one query string was a tenth of the authorize function's first request."""
+        url = self._settings.authorization_url
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+            raise SettingsError(f"The authorization URL {url!r} is not https: fix QBO_INTUIT_AUTHORIZATION_URL")
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": redirect_uri,
+                "scope": " ".join(scopes),
+                "state": state,
+            }
+        )
+        return f"{url}{'&' if parts.query else '?'}{query}"
 
     def exchange_code(
         self,
@@ -122,6 +133,8 @@ class IntuitOAuth:
         scopes: tuple[str, ...],
         deadline_seconds: float | None = None,
     ) -> TokenSet:
+        from requests.auth import HTTPBasicAuth
+
         session = self._session(credentials, redirect_uri=redirect_uri, scopes=scopes)
         deadline = deadline_seconds or self._settings.consent_call_deadline_seconds
         response = self._call(
@@ -147,6 +160,8 @@ class IntuitOAuth:
         scopes: tuple[str, ...],
         deadline_seconds: float | None = None,
     ) -> TokenSet:
+        from requests.auth import HTTPBasicAuth
+
         session = self._session(credentials, scopes=scopes)
         deadline = deadline_seconds or self._settings.refresh_call_deadline_seconds
         response = self._call(
@@ -163,6 +178,9 @@ class IntuitOAuth:
 
     def revoke(self, credentials: ClientCredentials, *, token: str) -> None:
         """Intuit documents a JSON body; RFC 7009 servers take a form body with a type hint."""
+        import requests
+        from requests.auth import HTTPBasicAuth
+
         body = (
             {"json": {"token": token}}
             if urlsplit(self._settings.revocation_url).hostname in intuit.REVOCATION_JSON_HOSTS
@@ -202,6 +220,8 @@ class IntuitOAuth:
     def user_info(self, *, access_token: str, environment: intuit.Environment) -> ConsentIdentity:
         """Intuit's userinfo for the grant's access token: who consented. Raises Unauthorized, Forbidden
         (no openid scope) or IntuitUnavailable; never carries the token."""
+        import requests
+
         try:
             response = requests.get(
                 self._settings.userinfo_url_for(environment),
@@ -243,6 +263,8 @@ class IntuitOAuth:
     def _session(
         self, credentials: ClientCredentials, *, scopes: tuple[str, ...], redirect_uri: str | None = None
     ) -> OAuth2Session:
+        from requests_oauthlib import OAuth2Session
+
         session = OAuth2Session(credentials.client_id, redirect_uri=redirect_uri, scope=list(scopes))
         session.register_compliance_hook("access_token_response", _reject_transient)
         session.register_compliance_hook("refresh_token_response", _reject_transient)
@@ -250,6 +272,15 @@ class IntuitOAuth:
 
     @staticmethod
     def _call(request, deadline: float) -> dict:
+        import requests
+        from oauthlib.oauth2 import (
+            InvalidClientError,
+            InvalidGrantError,
+            MissingTokenError,
+            OAuth2Error,
+            UnauthorizedClientError,
+        )
+
         try:
             return dict(call_with_deadline(request, deadline))
         except DeadlineExceeded:

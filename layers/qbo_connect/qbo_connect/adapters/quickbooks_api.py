@@ -1,11 +1,13 @@
-"""CompanyApi on the QuickBooks Online accounting API, and the one place that reads Intuit's faults."""
+"""CompanyApi on the QuickBooks Online accounting API, and the one place that reads Intuit's faults.
+
+requests is imported at the first call, not with the module: the authorize function wires the consent
+flow, which holds this adapter, but never calls Intuit's API.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import requests
-from urllib3.exceptions import NewConnectionError
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from qbo_connect import intuit
 from qbo_connect.domain.metering import UsageKey, UsageMeter
@@ -22,6 +24,9 @@ from qbo_connect.errors import (
 from qbo_connect.ports import CompanyInfo
 from qbo_connect.settings import Settings
 
+if TYPE_CHECKING:
+    import requests
+
 # Intuit's ValidationFault codes with a meaning of their own (HTTP 400; "Fix common errors" page).
 OBJECT_NOT_FOUND_FAULT = "610"
 STALE_OBJECT_FAULT = "5010"
@@ -31,6 +36,9 @@ CUSTOMER_COUNT_QUERY = "select count(*) from Customer"
 def certainly_not_sent(error: requests.RequestException) -> bool:
     """Connect failures (refused, DNS, connect timeout) and TLS failures happen before the request is sent;
     anything else (a read timeout, a reset) may have been processed, and counted, by Intuit."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
     if isinstance(error, requests.ConnectTimeout | requests.exceptions.SSLError):
         return True
     reason = getattr(error.args[0], "reason", None) if error.args else None
@@ -107,8 +115,14 @@ class QuickBooksApi:
         self, settings: Settings, session: requests.Session | None = None, *, meter: UsageMeter | None = None
     ) -> None:
         self._settings = settings
-        self._session = session or requests.Session()
+        self._given_session = session
         self._meter = meter
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        import requests
+
+        return self._given_session or requests.Session()
 
     def company_info(
         self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None
@@ -143,6 +157,8 @@ class QuickBooksApi:
         *,
         usage: UsageKey | None,
     ) -> requests.Response:
+        import requests
+
         if not self._settings.is_allowed_api_base_url(base_url):
             # The token must never travel to a host the deployment did not allow.
             raise Forbidden(f"The base URL {base_url!r} is not an allowed QuickBooks API host: fix the connection")

@@ -16,9 +16,11 @@ import base64
 import json
 import random
 import secrets
+import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.exceptions import BotoCoreError, ClientError
 
 from qbo_connect.adapters.clock import SystemClock
@@ -153,14 +155,22 @@ class SecretsManagerSigningKeys:
 
     The template creates it on deploy; the local stack creates it on first use. Rotation: put a new
     kid/key and move the old pair into `previous`, so links already handed out keep working until
-    they expire.
+    they expire. A container reads it at most once per `max_age_seconds`, so a rotation reaches every
+    container within that time.
+
+    Cached here, not through Powertools' parameters utility: a cache of one value does not need the
+    utility, and importing it (every provider it has) cost the two consent routes' cold start more than
+    the read itself.
     """
 
-    def __init__(self, client, settings: Settings, *, max_age_seconds: int = 300) -> None:
+    def __init__(
+        self, client, settings: Settings, *, max_age_seconds: int = 300, now: Callable[[], float] = time.monotonic
+    ) -> None:
         self._client = client
         self._name = settings.signing_key_name
-        self._provider = SecretsProvider(boto3_client=client)
         self._max_age = max_age_seconds
+        self._now = now
+        self._cached: tuple[float, dict[str, Any]] | None = None  # (read at, document)
 
     def current(self) -> tuple[str, bytes]:
         document = self._document()
@@ -173,14 +183,19 @@ class SecretsManagerSigningKeys:
                 return pair["key"].encode()
         return None
 
-    def _document(self) -> dict:
+    def _document(self) -> dict[str, Any]:
+        now = self._now()
+        if self._cached is not None and now - self._cached[0] < self._max_age:
+            return self._cached[1]
         try:
-            return self._provider.get(self._name, max_age=self._max_age, transform="json")
-        except Exception as error:  # Powertools wraps the client error in GetParameterError
-            if "ResourceNotFoundException" not in repr(error.__cause__ or error):
+            text = self._client.get_secret_value(SecretId=self._name)["SecretString"]
+        except ClientError as error:
+            if _error_code(error) != "ResourceNotFoundException":
                 raise
-        self._create()
-        return self._provider.get(self._name, max_age=self._max_age, transform="json", force_fetch=True)
+            self._create()
+            text = self._client.get_secret_value(SecretId=self._name)["SecretString"]
+        self._cached = (now, json.loads(text))
+        return self._cached[1]
 
     def _create(self) -> None:
         key = base64.urlsafe_b64encode(secrets.token_bytes(48)).decode().rstrip("=")
