@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.percentiles import percentile
+
 LATENCY_CONNECTIONS = 400
 CONCURRENT_CONNECTIONS = 50
 WORKFLOWS = 4  # token function instances, each in a process of its own
@@ -108,11 +110,6 @@ def intuit_seconds() -> dict[str, float]:
 
 
 # --- the benchmark ------------------------------------------------------------------------------------
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
-
-
 def run(latency_connections: int = LATENCY_CONNECTIONS, concurrent_connections: int = CONCURRENT_CONNECTIONS):
     from qbo_local.functions import ProcessFunction
 
@@ -189,13 +186,13 @@ def run(latency_connections: int = LATENCY_CONNECTIONS, concurrent_connections: 
         return OnDemandResult(
             requests=len(totals),
             profile="long_tail",
-            total_p50_ms=round(_percentile(list(totals.values()), 0.5) * 1000, 1),
-            total_p99_ms=round(_percentile(list(totals.values()), 0.99) * 1000, 1),
+            total_p50_ms=round(percentile(list(totals.values()), 0.5) * 1000, 1),
+            total_p99_ms=round(percentile(list(totals.values()), 0.99) * 1000, 1),
             total_max_ms=round(max(totals.values()) * 1000, 1),
-            intuit_p50_ms=round(_percentile(list(intuit.values()), 0.5) * 1000, 1),
-            intuit_p99_ms=round(_percentile(list(intuit.values()), 0.99) * 1000, 1),
-            service_p50_ms=round(_percentile(service, 0.5) * 1000, 1),
-            service_p99_ms=round(_percentile(service, 0.99) * 1000, 1),
+            intuit_p50_ms=round(percentile(list(intuit.values()), 0.5) * 1000, 1),
+            intuit_p99_ms=round(percentile(list(intuit.values()), 0.99) * 1000, 1),
+            service_p50_ms=round(percentile(service, 0.5) * 1000, 1),
+            service_p99_ms=round(percentile(service, 0.99) * 1000, 1),
             refreshes_per_cold_request=round(cold_refreshes / max(1, len(totals)), 3),
             concurrent_connections=len(shared),
             workflows_per_connection=WORKFLOWS,

@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.percentiles import percentile
+
 CACHED_CALLS = 20_000
 COLD_CALLS = 200
 CONNECTION_ID = "bench-token-read"
@@ -44,11 +46,6 @@ class TokenReadResult:
             and per_read.get("dynamodb.GetItem", 0) <= 1
             and set(per_read) <= {"secretsmanager.GetSecretValue", "dynamodb.GetItem"}
         )
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 def _seed(services: Any) -> None:
@@ -145,10 +142,10 @@ def run(cached_calls: int = CACHED_CALLS, cold_calls: int = COLD_CALLS) -> Token
     return TokenReadResult(
         cached_calls=cached_calls,
         cached_median_us=round(statistics.median(cached), 2),
-        cached_p99_us=round(_percentile(cached, 0.99), 2),
+        cached_p99_us=round(percentile(cached, 0.99), 2),
         cold_calls=cold_calls,
         cold_median_ms=round(statistics.median(cold), 2),
-        cold_p99_ms=round(_percentile(cold, 0.99), 2),
+        cold_p99_ms=round(percentile(cold, 0.99), 2),
         cold_aws_calls=dict(sorted(calls.items())),
         cold_aws_calls_per_read=round(sum(calls.values()) / cold_calls, 3),
         refreshes=refreshes,

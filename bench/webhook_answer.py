@@ -38,6 +38,8 @@ from typing import Any
 import requests
 from qbo_connect import intuit
 
+from bench.percentiles import percentile
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (1, 100, 1000)
 DELIVERIES = {1: 200, 100: 200, 1000: 100}
@@ -91,11 +93,6 @@ def delivery(changes: int) -> bytes:
         for n in range(changes)
     ]
     return json.dumps(events).encode()
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 class LocalStack:
@@ -172,7 +169,7 @@ def measure(url: str, token: str, changes: int, deliveries: int) -> SizeResult:
         body_bytes=size,
         deliveries=deliveries,
         p50_ms=round(statistics.median(times), 1),
-        p99_ms=round(_percentile(times, 0.99), 1),
+        p99_ms=round(percentile(times, 0.99), 1),
         max_ms=round(max(times), 1),
         failures=failures,
     )
