@@ -24,9 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +33,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from qbo_local.sample_events import http_event
+
+from bench.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = ROOT / "layers" / "qbo_connect"
@@ -49,47 +48,6 @@ CLIENT_ID = "cold-start-client-id"
 ACCESS_TOKEN_SECONDS = 3600
 DUE_ACCESS_TOKEN_SECONDS = 600  # inside the 900-second refresh margin: due at once
 TIMEOUT_SECONDS = {"authorize": 10, "callback": 30, "refresh": 300, "test": 60}  # template.yaml
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class _Server:
-    """A server process of our own interpreter (moto, the emulator), ready when it answers `ready_path`."""
-
-    def __init__(self, what: str, ready_path: str, module: str, *args: str) -> None:
-        import requests
-
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self._process = subprocess.Popen(  # noqa: S603 - our interpreter, our modules
-            [sys.executable, "-m", module, *args, str(port)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(self.url + ready_path, timeout=1).status_code < 500:
-                    return
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline or self._process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"{what} did not answer on {self.url} within 30 s")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self._process.terminate()
-        try:
-            self._process.wait(5)
-        except subprocess.TimeoutExpired:  # moto's server waits for its request threads on SIGTERM
-            self._process.kill()
-            self._process.wait(5)
 
 
 def _session(endpoint_url: str) -> Any:
@@ -121,7 +79,7 @@ class World:
     api_base_url = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"  # the sample events' API
 
     def __init__(self) -> None:
-        self._servers: list[_Server] = []
+        self._servers: list[ServerProcess] = []
         try:
             self._start()
         except BaseException:
@@ -132,9 +90,11 @@ class World:
     def _start(self) -> None:
         import requests
 
-        aws = _Server("moto", "/moto-api/", "moto.server", "-H", "127.0.0.1", "-p")
+        aws = ServerProcess("moto", "/moto-api/", "-m", "moto.server", "-H", "127.0.0.1", "-p")
         self._servers.append(aws)
-        intuit = _Server("the Intuit emulator", "/_emulator/health", "qbo_local.emulator", "--no-rate-limits", "--port")
+        intuit = ServerProcess(
+            "the Intuit emulator", "/_emulator/health", "-m", "qbo_local.emulator", "--no-rate-limits", "--port"
+        )
         self._servers.append(intuit)
         self.aws_url, self.emulator_url = aws.url, intuit.url
         self._http = requests.Session()

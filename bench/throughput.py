@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,6 +49,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.percentiles import percentile
+from bench.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 # The emulator's token endpoint: what each answer waits (POST /_emulator/faults).
@@ -141,50 +142,13 @@ class RunResult:
         return all(check is not False for check in self.checks.values())
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"moto did not listen on port {port} within {timeout:g} s")
-
-
 def _start_moto(parts: list, part_type: type, name: str, pids: dict[str, int]) -> str:
-    port = _free_port()
-    process = subprocess.Popen(  # noqa: S603 - our interpreter, moto's server
-        [
-            sys.executable,
-            *os.environ.get("BENCH_MOTO", "-m bench.moto_server").split(),
-            "-H",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server = ServerProcess(
+        name, "/moto-api/", *os.environ.get("BENCH_MOTO", "-m bench.moto_server").split(), "-H", "127.0.0.1", "-p"
     )
-    pids[name.removeprefix("embedded AWS: ")] = process.pid
-
-    def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:  # moto's server waits for its request threads on SIGTERM
-            process.kill()
-            process.wait(5)
-
-    parts.append(part_type(name, stop))
-    _wait_for_port(port)
-    return f"http://127.0.0.1:{port}"
+    pids[name.removeprefix("embedded AWS: ")] = server.pid
+    parts.append(part_type(name, server.stop))
+    return server.url
 
 
 def _bench_stack_class():
@@ -521,7 +485,7 @@ class Bench:
         sweep_calls = {k: v for k, v in sorted(calls.items()) if k in SWEEP_OPERATIONS}
         per = max(refreshed, 1)
         waits = sorted(max(0.0, t - swept_at) for t in saved_at) or [0.0]
-        first, last = _percentile(waits, 0.05), _percentile(waits, 0.95)
+        first, last = percentile(waits, 0.05), percentile(waits, 0.95)
         sustained = 0.9 * len(waits) / (last - first) if last > first else 0.0
 
         def cpu_ms(part: str) -> float:
@@ -557,8 +521,8 @@ class Bench:
                 part.removeprefix("moto "): cpu_ms(part) for part in cpu_after if part.startswith("moto ")
             },
             sustained_per_second=round(sustained, 2),
-            due_to_saved_p50=round(_percentile(waits, 0.5), 1),
-            due_to_saved_p99=round(_percentile(waits, 0.99), 1),
+            due_to_saved_p50=round(percentile(waits, 0.5), 1),
+            due_to_saved_p99=round(percentile(waits, 0.99), 1),
             due_to_saved_max=round(waits[-1], 1),
             deferred=len(deferred),
             retried_attempts=attempts - sum(calls.values()),
@@ -655,10 +619,6 @@ def _describe_loss(cid: str, item: Any, secret: Any, grant: Any, seed: dict[str,
     if grant is not None:
         facts.append(f"grant refresh_count={grant['refresh_count']} revoked={grant['revoked_reason']}")
     return ", ".join(facts)
-
-
-def _percentile(ordered: list[float], share: float) -> float:
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 DEFAULT_RUNS = ((10_000, "constant"), (10_000, "long_tail"))
