@@ -92,16 +92,8 @@ class TokenAccess:
         self._cache: dict[str, ConnectionAccess] = {}
         self._forced_at: dict[str, float] = {}
 
-    def access(
-        self,
-        connection_id: str,
-        *,
-        min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS,
-        not_after: float | None = None,
-    ) -> ConnectionAccess:
+    def access(self, connection_id: str, *, min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS) -> ConnectionAccess:
         """The connection's realm, base URL and an access token valid for at least `min_valid_seconds`.
-        `not_after` is when the caller must be done (a Lambda invocation's end): no refresh starts that
-        could not finish by then.
 
         Raises NotConnected, NeedsReauthorization, InvalidClient, ConnectionNotFound, IntuitUnavailable or
         Busy (each says what to do) when no valid token can be had."""
@@ -111,9 +103,7 @@ class TokenAccess:
             return cached
         # One reader per connection: threads that miss together share one GetItem and one GetSecretValue.
         with self._connection_lock(connection_id):
-            return self._cached(connection_id, min_valid_seconds) or self._load(
-                connection_id, min_valid_seconds, not_after=not_after
-            )
+            return self._cached(connection_id, min_valid_seconds) or self._load(connection_id, min_valid_seconds)
 
     def answer(self, connection_id: str, *, min_valid_seconds: float, not_after: float | None = None) -> dict[str, Any]:
         """The token function's answer: the access token and where to use it, or why none can be had.
