@@ -253,11 +253,9 @@ class QueueEventSource:
                 return self._idle.get_nowait()
             except queue.Empty:
                 pass
-            with self._count_lock:
-                if len(self.containers) < self.concurrency:
-                    container = self._new_container(len(self.containers))
-                    self.containers.append(container)
-                    return container
+            started = self._start_container()
+            if started is not None:
+                return started
             try:
                 return self._idle.get(timeout=0.2)
             except queue.Empty:
@@ -266,6 +264,13 @@ class QueueEventSource:
 
     def add_container(self) -> Invocable | None:
         """Start one more idle instance now (as provisioned concurrency would), unless `concurrency` exist."""
+        started = self._start_container()
+        if started is not None:
+            self._idle.put(started)
+        return started
+
+    def _start_container(self) -> Invocable | None:
+        """A new instance, unless `concurrency` exist; started outside the lock (a process takes a while)."""
         with self._count_lock:
             if len(self.containers) >= self.concurrency:
                 return None
@@ -274,7 +279,6 @@ class QueueEventSource:
         container = self._new_container(index)
         with self._count_lock:
             self.containers[index] = container
-        self._idle.put(container)
         return container
 
     def _new_container(self, index: int) -> Invocable:
