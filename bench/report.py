@@ -357,8 +357,9 @@ instances, a batch's writes done within 1.25 s at an instance's share) a simulat
 rate near 40% of the budget. Two changes fix it: each batch's records all run at once (the runtime's
 default executor ran only 6 of them), and the batch's writes are spread over longer than the tail
 (`RefreshBatchSize` {first["batch_size"]} x `RefreshMaxConcurrency` 50 / 40 per second = 25 s), so a slow
-answer seldom finds its instance otherwise idle. Settings refuse a configuration whose batch would
-wait longer for the budget than the vault write deadline allows a rotated token set to wait in memory.
+answer seldom finds its instance otherwise idle. With a lower budget or more instances, a batch runs
+in waves no larger than the instance's share writes within the vault write deadline, so no rotated
+token set waits in memory for the budget longer than that (`Settings.refresh_workers`).
 
 - **AWS calls per refresh** are counted by a botocore `before-call` hook in each instance: the four
   above, plus one lease attempt (answered busy) for each message SQS delivered twice, which it may:

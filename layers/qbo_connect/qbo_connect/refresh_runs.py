@@ -13,7 +13,9 @@ persist Intuit's answer by then is not started (the lifecycle answers busy; the 
 A batch's records are refreshed all at once, each in a thread of its own (a pool as large as the
 batch, not a default executor capped at the CPU count + 4): a refresh mostly waits on Intuit's token
 endpoint, and a record held back behind others would hold the whole batch (and the instance's share
-of the Secrets Manager write budget) longer. The vault's rate limiter still caps the writes.
+of the Secrets Manager write budget) longer. The vault's rate limiter still caps the writes; when the
+instance's share could not write a whole batch within the vault write deadline, the batch runs in
+waves (Settings.refresh_workers), so no rotated token set waits in memory longer than that.
 
 The batch's answer is SQS's partial batch response, built here rather than by Powertools' batch
 utility: the utility's import (asyncio, and every event source's data classes) was a tenth of the

@@ -62,7 +62,7 @@ class Settings:
     # How many processes share the budget: the refresh function's instances (the refresh queue's maximum
     # concurrency); 1 elsewhere, where a request writes at most once.
     write_budget_shares: int = 1
-    # Refresh messages per invocation: at worst all of them wait for this process's share at once.
+    # Refresh messages per invocation (the refresh function's; it also sizes the AWS clients' pools).
     refresh_batch_size: int = 20
     authorize_link_seconds: int = 1800
     oauth_state_seconds: int = 600
