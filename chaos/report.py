@@ -79,15 +79,21 @@ writes, workflows reading the secret directly (not through the layer) see the pr
 
 Each round makes every connection due, plans random faults, and sends three refresher processes (of
 eight, chosen at random) at every connection at once (strict rotation). Two refreshers' clocks run a minute ahead and a minute behind.
-After the round the in-flight window passes and one refresher checks every connection again, which is
-what the delayed queue message does in AWS; then the round is judged from the emulator's grants and
-the table. A connection whose grant was lost is reconnected through the consent flow, and the soak
-goes on.
+After the round, every check the service queued (after an unknown outcome, or on finding a mark
+unexpired) runs on one refresher when the service asked for it, as SQS delivers a delayed message in
+AWS; nothing else looks, so a check the service forgets to queue leaves a dead grant `connected` and
+fails the soak. A check that fell due while the soak jumped time (the lease expiring mid-call) runs
+right after the jump. Then the round is judged from the emulator's grants and the table. A connection
+whose grant was lost is reconnected through the consent flow, and the soak goes on.
 
 - **grants lost**: connections no longer connected after the round.
 - **avoidable**: lost with no answer lost in flight (none must be), plus any connection still
   `connected` while its grant was dead.
-- **time to report**: virtual seconds from the unknown outcome to `needs_reauthorization`.
+- **time to report**: virtual seconds from the unknown outcome to the refresh that marked the connection
+  `needs_reauthorization`, both on the soak's shared clock (not the item's `updated_at`, which is the
+  writer's own clock and a minute off for the skewed refreshers). A mark written by a clock a minute
+  ahead lasts a minute longer by the others' clocks: about 211 s is expected; 231 s when the lease-
+  expiry jump came between the lost answer and its check.
 """
 
 

@@ -9,10 +9,9 @@ takes minutes.
 
 Each round makes every connection due, plans random faults (an answer delayed, trickled past the whole-
 call deadline, dropped or reset after Intuit processed it; Secrets Manager failing, throttling or over
-quota; the lease expiring mid-call) and sends three refreshers at each connection at once. Then the
-in-flight window passes and one refresher looks at every connection again: what the delayed queue
-message does in AWS after an unknown outcome. Then the round is judged from the emulator's grants and
-the table's items.
+quota; the lease expiring mid-call) and sends three refreshers at each connection at once. Then every
+check the service queued after an unknown outcome (SQS DelaySeconds in AWS) runs when it asked for it,
+in the soak's time. Then the round is judged from the emulator's grants and the table's items.
 """
 
 from __future__ import annotations
@@ -23,8 +22,9 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 REGION = "us-east-1"
@@ -33,6 +33,7 @@ REALM_ID = "9341453050000001"
 CLOCK_OFFSETS = (60.0, -60.0)  # two refreshers' clocks are two minutes apart (the first two processes)
 CALL_DEADLINE_SECONDS = 2.0  # real seconds: a trickled answer outlives it
 RACERS = 3  # refreshers sent at each connection at once in a round
+MAX_CHECK_DELIVERIES = 100  # per round: checks that keep queueing checks are a bug, not a wait
 PROXY_FAULTS = ("delay", "trickle", "drop_after_forward", "reset_after_forward")
 VAULT_FAULTS = ("InternalServiceError", "ThrottlingException", "LimitExceededException")
 
@@ -61,7 +62,11 @@ class SharedClock:
         self._skew = skew
 
     def now(self) -> float:
-        return time.time() + self._offset.value + self._skew
+        return self.soak_time() + self._skew
+
+    def soak_time(self) -> float:
+        """The time every process shares, without this one's skew: what the soak judges by."""
+        return time.time() + self._offset.value
 
     def sleep(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds))
@@ -111,6 +116,61 @@ class SoakResult:
         return self.avoidable == 0 and self.resends_without_unknown_outcome == 0 and self.worst_report_seconds <= 300
 
 
+# One refresh as a refresher reports it: connection, outcome, soak time after it returned, injected fault.
+Row = tuple[str, str, float, str | None]
+Check = tuple[float, str]  # when a queued check is due (soak time), and for which connection
+
+
+class DelayedChecks:
+    """The service's recheck queue in the soak (SQS with DelaySeconds in AWS): each check is due `delay`
+    seconds after it was queued, in the soak's time, whatever the queueing refresher's own clock says."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+        self._queued: list[Check] = []
+
+    def enqueue(self, connection_ids: list[str], *, delay_seconds: int = 0) -> int:
+        due = self._now() + delay_seconds
+        self._queued += [(due, connection_id) for connection_id in connection_ids]
+        return len(connection_ids)
+
+    def take(self) -> list[Check]:
+        taken, self._queued = self._queued, []
+        return taken
+
+
+class AdvancingClock(Protocol):
+    def now(self) -> float: ...
+    def advance(self, seconds: float) -> None: ...
+
+
+def deliver_checks(
+    queued: list[Check], clock: AdvancingClock, check: Callable[[list[str]], tuple[list[Row], list[Check]]]
+) -> list[Row]:
+    """Run each queued check when it is due, as SQS delivers a delayed message: time moves forward to it,
+    never back (a check that fell due while the soak jumped time runs at once). A check may queue more."""
+    rows: list[Row] = []
+    pending = sorted(queued)
+    for _ in range(MAX_CHECK_DELIVERIES):
+        if not pending:
+            return rows
+        if pending[0][0] > clock.now():
+            clock.advance(pending[0][0] - clock.now())
+        now = clock.now()
+        due = list(dict.fromkeys(connection_id for at, connection_id in pending if at <= now))
+        ran, more = check(due)
+        rows += ran
+        pending = sorted([c for c in pending if c[0] > now] + more)
+    raise RuntimeError(f"checks still queued after {MAX_CHECK_DELIVERIES} deliveries: {pending}")
+
+
+def time_to_report(rows: list[Row], connection_id: str, unknown_at: float) -> float:
+    """From the lost answer to the refresh that marked the connection needs_reauthorization, both in the
+    soak's time: the item's updated_at is the writer's own clock, a minute off for the skewed refreshers."""
+    reported = (at for c, outcome, at, _ in rows if c == connection_id and outcome == "needs_reauthorization")
+    return min(reported, default=float("inf")) - unknown_at
+
+
 # --- the refreshers -------------------------------------------------------------------------------------
 def _refresher(index: int, settings: Any, offset: Any, commands: Any, results: Any, seed: int) -> None:
     import boto3
@@ -124,6 +184,7 @@ def _refresher(index: int, settings: Any, offset: Any, commands: Any, results: A
     services = build_services(settings, session=boto3.Session(region_name=REGION), clock=clock)
     secrets = StrictSecretsManager(services.session.client("secretsmanager"), clock=clock.now)
     services.vault = SecretsManagerVault(secrets, settings, clock=clock)
+    checks = services.refresh_queue = DelayedChecks(now=clock.soak_time)  # sent back with each report
     while (command := commands.get()) is not None:
         report = []
         for connection_id in command:
@@ -134,8 +195,8 @@ def _refresher(index: int, settings: Any, offset: Any, commands: Any, results: A
             result = services.lifecycle.refresh(connection_id)
             secrets.clear_failures()
             wrote = result.outcome.value in {"refreshed", "recovered"}  # only these met the injected failure
-            report.append((connection_id, result.outcome.value, clock.now() - skew, injected if wrote else None))
-        results.put(report)
+            report.append((connection_id, result.outcome.value, clock.soak_time(), injected if wrote else None))
+        results.put((report, checks.take()))
 
 
 # --- the coordinator ------------------------------------------------------------------------------------
@@ -210,8 +271,6 @@ class Soak:
         return build_services(self.settings, session=boto3.Session(region_name=REGION), clock=self.clock)
 
     def _soak(self, context: Any, started: float) -> SoakResult:
-        from qbo_connect import intuit
-
         services = self._services()
         connection_ids = [self._connect(services) for _ in range(self.profile.connections)]
         commands = [context.Queue() for _ in range(self.profile.refreshers)]
@@ -230,8 +289,11 @@ class Soak:
         outcomes: Counter = Counter()
         connected_while_dead = resends = refreshes = 0
         incidents: list[str] = []
-        # An unknown outcome's mark ends 120 s (Intuit's limit) after the call; the skew allowance on top.
-        window = intuit.REQUEST_TIME_LIMIT_SECONDS + self.settings.clock_skew_seconds + 1
+
+        def check(connection_ids: list[str]) -> tuple[list[Row], list[Check]]:
+            commands[-1].put(connection_ids)  # one refresher runs the checks, as one Lambda would
+            return results.get(timeout=600)
+
         try:
             for _ in range(self.profile.rounds):
                 self.clock.advance(ACCESS_TOKEN_SECONDS - self.settings.refresh_margin_seconds + 10)  # all due
@@ -245,20 +307,15 @@ class Soak:
                     time.sleep(0.3)
                     self.clock.advance(services.leases.lease_seconds + self.settings.clock_skew_seconds + 1)
                     scenarios["lease expired mid-call"].runs += 1
-                reports = [row for _ in commands for row in results.get(timeout=600)]
+                reports: list[Row] = []
+                queued: list[Check] = []
+                for _ in commands:
+                    rows, checks = results.get(timeout=600)
+                    reports += rows
+                    queued += checks
                 self.proxy.clear()
-                # The in-flight window passes; one refresher checks every connection (the delayed queue message).
-                self.clock.advance(window)
-                commands[-1].put(connection_ids)
-                checked = results.get(timeout=600)
-                # A check that found the mark unexpired (written by a clock running ahead) queued another
-                # for when it ends, as the delayed queue message does: that one comes now.
-                early = [c for c, o, _, _ in checked if o == "busy"]
-                if early:
-                    self.clock.advance(max(abs(o) for o in CLOCK_OFFSETS) + 1)
-                    commands[-1].put(early)
-                    checked += results.get(timeout=600)
-                reports += checked
+                # The checks the service queued after unknown outcomes (and after finding a mark unexpired).
+                reports += deliver_checks(queued, self.clock, check)
 
                 hit = self._faults_by_connection(tokens)
                 unknown_at: dict[str, float] = {}
@@ -289,7 +346,7 @@ class Soak:
                         continue
                     tally.grants_lost += 1
                     if connection_id in unknown_at:
-                        tally.report_seconds.append(connection.updated_at - unknown_at[connection_id])
+                        tally.report_seconds.append(time_to_report(reports, connection_id, unknown_at[connection_id]))
                     else:
                         tally.avoidable += 1
                         incidents.append(

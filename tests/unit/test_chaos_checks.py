@@ -32,78 +32,75 @@ class AnswerLostAfterProcessing:
         return getattr(self._identity, name)
 
 
-def _world_with_soak_queue() -> tuple[FakeWorld, DelayedChecks, TokenLifecycle]:
-    world = FakeWorld()
-    checks = DelayedChecks(now=world.clock.now)
-    lifecycle = TokenLifecycle(
-        world.store,
-        world.vault,
-        AnswerLostAfterProcessing(world.identity),
-        world.events,
-        world.clock,
-        world.leases,
-        world.timings,
-        recheck=checks,
-    )
-    return world, checks, lifecycle
+class LostAnswer:
+    """A due connection whose refresh Intuit processed and whose answer was lost, on the soak's queue."""
 
+    def __init__(self) -> None:
+        self.world = FakeWorld()
+        self.checks = DelayedChecks(now=self.world.clock.now)
+        self.lifecycle = TokenLifecycle(
+            self.world.store,
+            self.world.vault,
+            AnswerLostAfterProcessing(self.world.identity),
+            self.world.events,
+            self.world.clock,
+            self.world.leases,
+            self.world.timings,
+            recheck=self.checks,
+        )
+        self.connection_id = self.world.connected().connection_id
+        self.world.clock.advance(UNTIL_DUE)
+        assert self.lifecycle.refresh(self.connection_id).outcome.value == "outcome_unknown"
+        self.unknown_at = self.world.clock.now()
 
-def _checker(lifecycle: TokenLifecycle, checks: DelayedChecks, clock):
-    def check(connection_ids: list[str]):
-        rows = [(cid, lifecycle.refresh(cid).outcome.value, clock.now(), None) for cid in connection_ids]
-        return rows, checks.take()
+    def deliver(self, queued: list[tuple[float, str]]) -> list:
+        """The soak's delivery of the queued checks, each run by the real lifecycle."""
 
-    return check
+        def check(connection_ids: list[str]):
+            now = self.world.clock.now
+            rows = [(cid, self.lifecycle.refresh(cid).outcome.value, now(), None) for cid in connection_ids]
+            return rows, self.checks.take()
+
+        return deliver_checks(queued, self.world.clock, check)
+
+    def time_to_report(self, rows: list) -> float:
+        return time_to_report(rows, self.connection_id, self.unknown_at)
 
 
 def test_a_lost_answer_is_reported_when_the_services_check_comes_even_after_the_soak_jumped_time() -> None:
-    world, checks, lifecycle = _world_with_soak_queue()
-    connection_id = world.connected().connection_id
-    world.clock.advance(UNTIL_DUE)
-    lost = lifecycle.refresh(connection_id)
-    unknown_at = world.clock.now()
-    assert lost.outcome.value == "outcome_unknown"
+    lost = LostAnswer()
 
     # The round's other calls are cut by the lease running out: the soak jumps past lease + allowance,
     # over the check the service queued for 151 s after the lost answer. No racer is left to look.
-    world.clock.advance(LEASE_EXPIRY_JUMP)
-    rows = deliver_checks(checks.take(), world.clock, _checker(lifecycle, checks, world.clock))
+    lost.world.clock.advance(LEASE_EXPIRY_JUMP)
+    rows = lost.deliver(lost.checks.take())
 
-    assert [row[:2] for row in rows] == [(connection_id, "needs_reauthorization")]
+    assert [row[:2] for row in rows] == [(lost.connection_id, "needs_reauthorization")]
     # Reported as soon as the jump let anyone run (the old soak waited a whole window more: 383 s).
-    assert time_to_report(rows, connection_id, unknown_at) == LEASE_EXPIRY_JUMP
-    assert world.connection(connection_id).status.value == "needs_reauthorization"
+    assert lost.time_to_report(rows) == LEASE_EXPIRY_JUMP
+    assert lost.world.connection(lost.connection_id).status.value == "needs_reauthorization"
 
 
 def test_without_a_jump_the_check_runs_at_the_time_the_service_asked_for_and_no_sooner() -> None:
-    world, checks, lifecycle = _world_with_soak_queue()
-    connection_id = world.connected().connection_id
-    world.clock.advance(UNTIL_DUE)
-    lifecycle.refresh(connection_id)
-    unknown_at = world.clock.now()
-    queued = checks.take()
-    assert [cid for _, cid in queued] == [connection_id]
+    lost = LostAnswer()
+    queued = lost.checks.take()
+    assert [cid for _, cid in queued] == [lost.connection_id]
 
-    rows = deliver_checks(queued, world.clock, _checker(lifecycle, checks, world.clock))
+    rows = lost.deliver(queued)
 
-    window = 120 + world.leases.skew_seconds + 1  # Intuit's request limit, the skew allowance, a second
-    assert time_to_report(rows, connection_id, unknown_at) == window
-    assert world.identity.refresh_calls == 2  # the lost call and the one check: nothing sent before
+    window = 120 + lost.world.leases.skew_seconds + 1  # Intuit's request limit, the skew allowance, a second
+    assert lost.time_to_report(rows) == window
+    assert lost.world.identity.refresh_calls == 2  # the lost call and the one check: nothing sent before
 
 
 def test_a_check_that_finds_the_mark_unexpired_comes_back_when_the_service_says() -> None:
-    world, checks, lifecycle = _world_with_soak_queue()
-    connection_id = world.connected().connection_id
-    world.clock.advance(UNTIL_DUE)
-    lifecycle.refresh(connection_id)
-    unknown_at = world.clock.now()
-    queued = checks.take()
-    early = [(at - 60, cid) for at, cid in queued]  # a checker whose clock runs a minute behind the writer's
+    lost = LostAnswer()
+    early = [(at - 60, cid) for at, cid in lost.checks.take()]  # a checker whose clock runs a minute behind
 
-    rows = deliver_checks(early, world.clock, _checker(lifecycle, checks, world.clock))
+    rows = lost.deliver(early)
 
     assert [outcome for _, outcome, _, _ in rows] == ["busy", "needs_reauthorization"]
-    assert time_to_report(rows, connection_id, unknown_at) == 120 + world.leases.skew_seconds + 1
+    assert lost.time_to_report(rows) == 120 + lost.world.leases.skew_seconds + 1
 
 
 def test_time_to_report_is_read_from_the_soak_clock_not_from_the_writers_skewed_updated_at() -> None:
