@@ -133,3 +133,56 @@ def test_the_sweep_fans_out_over_sqs_and_a_batch_refreshes_each_connection(make_
     assert stack.services().refresh_runs.handle(SWEEP) == {"due": 0, "enqueued": 0}
     for connection_id in (first, second, failing):
         assert stack.company_name(stack.token_set(connection_id).access_token) is not None
+
+
+def test_the_sweep_reads_as_much_with_ten_times_the_connections_and_counts_every_status_once_an_hour(
+    make_stack,
+) -> None:
+    """At a million connections a sweep every five minutes must not read them all: the status gauge counts
+    the statuses a person must act on every sweep (the alarm's level) and every status once an hour."""
+    from qbo_connect import intuit
+    from qbo_connect.adapters.dynamodb_store import connection_to_item
+    from qbo_connect.domain.connection import Connection, ConnectionStatus
+
+    clock = manual_clock()
+    clock.advance(3600 - clock.now() % 3600 + 1800)  # half past: not the hour's first sweep
+    stack: Stack = make_stack(clock)
+    table = new_session().resource("dynamodb").Table(stack.settings.table_name)
+    written = 0
+
+    def store_connected(total: int) -> None:
+        nonlocal written
+        with table.batch_writer() as batch:
+            for number in range(written, total):
+                connection = Connection(
+                    connection_id=f"qbc-stored{number:06d}",
+                    name=f"stored {number}",
+                    environment=intuit.Environment.SANDBOX,
+                    base_url=intuit.SANDBOX_API_BASE_URL,
+                    client_id="ABstoredclient0001",
+                    realm_id="9341453050000001",
+                    status=ConnectionStatus.CONNECTED,
+                    has_client_secret=True,
+                    access_token_expires_at=clock.now() + 3000,  # not due
+                    refresh_token_expires_at=clock.now() + 8_000_000,
+                    last_refreshed_at=clock.now() - 600,
+                    version=1,
+                    secret_generation=1,
+                )
+                batch.put_item(Item=connection_to_item(connection))
+        written = total
+
+    def sweep_reads() -> int:
+        session = new_session()
+        read: list[int] = []
+        with botocore_hook(session, "after-call.dynamodb.Query", lambda parsed, **_: read.append(parsed["ScannedCount"])):
+            stack.services(session=session).refresh_runs.sweep()
+        return sum(read)
+
+    store_connected(20)
+    few = sweep_reads()
+    store_connected(200)
+    clock.advance(stack.settings.refresh_period_seconds)
+    assert sweep_reads() == few, "a sweep's reads must not grow with the connections stored"
+    clock.advance(3600 - clock.now() % 3600)  # the hour's first sweep counts every status
+    assert sweep_reads() >= 200
