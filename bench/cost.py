@@ -37,6 +37,10 @@ WRITE_BUDGET_PER_SECOND = 40  # SecretsWriteBudgetPerSecond
 KEEPALIVE_SECONDS = 86_400  # an on-demand connection nobody used is refreshed a day after its last refresh
 REGION_WRITE_QUOTA_PER_SECOND = 50  # PutSecretValue and the other Secrets Manager writes, per region
 SECONDS_PER_MONTH = 30.4375 * 86_400
+HOURS_PER_MONTH = SECONDS_PER_MONTH / 3600
+# The status gauge counts every connection once an hour (status_gauge.py): a KEYS_ONLY by-status entry
+# of about 50 bytes, half a read unit per 4 KB.
+HOURLY_COUNT_READ_UNITS = 50 / 4096 * 0.5
 
 
 @dataclass
@@ -107,6 +111,11 @@ def model(inputs: CostInputs | None = None, *, refreshes_per_day: float | None =
             "DynamoDB: read units (the sweep's index query)",
             inputs.query_read_units * per_month,
             inputs.query_read_units * per_month * DYNAMODB_READ_UNIT,
+        ),
+        CostLine(
+            "DynamoDB: read units (the status gauge's hourly count of every connection)",
+            HOURLY_COUNT_READ_UNITS * HOURS_PER_MONTH,
+            HOURLY_COUNT_READ_UNITS * HOURS_PER_MONTH * DYNAMODB_READ_UNIT,
         ),
         CostLine(f"Lambda: refresh invocations (one per batch of {BATCH_SIZE})", batches, batches * LAMBDA_REQUEST),
         CostLine(

@@ -15,6 +15,11 @@ rounded up to 4 KB, half a unit per 4 KB (index reads are eventually consistent)
 look at is the items read: DynamoDB reads only the index range the key condition selects, so it is
 the due connections, however many are stored.
 
+Then the whole sweep (RefreshRuns.sweep, its due IDs sent to a queue that keeps them): the due
+queries, the status gauge's COUNT queries, the metering gauge and the event redelivery, at half past
+an hour (a sweep like eleven of every twelve) and at the hour's first sweep, which counts every status
+and so reads every connection stored, once an hour.
+
 Connections not due: eager ones with an access token valid for another 50 minutes, on-demand ones
 refreshed within the last day (most with an expired access token); each sits in its policy's index
 partition, after the due ones. Their items carry the attributes the index sees and
@@ -50,6 +55,9 @@ class DueResult:
     read_capacity_units: float
     moto_reported_units: float
     seconds: float
+    sweep_queries: int = 0  # the whole sweep, half past the hour: every Query it made, and what they read
+    sweep_items_read: int = 0
+    hourly_sweep_items_read: int = 0  # the hour's first sweep: every status counted
 
 
 def _attribute_size(name: str, value: Any) -> int:
@@ -102,6 +110,29 @@ def _not_due_item(number: int, now: int) -> dict[str, Any]:
     }
 
 
+class _KeptQueue:
+    """The refresh queue, keeping what the sweep sends (nothing refreshes here)."""
+
+    def enqueue(self, connection_ids: list[str], *, delay_seconds: int = 0) -> int:
+        return len(connection_ids)
+
+
+class _FixedClock:
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def now(self) -> float:
+        return self.at
+
+    def sleep(self, seconds: float) -> None:
+        self.at += seconds
+
+
+def _items_read(pages: list[dict[str, Any]]) -> int:
+    """What DynamoDB read (and bills), not only what it returned: a filter would hide the difference."""
+    return sum(int(page.get("ScannedCount", len(page.get("Items", [])))) for page in pages)
+
+
 def run(stored: tuple[int, ...] = STORED, due: int = DUE) -> list[DueResult]:
     os.environ.update(
         {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
@@ -120,10 +151,12 @@ def run(stored: tuple[int, ...] = STORED, due: int = DUE) -> list[DueResult]:
     with mock_aws():
         session = boto3.Session()
         create_table(session.client("dynamodb"), TABLE)
-        services = build_services(Settings(table_name=TABLE), session=session)
+        now = int(time.time()) // 3600 * 3600 + 1800  # half past an hour: the sweep eleven of twelve are
+        clock = _FixedClock(now)
+        services = build_services(Settings(table_name=TABLE), session=session, clock=clock)
+        services.refresh_queue = _KeptQueue()
         meter = _QueryMeter(session.events)
         table = boto3.Session().resource("dynamodb").Table(TABLE)  # seeding: another session, not metered
-        now = int(time.time())
         with table.batch_writer() as batch:
             for policy, last_refreshed in (
                 (RefreshPolicy.EAGER, now - 3300),
@@ -158,8 +191,7 @@ def run(stored: tuple[int, ...] = STORED, due: int = DUE) -> list[DueResult]:
             started = time.perf_counter()
             found = services.lifecycle.due_connection_ids()
             seconds = time.perf_counter() - started
-            # What DynamoDB read (and bills), not only what it returned: a filter would hide the difference.
-            scanned = sum(int(page.get("ScannedCount", len(page.get("Items", [])))) for page in meter.pages)
+            scanned = _items_read(meter.pages)
             read_bytes = 0
             units = 0.0
             for page in meter.pages:
@@ -167,17 +199,29 @@ def run(stored: tuple[int, ...] = STORED, due: int = DUE) -> list[DueResult]:
                 read_bytes += page_bytes
                 units += page_units
             reported = sum(float(p.get("ConsumedCapacity", {}).get("CapacityUnits", 0)) for p in meter.pages)
+            queries, pages = meter.queries, len(meter.pages)
+            sweeps = {}
+            for at in (now, now - 1800):  # half past, then the hour's first sweep
+                clock.at = at
+                meter.pages.clear()
+                meter.queries = 0
+                services.refresh_runs.sweep()
+                sweeps[at] = (meter.queries, _items_read(meter.pages))
+            clock.at = now
             results.append(
                 DueResult(
                     stored=target,
                     due_found=len(found),
-                    queries=meter.queries,
-                    pages=len(meter.pages),
+                    queries=queries,
+                    pages=pages,
                     items_read=scanned,
                     read_bytes=read_bytes,
                     read_capacity_units=units,
                     moto_reported_units=reported,
                     seconds=round(seconds, 4),
+                    sweep_queries=sweeps[now][0],
+                    sweep_items_read=sweeps[now][1],
+                    hourly_sweep_items_read=sweeps[now - 1800][1],
                 )
             )
     return results

@@ -220,10 +220,10 @@ class InMemoryConnectionStore:
         ids = [connection_id for _, connection_id in due]
         return ids[:limit] if limit else ids
 
-    def count_by_status(self) -> dict[ConnectionStatus, int]:
+    def count_by_status(self, statuses: Iterable[ConnectionStatus] | None = None) -> dict[ConnectionStatus, int]:
         with self._lock:
-            statuses = [c.status for c in self._connections.values()]
-        return {status: statuses.count(status) for status in ConnectionStatus}
+            stored = [c.status for c in self._connections.values()]
+        return {status: stored.count(status) for status in (ConnectionStatus if statuses is None else statuses)}
 
     def put_state(self, state: OAuthState) -> None:
         with self._lock:

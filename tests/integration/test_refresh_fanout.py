@@ -175,7 +175,9 @@ def test_the_sweep_reads_as_much_with_ten_times_the_connections_and_counts_every
     def sweep_reads() -> int:
         session = new_session()
         read: list[int] = []
-        with botocore_hook(session, "after-call.dynamodb.Query", lambda parsed, **_: read.append(parsed["ScannedCount"])):
+        with botocore_hook(
+            session, "after-call.dynamodb.Query", lambda parsed, **_: read.append(parsed["ScannedCount"])
+        ):
             stack.services(session=session).refresh_runs.sweep()
         return sum(read)
 

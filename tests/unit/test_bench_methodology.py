@@ -45,6 +45,20 @@ def test_the_due_finding_floor_fails_when_the_sweep_reads_the_whole_partition(mo
     assert not all(row.holds for row in rows), "a sweep reading every stored connection was judged flat"
 
 
+def test_the_due_finding_floor_fails_when_the_sweep_counts_every_connection_every_time(monkeypatch):
+    """Issue 10: "sweep cost per due connection unchanged". The due queries are not the whole sweep: its
+    status gauge counted every status each time, reading every stored connection's index entry, and a bench
+    that measured the due queries alone called it flat."""
+    from qbo_connect import status_gauge
+
+    sizes = {"stored": (400, 4_000), "due": 20}
+    monkeypatch.setattr(status_gauge, "EVERY_STATUS_SECONDS", 1)  # every sweep is the one that counts all
+
+    rows = report.due_finding_rows([asdict(r) for r in due_finding.run(**sizes)])
+
+    assert not all(row.holds for row in rows), "a sweep reading every stored connection was judged flat"
+
+
 def test_the_long_tail_rate_floor_is_judged_on_the_whole_sweep_not_its_middle():
     """Issue 10: with Intuit's long tail, "refreshes per second at least 90% of the write budget". The run is
     judged on the rate between the 5th and the 95th percentile save, which leaves out the ramp-up and the

@@ -11,6 +11,8 @@ from qbo_connect.refresh_runs import RefreshRuns
 from qbo_connect.status_gauge import publish_status_gauge
 
 REVOKED_REALM = "9341453050000002"
+PERIOD = 300
+HOUR = 3600
 
 
 @pytest.fixture
@@ -43,13 +45,23 @@ def _needing(found) -> float:
     return max(value for _, value in found["ConnectionsNeedingReauthorization"])
 
 
-def test_each_sweep_reports_every_status_and_the_alarm_level_stays_until_a_person_reconnects(world, emitted):
-    runs = RefreshRuns(world.lifecycle, None, world.clock, status_gauge=lambda: publish_status_gauge(world.store))
+def _gauge(world):
+    return lambda: publish_status_gauge(world.store, now=world.clock.now(), period_seconds=PERIOD)
+
+
+def _to_the_hour(clock) -> None:
+    """On to the next hour's first sweep: the one that counts every status."""
+    clock.advance(HOUR - clock.now() % HOUR)
+
+
+def test_each_sweep_reports_the_alarm_level_which_stays_until_a_person_reconnects(world, emitted):
+    runs = RefreshRuns(world.lifecycle, None, world.clock, status_gauge=_gauge(world))
     world.connected("Fine")
     revoked = world.connected("Revoked", realm_id=REVOKED_REALM)
     world.create_connection("New")
     world.identity.revoke_grant(REVOKED_REALM)
     world.clock.advance(DAY)  # both due
+    _to_the_hour(world.clock)
 
     runs.sweep()
     found = emitted()
@@ -58,14 +70,40 @@ def test_each_sweep_reports_every_status_and_the_alarm_level_stays_until_a_perso
     assert _needing(found) == 1
 
     for _ in range(3):  # no new failure happens, yet every sweep says one connection still needs a person
-        world.clock.advance(300)
+        world.clock.advance(PERIOD)
         runs.sweep()
-        assert _needing(emitted()) == 1
+        found = emitted()
+        assert _needing(found) == 1
+        # Between the hourly counts, only what a person must fix is counted: never every connection.
+        assert {dims["status"] for dims, _ in found["Connections"]} == {"needs_reauthorization", "invalid_client"}
 
     world.admin.reset("Revoked", actor="user:alice")
     world.connect(revoked.connection_id, realm_id=REVOKED_REALM)
-    world.clock.advance(300)
+    world.clock.advance(PERIOD)
     runs.sweep()
-    found = emitted()
-    assert _needing(found) == 0
-    assert {dims["status"]: value for dims, value in found["Connections"]}["connected"] == 2
+    assert _needing(emitted()) == 0
+    _to_the_hour(world.clock)
+    runs.sweep()
+    assert {dims["status"]: value for dims, value in emitted()["Connections"]}["connected"] == 2
+
+
+def test_every_status_is_counted_on_one_sweep_an_hour_at_any_phase_of_the_schedule(world):
+    class CountingStore:
+        """Notes when it is asked for every status."""
+
+        def __init__(self) -> None:
+            self.now = 0.0
+            self.every_status_at: list[float] = []
+
+        def count_by_status(self, statuses=None):
+            if statuses is None:
+                self.every_status_at.append(self.now)
+            return world.store.count_by_status(statuses)
+
+    for phase in (0, 17, PERIOD - 1):
+        store = CountingStore()
+        for sweep in range(2 * HOUR // PERIOD):
+            store.now = world.clock.now() + phase + sweep * PERIOD
+            publish_status_gauge(store, now=store.now, period_seconds=PERIOD)
+        first, second = store.every_status_at
+        assert second - first == HOUR

@@ -82,8 +82,9 @@ class ConnectionStore(Protocol):
         """IDs of connected connections with this refresh policy whose access token expires at or before
         `due_before`, read from an index (never a scan)."""
 
-    def count_by_status(self) -> dict[ConnectionStatus, int]:
-        """How many connections are in each status, from an index (never a scan)."""
+    def count_by_status(self, statuses: Iterable[ConnectionStatus] | None = None) -> dict[ConnectionStatus, int]:
+        """How many connections are in each of these statuses (None: every status), from an index (never a
+        scan). It reads every entry it counts."""
 
     def put_state(self, state: OAuthState) -> None: ...
 

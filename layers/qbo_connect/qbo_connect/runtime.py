@@ -260,7 +260,9 @@ class Services:
 
         def gauges() -> dict[str, int]:
             publish_metering_gauge(self.usage_ledger, self.settings.metering_allowances, self.clock)
-            return publish_status_gauge(self.store)
+            return publish_status_gauge(
+                self.store, now=self.clock.now(), period_seconds=self.settings.refresh_period_seconds
+            )
 
         return RefreshRuns(
             self.lifecycle,

@@ -6,6 +6,7 @@ and pending OAuth states (`state#<sha256>`, with a TTL). Every state change is a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -490,11 +491,11 @@ class DynamoDbConnectionStore:
                 return ids[:limit] if limit else ids
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def count_by_status(self) -> dict[ConnectionStatus, int]:
+    def count_by_status(self, statuses: Iterable[ConnectionStatus] | None = None) -> dict[ConnectionStatus, int]:
         """How many connections are in each status: one COUNT query per status on the sparse by-status index
         (only connection items carry `status`), never a scan."""
         counts: dict[ConnectionStatus, int] = {}
-        for status in ConnectionStatus:
+        for status in ConnectionStatus if statuses is None else statuses:
             kwargs: dict[str, Any] = {
                 "IndexName": BY_STATUS_INDEX,
                 "KeyConditionExpression": Key("status").eq(status.value),
