@@ -425,7 +425,7 @@ gauge counts, every sweep, only the statuses a person must fix (the alarm's leve
 connections. Every status, `connected` included, is counted on the hour's first sweep only, which reads
 every connection's entry in the `by-status` index ({last["hourly_sweep_items_read"]:,} at
 {last["stored"]:,} stored): about 50 bytes each (`KEYS_ONLY`), so about 6,000 read units at a million
-connections, once an hour, rather than every five minutes as before.
+connections, once an hour instead of on every sweep.
 """
 
 
