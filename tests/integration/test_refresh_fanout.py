@@ -188,3 +188,31 @@ def test_the_sweep_reads_as_much_with_ten_times_the_connections_and_counts_every
     assert sweep_reads() == few, "a sweep's reads must not grow with the connections stored"
     clock.advance(3600 - clock.now() % 3600)  # the hour's first sweep counts every status
     assert sweep_reads() >= 200
+
+
+def test_the_hours_first_sweep_counts_every_status_even_when_its_fan_out_ends_after_the_first_period(
+    make_stack,
+) -> None:
+    """The Scheduler invokes a 5-minute schedule anywhere in its minute (`:04:00` to `:04:59` for the one
+    that falls in the hour's first period), and the gauge comes after the fan-out, which takes tens of
+    seconds at ten thousand due (a thousand SendMessageBatch calls). The hour's every-status count must be
+    decided by when the sweep started, or a deployment whose schedule runs at :04 loses it most hours."""
+    clock = manual_clock()
+    stack: Stack = make_stack(clock)
+    sqs = new_session().client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName=f"refresh-{stack.settings.table_name}")["QueueUrl"]
+    stack.settings = dataclasses.replace(stack.settings, refresh_queue_url=queue_url)
+    stack.connect()
+    clock.advance(ACCESS_TOKEN_SECONDS - 600)  # due
+    clock.advance(3600 - clock.now() % 3600 + 4 * 60 + 30)  # the :04 sweep, invoked 30 s into its minute
+
+    session = new_session()
+    services = stack.services(session=session)
+    asked: list[object] = []
+    count_by_status = services.store.count_by_status
+    services.store.count_by_status = lambda statuses=None: asked.append(statuses) or count_by_status(statuses)
+
+    # The fan-out takes 40 s (what a thousand batches take; this one stands for them).
+    with botocore_hook(session, "after-call.sqs.SendMessageBatch", lambda **_: clock.advance(40)):
+        assert services.refresh_runs.sweep()["enqueued"] == 1
+    assert asked == [None], "the hour's first sweep must count every status"

@@ -46,7 +46,7 @@ def _needing(found) -> float:
 
 
 def _gauge(world):
-    return lambda: publish_status_gauge(world.store, now=world.clock.now(), period_seconds=PERIOD)
+    return lambda started_at: publish_status_gauge(world.store, now=started_at, period_seconds=PERIOD)
 
 
 def _to_the_hour(clock) -> None:

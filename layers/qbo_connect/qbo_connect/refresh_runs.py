@@ -52,7 +52,7 @@ class RefreshRuns:
         lifecycle: TokenLifecycle,
         queue: RefreshQueue | None,
         clock: Clock,
-        status_gauge: Callable[[], dict[str, int]] | None = None,
+        status_gauge: Callable[[float], dict[str, int]] | None = None,
         redeliver_events: Callable[[], int] | None = None,
         *,
         workers: int | None = None,
@@ -60,7 +60,8 @@ class RefreshRuns:
         self._lifecycle = lifecycle
         self._queue = queue
         self._clock = clock
-        self._status_gauge = status_gauge  # status_gauge.py: emitted once per sweep
+        # status_gauge.py: emitted once per sweep, told when the sweep started (which sweep of the hour it is).
+        self._status_gauge = status_gauge
         # domain/event_history.py: events recorded but not yet on EventBridge are published again once per sweep.
         self._redeliver_events = redeliver_events
         # A batch's refreshes at once: all of them (None), or at most Settings.refresh_workers.
@@ -86,21 +87,23 @@ class RefreshRuns:
         )
 
     def sweep(self, *, not_after: float | None = None) -> dict[str, Any]:
+        # Before the fan-out, which takes tens of seconds at scale: the schedule's time, not the work's.
+        started_at = self._clock.now()
         due = self._lifecycle.due_connection_ids()
         metrics.add_metric(name="ConnectionsDue", unit=MetricUnit.Count, value=len(due))
         if self._queue is not None:
             enqueued = self._queue.enqueue(due)
             logger.info("Refresh sweep enqueued due connections", extra={"due": len(due), "enqueued": enqueued})
-            self._after_sweep()
+            self._after_sweep(started_at)
             return {"due": len(due), "enqueued": enqueued}
         outcomes = Counter(self.refresh_one(cid, not_after=not_after).outcome.value for cid in due)
         logger.info("Refresh sweep finished", extra={"due": len(due), "outcomes": dict(outcomes)})
-        self._after_sweep()
+        self._after_sweep(started_at)
         return {"due": len(due), "outcomes": dict(outcomes)}
 
-    def _after_sweep(self) -> None:
+    def _after_sweep(self, started_at: float) -> None:
         if self._status_gauge is not None:
-            logger.info("Connections by status", extra={"statuses": self._status_gauge()})
+            logger.info("Connections by status", extra={"statuses": self._status_gauge(started_at)})
         if self._redeliver_events is not None:
             self._redeliver_events()
 

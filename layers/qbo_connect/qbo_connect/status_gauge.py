@@ -23,7 +23,9 @@ NEEDS_A_PERSON = (ConnectionStatus.NEEDS_REAUTHORIZATION, ConnectionStatus.INVAL
 
 
 def publish_status_gauge(store: ConnectionStore, *, now: float, period_seconds: int) -> dict[str, int]:
-    # The sweep that falls in the hour's first period (stateless: a schedule's jitter can make it none or two).
+    # The sweep that started in the hour's first period (stateless). `now` is the sweep's start: the Scheduler
+    # invokes within the scheduled minute, so a minute-aligned period keeps it in its window, where the end of a
+    # long fan-out would not. An invocation retried or queued past the minute can still make it none or two.
     every_status = now % EVERY_STATUS_SECONDS < period_seconds
     counts = store.count_by_status(None if every_status else NEEDS_A_PERSON)
     for status, count in counts.items():
