@@ -54,15 +54,25 @@ def describe_refresh(
 class RefreshSchedule:
     """Invokes the refresh function with {"action": "sweep"} every `interval` seconds until stopped.
 
-    The first run comes one interval after start, as a new schedule's does."""
+    The first run comes one interval after start, as a new schedule's does, and the runs keep a fixed rate
+    as a rate(...) schedule's do: a sweep's own duration does not push the next one back (the status gauge
+    counts every status on the sweep in each hour's first period, which a drifting schedule can skip)."""
 
-    def __init__(self, function: Invocable, interval: float) -> None:
+    def __init__(
+        self,
+        function: Invocable,
+        interval: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        stop: threading.Event | None = None,
+    ) -> None:
         if interval <= 0:
             raise ValueError("the refresh interval must be greater than zero")
         self.function = function
         self.interval = interval
         self.runs = 0
-        self._stop = threading.Event()
+        self._monotonic = monotonic
+        self._stop = stop or threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> Any:
@@ -78,8 +88,12 @@ class RefreshSchedule:
         return result
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        next_run = self._monotonic() + self.interval
+        while not self._stop.wait(max(0.0, next_run - self._monotonic())):
             self.run_once()
+            next_run += self.interval
+            while next_run <= self._monotonic():  # a sweep longer than the interval: skip, never burst
+                next_run += self.interval
 
     def start(self) -> RefreshSchedule:
         if self._thread is None:
