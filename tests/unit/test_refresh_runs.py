@@ -21,7 +21,10 @@ def runs(world: FakeWorld) -> RefreshRuns:
     return RefreshRuns(world.lifecycle, None, world.clock)
 
 
-@pytest.mark.parametrize("payload", [{}, {"action": "sweeep"}, {"connections": ["qbc-1"]}, [], "sweep", None])
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"action": "sweeep"}, {"connections": ["qbc-1"]}, [], "sweep", None, {"action": "sweep", "force": True}],
+)
 def test_an_unknown_payload_is_refused_and_sweeps_nothing(world, runs, payload):
     connection = world.connected()
     world.clock.advance(UNTIL_DUE)
@@ -39,6 +42,30 @@ def test_the_schedule_s_event_sweeps(world, runs):
     world.clock.advance(UNTIL_DUE)
 
     assert runs.handle({"action": "sweep"}) == {"due": 1, "outcomes": {"refreshed": 1}}
+
+
+@pytest.mark.parametrize("scheduled_time", ["<aws.scheduler.scheduled-time>", "2026-12-07T01:00:00", 1796605200, ""])
+def test_a_sweep_with_a_scheduled_time_that_is_not_a_utc_time_is_refused_and_sweeps_nothing(
+    world, runs, scheduled_time
+):
+    world.connected()
+    world.clock.advance(UNTIL_DUE)
+
+    answer = runs.handle({"action": "sweep", "scheduled_time": scheduled_time})
+
+    assert answer["ok"] is False and answer["error"]["code"] == "invalid_input"
+    assert "2026-12-07T01:00:00Z" in answer["error"]["message"]
+    assert world.identity.refresh_calls == 0
+
+
+def test_the_scheduler_s_event_with_its_scheduled_time_sweeps(world, runs):
+    world.connected()
+    world.clock.advance(UNTIL_DUE)
+
+    assert runs.handle({"action": "sweep", "scheduled_time": "2026-12-07T01:00:00Z"}) == {
+        "due": 1,
+        "outcomes": {"refreshed": 1},
+    }
 
 
 def test_a_direct_invoke_with_a_bad_connection_id_is_refused_with_what_to_send(world, runs):

@@ -46,7 +46,7 @@ def _needing(found) -> float:
 
 
 def _gauge(world):
-    return lambda started_at: publish_status_gauge(world.store, now=started_at, period_seconds=PERIOD)
+    return lambda sweep_at: publish_status_gauge(world.store, sweep_at=sweep_at, period_seconds=PERIOD)
 
 
 def _to_the_hour(clock) -> None:
@@ -104,6 +104,23 @@ def test_every_status_is_counted_on_one_sweep_an_hour_at_any_phase_of_the_schedu
         store = CountingStore()
         for sweep in range(2 * HOUR // PERIOD):
             store.now = world.clock.now() + phase + sweep * PERIOD
-            publish_status_gauge(store, now=store.now, period_seconds=PERIOD)
+            publish_status_gauge(store, sweep_at=store.now, period_seconds=PERIOD)
         first, second = store.every_status_at
         assert second - first == HOUR
+
+
+def test_a_sweep_retried_minutes_late_counts_every_status_for_the_hour_it_was_scheduled_in(world, emitted):
+    """The Scheduler retries a failed sweep for up to four minutes (RetryPolicy), and a sweep scheduled at
+    01:04 may run at 01:06: it is still the hour's first sweep, by the time the Scheduler puts in its input."""
+    from datetime import UTC, datetime
+
+    runs = RefreshRuns(world.lifecycle, None, world.clock, status_gauge=_gauge(world))
+    world.connected("Fine")
+    _to_the_hour(world.clock)
+    scheduled = world.clock.now() + 4 * 60
+    world.clock.advance(6 * 60)  # past the hour's first period when it finally runs
+    when = datetime.fromtimestamp(scheduled, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    runs.handle({"action": "sweep", "scheduled_time": when})
+
+    assert {dims["status"]: value for dims, value in emitted()["Connections"]}["connected"] == 1

@@ -1,7 +1,8 @@
 """The refresh function's jobs.
 
-Sweep (the schedule, {"action": "sweep"}): find the due connections through the index and fan them
-out on the queue (or refresh them here when no queue is configured). Queue batches: refresh each
+Sweep (the schedule, {"action": "sweep"}, with the Scheduler's "scheduled_time" when it sends one): find
+the due connections through the index and fan them out on the queue (or refresh them here when no queue
+is configured). Queue batches: refresh each
 connection through the lifecycle, reporting only unexpected errors as batch item failures, so SQS
 retries them and finally parks them in the dead-letter queue. A message that can never succeed (not
 JSON, no valid connection ID) is dropped with a log line instead. One connection ({"connection_id"})
@@ -30,6 +31,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 from qbo_connect.domain.connection import validate_connection_id
@@ -40,6 +42,8 @@ from qbo_connect.observability import MetricUnit, logger, metrics
 from qbo_connect.ports import Clock, RefreshQueue
 
 SWEEP_EVENT = {"action": "sweep"}
+# The template's schedule adds "<aws.scheduler.scheduled-time>", which the Scheduler fills in.
+SWEEP_KEYS = {"action", "scheduled_time"}
 
 
 class BatchFailed(RuntimeError):
@@ -78,32 +82,37 @@ class RefreshRuns:
                 return self.refresh_one(event["connection_id"], not_after=not_after).as_json()
             except InvalidInput as error:
                 return error_body(ErrorCode.INVALID_INPUT, error.message)
-        if event == SWEEP_EVENT:
-            return self.sweep(not_after=not_after)
+        if isinstance(event, dict) and event.get("action") == SWEEP_EVENT["action"] and set(event) <= SWEEP_KEYS:
+            try:
+                scheduled_at = _scheduled_time(event.get("scheduled_time"))
+            except InvalidInput as error:
+                return error_body(ErrorCode.INVALID_INPUT, error.message)
+            return self.sweep(not_after=not_after, scheduled_at=scheduled_at)
         logger.error("Refusing an unknown refresh payload", extra={"payload_keys": _keys(event)})
         return error_body(
             ErrorCode.INVALID_INPUT,
             'Invoke with {"action": "sweep"} (the schedule\'s event) or {"connection_id": "qbc-..."}',
         )
 
-    def sweep(self, *, not_after: float | None = None) -> dict[str, Any]:
-        # Before the fan-out, which takes tens of seconds at scale: the schedule's time, not the work's.
-        started_at = self._clock.now()
+    def sweep(self, *, not_after: float | None = None, scheduled_at: float | None = None) -> dict[str, Any]:
+        # Which sweep of the hour this is (the status gauge's hourly count): the schedule's time, which a
+        # retried invocation keeps; else the start, before a fan-out that takes tens of seconds at scale.
+        sweep_at = scheduled_at if scheduled_at is not None else self._clock.now()
         due = self._lifecycle.due_connection_ids()
         metrics.add_metric(name="ConnectionsDue", unit=MetricUnit.Count, value=len(due))
         if self._queue is not None:
             enqueued = self._queue.enqueue(due)
             logger.info("Refresh sweep enqueued due connections", extra={"due": len(due), "enqueued": enqueued})
-            self._after_sweep(started_at)
+            self._after_sweep(sweep_at)
             return {"due": len(due), "enqueued": enqueued}
         outcomes = Counter(self.refresh_one(cid, not_after=not_after).outcome.value for cid in due)
         logger.info("Refresh sweep finished", extra={"due": len(due), "outcomes": dict(outcomes)})
-        self._after_sweep(started_at)
+        self._after_sweep(sweep_at)
         return {"due": len(due), "outcomes": dict(outcomes)}
 
-    def _after_sweep(self, started_at: float) -> None:
+    def _after_sweep(self, sweep_at: float) -> None:
         if self._status_gauge is not None:
-            logger.info("Connections by status", extra={"statuses": self._status_gauge(started_at)})
+            logger.info("Connections by status", extra={"statuses": self._status_gauge(sweep_at)})
         if self._redeliver_events is not None:
             self._redeliver_events()
 
@@ -150,6 +159,22 @@ class RefreshRuns:
         # Transient Intuit failures are outcomes, not exceptions: the connection stays due and the next
         # sweep enqueues it again. Only unexpected errors (AWS down, bugs) raise and are retried by SQS.
         return self.refresh_one(connection_id, not_after=not_after).as_json()
+
+
+def _scheduled_time(value: Any) -> float | None:
+    """The Scheduler's scheduled time (ISO 8601 in UTC, e.g. 2026-12-07T01:00:00Z) as epoch seconds."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 40 else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise InvalidInput(
+            "scheduled_time must be a UTC time such as 2026-12-07T01:00:00Z (the schedule's "
+            "<aws.scheduler.scheduled-time>), or left out"
+        )
+    return when.timestamp()
 
 
 def _keys(event: Any) -> list[str]:

@@ -258,10 +258,10 @@ class Services:
         from qbo_connect.refresh_runs import RefreshRuns
         from qbo_connect.status_gauge import publish_status_gauge
 
-        def gauges(sweep_started_at: float) -> dict[str, int]:
+        def gauges(sweep_at: float) -> dict[str, int]:
             publish_metering_gauge(self.usage_ledger, self.settings.metering_allowances, self.clock)
             return publish_status_gauge(
-                self.store, now=sweep_started_at, period_seconds=self.settings.refresh_period_seconds
+                self.store, sweep_at=sweep_at, period_seconds=self.settings.refresh_period_seconds
             )
 
         return RefreshRuns(

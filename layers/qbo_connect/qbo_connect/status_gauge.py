@@ -22,11 +22,11 @@ EVERY_STATUS_SECONDS = 3600  # how often every status is counted, not only the o
 NEEDS_A_PERSON = (ConnectionStatus.NEEDS_REAUTHORIZATION, ConnectionStatus.INVALID_CLIENT)
 
 
-def publish_status_gauge(store: ConnectionStore, *, now: float, period_seconds: int) -> dict[str, int]:
-    # The sweep that started in the hour's first period (stateless). `now` is the sweep's start: the Scheduler
-    # invokes within the scheduled minute, so a minute-aligned period keeps it in its window, where the end of a
-    # long fan-out would not. An invocation retried or queued past the minute can still make it none or two.
-    every_status = now % EVERY_STATUS_SECONDS < period_seconds
+def publish_status_gauge(store: ConnectionStore, *, sweep_at: float, period_seconds: int) -> dict[str, int]:
+    # The sweep scheduled in the hour's first period (stateless). `sweep_at` is the time the Scheduler put in
+    # the sweep's input, which a retry keeps (else the sweep's start, never the end of a long fan-out). A
+    # schedule that runs late without saying when it was due can still make it none or two in an hour.
+    every_status = sweep_at % EVERY_STATUS_SECONDS < period_seconds
     counts = store.count_by_status(None if every_status else NEEDS_A_PERSON)
     for status, count in counts.items():
         with single_metric(
