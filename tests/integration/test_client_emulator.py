@@ -146,8 +146,26 @@ def connect(services: Services, emulator_url: str, connection_id: str) -> None:
     assert result.realm_id == REALM
 
 
+def apply_each_aws_request_atomically(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process moto checks a condition in Python between reading and writing an item, so two threads'
+    conditional writes can both pass (two workflows both "take" a lease); DynamoDB applies one atomically.
+    Races run here must test the service, not moto: its requests run one at a time, as
+    qbo_local.serialized_moto does for the moto server."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    handle = BotocoreStubber.__call__
+    lock = threading.Lock()
+
+    def one_at_a_time(self, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return handle(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", one_at_a_time)
+
+
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch, log_scan: LogScan) -> Iterator[World]:
+    apply_each_aws_request_atomically(monkeypatch)
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     for name, value in {
