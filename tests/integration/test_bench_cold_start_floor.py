@@ -13,22 +13,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from bench.cold_start import FLOOR, first_difference, floor_spec, launch
 
 REGION = "us-east-1"
-
-
-@pytest.fixture
-def aws() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -54,9 +42,9 @@ def intuit() -> Iterator[str]:
         server.shutdown()
 
 
-def test_a_floor_process_makes_exactly_the_recorded_calls(aws, intuit, tmp_path):
+def test_a_floor_process_makes_exactly_the_recorded_calls(plain_moto, intuit, tmp_path):
     session = boto3.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name=REGION)
-    session.client("dynamodb", endpoint_url=aws).create_table(
+    session.client("dynamodb", endpoint_url=plain_moto).create_table(
         TableName="t",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
@@ -94,7 +82,7 @@ def test_a_floor_process_makes_exactly_the_recorded_calls(aws, intuit, tmp_path)
     spec = floor_spec(recorded, [2, 4], {"refresh_token": "rt-spent"}, {"refresh_token": "rt-fresh"})
     environment = {
         "PATH": os.environ.get("PATH", ""),
-        "AWS_ENDPOINT_URL": aws,
+        "AWS_ENDPOINT_URL": plain_moto,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "k",
         "AWS_SECRET_ACCESS_KEY": "s",
@@ -107,5 +95,5 @@ def test_a_floor_process_makes_exactly_the_recorded_calls(aws, intuit, tmp_path)
     assert first_difference(spec["calls"], made) is None
     assert "rt-fresh" in made[2]["body"] and "rt-spent" not in json.dumps(made)
     assert [report["calls"] for report in run.reports] == [2, 4]
-    stored = session.client("dynamodb", endpoint_url=aws).get_item(TableName="t", Key={"pk": {"S": "connection#c1"}})
+    stored = session.client("dynamodb", endpoint_url=plain_moto).get_item(TableName="t", Key={"pk": {"S": "connection#c1"}})
     assert stored["Item"]["sealed"]["B"] == b"\x00\xffcipher"

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 from pycognito.aws_srp import AWSSRP
 from pycognito.exceptions import ForceChangePasswordException
 from qbo_local import config
@@ -24,17 +23,6 @@ def strict_endpoint() -> Iterator[str]:
     server = local_aws_server(0)
     try:
         yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
     finally:
         server.stop()
 
@@ -86,9 +74,9 @@ def _garbage_claim(cognito, client_id: str) -> dict:
     )
 
 
-def test_plain_moto_signs_in_with_any_srp_answer_and_ignores_the_clients_flows(moto_endpoint):
+def test_plain_moto_signs_in_with_any_srp_answer_and_ignores_the_clients_flows(plain_moto):
     """Why the local stack does not use moto's Cognito as it is: it would prove nothing about the console."""
-    cognito, _, client_id = _pool(moto_endpoint, flows=("ALLOW_USER_SRP_AUTH",))
+    cognito, _, client_id = _pool(plain_moto, flows=("ALLOW_USER_SRP_AUTH",))
 
     assert "IdToken" in _garbage_claim(cognito, client_id)["AuthenticationResult"]
     plain = cognito.initiate_auth(
