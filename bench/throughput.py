@@ -120,11 +120,16 @@ class RunResult:
         return self.connections >= RATE_JUDGED_FROM_ROUNDS * self.concurrency * self.batch_size
 
     @property
+    def duplicate_deliveries(self) -> int:
+        """Messages SQS delivered twice (it may: at least once): each costs one lease attempt, answered busy
+        or not due; a connection deferred to the next sweep answered so too, and is not a duplicate."""
+        return self.outcomes.get("busy", 0) + self.outcomes.get("not_due", 0) - self.deferred
+
+    @property
     def checks(self) -> dict[str, bool | None]:
         """Each floor and whether it holds; None where this run is too small to judge it."""
         judged = self.rate_judged
-        # A message SQS delivers twice (it may: at least once) costs one lease attempt, answered busy.
-        duplicates = self.outcomes.get("busy", 0) + self.outcomes.get("not_due", 0) - self.deferred
+        duplicates = self.duplicate_deliveries
         return {
             # The whole sweep, ramp-up and drain (where Intuit's slowest answers land) included.
             "rate": self.refreshes_per_second >= 0.9 * self.budget_per_second if judged else None,
@@ -658,7 +663,14 @@ def main(argv: list[str]) -> int:
     # Quiet handlers: 10,000 "Connection refreshed" lines would bury the result.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     results = run(*parse_runs(argv))
-    print(json.dumps([asdict(r) | {"holds": r.holds, "checks": r.checks} for r in results]))
+    print(
+        json.dumps(
+            [
+                asdict(r) | {"holds": r.holds, "checks": r.checks, "duplicate_deliveries": r.duplicate_deliveries}
+                for r in results
+            ]
+        )
+    )
     return 0
 
 

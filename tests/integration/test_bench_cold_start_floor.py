@@ -95,5 +95,7 @@ def test_a_floor_process_makes_exactly_the_recorded_calls(plain_moto, intuit, tm
     assert first_difference(spec["calls"], made) is None
     assert "rt-fresh" in made[2]["body"] and "rt-spent" not in json.dumps(made)
     assert [report["calls"] for report in run.reports] == [2, 4]
-    stored = session.client("dynamodb", endpoint_url=plain_moto).get_item(TableName="t", Key={"pk": {"S": "connection#c1"}})
+    stored = session.client("dynamodb", endpoint_url=plain_moto).get_item(
+        TableName="t", Key={"pk": {"S": "connection#c1"}}
+    )
     assert stored["Item"]["sealed"]["B"] == b"\x00\xffcipher"
