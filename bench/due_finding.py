@@ -92,6 +92,10 @@ class _QueryMeter:
     def _record(self, parsed: dict[str, Any], **_: Any) -> None:
         self.pages.append(parsed)
 
+    def reset(self) -> None:
+        self.pages.clear()
+        self.queries = 0
+
 
 def _not_due_item(number: int, now: int) -> dict[str, Any]:
     connection_id = f"stored-{number:06d}"
@@ -186,8 +190,7 @@ def run(stored: tuple[int, ...] = STORED, due: int = DUE) -> list[DueResult]:
                 for number in range(written + 1, target + 1):
                     batch.put_item(Item=_not_due_item(number, now))
             written = target
-            meter.pages.clear()
-            meter.queries = 0
+            meter.reset()
             started = time.perf_counter()
             found = services.lifecycle.due_connection_ids()
             seconds = time.perf_counter() - started
@@ -203,8 +206,7 @@ def run(stored: tuple[int, ...] = STORED, due: int = DUE) -> list[DueResult]:
             sweeps = {}
             for at in (now, now - 1800):  # half past, then the hour's first sweep
                 clock.at = at
-                meter.pages.clear()
-                meter.queries = 0
+                meter.reset()
                 services.refresh_runs.sweep()
                 sweeps[at] = (meter.queries, _items_read(meter.pages))
             clock.at = now
