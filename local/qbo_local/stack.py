@@ -324,7 +324,7 @@ class LocalStack:
             AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
         )["UserPool"]["Id"]
         # The template's console client, with its auth flows (SRP only: the password never leaves the browser).
-        console_client = load_template(self.options.root / "template.yaml")["Resources"]["AdminConsoleClient"]
+        console_client = self._template["Resources"]["AdminConsoleClient"]
         client_id = cognito.create_user_pool_client(
             UserPoolId=pool_id,
             ClientName=f"{config.STACK_NAME}-console",
