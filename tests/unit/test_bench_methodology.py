@@ -7,11 +7,11 @@ from dataclasses import asdict, replace
 
 from boto3.dynamodb.conditions import Attr, Key
 from qbo_connect.adapters import dynamodb_store
+from test_bench_judging import a_run
 
 from bench import due_finding, report
 from bench.on_demand import OnDemandResult
 from bench.throughput import RunResult
-from tests.unit.test_bench_judging import a_run
 
 
 def test_the_due_finding_floor_fails_when_the_sweep_reads_the_whole_partition(monkeypatch):

@@ -24,8 +24,7 @@ def _types(world: FakeWorld, ref: str) -> list[str]:
     return [e["detail_type"] for e in _history(world, ref, limit=100)]
 
 
-def test_every_kind_of_connection_event_is_in_its_history_newest_first_as_published():
-    world = FakeWorld()
+def test_every_kind_of_connection_event_is_in_its_history_newest_first_as_published(world):
     world.identity.hard_seconds = 30 * DAY  # the grant ends within 30 days: the first refresh warns
     connection = world.create_connection()
     cid = connection.connection_id
@@ -66,8 +65,7 @@ def test_every_kind_of_connection_event_is_in_its_history_newest_first_as_publis
     assert not any(token in text for token in world.identity.issued_values())
 
 
-def test_pages_follow_each_other_without_gaps_or_repeats_and_bad_paging_is_refused():
-    world = FakeWorld()
+def test_pages_follow_each_other_without_gaps_or_repeats_and_bad_paging_is_refused(world):
     connection = world.create_connection()
     for number in range(7):
         world.clock.advance(1)
@@ -89,8 +87,7 @@ def test_pages_follow_each_other_without_gaps_or_repeats_and_bad_paging_is_refus
             world.admin.events(connection.connection_id, **bad)
 
 
-def test_records_expire_after_the_retention_even_before_dynamodb_deletes_them():
-    world = FakeWorld()
+def test_records_expire_after_the_retention_even_before_dynamodb_deletes_them(world):
     connection = world.create_connection()
     world.admin.update(connection.connection_id, ConnectionUpdate(name="Acme US"), actor=ACTOR)
 
@@ -100,8 +97,7 @@ def test_records_expire_after_the_retention_even_before_dynamodb_deletes_them():
     assert _types(world, "Acme US") == []
 
 
-def test_a_deleted_connections_history_stays_readable_by_its_id_until_it_expires():
-    world = FakeWorld()
+def test_a_deleted_connections_history_stays_readable_by_its_id_until_it_expires(world):
     connection = world.create_connection()
     world.admin.delete(connection.connection_id, actor="cli:bob@ops")
 
@@ -114,8 +110,7 @@ def test_a_deleted_connections_history_stays_readable_by_its_id_until_it_expires
         world.admin.events(connection.connection_id)
 
 
-def test_when_the_history_cannot_be_written_the_event_is_still_published():
-    world = FakeWorld()
+def test_when_the_history_cannot_be_written_the_event_is_still_published(world):
     connection = world.create_connection()
     world.history.fail_next_records(1)
 
@@ -127,8 +122,7 @@ def test_when_the_history_cannot_be_written_the_event_is_still_published():
 
 
 @pytest.mark.parametrize("how", ["outage", "entries refused"])
-def test_an_event_eventbridge_did_not_take_is_published_by_a_later_sweep_with_the_same_id(how):
-    world = FakeWorld()
+def test_an_event_eventbridge_did_not_take_is_published_by_a_later_sweep_with_the_same_id(how, world):
     connection = world.create_connection()
     world.events.fail_next(1, refuse=how == "entries refused")
 
@@ -146,8 +140,7 @@ def test_an_event_eventbridge_did_not_take_is_published_by_a_later_sweep_with_th
     assert world.recorder.redeliver() == 0  # once delivered, never again
 
 
-def test_a_sweep_during_an_eventbridge_outage_keeps_the_events_for_the_next_one():
-    world = FakeWorld()
+def test_a_sweep_during_an_eventbridge_outage_keeps_the_events_for_the_next_one(world):
     connection = world.create_connection()
     world.events.fail_next(2)
     world.admin.update(connection.connection_id, ConnectionUpdate(name="Acme US"), actor=ACTOR)
@@ -158,8 +151,7 @@ def test_a_sweep_during_an_eventbridge_outage_keeps_the_events_for_the_next_one(
     assert len(world.events.published) == 1
 
 
-def test_an_event_not_marked_published_is_delivered_again_a_repeat_with_its_id_never_a_loss():
-    world = FakeWorld()
+def test_an_event_not_marked_published_is_delivered_again_a_repeat_with_its_id_never_a_loss(world):
     connection = world.create_connection()
     world.history.fail_next_marks(1)
 
@@ -171,8 +163,7 @@ def test_an_event_not_marked_published_is_delivered_again_a_repeat_with_its_id_n
     assert first.detail == repeat.detail  # consumers drop the repeat by event_id
 
 
-def test_neither_failure_fails_the_operation_that_published():
-    world = FakeWorld()
+def test_neither_failure_fails_the_operation_that_published(world):
     connection = world.connected()
     world.history.fail_next_records(1)
     world.events.fail_next(1)
