@@ -21,6 +21,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
+from qbo_connect.adapters.dynamodb_table import create_declared_table
 from qbo_connect.ports import RecordedEvent
 
 PENDING_INDEX = "pending-publish"
@@ -55,11 +56,7 @@ EVENTS_TABLE_SCHEMA: dict[str, Any] = {
 
 def create_events_table(dynamodb_client, table_name: str) -> None:
     """Create the table as the template does (local stack and tests)."""
-    dynamodb_client.create_table(TableName=table_name, **EVENTS_TABLE_SCHEMA)
-    dynamodb_client.get_waiter("table_exists").wait(TableName=table_name)
-    dynamodb_client.update_time_to_live(
-        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
-    )
+    create_declared_table(dynamodb_client, table_name, EVENTS_TABLE_SCHEMA, TTL_ATTRIBUTE)
 
 
 def _time_key(seconds: float) -> str:

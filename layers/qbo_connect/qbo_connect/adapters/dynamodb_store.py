@@ -15,6 +15,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from qbo_connect import intuit
+from qbo_connect.adapters.dynamodb_table import create_declared_table
 from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, RefreshPolicy, TestResult
 from qbo_connect.domain.leases import busy_because
 from qbo_connect.errors import Conflict, ConnectionAlreadyExists, ConnectionNotFound
@@ -113,11 +114,7 @@ _SAVED_FIELDS = (
 
 def create_table(dynamodb_client, table_name: str) -> None:
     """Create the table as the template does (local stack and tests)."""
-    dynamodb_client.create_table(TableName=table_name, **TABLE_SCHEMA)
-    dynamodb_client.get_waiter("table_exists").wait(TableName=table_name)
-    dynamodb_client.update_time_to_live(
-        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": STATE_TTL_ATTRIBUTE}
-    )
+    create_declared_table(dynamodb_client, table_name, TABLE_SCHEMA, STATE_TTL_ATTRIBUTE)
 
 
 def _connection_key(connection_id: str) -> dict[str, str]:

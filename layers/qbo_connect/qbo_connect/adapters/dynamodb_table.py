@@ -15,6 +15,15 @@ from typing import Any
 from boto3.dynamodb.transform import TransformationInjector, copy_dynamodb_params
 
 
+def create_declared_table(client: Any, name: str, schema: dict[str, Any], ttl_attribute: str) -> None:
+    """Create a table as template.yaml declares it, TTL included (local stack and tests)."""
+    client.create_table(TableName=name, **schema)
+    client.get_waiter("table_exists").wait(TableName=name)
+    client.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute}
+    )
+
+
 class DynamoDbTable:
     def __init__(self, client: Any, name: str) -> None:
         self.name = name
