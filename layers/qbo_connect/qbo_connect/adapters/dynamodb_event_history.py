@@ -21,7 +21,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from qbo_connect.adapters.dynamodb_table import create_declared_table
+from qbo_connect.adapters.dynamodb_table import create_declared_table, query_pages
 from qbo_connect.ports import RecordedEvent
 
 PENDING_INDEX = "pending-publish"
@@ -122,12 +122,10 @@ class DynamoDbEventHistory:
             "Limit": limit + 1,
         }
         found: list[dict[str, Any]] = []
-        while True:
-            answer = self._table.query(**kwargs)
+        for answer in query_pages(self._table, **kwargs):
             found += answer.get("Items", [])
-            if len(found) > limit or "LastEvaluatedKey" not in answer:
+            if len(found) > limit:
                 break
-            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         events = [_event(item) for item in found[:limit]]
         more = len(found) > limit
         return events, (events[-1].event_id if more and events else None)

@@ -15,7 +15,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from qbo_connect import intuit
-from qbo_connect.adapters.dynamodb_table import create_declared_table
+from qbo_connect.adapters.dynamodb_table import create_declared_table, query_pages
 from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, RefreshPolicy, TestResult
 from qbo_connect.domain.leases import busy_because
 from qbo_connect.errors import Conflict, ConnectionAlreadyExists, ConnectionNotFound
@@ -272,14 +272,8 @@ class DynamoDbConnectionStore:
         return sorted(self._query_connections(BY_REALM_INDEX, condition), key=lambda c: c.name.encode())
 
     def _query_connections(self, index: str, condition) -> list[Connection]:
-        connections: list[Connection] = []
-        kwargs: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": condition}
-        while True:
-            page = self._table.query(**kwargs)
-            connections += [item_to_connection(item) for item in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                return connections
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        pages = query_pages(self._table, IndexName=index, KeyConditionExpression=condition)
+        return [item_to_connection(item) for page in pages for item in page.get("Items", [])]
 
     def save(self, connection: Connection, *, lease_owner: str, release_lease: bool = False) -> Connection:
         item = connection_to_item(connection)
@@ -476,35 +470,29 @@ class DynamoDbConnectionStore:
         self, *, due_before: float, policy: RefreshPolicy = RefreshPolicy.EAGER, limit: int | None = None
     ) -> list[str]:
         ids: list[str] = []
-        kwargs: dict[str, Any] = {
-            "IndexName": REFRESH_DUE_INDEX,
-            "KeyConditionExpression": Key("refresh_index").eq(REFRESH_INDEX_PARTITIONS[policy])
+        for page in query_pages(
+            self._table,
+            IndexName=REFRESH_DUE_INDEX,
+            KeyConditionExpression=Key("refresh_index").eq(REFRESH_INDEX_PARTITIONS[policy])
             & Key("access_token_expires_at").lte(_to_dynamo(float(due_before))),
-        }
-        while True:
-            page = self._table.query(**kwargs)
+        ):
             ids += [item["pk"].removeprefix("connection#") for item in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page or (limit and len(ids) >= limit):
-                return ids[:limit] if limit else ids
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            if limit and len(ids) >= limit:
+                break
+        return ids[:limit] if limit else ids
 
     def count_by_status(self, statuses: Iterable[ConnectionStatus] | None = None) -> dict[ConnectionStatus, int]:
         """How many connections are in each status: one COUNT query per status on the sparse by-status index
         (only connection items carry `status`), never a scan."""
         counts: dict[ConnectionStatus, int] = {}
         for status in ConnectionStatus if statuses is None else statuses:
-            kwargs: dict[str, Any] = {
-                "IndexName": BY_STATUS_INDEX,
-                "KeyConditionExpression": Key("status").eq(status.value),
-                "Select": "COUNT",
-            }
-            counts[status] = 0
-            while True:
-                page = self._table.query(**kwargs)
-                counts[status] += page.get("Count", 0)
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            pages = query_pages(
+                self._table,
+                IndexName=BY_STATUS_INDEX,
+                KeyConditionExpression=Key("status").eq(status.value),
+                Select="COUNT",
+            )
+            counts[status] = sum(page.get("Count", 0) for page in pages)
         return counts
 
     # --- OAuth states ---------------------------------------------------------------------

@@ -9,10 +9,22 @@ as the resource registers it on its own client; the calls and their answers are 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 from boto3.dynamodb.transform import TransformationInjector, copy_dynamodb_params
+
+
+def query_pages(table: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Each page of a Query, following LastEvaluatedKey; the next page is read only when asked for, so a
+    caller that has enough stops iterating and reads no more."""
+    while True:
+        page = table.query(**kwargs)
+        yield page
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
 def create_declared_table(client: Any, name: str, schema: dict[str, Any], ttl_attribute: str) -> None:

@@ -19,6 +19,7 @@ from boto3.dynamodb.conditions import Key
 
 from qbo_connect import intuit
 from qbo_connect.adapters.dynamodb_store import BY_NAME_INDEX, STATE_TTL_ATTRIBUTE
+from qbo_connect.adapters.dynamodb_table import query_pages
 from qbo_connect.domain.metering import AppUsage, ConnectionUsage, Flush, Tally, UsageKey
 
 MAX_TRANSACTION_ITEMS = 100
@@ -50,9 +51,7 @@ class DynamoDbUsageLedger:
         condition = Key("listing").eq(listing_of(month))
         if not connections_too:
             condition &= Key("name").begins_with(_APP)
-        kwargs: dict[str, Any] = {"IndexName": BY_NAME_INDEX, "KeyConditionExpression": condition}
-        while True:
-            page = self._table.query(**kwargs)
+        for page in query_pages(self._table, IndexName=BY_NAME_INDEX, KeyConditionExpression=condition):
             for item in page.get("Items", []):
                 name = str(item.get("name", ""))
                 if name.startswith(_APP):
@@ -66,9 +65,6 @@ class DynamoDbUsageLedger:
                             writes=int(item.get("writes", 0)),
                         )
                     )
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return [
             AppUsage(
                 client_id=client_id,
