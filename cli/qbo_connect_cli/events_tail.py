@@ -9,6 +9,7 @@ and drops what it showed already (by event ID). Filters (connection, detail type
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,12 +19,12 @@ from typing import Any
 import click
 from qbo_connect.domain.events import EVENT_SOURCE
 
+from qbo_connect_cli import output
 from qbo_connect_cli.main import Failure, Invocation, cli, pass_invocation
 
 POLL_SECONDS = 2.0  # FilterLogEvents allows 5 calls a second per account and region: stay well under
 # How late an event may become readable after a newer one (EventBridge to CloudWatch Logs delivery).
 LATE_ARRIVAL_MS = 30_000
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,11 @@ class EventTail:
 
 
 def parse_since(text: str) -> float:
-    """`10m`, `2h`, `30s`, `1d` -> seconds."""
-    value = text.strip().lower()
-    if len(value) < 2 or value[-1] not in _UNITS or not value[:-1].isdigit():
-        raise click.BadParameter(f"{text!r}: give a duration such as 30s, 10m, 2h or 1d")
-    return int(value[:-1]) * _UNITS[value[-1]]
+    """`10m`, `2h`, `30s`, `1d` -> seconds: output.parse_duration, with the unit required here."""
+    if text.strip()[-1:].lower() in output.DURATION_UNITS:
+        with contextlib.suppress(click.BadParameter):
+            return output.parse_duration(text)
+    raise click.BadParameter(f"{text!r}: give a duration such as 30s, 10m, 2h or 1d")
 
 
 def describe(event: LoggedEvent, names: dict[str, str]) -> str:
@@ -185,9 +186,9 @@ def tail(
             code="target",
             as_json=invocation.wants_json,
         )
-    administration = invocation.services.administration
-    wanted = frozenset(administration.find(ref).connection_id for ref in connections)
-    names = {c.connection_id: c.name for c in administration.list()} if not invocation.wants_json else {}
+    admin = invocation.services.admin
+    wanted = frozenset(admin.find(ref).connection_id for ref in connections)
+    names = {c.connection_id: c.name for c in admin.connections()} if not invocation.wants_json else {}
     started = time.time()
     log = CloudWatchEventLog(target.session.client("logs"), target.event_log_group)
     follower = EventTail(log, int((started - parse_since(since)) * 1000), wanted, frozenset(detail_types))

@@ -63,17 +63,17 @@ def duration(seconds: float) -> str:
     return f"{seconds // 86400} d"
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> int:
     """`90s`, `30m`, `12h`, `7d`, or plain seconds."""
     value = text.strip().lower()
-    unit = value[-1:] if value[-1:] in _UNITS else "s"
-    number = value[:-1] if value[-1:] in _UNITS else value
+    unit = value[-1:] if value[-1:] in DURATION_UNITS else "s"
+    number = value[:-1] if value[-1:] in DURATION_UNITS else value
     if not number.isdigit():
         raise click.BadParameter(f"{text!r} is not a duration: write e.g. 30m, 12h or 7d")
-    return int(number) * _UNITS[unit]
+    return int(number) * DURATION_UNITS[unit]
 
 
 def relative(timestamp: float | None, now: float) -> str:
