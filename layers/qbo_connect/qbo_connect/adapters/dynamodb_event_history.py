@@ -22,6 +22,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from qbo_connect.adapters.dynamodb_table import create_declared_table, query_pages
+from qbo_connect.domain.events import event_id_prefix
 from qbo_connect.ports import RecordedEvent
 
 PENDING_INDEX = "pending-publish"
@@ -57,11 +58,6 @@ EVENTS_TABLE_SCHEMA: dict[str, Any] = {
 def create_events_table(dynamodb_client, table_name: str) -> None:
     """Create the table as the template does (local stack and tests)."""
     create_declared_table(dynamodb_client, table_name, EVENTS_TABLE_SCHEMA, TTL_ATTRIBUTE)
-
-
-def _time_key(seconds: float) -> str:
-    """The event ID prefix of an instant: IDs below it were made before it."""
-    return f"{max(0, int(seconds * 1_000_000)):016d}"
 
 
 def _event(item: dict[str, Any]) -> RecordedEvent:
@@ -134,7 +130,7 @@ class DynamoDbEventHistory:
         answer = self._table.query(
             IndexName=PENDING_INDEX,
             KeyConditionExpression=Key(PENDING_ATTRIBUTE).eq(PENDING_VALUE)
-            & Key("event_id").lt(_time_key(recorded_before)),
+            & Key("event_id").lt(event_id_prefix(recorded_before)),
             Limit=limit,
         )
         return [_event(item) for item in answer.get("Items", [])]

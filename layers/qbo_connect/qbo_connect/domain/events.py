@@ -48,7 +48,16 @@ def new_event_id(now: float) -> str:
         if micros <= _last_micros < micros + 1_000_000:
             micros = _last_micros + 1
         _last_micros = micros
-    return f"{micros:016d}-{secrets.token_hex(4)}"
+    return f"{_micros_prefix(micros)}-{secrets.token_hex(4)}"
+
+
+def event_id_prefix(seconds: float) -> str:
+    """The event ID prefix of an instant: IDs below it were made before it."""
+    return _micros_prefix(max(0, int(seconds * 1_000_000)))
+
+
+def _micros_prefix(micros: int) -> str:
+    return f"{micros:016d}"
 
 
 def event_id_time(event_id: str) -> float:
