@@ -94,13 +94,8 @@ class Settings:
     # for the service's own low-volume functions), each app's monthly CorePlus allowance (Intuit's Builder
     # tier by default; "CLIENT_ID=N,..." per app) and the share of it at which the alarm fires.
     metering_flush_seconds: float = 60.0
-    metering_monthly_allowance: int = 500_000
-    metering_allowance_overrides: str = ""
+    metering_allowances: Allowances = field(default_factory=Allowances)
     metering_alarm_percent: float = 80.0
-
-    @property
-    def metering_allowances(self) -> Allowances:
-        return Allowances.parse(self.metering_monthly_allowance, self.metering_allowance_overrides)
 
     @property
     def http_timeout(self) -> tuple[float, float]:
@@ -229,20 +224,20 @@ class Settings:
             admin_group=text("QBO_ADMIN_GROUP", DEFAULT_ADMIN_GROUP),
             webhook_dedup_seconds=number("QBO_WEBHOOK_DEDUP_SECONDS", 7 * 86400),
             metering_flush_seconds=number("QBO_METERING_FLUSH_SECONDS", 60.0, float, zero_allowed=True),
-            metering_monthly_allowance=number("QBO_METERING_MONTHLY_ALLOWANCE", 500_000),
-            metering_allowance_overrides=allowance_overrides(text("QBO_METERING_ALLOWANCES")),
+            metering_allowances=allowances(
+                number("QBO_METERING_MONTHLY_ALLOWANCE", 500_000), text("QBO_METERING_ALLOWANCES")
+            ),
             metering_alarm_percent=number("QBO_METERING_ALARM_PERCENT", 80.0, float),
             events_table_name=text("QBO_EVENTS_TABLE_NAME"),
             event_history_days=number("QBO_EVENT_HISTORY_DAYS", 90),
         )
 
 
-def allowance_overrides(value: str) -> str:
+def allowances(monthly_allowance: int, overrides: str) -> Allowances:
     try:
-        Allowances.parse(1, value)
+        return Allowances.parse(monthly_allowance, overrides)
     except ValueError as error:
         raise SettingsError(f"QBO_METERING_ALLOWANCES: {error}: fix the setting") from None
-    return value
 
 
 # A refresh token lapses after about 100 unused days; a revocation should be found within days, not weeks.
