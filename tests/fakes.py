@@ -615,15 +615,13 @@ class FakeCompanyApi:
         self._identity = identity
         self.company_name = company_name
         self.calls = 0
-        self.usages: list[UsageKey | None] = []  # whose call each was, for metering
+        self.usages: list[UsageKey] = []  # whose call each was, for metering
         self._failures: deque[QboConnectError | type[QboConnectError]] = deque()
 
     def fail_next(self, count: int, error: QboConnectError | type[QboConnectError]) -> None:
         self._failures.extend([error] * count)
 
-    def company_info(
-        self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None
-    ) -> CompanyInfo:
+    def company_info(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey) -> CompanyInfo:
         self.calls += 1
         self.usages.append(usage)
         tid = f"1-fake-{self.calls}"

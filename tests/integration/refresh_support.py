@@ -29,6 +29,7 @@ from qbo_connect.adapters.intuit_oauth import IntuitOAuth
 from qbo_connect.adapters.quickbooks_api import QuickBooksApi
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.connection import Connection
+from qbo_connect.domain.metering import UsageKey
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import QboConnectError
 from qbo_connect.ports import ConnectionEvent
@@ -291,7 +292,10 @@ class Stack:
         """CompanyInfo from the emulator with this access token; None if Intuit refuses it."""
         try:
             info = QuickBooksApi(self.settings).company_info(
-                base_url=self.emulator_url, realm_id=REALM_ID, access_token=access_token
+                base_url=self.emulator_url,
+                realm_id=REALM_ID,
+                access_token=access_token,
+                usage=UsageKey("workflow", "acme", intuit.Environment.SANDBOX),
             )
         except QboConnectError:
             return None

@@ -34,6 +34,7 @@ from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentI
 from qbo_connect.domain.connection import TestResult as ConnectionTestResult
 from qbo_connect.domain.event_history import RecordingPublisher
 from qbo_connect.domain.events import EVENT_ID, EventType, connection_event, event_id_time
+from qbo_connect.domain.metering import UsageKey
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
@@ -964,7 +965,10 @@ COMPANY_INFO_URL = intuit.SANDBOX_API_BASE_URL + intuit.company_info_path(REALM)
 
 def _company_info(settings, **kwargs):
     return QuickBooksApi(settings).company_info(
-        base_url=kwargs.get("base_url", intuit.SANDBOX_API_BASE_URL), realm_id=REALM, access_token=ACCESS_TOKEN
+        base_url=kwargs.get("base_url", intuit.SANDBOX_API_BASE_URL),
+        realm_id=REALM,
+        access_token=ACCESS_TOKEN,
+        usage=UsageKey("app", "acme", intuit.Environment.SANDBOX),
     )
 
 

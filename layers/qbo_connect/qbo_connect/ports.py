@@ -177,9 +177,7 @@ class CompanyInfo:
 
 
 class CompanyApi(Protocol):
-    def company_info(
-        self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None
-    ) -> CompanyInfo:
+    def company_info(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey) -> CompanyInfo:
         """Raises Unauthorized, Forbidden, Throttled or IntuitUnavailable (each with intuit_tid). The call
         is metered as `usage`'s (domain/metering.py)."""
 

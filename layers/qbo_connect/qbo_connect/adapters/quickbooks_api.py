@@ -103,13 +103,6 @@ def error_for_fault(status: int, fault: dict[str, str], tid: str | None, *, retr
     return IntuitUnavailable(f"Intuit's API answered HTTP {status}{said}", **about)
 
 
-def unknown_caller(base_url: str, settings: Settings) -> UsageKey:
-    """Whom to count a call for when the caller did not say: still counted, under "unknown"."""
-    production = base_url.rstrip("/") == settings.production_api_base_url.rstrip("/")
-    environment = intuit.Environment.PRODUCTION if production else intuit.Environment.SANDBOX
-    return UsageKey("unknown", "unknown", environment)
-
-
 class QuickBooksApi:
     def __init__(
         self, settings: Settings, session: requests.Session | None = None, *, meter: UsageMeter | None = None
@@ -124,9 +117,7 @@ class QuickBooksApi:
 
         return self._given_session or requests.Session()
 
-    def company_info(
-        self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None
-    ) -> CompanyInfo:
+    def company_info(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey) -> CompanyInfo:
         response = self._get(base_url, intuit.company_info_path(realm_id), access_token, usage=usage)
         info = response.json().get("CompanyInfo", {})
         return CompanyInfo(
@@ -137,7 +128,7 @@ class QuickBooksApi:
             country=info.get("Country"),
         )
 
-    def customer_count(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None) -> int:
+    def customer_count(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey) -> int:
         """How many customers the company has: a cheap query that only the accounting scope allows."""
         response = self._get(
             base_url,
@@ -155,7 +146,7 @@ class QuickBooksApi:
         access_token: str,
         params: dict[str, str] | None = None,
         *,
-        usage: UsageKey | None,
+        usage: UsageKey,
     ) -> requests.Response:
         import requests
 
@@ -171,16 +162,16 @@ class QuickBooksApi:
             )
         except requests.RequestException as error:
             if not certainly_not_sent(error):
-                self._count(base_url, usage)  # sent: Intuit may have processed (and metered) it
+                self._count(usage)  # sent: Intuit may have processed (and metered) it
             raise IntuitUnavailable(
                 f"Intuit's API did not answer ({type(error).__name__}): try again shortly"
             ) from None
-        self._count(base_url, usage)  # answered: a read Intuit meters (CorePlus), whatever the status
+        self._count(usage)  # answered: a read Intuit meters (CorePlus), whatever the status
         error = error_for_response(response)
         if error is not None:
             raise error
         return response
 
-    def _count(self, base_url: str, usage: UsageKey | None) -> None:
+    def _count(self, usage: UsageKey) -> None:
         if self._meter is not None:
-            self._meter.count(usage or unknown_caller(base_url, self._settings), reads=1)
+            self._meter.count(usage, reads=1)

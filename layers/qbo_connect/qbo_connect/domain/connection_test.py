@@ -50,9 +50,7 @@ ACCOUNTING_QUERY_CHECK = "accounting_query"
 class AccountingProbe(Protocol):
     """What a deep test needs besides CompanyInfo (QuickBooksApi has it)."""
 
-    def customer_count(
-        self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey | None = None
-    ) -> int: ...
+    def customer_count(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey) -> int: ...
 
 
 @dataclass(frozen=True)
