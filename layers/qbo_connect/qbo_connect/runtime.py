@@ -86,7 +86,7 @@ class Services:
     _session_lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
     def _client(self, name: str) -> Any:
-        """The service's one client, created on its first call."""
+        """The service's one client (one DynamoDB client for both tables), created on its first call."""
         with self._session_lock:
             if name not in self._clients:
                 config = _aws_config(self.settings.refresh_batch_size)
@@ -96,16 +96,10 @@ class Services:
             return self._clients[name]
 
     @cached_property
-    def dynamodb(self) -> Any:
-        """One DynamoDB client for both tables (its pool as large as a refresh batch's threads)."""
-        with self._session_lock:
-            return self.session.client("dynamodb", config=_aws_config(self.settings.refresh_batch_size))
-
-    @cached_property
     def table(self):
         from qbo_connect.adapters.dynamodb_table import DynamoDbTable
 
-        return DynamoDbTable(self.dynamodb, self.settings.table_name)
+        return DynamoDbTable(self._client("dynamodb"), self.settings.table_name)
 
     @cached_property
     def store(self) -> DynamoDbConnectionStore:
@@ -141,7 +135,7 @@ class Services:
         from qbo_connect.domain.event_history import RecordingPublisher
 
         return RecordingPublisher(
-            DynamoDbEventHistory(DynamoDbTable(self.dynamodb, self.settings.events_table_name)),
+            DynamoDbEventHistory(DynamoDbTable(self._client("dynamodb"), self.settings.events_table_name)),
             self.event_bus,
             self.clock,
             retention_days=self.settings.event_history_days,
