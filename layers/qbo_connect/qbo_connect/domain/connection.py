@@ -9,7 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 from qbo_connect import intuit
 from qbo_connect.domain.token_set import TokenSet
@@ -122,8 +122,19 @@ def parse_environment(value: str) -> intuit.Environment:
         raise InvalidInput("The environment is `sandbox` or `production`") from None
 
 
+class _ItemRecord:
+    """A record kept on the connection item as one map: the fields that are set, read back by name."""
+
+    def to_item(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Self:
+        return cls(**{k: item.get(k) for k in cls.__dataclass_fields__})  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
-class TestResult:
+class TestResult(_ItemRecord):
     """The outcome of signing in and reading CompanyInfo; recorded on the connection."""
 
     ok: bool
@@ -134,16 +145,9 @@ class TestResult:
     message: str | None = None
     intuit_tid: str | None = None
 
-    def to_item(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> TestResult:
-        return cls(**{k: item.get(k) for k in cls.__dataclass_fields__})
-
 
 @dataclass(frozen=True)
-class ConsentIdentity:
+class ConsentIdentity(_ItemRecord):
     """Who consented, from Intuit's userinfo (openid scopes): `sub` is stable, `email` as Intuit holds it.
     When it could not be learned, both are None and `unknown_reason` says why; the consent stands."""
 
@@ -155,13 +159,6 @@ class ConsentIdentity:
     @classmethod
     def unknown(cls, reason: str) -> ConsentIdentity:
         return cls(unknown_reason=reason)
-
-    def to_item(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> ConsentIdentity:
-        return cls(**{k: item.get(k) for k in cls.__dataclass_fields__})
 
     def as_json(self) -> dict[str, Any]:
         return {"sub": self.sub, "email": self.email, "email_verified": self.email_verified} | (
