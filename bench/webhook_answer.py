@@ -23,9 +23,7 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,17 +35,16 @@ from typing import Any
 
 import requests
 from qbo_connect import intuit
+from qbo_local.background import background_stack
 
 from bench.percentiles import percentile
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZES = (1, 100, 1000)
 DELIVERIES = {1: 200, 100: 200, 1000: 100}
 QUICK_DELIVERIES = 20
 WARM_UP = 5
 BENCH_APP = "bench-webhook-app"
 UNHELD_REALM = "4620816365000001"  # no connection holds it: the consumer only counts the changes
-START_SECONDS = 90
 LIMIT_MS = intuit.WEBHOOK_RESPONSE_SECONDS * 1000.0  # Intuit's answer limit
 
 
@@ -95,55 +92,6 @@ def delivery(changes: int) -> bytes:
     return json.dumps(events).encode()
 
 
-class LocalStack:
-    """`python -m qbo_local up` on free ports, with its own discovery file; stopped as Ctrl+C stops it."""
-
-    def __init__(self, folder: Path) -> None:
-        self.env = {**os.environ, "QBO_CONNECT_LOCAL_STATE": str(folder / "local-stack.json")}
-        for name in ("QBO_INTUIT_CLIENT_ID", "QBO_INTUIT_CLIENT_SECRET"):
-            self.env.pop(name, None)  # the emulator, never real Intuit
-        ready = folder / "ready.json"
-        command = [sys.executable, "-m", "qbo_local", "up", "--port", "0", "--aws-port", "0", "--intuit-port", "0"]
-        self.process = subprocess.Popen(  # noqa: S603 - our interpreter and our module
-            [*command, "--ready-file", str(ready)],  # its function log goes beside the discovery file
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + START_SECONDS
-        while not ready.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the local stack did not start: try `make dev` to see why")
-            time.sleep(0.2)  # a subprocess's readiness, polled within the deadline
-        self.discovery = json.loads(ready.read_text())
-
-    def cli(self, *args: str, stdin: str = "") -> None:
-        done = subprocess.run(  # noqa: S603 - our interpreter and our module
-            [sys.executable, "-m", "qbo_connect_cli.main", *args],
-            cwd=ROOT,
-            env=self.env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"qbo-connect {' '.join(args)} failed: {done.stderr.strip()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
-
-
 def measure(url: str, token: str, changes: int, deliveries: int) -> SizeResult:
     from qbo_connect.domain.webhooks import signature_of
 
@@ -177,16 +125,14 @@ def measure(url: str, token: str, changes: int, deliveries: int) -> SizeResult:
 
 def run(*, quick: bool = False) -> dict[str, Any]:
     token = secrets.token_urlsafe(32)
-    with tempfile.TemporaryDirectory(prefix="qbo-bench-webhooks-") as folder:
-        stack = LocalStack(Path(folder))
-        try:
-            stack.cli("webhooks", "set-verifier", BENCH_APP, "--stdin", stdin=token)
-            url = stack.discovery["api_url"] + "/intuit/webhooks"
-            results = [
-                measure(url, token, changes, QUICK_DELIVERIES if quick else DELIVERIES[changes]) for changes in SIZES
-            ]
-        finally:
-            stack.stop()
+    with tempfile.TemporaryDirectory(prefix="qbo-bench-webhooks-") as folder, background_stack(Path(folder)) as stack:
+        verifier = stack.cli("webhooks", "set-verifier", BENCH_APP, "--stdin", input=token)
+        if verifier.returncode != 0:
+            raise RuntimeError(f"qbo-connect webhooks set-verifier failed: {verifier.stderr.strip()}")
+        url = stack.discovery["api_url"] + "/intuit/webhooks"
+        results = [
+            measure(url, token, changes, QUICK_DELIVERIES if quick else DELIVERIES[changes]) for changes in SIZES
+        ]
     return {
         "rows": [result.row() for result in results],
         "sizes": [asdict(result) | {"holds": result.holds} for result in results],

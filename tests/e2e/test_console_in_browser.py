@@ -238,7 +238,7 @@ def test_sign_in_create_set_secret_generate_test_reset_and_sign_out(local_stack,
 
     for page in pages:
         assert client_secret not in page
-    assert client_secret not in local_stack.logs()
+    assert client_secret not in local_stack.all_logs()
     token = _sign_in_token(local_stack)
     shown = requests.get(
         f"{local_stack.discovery['api_url']}/admin/connections",

@@ -9,14 +9,15 @@ import json
 from pathlib import Path
 
 import requests
-from test_local_stack import ROOT, connect_demo_company, printed_authorize_link, qbo_local, running_stack
+from qbo_local.background import background_stack
+from test_local_stack import ROOT, connect_demo_company, printed_authorize_link, qbo_local
 
 REALM = "9341453050000001"
 SEEDED_NAMES = {"Amy's Bird Sanctuary", "Bill's Windsurf Shop", "Cool Cars"}
 
 
 def test_the_example_workflow_lists_the_connected_companys_customers_on_the_local_stack(tmp_path: Path) -> None:
-    with running_stack(tmp_path) as stack:
+    with background_stack(tmp_path) as stack:
         landing, flow, _ = connect_demo_company(stack, printed_authorize_link(stack))
         assert landing.status_code == 200, landing.text
         assert flow["realm_id"] == REALM

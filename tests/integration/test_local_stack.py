@@ -8,14 +8,11 @@ import html
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -23,42 +20,10 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import boto3
 import pytest
 import requests
+from qbo_local.background import BackgroundStack, background_stack, stack_env
 from qbo_local.discovery import find_running_stack
 
 ROOT = Path(__file__).resolve().parents[2]
-START_SECONDS = 90
-STOP_SECONDS = 30
-
-
-@dataclass
-class Stack:
-    process: subprocess.Popen[bytes]
-    state_file: Path
-    ready_file: Path
-    log_file: Path
-    discovery: dict[str, Any]
-
-    def log(self) -> str:
-        """What the terminal shows."""
-        return self.log_file.read_text(errors="replace")
-
-    def function_log(self) -> str:
-        """The functions' JSON lines, as CloudWatch Logs would hold them."""
-        return Path(self.discovery["function_log"]).read_text(errors="replace")
-
-    def env(self) -> dict[str, str]:
-        return stack_env(self.state_file)
-
-    def stop(self) -> int:
-        os.killpg(self.process.pid, signal.SIGTERM)
-        return self.process.wait(timeout=STOP_SECONDS)
-
-
-def stack_env(state_file: Path) -> dict[str, str]:
-    env = {**os.environ, "QBO_CONNECT_LOCAL_STATE": str(state_file)}
-    for name in ("QBO_INTUIT_CLIENT_ID", "QBO_INTUIT_CLIENT_SECRET"):
-        env.pop(name, None)  # always the emulator here, never real Intuit
-    return env
 
 
 def qbo_local(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -73,47 +38,19 @@ def qbo_local(*args: str, env: dict[str, str], timeout: float = 120) -> subproce
     )
 
 
-@contextmanager
-def running_stack(tmp_path: Path, *options: str) -> Iterator[Stack]:
-    """`qbo_local up` on free ports (port 0) with its own discovery file; killed if a test leaves it running."""
-    state_file = tmp_path / "state" / "local-stack.json"
-    ready_file, log_file = tmp_path / "ready.json", tmp_path / "stack.log"
-    command = [sys.executable, "-m", "qbo_local", "up", "--port", "0", "--aws-port", "0", "--intuit-port", "0"]
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, *options, "--ready-file", str(ready_file)],
-            env=stack_env(state_file),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while not ready_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the local stack did not start:\n{log_file.read_text(errors='replace')[-4000:]}")
-            time.sleep(0.2)  # a subprocess's readiness, polled within the deadline above
-        yield Stack(process, state_file, ready_file, log_file, json.loads(ready_file.read_text()))
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=STOP_SECONDS)
-
-
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    with running_stack(tmp_path) as started:
+def stack(tmp_path: Path) -> Iterator[BackgroundStack]:
+    with background_stack(tmp_path) as started:
         yield started
 
 
-def printed_authorize_link(stack: Stack) -> str:
+def printed_authorize_link(stack: BackgroundStack) -> str:
     found = re.search(r"(http://localhost:\d+/connections/demo/authorize\?\S+)", stack.log())
     assert found, f"no authorize link in the banner:\n{stack.log()[-2000:]}"
     return found.group(1)
 
 
-def stored_secret_values(stack: Stack) -> list[str]:
+def stored_secret_values(stack: BackgroundStack) -> list[str]:
     """The demo connection's client secret and tokens, read straight from the embedded AWS."""
     secrets_manager = boto3.client(
         "secretsmanager",
@@ -142,7 +79,7 @@ def _leaves(value: Any, key: str = "") -> Iterator[tuple[str, Any]]:
         yield key, value
 
 
-def connect_demo_company(stack: Stack, link: str) -> tuple[requests.Response, dict[str, str], str]:
+def connect_demo_company(stack: BackgroundStack, link: str) -> tuple[requests.Response, dict[str, str], str]:
     """What a person does in the browser: open the link, press Connect on Intuit's page, land on the callback."""
     browser = requests.Session()
     start = browser.get(link, allow_redirects=False, timeout=30)
@@ -176,7 +113,9 @@ def connect_demo_company(stack: Stack, link: str) -> tuple[requests.Response, di
     return landing, {"realm_id": realm_id, "code": params["code"], "state": params["state"]}, html.unescape(company)
 
 
-def test_demo_company_connects_over_http_invoke_tests_it_and_stop_cleans_up(stack: Stack, tmp_path: Path) -> None:
+def test_demo_company_connects_over_http_invoke_tests_it_and_stop_cleans_up(
+    stack: BackgroundStack, tmp_path: Path
+) -> None:
     discovery = stack.discovery
     assert json.loads(stack.state_file.read_text()) == discovery
     assert stack.state_file.stat().st_mode & 0o777 == 0o600
@@ -222,7 +161,7 @@ def test_demo_company_connects_over_http_invoke_tests_it_and_stop_cleans_up(stac
     assert not stack.state_file.exists()
     assert not stack.ready_file.exists()
     # Neither the banner, the logs nor the discovery record ever showed a secret, token, code or state.
-    everything = stack.log() + stack.function_log() + json.dumps(discovery)
+    everything = stack.all_logs() + json.dumps(discovery)
     assert '"message":"Connection authorized"' in stack.function_log()
     leaked = [v for v in [*secrets, flow["code"], flow["state"]] if v in everything]
     assert not leaked, f"{len(leaked)} secret value(s) reached the local stack's output"
@@ -230,7 +169,7 @@ def test_demo_company_connects_over_http_invoke_tests_it_and_stop_cleans_up(stac
 
 def test_schedule_sweeps_and_the_queue_consumer_refreshes_the_demo_connection(tmp_path: Path) -> None:
     # Two-minute access tokens are always within the 15-minute refresh margin: every sweep refreshes.
-    with running_stack(tmp_path, "--refresh-interval", "1", "--access-token-seconds", "120") as stack:
+    with background_stack(tmp_path, "--refresh-interval", "1", "--access-token-seconds", "120") as stack:
         landing, _, _ = connect_demo_company(stack, printed_authorize_link(stack))
         assert landing.status_code == 200, landing.text
 
@@ -319,7 +258,7 @@ def _take_leases(endpoint: str, table: str, connection_ids: list[str], start_at:
     out.put(won)
 
 
-def test_the_embedded_aws_applies_conditional_writes_atomically_as_dynamodb_does(stack: Stack) -> None:
+def test_the_embedded_aws_applies_conditional_writes_atomically_as_dynamodb_does(stack: BackgroundStack) -> None:
     # Plain moto checks a condition and writes in two steps on its request threads: racers for one lease
     # could both win (seen: 3 races in 100 with six processes), a double refresh the service never makes
     # on AWS. The local stack must be as strict as DynamoDB.

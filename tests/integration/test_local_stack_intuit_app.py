@@ -12,7 +12,8 @@ from pathlib import Path
 
 import boto3
 import requests
-from test_local_stack import ROOT, connect_demo_company, printed_authorize_link, running_stack
+from qbo_local.background import background_stack
+from test_local_stack import ROOT, connect_demo_company, printed_authorize_link
 
 WAIT_SECONDS = 60
 
@@ -44,7 +45,7 @@ def _create_customer(stack, realm_id: str, name: str) -> tuple[str, requests.Res
 
 
 def test_a_customer_created_through_the_emulator_arrives_as_an_eventbridge_event(tmp_path: Path) -> None:
-    with running_stack(tmp_path) as stack:
+    with background_stack(tmp_path) as stack:
         landing, flow, _ = connect_demo_company(stack, printed_authorize_link(stack))
         assert landing.status_code == 200, landing.text
 
@@ -89,7 +90,7 @@ def test_a_customer_created_through_the_emulator_arrives_as_an_eventbridge_event
 
 
 def test_the_apps_pages_launch_check_a_disconnect_and_reconnect_the_same_company(tmp_path: Path) -> None:
-    with running_stack(tmp_path) as stack:
+    with background_stack(tmp_path) as stack:
         api, emulator = stack.discovery["api_url"], stack.discovery["emulator_url"]
         landing, flow, company = connect_demo_company(stack, printed_authorize_link(stack))
         assert landing.status_code == 200, landing.text
@@ -133,7 +134,7 @@ def _cli(stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_who_consented_the_event_log_and_the_month_s_api_calls_as_a_user_sees_them(tmp_path: Path) -> None:
-    with running_stack(tmp_path) as stack:
+    with background_stack(tmp_path) as stack:
         scopes = ["--scope", "com.intuit.quickbooks.accounting", "--scope", "openid", "--scope", "email"]
         assert _cli(stack, "connections", "update", "demo", *scopes).returncode == 0
         landing, flow, _ = connect_demo_company(stack, printed_authorize_link(stack))
