@@ -38,6 +38,8 @@ import sysconfig
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -262,35 +264,40 @@ class Bench:
     def _function_spec(self, function: str, sample: Sample) -> dict[str, Any]:
         return {"events": sample.events, "context": self.world.context(function)}
 
-    def record(self, function: str) -> Recording:
-        """The calls the function's first request makes, and the table items they touch as they were before."""
+    @contextmanager
+    def _prepared(self, function: str, snapshot: dict[str, dict[str, Any] | None] | None = None) -> Iterator[Sample]:
+        """The fixture's first-request state for the function (the touched items put back first, when
+        given), and what the sample leaves behind cleared after it."""
+        if snapshot is not None:
+            self.world.restore(snapshot)
         sample = self.world.prepare(function)
-        before = self.world.table_items()
-        with tempfile.TemporaryDirectory(prefix="qbo-cold-record-") as tmp:
-            recorded = Path(tmp) / "calls.json"
-            spec = self._function_spec(function, sample) | {"record_to": str(recorded)}
-            run = launch(FUNCTION, function, spec, self.world.environment(function), log=self.log)
-            calls = json.loads(recorded.read_text(encoding="utf-8"))
-        _expect_answers(function, run)
+        yield sample
         if sample.after:
             sample.after()
+
+    def _launch_recording(self, mode: str, function: str, spec: dict[str, Any]) -> tuple[Run, list[dict[str, Any]]]:
+        """One process of that mode that also records every call it makes (never a sample)."""
+        with tempfile.TemporaryDirectory(prefix=f"qbo-cold-{mode}-") as tmp:
+            recorded = Path(tmp) / "calls.json"
+            spec = spec | {"record_to": str(recorded)}
+            run = launch(mode, function, spec, self.world.environment(function), log=self.log)
+            return run, json.loads(recorded.read_text(encoding="utf-8"))
+
+    def record(self, function: str) -> Recording:
+        """The calls the function's first request makes, and the table items they touch as they were before."""
+        with self._prepared(function) as sample:
+            before = self.world.table_items()
+            run, calls = self._launch_recording(FUNCTION, function, self._function_spec(function, sample))
+        _expect_answers(function, run)
         snapshot = {key: before.get(key) for key in touched_keys(calls)}
         return Recording(function, calls, [report["calls"] for report in run.reports], sample.single_use, snapshot)
 
     def check_floor(self, recording: Recording) -> None:
         """A floor process, recorded too, makes exactly the calls its spec lists: the recorded ones."""
         function = recording.function
-        self.world.restore(recording.snapshot)
-        sample = self.world.prepare(function)
-        spec = recording.floor_spec(sample.single_use)
-        with tempfile.TemporaryDirectory(prefix="qbo-cold-floor-") as tmp:
-            recorded = Path(tmp) / "calls.json"
-            run = launch(
-                FLOOR, function, spec | {"record_to": str(recorded)}, self.world.environment(function), log=self.log
-            )
-            made = json.loads(recorded.read_text(encoding="utf-8"))
-        if sample.after:
-            sample.after()
+        with self._prepared(function, recording.snapshot) as sample:
+            spec = recording.floor_spec(sample.single_use)
+            run, made = self._launch_recording(FLOOR, function, spec)
         difference = first_difference(spec["calls"], made)
         if difference:
             raise RuntimeError(f"the floor of {function} does not make the recorded calls: {difference}")
@@ -300,19 +307,16 @@ class Bench:
     def sample(self, function: str, kind: str) -> Run:
         """One measured process of that kind, from the fixture's first-request state."""
         recording = self.recordings[function]
-        self.world.restore(recording.snapshot)
-        sample = self.world.prepare(function)
-        environment = self.world.environment(function)
-        spec = recording.floor_spec(sample.single_use) if kind == FLOOR else self._function_spec(function, sample)
-        if kind == TRACED:
-            environment["QBO_DETAILED_TRACING"] = "true"
-        if kind == NO_BYTECODE:
-            spec["compile_from_source"] = self.layer_code
-        run = launch(FLOOR if kind == FLOOR else FUNCTION, function, spec, environment, log=self.log)
+        with self._prepared(function, recording.snapshot) as sample:
+            environment = self.world.environment(function)
+            spec = recording.floor_spec(sample.single_use) if kind == FLOOR else self._function_spec(function, sample)
+            if kind == TRACED:
+                environment["QBO_DETAILED_TRACING"] = "true"
+            if kind == NO_BYTECODE:
+                spec["compile_from_source"] = self.layer_code
+            run = launch(FLOOR if kind == FLOOR else FUNCTION, function, spec, environment, log=self.log)
         if kind != FLOOR:
             _expect_answers(function, run)
-        if sample.after:
-            sample.after()
         return run
 
 
