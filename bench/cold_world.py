@@ -234,30 +234,24 @@ class World:
         return Sample([http_event("authorize.json", link.path, dict(parse_qsl(link.query)))])
 
     def _prepare_callback(self, connection_id: str) -> Sample:
-        from qbo_connect.domain.authorization import STATE_COOKIE, callback_url
+        from qbo_connect.domain.authorization import STATE_COOKIE
+        from qbo_local.consent import connect_pressed_in_emulator
 
         self._recreate(connection_id, connected=False)
-        link = dict(parse_qsl(urlsplit(self.services.authorize_links.create(self.api_base_url, connection_id)).query))
-        start = self.services.consent.start(
-            connection_id,
-            exp=link["exp"],
-            kid=link["kid"],
-            sig=link["sig"],
-            redirect_uri=callback_url(self.api_base_url),
+        given = connect_pressed_in_emulator(
+            self.services,
+            connection_id=connection_id,
+            api_base_url=self.api_base_url,
+            emulator_url=self.emulator_url,
+            realm_id=self.realm_id,
+            http=self._http,
         )
-        # The emulator's Connect button: what the person's browser posts on Intuit's consent page.
-        consent = dict(parse_qsl(urlsplit(start.redirect_url).query)) | {"realm_id": self.realm_id}
-        decision = self._http.post(
-            self.emulator_url + "/connect/oauth2/decision", data=consent, allow_redirects=False, timeout=30
-        )
-        if decision.status_code != 302:
-            raise RuntimeError(f"the emulator's Connect button answered {decision.status_code}")
-        callback = dict(parse_qsl(urlsplit(decision.headers["Location"]).query))
+        callback = given.callback
         event = http_event(
             "callback.json",
             "/oauth/callback",
             {"code": callback["code"], "state": callback["state"], "realmId": callback["realmId"]},
-            [f"{STATE_COOKIE}={start.state_cookie}"],
+            [f"{STATE_COOKIE}={given.state_cookie}"],
         )
         return Sample([event], single_use={"code": callback["code"]})
 
