@@ -8,6 +8,7 @@ record calls or crash on cue.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ from qbo_connect.adapters.intuit_oauth import IntuitOAuth
 from qbo_connect.adapters.quickbooks_api import QuickBooksApi
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.connection import Connection
-from qbo_connect.domain.metering import UsageKey
+from qbo_connect.domain.metering import Allowances, UsageKey
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import QboConnectError
 from qbo_connect.ports import ConnectionEvent
@@ -414,6 +415,7 @@ def race_process(
     os.environ.update(aws_environment(endpoint_url))
     values = json.loads(settings_document)
     values["allowed_api_hosts"] = frozenset(values["allowed_api_hosts"])
+    values["metering_allowances"] = Allowances(**values["metering_allowances"])
     services = build_services(Settings(**values), session=new_session(), clock=OffsetClock(clock_offset))
     # Warm up what a cold start pays for (clients, connections), so the racers really start together.
     lifecycle = services.lifecycle
@@ -442,6 +444,7 @@ def race_once(role: str, lifecycle: Any, connection_id: str, clock: Any) -> dict
 def settings_json(settings: Settings) -> str:
     values = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
     values["allowed_api_hosts"] = sorted(settings.allowed_api_hosts)
+    values["metering_allowances"] = dataclasses.asdict(settings.metering_allowances)
     return json.dumps(values)
 
 
