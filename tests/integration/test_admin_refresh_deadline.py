@@ -125,3 +125,21 @@ def test_switching_to_eager_after_waiting_for_the_lease_sends_no_refresh_the_inv
     assert secret.refresh_policy.value == "eager"
     assert secret.token_set.seconds_valid(clock.now()) > services.settings.refresh_margin_seconds
     assert holds_intuits_newest_refresh_token(stack)
+
+
+def test_the_consoles_refresh_of_an_idle_on_demand_connection_still_calls_intuit_with_a_second_gone(admin_lambda):
+    """The other side of the same deadline: a refresh the admin API starts with its invocation barely begun
+    (a second gone to the cold start's imports and the reads before it) must still be sent. The admin's call
+    deadline, the vault write deadline, the metadata write and the answer must fit its timeout with room."""
+    stack, _ = admin_lambda
+    sent_before = len(stack.token_endpoint.forms)
+
+    reply = admin_function.handler(
+        admin_event("POST", f"/connections/{CONNECTION_ID}/refresh", {}),
+        LambdaContext(remaining_millis=(ADMIN_TIMEOUT_SECONDS - 1) * 1000),
+    )
+
+    answer = json.loads(reply["body"])
+    assert reply["statusCode"] == 200 and answer["outcome"] == "refreshed", answer
+    assert len(stack.token_endpoint.forms) == sent_before + 1
+    assert holds_intuits_newest_refresh_token(stack)

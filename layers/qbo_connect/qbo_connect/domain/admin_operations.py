@@ -204,7 +204,11 @@ class AdminOperations:
         self._changed(created, actor, "created", fields=["client_secret"] if request.client_secret else [])
         return created
 
-    def update(self, name_or_id: str, change: ConnectionUpdate, *, actor: str) -> Connection:
+    def update(
+        self, name_or_id: str, change: ConnectionUpdate, *, actor: str, not_after: float | None = None
+    ) -> Connection:
+        """`not_after`: when the caller must be done (a Lambda invocation's end); a refresh this change calls
+        for is not sent unless its answer can be read and persisted by then (the schedule's will be)."""
         connection = self.find(name_or_id)
         wanted = self._validated(change, connection)
         with self._leases.hold(connection.connection_id, wait_seconds=LEASE_WAIT_SECONDS) as held:
@@ -238,7 +242,7 @@ class AdminOperations:
             # Now eager with a token too short for the promise: refreshed at once (under its own lease),
             # which writes the eager label with a valid token; if Intuit cannot answer now, the label
             # stays until the schedule's next refresh succeeds.
-            self._lifecycle.refresh(saved.connection_id)
+            self._lifecycle.refresh(saved.connection_id, not_after=not_after)
             saved = self._store.get(saved.connection_id) or saved
         self._changed(saved, actor, "updated", fields=sorted(changed))
         return saved
@@ -284,14 +288,24 @@ class AdminOperations:
         self._changed(connection, actor, "deleted", fields=[], revocation=revocation)
         return revocation
 
-    def test(self, name_or_id: str, *, deep: bool = False, on_step: Callable[[str], None] | None = None) -> TestReport:
-        return self._tests.run(self.find(name_or_id).connection_id, deep=deep, on_step=on_step)
+    def test(
+        self,
+        name_or_id: str,
+        *,
+        deep: bool = False,
+        on_step: Callable[[str], None] | None = None,
+        not_after: float | None = None,
+    ) -> TestReport:
+        return self._tests.run(self.find(name_or_id).connection_id, deep=deep, on_step=on_step, not_after=not_after)
 
-    def refresh(self, name_or_id: str, *, actor: str, force: bool = True) -> RefreshResult:
-        """Refresh now (`force`: even if not due). Recorded when Intuit was asked, whatever it answered; a
-        refresh that was not due, not allowed yet or not possible changed nothing and is not recorded."""
+    def refresh(
+        self, name_or_id: str, *, actor: str, force: bool = True, not_after: float | None = None
+    ) -> RefreshResult:
+        """Refresh now (`force`: even if not due), if it can be answered and persisted by `not_after`. Recorded
+        when Intuit was asked, whatever it answered; a refresh that was not due, not allowed yet or not
+        possible changed nothing and is not recorded."""
         connection = self.find(name_or_id)
-        result = self._lifecycle.refresh(connection.connection_id, force=force)
+        result = self._lifecycle.refresh(connection.connection_id, force=force, not_after=not_after)
         if result.outcome in ASKED_INTUIT:
             after = self._store.get(connection.connection_id) or connection
             self._changed(after, actor, "refreshed", fields=["token_set"], outcome=result.outcome.value)
