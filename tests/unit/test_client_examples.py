@@ -344,3 +344,21 @@ def test_the_state_machine_in_the_docs_is_the_one_deployed():
 def test_the_sample_event_names_a_connection():
     event = json.loads((ROOT / "events/example-list-customers.json").read_text())
     assert Draft202012Validator(REQUEST_SCHEMA).is_valid(event)
+
+
+def test_a_workflow_set_up_as_documented_queues_the_check_after_a_refresh_answer_lost_in_flight(template):
+    """README, the token lifecycle: after an unknown outcome the service "checks once and reports at once if
+    the grant is gone", and the Refresh Failed event says so. The check is a delayed message on the refresh
+    queue, sent by whoever refreshed. A Python workflow refreshes in its own process (an on-demand connection's
+    usual case), but the deployed example and docs/workflows.md give it neither the queue's URL nor leave to
+    send to it: the lifecycle queues nothing, and a grant that died with the lost answer is reported only at
+    the next token request or the keep-alive, up to a day later."""
+    function = function_properties(template, "ListCustomersExampleFunction")
+    assert function["Environment"]["Variables"].get("QBO_REFRESH_QUEUE_URL") == Tag("Ref", "RefreshQueue")
+    assert {"SQSSendMessagePolicy": {"QueueName": Tag("GetAtt", "RefreshQueue.QueueName")}} in function["Policies"]
+
+    docs = (ROOT / "docs/workflows.md").read_text()
+    assert "`QBO_REFRESH_QUEUE_URL` = stack output `RefreshQueueUrl`" in docs
+    (policy,) = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", docs, re.DOTALL) if '"Statement"' in b]
+    queue = [s for s in policy["Statement"] if s.get("Action") == "sqs:SendMessage"]
+    assert queue and queue[0]["Resource"] == "arn:aws:sqs:REGION:ACCOUNT:QUEUE", "no leave to queue the check"
