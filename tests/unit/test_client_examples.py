@@ -359,6 +359,6 @@ def test_a_workflow_set_up_as_documented_queues_the_check_after_a_refresh_answer
 
     docs = (ROOT / "docs/workflows.md").read_text()
     assert "`QBO_REFRESH_QUEUE_URL` = stack output `RefreshQueueUrl`" in docs
-    (policy,) = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", docs, re.DOTALL) if '"Statement"' in b]
+    (policy,) = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", docs, re.DOTALL) if '"OneConnectionItem"' in b]
     queue = [s for s in policy["Statement"] if s.get("Action") == "sqs:SendMessage"]
     assert queue and queue[0]["Resource"] == "arn:aws:sqs:REGION:ACCOUNT:QUEUE", "no leave to queue the check"
