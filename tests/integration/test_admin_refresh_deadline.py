@@ -112,7 +112,8 @@ def test_switching_to_eager_after_waiting_for_the_lease_sends_no_refresh_the_inv
         status, answer = None, None
     clock.ends_at = None
 
-    assert holds_intuits_newest_refresh_token(stack), (
+    intact = holds_intuits_newest_refresh_token(stack)  # a bool: pytest would print the stack's values
+    assert intact, (
         "Intuit rotated the refresh token in a call the admin invocation could not see answered: the service "
         "holds a spent refresh token"
     )
@@ -124,7 +125,8 @@ def test_switching_to_eager_after_waiting_for_the_lease_sends_no_refresh_the_inv
     secret = services.vault.read(CONNECTION_ID)
     assert secret.refresh_policy.value == "eager"
     assert secret.token_set.seconds_valid(clock.now()) > services.settings.refresh_margin_seconds
-    assert holds_intuits_newest_refresh_token(stack)
+    intact = holds_intuits_newest_refresh_token(stack)
+    assert intact
 
 
 def test_the_consoles_refresh_of_an_idle_on_demand_connection_still_calls_intuit_with_a_second_gone(admin_lambda):
@@ -142,4 +144,5 @@ def test_the_consoles_refresh_of_an_idle_on_demand_connection_still_calls_intuit
     answer = json.loads(reply["body"])
     assert reply["statusCode"] == 200 and answer["outcome"] == "refreshed", answer
     assert len(stack.token_endpoint.forms) == sent_before + 1
-    assert holds_intuits_newest_refresh_token(stack)
+    intact = holds_intuits_newest_refresh_token(stack)
+    assert intact
