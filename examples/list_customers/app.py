@@ -16,7 +16,8 @@ logger = Logger(service="list-customers-example")
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
     connection_id = event["connection_id"]
-    qbo = QuickBooksClient.for_connection(connection_id)
+    # The context tells the client when Lambda stops this invocation: it sends no refresh it could not see through.
+    qbo = QuickBooksClient.for_connection(connection_id, lambda_context=context)
     try:
         # query() pages through every result (1000 a page); the token, retries and limits are handled.
         customers = [

@@ -94,10 +94,12 @@ class FakeTokens:
             "acme", REALM, self.base_url, self.current, expires_at=4_000_000_000.0, client_id=self.client_id
         )
 
-    def access(self, connection_id: str, *, min_valid_seconds: float) -> ConnectionAccess:
+    def access(self, connection_id: str, *, min_valid_seconds: float, not_after=None) -> ConnectionAccess:
         return self._access()
 
-    def token_rejected(self, connection_id, access_token=None, *, min_valid_seconds: float) -> ConnectionAccess:
+    def token_rejected(
+        self, connection_id, access_token=None, *, min_valid_seconds: float, not_after=None
+    ) -> ConnectionAccess:
         self.rejected.append(access_token)
         self.current = SECOND_TOKEN
         return self._access()

@@ -68,7 +68,12 @@ from qbo_connect.errors import (
 )
 from qbo_connect.observability import logger
 from qbo_connect.settings import Settings
-from qbo_connect.token_access import DEFAULT_MIN_VALID_SECONDS, ConnectionAccess, default_token_access
+from qbo_connect.token_access import (
+    DEFAULT_MIN_VALID_SECONDS,
+    ConnectionAccess,
+    default_token_access,
+    invocation_end,
+)
 
 QUERY_MAX_RESULTS = intuit.QUERY_MAX_RESULTS
 # Intuit's idempotency key for writes: the same requestid gets the first answer again, at most 50 characters.
@@ -83,10 +88,17 @@ _COUNT_QUERY = re.compile(r"^\s*select\s+count\s*\(\s*\*\s*\)", re.IGNORECASE)
 class TokenSource(Protocol):
     """Where the client gets its tokens: token_access.TokenAccess (or a test's stand-in)."""
 
-    def access(self, connection_id: str, *, min_valid_seconds: float) -> ConnectionAccess: ...
+    def access(
+        self, connection_id: str, *, min_valid_seconds: float, not_after: float | None = None
+    ) -> ConnectionAccess: ...
 
     def token_rejected(
-        self, connection_id: str, access_token: str | None = None, *, min_valid_seconds: float
+        self,
+        connection_id: str,
+        access_token: str | None = None,
+        *,
+        min_valid_seconds: float,
+        not_after: float | None = None,
     ) -> ConnectionAccess: ...
 
 
@@ -234,6 +246,7 @@ class QuickBooksClient:
         limiters: RealmLimiters | None = None,
         sleep: Callable[[float], None] = time.sleep,
         meter: UsageMeter | None = None,
+        not_after: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.connection_id = validate_connection_id(connection_id)
         self.minor_version = settings.minor_version if minor_version is None else int(minor_version)
@@ -249,14 +262,19 @@ class QuickBooksClient:
         self._limiters = limiters or PROCESS_LIMITERS
         self._sleep = sleep
         self._meter = meter
+        # When this process must be done (a Lambda invocation's end): no refresh is sent that could outlive it.
+        self._not_after = not_after
 
     @classmethod
-    def for_connection(cls, connection_id: str, **options: Any) -> QuickBooksClient:
-        """A client on the process-wide services (the environment, as in a Lambda with the shared layer)."""
+    def for_connection(cls, connection_id: str, *, lambda_context: Any = None, **options: Any) -> QuickBooksClient:
+        """A client on the process-wide services (the environment, as in a Lambda with the shared layer).
+        In a Lambda handler pass its `context`: a refresh is then sent only if the invocation can see it through."""
         from qbo_connect.runtime import services
 
         if "meter" not in options:  # every call counted for metering, per process
             options["meter"] = flushed_at_exit(services().meter)
+        if lambda_context is not None:
+            options["not_after"] = lambda: invocation_end(lambda_context)
         return cls(connection_id, tokens=default_token_access(), settings=services().settings, **options)
 
     # --- operations ---------------------------------------------------------------------------
@@ -397,7 +415,10 @@ class QuickBooksClient:
                     raise  # the token was refreshed (or just was) and is still refused
                 refreshed += 1
                 access = self._tokens.token_rejected(
-                    self.connection_id, access.access_token, min_valid_seconds=self._min_valid_seconds
+                    self.connection_id,
+                    access.access_token,
+                    min_valid_seconds=self._min_valid_seconds,
+                    not_after=self._not_after(),
                 )
             except Throttled as error:
                 wait = error.retry_after if error.retry_after is not None else self._max_throttle_wait
@@ -416,7 +437,9 @@ class QuickBooksClient:
 
     # --- internals ----------------------------------------------------------------------------
     def _access(self) -> ConnectionAccess:
-        return self._tokens.access(self.connection_id, min_valid_seconds=self._min_valid_seconds)
+        return self._tokens.access(
+            self.connection_id, min_valid_seconds=self._min_valid_seconds, not_after=self._not_after()
+        )
 
     def _query(self, statement: str) -> dict[str, Any]:
         return self.request("GET", "query", params={"query": statement})

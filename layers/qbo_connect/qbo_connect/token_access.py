@@ -92,9 +92,17 @@ class TokenAccess:
         self._cache: dict[str, ConnectionAccess] = {}
         self._forced_at: dict[str, float] = {}
 
-    def access(self, connection_id: str, *, min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS) -> ConnectionAccess:
+    def access(
+        self,
+        connection_id: str,
+        *,
+        min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS,
+        not_after: float | None = None,
+    ) -> ConnectionAccess:
         """The connection's realm, base URL and an access token valid for at least `min_valid_seconds`.
 
+        `not_after` is when the caller must be done (its Lambda invocation's end, see `invocation_end`): a
+        refresh is not sent unless its answer can be read and persisted by then.
         Raises NotConnected, NeedsReauthorization, InvalidClient, ConnectionNotFound, IntuitUnavailable or
         Busy (each says what to do) when no valid token can be had."""
         _check_min_valid(min_valid_seconds)
@@ -103,7 +111,9 @@ class TokenAccess:
             return cached
         # One reader per connection: threads that miss together share one GetItem and one GetSecretValue.
         with self._connection_lock(connection_id):
-            return self._cached(connection_id, min_valid_seconds) or self._load(connection_id, min_valid_seconds)
+            return self._cached(connection_id, min_valid_seconds) or self._load(
+                connection_id, min_valid_seconds, not_after=not_after
+            )
 
     def answer(self, connection_id: str, *, min_valid_seconds: float, not_after: float | None = None) -> dict[str, Any]:
         """The token function's answer: the access token and where to use it, or why none can be had.
@@ -119,8 +129,14 @@ class TokenAccess:
             return error_body(error.code, str(error), connection_id=connection_id)
         return granted.as_invocation_answer()
 
-    def access_token(self, connection_id: str, *, min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS) -> str:
-        return self.access(connection_id, min_valid_seconds=min_valid_seconds).access_token
+    def access_token(
+        self,
+        connection_id: str,
+        *,
+        min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS,
+        not_after: float | None = None,
+    ) -> str:
+        return self.access(connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after).access_token
 
     def token_rejected(
         self,
@@ -128,6 +144,7 @@ class TokenAccess:
         access_token: str | None = None,
         *,
         min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS,
+        not_after: float | None = None,
     ) -> ConnectionAccess:
         """Intuit answered 401 to `access_token`: a token to retry with, after a forced refresh if one is allowed.
 
@@ -139,7 +156,7 @@ class TokenAccess:
             if access_token is not None and cached is not None and cached.access_token != access_token:
                 return cached  # another thread already replaced the rejected token
             self._forget(connection_id)
-            current = self._load(connection_id, min_valid_seconds)
+            current = self._load(connection_id, min_valid_seconds, not_after=not_after)
             if access_token is not None and current.access_token != access_token:
                 return current  # the vault moved on (the schedule refreshed): no need to force anything
             now = self._clock.now()
@@ -151,7 +168,7 @@ class TokenAccess:
                 )
                 return current
             self._forced_at[connection_id] = now
-            result = self._lifecycle.refresh(connection_id, force=True)
+            result = self._lifecycle.refresh(connection_id, force=True, not_after=not_after)
             logger.info(
                 "Access token rejected by Intuit; forced refresh",
                 extra={"connection_id": connection_id, "outcome": result.outcome.value},
@@ -166,7 +183,7 @@ class TokenAccess:
                 )
             # Whatever happened, the stored state now says what is true (and raises if a person must act).
             self._forget(connection_id)
-            return self._load(connection_id, min_valid_seconds)
+            return self._load(connection_id, min_valid_seconds, not_after=not_after)
 
     def forget(self, connection_id: str | None = None) -> None:
         """Drop cached tokens (of one connection, or all)."""
@@ -248,11 +265,28 @@ def default_token_access() -> TokenAccess:
         return _default[1]
 
 
-def get_access_token(connection_id: str, *, min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS) -> str:
-    """An access token for the connection, valid for at least `min_valid_seconds` (default 300, at most 1800)."""
-    return default_token_access().access_token(connection_id, min_valid_seconds=min_valid_seconds)
+def invocation_end(lambda_context: Any) -> float | None:
+    """When a Lambda invocation's work must be done by (None without a context): pass a handler's `context` so
+    that a refresh Lambda would stop midway is never sent (Intuit would rotate, and the answer be lost)."""
+    from qbo_connect.runtime import services
+
+    return invocation.work_deadline(lambda_context, services().clock.now()) if lambda_context is not None else None
 
 
-def token_rejected(connection_id: str, access_token: str | None = None) -> str:
+def get_access_token(
+    connection_id: str, *, min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS, lambda_context: Any = None
+) -> str:
+    """An access token for the connection, valid for at least `min_valid_seconds` (default 300, at most 1800).
+    In a Lambda handler pass its `context`: a refresh is then sent only if the invocation can see it through."""
+    return default_token_access().access_token(
+        connection_id, min_valid_seconds=min_valid_seconds, not_after=invocation_end(lambda_context)
+    )
+
+
+def token_rejected(connection_id: str, access_token: str | None = None, *, lambda_context: Any = None) -> str:
     """Intuit answered 401 to `access_token`: the token to retry with once (see TokenAccess.token_rejected)."""
-    return default_token_access().token_rejected(connection_id, access_token).access_token
+    return (
+        default_token_access()
+        .token_rejected(connection_id, access_token, not_after=invocation_end(lambda_context))
+        .access_token
+    )
