@@ -3,6 +3,7 @@ the real adapters on moto, Intuit faked with `responses`. One test per operation
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from urllib.parse import parse_qs
@@ -216,6 +217,33 @@ def test_bad_requests_get_json_errors_with_the_test_functions_codes_and_change_n
 
     assert (answer_status, answer["error"]["code"]) == (status, code), answer
     assert answer["error"]["message"] and answer["error"]["next_step"]
+    assert runtime.services().store.get(CONNECTION_ID) == before
+    assert len(runtime.services().store.list()) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw"),
+    [
+        # What a client in a Latin-1 terminal sends: API Gateway (and the local router) hand a body that is not
+        # UTF-8 to the function base64-encoded. It was an unhandled UnicodeDecodeError: a 500.
+        ("POST", "/connections", f'{{"name": "Caf\xe9 Books", "client_id": "{CLIENT_ID}"}}'),
+        ("PUT", f"/connections/{CONNECTION_ID}/client-secret", '{"client_secret": "s\xe9cret-0123456789"}'),
+    ],
+    ids=["create", "set-secret"],
+)
+def test_a_body_that_is_not_utf8_gets_a_400_saying_so_and_changes_nothing(stack, method, path, raw):
+    stack.create_connection()
+    before = runtime.services().store.get(CONNECTION_ID)
+    event = admin_event(method, path)
+    event["body"] = base64.b64encode(raw.encode("latin-1")).decode("ascii")
+    event["isBase64Encoded"] = True
+
+    answer = admin_function.handler(event, LambdaContext())
+
+    assert answer["statusCode"] == 400, answer
+    error = json.loads(answer["body"])["error"]
+    assert error["code"] == "invalid_input" and "UTF-8" in error["message"]
+    assert "s\xe9cret" not in answer["body"]
     assert runtime.services().store.get(CONNECTION_ID) == before
     assert len(runtime.services().store.list()) == 1
 
