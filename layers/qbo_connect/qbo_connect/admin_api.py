@@ -15,6 +15,8 @@ Errors are `{"error": {"code", "message", "next_step"}}` with the test function'
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from http import HTTPStatus
 from typing import Any
@@ -105,9 +107,7 @@ def build_app() -> APIGatewayHttpResolver:
         return caller(app.current_event.raw_event, services().settings.admin_group)
 
     def body(allowed: set[str], *, required: set[str] = frozenset()) -> dict[str, Any]:
-        raw = app.current_event.decoded_body if app.current_event.body else ""
-        if len(raw or "") > MAX_BODY_BYTES:
-            raise InvalidInput(f"The request body is larger than {MAX_BODY_BYTES} bytes")
+        raw = _body_text(app.current_event.raw_event)
         try:
             data = json.loads(raw) if raw else {}
         except ValueError:
@@ -320,6 +320,25 @@ def _refused(error: RequestRefused | NotAnAdministrator) -> Response:
     if isinstance(error, NotAnAdministrator):
         return error_response(403, error.code.value, error.message, "Sign in as an administrator.")
     return error_response(401, error.code.value, error.message, "Sign in.")
+
+
+def _body_text(event: dict[str, Any]) -> str:
+    """The request body as text. API Gateway hands over a body that is not UTF-8 (or has a content type it does
+    not know as text) base64-encoded; one that does not decode to UTF-8 is refused, not a 500."""
+    body = event.get("body") or ""
+    if not event.get("isBase64Encoded"):
+        data = body.encode("utf-8", "surrogatepass")
+    else:
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("The request body is not readable: send a JSON object encoded as UTF-8") from None
+    if len(data) > MAX_BODY_BYTES:
+        raise InvalidInput(f"The request body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("The request body is not UTF-8 text: send a JSON object encoded as UTF-8") from None
 
 
 def _mapping(value: Any) -> dict[str, Any]:
