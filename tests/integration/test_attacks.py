@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import logging
 import secrets
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +24,7 @@ from fakes import FakeClock
 from qbo_connect import intuit, runtime
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import STATE_COOKIE, AuthorizeLinks
+from test_admin_api import admin_event, admin_function
 from test_handlers import (  # noqa: F401 (`stack` is the fixture these tests use)
     API_HOST,
     CLIENT_ID,
@@ -491,6 +493,22 @@ def test_no_flow_logs_a_code_state_token_client_secret_or_signing_key(attack, lo
 
     log_scan.assert_free_of({*attack.secret_values(), signing_key, attack.authorize_query()["sig"]})
     assert "Consent callback rejected" in log_scan.text()  # the scan did see the handlers' logs
+
+
+def test_with_lambda_logging_at_debug_no_library_logs_a_code_token_or_client_secret(attack, log_scan, caplog):
+    # An operator chasing a failure sets the function's application log level to DEBUG (Lambda's logging
+    # configuration): the runtime then sets the root logger to DEBUG, and every library's debug lines go out.
+    # requests-oauthlib logged the token request (Basic auth header, code, refresh token) and Intuit's answer;
+    # botocore logged every Secrets Manager request and answer body, the secret document itself.
+    caplog.set_level(logging.DEBUG)
+    assert attack.connect()["statusCode"] == 200
+    admin_function.handler(admin_event("POST", f"/connections/{CONNECTION_ID}/refresh", {}), LambdaContext())
+    assert test_function.handler({"connection_id": CONNECTION_ID}, LambdaContext())["ok"] is True
+    attack.http.post(intuit.REVOCATION_URL, status=200)
+    runtime.services().administration.reset(CONNECTION_ID)
+
+    assert any(r.levelno == logging.DEBUG and r.name.startswith("botocore") for r in caplog.records)  # DEBUG is on
+    log_scan.assert_free_of(attack.secret_values())
 
 
 # --- IAM ------------------------------------------------------------------------------------------
