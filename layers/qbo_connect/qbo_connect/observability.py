@@ -15,6 +15,7 @@ parameter (QBO_DETAILED_TRACING=true). Off, `tracer.capture_lambda_handler` hand
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import warnings
 from collections.abc import Callable
@@ -74,6 +75,14 @@ class Tracing:
 # Powertools warns on every invocation that adds no metric of its own (the consent routes): a line of noise
 # in each log stream, and on a cold start the warning machinery reads and tokenizes Powertools' source.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+
+# Libraries whose DEBUG lines carry what they send and receive: requests-oauthlib the token requests and
+# Intuit's answers (the Basic auth header, codes, tokens), botocore every AWS request and answer body (the
+# connection secret's document). Lambda's application log level DEBUG sets the root logger to DEBUG; these
+# stay at INFO whatever the root's level, so turning DEBUG on to chase a failure leaks no secret.
+SECRET_BEARING_LOGGERS = ("requests_oauthlib", "oauthlib", "botocore.endpoint", "botocore.parsers")
+for _name in SECRET_BEARING_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 logger = Logger(service=SERVICE, stream=sys.stderr)
 tracer = Tracing(SERVICE)
