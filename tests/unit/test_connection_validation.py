@@ -65,6 +65,35 @@ def test_no_refused_client_secret_ever_appears_in_the_message(secret):
         assert secret not in error.message
 
 
+@pytest.mark.parametrize(
+    ("validate", "value"),
+    [
+        (validate_connection_id, "acme\n"),
+        (validate_name, "Acme Books\n"),
+        (validate_realm_id, "9341453050000001\n"),
+        (validate_client_id, CLIENT_ID + "\n"),
+        (validate_client_secret, "good-secret-123\n"),
+    ],
+    ids=["connection-id", "name", "realm-id", "client-id", "client-secret"],
+)
+def test_a_value_ending_in_a_newline_is_refused(validate, value):
+    # A line a script read from a file keeps its newline; a pattern's `$` also matches before a final newline,
+    # so these were accepted and stored: a client ID or secret Intuit then refuses at consent, a second
+    # "Acme Books" beside the first.
+    with pytest.raises(InvalidInput):
+        validate(value)
+
+
+def test_a_name_that_differs_from_a_taken_one_only_by_a_final_newline_is_refused():
+    world = FakeWorld()
+    world.administration.create(NewConnection(**GOOD))
+
+    with pytest.raises(InvalidInput):
+        world.administration.create(NewConnection(**{**GOOD, "name": GOOD["name"] + "\n"}))
+
+    assert [c.name for c in world.store.list()] == [GOOD["name"]]
+
+
 def test_good_values_pass_through_unchanged():
     assert validate_connection_id("qbc-0123abcd") == "qbc-0123abcd"
     assert validate_name("Acme Books_2.0") == "Acme Books_2.0"
