@@ -49,6 +49,7 @@ def parse_refresh_policy(value: str) -> RefreshPolicy:
         ) from None
 
 
+# Checked with fullmatch: `$` alone also matches before a final newline, which a line read from a file keeps.
 CONNECTION_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{4,128}$")
@@ -61,7 +62,7 @@ def new_connection_id() -> str:
 
 
 def validate_connection_id(connection_id: str) -> str:
-    if not isinstance(connection_id, str) or not CONNECTION_ID_PATTERN.match(connection_id):
+    if not isinstance(connection_id, str) or not CONNECTION_ID_PATTERN.fullmatch(connection_id):
         raise InvalidInput(
             "A connection ID is 2 to 63 lowercase letters, digits or dashes, starting with a letter or digit: "
             "check the ID (`qbo-connect connections list` shows them)"
@@ -70,7 +71,7 @@ def validate_connection_id(connection_id: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             "A connection name is 1 to 64 letters, digits, spaces, dots, underscores or dashes, "
             "starting with a letter or digit: choose another name"
@@ -79,7 +80,7 @@ def validate_name(name: str) -> str:
 
 
 def validate_realm_id(realm_id: str) -> str:
-    if not isinstance(realm_id, str) or not REALM_ID_PATTERN.match(realm_id):
+    if not isinstance(realm_id, str) or not REALM_ID_PATTERN.fullmatch(realm_id):
         raise InvalidInput(
             "A company ID (realm ID) is a number of up to 32 digits: copy it from QuickBooks "
             "(Settings > Account and settings > Billing & subscription) or leave it out"
@@ -88,7 +89,7 @@ def validate_realm_id(realm_id: str) -> str:
 
 
 def validate_client_id(client_id: str) -> str:
-    if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.match(client_id):
+    if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.fullmatch(client_id):
         raise InvalidInput(
             "The client ID looks wrong: copy it from your app's Keys & credentials page in Intuit's developer portal"
         )
@@ -96,7 +97,7 @@ def validate_client_id(client_id: str) -> str:
 
 
 def validate_client_secret(client_secret: str) -> str:
-    if not isinstance(client_secret, str) or not CLIENT_SECRET_PATTERN.match(client_secret):
+    if not isinstance(client_secret, str) or not CLIENT_SECRET_PATTERN.fullmatch(client_secret):
         raise InvalidInput(
             "The client secret must be 8 to 256 printable characters without spaces: copy it from your app's "
             "Keys & credentials page in Intuit's developer portal"
