@@ -300,6 +300,41 @@ def test_set_secret_refuses_an_invalid_secret(cli: Runs) -> None:
     assert listed(cli)[0]["client_secret_set"] is False
 
 
+# A secret saved by an editor in Latin-1 or UTF-16 (a byte order mark first). It was a traceback of a
+# UnicodeDecodeError, whose exception object holds the bytes read: the secret itself.
+NOT_UTF8 = SECRET[:5].encode() + b"\xff" + SECRET[5:].encode()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("connections", "set-secret", "acme", "--stdin"),
+        ("connections", "create", "Other", "--client-id", CLIENT_ID, "--stdin"),
+        ("connections", "import", "acme", "--stdin"),
+        ("webhooks", "set-verifier", CLIENT_ID, "--stdin"),
+    ],
+    ids=["set-secret", "create", "import", "set-verifier"],
+)
+def test_a_secret_on_stdin_that_is_not_utf8_is_refused_in_one_line_and_changes_nothing(cli: Runs, args) -> None:
+    cli("connections", "create", "Acme", "--client-id", CLIENT_ID, "--id", "acme", "--no-secret")
+
+    result = cli(*args, input=NOT_UTF8)
+
+    assert isinstance(result.exception, SystemExit) and result.exit_code != 0, type(result.exception).__name__
+    assert "UTF-8" in result.stderr and SECRET[5:] not in result.output
+    assert [(c["name"], c["client_secret_set"], c["status"]) for c in listed(cli)] == [("Acme", False, "not_connected")]
+
+
+@pytest.mark.parametrize("duration", ["\u00b2", "9" * 5000], ids=["superscript-two", "5000-digits"])
+def test_a_link_lifetime_that_is_no_number_is_a_usage_error_not_a_traceback(cli: Runs, duration) -> None:
+    create(cli, "Acme", "--id", "acme")
+
+    result = cli("connections", "authorize-link", "acme", "--valid-for", duration)
+
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 2, type(result.exception).__name__
+    assert "is not a duration" in result.stderr
+
+
 # --- links -------------------------------------------------------------------------------------
 
 
