@@ -3,8 +3,6 @@ the console run (qbo_connect.domain.admin_operations), so the CLI and the consol
 
 from __future__ import annotations
 
-import sys
-
 import click
 from qbo_connect import intuit
 from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
@@ -12,7 +10,14 @@ from qbo_connect.domain.connection import RefreshPolicy
 from qbo_connect.domain.event_history import DEFAULT_PAGE, MAX_PAGE
 
 from qbo_connect_cli import output
-from qbo_connect_cli.main import Invocation, _stdin_is_terminal, connections, next_step, pass_invocation
+from qbo_connect_cli.main import (
+    Invocation,
+    _stdin_is_terminal,
+    connections,
+    next_step,
+    pass_invocation,
+    read_stdin,
+)
 
 
 @connections.command()
@@ -81,7 +86,7 @@ def import_tokens(invocation: Invocation, name_or_id: str, realm_id: str | None,
     admin = invocation.services.admin
     connection = admin.find(name_or_id)  # before the prompt
     if from_stdin:
-        token = sys.stdin.read().strip()
+        token = read_stdin("refresh token")
     elif _stdin_is_terminal():
         token = click.prompt("Refresh token (hidden)", hide_input=True, err=True)
     else:

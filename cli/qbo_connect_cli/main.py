@@ -212,11 +212,22 @@ def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
+def read_stdin(what: str) -> str:
+    """What was piped in, stripped. Bytes that are not UTF-8 are refused in one line: the decoding error would be
+    a traceback, and its exception object holds the bytes read (the secret)."""
+    try:
+        return sys.stdin.read().strip()
+    except UnicodeDecodeError:
+        raise click.UsageError(
+            f"stdin is not UTF-8 text: pipe the {what} in as plain text (no byte order mark, not UTF-16)"
+        ) from None
+
+
 def read_client_secret(
     *, from_stdin: bool, stdin_option: str, or_else: str = "", prompt: str = "Client secret (hidden)"
 ) -> str:
     if from_stdin:
-        secret = sys.stdin.read().strip()
+        secret = read_stdin(prompt.removesuffix(" (hidden)").lower())
         if not secret:
             raise click.UsageError(f"{stdin_option} was given but stdin is empty: pipe the client secret in")
         return secret
