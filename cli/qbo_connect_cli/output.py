@@ -71,7 +71,8 @@ def parse_duration(text: str) -> int:
     value = text.strip().lower()
     unit = value[-1:] if value[-1:] in DURATION_UNITS else "s"
     number = value[:-1] if value[-1:] in DURATION_UNITS else value
-    if not number.isdigit():
+    # ASCII digits only, and few: str.isdigit() also says yes to "²", and int() refuses over 4,300 digits.
+    if not (number.isascii() and number.isdigit() and len(number) <= 12):
         raise click.BadParameter(f"{text!r} is not a duration: write e.g. 30m, 12h or 7d")
     return int(number) * DURATION_UNITS[unit]
 
