@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -248,6 +249,23 @@ def test_update_without_id_or_sync_token_is_refused_before_calling_intuit(tokens
     session = ScriptedSession()
     with pytest.raises(InvalidInput):
         client_for(session, tokens, sleeps).update("Customer", body)
+    assert session.sent == []
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda qbo: qbo.create("Customer\n", {"DisplayName": "Acme"}),
+        lambda qbo: qbo.delete("Invoice", "130\n", "3"),
+        lambda qbo: qbo.report("ProfitAndLoss\n"),
+        lambda qbo: qbo.change_data_capture(["Invoice\n"], time.time() - 3600),
+    ],
+    ids=["entity", "object Id", "report", "CDC entity"],
+)
+def test_a_name_or_id_ending_in_a_newline_is_refused_before_calling_intuit(tokens, sleeps, call):
+    session = ScriptedSession()
+    with pytest.raises(InvalidInput):
+        call(client_for(session, tokens, sleeps))
     assert session.sent == []
 
 

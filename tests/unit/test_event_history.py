@@ -82,7 +82,14 @@ def test_pages_follow_each_other_without_gaps_or_repeats_and_bad_paging_is_refus
     assert len(world.admin.events(connection.connection_id, limit=7).events) == 7
     assert world.admin.events(connection.connection_id, limit=7).next_before is None
 
-    for bad in ({"limit": 0}, {"limit": 101}, {"limit": True}, {"before": "yesterday"}, {"before": "1" * 16}):
+    for bad in (
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": True},
+        {"before": "yesterday"},
+        {"before": "1" * 16},
+        {"before": "1" * 16 + "-0123abcd\n"},
+    ):
         with pytest.raises(InvalidInput):
             world.admin.events(connection.connection_id, **bad)
 

@@ -177,7 +177,7 @@ def test_the_report_gives_each_app_its_allowance_share_and_flags_the_ones_over_t
     assert highest_share(ledger.month(report["month"]), allowances) == 90.0
 
 
-@pytest.mark.parametrize("month", ["2026-13", "26-01", "2026-1", "last month", "2026-01; drop"])
+@pytest.mark.parametrize("month", ["2026-13", "26-01", "2026-1", "last month", "2026-01; drop", "2026-01\n"])
 def test_a_month_that_is_not_yyyy_mm_is_refused_with_the_form_to_use(month):
     report = MeteringReport(InMemoryUsageLedger(), _Names({}), Allowances(), FakeClock(), alarm_percent=80)
     with pytest.raises(InvalidInput, match="YYYY-MM"):
