@@ -20,7 +20,7 @@ from qbo_connect import intuit
 from qbo_connect.adapters.quickbooks_api import error_for_fault, fault_of
 from qbo_connect.errors import InvalidInput, QboConnectError
 
-_ENTITY = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
+ENTITY_NAME = re.compile(intuit.ENTITY_NAME_PATTERN)
 BATCH_OPERATIONS = ("create", "update", "delete")
 
 
@@ -61,7 +61,7 @@ def cdc_params(
 ) -> tuple[datetime, dict[str, str]]:
     """The CDC query, after checking what Intuit would refuse (or answer wrongly)."""
     names = list(entities) if not isinstance(entities, str) else [entities]
-    if not names or not all(isinstance(n, str) and _ENTITY.match(n) for n in names):
+    if not names or not all(isinstance(n, str) and ENTITY_NAME.fullmatch(n) for n in names):
         raise InvalidInput("entities is a list of QuickBooks entity names, such as ['Invoice', 'Customer']")
     since = as_utc(changed_since)
     oldest = now - intuit.CDC_WINDOW_SECONDS
@@ -95,7 +95,7 @@ def parse_cdc(body: Mapping[str, Any], entities: Sequence[str], since: datetime)
 
 def changed_since_query(entity: str, since: datetime) -> str:
     """Intuit's query for what changed since a moment, when CDC's 1,000 objects are not enough."""
-    if not _ENTITY.match(entity):
+    if not ENTITY_NAME.fullmatch(entity):
         raise InvalidInput(f"{entity!r} is not an entity name such as Customer or Invoice")
     # Both parts are checked values (an entity name, a formatted datetime), never a caller's text.
     moment = since.isoformat(timespec="seconds")
@@ -131,7 +131,9 @@ class BatchOperation:
             if not isinstance(self.query, str) or not self.query.strip() or self.entity or self.body:
                 raise InvalidInput("a batch query carries only its statement: BatchOperation(query='select ...')")
             return {"bId": bid, "Query": self.query.strip()}
-        if self.operation not in BATCH_OPERATIONS or not (isinstance(self.entity, str) and _ENTITY.match(self.entity)):
+        if self.operation not in BATCH_OPERATIONS or not (
+            isinstance(self.entity, str) and ENTITY_NAME.fullmatch(self.entity)
+        ):
             raise InvalidInput(
                 f"a batch operation is one of {', '.join(BATCH_OPERATIONS)} on an entity such as Customer, with its body"
             )

@@ -42,6 +42,7 @@ import requests
 from qbo_connect import intuit
 from qbo_connect.adapters.quickbooks_api import certainly_not_sent, error_for_response, fault_of
 from qbo_connect.bulk import (
+    ENTITY_NAME,
     BatchOperation,
     BatchResult,
     ChangedObject,
@@ -79,8 +80,7 @@ QUERY_MAX_RESULTS = intuit.QUERY_MAX_RESULTS
 # Intuit's idempotency key for writes: the same requestid gets the first answer again, at most 50 characters.
 REQUEST_ID_PARAM = "requestid"
 
-_ENTITY = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
-_ENTITY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ENTITY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _PAGING_TAIL = re.compile(r"\s(startposition|maxresults)\s+\d+\s*$", re.IGNORECASE)
 _COUNT_QUERY = re.compile(r"^\s*select\s+count\s*\(\s*\*\s*\)", re.IGNORECASE)
 
@@ -335,7 +335,7 @@ class QuickBooksClient:
 
     def report(self, name: str, **params: Any) -> dict[str, Any]:
         """A report, e.g. report("ProfitAndLoss", start_date="2026-01-01", end_date="2026-03-31")."""
-        if not _ENTITY.match(name):
+        if not ENTITY_NAME.fullmatch(name):
             raise InvalidInput(f"{name!r} is not a report name such as ProfitAndLoss")
         return self.request("GET", f"reports/{name}", params={k: _param(v) for k, v in params.items()})
 
@@ -536,14 +536,14 @@ def _statement(statement: str) -> str:
 
 
 def _path(entity: str) -> str:
-    if not isinstance(entity, str) or not _ENTITY.match(entity):
+    if not isinstance(entity, str) or not ENTITY_NAME.fullmatch(entity):
         raise InvalidInput(f"{entity!r} is not an entity name such as Customer or Invoice")
     return entity.lower()  # Intuit's resource paths are the entity name in lower case
 
 
 def _entity_id(entity_id: Any) -> str:
     text = str(entity_id)
-    if not _ENTITY_ID.match(text):
+    if not _ENTITY_ID.fullmatch(text):
         raise InvalidInput(f"{text[:70]!r} is not an object Id")
     return text
 

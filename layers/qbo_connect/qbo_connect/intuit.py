@@ -63,6 +63,8 @@ REVOCATION_JSON_HOSTS = frozenset({"developer.api.intuit.com"})
 MAX_CODE_LENGTH = 512
 # Realm IDs are decimal company numbers; Intuit's run to 19 digits.
 REALM_ID_PATTERN = r"^[0-9]{1,32}$"
+# An entity or report name as Intuit's API paths take it (Customer, Invoice, ProfitAndLoss); use fullmatch.
+ENTITY_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9]{0,63}"
 
 
 def company_info_path(realm_id: str) -> str:

@@ -251,7 +251,7 @@ DEFAULT_REFRESH_PERIOD_SECONDS = 300
 def refresh_period(schedule: str, period_seconds: int) -> int:
     """The sweep period: derived from a rate(...) schedule (QBO_REFRESH_SCHEDULE), or given for a cron one.
     One fact in one place: a period given beside a rate schedule must agree with it."""
-    rate = _RATE.match(schedule.strip())
+    rate = _RATE.fullmatch(schedule.strip())
     if rate is None:
         if schedule.strip() and not period_seconds:
             raise SettingsError(

@@ -89,7 +89,7 @@ def summary(detail_type: str, detail: Mapping[str, Any]) -> str:
 def recorded(event: ConnectionEvent) -> RecordedEvent | None:
     """The history's record of a published event; None for an event about no connection."""
     connection_id, event_id = event.detail.get("connection_id"), event.detail.get("event_id")
-    if not isinstance(connection_id, str) or not isinstance(event_id, str) or not EVENT_ID.match(event_id):
+    if not isinstance(connection_id, str) or not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
         return None
     return RecordedEvent(connection_id, event_id, event.detail_type, event.detail, event_id_time(event_id))
 
@@ -183,7 +183,7 @@ class RecordingPublisher:
         limit = DEFAULT_PAGE if limit is None else limit
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit is a whole number from 1 to {MAX_PAGE}")
-        if before is not None and (not isinstance(before, str) or not EVENT_ID.match(before)):
+        if before is not None and (not isinstance(before, str) or not EVENT_ID.fullmatch(before)):
             raise InvalidInput("before is the next_before of the previous page (an event ID)")
         events, next_before = self._history.page(connection_id, limit=limit, before=before, now=self._clock.now())
         return EventPage(events, next_before)

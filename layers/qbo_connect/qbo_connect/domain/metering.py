@@ -269,7 +269,7 @@ class MeteringReport:
 
     def month(self, month: str | None = None) -> dict[str, Any]:
         month = month or month_of(self._clock.now())
-        if not isinstance(month, str) or not _MONTH.match(month):
+        if not isinstance(month, str) or not _MONTH.fullmatch(month):
             raise InvalidInput(
                 f"{str(month)[:20]!r} is not a month: give it as YYYY-MM, e.g. {month_of(self._clock.now())}"
             )

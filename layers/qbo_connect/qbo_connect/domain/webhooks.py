@@ -36,7 +36,7 @@ ENTITY_CHANGED = "QuickBooks Entity Changed"
 MAX_CHANGES_PER_DELIVERY = 10_000
 
 _REALM = re.compile(intuit.REALM_ID_PATTERN)
-_ENTITY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
+_ENTITY_NAME = re.compile(intuit.ENTITY_NAME_PATTERN)
 _ENTITY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _EVENT_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
 _FRACTION = re.compile(r"\.(\d{1,6})\d*")
