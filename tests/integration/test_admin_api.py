@@ -248,6 +248,24 @@ def test_a_body_that_is_not_utf8_gets_a_400_saying_so_and_changes_nothing(stack,
     assert len(runtime.services().store.list()) == 1
 
 
+def test_an_empty_environment_is_refused_and_changes_nothing(stack):
+    # An empty environment is no environment: it must not quietly mean sandbox, nor put back the default
+    # base URL of a connection that has its own.
+    stack.create_connection()
+    status, _ = call("PATCH", f"/connections/{CONNECTION_ID}", {"base_url": intuit.PRODUCTION_API_BASE_URL})
+    assert status == 200
+    before = runtime.services().store.get(CONNECTION_ID)
+
+    status, answer = call("PATCH", f"/connections/{CONNECTION_ID}", {"environment": ""})
+    created_status, created = call("POST", "/connections", {"name": "Other", "client_id": CLIENT_ID, "environment": ""})
+
+    assert status == created_status == 400
+    for error in (answer["error"], created["error"]):
+        assert error["code"] == "invalid_input" and "`sandbox` or `production`" in error["message"]
+    assert runtime.services().store.get(CONNECTION_ID) == before
+    assert len(runtime.services().store.list()) == 1
+
+
 def test_a_request_no_authorizer_vouched_for_is_refused_before_anything_runs(stack):
     stack.create_connection()
     before = runtime.services().store.get(CONNECTION_ID)
