@@ -154,7 +154,7 @@ def build_app() -> APIGatewayHttpResolver:
         request = NewConnection(
             name=data["name"],
             client_id=data["client_id"],
-            environment=data.get("environment") or intuit.Environment.SANDBOX.value,
+            environment=data.get("environment", intuit.Environment.SANDBOX.value),
             realm_id=data.get("realm_id") or None,
             scopes=tuple(data.get("scopes") or intuit.DEFAULT_SCOPES),
             base_url=data.get("base_url") or None,

@@ -378,7 +378,8 @@ class AdminOperations:
         if change.refresh_policy is not None:
             wanted["refresh_policy"] = parse_refresh_policy(change.refresh_policy)
         if change.environment is not None or change.base_url is not None:
-            environment = parse_environment(change.environment) if change.environment else connection.environment
+            given = change.environment
+            environment = connection.environment if given is None else parse_environment(given)
             base_url = (change.base_url or self._settings.api_base_url(environment)).rstrip("/")
             if not self._settings.is_allowed_api_base_url(base_url):
                 raise InvalidInput(
