@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 from chaos.soak import QUICK, run
 
 
 def test_the_quick_soak_loses_no_grant_it_could_have_kept_and_reports_each_loss_within_a_period() -> None:
+    environment = dict(os.environ)
+
     result = run(QUICK)
+
+    # Its AWS endpoint and keys were for its own servers: a later test in this process must not inherit them.
+    changed = {name for name in environment.keys() | os.environ.keys() if environment.get(name) != os.getenv(name)}
+    assert not changed, f"the soak left these variables changed: {sorted(changed)}"
 
     assert result.profile.refreshers >= 8 and result.profile.connections >= 20
     assert result.refreshes >= QUICK.cycles * 0.8, result.outcomes  # most cycles refreshed despite faults
