@@ -22,13 +22,22 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 REGION = "us-east-1"
 ACCESS_TOKEN_SECONDS = 3600
+# What the soak's processes need to reach its own moto server (the endpoint is added when it starts).
+AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
 REALM_ID = "9341453050000001"
 CLOCK_OFFSETS = (60.0, -60.0)  # two refreshers' clocks are two minutes apart (the first two processes)
 CALL_DEADLINE_SECONDS = 2.0  # real seconds: a trickled answer outlives it
@@ -206,22 +215,21 @@ class Soak:
         self.rng = random.Random(profile.seed)  # noqa: S311 - fault injection, not security
 
     def run(self) -> SoakResult:
-        from qbo_local.emulator import EmulatorConfig, EmulatorServer
-        from qbo_local.faults import FaultProxy
         from qbo_local.serialized_moto import SerializedMotoServer
 
         started = time.monotonic()
         moto = SerializedMotoServer()
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": moto.url,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_CONFIG_FILE": os.devnull,
-                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            }
-        )
+        # The refreshers (spawned processes) inherit this environment; this process gets its own back after.
+        with _environment(AWS_ENVIRONMENT | {"AWS_ENDPOINT_URL": moto.url}):
+            try:
+                return self._run_on_moto(started)
+            finally:
+                moto.stop()
+
+    def _run_on_moto(self, started: float) -> SoakResult:
+        from qbo_local.emulator import EmulatorConfig, EmulatorServer
+        from qbo_local.faults import FaultProxy
+
         context = multiprocessing.get_context("spawn")  # the coordinator runs server threads: no fork
         self.offset = context.Value("d", 0.0)
         self.clock = SharedClock(self.offset)
@@ -239,7 +247,6 @@ class Soak:
         finally:
             proxy.stop()
             emulator.stop()
-            moto.stop()
 
     def _settings(self, emulator_url: str, proxy_url: str) -> Any:
         import boto3
@@ -439,6 +446,21 @@ class Soak:
             realm_id=REALM_ID,
         )
         return connection_id
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """These variables set for the block (and the processes it starts), then put back as they were."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def run(profile: Profile) -> SoakResult:
