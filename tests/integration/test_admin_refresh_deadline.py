@@ -7,6 +7,7 @@ must tell it when the invocation ends, as the token and test functions do."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 
 import pytest
@@ -16,7 +17,7 @@ from qbo_connect import intuit, runtime
 from qbo_connect.runtime import build_services
 from qbo_local.template import function_properties, load_template
 from test_admin_api import admin_event, admin_function, call
-from test_handlers import CONNECTION_ID, ROOT, LambdaContext, refresh_function, stack
+from test_handlers import CONNECTION_ID, REALM, ROOT, LambdaContext, refresh_function, stack
 
 __all__ = ["stack"]  # the fixture
 
@@ -55,28 +56,51 @@ def holds_intuits_newest_refresh_token(stack) -> bool:
     return stored is not None and stored.refresh_token == stack.token_endpoint.issued[-1]["refresh_token"]
 
 
-@pytest.fixture
-def admin_lambda(stack, monkeypatch):
-    """The stack with the admin function's own deadlines (template.yaml), on fake time three hours after consent."""
-    for name, value in ADMIN_FUNCTION["Environment"]["Variables"].items():
+def on_invocation_time(stack, monkeypatch, function: dict) -> InvocationClock:
+    """The stack with `function`'s own deadlines (template.yaml), on fake time three hours from now; Intuit's
+    token endpoint processes each call at once (rotating) and answers INTUIT_ANSWERS_AFTER_SECONDS later, or
+    never, if Lambda stopped the invocation first."""
+    for name, value in function["Environment"]["Variables"].items():
         if name in {"QBO_REFRESH_CALL_DEADLINE_SECONDS", "QBO_VAULT_WRITE_DEADLINE_SECONDS"}:
             monkeypatch.setenv(name, value)
-    stack.create_connection()
-    stack.connect()
-    assert call("PATCH", f"/connections/{CONNECTION_ID}", {"refresh_policy": "on_demand"})[0] == 200
-    clock = InvocationClock(time.time() + 3 * HOUR)  # nobody asked for a token: the stored one has expired
+    clock = InvocationClock(time.time() + 3 * HOUR)  # nobody asked for a token: a stored one has expired
     monkeypatch.setattr(runtime, "_services", build_services(clock=clock))
 
     def slow_token_endpoint(request):
         answer = stack.token_endpoint(request)  # Intuit has processed the call: the old refresh token is spent
         clock.advance(INTUIT_ANSWERS_AFTER_SECONDS)
         if clock.ends_at is not None and clock.now() > clock.ends_at:
-            raise LambdaTimedOut(f"Task timed out after {ADMIN_TIMEOUT_SECONDS:.2f} seconds")
+            raise LambdaTimedOut(f"Task timed out after {function['Timeout']:.2f} seconds")
         return answer
 
     stack.http.remove(responses.POST, intuit.TOKEN_URL)
     stack.http.add_callback(responses.POST, intuit.TOKEN_URL, callback=slow_token_endpoint)
-    return stack, clock
+    return clock
+
+
+def held_by_another_until(clock: InvocationClock, seconds: float) -> None:
+    """A token function instance (its refresh attempts failing: Intuit answers 503) holds the connection's
+    lease and gives it back `seconds` from now."""
+    services = runtime.services()
+    now = clock.now()
+    services.store.acquire_lease(
+        CONNECTION_ID,
+        owner=OTHER_HOLDER,
+        now=now,
+        seconds=services.settings.lease_seconds,
+        skew_seconds=services.settings.clock_skew_seconds,
+        fence_until=now + services.settings.lease_seconds + intuit.REQUEST_TIME_LIMIT_SECONDS,
+    )
+    clock.free_at = now + seconds
+
+
+@pytest.fixture
+def admin_lambda(stack, monkeypatch):
+    """An idle on-demand connection and the admin function's deadlines, three hours after consent."""
+    stack.create_connection()
+    stack.connect()
+    assert call("PATCH", f"/connections/{CONNECTION_ID}", {"refresh_policy": "on_demand"})[0] == 200
+    return stack, on_invocation_time(stack, monkeypatch, ADMIN_FUNCTION)
 
 
 def test_switching_to_eager_after_waiting_for_the_lease_sends_no_refresh_the_invocation_cannot_see_answered(
@@ -90,17 +114,8 @@ def test_switching_to_eager_after_waiting_for_the_lease_sends_no_refresh_the_inv
     refresh sends the spent one and the company must reconnect."""
     stack, clock = admin_lambda
     services = runtime.services()
-    now = clock.now()
-    services.store.acquire_lease(
-        CONNECTION_ID,
-        owner=OTHER_HOLDER,
-        now=now,
-        seconds=services.settings.lease_seconds,
-        skew_seconds=services.settings.clock_skew_seconds,
-        fence_until=now + services.settings.lease_seconds + intuit.REQUEST_TIME_LIMIT_SECONDS,
-    )
-    clock.free_at = now + 25
-    clock.ends_at = now + ADMIN_TIMEOUT_SECONDS
+    held_by_another_until(clock, 25)
+    clock.ends_at = clock.now() + ADMIN_TIMEOUT_SECONDS
 
     try:
         reply = admin_function.handler(
@@ -144,5 +159,45 @@ def test_the_consoles_refresh_of_an_idle_on_demand_connection_still_calls_intuit
     answer = json.loads(reply["body"])
     assert reply["statusCode"] == 200 and answer["outcome"] == "refreshed", answer
     assert len(stack.token_endpoint.forms) == sent_before + 1
+    intact = holds_intuits_newest_refresh_token(stack)
+    assert intact
+
+
+def test_importing_tokens_after_waiting_for_the_lease_does_not_spend_the_imported_refresh_token_unanswered(
+    stack, monkeypatch
+):
+    """An administrator takes over a grant from another tool (POST .../import) while another holder has the
+    connection's lease; it gives the lease back 25 s later. The import's one verifying refresh is sent with 5 s
+    of the 30 left and the admin's 8 s call deadline; Intuit processes it (the imported refresh token is spent)
+    and answers 6 s later, after Lambda stopped the invocation. The new refresh token is nowhere, the other
+    tool's is spent: the company must reconnect. The import must instead refuse at once, change nothing and
+    leave the imported token unused, so that trying again a moment later connects."""
+    stack.create_connection()
+    clock = on_invocation_time(stack, monkeypatch, ADMIN_FUNCTION)
+    exported = "AB11-exported-" + secrets.token_urlsafe(24)
+    stack.seen.add(exported)
+    held_by_another_until(clock, 25)
+    clock.ends_at = clock.now() + ADMIN_TIMEOUT_SECONDS
+    body = {"refresh_token": exported, "realm_id": REALM}
+
+    try:
+        reply = admin_function.handler(
+            admin_event("POST", f"/connections/{CONNECTION_ID}/import", body),
+            LambdaContext(remaining_millis=ADMIN_TIMEOUT_SECONDS * 1000),
+        )
+        status, answer = reply["statusCode"], json.loads(reply["body"])
+    except LambdaTimedOut:
+        status, answer = None, None
+    clock.ends_at = None
+
+    spent = any(form.get("refresh_token") == exported for form in stack.token_endpoint.forms)
+    assert not spent, "Intuit rotated the imported refresh token in a call the admin invocation could not see answered"
+    assert status == 409 and answer["error"]["code"] == "busy", answer
+    assert "try again" in answer["error"]["message"] and exported not in reply["body"]
+    assert runtime.services().store.get(CONNECTION_ID).status.value == "not_connected"
+
+    # A moment later, with the whole invocation ahead, the same import connects.
+    status, imported = call("POST", f"/connections/{CONNECTION_ID}/import", body)
+    assert status == 200 and imported["status"] == "connected", imported
     intact = holds_intuits_newest_refresh_token(stack)
     assert intact
