@@ -260,7 +260,7 @@ def build_app() -> APIGatewayHttpResolver:
             access_token=data.get("access_token"),
             realm_id=data.get("realm_id") or None,
         )
-        saved = services().admin.import_tokens(ref(name_or_id), tokens, actor=actor())
+        saved = services().admin.import_tokens(ref(name_or_id), tokens, actor=actor(), not_after=invocation_end())
         return _json(200, services().admin.show(saved.connection_id))
 
     @app.exception_handler(QboConnectError)

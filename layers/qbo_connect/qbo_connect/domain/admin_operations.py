@@ -35,7 +35,7 @@ from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult, TokenLifecycle
 from qbo_connect.domain.secret_document import ConnectionSecret
-from qbo_connect.errors import ConnectionNotFound, InvalidInput, NeedsReauthorization
+from qbo_connect.errors import Busy, ConnectionNotFound, InvalidInput, NeedsReauthorization
 from qbo_connect.observability import logger
 from qbo_connect.ports import ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
 from qbo_connect.settings import Settings
@@ -311,11 +311,15 @@ class AdminOperations:
             self._changed(after, actor, "refreshed", fields=["token_set"], outcome=result.outcome.value)
         return result
 
-    def import_tokens(self, name_or_id: str, tokens: ImportedTokens, *, actor: str) -> Connection:
+    def import_tokens(
+        self, name_or_id: str, tokens: ImportedTokens, *, actor: str, not_after: float | None = None
+    ) -> Connection:
         """Take over a grant from another tool: one refresh under the lease proves the refresh token works.
 
         Nothing is stored unless Intuit accepts the token; the access token, if given, is replaced by the
-        refresh's own and never stored (the other tool may still hold it).
+        refresh's own and never stored (the other tool may still hold it). `not_after`: when the caller must
+        be done (a Lambda invocation's end); the refresh is not sent unless its answer can be persisted by
+        then, since Intuit rotates the imported token and the other tool's copy is spent with it.
         """
         _validate_imported(tokens)
         connection = self.find(name_or_id)
@@ -339,11 +343,18 @@ class AdminOperations:
             secret = held.secret or Administration._empty_secret(current)
             if not secret.client_secret:
                 raise InvalidInput("Set the connection's client secret first: the refresh needs it")
+            deadline = self._lifecycle.deadline_for_a_call(held, not_after)
+            if deadline is None:
+                raise Busy(
+                    "Waiting for the connection's lease left too little time to refresh the imported token and "
+                    "store Intuit's answer: nothing was changed and the token was not used; try again"
+                )
             try:
                 token_set = self._identity.refresh(
                     ClientCredentials(secret.client_id, secret.client_secret),
                     refresh_token=tokens.refresh_token,
                     scopes=current.scopes,
+                    deadline_seconds=deadline,
                 )
             except NeedsReauthorization:
                 raise NeedsReauthorization(

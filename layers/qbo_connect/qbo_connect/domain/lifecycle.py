@@ -227,7 +227,7 @@ class TokenLifecycle:
         if secret is None or secret.token_set is None or not secret.client_secret:
             # Metadata says connected but the vault has nothing to refresh with: only a person can fix it.
             return self._permanent_failure(held, NeedsReauthorization("The connection secret holds no refresh token"))
-        if self._call_deadline(held, not_after) < self.timings.shortest_call_seconds:
+        if self.deadline_for_a_call(held, not_after) is None:
             # The call could outlive the lease or the invocation, and a refresh answer nobody persists is lost.
             return RefreshResult(
                 connection.connection_id,
@@ -290,6 +290,13 @@ class TokenLifecycle:
 
     def _call_deadline(self, held: HeldLease, not_after: float | None) -> float:
         return min(self.timings.call_deadline_seconds, self._time_for_calls(held, not_after))
+
+    def deadline_for_a_call(self, held: HeldLease, not_after: float | None) -> float | None:
+        """The whole-call deadline for one refresh under `held` whose answer must be persisted by `not_after`
+        (and within the lease); None when too little is left to start one: an answer nobody persists is a
+        grant lost."""
+        deadline = self._call_deadline(held, not_after)
+        return deadline if deadline >= self.timings.shortest_call_seconds else None
 
     def _call_intuit(self, held: HeldLease, not_after: float | None) -> TokenSet:
         """Retries, with backoff and full jitter, only what certainly never reached Intuit's processing."""
