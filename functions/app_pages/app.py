@@ -17,7 +17,7 @@ def launch() -> Response:
 
 @app.get(DISCONNECT_PATH)
 def disconnect() -> Response:
-    return app_web.disconnect(app.current_event, services())
+    return app_web.disconnect(app.current_event, services(), app.lambda_context)
 
 
 @app.get(RECONNECT_PATH)

@@ -9,6 +9,7 @@ realm ID is offered, so consent for any other company is refused and revoked at 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
@@ -16,6 +17,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from qbo_connect import intuit
 from qbo_connect.domain.app_links import DisconnectChecks
 from qbo_connect.domain.authorization import callback_url
+from qbo_connect.invocation import work_deadline
 from qbo_connect.observability import logger
 from qbo_connect.pages import SECURITY_HEADERS, Page, disconnect_page, launch_page, reconnect_refused_page
 from qbo_connect.runtime import Services
@@ -39,9 +41,11 @@ def launch(event: APIGatewayProxyEventV2, services: Services) -> Response:
     return _page(launch_page(redirect_uri=callback_url(api_base_url(event.raw_event, services))))
 
 
-def disconnect(event: APIGatewayProxyEventV2, services: Services) -> Response:
+def disconnect(event: APIGatewayProxyEventV2, services: Services, context: Any = None) -> Response:
     checks = DisconnectChecks(services.store, services.connection_tests, services.clock)
-    checked = checks.check(_realm(event))
+    # One end for all the company's checks: a refresh sent later than it allows is answered after Lambda
+    # stopped us, and its rotation would be lost.
+    checked = checks.check(_realm(event), not_after=work_deadline(context, services.clock.now()))
     logger.info("Disconnect page", extra={"connections": len(checked), "checked": sum(c.checked for c in checked)})
     return _page(disconnect_page(checked))
 

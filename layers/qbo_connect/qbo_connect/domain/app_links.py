@@ -68,15 +68,17 @@ class DisconnectChecks:
         self._clock = clock
         self._interval = interval_seconds
 
-    def check(self, realm_id: str | None) -> list[CheckedConnection]:
-        """The connections of the company, each checked unless it was a moment ago; [] for no valid realm."""
+    def check(self, realm_id: str | None, *, not_after: float | None = None) -> list[CheckedConnection]:
+        """The connections of the company, each checked unless it was a moment ago; [] for no valid realm.
+        `not_after`: when the caller must be done (a Lambda invocation's end); no check sends a refresh whose
+        answer could not be persisted by then."""
         if not isinstance(realm_id, str) or not _REALM.fullmatch(realm_id):
             return []
         now = self._clock.now()
         found = []
         for connection in self._connections.find_by_realm(realm_id):
             if self._due(connection, now):
-                self._tests.run(connection.connection_id)
+                self._tests.run(connection.connection_id, not_after=not_after)
                 connection = self._connections.get(connection.connection_id) or connection
                 found.append(CheckedConnection(connection.name, connection.status.value, True))
             else:
