@@ -1,0 +1,149 @@
+"""What a workflow invoking the token or the test function receives when AWS throttles or fails the service's
+own reads past botocore's retries: Secrets Manager's GetSecretValue (ThrottlingException), DynamoDB's GetItem
+(ProvisionedThroughputExceededException, RequestLimitExceeded: account and table limits moto does not
+enforce). The functions' answers are public contracts (docs/schemas/*.response.schema.json): a workflow
+branches on `ok` and `error.code`, so it must get one of the documented codes saying to retry, not Lambda's
+unhandled-error payload (`errorType: ClientError`) that no schema describes."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.retries.standard import ExponentialBackoff
+from jsonschema import Draft202012Validator
+from qbo_connect import runtime
+from qbo_connect.runtime import build_services
+from test_handlers import CONNECTION_ID, REGION, ROOT, LambdaContext, stack, test_function, token_function
+
+__all__ = ["stack"]  # the fixture
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
+SCHEMAS = ROOT / "docs" / "schemas"
+TOKEN_ANSWER = json.loads((SCHEMAS / "token-function.response.schema.json").read_text())
+TEST_ANSWER = json.loads((SCHEMAS / "test-function.response.schema.json").read_text())
+
+
+class RawBody:
+    """The HTTP body of AWS's answer, as botocore's response reads it."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_options: Any):
+        yield self._body
+
+
+class AwsRefuses:
+    """AWS's answer to every call of one operation, as AWS sends it: the status, the JSON protocol's error
+    body and headers. botocore parses it, retries it as it would in Lambda (standard mode), then raises."""
+
+    def __init__(self, status: int, error_type: str, message: str, content_type: str) -> None:
+        self.status, self.error_type, self.message, self.content_type = status, error_type, message, content_type
+        self.calls = 0
+
+    def __call__(self, request, **_kwargs) -> AWSResponse:
+        self.calls += 1
+        body = json.dumps({"__type": self.error_type, "message": self.message}).encode()
+        headers = {
+            "Content-Type": self.content_type,
+            "x-amzn-RequestId": secrets.token_hex(16),
+            "Content-Length": str(len(body)),
+        }
+        return AWSResponse(request.url, self.status, headers, RawBody(body))
+
+
+SECRETS_MANAGER_JSON = "application/x-amz-json-1.1"
+DYNAMODB_JSON = "application/x-amz-json-1.0"
+DYNAMODB_ERRORS = "com.amazonaws.dynamodb.v20120810#"
+FAULTS = {
+    "secrets manager throttles GetSecretValue": (
+        "before-send.secrets-manager.GetSecretValue",
+        AwsRefuses(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON),
+    ),
+    "the table's throughput is exceeded on GetItem": (
+        "before-send.dynamodb.GetItem",
+        AwsRefuses(
+            400,
+            DYNAMODB_ERRORS + "ProvisionedThroughputExceededException",
+            "The level of configured provisioned throughput for the table was exceeded. Consider increasing your "
+            "provisioning level with the UpdateTable API.",
+            DYNAMODB_JSON,
+        ),
+    ),
+    "the account's request limit is exceeded on GetItem": (
+        "before-send.dynamodb.GetItem",
+        AwsRefuses(
+            400,
+            DYNAMODB_ERRORS + "RequestLimitExceeded",
+            "Throughput exceeds the current throughput limit for your account. Please contact AWS Support at "
+            "https://aws.amazon.com/support request a limit increase",
+            DYNAMODB_JSON,
+        ),
+    ),
+}
+
+
+@pytest.fixture(params=sorted(FAULTS))
+def aws_refuses(request, stack, monkeypatch):
+    """A connected connection, then AWS refusing one of the reads every answer needs. Backoff delays are
+    recorded instead of slept (botocore's sleep cannot be given a clock)."""
+    stack.create_connection()
+    stack.connect()
+    event, refuses = FAULTS[request.param]
+    refuses.calls = 0
+    session = boto3.Session(region_name=REGION)
+    session.events.register_first(event, refuses)
+    monkeypatch.setattr(runtime, "_services", build_services(session=session))
+    delays: list[float] = []
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: delays.append(1.0) or 0.0)
+    return stack, refuses
+
+
+def invoke(function, payload: dict[str, Any]) -> dict[str, Any]:
+    """What the invoking workflow receives: the handler's answer, or Lambda's payload for an unhandled error."""
+    try:
+        return function.handler(payload, LambdaContext())
+    except Exception as error:
+        return {"errorMessage": str(error), "errorType": type(error).__name__}
+
+
+def errors(schema: dict[str, Any], instance: Any) -> list[str]:
+    return [f"{list(e.absolute_path)}: {e.message}" for e in Draft202012Validator(schema).iter_errors(instance)]
+
+
+def assert_says_retry_without_secrets(stack, answer: dict[str, Any], refuses: AwsRefuses) -> None:
+    assert refuses.calls > 1, "botocore did not retry the call before giving up"
+    assert "errorType" not in answer, f"Lambda's unhandled-error payload: {answer}"
+    assert answer["ok"] is False and answer["connection_id"] == CONNECTION_ID
+    assert answer["error"]["code"] == "vault_unavailable", answer["error"]
+    message = answer["error"]["message"]
+    assert "retry" in message.lower() or "try again" in message.lower(), message
+    assert refuses.error_type.split("#")[-1] in message, message  # what AWS said, for whoever looks
+    dumped = json.dumps(answer)
+    leaked = [value for value in stack.secret_values() if value in dumped]
+    assert not leaked, "the answer holds a token or a secret"
+
+
+def test_the_token_function_answers_a_retryable_error_when_aws_keeps_refusing_its_reads(aws_refuses):
+    stack, refuses = aws_refuses
+
+    answer = invoke(token_function, {"connection_id": CONNECTION_ID})
+
+    assert_says_retry_without_secrets(stack, answer, refuses)
+    assert errors(TOKEN_ANSWER, answer) == []
+
+
+def test_the_test_function_answers_a_retryable_error_when_aws_keeps_refusing_its_reads(aws_refuses):
+    stack, refuses = aws_refuses
+
+    answer = invoke(test_function, {"connection_id": CONNECTION_ID})
+
+    assert_says_retry_without_secrets(stack, answer, refuses)
+    assert errors(TEST_ANSWER, answer) == []
+    assert answer["error"]["next_step"]
