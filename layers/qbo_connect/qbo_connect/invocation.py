@@ -6,12 +6,16 @@ and docs/schemas/token-function.request.schema.json.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+from qbo_connect.adapters.aws_faults import AWS_ERRORS, is_transient, try_again_message
 from qbo_connect.domain.connection import validate_connection_id
+from qbo_connect.domain.connection_test import NEXT_STEPS
 from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.errors import ErrorCode, InvalidInput
+from qbo_connect.observability import logger
 
 # Kept back from an invocation's end to answer and flush metrics before Lambda stops it.
 ANSWER_SECONDS = 2.0
@@ -25,12 +29,19 @@ def work_deadline(context: Any, now: float) -> float | None:
     return now + remaining() / 1000 - ANSWER_SECONDS
 
 
-def error_body(code: ErrorCode, message: str, **extra: Any) -> dict[str, Any]:
-    return {"ok": False, **extra, "error": {"code": code.value, "message": message}}
+def error_body(code: ErrorCode, message: str, *, next_step: str | None = None, **extra: Any) -> dict[str, Any]:
+    error = {"code": code.value, "message": message} | ({"next_step": next_step} if next_step else {})
+    return {"ok": False, **extra, "error": error}
 
 
-def connection_id_from(event: Any, answer: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    """Call `answer` with the payload's connection ID, or answer invalid_input without touching anything."""
+def connection_id_from(
+    event: Any, answer: Callable[[str], dict[str, Any]], *, failed: Callable[..., dict[str, Any]] = error_body
+) -> dict[str, Any]:
+    """Call `answer` with the payload's connection ID, or answer invalid_input without touching anything.
+
+    AWS still throttling or failing the service's own calls after botocore's retries is answered as
+    `vault_unavailable` (try again shortly; `failed` shapes it as the function's contract has it) rather
+    than raised: a workflow branches on the documented codes, never on Lambda's unhandled-error payload."""
     connection_id = event.get("connection_id") if isinstance(event, dict) else None
     if not isinstance(connection_id, str):
         return error_body(ErrorCode.INVALID_INPUT, 'Invoke with a JSON object like {"connection_id": "qbc-..."}')
@@ -38,12 +49,25 @@ def connection_id_from(event: Any, answer: Callable[[str], dict[str, Any]]) -> d
         validate_connection_id(connection_id)
     except InvalidInput as error:
         return error_body(ErrorCode.INVALID_INPUT, error.message, connection_id=connection_id[:64])
-    return answer(connection_id)
+    try:
+        return answer(connection_id)
+    except AWS_ERRORS as error:
+        if not is_transient(error):
+            raise  # a deployment fault (access denied, a missing table): Lambda's error metric and alarm see it
+        message = try_again_message(error)
+        logger.warning("AWS kept failing a call", extra={"connection_id": connection_id, "reason": message})
+        return failed(ErrorCode.VAULT_UNAVAILABLE, message, connection_id=connection_id)
 
 
 def connection_test_payload(event: Any, answer: Callable[[str, bool], dict[str, Any]]) -> dict[str, Any]:
     """The test function's payload {"connection_id": "...", "deep": false}: call `answer(connection_id, deep)`,
     or answer invalid_input without touching anything."""
+
+    def failed(code: ErrorCode, message: str, *, connection_id: str) -> dict[str, Any]:
+        # The test function's failures carry when and what to do next (test-function.response.schema.json).
+        return error_body(
+            code, message, next_step=NEXT_STEPS.get(code), connection_id=connection_id, tested_at=int(time.time())
+        )
 
     def with_deep(connection_id: str) -> dict[str, Any]:
         deep = event.get("deep", False)
@@ -55,7 +79,7 @@ def connection_test_payload(event: Any, answer: Callable[[str, bool], dict[str, 
             )
         return answer(connection_id, deep)
 
-    return connection_id_from(event, with_deep)
+    return connection_id_from(event, with_deep, failed=failed)
 
 
 DEFAULT_MIN_VALID_SECONDS = 300

@@ -23,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from qbo_connect.adapters.aws_faults import TRANSIENT_CODES, error_code
 from qbo_connect.adapters.clock import SystemClock
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.errors import Conflict, ConnectionAlreadyExists, VaultUnavailable
@@ -36,23 +37,6 @@ _TOKEN_NAMESPACE = uuid.UUID("8f7a3c1e-5b7d-4a51-9d0e-3c2b1a0f9e88")
 
 def client_request_token(connection_id: str, generation: int) -> str:
     return str(uuid.uuid5(_TOKEN_NAMESPACE, f"{connection_id}/{generation}"))
-
-
-def _error_code(error: ClientError) -> str:
-    return error.response["Error"]["Code"]
-
-
-# Answers after which the same write may succeed if sent again (with the same ClientRequestToken).
-_RETRYABLE_WRITE_ERRORS = {
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "InternalServiceError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "RequestTimeout",
-    "RequestTimeoutException",
-}
 
 
 class SecretsManagerVault:
@@ -79,7 +63,7 @@ class SecretsManagerVault:
         try:
             self._client.create_secret(**kwargs)
         except ClientError as error:
-            if _error_code(error) == "ResourceExistsException":
+            if error_code(error) == "ResourceExistsException":
                 raise ConnectionAlreadyExists(
                     f"A secret for connection {secret.connection_id!r} already exists: choose another ID"
                 ) from None
@@ -89,7 +73,7 @@ class SecretsManagerVault:
         try:
             response = self._client.get_secret_value(SecretId=self._settings.connection_secret_name(connection_id))
         except ClientError as error:
-            if _error_code(error) == "ResourceNotFoundException":
+            if error_code(error) == "ResourceNotFoundException":
                 return None
             raise
         return ConnectionSecret.from_json(response["SecretString"])
@@ -102,7 +86,7 @@ class SecretsManagerVault:
             try:
                 return self._put(secret)
             except ClientError as error:
-                code = _error_code(error)
+                code = error_code(error)
                 if code in {"ResourceExistsException", "InvalidRequestException"}:
                     logger.warning(
                         "Secret generation already written by another holder",
@@ -111,7 +95,7 @@ class SecretsManagerVault:
                     raise Conflict(
                         f"Connection {secret.connection_id!r} was changed by someone else meanwhile: try again"
                     ) from None
-                if code not in _RETRYABLE_WRITE_ERRORS:
+                if code not in TRANSIENT_CODES:
                     raise self._unavailable(secret, code) from None
             except BotoCoreError as error:  # connection errors, read timeouts: the write may or may not have landed
                 code = type(error).__name__
@@ -146,7 +130,7 @@ class SecretsManagerVault:
                 SecretId=self._settings.connection_secret_name(connection_id), ForceDeleteWithoutRecovery=True
             )
         except ClientError as error:
-            if _error_code(error) != "ResourceNotFoundException":
+            if error_code(error) != "ResourceNotFoundException":
                 raise
 
 
@@ -190,7 +174,7 @@ class SecretsManagerSigningKeys:
         try:
             text = self._client.get_secret_value(SecretId=self._name)["SecretString"]
         except ClientError as error:
-            if _error_code(error) != "ResourceNotFoundException":
+            if error_code(error) != "ResourceNotFoundException":
                 raise
             self._create()
             text = self._client.get_secret_value(SecretId=self._name)["SecretString"]
@@ -206,5 +190,5 @@ class SecretsManagerSigningKeys:
                 Description="qbo-connect: HMAC key that signs authorize links",
             )
         except ClientError as error:
-            if _error_code(error) != "ResourceExistsException":  # someone else created it first: fine
+            if error_code(error) != "ResourceExistsException":  # someone else created it first: fine
                 raise

@@ -38,7 +38,8 @@ NEXT_STEPS: dict[ErrorCode, str] = {
     ErrorCode.VALIDATION_FAILED: "QuickBooks refused the test's request: if it persists, contact Intuit support "
     "with the intuit_tid.",
     ErrorCode.CONFLICT: "The connection changed while it was tested: try again.",
-    ErrorCode.VAULT_UNAVAILABLE: "Secrets Manager refused a write: try again shortly; check the RotationPending alarm.",
+    ErrorCode.VAULT_UNAVAILABLE: "AWS (Secrets Manager or DynamoDB) throttled or failed the service's calls: try "
+    "again shortly; if it persists, check the RotationPending alarm and the account's AWS quotas.",
 }
 
 # Checks a deep test reports, in the order it runs them.
