@@ -17,24 +17,30 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from qbo_connect import intuit
 from qbo_connect.adapters.secrets_vault import SecretsManagerVault
+from qbo_connect.client import QuickBooksClient
+from qbo_connect.errors import ErrorCode, QboConnectError
 from qbo_connect.runtime import Services
 from qbo_connect.token_access import MAX_MIN_VALID_SECONDS, TokenAccess
 from qbo_local.faults import FaultProxy, ProxyFault, StrictSecretsManager
 from refresh_support import (
     ACCESS_TOKEN_SECONDS,
     LEASE_SECONDS,
+    REALM_ID,
     SKEW_SECONDS,
     Stack,
     manual_clock,
     new_session,
 )
 
+FAULT_401 = (Path(__file__).resolve().parents[1] / "fixtures" / "intuit" / "fault_401.json").read_bytes()
 # When a call whose answer was lost is certainly over at Intuit, by anyone's clock.
 IN_FLIGHT_WINDOW = intuit.REQUEST_TIME_LIMIT_SECONDS + SKEW_SECONDS + 1
 
@@ -180,6 +186,53 @@ def test_an_answer_cut_by_the_whole_call_deadline_is_an_unknown_outcome(world: F
     assert world.stack.refresh_calls() == 1
     stored = world.stack.connection(connection_id)
     assert stored.refresh_in_flight_until is not None and stored.lease_owner is None
+
+
+class RefusesOneToken(requests.Session):
+    """The accounting API as Intuit runs it, except that one access token was revoked early: a request
+    bearing it gets Intuit's 401 AuthenticationFailed fault; every other goes to the emulator."""
+
+    def __init__(self, refused: str) -> None:
+        super().__init__()
+        self.refused = refused
+        self.refused_requests = 0
+
+    def request(self, method, url, *args, headers=None, **kwargs):
+        if (headers or {}).get("Authorization") == f"Bearer {self.refused}":
+            self.refused_requests += 1
+            answer = requests.Response()
+            answer.status_code, answer.url, answer.encoding = 401, url, "utf-8"
+            answer.headers.update({"Content-Type": "application/json", "intuit_tid": "1-test-refused"})
+            answer._content = FAULT_401
+            return answer
+        return super().request(method, url, *args, headers=headers, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["drop_after_forward", "reset_after_forward"])
+def test_a_forced_refresh_whose_answer_is_lost_tells_the_client_s_caller_to_retry_not_unauthorized(
+    world: FaultyWorld, kind
+) -> None:
+    """A workflow's QuickBooksClient gets a 401 for a token revoked early and asks for one forced refresh.
+    Intuit processes it (the refresh token rotates) and the answer is lost. Nothing new can be handed out
+    until the call is certainly over and checked: the caller must hear that Intuit did not answer and to
+    try again shortly, not `unauthorized` ("reconnect if it persists") after a retry with the refused token."""
+    connection_id = world.stack.connect().connection_id
+    world.stack.clock.advance(20 * 60)  # old enough for a forced refresh
+    services = world.services()
+    tokens = TokenAccess(services.lifecycle, services.store, world.stack.clock)
+    session = RefusesOneToken(tokens.access_token(connection_id))
+    client = QuickBooksClient(
+        connection_id, tokens=tokens, settings=services.settings, session=session, sleep=lambda _seconds: None
+    )
+    world.proxy.plan(ProxyFault(kind))
+
+    with pytest.raises(QboConnectError) as raised:
+        client.get("CompanyInfo", REALM_ID)
+
+    assert world.stack.refresh_calls() == 1  # Intuit processed the forced refresh; nothing was sent again
+    assert raised.value.code is ErrorCode.INTUIT_UNAVAILABLE, f"{raised.value.code.value}: {raised.value.message}"
+    assert "try again" in raised.value.message
+    assert session.refused_requests == 1, "the refused token was sent again"
 
 
 # --- Secrets Manager refuses the rotated token set --------------------------------------------------------
