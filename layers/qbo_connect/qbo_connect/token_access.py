@@ -175,7 +175,9 @@ class TokenAccess:
             )
             if result.outcome is RefreshOutcome.BUSY:
                 self._wait_for_lease(connection_id)
-            elif result.outcome is RefreshOutcome.TRANSIENT_FAILURE:
+            elif result.outcome in {RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.OUTCOME_UNKNOWN}:
+                # Lost in flight: the vault still holds the refused token, and nothing newer can be had
+                # until the call is certainly over and checked; retrying with it would only be refused again.
                 raise IntuitUnavailable(f"Intuit could not refresh the token ({result.message}): try again shortly")
             elif result.outcome is RefreshOutcome.NOT_FOUND:
                 raise ConnectionNotFound(
