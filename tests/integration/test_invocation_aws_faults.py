@@ -18,6 +18,7 @@ from botocore.retries.standard import ExponentialBackoff
 from jsonschema import Draft202012Validator
 from qbo_connect import runtime
 from qbo_connect.runtime import build_services
+from test_admin_api import admin_event, admin_function
 from test_handlers import CONNECTION_ID, REGION, ROOT, LambdaContext, stack, test_function, token_function
 
 __all__ = ["stack"]  # the fixture
@@ -147,3 +148,19 @@ def test_the_test_function_answers_a_retryable_error_when_aws_keeps_refusing_its
     assert_says_retry_without_secrets(stack, answer, refuses)
     assert errors(TEST_ANSWER, answer) == []
     assert answer["error"]["next_step"]
+
+
+def test_the_admin_api_answers_503_saying_to_retry_when_aws_keeps_refusing_its_reads(aws_refuses):
+    # The console and the CLI show the admin API's error message; Lambda's unhandled error is a bare 500.
+    stack, refuses = aws_refuses
+    event = admin_event("POST", f"/connections/{CONNECTION_ID}/test", {"deep": False})
+
+    answer = invoke(admin_function, event)
+
+    assert refuses.calls > 1, "botocore did not retry the call before giving up"
+    assert "errorType" not in answer, f"Lambda's unhandled-error payload: {answer}"
+    assert answer["statusCode"] == 503
+    error = json.loads(answer["body"])["error"]
+    assert error["code"] == "vault_unavailable" and "try again" in error["message"], error
+    assert refuses.error_type.split("#")[-1] in error["message"]
+    assert not [value for value in stack.secret_values() if value in answer["body"]], "a token or secret leaked"
