@@ -26,6 +26,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from qbo_connect import intuit
+from qbo_connect.adapters.aws_faults import AWS_ERRORS, is_transient, refusal
 from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import callback_url
@@ -58,6 +59,7 @@ _STATUS: dict[ErrorCode, HTTPStatus] = {
     ErrorCode.INVALID_CLIENT: HTTPStatus.CONFLICT,
     ErrorCode.THROTTLED: HTTPStatus.TOO_MANY_REQUESTS,
     ErrorCode.INTUIT_UNAVAILABLE: HTTPStatus.BAD_GATEWAY,
+    ErrorCode.VAULT_UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 ADMIN_NEXT_STEPS = {
     **NEXT_STEPS,
@@ -270,6 +272,15 @@ def build_app() -> APIGatewayHttpResolver:
         status = _STATUS.get(error.code, HTTPStatus.BAD_REQUEST)
         logger.info("Admin request refused", extra={"error_code": error.code.value, "status": int(status)})
         return error_response(int(status), error.code.value, error.message, ADMIN_NEXT_STEPS.get(error.code))
+
+    @app.exception_handler(list(AWS_ERRORS))
+    def aws_error(error: Exception) -> Response:
+        if not is_transient(error):
+            raise error  # a deployment fault (access denied, a missing table): Lambda's error metric sees it
+        message = f"{refusal(error)}: try again in a few seconds; `connections show` says what the connection holds"
+        logger.warning("AWS kept failing a call", extra={"reason": message})
+        code = ErrorCode.VAULT_UNAVAILABLE
+        return error_response(int(HTTPStatus.SERVICE_UNAVAILABLE), code.value, message, ADMIN_NEXT_STEPS.get(code))
 
     @app.exception_handler(NotFoundError)
     def no_route(_: NotFoundError) -> Response:

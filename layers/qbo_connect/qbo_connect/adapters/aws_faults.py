@@ -50,10 +50,15 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, NoAnswer | HTTPClientError)  # connect or read timeouts, resets
 
 
-def try_again_message(error: BaseException) -> str:
+def refusal(error: BaseException) -> str:
     """For the caller and the logs: the call and AWS's code, never AWS's own text (it names resources)."""
     if isinstance(error, ClientError):
         what = f"AWS refused the service's {error.operation_name} call ({error_code(error)})"
     else:
         what = f"AWS did not answer the service's call ({type(error).__name__})"
-    return f"{what}, also when botocore retried it: nothing was changed; try again in a few seconds"
+    return f"{what}, also when botocore retried it"
+
+
+def try_again_message(error: BaseException) -> str:
+    """For a read-only answer (the token and test functions): nothing was changed."""
+    return f"{refusal(error)}: nothing was changed; try again in a few seconds"
