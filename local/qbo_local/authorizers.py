@@ -5,7 +5,8 @@
   over HTTP like API Gateway fetches Cognito's), issuer, audience (`aud` of an ID token, `client_id` of an
   access token), expiry and not-before. The claims go into requestContext.authorizer.jwt.
 - IAM (`AWS_IAM`): a SigV4 signature for the service `execute-api`, recomputed with the secret key of the
-  one local identity (the fake credentials the local stack gives everything), within 15 minutes of now.
+  one local identity (the fake credentials the local stack gives everything), within 15 minutes of now,
+  over the body that arrived (never the X-Amz-Content-SHA256 the client claims for it).
   The caller goes into requestContext.authorizer.iam.
 
 A refused request never reaches the function: 401 (JWT) or 403 (IAM) with API Gateway's bodies.
@@ -13,6 +14,7 @@ A refused request never reaches the function: 401 (JWT) or 403 (IAM) with API Ga
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import threading
 import time
@@ -149,7 +151,10 @@ class IamAuthorizer:
         aws_request = AWSRequest(method=request.method, url=request.url, headers=headers, data=request.body)
         aws_request.context["timestamp"] = amz_date
         signer = SigV4Auth(Credentials(self.access_key_id, self.secret_access_key), SIGV4_SERVICE, self.region)
-        canonical = signer.canonical_request(aws_request)
+        # botocore lets a signed X-Amz-Content-SHA256 stand for the body (S3's rule); API Gateway hashes the
+        # body it received, so a body swapped under a replayed signature, or UNSIGNED-PAYLOAD, never matches.
+        without_payload, _, _ = signer.canonical_request(aws_request).rpartition("\n")
+        canonical = f"{without_payload}\n{hashlib.sha256(request.body).hexdigest()}"
         return signer.signature(signer.string_to_sign(aws_request, canonical), aws_request)
 
 
