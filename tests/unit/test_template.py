@@ -205,6 +205,19 @@ def test_no_other_way_in_over_http(template):
     assert not [r for r in template["Resources"].values() if r["Type"] in api_types]
 
 
+def test_nothing_in_the_template_may_invoke_the_admin_function_but_its_api_routes(template):
+    # A direct invocation can forge API Gateway's event (any actor, the admin group): only the HTTP API may call it.
+    text = TEMPLATE_PATH.read_text()
+    granted = [
+        policy["LambdaInvokePolicy"]["FunctionName"]
+        for resource in template["Resources"].values()
+        for policy in (resource.get("Properties", {}).get("Policies") or [])
+        if isinstance(policy, dict) and "LambdaInvokePolicy" in policy
+    ]
+    assert {"Ref": "AdminFunction"} not in granted
+    assert "lambda:InvokeFunction" not in text and "AWS::Lambda::Permission" not in text
+
+
 def test_routes_give_the_local_stack_what_it_needs(template):
     for route in http_routes(template):
         assert (ROOT / route.code_uri / (route.handler.split(".")[0] + ".py")).is_file()
