@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,15 @@ from pathlib import Path
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.exceptions import ClientError
+from fakes import FakeClock
 from moto import mock_aws
 from qbo_connect import intuit, runtime, webhook_runs
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.webhooks import signature_of
+from qbo_connect.runtime import build_services
+from qbo_local.template import load_template
 from test_handlers import LambdaContext, _load_handler, lambda_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +31,11 @@ TABLE = "qbo-connect-webhooks-test"
 REALM = "9341453050000001"
 CLIENT_ID = "ABfakeclientid0123456789"
 VERIFIER = "verifier-token-of-the-app"
+
+# SQS hands a message that was not deleted to the consumer again this long after it received it.
+WEBHOOK_VISIBILITY_SECONDS = load_template(ROOT / "template.yaml")["Resources"]["WebhookQueue"]["Properties"][
+    "VisibilityTimeout"
+]
 
 webhooks_function = _load_handler("webhooks")
 webhook_events_function = _load_handler("webhook_events")
@@ -293,3 +303,55 @@ def test_a_large_delivery_is_handed_off_in_few_messages(deployment: Deployment) 
     records = deployment.handed_off()
     assert len(records) == 10  # 100 changes a message
     assert sum(len(json.loads(r["body"])["changes"]) for r in records) == 1000
+
+
+class LambdaTimedOut(BaseException):
+    """Lambda stopped the invocation at its timeout: nothing after this point runs."""
+
+
+@pytest.fixture
+def fake_time(deployment: Deployment, monkeypatch) -> FakeClock:
+    """The deployment's functions on a clock the test moves (the data stays in moto)."""
+    clock = FakeClock(time.time())
+    monkeypatch.setattr(runtime, "_services", build_services(clock=clock))
+    return clock
+
+
+def _put_events_fails(monkeypatch, failure: BaseException) -> None:
+    events_client = runtime.services().events._client
+    real_put_events = events_client.put_events
+
+    def failing(**kwargs):
+        monkeypatch.setattr(events_client, "put_events", real_put_events)  # only this once
+        raise failure
+
+    monkeypatch.setattr(events_client, "put_events", failing)
+
+
+def test_a_consumer_stopped_at_its_timeout_before_publishing_has_the_changes_published_on_sqs_redelivery(
+    deployment: Deployment, fake_time: FakeClock, monkeypatch
+) -> None:
+    deployment.post([cloudevent("145")])
+    records = deployment.handed_off()
+    _put_events_fails(monkeypatch, LambdaTimedOut("Task timed out after 30.00 seconds"))
+    with pytest.raises(LambdaTimedOut):  # the changes are claimed, nothing is published or deleted
+        deployment.consume(records)
+
+    fake_time.advance(WEBHOOK_VISIBILITY_SECONDS)  # SQS hands the message over again
+    deployment.consume(records)
+    assert len(deployment.on_the_bus()) == 2
+
+
+def test_a_put_events_error_after_botos_retries_has_the_changes_published_on_sqs_redelivery(
+    deployment: Deployment, fake_time: FakeClock, monkeypatch
+) -> None:
+    deployment.post([cloudevent("145")])
+    records = deployment.handed_off()
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutEvents")
+    _put_events_fails(monkeypatch, throttled)
+    with pytest.raises(BatchProcessingError):
+        deployment.consume(records)
+
+    fake_time.advance(WEBHOOK_VISIBILITY_SECONDS)
+    assert deployment.consume(records) == {"batchItemFailures": []}
+    assert len(deployment.on_the_bus()) == 2
