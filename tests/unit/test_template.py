@@ -543,6 +543,18 @@ def test_the_local_stack_creates_its_queues_with_the_templates_timings(template)
     assert queue_attributes(template, "WebhookQueue")["VisibilityTimeout"] == str(webhook_visibility)
 
 
+def test_a_webhook_claim_outlives_its_publisher_and_goes_stale_before_sqs_hands_the_message_back(template):
+    """A consumer stopped between claiming a change and publishing it leaves its claim pending. SQS hands
+    its message to a consumer again a visibility timeout after it received it; a claim still fresh then
+    counts the change as a duplicate, the message is deleted and the change is never published."""
+    consumer = function_properties(template, "WebhookEventsFunction")
+    source = next(iter(consumer["Events"].values()))["Properties"]
+    visibility = template["Resources"]["WebhookQueue"]["Properties"]["VisibilityTimeout"]
+    stale = Settings(table_name="connections").webhook_claim_stale_seconds
+    latest_claim = consumer["Timeout"] + source["MaximumBatchingWindowInSeconds"]  # after SQS's receive
+    assert consumer["Timeout"] < stale < visibility - latest_claim
+
+
 def test_only_the_refresh_function_divides_the_write_budget_among_its_instances(template):
     # A token, test or admin request writes at most once: holding it to 1/50 of the budget (0.8/s) made
     # a second cold request on a warm instance wait more than a second for nothing.

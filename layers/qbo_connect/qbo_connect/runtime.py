@@ -319,7 +319,12 @@ class Services:
         ledger = DynamoDbDeliveryLedger(self.table)
         # Entity changes go to EventBridge only: they are not events about a connection's state.
         return WebhookRouting(
-            self.store, ledger, self.event_bus, self.clock, dedup_seconds=self.settings.webhook_dedup_seconds
+            self.store,
+            ledger,
+            self.event_bus,
+            self.clock,
+            dedup_seconds=self.settings.webhook_dedup_seconds,
+            stale_claim_seconds=self.settings.webhook_claim_stale_seconds,
         )
 
     @cached_property

@@ -86,6 +86,11 @@ class Settings:
 
     # How long a webhook event ID is remembered (Intuit retries a delivery for days, every 6 hours).
     webhook_dedup_seconds: int = 7 * 86400
+    # How long a webhook change's claim protects a publisher that has not finished it. Longer than the
+    # webhook events function runs (template.yaml, 30 s), so a live publisher is never overtaken; shorter
+    # than the webhook queue's visibility timeout less that run (180 - 30 s), so SQS's redelivery of a
+    # message whose consumer was stopped takes its claims over instead of deleting it as a duplicate.
+    webhook_claim_stale_seconds: int = 60
     # Each connection's event history (domain/event_history.py); empty: events are only published.
     events_table_name: str = ""
     event_history_days: int = 90
@@ -223,6 +228,7 @@ class Settings:
             cognito_endpoint_url=text("QBO_COGNITO_ENDPOINT_URL"),
             admin_group=text("QBO_ADMIN_GROUP", DEFAULT_ADMIN_GROUP),
             webhook_dedup_seconds=number("QBO_WEBHOOK_DEDUP_SECONDS", 7 * 86400),
+            webhook_claim_stale_seconds=number("QBO_WEBHOOK_CLAIM_STALE_SECONDS", 60),
             metering_flush_seconds=number("QBO_METERING_FLUSH_SECONDS", 60.0, float, zero_allowed=True),
             metering_allowances=allowances(
                 number("QBO_METERING_MONTHLY_ALLOWANCE", 500_000), text("QBO_METERING_ALLOWANCES")

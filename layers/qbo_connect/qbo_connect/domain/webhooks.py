@@ -10,7 +10,9 @@ The rules, in the order a delivery meets them:
   operation, lastUpdated), so that Intuit's retries of one delivery carry the same IDs.
 - A change is published at most once per app: a conditional put claims its event ID (with a TTL)
   before it is published; a duplicate finds the claim and publishes nothing. A claim whose publishing
-  failed is released so the retry publishes it; one left by a crash is taken over once it is stale.
+  failed is released so the retry publishes it; one left by a publisher that was stopped is taken over
+  once it is stale, which SQS's redelivery of that publisher's message always is (settings). A publisher
+  stopped after publishing but before recording it can so publish a change twice: same event_id.
 - A change whose realm no connection of that app holds is counted and logged, never dropped silently.
 """
 
@@ -273,7 +275,7 @@ class WebhookRouting:
         clock,
         *,
         dedup_seconds: int = 7 * 86400,
-        stale_claim_seconds: int = 300,
+        stale_claim_seconds: int = 60,
     ) -> None:
         self._connections = connections
         self._ledger = ledger
