@@ -7,7 +7,7 @@ import time
 import pytest
 from qbo_connect import intuit
 from qbo_connect.bulk import BatchOperation
-from qbo_connect.errors import InvalidInput, StaleObject, ValidationFailed
+from qbo_connect.errors import IntuitUnavailable, InvalidInput, StaleObject, ValidationFailed
 from test_client_emulator import REALM, world  # noqa: F401 - the fixture
 
 
@@ -120,6 +120,33 @@ def test_batch_keeps_to_intuits_per_request_limit(world) -> None:  # noqa: F811
     results = world.client().batch(operations)
     assert all(r.ok for r in results) and len(results) == 25
     assert world.admin("GET", "/stats")["api_resources"]["batch"] - before == 3  # 10 + 10 + 5
+
+
+def test_a_batch_request_failing_after_others_were_applied_still_returns_what_intuit_applied(world) -> None:  # noqa: F811
+    """Intuit applies each batch request on its own. When the second of three fails (Intuit down beyond the
+    client's retries), the ten customers the first one created exist: batch() must say which, not raise and
+    leave the caller to send all 25 again (ten duplicates, or ten 6240 duplicate-name faults)."""
+    operations = [
+        BatchOperation(entity="Customer", operation="create", body={"DisplayName": f"Partial {i}"}) for i in range(25)
+    ]
+    answered = []
+
+    def intuit_goes_down_after_the_first_batch(response, *args, **kwargs):
+        if response.request.path_url.split("?")[0].endswith("/batch") and not answered:
+            answered.append(response.status_code)
+            world.admin("POST", "/faults", {"group": "api", "fault": "http_503", "until_cleared": True})
+
+    world.session.hooks["response"].append(intuit_goes_down_after_the_first_batch)
+    try:
+        results = world.client().batch(operations)
+    finally:
+        world.session.hooks["response"].remove(intuit_goes_down_after_the_first_batch)
+        world.admin("DELETE", "/faults?group=api")
+
+    assert answered == [200]
+    assert [r.bid for r in results] == [f"b{i}" for i in range(1, 26)]
+    assert [r.value["DisplayName"] for r in results[:10]] == [f"Partial {i}" for i in range(10)]
+    assert all(isinstance(r.error, IntuitUnavailable) for r in results[10:])  # result() raises it
 
 
 def test_bad_batch_operations_are_refused_before_any_call(world) -> None:  # noqa: F811
