@@ -178,6 +178,11 @@ def chunks(items: list, size: int = intuit.BATCH_MAX_OPERATIONS) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def not_done(unanswered: list[tuple[str, BatchOperation, dict[str, Any]]], error: QboConnectError) -> list[BatchResult]:
+    """The operations of a batch request that failed, and of those never sent after it: each carries that error."""
+    return [BatchResult(bid, operation, error=error) for bid, operation, _ in unanswered]
+
+
 def parse_batch(
     body: Mapping[str, Any], sent: list[tuple[str, BatchOperation, dict[str, Any]]], tid: str | None
 ) -> list[BatchResult]:

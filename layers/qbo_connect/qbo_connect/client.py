@@ -52,6 +52,7 @@ from qbo_connect.bulk import (
     cdc_params,
     changed_since_query,
     chunks,
+    not_done,
     parse_batch,
     parse_cdc,
     with_queried,
@@ -372,11 +373,22 @@ class QuickBooksClient:
         """Run the operations in Intuit's batch requests of at most BATCH_MAX_OPERATIONS each, in order.
 
         Results come back in the order of `operations`, matched by bId; a failed item carries its typed
-        error (ValidationFailed, StaleObject, ...) in `error` and raises it from `result()`."""
+        error (ValidationFailed, StaleObject, ...) in `error` and raises it from `result()`.
+
+        Intuit applies each request on its own. If the first fails, this raises its error (nothing was
+        applied). If a later one fails, the requests before it were applied: their results come back, and
+        the failed request's operations and every later one (not sent) carry its error, so a caller sends
+        again only those instead of duplicating what Intuit already did."""
         items = batch_items(operations)
         results: list[BatchResult] = []
         for chunk in chunks(items):
-            body = self.request("POST", "batch", json={"BatchItemRequest": [item for _, _, item in chunk]})
+            try:
+                body = self.request("POST", "batch", json={"BatchItemRequest": [item for _, _, item in chunk]})
+            except QboConnectError as error:
+                if not results:
+                    raise
+                results += not_done(items[len(results) :], error)
+                break
             results += parse_batch(body, chunk, None)
         return results
 
