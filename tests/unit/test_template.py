@@ -483,6 +483,23 @@ def test_outputs_tell_users_where_to_point_intuit(template):
     assert all(branch.value.endswith("/oauth/callback") for branch in callback.value[1:])
 
 
+def test_signed_webhook_entries_the_receiver_drops_raise_an_alarm(template):
+    # Intuit signed them, so they are changes Intuit will not send again: each one dropped is a change lost.
+    from qbo_connect.webhook_runs import DROPPED_ENTRY_METRICS
+
+    alarm = template["Resources"]["WebhookEntriesDroppedAlarm"]["Properties"]
+    watched = {
+        query["MetricStat"]["Metric"]["MetricName"]
+        for query in alarm["Metrics"]
+        if "MetricStat" in query and query["MetricStat"]["Metric"]["Namespace"] == "QboConnect"
+    }
+    assert watched == set(DROPPED_ENTRY_METRICS) and len(watched) == 2
+    (expression,) = [query for query in alarm["Metrics"] if query.get("ReturnData", True) and "Expression" in query]
+    assert all(query["Id"] in expression["Expression"] for query in alarm["Metrics"] if "MetricStat" in query)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
 def test_the_metering_alarms_watch_the_metrics_the_code_emits_at_the_chosen_share(template):
     from qbo_connect.metering import ALLOWANCE_USED_METRIC, FLUSH_FAILED_METRIC
 
