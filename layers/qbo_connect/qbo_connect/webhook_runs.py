@@ -33,6 +33,11 @@ __all__ = ["WEBHOOK_PATH", "publish_batch", "receive"]
 
 # Far above what Intuit sends (entity IDs only), far below API Gateway's 10 MB.
 MAX_WEBHOOK_BODY_BYTES = 1024 * 1024
+# Signed by Intuit and dropped unread (a whole delivery, or some of its entries): changes Intuit will not
+# send again, each an alarm (template.yaml, WebhookEntriesDroppedAlarm).
+PAYLOAD_UNREADABLE_METRIC = "WebhookPayloadUnreadable"
+ENTRIES_SKIPPED_METRIC = "WebhookEventsSkipped"
+DROPPED_ENTRY_METRICS = (PAYLOAD_UNREADABLE_METRIC, ENTRIES_SKIPPED_METRIC)
 # A signature that matches no cached token re-reads the tokens if the copy is older than this, so a
 # token set a moment ago works at once, yet a flood of bad signatures costs one read per interval.
 VERIFIER_REFETCH_SECONDS = 10.0
@@ -83,11 +88,11 @@ def receive(event: APIGatewayProxyEventV2, services: Services) -> Response:
     except UnreadablePayload as unreadable:
         # Signed by Intuit but in no shape we know: answering an error would only make Intuit retry it
         # (and hold back the deliveries behind it). Count it loudly instead.
-        metrics.add_metric(name="WebhookPayloadUnreadable", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=PAYLOAD_UNREADABLE_METRIC, unit=MetricUnit.Count, value=1)
         logger.error("Signed webhook delivery not readable", extra={"client_id": client_id, "reason": str(unreadable)})
         return _json(200, {"accepted": 0, "skipped": 0})
     if skipped:
-        metrics.add_metric(name="WebhookEventsSkipped", unit=MetricUnit.Count, value=skipped)
+        metrics.add_metric(name=ENTRIES_SKIPPED_METRIC, unit=MetricUnit.Count, value=skipped)
         logger.error("Webhook entries not readable were skipped", extra={"client_id": client_id, "skipped": skipped})
     if changes:
         try:
