@@ -17,6 +17,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.retries.standard import ExponentialBackoff
 from jsonschema import Draft202012Validator
 from qbo_connect import runtime
+from qbo_connect.client import QuickBooksClient
+from qbo_connect.errors import ErrorCode, QboConnectError
 from qbo_connect.runtime import build_services
 from test_admin_api import admin_event, admin_function
 from test_handlers import CONNECTION_ID, REGION, ROOT, LambdaContext, stack, test_function, token_function
@@ -164,3 +166,17 @@ def test_the_admin_api_answers_503_saying_to_retry_when_aws_keeps_refusing_its_r
     assert error["code"] == "vault_unavailable" and "try again" in error["message"], error
     assert refuses.error_type.split("#")[-1] in error["message"]
     assert not [value for value in stack.secret_values() if value in answer["body"]], "a token or secret leaked"
+
+
+def test_a_workflows_python_client_raises_the_services_retry_error_when_aws_keeps_refusing_its_reads(aws_refuses):
+    # A workflow catches the service's errors (QboConnectError, each with a code); botocore's are not among them.
+    stack, refuses = aws_refuses
+    qbo = QuickBooksClient.for_connection(CONNECTION_ID)
+
+    with pytest.raises(QboConnectError) as raised:
+        qbo.company_info()
+
+    assert refuses.calls > 1, "botocore did not retry the call before giving up"
+    assert raised.value.code is ErrorCode.VAULT_UNAVAILABLE and "try again" in raised.value.message
+    assert refuses.error_type.split("#")[-1] in raised.value.message
+    assert not [value for value in stack.secret_values() if value in str(raised.value)], "a token or secret leaked"
