@@ -40,6 +40,7 @@ from urllib.parse import quote
 import requests
 
 from qbo_connect import intuit
+from qbo_connect.adapters.aws_faults import raised_as_vault_unavailable
 from qbo_connect.adapters.quickbooks_api import certainly_not_sent, error_for_response, fault_of
 from qbo_connect.bulk import (
     ENTITY_NAME,
@@ -426,12 +427,13 @@ class QuickBooksClient:
                 if refreshed:
                     raise  # the token was refreshed (or just was) and is still refused
                 refreshed += 1
-                access = self._tokens.token_rejected(
-                    self.connection_id,
-                    access.access_token,
-                    min_valid_seconds=self._min_valid_seconds,
-                    not_after=self._not_after(),
-                )
+                with raised_as_vault_unavailable():
+                    access = self._tokens.token_rejected(
+                        self.connection_id,
+                        access.access_token,
+                        min_valid_seconds=self._min_valid_seconds,
+                        not_after=self._not_after(),
+                    )
             except Throttled as error:
                 wait = error.retry_after if error.retry_after is not None else self._max_throttle_wait
                 if throttled >= self._throttle_retries or wait > self._max_throttle_wait:
@@ -449,9 +451,10 @@ class QuickBooksClient:
 
     # --- internals ----------------------------------------------------------------------------
     def _access(self) -> ConnectionAccess:
-        return self._tokens.access(
-            self.connection_id, min_valid_seconds=self._min_valid_seconds, not_after=self._not_after()
-        )
+        with raised_as_vault_unavailable():
+            return self._tokens.access(
+                self.connection_id, min_valid_seconds=self._min_valid_seconds, not_after=self._not_after()
+            )
 
     def _query(self, statement: str) -> dict[str, Any]:
         return self.request("GET", "query", params={"query": statement})

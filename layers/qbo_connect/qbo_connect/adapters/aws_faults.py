@@ -9,8 +9,13 @@ is a deployment fault and is left to fail loudly.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as NoAnswer
+
+from qbo_connect.errors import VaultUnavailable
 
 # Everything a boto3 call raises.
 AWS_ERRORS = (ClientError, BotoCoreError)
@@ -62,3 +67,15 @@ def refusal(error: BaseException) -> str:
 def try_again_message(error: BaseException) -> str:
     """For a read-only answer (the token and test functions): nothing was changed."""
     return f"{refusal(error)}: nothing was changed; try again in a few seconds"
+
+
+@contextmanager
+def raised_as_vault_unavailable() -> Iterator[None]:
+    """AWS still failing after botocore's retries becomes the service's VaultUnavailable (try again shortly),
+    for callers that catch the service's errors; anything else AWS raises passes as it is."""
+    try:
+        yield
+    except AWS_ERRORS as error:
+        if not is_transient(error):
+            raise
+        raise VaultUnavailable(try_again_message(error)) from None
