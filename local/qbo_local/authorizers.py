@@ -2,8 +2,9 @@
 
 - JWT (the `AdminJwt` authorizer): the `Authorization` header holds a Cognito token (with or without
   "Bearer "). Checked as API Gateway does: RS256 signature against the pool's JWKS (here moto's, fetched
-  over HTTP like API Gateway fetches Cognito's), issuer, audience (`aud` of an ID token, `client_id` of an
-  access token), expiry and not-before. The claims go into requestContext.authorizer.jwt.
+  over HTTP like API Gateway fetches Cognito's) by the header's `kid`, issuer, audience (`aud` of an ID
+  token, `client_id` of an access token), expiry, not-before and issued-at (before now). The claims go into
+  requestContext.authorizer.jwt.
 - IAM (`AWS_IAM`): a SigV4 signature for the service `execute-api`, recomputed with the secret key of the
   one local identity (the fake credentials the local stack gives everything), within 15 minutes of now,
   over the body that arrived (never the X-Amz-Content-SHA256 the client claims for it).
@@ -28,7 +29,7 @@ import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
@@ -68,9 +69,13 @@ class JwtAuthorizer:
         header = find_header(request.headers, "authorization")
         if not header:
             raise Refused(401, "Unauthorized", "no Authorization header")
-        token = header[7:] if header[:7].lower() == "bearer " else header
+        token = (header[7:] if header[:7].lower() == "bearer " else header).strip()
+        keys = self._key_set()
         try:
-            decoded = jwt.decode(token.strip(), self._key_set(), algorithms=["RS256"])
+            kid = jws.extract_compact(token.encode()).headers().get("kid")
+            if not isinstance(kid, str) or kid not in {key.kid for key in keys.keys}:
+                raise Refused(401, "Unauthorized", "the token names no key of the pool's key set (kid)")
+            decoded = jwt.decode(token, keys, algorithms=["RS256"])
         except (JoseError, ValueError) as error:
             raise Refused(401, "Unauthorized", f"the token does not verify: {type(error).__name__}") from None
         claims = decoded.claims
@@ -79,12 +84,14 @@ class JwtAuthorizer:
             raise Refused(401, "Unauthorized", "the token is from another issuer")
         audience = claims.get("aud") if "aud" in claims else claims.get("client_id")
         audiences = audience if isinstance(audience, list) else [audience]
-        if not set(audiences) & set(self.audience):
+        if not {a for a in audiences if isinstance(a, str)} & set(self.audience):
             raise Refused(401, "Unauthorized", "the token is for another audience")
         if not isinstance(claims.get("exp"), int | float) or claims["exp"] <= now:
             raise Refused(401, "Unauthorized", "the token has expired")
         if isinstance(claims.get("nbf"), int | float) and claims["nbf"] > now:
             raise Refused(401, "Unauthorized", "the token is not valid yet")
+        if not isinstance(claims.get("iat"), int | float) or claims["iat"] > now:
+            raise Refused(401, "Unauthorized", "the token was not issued before now (iat)")
         return {"jwt": {"claims": {k: _claim_text(v) for k, v in claims.items()}, "scopes": None}}
 
     def _key_set(self) -> KeySet:
