@@ -37,6 +37,7 @@ GOOD = {"name": "Acme Books", "client_id": CLIENT_ID, "client_secret": "good-sec
         (validate_client_id, "abc", "developer portal"),
         (validate_scopes, ["com.intuit.quickbooks.everything"], intuit.ACCOUNTING_SCOPE),
         (validate_scopes, [" ", ""], intuit.ACCOUNTING_SCOPE),
+        (validate_scopes, ["openid", "email"], intuit.ACCOUNTING_SCOPE),
         (parse_environment, "staging", "sandbox"),
     ],
 )
@@ -112,6 +113,7 @@ def test_good_values_pass_through_unchanged():
         {"client_id": "no spaces allowed"},
         {"realm_id": "not-a-number"},
         {"scopes": ("com.intuit.quickbooks.unknown",)},
+        {"scopes": ("openid", "profile")},
         {"client_secret": "short"},
         {"environment": "staging"},
         {"base_url": "https://evil.example"},

@@ -38,6 +38,8 @@ PAYMENT_SCOPE = "com.intuit.quickbooks.payment"
 OPENID_SCOPES = (OPENID_SCOPE, "profile", "email", "phone", "address")
 KNOWN_SCOPES = frozenset({ACCOUNTING_SCOPE, PAYMENT_SCOPE, *OPENID_SCOPES})
 DEFAULT_SCOPES = (ACCOUNTING_SCOPE,)
+# The scopes bound to one company: only for these does Intuit's callback carry realmId.
+COMPANY_SCOPES = frozenset({ACCOUNTING_SCOPE, PAYMENT_SCOPE})
 
 # Asking for the grant's absolute end: Intuit only returns it when this header is sent.
 HARD_EXPIRY_REQUEST_HEADER = {"x-include-refresh-token-hard-expires-in": "true"}

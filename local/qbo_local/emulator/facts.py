@@ -34,7 +34,7 @@ DECISION_PATH = AUTHORIZE_PATH + "/decision"
 DISCOVERY_PATHS = ("/.well-known/openid_sandbox_configuration", "/.well-known/openid_configuration")
 ADMIN_PREFIX = "/_emulator"
 # Intuit sends realmId on the callback only for the company-bound scopes.
-REALM_SCOPES = frozenset({ACCOUNTING_SCOPE, PAYMENT_SCOPE})
+REALM_SCOPES = intuit.COMPANY_SCOPES
 THROTTLE_RETRY_AFTER_SECONDS = 60
 
 CONSENT_PAGE_TITLE = "Connect to QuickBooks | Intuit"

@@ -113,6 +113,12 @@ def validate_scopes(scopes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
             f"Unknown or missing scopes {unknown!r}: use any of {', '.join(sorted(intuit.KNOWN_SCOPES))} "
             f"(default {intuit.ACCOUNTING_SCOPE})"
         )
+    if not intuit.COMPANY_SCOPES.intersection(cleaned):
+        # Intuit names the company (realmId) on the callback only for these: without one, no consent completes.
+        raise InvalidInput(
+            f"A connection is one QuickBooks company: add {intuit.ACCOUNTING_SCOPE} (or {intuit.PAYMENT_SCOPE}) "
+            "to the scopes; Intuit names the company only for those"
+        )
     return cleaned
 
 
