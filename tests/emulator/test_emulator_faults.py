@@ -275,3 +275,38 @@ def test_limiter_caps_requests_per_minute_per_realm() -> None:
 
     assert limiter.acquire(REALM, "app-9", 50.0, limits) is False
     assert limiter.acquire(REALM, "app-9", 60.1, limits) is True
+
+
+def test_limiter_caps_batch_requests_per_minute_per_realm_and_app() -> None:
+    limiter = RateLimiter()
+    limits = Limits(per_second=1000, per_minute=500, max_concurrent=10, batch_per_minute=40)
+    for n in range(40):
+        assert limiter.acquire(REALM, "app", n * 0.1, limits, batch=True)
+        limiter.release(REALM, "app")
+
+    assert limiter.acquire(REALM, "app", 10.0, limits, batch=True) is False
+    # Other requests, and another app's batches, still go through; the window slides after a minute.
+    assert limiter.acquire(REALM, "app", 10.0, limits) is True
+    limiter.release(REALM, "app")
+    assert limiter.acquire(REALM, "other-app", 10.0, limits, batch=True) is True
+    limiter.release(REALM, "other-app")
+    assert limiter.acquire(REALM, "app", 60.1, limits, batch=True) is True
+
+
+def test_the_41st_batch_request_in_a_minute_is_throttled(clock: FakeClock) -> None:
+    intuit = Intuit(create_app(EmulatorConfig(clock=clock, rate_limit_per_second=1000)).test_client())
+    tokens = intuit.connect()
+    body = {"BatchItemRequest": [{"bId": "1", "Query": "select * from Customer"}]}
+
+    def batch():
+        return intuit.http.post(
+            f"/v3/company/{REALM}/batch",
+            json=body,
+            headers={"Authorization": f"Bearer {tokens['access_token']}", "Accept": "application/json"},
+        )
+
+    statuses = [batch().status_code for _ in range(41)]
+    assert statuses == [200] * 40 + [429]
+    assert companyinfo(intuit, tokens).status_code == 200
+    clock.advance(60)
+    assert batch().status_code == 200

@@ -52,7 +52,7 @@ Admin API (JSON in and out, for tests and the local stack only):
     POST   /_emulator/config             any of access_token_seconds, refresh_token_seconds,
                                          hard_expiry_seconds, auth_code_seconds, open_registration,
                                          rate_limits, rate_limit_per_second, rate_limit_per_minute,
-                                         max_concurrent
+                                         max_concurrent, rate_limit_batch_per_minute
     GET    /_emulator/person             who is signed in: {"sub", "email", "given_name", "family_name"}
     POST   /_emulator/person             {"email", "given_name", "family_name"}: sign someone else in; the
                                          next consent is theirs (sub is stable per email)

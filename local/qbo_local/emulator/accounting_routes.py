@@ -52,7 +52,10 @@ def api_call(resource: str | None = None) -> Callable[[View], View]:
             try:
                 grant = _authorized_grant(state, realm_id)
                 limits = state.limits()
-                if limits is not None and not state.limiter.acquire(realm_id, grant.client_id, state.now(), limits):
+                batch = resource == "batch"
+                if limits is not None and not state.limiter.acquire(
+                    realm_id, grant.client_id, state.now(), limits, batch=batch
+                ):
                     raise ApiFault.throttle()
                 try:
                     if (injected := injected_response(Group.API)) is not None:

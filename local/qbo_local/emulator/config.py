@@ -37,6 +37,7 @@ class EmulatorConfig:
     rate_limit_per_second: int = intuit.API_REQUESTS_PER_SECOND
     rate_limit_per_minute: int = intuit.API_REQUESTS_PER_MINUTE
     max_concurrent: int = intuit.API_MAX_CONCURRENT_REQUESTS
+    rate_limit_batch_per_minute: int = intuit.BATCH_REQUESTS_PER_MINUTE
 
     def with_overrides(self, values: Mapping[str, Any]) -> EmulatorConfig:
         """A copy with run-time-tunable fields replaced; raises ValueError naming a bad field."""
@@ -68,4 +69,5 @@ RUNTIME_FIELDS: dict[str, type] = {
     "rate_limit_per_second": int,
     "rate_limit_per_minute": int,
     "max_concurrent": int,
+    "rate_limit_batch_per_minute": int,
 }

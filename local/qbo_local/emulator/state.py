@@ -144,7 +144,12 @@ class EmulatorState:
         config = self.config
         if not config.rate_limits:
             return None
-        return Limits(config.rate_limit_per_second, config.rate_limit_per_minute, config.max_concurrent)
+        return Limits(
+            config.rate_limit_per_second,
+            config.rate_limit_per_minute,
+            config.max_concurrent,
+            config.rate_limit_batch_per_minute,
+        )
 
     # Clients.
 
