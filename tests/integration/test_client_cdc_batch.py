@@ -7,6 +7,7 @@ import time
 import pytest
 from qbo_connect import intuit
 from qbo_connect.bulk import BatchOperation
+from qbo_connect.client import RealmLimiters, RealmLimits
 from qbo_connect.errors import IntuitUnavailable, InvalidInput, StaleObject, ValidationFailed
 from test_client_emulator import REALM, world  # noqa: F401 - the fixture
 
@@ -120,6 +121,26 @@ def test_batch_keeps_to_intuits_per_request_limit(world) -> None:  # noqa: F811
     results = world.client().batch(operations)
     assert all(r.ok for r in results) and len(results) == 25
     assert world.admin("GET", "/stats")["api_resources"]["batch"] - before == 3  # 10 + 10 + 5
+
+
+def test_a_batch_past_intuits_40_batch_requests_a_minute_waits_as_intuit_asks_and_completes(world) -> None:  # noqa: F811
+    """Intuit throttles batch requests at 40 a minute per realm and app (the emulator too, since it was
+    made to): the 41st request of one batch() call is answered 429; the client waits and sends it again."""
+    world.admin("POST", "/config", {"rate_limits": True, "rate_limit_per_second": 1000})
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the client's wait passes at Intuit too
+        waited.append(seconds)
+        world.admin("POST", "/clock", {"advance": seconds})
+
+    client = world.client(sleep=sleep, limiters=RealmLimiters(RealmLimits(requests_per_second=1000)))
+    count = (intuit.BATCH_REQUESTS_PER_MINUTE + 1) * intuit.BATCH_MAX_OPERATIONS
+    operations = [BatchOperation(query="select * from Customer", bid=f"q{n}") for n in range(count)]
+
+    results = client.batch(operations)
+
+    assert len(results) == count and all(r.ok for r in results)
+    assert sum(waited) >= 60
 
 
 def test_a_batch_request_failing_after_others_were_applied_still_returns_what_intuit_applied(world) -> None:  # noqa: F811
