@@ -368,3 +368,17 @@ def test_discovery_points_at_the_emulator(app: Flask) -> None:
     assert body["token_endpoint"] == "http://localhost/oauth2/v1/tokens/bearer"
     assert body["authorization_endpoint"].endswith("/connect/oauth2")
     assert body["revocation_endpoint"].endswith("/v2/oauth2/tokens/revoke")
+
+
+def test_a_refresh_asking_for_more_scope_than_granted_is_invalid_scope_and_spends_nothing(
+    intuit: Intuit, tokens: dict[str, Any]
+) -> None:
+    """RFC 6749 section 6: the scope of a refresh may not exceed the grant's (section 5.2: invalid_scope)."""
+    wider = intuit.token(
+        {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "scope": f"{ACCOUNTING} openid"}
+    )
+    assert (wider.status_code, wider.get_json()["error"]) == (400, "invalid_scope")
+
+    same = intuit.token({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "scope": ACCOUNTING})
+    assert same.status_code == 200
+    assert intuit.refresh(same.get_json()["refresh_token"]).status_code == 200  # no scope: the grant's own

@@ -26,6 +26,10 @@ def invalid_grant(description: str | None = None) -> OAuthFailure:
     return OAuthFailure(OAuthError.INVALID_GRANT, description=description)
 
 
+def invalid_scope(description: str) -> OAuthFailure:
+    return OAuthFailure(OAuthError.INVALID_SCOPE, description=description)
+
+
 def invalid_client() -> OAuthFailure:
     return OAuthFailure(OAuthError.INVALID_CLIENT, status=401)
 

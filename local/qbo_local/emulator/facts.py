@@ -60,6 +60,7 @@ class OAuthError(StrEnum):
     INVALID_CLIENT = "invalid_client"
     INVALID_GRANT = "invalid_grant"
     UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
+    INVALID_SCOPE = "invalid_scope"
     ACCESS_DENIED = "access_denied"
 
 

@@ -158,7 +158,8 @@ def _grant(client_id: str, grant_type: str) -> IssuedTokens:
         refresh_token = form.get("refresh_token", "")
         if not refresh_token:
             raise invalid_request("refresh_token is required")
-        return emulator().refresh(client_id, refresh_token)
+        scope = form.get("scope")
+        return emulator().refresh(client_id, refresh_token, None if scope is None else tuple(scope.split()))
     raise OAuthFailure(OAuthError.UNSUPPORTED_GRANT_TYPE)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from . import facts
 from .config import EmulatorConfig
 from .entities import CUSTOMER, EntityBook, seed_customer_body
-from .errors import AccessRejected, invalid_client, invalid_grant
+from .errors import AccessRejected, invalid_client, invalid_grant, invalid_scope
 from .facts import INVALID_REFRESH_TOKEN_DESCRIPTION
 from .faults import FaultPlan
 from .openid import DEFAULT_PERSON, IdTokenSigner, Person
@@ -286,8 +286,12 @@ class EmulatorState:
                 seeded.append((self._spent_codes[code] or "", issued))
         return seeded
 
-    def refresh(self, client_id: str, refresh_token: str) -> IssuedTokens:
-        """Strict rotation: the presented token is consumed; presenting a consumed one kills the grant."""
+    def refresh(self, client_id: str, refresh_token: str, scopes: tuple[str, ...] | None = None) -> IssuedTokens:
+        """Strict rotation: the presented token is consumed; presenting a consumed one kills the grant.
+
+        `scopes`, when the request names any, may not exceed the grant's: RFC 6749 section 6 (a MUST; the
+        answer is invalid_scope, section 5.2). Intuit documents no scope on refresh; a standards-compliant
+        server that stands in for it refuses a wider one, and the token is not spent."""
         with self._lock:
             now = self.now()
             record = self._refresh_tokens.get(refresh_token)
@@ -301,6 +305,8 @@ class EmulatorState:
                 raise invalid_grant(INVALID_REFRESH_TOKEN_DESCRIPTION)
             if grant.revoked or now >= record.expires_at or now >= grant.hard_expires_at:
                 raise invalid_grant(INVALID_REFRESH_TOKEN_DESCRIPTION)
+            if scopes is not None and not set(scopes) <= set(grant.scopes):
+                raise invalid_scope("the requested scope exceeds the scope granted by the resource owner")
             record.consumed = True
             grant.refresh_count += 1
             return self._issue(grant, now, with_id_token=False)
