@@ -158,7 +158,8 @@ class IdentityProvider(Protocol):
         deadline_seconds: float | None = None,
     ) -> TokenSet:
         """Raises NeedsReauthorization, InvalidClient, Throttled, IntuitUnavailable (certainly not processed)
-        or OutcomeUnknown (sent, answer lost). `deadline_seconds` bounds the whole call."""
+        or OutcomeUnknown (sent, answer lost). `deadline_seconds` bounds the whole call. The refresh keeps the
+        grant's scopes (none are asked for); `scopes` is what the new token set records as granted."""
 
     def revoke(self, credentials: ClientCredentials, *, token: str) -> None: ...
 

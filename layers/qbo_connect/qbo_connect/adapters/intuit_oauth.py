@@ -162,7 +162,9 @@ class IntuitOAuth:
     ) -> TokenSet:
         from requests.auth import HTTPBasicAuth
 
-        session = self._session(credentials, scopes=scopes)
+        # No scope in the request: RFC 6749 section 6 treats that as the grant's own, and refuses more than it
+        # (invalid_scope); `scopes` only labels the new token set with what was granted.
+        session = self._session(credentials, scopes=None)
         deadline = deadline_seconds or self._settings.refresh_call_deadline_seconds
         response = self._call(
             lambda: session.refresh_token(
@@ -261,11 +263,12 @@ class IntuitOAuth:
         return (self._settings.connect_timeout_seconds, deadline)
 
     def _session(
-        self, credentials: ClientCredentials, *, scopes: tuple[str, ...], redirect_uri: str | None = None
+        self, credentials: ClientCredentials, *, scopes: tuple[str, ...] | None, redirect_uri: str | None = None
     ) -> OAuth2Session:
         from requests_oauthlib import OAuth2Session
 
-        session = OAuth2Session(credentials.client_id, redirect_uri=redirect_uri, scope=list(scopes))
+        scope = None if scopes is None else list(scopes)
+        session = OAuth2Session(credentials.client_id, redirect_uri=redirect_uri, scope=scope)
         session.register_compliance_hook("access_token_response", _reject_transient)
         session.register_compliance_hook("refresh_token_response", _reject_transient)
         return session

@@ -311,7 +311,8 @@ class TokenLifecycle:
                 return self._identity.refresh(
                     credentials,
                     refresh_token=secret.token_set.refresh_token,
-                    scopes=held.connection.scopes,
+                    # What the person granted, not what the connection asks for at its next consent.
+                    scopes=secret.token_set.scopes or held.connection.scopes,
                     deadline_seconds=self._call_deadline(held, not_after),
                 )
             except OutcomeUnknown:
