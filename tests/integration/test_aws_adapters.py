@@ -736,6 +736,7 @@ def test_the_code_exchange_uses_basic_auth_asks_for_the_hard_expiry_and_has_a_ti
     basic = base64.b64encode(f"{CREDENTIALS.client_id}:{CREDENTIALS.client_secret}".encode()).decode()
     assert call.request.headers["Authorization"] == f"Basic {basic}"
     assert call.request.headers["x-include-refresh-token-hard-expires-in"] == "true"
+    assert call.request.headers["Accept"] == "application/json"  # as Intuit's token request shows it, and the refresh
     # The callback answers through API Gateway (29 s): the exchange gets a shorter deadline.
     assert call.request.req_kwargs["timeout"] == (5.0, 15.0)
     form = _form(call)
