@@ -94,6 +94,11 @@ def _reject_transient(response: requests.Response) -> requests.Response:
     return response
 
 
+# Both token requests (code exchange, refresh): JSON asked for as Intuit's token request shows it, and the
+# refresh token's hard expiry. Given headers replace requests-oauthlib's defaults, so Accept is named here.
+TOKEN_REQUEST_HEADERS = {**intuit.HARD_EXPIRY_REQUEST_HEADER, "Accept": "application/json"}
+
+
 class IntuitOAuth:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self._settings = settings
@@ -143,7 +148,7 @@ class IntuitOAuth:
                 code=code,
                 auth=HTTPBasicAuth(credentials.client_id, credentials.client_secret),
                 include_client_id=False,
-                headers=intuit.HARD_EXPIRY_REQUEST_HEADER,
+                headers=TOKEN_REQUEST_HEADERS,
                 timeout=self._timeout(deadline),
             ),
             deadline,
@@ -171,7 +176,7 @@ class IntuitOAuth:
                 self._settings.token_url,
                 refresh_token=refresh_token,
                 auth=HTTPBasicAuth(credentials.client_id, credentials.client_secret),
-                headers={**intuit.HARD_EXPIRY_REQUEST_HEADER, "Accept": "application/json"},
+                headers=TOKEN_REQUEST_HEADERS,
                 timeout=self._timeout(deadline),
             ),
             deadline,
