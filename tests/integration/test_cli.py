@@ -1120,3 +1120,30 @@ def test_events_tail_without_an_event_log_says_how_to_get_one(cli: Runs) -> None
     refused = cli("events", "tail", "--no-follow")
     assert refused.exit_code == 1
     assert "no event log" in refused.stderr and "make dev" in refused.stderr
+
+
+# --- what an operator trips over ----------------------------------------------------------------------
+
+
+def test_events_tail_refuses_a_detail_type_no_event_has_instead_of_waiting_for_it_forever(
+    cli: Runs, local_stack: dict
+) -> None:
+    """A misspelt --type matched nothing, silently: the tail followed for ever and showed nothing."""
+    from qbo_local.stack import create_event_log
+
+    create_event_log(
+        boto3.client("events", region_name=REGION), boto3.client("logs", region_name=REGION), bus_name="default"
+    )
+    local_stack["event_log_group"] = "/aws/events/qbo-connect/qbo-connect-local"
+    create(cli, "Acme")
+
+    misspelt = cli("events", "tail", "--no-follow", "--type", "Connection Authorised")
+    as_json = cli("--output", "json", "events", "tail", "--no-follow", "--type", "Entity Changed")
+    any_case = cli("events", "tail", "--no-follow", "--since", "1h", "--type", "connection changed")
+
+    assert misspelt.exit_code == 2, misspelt.output
+    assert "'Connection Authorised'" in misspelt.stderr and "Connection Authorized" in misspelt.stderr
+    assert "QuickBooks Entity Changed" in misspelt.stderr
+    assert as_json.exit_code == 2 and json.loads(as_json.stdout)["error"]["code"] == "usage"
+    assert any_case.exit_code == 0, any_case.output
+    assert "Connection Changed  Acme  created by cli:" in any_case.stdout
