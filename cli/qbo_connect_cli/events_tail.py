@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-from qbo_connect.domain.events import EVENT_SOURCE
+from qbo_connect.domain.events import EVENT_SOURCE, EventType
+from qbo_connect.domain.webhooks import ENTITY_CHANGED
 
 from qbo_connect_cli import output
 from qbo_connect_cli.main import Failure, Invocation, cli, pass_invocation
 
+# Every detail type the service publishes (the CLI ships with the service's package, so they agree).
+DETAIL_TYPES = (*(t.value for t in EventType), ENTITY_CHANGED)
 POLL_SECONDS = 2.0  # FilterLogEvents allows 5 calls a second per account and region: stay well under
 # How late an event may become readable after a newer one (EventBridge to CloudWatch Logs delivery).
 LATE_ARRIVAL_MS = 30_000
@@ -134,6 +137,21 @@ def parse_since(text: str) -> float:
     raise click.BadParameter(f"{text!r}: give a duration such as 30s, 10m, 2h or 1d")
 
 
+def detail_types_option(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Each --type in the service's own spelling, any case; one no event has would match nothing and the tail
+    would follow for ever showing nothing, so it is refused with the list."""
+    known = {t.casefold(): t for t in DETAIL_TYPES}
+    spelled = []
+    for value in values:
+        canonical = known.get(" ".join(value.split()).casefold())
+        if canonical is None:
+            raise click.BadParameter(
+                f"{value!r} is no detail type the service publishes: one of {', '.join(DETAIL_TYPES)}"
+            )
+        spelled.append(canonical)
+    return tuple(spelled)
+
+
 def describe(event: LoggedEvent, names: dict[str, str]) -> str:
     detail = event.detail
     connection = detail.get("connection_id")
@@ -161,7 +179,8 @@ def events() -> None:
     "detail_types",
     multiple=True,
     metavar="TYPE",
-    help='Only this detail type, e.g. "QuickBooks Entity Changed"; repeatable.',
+    callback=detail_types_option,
+    help='Only this detail type, e.g. "QuickBooks Entity Changed" (any case); repeatable.',
 )
 @click.option("--since", default="10m", show_default=True, help="Start this long ago (30s, 10m, 2h, 1d).")
 @click.option("--follow/--no-follow", default=True, show_default=True, help="Keep waiting for new events.")
