@@ -1147,3 +1147,15 @@ def test_events_tail_refuses_a_detail_type_no_event_has_instead_of_waiting_for_i
     assert as_json.exit_code == 2 and json.loads(as_json.stdout)["error"]["code"] == "usage"
     assert any_case.exit_code == 0, any_case.output
     assert "Connection Changed  Acme  created by cli:" in any_case.stdout
+
+
+def test_update_with_nothing_to_change_is_a_usage_error_naming_the_options(cli: Runs) -> None:
+    """It said `give at least one of name, client_id, scopes, ...` (the admin API's fields), exit 1."""
+    create(cli, "Acme")
+
+    result = cli("connections", "update", "Acme")
+
+    assert result.exit_code == 2, result.output
+    for option in ("--name", "--client-id", "--environment", "--base-url", "--company-id", "--scope"):
+        assert option in result.stderr
+    assert "client_id" not in result.stderr
