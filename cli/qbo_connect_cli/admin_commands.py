@@ -55,6 +55,12 @@ def update(
     """Change a connection's name, client ID, environment or base URL, company pin, scopes or refresh policy."""
     if realm_id and unpin:
         raise click.UsageError("--company-id and --no-company-id exclude each other")
+    given = (name, client_id, environment, base_url, realm_id, refresh_policy)
+    if all(value is None for value in given) and not (unpin or scopes):
+        raise click.UsageError(
+            "Nothing to change: give at least one of --name, --client-id, --environment, --base-url, "
+            "--company-id, --no-company-id, --scope, --refresh-policy"
+        )
     change = ConnectionUpdate(
         name=name,
         client_id=client_id,
