@@ -1159,3 +1159,26 @@ def test_update_with_nothing_to_change_is_a_usage_error_naming_the_options(cli: 
     for option in ("--name", "--client-id", "--environment", "--base-url", "--company-id", "--scope"):
         assert option in result.stderr
     assert "client_id" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (("webhooks", "set-verifier", CLIENT_ID), "verifier token"),
+        (("connections", "import", "acme"), "refresh token"),
+        (("connections", "set-secret", "acme"), "client secret"),
+    ],
+    ids=["set-verifier", "import", "set-secret"],
+)
+def test_nothing_on_stdin_says_which_value_to_pipe_in(cli: Runs, args, what) -> None:
+    """set-verifier asked to pipe in "the client secret"; import with an empty stdin said "The refresh_token must
+    be 8 to 4096 characters" (exit 1) where set-secret says stdin is empty (exit 2)."""
+    create(cli, "Acme", "--id", "acme")
+
+    no_terminal = cli(*args)
+    empty = cli(*args, "--stdin", input="")
+
+    assert no_terminal.exit_code == 2 and what in no_terminal.stderr and "--stdin" in no_terminal.stderr
+    assert empty.exit_code == 2 and f"stdin is empty: pipe the {what} in" in empty.stderr, empty.output
+    other = {"verifier token", "refresh token", "client secret"} - {what}
+    assert not any(word in no_terminal.stderr + empty.stderr for word in other)
