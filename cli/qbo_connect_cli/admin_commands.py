@@ -12,11 +12,10 @@ from qbo_connect.domain.event_history import DEFAULT_PAGE, MAX_PAGE
 from qbo_connect_cli import output
 from qbo_connect_cli.main import (
     Invocation,
-    _stdin_is_terminal,
     connections,
     next_step,
     pass_invocation,
-    read_stdin,
+    read_hidden,
 )
 
 
@@ -91,12 +90,7 @@ def import_tokens(invocation: Invocation, name_or_id: str, realm_id: str | None,
     """
     admin = invocation.services.admin
     connection = admin.find(name_or_id)  # before the prompt
-    if from_stdin:
-        token = read_stdin("refresh token")
-    elif _stdin_is_terminal():
-        token = click.prompt("Refresh token (hidden)", hide_input=True, err=True)
-    else:
-        raise click.UsageError("stdin is not a terminal: pass --stdin and pipe the refresh token in")
+    token = read_hidden("refresh token", from_stdin=from_stdin, confirm=False)
     saved = admin.import_tokens(
         connection.connection_id, ImportedTokens(token, realm_id=realm_id), actor=invocation.actor
     )

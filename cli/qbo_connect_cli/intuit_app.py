@@ -11,7 +11,7 @@ from qbo_connect.domain.app_links import app_urls as build_app_urls
 from qbo_connect.domain.connection import validate_client_id
 
 from qbo_connect_cli import output
-from qbo_connect_cli.main import Failure, Invocation, cli, pass_invocation, read_client_secret
+from qbo_connect_cli.main import Failure, Invocation, cli, pass_invocation, read_hidden
 
 _LABELS = (
     ("redirect_uri", "Redirect URI (Keys & credentials)"),
@@ -52,7 +52,7 @@ def webhooks() -> None:
 def set_verifier(invocation: Invocation, client_id: str, from_stdin: bool) -> None:
     """Set or replace the webhook verifier token of the app CLIENT_ID (hidden prompt, or stdin)."""
     validate_client_id(client_id)
-    token = read_client_secret(from_stdin=from_stdin, stdin_option="--stdin", prompt="Verifier token (hidden)")
+    token = read_hidden("verifier token", from_stdin=from_stdin)
     if len(token) < 8 or any(ch.isspace() for ch in token):
         raise Failure(
             "a verifier token is at least 8 characters without spaces: copy it from the app's Webhooks page",

@@ -223,20 +223,22 @@ def read_stdin(what: str) -> str:
         ) from None
 
 
-def read_client_secret(
-    *, from_stdin: bool, stdin_option: str, or_else: str = "", prompt: str = "Client secret (hidden)"
+def read_hidden(
+    what: str, *, from_stdin: bool, stdin_option: str = "--stdin", or_else: str = "", confirm: bool = True
 ) -> str:
+    """A secret value (`what`: "client secret", "verifier token", ...) from stdin or a hidden prompt, never an
+    argument; every message names the value asked for."""
     if from_stdin:
-        secret = read_stdin(prompt.removesuffix(" (hidden)").lower())
-        if not secret:
-            raise click.UsageError(f"{stdin_option} was given but stdin is empty: pipe the client secret in")
-        return secret
+        value = read_stdin(what)
+        if not value:
+            raise click.UsageError(f"{stdin_option} was given but stdin is empty: pipe the {what} in")
+        return value
     if not _stdin_is_terminal():
         raise click.UsageError(
-            f"stdin is not a terminal, so the client secret cannot be asked for: pass {stdin_option} "
-            f"and pipe the secret in{or_else}"
+            f"stdin is not a terminal, so the {what} cannot be asked for: pass {stdin_option} "
+            f"and pipe the {what} in{or_else}"
         )
-    return click.prompt(prompt, hide_input=True, confirmation_prompt=True, err=True)
+    return click.prompt(f"{what.capitalize()} (hidden)", hide_input=True, confirmation_prompt=confirm, err=True)
 
 
 def check_before_prompt(services: Services, request: NewConnection) -> None:
@@ -345,7 +347,8 @@ def create(
     if not no_secret:
         if not client_secret_stdin:
             check_before_prompt(services, request)
-        secret = read_client_secret(
+        secret = read_hidden(
+            "client secret",
             from_stdin=client_secret_stdin,
             stdin_option="--stdin",
             or_else=", or pass --no-secret and set it later",
@@ -413,7 +416,7 @@ def set_secret(invocation: Invocation, name_or_id: str, from_stdin: bool) -> Non
     invocation.require_clock_agreement()
     admin = invocation.services.admin
     connection = admin.find(name_or_id)  # before the prompt: don't ask for a secret for nothing
-    secret = read_client_secret(from_stdin=from_stdin, stdin_option="--stdin")
+    secret = read_hidden("client secret", from_stdin=from_stdin)
     saved = admin.set_client_secret(connection.connection_id, secret, actor=invocation.actor)
     if invocation.wants_json:
         invocation.emit_json(saved.summary())
