@@ -89,8 +89,14 @@ def import_tokens(invocation: Invocation, name_or_id: str, realm_id: str | None,
     grant: after the verifying refresh its refresh token no longer works.
     """
     admin = invocation.services.admin
-    connection = admin.find(name_or_id)  # before the prompt
-    token = read_hidden("refresh token", from_stdin=from_stdin, confirm=False)
+    connection = admin.find(name_or_id)
+    token = read_hidden(
+        "refresh token",
+        from_stdin=from_stdin,
+        confirm=False,
+        # Refused whatever the token (connected, no client secret, no company)? Then before anyone pastes one.
+        before_prompt=lambda: admin.check_import(connection.connection_id, realm_id=realm_id),
+    )
     saved = admin.import_tokens(
         connection.connection_id, ImportedTokens(token, realm_id=realm_id), actor=invocation.actor
     )

@@ -224,7 +224,13 @@ def read_stdin(what: str) -> str:
 
 
 def read_hidden(
-    what: str, *, from_stdin: bool, stdin_option: str = "--stdin", or_else: str = "", confirm: bool = True
+    what: str,
+    *,
+    from_stdin: bool,
+    stdin_option: str = "--stdin",
+    or_else: str = "",
+    confirm: bool = True,
+    before_prompt: Callable[[], object] | None = None,
 ) -> str:
     """A secret value (`what`: "client secret", "verifier token", ...) from stdin or a hidden prompt, never an
     argument; every message names the value asked for."""
@@ -238,6 +244,8 @@ def read_hidden(
             f"stdin is not a terminal, so the {what} cannot be asked for: pass {stdin_option} "
             f"and pipe the {what} in{or_else}"
         )
+    if before_prompt is not None:
+        before_prompt()
     return click.prompt(f"{what.capitalize()} (hidden)", hide_input=True, confirmation_prompt=confirm, err=True)
 
 

@@ -311,6 +311,24 @@ class AdminOperations:
             self._changed(after, actor, "refreshed", fields=["token_set"], outcome=result.outcome.value)
         return result
 
+    def check_import(self, name_or_id: str, *, realm_id: str | None = None) -> Connection:
+        """What an import is refused for whatever the token: the CLI asks before anyone pastes one; import_tokens
+        checks again (and the status once more under the lease)."""
+        connection = self.find(name_or_id)
+        if realm_id is not None:
+            validate_realm_id(realm_id)
+        if connection.realm_id and realm_id and realm_id != connection.realm_id:
+            raise InvalidInput(
+                f"The connection is pinned to company {connection.realm_id}; the tokens are for {realm_id}: "
+                "import into the right connection, or change its company ID first"
+            )
+        if not (realm_id or connection.realm_id):
+            raise InvalidInput("Give the company ID (realm ID) the tokens belong to: Intuit's token answer has none")
+        _require_importable(connection)
+        if not connection.has_client_secret:
+            raise InvalidInput("Set the connection's client secret first: the refresh needs it")
+        return connection
+
     def import_tokens(
         self, name_or_id: str, tokens: ImportedTokens, *, actor: str, not_after: float | None = None
     ) -> Connection:
@@ -322,24 +340,11 @@ class AdminOperations:
         then, since Intuit rotates the imported token and the other tool's copy is spent with it.
         """
         _validate_imported(tokens)
-        connection = self.find(name_or_id)
-        if tokens.realm_id is not None:
-            validate_realm_id(tokens.realm_id)
-        if connection.realm_id and tokens.realm_id and tokens.realm_id != connection.realm_id:
-            raise InvalidInput(
-                f"The connection is pinned to company {connection.realm_id}; the tokens are for {tokens.realm_id}: "
-                "import into the right connection, or change its company ID first"
-            )
+        connection = self.check_import(name_or_id, realm_id=tokens.realm_id)
         realm_id = tokens.realm_id or connection.realm_id
-        if not realm_id:
-            raise InvalidInput("Give the company ID (realm ID) the tokens belong to: Intuit's token answer has none")
         with self._leases.hold(connection.connection_id, wait_seconds=LEASE_WAIT_SECONDS) as held:
             current = held.connection
-            if current.status is not ConnectionStatus.NOT_CONNECTED:
-                raise InvalidInput(
-                    f"The connection is {current.status.value}: reset it first, so that its own grant is revoked "
-                    "rather than lost"
-                )
+            _require_importable(current)
             secret = held.secret or Administration._empty_secret(current)
             if not secret.client_secret:
                 raise InvalidInput("Set the connection's client secret first: the refresh needs it")
@@ -421,6 +426,14 @@ class AdminOperations:
             EventType.CHANGED, connection, now=self._clock.now(), actor=actor, action=action, fields=fields, **extra
         )
         self._events.publish([event])
+
+
+def _require_importable(connection: Connection) -> None:
+    if connection.status is not ConnectionStatus.NOT_CONNECTED:
+        raise InvalidInput(
+            f"The connection is {connection.status.value}: reset it first, so that its own grant is revoked "
+            "rather than lost"
+        )
 
 
 def _validate_imported(tokens: ImportedTokens) -> None:
