@@ -118,3 +118,14 @@ def test_since_takes_a_duration(text, seconds):
 def test_a_since_that_is_not_a_duration_says_how_to_write_one(text):
     with pytest.raises(click.BadParameter, match="30s, 10m, 2h or 1d"):
         parse_since(text)
+
+
+def test_a_reason_that_repeats_the_status_is_shown_once():
+    reset = LoggedEvent.from_log(
+        record("1", 1, "Connection Reset", connection_id="qbc-a", status="not_connected", reason="not_connected")
+    )
+    failed = LoggedEvent.from_log(
+        record("2", 2, "Refresh Failed", connection_id="qbc-a", status="connected", reason="outcome_unknown")
+    )
+    assert describe(reset, {"qbc-a": "Acme"}) == "t  Connection Reset  Acme  not_connected"
+    assert describe(failed, {"qbc-a": "Acme"}) == "t  Refresh Failed  Acme  connected outcome_unknown"
