@@ -161,7 +161,8 @@ def describe(event: LoggedEvent, names: dict[str, str]) -> str:
     elif event.detail_type == "Connection Changed":
         what = f"{detail.get('action')} by {detail.get('actor')}"
     else:
-        what = " ".join(str(v) for v in (detail.get("status"), detail.get("reason")) if v)
+        status, reason = detail.get("status"), detail.get("reason")
+        what = " ".join(str(v) for v in (status, reason if reason != status else None) if v)
     return f"{event.time}  {event.detail_type}  {who}  {what}".rstrip()
 
 
