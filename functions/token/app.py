@@ -2,9 +2,8 @@
 valid at least that long and where to use it, refreshed under the connection's lease when the stored one cannot
 serve (an on-demand connection's usual case). README: "The token function"; docs/schemas/token-function.*."""
 
-from qbo_connect.invocation import token_payload, work_deadline
+from qbo_connect.invocation import invocation_end, token_payload
 from qbo_connect.observability import logger, metrics, tracer
-from qbo_connect.runtime import services
 from qbo_connect.token_access import default_token_access
 
 
@@ -13,7 +12,7 @@ from qbo_connect.token_access import default_token_access
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context) -> dict:
-    not_after = work_deadline(context, services().clock.now())
+    not_after = invocation_end(context)
     return token_payload(
         event,
         lambda connection_id, min_valid_seconds: default_token_access().answer(

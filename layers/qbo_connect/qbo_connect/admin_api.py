@@ -34,7 +34,7 @@ from qbo_connect.domain.connection import RefreshPolicy
 from qbo_connect.domain.connection_test import NEXT_STEPS
 from qbo_connect.domain.event_history import MAX_PAGE
 from qbo_connect.errors import ErrorCode, InvalidInput, QboConnectError
-from qbo_connect.invocation import work_deadline
+from qbo_connect.invocation import invocation_end
 from qbo_connect.observability import logger
 from qbo_connect.runtime import services
 from qbo_connect.web import api_base_url
@@ -139,10 +139,6 @@ def build_app() -> APIGatewayHttpResolver:
     def ref(name_or_id: str) -> str:
         return unquote(name_or_id)
 
-    def invocation_end() -> float | None:
-        # A refresh sent later than this allows is answered after Lambda stopped us: its rotation would be lost.
-        return work_deadline(app.lambda_context, services().clock.now())
-
     def base_url() -> str:
         return api_base_url(app.current_event.raw_event, services())
 
@@ -195,7 +191,9 @@ def build_app() -> APIGatewayHttpResolver:
             realm_id=(data["realm_id"] or "") if "realm_id" in data else None,
             refresh_policy=data.get("refresh_policy"),
         )
-        saved = services().admin.update(ref(name_or_id), change, actor=actor(), not_after=invocation_end())
+        saved = services().admin.update(
+            ref(name_or_id), change, actor=actor(), not_after=invocation_end(app.lambda_context)
+        )
         return _json(200, services().admin.show(saved.connection_id))
 
     @app.put(f"{ADMIN_PREFIX}/connections/<name_or_id>/client-secret")
@@ -231,13 +229,15 @@ def build_app() -> APIGatewayHttpResolver:
     @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/test")
     def test_connection(name_or_id: str) -> Response:
         data = body({"deep"})
-        report = services().admin.test(ref(name_or_id), deep=bool(data.get("deep")), not_after=invocation_end())
+        report = services().admin.test(
+            ref(name_or_id), deep=bool(data.get("deep")), not_after=invocation_end(app.lambda_context)
+        )
         return _json(200, report.as_json())
 
     @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/refresh")
     def refresh_connection(name_or_id: str) -> Response:
         body(set())
-        result = services().admin.refresh(ref(name_or_id), actor=actor(), not_after=invocation_end())
+        result = services().admin.refresh(ref(name_or_id), actor=actor(), not_after=invocation_end(app.lambda_context))
         return _json(200, {**result.as_json(), "connection": services().admin.show(result.connection_id)})
 
     @app.get(f"{ADMIN_PREFIX}/connections/<name_or_id>/events")
@@ -262,7 +262,9 @@ def build_app() -> APIGatewayHttpResolver:
             access_token=data.get("access_token"),
             realm_id=data.get("realm_id") or None,
         )
-        saved = services().admin.import_tokens(ref(name_or_id), tokens, actor=actor(), not_after=invocation_end())
+        saved = services().admin.import_tokens(
+            ref(name_or_id), tokens, actor=actor(), not_after=invocation_end(app.lambda_context)
+        )
         return _json(200, services().admin.show(saved.connection_id))
 
     @app.exception_handler(QboConnectError)

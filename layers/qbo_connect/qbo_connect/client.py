@@ -69,13 +69,13 @@ from qbo_connect.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from qbo_connect.invocation import invocation_end
 from qbo_connect.observability import logger
 from qbo_connect.settings import Settings
 from qbo_connect.token_access import (
     DEFAULT_MIN_VALID_SECONDS,
     ConnectionAccess,
     default_token_access,
-    invocation_end,
 )
 
 QUERY_MAX_RESULTS = intuit.QUERY_MAX_RESULTS

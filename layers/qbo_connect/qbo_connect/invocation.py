@@ -29,6 +29,14 @@ def work_deadline(context: Any, now: float) -> float | None:
     return now + remaining() / 1000 - ANSWER_SECONDS
 
 
+def invocation_end(lambda_context: Any) -> float | None:
+    """`work_deadline` on the process-wide services' clock (None without a context): pass a handler's `context`
+    so that a refresh Lambda would stop midway is never sent (Intuit would rotate, and the answer be lost)."""
+    from qbo_connect.runtime import services  # the wiring imports this module, not the other way round
+
+    return work_deadline(lambda_context, services().clock.now())
+
+
 def error_body(code: ErrorCode, message: str, *, next_step: str | None = None, **extra: Any) -> dict[str, Any]:
     error = {"code": code.value, "message": message} | ({"next_step": next_step} if next_step else {})
     return {"ok": False, **extra, "error": error}

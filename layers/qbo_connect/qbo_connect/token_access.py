@@ -25,7 +25,7 @@ from typing import Any
 from qbo_connect import intuit, invocation
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshTimings, TokenLifecycle
 from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput, QboConnectError
-from qbo_connect.invocation import error_body
+from qbo_connect.invocation import error_body, invocation_end
 from qbo_connect.observability import logger
 from qbo_connect.ports import Clock, ConnectionStore
 
@@ -265,14 +265,6 @@ def default_token_access() -> TokenAccess:
         if _default is None or _default[0] is not current:
             _default = (current, TokenAccess(current.lifecycle, current.store, current.clock))
         return _default[1]
-
-
-def invocation_end(lambda_context: Any) -> float | None:
-    """When a Lambda invocation's work must be done by (None without a context): pass a handler's `context` so
-    that a refresh Lambda would stop midway is never sent (Intuit would rotate, and the answer be lost)."""
-    from qbo_connect.runtime import services
-
-    return invocation.work_deadline(lambda_context, services().clock.now()) if lambda_context is not None else None
 
 
 def get_access_token(
