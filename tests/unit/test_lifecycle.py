@@ -406,6 +406,27 @@ def test_an_unknown_outcome_queues_one_check_for_when_the_call_is_certainly_over
     assert world.identity.refresh_calls == 2
 
 
+def test_token_requests_while_a_lost_answer_is_in_flight_queue_no_checks_of_their_own(world):
+    """The check queued when the answer was lost stands: twenty workflows asking meanwhile add none (each
+    would wake the refresh function for nothing) and each hears that a refresh is under way."""
+    queue = RecordingQueue()
+    lifecycle = TokenLifecycle(
+        world.store, world.vault, world.identity, world.events, world.clock, world.leases, world.timings, recheck=queue
+    )
+    connection = world.connected()
+    world.clock.advance(3600 + 1)  # the access token has expired: every request needs a refresh
+    world.identity.fail_next(1, OutcomeUnknown("Intuit's token endpoint's answer was lost (ReadTimeout)"))
+    assert lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.OUTCOME_UNKNOWN
+    world.clock.advance(10)
+
+    for _ in range(20):
+        with pytest.raises(Busy):
+            lifecycle.valid_token(connection.connection_id)
+
+    assert len(queue.sent) == 1
+    assert world.identity.refresh_calls == 1
+
+
 @pytest.mark.parametrize("action", ["reset", "delete"])
 def test_a_reset_or_delete_during_a_refresh_waits_its_turn_and_leaves_no_live_grant(world, action):
     connection = world.connected()
