@@ -201,7 +201,7 @@ def _refresher(index: int, settings: Any, offset: Any, commands: Any, results: A
             if rng.random() < 0.06:
                 injected = rng.choice(VAULT_FAULTS)
                 secrets.fail_next_puts(1 if injected == "LimitExceededException" else rng.randint(1, 3), injected)
-            result = services.lifecycle.refresh(connection_id)
+            result = services.refresh_runs.refresh_one(connection_id)  # as the refresh function's worker
             secrets.clear_failures()
             wrote = result.outcome.value in {"refreshed", "recovered"}  # only these met the injected failure
             report.append((connection_id, result.outcome.value, clock.soak_time(), injected if wrote else None))

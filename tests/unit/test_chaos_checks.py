@@ -58,10 +58,14 @@ class LostAnswer:
 
         def check(connection_ids: list[str]):
             now = self.world.clock.now
-            rows = [(cid, self.lifecycle.refresh(cid).outcome.value, now(), None) for cid in connection_ids]
+            rows = [(cid, self._check(cid), now(), None) for cid in connection_ids]
             return rows, self.checks.take()
 
         return deliver_checks(queued, self.world.clock, check)
+
+    def _check(self, connection_id: str) -> str:
+        """As the refresh function's worker takes a queued check."""
+        return self.lifecycle.refresh(connection_id, requeue_if_in_flight=True).outcome.value
 
     def time_to_report(self, rows: list) -> float:
         return time_to_report(rows, self.connection_id, self.unknown_at)

@@ -398,7 +398,7 @@ def test_an_unknown_outcome_queues_one_check_for_when_the_call_is_certainly_over
     assert world.events.detail_types[-1] == "Connection Refresh Failed"
     # A check that comes early (its clock behind the writer's) sends nothing and asks to come back.
     world.clock.advance(window - 60)
-    assert lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.BUSY
+    assert lifecycle.refresh(connection.connection_id, requeue_if_in_flight=True).outcome is RefreshOutcome.BUSY
     assert queue.sent[-1] == ([connection.connection_id], 60)
     assert world.identity.refresh_calls == 1
     world.clock.advance(60)

@@ -117,7 +117,9 @@ class RefreshRuns:
             self._redeliver_events()
 
     def refresh_one(self, connection_id: Any, *, not_after: float | None = None) -> RefreshResult:
-        return self._lifecycle.refresh(validate_connection_id(connection_id), not_after=not_after)
+        return self._lifecycle.refresh(
+            validate_connection_id(connection_id), not_after=not_after, requeue_if_in_flight=True
+        )
 
     def refresh_batch(self, records: list[dict[str, Any]], *, not_after: float | None = None) -> dict[str, Any]:
         """SQS's partial batch response: the records whose refresh raised, for SQS to deliver again."""

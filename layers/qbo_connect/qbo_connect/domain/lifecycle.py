@@ -155,11 +155,14 @@ class TokenLifecycle:
         force: bool = False,
         min_valid_seconds: float | None = None,
         not_after: float | None = None,
+        requeue_if_in_flight: bool = False,
     ) -> RefreshResult:
         """Refresh one connection if it is due (or `force`), under its lease. Never raises for Intuit's answers:
         the outcome says what happened and the connection's status records it. `not_after` is when the
         caller must be done (a Lambda invocation's end): no Intuit call starts that could not finish and
-        be persisted by then."""
+        be persisted by then. `requeue_if_in_flight`: the refresh queue's own work (the check queued after a
+        lost answer may come early, by a clock behind the writer's); anyone else finding a call in flight
+        is answered busy, and the check queued when its answer was lost stands."""
         needed = max(self.timings.margin_seconds, min(min_valid_seconds or 0, self.timings.max_min_valid_seconds))
         try:
             # No read first: callers (the sweep, a workflow whose token is short) already know it is due,
@@ -178,8 +181,8 @@ class TokenLifecycle:
                 skip = self._skip_reason(held.connection, force=force, needed=needed)
                 return skip or self._refresh_held(held, force=force, not_after=not_after)
         except InFlight as busy:
-            # Found by a check that came early (a writer's clock ahead of ours): come back when it ends.
-            self._check_after(connection_id, busy.until)
+            if requeue_if_in_flight:  # a check that came early (a writer's clock ahead of ours): come back
+                self._check_after(connection_id, busy.until)
             return RefreshResult(connection_id, RefreshOutcome.BUSY, str(busy))
         except Busy as busy:
             return RefreshResult(connection_id, RefreshOutcome.BUSY, str(busy))
