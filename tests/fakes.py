@@ -385,6 +385,10 @@ class StrictIdentityProvider:
         self.hard_seconds = hard_seconds
         self.hard_expiry_in_refresh = hard_expiry_in_refresh
         self.rotation_grace_seconds = rotation_grace_seconds
+        # False: Intuit answers a refresh with the same refresh token and what is left of its life (the
+        # rolling expiry does not move), as users of Intuit's SDKs have seen for weeks on end
+        # (intuit/oauth-pythonclient#17, intuit/oauth-jsclient#74).
+        self.rotates_refresh_tokens = True
         self._clients: dict[str, str] = {}
         self._codes: dict[str, _PendingCode] = {}
         self._used_codes: dict[str, _Grant | None] = {}
@@ -552,11 +556,12 @@ class StrictIdentityProvider:
     def _issue(self, grant: _Grant, *, include_hard_expiry: bool) -> TokenSet:
         now = self._clock.now()
         exchange = not grant.refresh_token  # the code exchange: the only answer with an ID token
-        if grant.refresh_token:
-            grant.consumed[grant.refresh_token] = now
         access_token = "eyJ" + secrets.token_urlsafe(48)
-        grant.refresh_token = "AB11" + secrets.token_urlsafe(36)
-        grant.refresh_expires_at = min(now + self.refresh_seconds, grant.hard_expires_at)
+        if exchange or self.rotates_refresh_tokens:
+            if grant.refresh_token:
+                grant.consumed[grant.refresh_token] = now
+            grant.refresh_token = "AB11" + secrets.token_urlsafe(36)
+            grant.refresh_expires_at = min(now + self.refresh_seconds, grant.hard_expires_at)
         grant.access_tokens[access_token] = now + self.access_seconds
         self._issued.update({access_token, grant.refresh_token})
         response: dict[str, object] = {

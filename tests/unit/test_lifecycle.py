@@ -372,6 +372,36 @@ def test_the_approaching_end_of_the_grant_is_announced_once_per_threshold(world)
     assert all("reconnect" in w.detail["reason"] for w in warnings)
 
 
+def test_a_warning_about_a_stalled_rolling_expiry_does_not_use_up_the_hard_expirys_warnings(world):
+    """Intuit has answered refreshes for weeks with the same refresh token and what is left of its life
+    (intuit/oauth-pythonclient#17): its rolling expiry came within 30 days and was announced. Then Intuit
+    rotates again and the grant's end moves out to its five-year hard expiry, 45 days away. When that comes
+    within 30 days, a person must hear it too: it is another end, and this time only reconnecting helps."""
+    world.identity.hard_seconds = 120 * DAY  # an old grant: its five years end 120 days after this consent
+    connection = world.connected()
+    consented_at = world.clock.now()
+    world.identity.rotates_refresh_tokens = False
+
+    warnings = []
+    while world.clock.now() < consented_at + 119.5 * DAY:
+        world.clock.advance(UNTIL_DUE)
+        if world.clock.now() > consented_at + 75 * DAY:
+            world.identity.rotates_refresh_tokens = True
+        world.lifecycle.refresh(connection.connection_id)
+        warnings += [e.detail for e in world.events.published if e.detail_type == EventType.REAUTHORIZATION_DUE]
+        world.events.published.clear()
+
+    assert world.connection(connection.connection_id).status is ConnectionStatus.CONNECTED
+    assert [(w["threshold_days"], w["expiry"]) for w in warnings] == [
+        (30, "rolling"),
+        (30, "hard"),
+        (7, "hard"),
+        (1, "hard"),
+    ]
+    hard_thirty = warnings[1]
+    assert 29 < hard_thirty["days_left"] <= 30
+
+
 class RecordingQueue:
     def __init__(self) -> None:
         self.sent: list[tuple[list[str], int]] = []
