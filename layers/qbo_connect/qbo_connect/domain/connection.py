@@ -220,6 +220,12 @@ class Connection:
     def is_refreshable(self) -> bool:
         return self.status is ConnectionStatus.CONNECTED and self.has_client_secret
 
+    @property
+    def grant_ends_at(self) -> float | None:
+        """When only a person reconnecting helps: the earlier of the rolling and the hard expiry (None: not known)."""
+        ends = [t for t in (self.refresh_token_expires_at, self.refresh_token_hard_expires_at) if t is not None]
+        return min(ends) if ends else None
+
     def is_refresh_due(self, now: float, margin_seconds: float) -> bool:
         return self.access_token_expires_at is None or self.access_token_expires_at - now <= margin_seconds
 

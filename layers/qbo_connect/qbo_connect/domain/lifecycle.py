@@ -258,7 +258,9 @@ class TokenLifecycle:
             refresh_policy=connection.refresh_policy,
         )
         updated, warning = self._with_expiry_warning(
-            connection.with_token_times(new_secret.token_set, now=now, generation=new_secret.generation), now
+            connection.with_token_times(new_secret.token_set, now=now, generation=new_secret.generation),
+            now,
+            before=connection,
         )
         if force:
             updated = replace(
@@ -454,11 +456,16 @@ class TokenLifecycle:
         )
         return RefreshResult(saved.connection_id, RefreshOutcome.TRANSIENT_FAILURE, str(error))
 
-    def _with_expiry_warning(self, connection: Connection, now: float) -> tuple[Connection, ExpiryWarning | None]:
+    def _with_expiry_warning(
+        self, connection: Connection, now: float, *, before: Connection | None = None
+    ) -> tuple[Connection, ExpiryWarning | None]:
         """Mark a warning threshold (30, 7, 1 days before the grant ends) the first time it is crossed. An
         on-demand connection may not be looked at again for a keep-alive period: its thresholds are judged
-        that much ahead, so a warning comes early rather than too late."""
+        that much ahead, so a warning comes early rather than too late. `before`: the connection before a
+        refresh, whose grant end may have moved out since (see rearmed)."""
         ahead = self.timings.keepalive_seconds if connection.refresh_policy is RefreshPolicy.ON_DEMAND else 0.0
+        if before is not None:
+            connection = rearmed(connection, before, now, ahead_seconds=ahead)
         warning = expiry_warning(connection, now, ahead_seconds=ahead)
         if warning is None:
             return connection, None
@@ -538,6 +545,9 @@ class TokenLifecycle:
 
 
 WARNING_DAYS = (30, 7, 1)
+# Two refreshers compute the same end a few seconds apart (their clocks, Intuit's whole seconds): only a
+# move further than this is the grant's end moving.
+END_MOVED_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -571,6 +581,18 @@ def expiry_warning(connection: Connection, now: float, *, ahead_seconds: float =
     # One event for the closest threshold; thresholds crossed at once are marked sent together.
     sent = tuple(sorted({*connection.expiry_warnings_sent, *(f"{d}d" for d in crossed)}))
     return ExpiryWarning(min(fresh), days_left, ends_at, ends_by, sent)
+
+
+def rearmed(connection: Connection, before: Connection, now: float, *, ahead_seconds: float = 0.0) -> Connection:
+    """The warnings of an end that moved out, re-armed: Intuit answered with the same refresh token for weeks
+    (its rolling expiry came near and was announced), then rotated again, and the grant now ends later
+    (another rolling end, or the five-year hard one). Thresholds the new end is not within are announced
+    again when it comes within them: each end gets its own warnings."""
+    end, was = connection.grant_ends_at, before.grant_ends_at
+    if not connection.expiry_warnings_sent or end is None or was is None or end - was <= END_MOVED_SECONDS:
+        return connection
+    within = {f"{d}d" for d in WARNING_DAYS if (end - now - ahead_seconds) / 86400 <= d}
+    return replace(connection, expiry_warnings_sent=tuple(sorted(set(connection.expiry_warnings_sent) & within)))
 
 
 def _raise_for_status(connection: Connection) -> None:
