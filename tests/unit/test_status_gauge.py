@@ -124,3 +124,40 @@ def test_a_sweep_retried_minutes_late_counts_every_status_for_the_hour_it_was_sc
     runs.handle({"action": "sweep", "scheduled_time": when})
 
     assert {dims["status"]: value for dims, value in emitted()["Connections"]}["connected"] == 1
+
+
+def test_a_grant_coming_within_30_days_of_its_end_raises_an_alarm_that_notifies_the_alarm_topic(world, emitted):
+    """README: "says loudly (EventBridge events, metrics, alarms) when only a person can help", and the
+    five-year hard expiry is warned about 30, 7 and 1 days ahead. An operator who subscribed to the alarm
+    topic must hear of it too, not only whoever routes EventBridge events, and before the grant is dead
+    (ConnectionsNeedingReauthorization counts only connections that already are)."""
+    from pathlib import Path
+
+    from qbo_local.template import Tag, load_template
+
+    world.identity.hard_seconds = 31 * DAY  # an old grant: its five years end 31 days after this consent
+    runs = RefreshRuns(world.lifecycle, None, world.clock, status_gauge=_gauge(world))
+    world.connected("Old grant")
+    emitted()
+    warned = {}
+    while not warned.get("ReauthorizationDue"):
+        world.clock.advance(PERIOD)
+        runs.sweep()
+        warned = {name: values for name, values in emitted().items() if name != "ConnectionsDue"}
+    assert "Connection Reauthorization Due" in world.events.detail_types
+
+    template = load_template(Path(__file__).resolve().parents[2] / "template.yaml")
+    raised = []
+    for name, resource in template["Resources"].items():
+        alarm = resource.get("Properties", {})
+        if resource["Type"] != "AWS::CloudWatch::Alarm" or alarm.get("Namespace") != metrics.namespace:
+            continue
+        dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+        for dims, value in warned.get(alarm["MetricName"], []):
+            if dimensions.items() <= dims.items() and value >= alarm["Threshold"]:
+                raised.append((name, alarm))
+    assert raised, f"no alarm watches what the sweep emitted: {sorted(warned)}"
+    assert all(
+        alarm["AlarmActions"] == Tag("If", ["HasAlarmTopic", [Tag("Ref", "AlarmTopicArn")], Tag("Ref", "AWS::NoValue")])
+        for _, alarm in raised
+    )
