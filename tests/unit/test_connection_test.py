@@ -144,3 +144,27 @@ def test_the_test_names_each_step_it_waits_on_for_a_spinner(world):
         "a new access token after Intuit refused the old one",
         "the company's name again, with the new token",
     ]
+
+
+def test_a_company_whose_subscription_lapsed_is_not_told_to_add_a_scope_it_already_has(world):
+    """Intuit answers every accounting call of a company whose QuickBooks subscription lapsed (or was
+    cancelled) with 403, fault 3100 ApplicationAuthorizationFailed, while its refresh token keeps working.
+    The connection holds the accounting scope: "add the scope and reconnect" sends a person the wrong way."""
+    from qbo_connect.adapters.quickbooks_api import error_for_fault
+
+    connection = world.connected()
+    lapsed = error_for_fault(
+        403,
+        {"code": "3100", "message": "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403"},
+        "tid-403",
+    )
+    world.company_api.fail_next(1, lapsed)
+
+    answer = _failed(world, connection.connection_id, "forbidden")
+
+    assert "com.intuit.quickbooks.accounting" in world.token_set(connection.connection_id).scopes
+    next_step = answer["error"]["next_step"]
+    assert "subscription" in next_step
+    assert "lacks the accounting scope" not in next_step
+    assert answer["error"]["intuit_tid"] == "tid-403"
+    assert world.events.published[-1].detail_type == EventType.TEST_FAILED
