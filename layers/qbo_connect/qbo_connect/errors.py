@@ -87,7 +87,7 @@ class Unauthorized(QboConnectError):
 
 
 class Forbidden(QboConnectError):
-    """The grant lacks the scope the call needs."""
+    """Intuit refused access (403, fault 3100): the company's subscription lapsed, or the grant lacks the scope."""
 
     code = ErrorCode.FORBIDDEN
 

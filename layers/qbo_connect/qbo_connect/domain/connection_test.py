@@ -28,7 +28,11 @@ NEXT_STEPS: dict[ErrorCode, str] = {
     ErrorCode.NEEDS_REAUTHORIZATION: "A company administrator must reconnect through the authorize link.",
     ErrorCode.INVALID_CLIENT: "Set the app's current client secret: `qbo-connect connections set-secret ID`.",
     ErrorCode.UNAUTHORIZED: "Intuit refused the access token; if it persists, reconnect through the authorize link.",
-    ErrorCode.FORBIDDEN: "The grant lacks the accounting scope: add com.intuit.quickbooks.accounting and reconnect.",
+    # Intuit's 403 (fault 3100) has several causes, and the one met once a connection has worked is a lapsed
+    # subscription: a scope a grant holds does not go away.
+    ErrorCode.FORBIDDEN: "Intuit refused this company's data: check with a company administrator that the "
+    "company's QuickBooks subscription is active (a lapsed or cancelled one is refused until it is renewed); if "
+    "the grant lacks com.intuit.quickbooks.accounting (a deep test says), add it and reconnect.",
     ErrorCode.THROTTLED: "Intuit is rate limiting this company: try again in a minute.",
     ErrorCode.INTUIT_UNAVAILABLE: "Intuit did not answer: try again shortly; the service keeps the connection.",
     ErrorCode.BUSY: "The connection is being refreshed: try again in a minute.",
