@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator
 
 import pytest
 from fakes import FakeWorld
-from qbo_connect.observability import SERVICE, logger
+from qbo_connect.observability import SERVICE, logger, metrics
 
 
 class LogScan:
@@ -27,6 +28,10 @@ class LogScan:
         everything = [*self._caplog.get_records("setup"), *self._caplog.get_records("call"), *self._caplog.records]
         records = [f"{formatter.format(r)}\n{vars(r)!r}" for r in everything]
         return "\n".join([*self._printed, *records])
+
+    def saw(self, printed: str) -> None:
+        """Output another fixture read from capsys first (the metrics' EMF lines), still scanned."""
+        self._printed.append(printed)
 
     def assert_free_of(self, values: Iterable[str]) -> None:
         text = self.text()
@@ -55,3 +60,31 @@ def world(log_scan: LogScan) -> Iterator[FakeWorld]:
     world = FakeWorld()
     yield world
     log_scan.assert_free_of(world.identity.issued_values())
+
+
+@pytest.fixture
+def emitted(capsys, monkeypatch, log_scan):
+    """The EMF documents printed so far (Powertools writes metrics to stdout), as {name: [(dimensions, value)]}."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # importing the CLI turns them off process-wide
+    metrics.clear_metrics()
+
+    def read() -> dict[str, list[tuple[dict, float]]]:
+        metrics.flush_metrics(raise_on_empty_metrics=False)
+        found: dict[str, list[tuple[dict, float]]] = {}
+        printed = capsys.readouterr()
+        log_scan.saw(printed.out + printed.err)
+        for line in printed.out.splitlines():
+            if not line.startswith('{"_aws"'):
+                continue
+            document = json.loads(line)
+            for definition in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                name = definition["Name"]
+                dims = {
+                    d: document[d] for group in document["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for d in group
+                }
+                values = document[name] if isinstance(document[name], list) else [document[name]]
+                found.setdefault(name, []).extend((dims, float(v)) for v in values)
+        return found
+
+    yield read
+    metrics.clear_metrics()

@@ -2,43 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
-import pytest
 from fakes import DAY
-from qbo_connect.observability import metrics
 from qbo_connect.refresh_runs import RefreshRuns
 from qbo_connect.status_gauge import publish_status_gauge
 
 REVOKED_REALM = "9341453050000002"
 PERIOD = 300
 HOUR = 3600
-
-
-@pytest.fixture
-def emitted(capsys, monkeypatch):
-    """The EMF documents printed so far (Powertools writes metrics to stdout), as {name: [(dimensions, value)]}."""
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # importing the CLI turns them off process-wide
-    metrics.clear_metrics()
-
-    def read() -> dict[str, list[tuple[dict, float]]]:
-        metrics.flush_metrics(raise_on_empty_metrics=False)
-        found: dict[str, list[tuple[dict, float]]] = {}
-        for line in capsys.readouterr().out.splitlines():
-            if not line.startswith('{"_aws"'):
-                continue
-            document = json.loads(line)
-            for definition in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                name = definition["Name"]
-                dims = {
-                    d: document[d] for group in document["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for d in group
-                }
-                values = document[name] if isinstance(document[name], list) else [document[name]]
-                found.setdefault(name, []).extend((dims, float(v)) for v in values)
-        return found
-
-    yield read
-    metrics.clear_metrics()
 
 
 def _needing(found) -> float:
@@ -124,40 +94,3 @@ def test_a_sweep_retried_minutes_late_counts_every_status_for_the_hour_it_was_sc
     runs.handle({"action": "sweep", "scheduled_time": when})
 
     assert {dims["status"]: value for dims, value in emitted()["Connections"]}["connected"] == 1
-
-
-def test_a_grant_coming_within_30_days_of_its_end_raises_an_alarm_that_notifies_the_alarm_topic(world, emitted):
-    """README: "says loudly (EventBridge events, metrics, alarms) when only a person can help", and the
-    five-year hard expiry is warned about 30, 7 and 1 days ahead. An operator who subscribed to the alarm
-    topic must hear of it too, not only whoever routes EventBridge events, and before the grant is dead
-    (ConnectionsNeedingReauthorization counts only connections that already are)."""
-    from pathlib import Path
-
-    from qbo_local.template import Tag, load_template
-
-    world.identity.hard_seconds = 31 * DAY  # an old grant: its five years end 31 days after this consent
-    runs = RefreshRuns(world.lifecycle, None, world.clock, status_gauge=_gauge(world))
-    world.connected("Old grant")
-    emitted()
-    warned = {}
-    while not warned.get("ReauthorizationDue"):
-        world.clock.advance(PERIOD)
-        runs.sweep()
-        warned = {name: values for name, values in emitted().items() if name != "ConnectionsDue"}
-    assert "Connection Reauthorization Due" in world.events.detail_types
-
-    template = load_template(Path(__file__).resolve().parents[2] / "template.yaml")
-    raised = []
-    for name, resource in template["Resources"].items():
-        alarm = resource.get("Properties", {})
-        if resource["Type"] != "AWS::CloudWatch::Alarm" or alarm.get("Namespace") != metrics.namespace:
-            continue
-        dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
-        for dims, value in warned.get(alarm["MetricName"], []):
-            if dimensions.items() <= dims.items() and value >= alarm["Threshold"]:
-                raised.append((name, alarm))
-    assert raised, f"no alarm watches what the sweep emitted: {sorted(warned)}"
-    assert all(
-        alarm["AlarmActions"] == Tag("If", ["HasAlarmTopic", [Tag("Ref", "AlarmTopicArn")], Tag("Ref", "AWS::NoValue")])
-        for _, alarm in raised
-    )

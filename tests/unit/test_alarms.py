@@ -1,0 +1,80 @@
+"""The alarms of template.yaml against what the service emits: each situation a person must hear of raises
+one (notifying AlarmTopicArn), and ordinary operation raises none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fakes import DAY
+from qbo_connect.observability import metrics
+from qbo_connect.refresh_runs import RefreshRuns
+from qbo_connect.status_gauge import publish_status_gauge
+from qbo_local.template import Tag, load_template
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
+PERIOD = 300
+NOTIFIES_THE_ALARM_TOPIC = Tag("If", ["HasAlarmTopic", [Tag("Ref", "AlarmTopicArn")], Tag("Ref", "AWS::NoValue")])
+
+
+@pytest.fixture(scope="module")
+def alarms() -> dict[str, dict]:
+    """The service's own metric alarms (namespace QboConnect, one metric each), by logical name."""
+    resources = load_template(TEMPLATE_PATH)["Resources"]
+    return {
+        name: resource["Properties"]
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm" and resource["Properties"].get("Namespace") == metrics.namespace
+    }
+
+
+def raised(alarms: dict[str, dict], found: dict[str, list[tuple[dict, float]]]) -> set[str]:
+    """The alarms one period of these metrics breaches (each datapoint taken as the period's statistic: the
+    largest for Maximum, the sum of a period's values for Sum)."""
+    breached = set()
+    for name, alarm in alarms.items():
+        dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+        values = [value for dims, value in found.get(alarm["MetricName"], []) if dimensions.items() <= dims.items()]
+        if not values:
+            continue
+        statistic = sum(values) if alarm["Statistic"] == "Sum" else max(values)
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        if statistic >= alarm["Threshold"]:
+            breached.add(name)
+    return breached
+
+
+def _sweeps(world, emitted):
+    runs = RefreshRuns(
+        world.lifecycle,
+        None,
+        world.clock,
+        status_gauge=lambda sweep_at: publish_status_gauge(world.store, sweep_at=sweep_at, period_seconds=PERIOD),
+    )
+
+    def sweep() -> dict[str, list[tuple[dict, float]]]:
+        world.clock.advance(PERIOD)
+        runs.sweep()
+        return emitted()
+
+    return sweep
+
+
+def test_a_grant_coming_within_30_days_of_its_end_raises_an_alarm_that_notifies_the_alarm_topic(world, emitted, alarms):
+    """README: "says loudly (EventBridge events, metrics, alarms) when only a person can help", and the
+    five-year hard expiry is warned about 30, 7 and 1 days ahead. An operator who subscribed to the alarm
+    topic must hear of it too, not only whoever routes EventBridge events, and before the grant is dead
+    (ConnectionsNeedingReauthorization counts only connections that already are)."""
+    world.identity.hard_seconds = 31 * DAY  # an old grant: its five years end 31 days after this consent
+    sweep = _sweeps(world, emitted)
+    world.connected("Old grant")
+    emitted()
+    found = sweep()
+    while "ReauthorizationDue" not in found:
+        assert not raised(alarms, found)
+        found = sweep()
+    assert "Connection Reauthorization Due" in world.events.detail_types
+
+    breached = raised(alarms, found)
+    assert breached, f"no alarm watches what the sweep emitted: {sorted(found)}"
+    assert all(alarms[name]["AlarmActions"] == NOTIFIES_THE_ALARM_TOPIC for name in breached)
