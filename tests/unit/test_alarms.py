@@ -78,3 +78,55 @@ def test_a_grant_coming_within_30_days_of_its_end_raises_an_alarm_that_notifies_
     breached = raised(alarms, found)
     assert breached, f"no alarm watches what the sweep emitted: {sorted(found)}"
     assert all(alarms[name]["AlarmActions"] == NOTIFIES_THE_ALARM_TOPIC for name in breached)
+
+
+def test_refreshes_failing_run_after_run_raise_an_alarm_which_clears_once_they_succeed(world, emitted, alarms):
+    """Intuit's token endpoint (or the way to it: a NAT gateway, DNS) fails every refresh for an hour: after
+    three failed runs an eager connection's stored access token is expiring and workflows fail. Transient
+    failures are outcomes, not function errors, so only an alarm on them tells the operator; a single
+    failure the next run repairs must not page anyone."""
+    from qbo_connect.errors import IntuitUnavailable
+
+    intuit_down = False
+    answering = world.identity.refresh
+
+    def refresh(credentials, **request):
+        if intuit_down:
+            raise IntuitUnavailable("Intuit's token endpoint answered HTTP 503")
+        return answering(credentials, **request)
+
+    world.identity.refresh = refresh
+    sweep = _sweeps(world, emitted)
+    connection_id = world.connected("Acme").connection_id
+    emitted()
+
+    def until(metric: str) -> dict:
+        found = sweep()
+        while metric not in found:
+            found = sweep()
+        return found
+
+    until("RefreshSuccess")
+    intuit_down = True
+    found = until("RefreshTransientFailure")
+    assert not raised(alarms, found), "one failed run paged someone"
+    intuit_down = False
+    assert not raised(alarms, until("RefreshSuccess"))
+    assert world.connection(connection_id).consecutive_refresh_failures == 0
+
+    # Every run fails: an alarm by the third, and it stays raised while the runs keep failing.
+    intuit_down = True
+    breached_at = None
+    for run in range(1, 13):
+        breached = raised(alarms, until("RefreshTransientFailure"))
+        if breached and breached_at is None:
+            breached_at = run
+            assert all(alarms[name]["AlarmActions"] == NOTIFIES_THE_ALARM_TOPIC for name in breached)
+        if breached_at is not None:
+            assert breached, f"the alarm cleared at failed run {run} while refreshes still fail"
+    assert breached_at is not None and breached_at <= 3, "twelve failed runs (an hour) raised no alarm"
+
+    intuit_down = False
+    found = until("RefreshSuccess")
+    assert not raised(alarms, found)
+    assert "Connection Recovered" in world.events.detail_types
