@@ -850,6 +850,37 @@ def test_a_refresh_presents_the_refresh_token_the_same_way(http, oauth):
     assert token_set.refresh_token_hard_expires_at is None
 
 
+@pytest.mark.parametrize("call", ["refresh", "exchange_code"])
+def test_token_lifetimes_count_from_when_the_request_was_sent_not_from_a_slow_answer(http, settings, call):
+    """Intuit counts expires_in from when it issued the token, somewhere between our request and its answer:
+    counted from the answer, a slow call (up to Intuit's 120 s) would promise a token valid that long after
+    it expired at Intuit, past the margin a workflow was promised."""
+    clock = FakeClock()
+    sent_at = clock.now()
+    answer = fixture("token_response_with_hard_expiry.json")
+
+    def issued_then_slow(request):
+        clock.advance(90)  # Intuit issues at once; its answer takes 90 s to arrive
+        return 200, {"Content-Type": "application/json"}, json.dumps(answer)
+
+    http.add_callback(responses.POST, intuit.TOKEN_URL, callback=issued_then_slow)
+    oauth = IntuitOAuth(settings, clock)
+
+    if call == "refresh":
+        token_set = oauth.refresh(CREDENTIALS, refresh_token="the-refresh-token", scopes=intuit.DEFAULT_SCOPES)
+    else:
+        token_set = oauth.exchange_code(
+            CREDENTIALS,
+            code="the-code",
+            redirect_uri="https://api.example/oauth/callback",
+            scopes=intuit.DEFAULT_SCOPES,
+        )
+
+    assert token_set.expires_at == sent_at + answer["expires_in"]
+    assert token_set.refresh_token_expires_at == sent_at + answer["x_refresh_token_expires_in"]
+    assert token_set.refresh_token_hard_expires_at == sent_at + answer["x_refresh_token_hard_expires_in"]
+
+
 @pytest.mark.parametrize(
     ("status", "body", "headers", "expected"),
     [
