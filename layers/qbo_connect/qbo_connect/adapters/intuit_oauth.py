@@ -142,6 +142,7 @@ class IntuitOAuth:
 
         session = self._session(credentials, redirect_uri=redirect_uri, scopes=scopes)
         deadline = deadline_seconds or self._settings.consent_call_deadline_seconds
+        sent_at = self._clock.now()  # Intuit counts the lifetimes from its issue, after this and before its answer
         response = self._call(
             lambda: session.fetch_token(
                 self._settings.token_url,
@@ -153,7 +154,7 @@ class IntuitOAuth:
             ),
             deadline,
         )
-        token_set = TokenSet.from_token_response(response, now=self._clock.now(), scopes=scopes)
+        token_set = TokenSet.from_token_response(response, now=sent_at, scopes=scopes)
         subject = id_token_subject(response.get("id_token"), client_id=credentials.client_id, now=self._clock.now())
         return replace(token_set, id_token_subject=subject)
 
@@ -171,6 +172,7 @@ class IntuitOAuth:
         # (invalid_scope); `scopes` only labels the new token set with what was granted.
         session = self._session(credentials, scopes=None)
         deadline = deadline_seconds or self._settings.refresh_call_deadline_seconds
+        sent_at = self._clock.now()  # as in exchange_code: a slow answer must not lengthen the token's life
         response = self._call(
             lambda: session.refresh_token(
                 self._settings.token_url,
@@ -181,7 +183,7 @@ class IntuitOAuth:
             ),
             deadline,
         )
-        return TokenSet.from_token_response(response, now=self._clock.now(), scopes=scopes)
+        return TokenSet.from_token_response(response, now=sent_at, scopes=scopes)
 
     def revoke(self, credentials: ClientCredentials, *, token: str) -> None:
         """Intuit documents a JSON body; RFC 7009 servers take a form body with a type hint."""
