@@ -289,6 +289,61 @@ def test_a_wrong_password_and_a_pool_user_outside_the_administrators_group_are_r
     assert [c["connection_id"] for c in after] == [c["connection_id"] for c in before]
 
 
+# Lets every admin API request go out at once but holds its answer (read in full) until the test releases it:
+# a slow API. __release() settles once the released answers reached the page's code.
+HOLD_ADMIN_ANSWERS = """
+window.__held = [];
+const send = window.fetch;
+window.fetch = (url, options) => {
+  const answer = send(url, options).then((response) => response.clone().text().then(() => response));
+  if (!String(url).startsWith('/admin/')) return answer;
+  return new Promise((resolve, reject) => window.__held.push(() => answer.then(resolve, reject)));
+};
+window.__release = () => Promise.allSettled(window.__held.splice(0).map((deliver) => deliver()));
+"""
+RELEASE_AND_SETTLE = "const done = arguments[0]; window.__release().then(() => setTimeout(done, 100));"
+
+# Everything the page holds, shown or hidden: text, form fields' values and the list's rows.
+PAGE_CONTENTS = """
+return {
+  text: document.body.textContent,
+  values: [...document.querySelectorAll('input, select')].map((field) => field.value).join(' '),
+  rows: document.querySelectorAll('tr[data-connection-id], #c-events tbody tr').length,
+};
+"""
+
+
+def test_sign_out_leaves_nothing_of_the_session_in_the_page_for_the_next_person(local_stack, browser):
+    _sign_in(browser, local_stack, local_stack.discovery["admin_username"], local_stack.discovery["admin_password"])
+    _wait(browser).until(lambda b: "demo" in _rows(b))
+    browser.get(local_stack.discovery["console_url"] + "#/c/demo")
+    _wait(browser).until(lambda b: b.find_element(By.ID, "c-client-id").get_attribute("value") == "demo-client-id")
+    _wait(browser).until(lambda b: _events(b))
+    browser.execute_script(HOLD_ADMIN_ANSWERS)
+    browser.execute_script("location.hash = '#/'")  # the list is asked for; its answer is on its way ...
+
+    browser.find_element(By.ID, "sign-out").click()
+    _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
+    browser.execute_async_script(RELEASE_AND_SETTLE)  # ... and arrives after the sign-out
+
+    left = browser.execute_script(PAGE_CONTENTS)
+    assert left["rows"] == 0
+    for value in ("demo-client-id", "Sandbox Company_US_1", "created by", local_stack.discovery["callback_url"]):
+        assert value not in left["text"] + left["values"], value
+
+    # The next person at this browser, not an administrator, signs in while the admin API is slow: the page
+    # shows the list view at once, and must not show the previous administrator's connections in it.
+    _pool_user(local_stack, "carol", "Carols-Password-2024", administrator=False)
+    browser.find_element(By.ID, "username").clear()
+    browser.find_element(By.ID, "username").send_keys("carol")
+    browser.find_element(By.ID, "password").send_keys("Carols-Password-2024")
+    browser.find_element(By.ID, "sign-in").click()
+    _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "list-view")))
+    assert _rows(browser) == {}
+    browser.execute_async_script(RELEASE_AND_SETTLE)
+    _wait(browser).until(lambda b: "administrators' group" in _text(b, "sign-in-error"))
+
+
 def test_what_a_company_is_called_reaches_the_history_as_text_never_as_markup(local_stack, browser):
     """A QuickBooks company's name is typed by whoever runs that company: the console must show it, not run it."""
     hostile = "<img src=x id=injected onerror=\"document.title='owned'\">Evil & Co"
