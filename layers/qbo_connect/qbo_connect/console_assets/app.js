@@ -84,8 +84,32 @@
     session.idToken = null;
     session.user = null;
     stopPolling();
-    current = null;
+    forgetPage();
     route();
+  }
+
+  // What the session put in the page goes with it: the next person at this browser sees none of it, not even
+  // while their own list loads.
+  const SESSION_VIEWS = ["list-view", "new-view", "connection-view"];
+  const SESSION_TEXT = [
+    "c-name", "c-status", "c-attention", "c-base-url", "c-secret-state", "c-token-state", "c-consented-by",
+    "test-result", "callback-url", "c-error", "c-events-error", "new-error", "empty",
+  ];
+  function forgetPage() {
+    current = null;
+    listed = [];
+    olderThan = null;
+    for (const view of SESSION_VIEWS.map($)) {
+      for (const field of view.querySelectorAll("input")) field.value = "";
+      for (const choice of view.querySelectorAll("select")) choice.selectedIndex = 0;
+      for (const body of view.querySelectorAll("tbody")) body.replaceChildren();
+      for (const button of view.querySelectorAll("button")) button.disabled = false;
+    }
+    for (const id of SESSION_TEXT) $(id).textContent = "";
+    $("c-consent-row").hidden = true;
+    $("older-events").hidden = true;
+    $("secret-input").value = "";
+    if ($("secret-dialog").open) $("secret-dialog").close();
   }
 
   // --- the admin API -----------------------------------------------------------------------------
@@ -99,12 +123,16 @@
   }
 
   async function api(method, path, body) {
+    const token = session.idToken;
     const answer = await fetch(`${config.api_base}${path}`, {
       method,
-      headers: { Authorization: `Bearer ${session.idToken}`, "Content-Type": "application/json" },
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const data = await answer.json().catch(() => ({}));
+    // An answer that arrives after its session ended is dropped: its caller never resumes, so none of it
+    // reaches the page (a poll or a list still on its way at sign-out).
+    if (session.idToken !== token) return new Promise(() => {});
     if (answer.status === 401) {
       signOut();
       throw new ApiError(401, { message: "Your sign-in has expired: sign in again." });
