@@ -101,3 +101,25 @@ def test_reloading_the_result_page_says_connected_but_the_callback_url_elsewhere
     assert heading != "Connected"
     assert "Start again from a fresh authorize link" in browser.find_element(By.TAG_NAME, "body").text
     assert _read_connection_secret(local_stack, "demo")["generation"] == before
+
+
+def test_a_forged_callback_opened_mid_consent_leaves_the_pending_consent_able_to_finish(local_stack, browser):
+    link = local_stack.cli("connections", "authorize-link", "demo").stdout
+    authorize_url = next(word for word in link.split() if "/connections/demo/authorize?" in word)
+    browser.get(authorize_url)
+    WebDriverWait(browser, 20).until(expected_conditions.element_to_be_clickable((By.ID, "connect")))
+    consent_page = browser.current_url
+
+    # While the person is on Intuit's page, another site sends this browser to our callback with a state of its
+    # own making (a link, or window.location): a cross-site top-level navigation, which carries and sets cookies.
+    forged = f"{local_stack.discovery['api_url']}/oauth/callback?state=forged-{'x' * 40}&code=AB11forged&realmId=1234"
+    browser.get(f"data:text/html,<a id=lure href='{forged}'>a cat picture</a>")
+    browser.find_element(By.ID, "lure").click()
+    WebDriverWait(browser, 20).until(lambda b: "/oauth/callback" in b.current_url)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "This sign-in can't be completed"
+
+    # The forged state was nobody's: the person's own consent, still pending, finishes in this browser.
+    browser.get(consent_page)
+    WebDriverWait(browser, 20).until(expected_conditions.element_to_be_clickable((By.ID, "connect"))).click()
+    WebDriverWait(browser, 30).until(lambda b: "/oauth/callback" in b.current_url)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Connected"
