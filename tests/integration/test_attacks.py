@@ -185,6 +185,7 @@ def test_a_forged_state_is_refused_and_touches_nothing(attack, cookie_holds):
 
     assert_refused_page(answer, 400, "This sign-in can&#x27;t be completed")
     assert snapshot(attack) == before
+    assert not answer.get("cookies")  # whatever cookie the browser holds may bind its own pending flow
 
 
 def test_states_are_256_random_bits_kept_only_as_hashes_and_secrets_are_compared_in_constant_time(attack, monkeypatch):

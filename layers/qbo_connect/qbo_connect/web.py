@@ -149,7 +149,9 @@ def finish_consent(event: HttpEvent, services: Services) -> dict[str, Any]:
                 logger.info("Consent result page reloaded", extra={"connection_id": reloaded.connection.connection_id})
                 return _connected_response(reloaded)
         logger.info("Consent callback rejected", extra={"reason": rejected.reason.value})
-        keep_cookie = rejected.reason is FlowError.OTHER_BROWSER
+        # The cookie goes only with the state it was for. A state we do not hold (forged, or already spent) tells
+        # us nothing about whose cookie this browser carries: it may bind a consent still pending here.
+        keep_cookie = rejected.reason in {FlowError.OTHER_BROWSER, FlowError.STATE_UNKNOWN}
         return _page_response(
             failure_page(rejected.reason, rejected.details), None if keep_cookie else [_clear_state_cookie()]
         )
