@@ -10,13 +10,12 @@ import secrets
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
-from pycognito.aws_srp import AWSSRP
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from stack_support import aws_client, sign_in_token
 
 pytestmark = pytest.mark.e2e
 
@@ -24,29 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # Screenshots of the two pages, kept as test artefacts (CI uploads the folder; the README shows copies).
 ARTIFACTS = Path(os.environ.get("QBO_E2E_ARTIFACTS", ROOT / "tests" / "e2e" / "artifacts"))
 COMPANY = "Sandbox Company_US_1"
-
-
-def _aws(stack, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=stack.discovery["aws_endpoint_url"],
-        region_name=stack.discovery["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def _sign_in_token(stack, *, pool_id: str | None = None, client_id: str | None = None, username=None, password=None):
-    """An ID token as the console gets one: USER_SRP_AUTH (pycognito's client), the password never sent."""
-    environment = stack.discovery["environment"]
-    answer = AWSSRP(
-        username or stack.discovery["admin_username"],
-        password or stack.discovery["admin_password"],
-        pool_id or environment["QBO_ADMIN_USER_POOL_ID"],
-        client_id or environment["QBO_ADMIN_CONSOLE_CLIENT_ID"],
-        client=_aws(stack, "cognito-idp"),
-    ).authenticate_user()
-    return answer["AuthenticationResult"]["IdToken"]
 
 
 def _register_emulator_client(stack) -> tuple[str, str]:
@@ -106,7 +82,7 @@ def _sign_in(browser, stack, username: str, password: str) -> None:
 
 
 def _pool_user(stack, username: str, password: str, *, administrator: bool) -> None:
-    cognito = _aws(stack, "cognito-idp")
+    cognito = aws_client(stack, "cognito-idp")
     pool = stack.discovery["environment"]["QBO_ADMIN_USER_POOL_ID"]
     cognito.admin_create_user(UserPoolId=pool, Username=username, MessageAction="SUPPRESS")
     cognito.admin_set_user_password(UserPoolId=pool, Username=username, Password=password, Permanent=True)
@@ -239,7 +215,7 @@ def test_sign_in_create_set_secret_generate_test_reset_and_sign_out(local_stack,
     for page in pages:
         assert client_secret not in page
     assert client_secret not in local_stack.all_logs()
-    token = _sign_in_token(local_stack)
+    token = sign_in_token(local_stack)
     shown = requests.get(
         f"{local_stack.discovery['api_url']}/admin/connections",
         headers={"Authorization": f"Bearer {token}"},
@@ -253,7 +229,7 @@ def test_a_wrong_password_and_a_pool_user_outside_the_administrators_group_are_r
 ):
     api = local_stack.discovery["api_url"]
     before = requests.get(
-        f"{api}/admin/connections", headers={"Authorization": f"Bearer {_sign_in_token(local_stack)}"}, timeout=10
+        f"{api}/admin/connections", headers={"Authorization": f"Bearer {sign_in_token(local_stack)}"}, timeout=10
     ).json()["connections"]
 
     _sign_in(browser, local_stack, local_stack.discovery["admin_username"], "not-the-password-1A")
@@ -268,7 +244,7 @@ def test_a_wrong_password_and_a_pool_user_outside_the_administrators_group_are_r
     assert "admin-add-user-to-group" in message and "nothing was changed" in message
     assert browser.find_element(By.ID, "sign-in-view").is_displayed()
     assert not browser.find_element(By.ID, "list-view").is_displayed()
-    token = _sign_in_token(local_stack, username="bob", password="Bobs-Password-2024")  # a valid token of the pool
+    token = sign_in_token(local_stack, username="bob", password="Bobs-Password-2024")  # a valid token of the pool
     refused = requests.post(
         f"{api}/admin/connections",
         headers={"Authorization": f"Bearer {token}"},
@@ -278,13 +254,13 @@ def test_a_wrong_password_and_a_pool_user_outside_the_administrators_group_are_r
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
 
     # Added to the group, bob is an administrator at his next sign-in.
-    cognito = _aws(local_stack, "cognito-idp")
+    cognito = aws_client(local_stack, "cognito-idp")
     pool = local_stack.discovery["environment"]["QBO_ADMIN_USER_POOL_ID"]
     cognito.admin_add_user_to_group(UserPoolId=pool, Username="bob", GroupName="qbo-connect-admins")
     _sign_in(browser, local_stack, "bob", "Bobs-Password-2024")
     _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "list-view")))
     after = requests.get(
-        f"{api}/admin/connections", headers={"Authorization": f"Bearer {_sign_in_token(local_stack)}"}, timeout=10
+        f"{api}/admin/connections", headers={"Authorization": f"Bearer {sign_in_token(local_stack)}"}, timeout=10
     ).json()["connections"]
     assert [c["connection_id"] for c in after] == [c["connection_id"] for c in before]
 
@@ -351,7 +327,7 @@ def test_what_a_company_is_called_reaches_the_history_as_text_never_as_markup(lo
     realm = str(9_341_453_050_100_000 + secrets.randbelow(99_999))
     requests.post(f"{emulator}/_emulator/companies", json={"realm_id": realm, "name": hostile}, timeout=10)
     client_id, client_secret = _register_emulator_client(local_stack)
-    api, token = local_stack.discovery["api_url"], _sign_in_token(local_stack)
+    api, token = local_stack.discovery["api_url"], sign_in_token(local_stack)
     headers = {"Authorization": f"Bearer {token}"}
     created = requests.post(
         f"{api}/admin/connections",
@@ -401,7 +377,7 @@ def _expired(stack, token: str) -> str:
 
 def test_without_a_valid_token_the_admin_api_refuses_and_changes_nothing(local_stack):
     api = local_stack.discovery["api_url"]
-    token = _sign_in_token(local_stack)
+    token = sign_in_token(local_stack)
     good = {"Authorization": f"Bearer {token}"}
 
     def snapshot() -> list[dict]:
@@ -410,7 +386,7 @@ def test_without_a_valid_token_the_admin_api_refuses_and_changes_nothing(local_s
         return answer.json()["connections"]
 
     # A user of another pool in the same AWS account and region, with a token moto signs with the same key.
-    cognito = _aws(local_stack, "cognito-idp")
+    cognito = aws_client(local_stack, "cognito-idp")
     other_pool = cognito.create_user_pool(PoolName="someone-else")["UserPool"]["Id"]
     other_client = cognito.create_user_pool_client(
         UserPoolId=other_pool, ClientName="x", ExplicitAuthFlows=["ALLOW_USER_SRP_AUTH"]
@@ -421,7 +397,7 @@ def test_without_a_valid_token_the_admin_api_refuses_and_changes_nothing(local_s
     )
     cognito.create_group(UserPoolId=other_pool, GroupName="qbo-connect-admins")  # the same name, another pool
     cognito.admin_add_user_to_group(UserPoolId=other_pool, Username="mallory", GroupName="qbo-connect-admins")
-    foreign = _sign_in_token(
+    foreign = sign_in_token(
         local_stack, pool_id=other_pool, client_id=other_client, username="mallory", password="Passw0rd-Passw0rd"
     )
 
