@@ -36,6 +36,7 @@ from qbo_connect.domain.event_history import MAX_PAGE
 from qbo_connect.errors import ErrorCode, InvalidInput, QboConnectError
 from qbo_connect.invocation import invocation_end
 from qbo_connect.observability import logger
+from qbo_connect.pages import TRANSPORT_SECURITY
 from qbo_connect.runtime import services
 from qbo_connect.web import api_base_url
 
@@ -46,6 +47,10 @@ JSON_HEADERS = {
     "Content-Type": "application/json",
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
+    # Data, never a document: nothing in it loads or runs, nothing frames it, and its URL goes nowhere as a referrer.
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    **TRANSPORT_SECURITY,
 }
 
 _STATUS: dict[ErrorCode, HTTPStatus] = {

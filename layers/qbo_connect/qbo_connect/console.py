@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from qbo_connect.pages import TRANSPORT_SECURITY
 from qbo_connect.settings import Settings
 
 ASSETS = Path(__file__).with_name("console_assets")
@@ -51,6 +52,7 @@ def security_headers(settings: Settings) -> dict[str, str]:
         "Referrer-Policy": "no-referrer",
         "X-Frame-Options": "DENY",
         "Cross-Origin-Opener-Policy": "same-origin",
+        **TRANSPORT_SECURITY,
     }
 
 

@@ -15,6 +15,11 @@ _STYLE = (
 )
 _STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
 
+# On every answer a browser may get. API Gateway serves the service over https only: a year of HSTS keeps the
+# browser from ever trying plain http for this host, where a network in the middle could answer with a
+# look-alike. Browsers ignore it over plain http, such as the local stack's (RFC 6797, section 8.1).
+TRANSPORT_SECURITY = {"Strict-Transport-Security": "max-age=31536000"}
+
 SECURITY_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
     # No script at all; the one inline style is allowed by its hash.
@@ -24,6 +29,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
+    **TRANSPORT_SECURITY,
 }
 
 
