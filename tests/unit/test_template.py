@@ -15,7 +15,7 @@ import pytest
 from qbo_connect.adapters.dynamodb_store import TABLE_SCHEMA
 from qbo_connect.invocation import ANSWER_SECONDS
 from qbo_connect.settings import Settings
-from qbo_local.template import Tag, function_properties, functions, http_routes, load_template
+from qbo_local.template import Tag, function_properties, functions, http_api_authorizers, http_routes, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
@@ -177,6 +177,26 @@ def test_only_the_oauth_routes_intuits_webhook_the_apps_pages_and_the_console_fi
         ("POST", "/intuit/webhooks", "WebhookFunction"),
         ("GET", "/oauth/callback", "CallbackFunction"),
     ]
+
+
+def test_every_admin_route_needs_a_cognito_token_or_a_sigv4_signature(template):
+    routes = [
+        (r.method, r.path, r.function, r.authorizer) for r in http_routes(template) if r.function == "AdminFunction"
+    ]
+    assert routes == [
+        ("ANY", "/admin/{proxy+}", "AdminFunction", "AdminJwt"),
+        ("ANY", "/iam/admin/{proxy+}", "AdminFunction", "AWS_IAM"),
+    ]
+    assert not [r for r in http_routes(template) if "/admin" in r.path and r.function != "AdminFunction"]
+    authorizers = http_api_authorizers(template)
+    assert "AWS_IAM" in authorizers
+    jwt = authorizers["AdminJwt"]
+    assert jwt["IdentitySource"] == "$request.header.Authorization"
+    # Only ID tokens of this deployment's pool, issued to the console's app client: not another pool's, not
+    # another app client's of the same pool.
+    issuer = jwt["JwtConfiguration"]["issuer"]
+    assert issuer.name == "Sub" and issuer.value[0] == "https://cognito-idp.${AWS::Region}.amazonaws.com/${PoolId}"
+    assert jwt["JwtConfiguration"]["audience"] == [Tag("Ref", "AdminConsoleClient")]
 
 
 def test_the_public_webhook_function_can_read_only_the_verifier_tokens_and_send_to_its_queue(template):
