@@ -123,3 +123,27 @@ def test_a_forged_callback_opened_mid_consent_leaves_the_pending_consent_able_to
     WebDriverWait(browser, 20).until(expected_conditions.element_to_be_clickable((By.ID, "connect"))).click()
     WebDriverWait(browser, 30).until(lambda b: "/oauth/callback" in b.current_url)
     assert browser.find_element(By.TAG_NAME, "h1").text == "Connected"
+
+
+def test_going_back_to_a_result_page_mid_consent_leaves_the_new_consent_able_to_finish(local_stack, browser):
+    def consent_page() -> None:
+        link = local_stack.cli("connections", "authorize-link", "demo").stdout
+        browser.get(next(word for word in link.split() if "/connections/demo/authorize?" in word))
+        WebDriverWait(browser, 20).until(expected_conditions.element_to_be_clickable((By.ID, "connect")))
+
+    def heading_after_connect() -> str:
+        WebDriverWait(browser, 20).until(expected_conditions.element_to_be_clickable((By.ID, "connect"))).click()
+        WebDriverWait(browser, 30).until(lambda b: "/oauth/callback" in b.current_url)
+        return browser.find_element(By.TAG_NAME, "h1").text
+
+    consent_page()
+    assert heading_after_connect() == "Connected"
+    # An administrator connecting again (or the next company) opens a fresh link in the same tab, goes Back to
+    # the result page (no-store: the browser asks for it again, and it still says Connected), then Forward.
+    consent_page()
+    browser.back()
+    WebDriverWait(browser, 20).until(lambda b: "/oauth/callback" in b.current_url)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Connected"
+    browser.forward()
+
+    assert heading_after_connect() == "Connected"
