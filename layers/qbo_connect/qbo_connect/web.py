@@ -147,7 +147,8 @@ def finish_consent(event: HttpEvent, services: Services) -> dict[str, Any]:
             reloaded = services.consent.completed_before(params, receipt=_cookie(event, RECEIPT_COOKIE))
             if reloaded is not None:
                 logger.info("Consent result page reloaded", extra={"connection_id": reloaded.connection.connection_id})
-                return _connected_response(reloaded)
+                # Its state cookie went when it completed: the one this browser holds now is another consent's.
+                return _page_response(_connected_page(reloaded))
         logger.info("Consent callback rejected", extra={"reason": rejected.reason.value})
         # The cookie goes only with the state it was for. A state we do not hold (forged, or already spent) tells
         # us nothing about whose cookie this browser carries: it may bind a consent still pending here.
@@ -161,12 +162,15 @@ def finish_consent(event: HttpEvent, services: Services) -> dict[str, Any]:
     return _connected_response(result)
 
 
+def _connected_page(result: FlowResult) -> Page:
+    return connected_page(name=result.connection.name, company_name=result.company_name, realm_id=result.realm_id)
+
+
 def _connected_response(result: FlowResult) -> dict[str, Any]:
-    page = connected_page(name=result.connection.name, company_name=result.company_name, realm_id=result.realm_id)
     cookies = [_clear_state_cookie()]
     if result.receipt:
         cookies.append(_host_cookie(RECEIPT_COOKIE, result.receipt, RECEIPT_SECONDS))
-    return _page_response(page, cookies)
+    return _page_response(_connected_page(result), cookies)
 
 
 __all__ = ["CALLBACK_PATH", "finish_consent", "start_consent"]
