@@ -379,7 +379,6 @@ class TokenLifecycle:
         self._announce_expiry(warning, saved)
         check_at = self._check_after(saved.connection_id, over_at)
         metrics.add_metric(name="RefreshOutcomeUnknown", unit=MetricUnit.Count, value=1)
-        _count_failures_in_a_row(saved)
         reason = (
             f"{error}: Intuit may have rotated the refresh token; nothing is sent with it before "
             f"{utc_time(check_at)}, then the service checks once and reports at once if the grant is gone"
@@ -439,7 +438,6 @@ class TokenLifecycle:
         saved = self._leases.commit(held, updated, release=True)
         self._announce_expiry(warning, saved)
         metrics.add_metric(name="RefreshTransientFailure", unit=MetricUnit.Count, value=1)
-        _count_failures_in_a_row(saved)
         self._publish(
             EventType.REFRESH_FAILED,
             saved,
@@ -595,15 +593,6 @@ def rearmed(connection: Connection, before: Connection, now: float, *, ahead_sec
         return connection
     within = {f"{d}d" for d in WARNING_DAYS if (end - now - ahead_seconds) / 86400 <= d}
     return replace(connection, expiry_warnings_sent=tuple(sorted(set(connection.expiry_warnings_sent) & within)))
-
-
-def _count_failures_in_a_row(connection: Connection) -> None:
-    """The failed runs in a row, as a level: RefreshFailingAlarm watches its maximum, so it is raised while a
-    connection keeps failing (its eager token expiring, workflows failing) and never by one failure the next
-    run repairs. Transient failures are outcomes, not function errors: nothing else would page anyone."""
-    metrics.add_metric(
-        name="ConsecutiveRefreshFailures", unit=MetricUnit.Count, value=connection.consecutive_refresh_failures
-    )
 
 
 def _raise_for_status(connection: Connection) -> None:
