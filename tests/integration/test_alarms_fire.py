@@ -1,0 +1,402 @@
+"""Every alarm of template.yaml on the service's own metrics fires when its condition happens.
+
+CloudWatch matches an alarm to a metric by namespace, name and the exact set of dimensions (names and
+values): an alarm on a metric nobody emits, or with a dimension set the code never uses, stays quiet for
+ever. So each condition is brought about in the real functions as Lambda calls them (the handlers of
+functions/*/app.py, the real adapters on moto, Intuit's answers in their real shape), with the
+environment the template's Globals give every function; the Embedded Metric Format documents Powertools
+prints are read back as CloudWatch would, and each alarm's definition, parsed from template.yaml, is
+evaluated against them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import responses
+from botocore.awsrequest import AWSResponse
+from qbo_connect import intuit, runtime
+from qbo_connect.runtime import build_services
+from qbo_local.template import Tag, load_template
+from test_handlers import CONNECTION_ID, REGION, LambdaContext, refresh_function, stack, test_function
+from test_invocation_aws_faults import SECRETS_MANAGER_JSON, AwsRefuses, RawBody
+from test_webhook_handlers import Deployment, cloudevent, deployment
+
+__all__ = ["deployment", "stack"]  # the fixtures
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template(ROOT / "template.yaml")
+ALARMS = {
+    name: resource["Properties"]
+    for name, resource in TEMPLATE["Resources"].items()
+    if resource["Type"] == "AWS::CloudWatch::Alarm"
+}
+GLOBALS = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+SERVICE_NAMESPACE = GLOBALS["POWERTOOLS_METRICS_NAMESPACE"]
+
+
+# --- what CloudWatch makes of the printed EMF documents ---------------------------------------------
+@dataclass(frozen=True)
+class Datapoints:
+    namespace: str
+    name: str
+    dimensions: frozenset[tuple[str, str]]
+    unit: str
+    values: tuple[float, ...]
+
+
+def emitted(printed: str) -> list[Datapoints]:
+    """Each metric of each EMF document, once per dimension set it declares (as CloudWatch extracts them)."""
+    found = []
+    for line in printed.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for definition in directive["Metrics"]:
+                name = definition["Name"]
+                values = document[name] if isinstance(document[name], list) else [document[name]]
+                for dimension_set in directive["Dimensions"]:
+                    found.append(
+                        Datapoints(
+                            directive["Namespace"],
+                            name,
+                            frozenset((key, str(document[key])) for key in dimension_set),
+                            definition.get("Unit", "None"),
+                            tuple(float(value) for value in values),
+                        )
+                    )
+    return found
+
+
+STATISTICS: dict[str, Callable[[list[float]], float]] = {
+    "Sum": sum,
+    "Maximum": max,
+    "Minimum": min,
+    "SampleCount": len,
+    "Average": lambda values: sum(values) / len(values),
+}
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
+    "GreaterThanThreshold": lambda value, threshold: value > threshold,
+    "LessThanThreshold": lambda value, threshold: value < threshold,
+    "LessThanOrEqualToThreshold": lambda value, threshold: value <= threshold,
+}
+
+
+def parameter_default(value: Any) -> Any:
+    """A literal, or the default of the parameter a !Ref names (what a deploy with the defaults gets)."""
+    if isinstance(value, Tag) and value.name == "Ref":
+        return TEMPLATE["Parameters"][value.value]["Default"]
+    return value
+
+
+def watched_metrics(alarm: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The alarm's metrics by query id ("m" for a single-metric alarm): namespace, name, dimensions, stat."""
+    if "MetricName" in alarm:
+        return {
+            "m": {
+                "namespace": alarm["Namespace"],
+                "name": alarm["MetricName"],
+                "dimensions": {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])},
+                "stat": alarm["Statistic"],
+                "unit": alarm.get("Unit"),
+            }
+        }
+    return {
+        query["Id"]: {
+            "namespace": query["MetricStat"]["Metric"]["Namespace"],
+            "name": query["MetricStat"]["Metric"]["MetricName"],
+            "dimensions": {d["Name"]: d["Value"] for d in query["MetricStat"]["Metric"].get("Dimensions", [])},
+            "stat": query["MetricStat"]["Stat"],
+            "unit": query["MetricStat"].get("Unit"),
+        }
+        for query in alarm["Metrics"]
+        if "MetricStat" in query
+    }
+
+
+def on_service_metrics(alarm: dict[str, Any]) -> bool:
+    return any(metric["namespace"] == SERVICE_NAMESPACE for metric in watched_metrics(alarm).values())
+
+
+def alarm_value(alarm: dict[str, Any], datapoints: list[Datapoints]) -> float | None:
+    """What the alarm evaluates for one period holding these datapoints; None when it has no data."""
+    values: dict[str, float | None] = {}
+    for query_id, metric in watched_metrics(alarm).items():
+        identity = frozenset(metric["dimensions"].items())
+        matching = [
+            value
+            for point in datapoints
+            if (point.namespace, point.name, point.dimensions) == (metric["namespace"], metric["name"], identity)
+            and metric["unit"] in (None, point.unit)
+            for value in point.values
+        ]
+        values[query_id] = STATISTICS[metric["stat"]](matching) if matching else None
+    if "MetricName" in alarm:
+        return values["m"]
+    (expression,) = [q["Expression"] for q in alarm["Metrics"] if "Expression" in q and q.get("ReturnData", True)]
+    if all(value is None for value in values.values()):
+        return None
+    # The metric math the alarms use: FILL(id, constant) and +.
+    python = re.sub(r"FILL\((\w+), *([\d.]+)\)", r"fill(\1, \2)", expression)
+
+    def fill(value: float | None, constant: float) -> float:
+        return constant if value is None else value
+
+    return eval(python, {"__builtins__": {}, "fill": fill}, values)  # noqa: S307 - the template's own expression
+
+
+def fires(alarm: dict[str, Any], datapoints: list[Datapoints]) -> bool:
+    value = alarm_value(alarm, datapoints)
+    if value is None:
+        return alarm["TreatMissingData"] == "breaching"
+    return COMPARISONS[alarm["ComparisonOperator"]](value, float(parameter_default(alarm["Threshold"])))
+
+
+# --- the conditions, brought about in the real functions --------------------------------------------
+class Printed:
+    """What the functions printed to stdout during the test (Powertools writes EMF there)."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self._capsys = capsys
+        self._out: list[str] = []
+
+    def datapoints(self) -> list[Datapoints]:
+        captured = self._capsys.readouterr()
+        self._out.append(captured.out)
+        return emitted("".join(self._out))
+
+
+def intuit_answers_token_requests_with(stack, status: int, body: dict[str, Any]) -> None:
+    stack.http.remove(responses.POST, intuit.TOKEN_URL)
+    stack.http.add(responses.POST, intuit.TOKEN_URL, status=status, json=body, headers={"intuit_tid": "1-tid-x"})
+
+
+def connected_and_due(stack) -> None:
+    """A connected connection whose access token (Intuit gave it 10 minutes) is within the refresh margin."""
+    stack.token_endpoint.expires_in = 600
+    stack.create_connection()
+    assert stack.connect()["statusCode"] == 200
+
+
+def refresh(connection_id: str = CONNECTION_ID) -> dict[str, Any]:
+    return refresh_function.handler({"connection_id": connection_id}, LambdaContext())
+
+
+def sweep() -> dict[str, Any]:
+    return refresh_function.handler({"action": "sweep", "scheduled_time": "2026-12-07T01:05:00Z"}, LambdaContext())
+
+
+def use_session(monkeypatch, session: boto3.Session) -> None:
+    monkeypatch.setattr(runtime, "_services", build_services(session=session))
+
+
+def grant_revoked(request, monkeypatch) -> None:
+    stack = request.getfixturevalue("stack")
+    connected_and_due(stack)
+    intuit_answers_token_requests_with(
+        stack, 400, {"error": "invalid_grant", "error_description": "Incorrect or invalid refresh token"}
+    )
+    assert refresh()["outcome"] == "needs_reauthorization"
+
+
+def grant_revoked_then_a_sweep(request, monkeypatch) -> None:
+    grant_revoked(request, monkeypatch)
+    sweep()
+
+
+def vault_refuses_the_rotated_token_set(request, monkeypatch) -> None:
+    stack = request.getfixturevalue("stack")
+    key = stack.aws.client("kms").create_key(Description="rotation key")["KeyMetadata"]["Arn"]
+    monkeypatch.setenv("QBO_ROTATION_KEY_ID", key)
+    connected_and_due(stack)
+    session = boto3.Session(region_name=REGION)
+    session.events.register_first(
+        "before-send.secrets-manager.PutSecretValue",
+        AwsRefuses(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON),
+    )
+    use_session(monkeypatch, session)
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda _self, _context: 0.0)
+    assert refresh()["outcome"] == "refreshed"
+
+
+class RefusesEventHistoryWrites:
+    """DynamoDB throttling the writes to the event history table (and only that table), as AWS answers."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def __call__(self, request, **_kwargs) -> AWSResponse | None:
+        if self.table not in (request.body.decode() if isinstance(request.body, bytes) else str(request.body)):
+            return None
+        body = json.dumps(
+            {
+                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "message": "The level of configured provisioned throughput for the table was exceeded.",
+            }
+        ).encode()
+        headers = {"Content-Type": "application/x-amz-json-1.0", "Content-Length": str(len(body))}
+        return AWSResponse(request.url, 400, headers, RawBody(body))
+
+
+def event_history_refuses_a_record(request, monkeypatch) -> None:
+    stack = request.getfixturevalue("stack")
+    connected_and_due(stack)
+    session = boto3.Session(region_name=REGION)
+    from test_handlers import EVENTS_TABLE
+
+    for operation in ("PutItem", "BatchWriteItem"):
+        session.events.register_first(f"before-send.dynamodb.{operation}", RefusesEventHistoryWrites(EVENTS_TABLE))
+    use_session(monkeypatch, session)
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda _self, _context: 0.0)
+    intuit_answers_token_requests_with(stack, 400, {"error": "invalid_grant"})
+    assert refresh()["outcome"] == "needs_reauthorization"
+
+
+def eventbridge_refuses_an_event(request, monkeypatch) -> None:
+    # PutEvents answers 200 and says in its body which entries it refused: moto never refuses one.
+    stack = request.getfixturevalue("stack")
+    connected_and_due(stack)
+    session = boto3.Session(region_name=REGION)
+
+    def refused(request, **_kwargs) -> AWSResponse:
+        entries = json.loads(request.body)["Entries"]
+        body = json.dumps(
+            {
+                "FailedEntryCount": len(entries),
+                "Entries": [{"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"} for _ in entries],
+            }
+        ).encode()
+        headers = {"Content-Type": "application/x-amz-json-1.1", "Content-Length": str(len(body))}
+        return AWSResponse(request.url, 200, headers, RawBody(body))
+
+    session.events.register_first("before-send.eventbridge.PutEvents", refused)
+    use_session(monkeypatch, session)
+    intuit_answers_token_requests_with(stack, 400, {"error": "invalid_grant"})
+    assert refresh()["outcome"] == "needs_reauthorization"
+
+
+def webhook_for_a_company_nobody_holds(request, monkeypatch) -> None:
+    deployment: Deployment = request.getfixturevalue("deployment")
+    deployment.post([cloudevent("1", realm="5550001")])
+    assert deployment.consume(deployment.handed_off()) == {"batchItemFailures": []}
+
+
+def signed_webhook_delivery_unreadable(request, monkeypatch) -> None:
+    deployment: Deployment = request.getfixturevalue("deployment")
+    assert deployment.post({"not": "a delivery"})["statusCode"] == 200
+
+
+def signed_webhook_entries_unreadable(request, monkeypatch) -> None:
+    deployment: Deployment = request.getfixturevalue("deployment")
+    readable, unreadable = cloudevent("145"), {**cloudevent("146"), "intuitaccountid": None}
+    assert deployment.post([readable, unreadable])["statusCode"] == 200
+
+
+def usage_over_the_alarm_share(request, monkeypatch) -> None:
+    stack = request.getfixturevalue("stack")
+    monkeypatch.setenv("QBO_METERING_MONTHLY_ALLOWANCE", "10")
+    runtime.reset_services()
+    from qbo_connect.domain.metering import Flush, Tally, UsageKey, month_of
+
+    services = runtime.services()
+    key = UsageKey("ABproductionapp0123456", "qbc-prod", intuit.Environment.PRODUCTION)
+    services.usage_ledger.add(Flush({(month_of(services.clock.now()), key): Tally(9, 0)}))
+    assert stack.aws is not None  # the deployment the sweep reads
+    sweep()
+
+
+def usage_counts_refused(request, monkeypatch) -> None:
+    stack = request.getfixturevalue("stack")
+    stack.create_connection()
+    assert stack.connect()["statusCode"] == 200
+    session = boto3.Session(region_name=REGION)
+    session.events.register_first(
+        "before-send.dynamodb.TransactWriteItems",
+        AwsRefuses(
+            400,
+            "com.amazonaws.dynamodb.v20120810#AccessDeniedException",
+            "User is not authorized to perform: dynamodb:UpdateItem",
+            "application/x-amz-json-1.0",
+        ),
+    )
+    use_session(monkeypatch, session)
+    answer = test_function.handler({"connection_id": CONNECTION_ID}, LambdaContext())
+    assert answer["ok"] is True
+
+
+CONDITIONS: dict[str, Callable[[Any, Any], None]] = {
+    "RefreshPermanentFailureAlarm": grant_revoked,
+    "ConnectionsNeedingReauthorizationAlarm": grant_revoked_then_a_sweep,
+    "RotationPendingAlarm": vault_refuses_the_rotated_token_set,
+    "EventsNotRecordedAlarm": event_history_refuses_a_record,
+    "EventsNotPublishedAlarm": eventbridge_refuses_an_event,
+    "WebhookEventsUnmatchedAlarm": webhook_for_a_company_nobody_holds,
+    "WebhookEntriesDroppedAlarm": signed_webhook_delivery_unreadable,
+    "MeteringAllowanceAlarm": usage_over_the_alarm_share,
+    "MeteringFlushFailedAlarm": usage_counts_refused,
+}
+# Conditions a second way: each one alone must raise the alarm.
+MORE_CONDITIONS = [("WebhookEntriesDroppedAlarm", signed_webhook_entries_unreadable)]
+
+
+@pytest.fixture
+def template_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Powertools' variables exactly as the template's Globals give them to every function."""
+    for name, value in GLOBALS.items():
+        if name.startswith("POWERTOOLS_") and isinstance(value, str):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # importing the CLI turns them off process-wide
+    from qbo_connect.observability import metrics
+
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+
+
+def test_every_alarm_on_the_services_metrics_has_a_condition_shown_to_raise_it():
+    assert {name for name, alarm in ALARMS.items() if on_service_metrics(alarm)} == set(CONDITIONS)
+
+
+@pytest.mark.parametrize(
+    ("alarm_name", "condition"),
+    [*sorted(CONDITIONS.items()), *MORE_CONDITIONS],
+    ids=[*sorted(CONDITIONS), *(f"{name}-{c.__name__}" for name, c in MORE_CONDITIONS)],
+)
+def test_the_alarm_fires_on_what_the_functions_print_when_its_condition_happens(
+    alarm_name, condition, request, monkeypatch, capsys, template_environment
+):
+    printed = Printed(capsys)
+    alarm = ALARMS[alarm_name]
+
+    condition(request, monkeypatch)
+
+    datapoints = printed.datapoints()
+    assert alarm_value(alarm, datapoints) is not None, (
+        f"{alarm_name} watches {watched_metrics(alarm)}, but nothing printed matches it: "
+        f"{sorted({(p.namespace, p.name, tuple(sorted(p.dimensions))) for p in datapoints})}"
+    )
+    assert fires(alarm, datapoints)
+
+
+def test_nothing_happening_raises_none_of_them(stack, capsys, template_environment, monkeypatch):
+    # The healthy path prints metrics too (a refresh, a sweep): none of them may raise an alarm.
+    printed = Printed(capsys)
+    connected_and_due(stack)
+    assert refresh()["outcome"] == "refreshed"
+    sweep()
+
+    datapoints = printed.datapoints()
+    assert datapoints, "the functions printed no metric at all"
+    raised = [name for name, alarm in ALARMS.items() if on_service_metrics(alarm) and fires(alarm, datapoints)]
+    assert raised == []
