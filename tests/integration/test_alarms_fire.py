@@ -364,8 +364,12 @@ def template_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     metrics.clear_metrics()
 
 
+# Alarms on something that stops happening: the condition is silence, no metric at all.
+SILENCE = {"RefreshScheduleSilentAlarm"}
+
+
 def test_every_alarm_on_the_services_metrics_has_a_condition_shown_to_raise_it():
-    assert {name for name, alarm in ALARMS.items() if on_service_metrics(alarm)} == set(CONDITIONS)
+    assert {name for name, alarm in ALARMS.items() if on_service_metrics(alarm)} == set(CONDITIONS) | SILENCE
 
 
 @pytest.mark.parametrize(
@@ -400,3 +404,19 @@ def test_nothing_happening_raises_none_of_them(stack, capsys, template_environme
     assert datapoints, "the functions printed no metric at all"
     raised = [name for name, alarm in ALARMS.items() if on_service_metrics(alarm) and fires(alarm, datapoints)]
     assert raised == []
+
+
+def test_an_alarm_fires_when_the_refresh_schedule_stops_and_each_sweep_keeps_it_quiet(
+    stack, capsys, template_environment
+):
+    # Scheduler disabled, the schedule deleted, invocations throttled for hours: no sweep prints anything,
+    # tokens stop being refreshed, and no alarm that counts failures can see it.
+    printed = Printed(capsys)
+    stack.create_connection()
+    sweep()
+    one_sweep = printed.datapoints()
+
+    silent = [name for name, alarm in ALARMS.items() if on_service_metrics(alarm) and fires(alarm, [])]
+    assert silent == sorted(SILENCE)
+    assert not [name for name in silent if fires(ALARMS[name], one_sweep)]
+    assert all(ALARMS[name].get("AlarmActions") for name in silent)

@@ -604,3 +604,81 @@ def test_only_the_refresh_function_divides_the_write_budget_among_its_instances(
 
     assert dividing == ["RefreshFunction"]
     assert "QBO_WRITE_BUDGET_SHARES" not in template["Globals"]["Function"]["Environment"]["Variables"]
+
+
+# --- alarms against the schedule -------------------------------------------------------------------
+def _resolved(template: dict[str, Any], value: Any, parameters: dict[str, Any]) -> Any:
+    """`value` as CloudFormation would deploy it with these parameters (else their defaults): the
+    intrinsics the alarms use (Ref, If, Equals, Or, Not, Select, Split)."""
+
+    def parameter(name: str) -> Any:
+        return parameters[name] if name in parameters else template["Parameters"][name].get("Default")
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        if isinstance(node, dict):
+            return {key: resolve(item) for key, item in node.items()}
+        if not isinstance(node, Tag):
+            return node
+        if node.name == "Ref":
+            return parameter(node.value) if node.value in template["Parameters"] else node
+        if node.name == "If":
+            condition, when_true, when_false = node.value
+            return resolve(when_true if resolve(template["Conditions"][condition]) else when_false)
+        if node.name == "Equals":
+            left, right = resolve(node.value)
+            return str(left) == str(right)
+        if node.name == "Or":
+            return any(resolve(node.value))
+        if node.name == "Not":
+            return not resolve(node.value)[0]
+        if node.name == "Select":
+            index, items = resolve(node.value)
+            return items[int(index)]
+        if node.name == "Split":
+            separator, text = resolve(node.value)
+            return str(text).split(separator)
+        return node
+
+    return resolve(value)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "period_parameter", "sweep_seconds"),
+    [
+        ("rate(5 minutes)", 0, 300),
+        ("rate(1 minute)", 0, 60),
+        ("rate(12 minutes)", 0, 720),
+        ("rate(1 hour)", 0, 3600),
+        ("rate(5 minutes)", 300, 300),
+        ("cron(0/15 * * * ? *)", 900, 900),
+    ],
+)
+def test_the_alarm_on_a_silent_schedule_waits_two_sweep_periods_whatever_the_schedule(
+    template, schedule, period_parameter, sweep_seconds
+):
+    # Shorter, and a sweep a little late raises it; much longer, and tokens the stopped schedule left
+    # behind expire before anyone hears of it.
+    parameters = {"RefreshSchedule": schedule, "RefreshPeriodSeconds": period_parameter}
+    alarm = _resolved(template, template["Resources"]["RefreshScheduleSilentAlarm"]["Properties"], parameters)
+
+    period, evaluated, to_alarm = (int(alarm[key]) for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"))
+    assert to_alarm == evaluated, "every period of the window must be silent"
+    assert period * evaluated == 2 * sweep_seconds
+    assert period % 60 == 0 and period * evaluated <= (86_400 if period < 3600 else 604_800)  # what CloudWatch takes
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("QboConnect", "ConnectionsDue")  # printed by every sweep
+    assert (alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+        "SampleCount",
+        "LessThanThreshold",
+        1,
+    )
+    assert alarm["TreatMissingData"] == "breaching"
+
+
+def test_the_alarm_on_a_silent_schedule_fires_before_the_tokens_it_left_due_expire(template):
+    # A token not yet due at the last sweep expires more than a margin later: say so before that.
+    alarm = _resolved(template, template["Resources"]["RefreshScheduleSilentAlarm"]["Properties"], {})
+    margin = template["Parameters"]["RefreshMarginSeconds"]["Default"]
+
+    assert int(alarm["Period"]) * int(alarm["DatapointsToAlarm"]) < margin
