@@ -210,6 +210,28 @@ def grant_revoked(request, monkeypatch) -> None:
     assert refresh()["outcome"] == "needs_reauthorization"
 
 
+def intuit_keeps_failing(name: str, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
+    """Intuit answers every refresh of the connection so (all the run's retries too), sweep after sweep."""
+
+    def condition(request, monkeypatch) -> None:
+        stack = request.getfixturevalue("stack")
+        connected_and_due(stack)
+        stack.http.remove(responses.POST, intuit.TOKEN_URL)
+        stack.http.add(responses.POST, intuit.TOKEN_URL, status=status, json=body, headers=headers or {})
+        monkeypatch.setattr("qbo_connect.domain.lifecycle.random.uniform", lambda low, high: 0.0)  # no backoff
+        for _ in range(2):
+            assert refresh()["outcome"] == "transient_failure"
+
+    condition.__name__ = name
+    return condition
+
+
+intuit_unavailable = intuit_keeps_failing(
+    "intuit_unavailable", 503, {"Fault": {"Error": [{"Message": "Service Unavailable"}]}}
+)
+intuit_throttles = intuit_keeps_failing("intuit_throttles", 429, {"error": "Too Many Requests"}, {"Retry-After": "0"})
+
+
 def grant_revoked_then_a_sweep(request, monkeypatch) -> None:
     grant_revoked(request, monkeypatch)
     sweep()
@@ -339,6 +361,7 @@ CONDITIONS: dict[str, Callable[[Any, Any], None]] = {
     "RefreshPermanentFailureAlarm": grant_revoked,
     "ConnectionsNeedingReauthorizationAlarm": grant_revoked_then_a_sweep,
     "RotationPendingAlarm": vault_refuses_the_rotated_token_set,
+    "RefreshFailingRepeatedlyAlarm": intuit_unavailable,
     "EventsNotRecordedAlarm": event_history_refuses_a_record,
     "EventsNotPublishedAlarm": eventbridge_refuses_an_event,
     "WebhookEventsUnmatchedAlarm": webhook_for_a_company_nobody_holds,
@@ -347,7 +370,10 @@ CONDITIONS: dict[str, Callable[[Any, Any], None]] = {
     "MeteringFlushFailedAlarm": usage_counts_refused,
 }
 # Conditions a second way: each one alone must raise the alarm.
-MORE_CONDITIONS = [("WebhookEntriesDroppedAlarm", signed_webhook_entries_unreadable)]
+MORE_CONDITIONS = [
+    ("WebhookEntriesDroppedAlarm", signed_webhook_entries_unreadable),
+    ("RefreshFailingRepeatedlyAlarm", intuit_throttles),
+]
 
 
 @pytest.fixture
@@ -420,3 +446,23 @@ def test_an_alarm_fires_when_the_refresh_schedule_stops_and_each_sweep_keeps_it_
     assert silent == sorted(SILENCE)
     assert not [name for name in silent if fires(ALARMS[name], one_sweep)]
     assert all(ALARMS[name].get("AlarmActions") for name in silent)
+
+
+def test_one_transient_refresh_failure_that_the_next_sweep_repairs_raises_no_alarm(
+    stack, capsys, template_environment, monkeypatch
+):
+    # Intuit's blips are routine: one failed run, then a refresh, needs nobody.
+    printed = Printed(capsys)
+    connected_and_due(stack)
+    monkeypatch.setattr("qbo_connect.domain.lifecycle.random.uniform", lambda low, high: 0.0)
+    token_endpoint = stack.token_endpoint
+    intuit_answers_token_requests_with(stack, 503, {"Fault": {"Error": [{"Message": "Service Unavailable"}]}})
+    assert refresh()["outcome"] == "transient_failure"
+    stack.http.remove(responses.POST, intuit.TOKEN_URL)
+    stack.http.add_callback(responses.POST, intuit.TOKEN_URL, callback=token_endpoint)
+    assert refresh()["outcome"] == "recovered"
+    sweep()
+
+    datapoints = printed.datapoints()
+    raised = [name for name, alarm in ALARMS.items() if on_service_metrics(alarm) and fires(alarm, datapoints)]
+    assert raised == []

@@ -682,3 +682,21 @@ def test_the_alarm_on_a_silent_schedule_fires_before_the_tokens_it_left_due_expi
     margin = template["Parameters"]["RefreshMarginSeconds"]["Default"]
 
     assert int(alarm["Period"]) * int(alarm["DatapointsToAlarm"]) < margin
+
+
+@pytest.mark.parametrize(
+    ("schedule", "period_parameter", "sweep_seconds"),
+    [("rate(5 minutes)", 0, 300), ("rate(20 minutes)", 0, 1200), ("cron(0/15 * * * ? *)", 900, 900)],
+)
+def test_the_alarm_on_repeated_refresh_failures_holds_between_sweeps_whatever_the_schedule(
+    template, schedule, period_parameter, sweep_seconds
+):
+    # A connection failing every sweep adds one datapoint a sweep: a window shorter than two sweeps would
+    # let the alarm clear and raise again between them, a notification pair each time.
+    parameters = {"RefreshSchedule": schedule, "RefreshPeriodSeconds": period_parameter}
+    alarm = _resolved(template, template["Resources"]["RefreshFailingRepeatedlyAlarm"]["Properties"], parameters)
+
+    period, evaluated = int(alarm["Period"]), int(alarm["EvaluationPeriods"])
+    assert period * evaluated == 2 * sweep_seconds
+    assert int(alarm["DatapointsToAlarm"]) == 1
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["TreatMissingData"]) == ("Sum", 1, "notBreaching")
