@@ -98,6 +98,9 @@ class RefreshTimings:
     # fall due together (a bulk import, a day after an outage) wait for later sweeps instead of holding
     # eager refreshes past their margin. Set to what the write budget does in one period.
     keepalives_per_sweep: int | None = None
+    # One failed run is routine (Intuit's blips; the next sweep retries); this many in a row and the access
+    # token may lapse before the margin runs out: RefreshFailingRepeatedly, which an operator's alarm watches.
+    failures_in_a_row_reported: int = 2
 
     @property
     def shortest_call_seconds(self) -> float:
@@ -379,6 +382,7 @@ class TokenLifecycle:
         self._announce_expiry(warning, saved)
         check_at = self._check_after(saved.connection_id, over_at)
         metrics.add_metric(name="RefreshOutcomeUnknown", unit=MetricUnit.Count, value=1)
+        self._report_failures_in_a_row(saved)
         reason = (
             f"{error}: Intuit may have rotated the refresh token; nothing is sent with it before "
             f"{utc_time(check_at)}, then the service checks once and reports at once if the grant is gone"
@@ -438,6 +442,7 @@ class TokenLifecycle:
         saved = self._leases.commit(held, updated, release=True)
         self._announce_expiry(warning, saved)
         metrics.add_metric(name="RefreshTransientFailure", unit=MetricUnit.Count, value=1)
+        self._report_failures_in_a_row(saved)
         self._publish(
             EventType.REFRESH_FAILED,
             saved,
@@ -455,6 +460,10 @@ class TokenLifecycle:
             },
         )
         return RefreshResult(saved.connection_id, RefreshOutcome.TRANSIENT_FAILURE, str(error))
+
+    def _report_failures_in_a_row(self, connection: Connection) -> None:
+        if connection.consecutive_refresh_failures >= self.timings.failures_in_a_row_reported:
+            metrics.add_metric(name="RefreshFailingRepeatedly", unit=MetricUnit.Count, value=1)
 
     def _with_expiry_warning(
         self, connection: Connection, now: float, *, before: Connection | None = None
