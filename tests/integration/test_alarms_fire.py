@@ -232,6 +232,22 @@ intuit_unavailable = intuit_keeps_failing(
 intuit_throttles = intuit_keeps_failing("intuit_throttles", 429, {"error": "Too Many Requests"}, {"Retry-After": "0"})
 
 
+def grant_ends_within_30_days(request, monkeypatch) -> None:
+    # Intuit's five-year hard expiry 20 days ahead: each refresh answer says so (and caps the rolling expiry).
+    stack = request.getfixturevalue("stack")
+    connected_and_due(stack)
+    token_endpoint = stack.token_endpoint
+
+    def near_the_end(http_request):
+        status, headers, body = token_endpoint(http_request)
+        answer = {**json.loads(body), "x_refresh_token_expires_in": 20 * 86400}
+        return status, headers, json.dumps({**answer, "x_refresh_token_hard_expires_in": 20 * 86400})
+
+    stack.http.remove(responses.POST, intuit.TOKEN_URL)
+    stack.http.add_callback(responses.POST, intuit.TOKEN_URL, callback=near_the_end)
+    assert refresh()["outcome"] == "refreshed"
+
+
 def grant_revoked_then_a_sweep(request, monkeypatch) -> None:
     grant_revoked(request, monkeypatch)
     sweep()
@@ -362,6 +378,7 @@ CONDITIONS: dict[str, Callable[[Any, Any], None]] = {
     "ConnectionsNeedingReauthorizationAlarm": grant_revoked_then_a_sweep,
     "RotationPendingAlarm": vault_refuses_the_rotated_token_set,
     "RefreshFailingRepeatedlyAlarm": intuit_unavailable,
+    "ReauthorizationDueAlarm": grant_ends_within_30_days,
     "EventsNotRecordedAlarm": event_history_refuses_a_record,
     "EventsNotPublishedAlarm": eventbridge_refuses_an_event,
     "WebhookEventsUnmatchedAlarm": webhook_for_a_company_nobody_holds,
