@@ -700,3 +700,45 @@ def test_the_alarm_on_repeated_refresh_failures_holds_between_sweeps_whatever_th
     assert period * evaluated == 2 * sweep_seconds
     assert int(alarm["DatapointsToAlarm"]) == 1
     assert (alarm["Statistic"], alarm["Threshold"], alarm["TreatMissingData"]) == ("Sum", 1, "notBreaching")
+
+
+def _states(alarm: dict[str, Any], datapoints: dict[int, float], periods: int) -> list[str]:
+    """The alarm's state after each of `periods` periods (single-metric alarm, one evaluation period), as
+    CloudWatch judges a period: its datapoint against the threshold, or TreatMissingData when it has none."""
+    compare = {
+        "GreaterThanOrEqualToThreshold": lambda v, t: v >= t,
+        "GreaterThanThreshold": lambda v, t: v > t,
+        "LessThanThreshold": lambda v, t: v < t,
+    }[alarm["ComparisonOperator"]]
+    threshold = float(alarm["Threshold"])
+    state, states = "INSUFFICIENT_DATA", []
+    for index in range(periods):
+        if index in datapoints:
+            state = "ALARM" if compare(datapoints[index], threshold) else "OK"
+        else:
+            state = {"breaching": "ALARM", "notBreaching": "OK", "missing": "INSUFFICIENT_DATA"}.get(
+                alarm["TreatMissingData"], state
+            )
+        states.append(state)
+    return states
+
+
+@pytest.mark.parametrize("schedule_minutes", [5, 20, 30])
+@pytest.mark.parametrize("alarm_name", ["ConnectionsNeedingReauthorizationAlarm", "MeteringAllowanceAlarm"])
+def test_a_level_every_sweep_reports_raises_its_alarm_once_and_a_stopped_schedule_does_not_clear_it(
+    template, alarm_name, schedule_minutes
+):
+    # The sweep reports the level (connections a person must fix, the allowance used) every period: a
+    # schedule slower than the alarm's period leaves periods without a datapoint in between, and a stopped
+    # schedule leaves nothing. Neither is the level going down: no OK notification may say so.
+    alarm = _resolved(template, template["Resources"][alarm_name]["Properties"], {})
+    assert int(alarm["EvaluationPeriods"]) == 1 and alarm.get("DatapointsToAlarm", 1) == 1
+    period = int(alarm["Period"])
+    sweeps = range(0, 6 * 3600, schedule_minutes * 60)
+    raised = {sweep_at // period: 100.0 for sweep_at in sweeps}  # far over any threshold
+    states = _states(alarm, raised, max(raised) + 1 + 4 * 3600 // period)  # then the schedule stops for hours
+
+    notifications = [
+        state for before, state in zip(["INSUFFICIENT_DATA", *states], states, strict=False) if state != before
+    ]
+    assert notifications == ["ALARM"]
