@@ -528,7 +528,7 @@ def test_the_metering_alarms_watch_the_metrics_the_code_emits_at_the_chosen_shar
     flush = resources["MeteringFlushFailedAlarm"]["Properties"]
     assert (allowance["Namespace"], allowance["MetricName"]) == ("QboConnect", ALLOWANCE_USED_METRIC)
     assert allowance["Threshold"] == Tag("Ref", "MeteringAlarmPercent")
-    assert allowance["Statistic"] == "Maximum" and allowance["TreatMissingData"] == "notBreaching"
+    assert allowance["Statistic"] == "Maximum" and allowance["TreatMissingData"] == "ignore"
     assert flush["MetricName"] == FLUSH_FAILED_METRIC
     for alarm in (allowance, flush):
         assert alarm["Dimensions"] == [{"Name": "service", "Value": "qbo-connect"}]
