@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -28,6 +28,9 @@ from qbo_local.template import Tag, load_template
 from test_handlers import CONNECTION_ID, REGION, LambdaContext, refresh_function, stack, test_function
 from test_invocation_aws_faults import SECRETS_MANAGER_JSON, AwsRefuses, RawBody
 from test_webhook_handlers import Deployment, cloudevent, deployment
+
+if TYPE_CHECKING:
+    from conftest import LogScan
 
 __all__ = ["deployment", "stack"]  # the fixtures
 
@@ -165,16 +168,14 @@ def fires(alarm: dict[str, Any], datapoints: list[Datapoints]) -> bool:
 
 # --- the conditions, brought about in the real functions --------------------------------------------
 class Printed:
-    """What the functions printed to stdout during the test (Powertools writes EMF there)."""
+    """What the functions printed during the test (Powertools writes EMF to stdout), read through the log
+    scan, so that the stack fixture's check for leaked tokens and secrets still reads all of it."""
 
-    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
-        self._capsys = capsys
-        self._out: list[str] = []
+    def __init__(self, log_scan: LogScan) -> None:
+        self._log_scan = log_scan
 
     def datapoints(self) -> list[Datapoints]:
-        captured = self._capsys.readouterr()
-        self._out.append(captured.out)
-        return emitted("".join(self._out))
+        return emitted(self._log_scan.text())
 
 
 def intuit_answers_token_requests_with(stack, status: int, body: dict[str, Any]) -> None:
@@ -421,9 +422,9 @@ def test_every_alarm_on_the_services_metrics_has_a_condition_shown_to_raise_it()
     ids=[*sorted(CONDITIONS), *(f"{name}-{c.__name__}" for name, c in MORE_CONDITIONS)],
 )
 def test_the_alarm_fires_on_what_the_functions_print_when_its_condition_happens(
-    alarm_name, condition, request, monkeypatch, capsys, template_environment
+    alarm_name, condition, request, monkeypatch, log_scan, template_environment
 ):
-    printed = Printed(capsys)
+    printed = Printed(log_scan)
     alarm = ALARMS[alarm_name]
 
     condition(request, monkeypatch)
@@ -436,9 +437,9 @@ def test_the_alarm_fires_on_what_the_functions_print_when_its_condition_happens(
     assert fires(alarm, datapoints)
 
 
-def test_nothing_happening_raises_none_of_them(stack, capsys, template_environment, monkeypatch):
+def test_nothing_happening_raises_none_of_them(stack, log_scan, template_environment, monkeypatch):
     # The healthy path prints metrics too (a refresh, a sweep): none of them may raise an alarm.
-    printed = Printed(capsys)
+    printed = Printed(log_scan)
     connected_and_due(stack)
     assert refresh()["outcome"] == "refreshed"
     sweep()
@@ -450,11 +451,11 @@ def test_nothing_happening_raises_none_of_them(stack, capsys, template_environme
 
 
 def test_an_alarm_fires_when_the_refresh_schedule_stops_and_each_sweep_keeps_it_quiet(
-    stack, capsys, template_environment
+    stack, log_scan, template_environment
 ):
     # Scheduler disabled, the schedule deleted, invocations throttled for hours: no sweep prints anything,
     # tokens stop being refreshed, and no alarm that counts failures can see it.
-    printed = Printed(capsys)
+    printed = Printed(log_scan)
     stack.create_connection()
     sweep()
     one_sweep = printed.datapoints()
@@ -466,10 +467,10 @@ def test_an_alarm_fires_when_the_refresh_schedule_stops_and_each_sweep_keeps_it_
 
 
 def test_one_transient_refresh_failure_that_the_next_sweep_repairs_raises_no_alarm(
-    stack, capsys, template_environment, monkeypatch
+    stack, log_scan, template_environment, monkeypatch
 ):
     # Intuit's blips are routine: one failed run, then a refresh, needs nobody.
-    printed = Printed(capsys)
+    printed = Printed(log_scan)
     connected_and_due(stack)
     monkeypatch.setattr("qbo_connect.domain.lifecycle.random.uniform", lambda low, high: 0.0)
     token_endpoint = stack.token_endpoint
