@@ -29,17 +29,19 @@ def alarms() -> dict[str, dict]:
 
 
 def raised(alarms: dict[str, dict], found: dict[str, list[tuple[dict, float]]]) -> set[str]:
-    """The alarms one period of these metrics breaches (each datapoint taken as the period's statistic: the
-    largest for Maximum, the sum of a period's values for Sum)."""
+    """The alarms one period of these metrics breaches (the period's statistic: the largest value for Maximum,
+    their sum for Sum, how many for SampleCount). A silence alarm (LessThanThreshold) is judged on the
+    periods with data only: one period of a sweep's metrics says nothing of the periods without."""
+    statistics = {"Sum": sum, "Maximum": max, "SampleCount": len}
+    compare = {"GreaterThanOrEqualToThreshold": float.__ge__, "LessThanThreshold": float.__lt__}
     breached = set()
     for name, alarm in alarms.items():
         dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
         values = [value for dims, value in found.get(alarm["MetricName"], []) if dimensions.items() <= dims.items()]
         if not values:
             continue
-        statistic = sum(values) if alarm["Statistic"] == "Sum" else max(values)
-        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-        if statistic >= alarm["Threshold"]:
+        statistic = float(statistics[alarm["Statistic"]](values))
+        if compare[alarm["ComparisonOperator"]](statistic, float(alarm["Threshold"])):
             breached.add(name)
     return breached
 
