@@ -136,3 +136,37 @@ def test_an_invocation_that_adds_no_metric_logs_no_warning_about_it():
 
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
     assert "Warning" not in done.stderr and "No application metrics" not in done.stderr
+
+
+def test_a_workflow_with_metrics_of_its_own_never_publishes_the_services_under_its_namespace(world, capsys):
+    """Powertools' Metrics instances share one store unless given a provider of their own: a workflow whose
+    handler flushes `Metrics(namespace="AcmeWorkflow")` would publish the service's refresh metrics in its
+    namespace (where no alarm of the service looks), and take them from the service's own flush."""
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+    from qbo_connect.domain.lifecycle import RefreshOutcome
+    from qbo_connect.errors import NeedsReauthorization
+    from qbo_connect.observability import metrics
+
+    workflow_metrics = Metrics(namespace="AcmeWorkflow", service="invoicing")
+    connection = world.connected()
+    world.clock.advance(3600)
+    world.identity.fail_next(1, NeedsReauthorization("Intuit answered invalid_grant"))
+    capsys.readouterr()
+
+    workflow_metrics.add_metric(name="InvoicesSent", unit=MetricUnit.Count, value=3)
+    assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.NEEDS_REAUTHORIZATION
+    workflow_metrics.flush_metrics()
+    workflow_lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    metrics.flush_metrics()
+    service_lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+
+    def names(lines: list[dict]) -> dict[str, set[str]]:
+        return {
+            d["Namespace"]: {m["Name"] for m in d["Metrics"]}
+            for line in lines
+            for d in line["_aws"]["CloudWatchMetrics"]
+        }
+
+    assert names(workflow_lines) == {"AcmeWorkflow": {"InvoicesSent"}}
+    assert names(service_lines) == {"QboConnect": {"RefreshPermanentFailure"}}
