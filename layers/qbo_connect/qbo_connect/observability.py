@@ -23,6 +23,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 SERVICE = "qbo-connect"
 # Only what the service calls: AWS (botocore) and Intuit (requests). Not Powertools' patch_all, which
@@ -86,6 +87,8 @@ for _name in SECRET_BEARING_LOGGERS:
 
 logger = Logger(service=SERVICE, stream=sys.stderr)
 tracer = Tracing(SERVICE)
-metrics = Metrics(service=SERVICE, namespace="QboConnect")
+# A store of its own: Powertools' Metrics instances share one unless given a provider, so a workflow that
+# runs the Python client beside Metrics of its own would publish the service's metrics in its namespace.
+metrics = Metrics(provider=AmazonCloudWatchEMFProvider(service=SERVICE, namespace="QboConnect"))
 
 __all__ = ["MetricUnit", "logger", "metrics", "tracer"]
