@@ -170,3 +170,33 @@ def test_a_workflow_with_metrics_of_its_own_never_publishes_the_services_under_i
 
     assert names(workflow_lines) == {"AcmeWorkflow": {"InvoicesSent"}}
     assert names(service_lines) == {"QboConnect": {"RefreshPermanentFailure"}}
+
+
+def test_a_workflow_publishes_the_services_metrics_it_gathered_when_its_handler_flushes_usage(
+    world, capsys, monkeypatch
+):
+    """A workflow refreshes in its own process (an on-demand connection's usual case) and no handler of the
+    service flushes its metrics there: the `flush_usage()` its handler calls last (docs/workflows.md) publishes
+    them, so RefreshPermanentFailureAlarm and RotationPendingAlarm hear of what happened in workflows too."""
+    from types import SimpleNamespace
+
+    from qbo_connect import metering, runtime
+    from qbo_connect.domain.lifecycle import RefreshOutcome
+    from qbo_connect.errors import NeedsReauthorization
+
+    monkeypatch.setattr(runtime, "services", lambda: SimpleNamespace(meter=SimpleNamespace(flush=lambda: True)))
+    connection = world.connected()
+    world.clock.advance(3600)
+    world.identity.fail_next(1, NeedsReauthorization("Intuit answered invalid_grant"))
+    assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.NEEDS_REAUTHORIZATION
+    capsys.readouterr()
+
+    assert metering.flush_usage() is True
+
+    published = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [
+        (d["Namespace"], m["Name"], line[m["Name"]])
+        for line in published
+        for d in line["_aws"]["CloudWatchMetrics"]
+        for m in d["Metrics"]
+    ] == [("QboConnect", "RefreshPermanentFailure", 1.0)]
