@@ -32,7 +32,8 @@ def handler(event: dict, context) -> dict:
         )
         raise
     finally:
-        # The API calls this invocation made, written before Lambda may freeze the container (metering).
+        # The API calls this invocation made, written before Lambda may freeze the container (metering),
+        # and the service's metrics (a refresh that failed for good) published for its alarms.
         flush_usage()
     logger.info("Listed customers", extra={"connection_id": connection_id, "count": len(customers)})
     return {"connection_id": connection_id, "count": len(customers), "customers": customers}

@@ -195,7 +195,7 @@ def test_a_workflow_publishes_the_services_metrics_it_gathered_when_its_handler_
 
     published = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert [
-        (d["Namespace"], m["Name"], line[m["Name"]])
+        (d["Namespace"], m["Name"], sum(line[m["Name"]]) if isinstance(line[m["Name"]], list) else line[m["Name"]])
         for line in published
         for d in line["_aws"]["CloudWatchMetrics"]
         for m in d["Metrics"]

@@ -2,7 +2,8 @@
 
 - `flush_usage()`: a workflow's handler calls it last, so this invocation's API calls are written
   before Lambda may freeze the container (otherwise at most QBO_METERING_FLUSH_SECONDS of calls wait in
-  memory for the next call, the next interval or the process's exit).
+  memory for the next call, the next interval or the process's exit), and the service's metrics it
+  gathered are published.
 - The refresh sweep publishes the month so far as gauges: `MeteredApiCalls` per app (dimension
   ClientId) and `MeteredAllowanceUsedPercent`, the highest share of its allowance any app has used:
   the alarm (MeteringAllowanceAlarm) watches that one. A level, sent every sweep, so the alarm stays
@@ -27,10 +28,15 @@ MONTH_TO_DATE_METRIC = "MeteredApiCalls"
 
 
 def flush_usage() -> bool:
-    """Write this process's pending API call counts now; True when nothing is left unwritten."""
+    """Write this process's pending API call counts now; True when nothing is left unwritten. The service's
+    metrics gathered in this process (a refresh that failed for good, a rotation the vault refused) are
+    published with them: in a workflow's process no handler of the service flushes them, and their alarms
+    must hear of what happens in workflows too."""
     from qbo_connect.runtime import services
 
-    return services().meter.flush()
+    written = services().meter.flush()
+    metrics.flush_metrics()
+    return written
 
 
 def report_unrecorded(flush: Flush, error: Exception) -> None:
