@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -21,7 +22,7 @@ from qbo_connect.client import QuickBooksClient
 from qbo_connect.errors import ErrorCode, QboConnectError
 from qbo_connect.runtime import build_services
 from test_admin_api import admin_event, admin_function
-from test_handlers import CONNECTION_ID, REGION, ROOT, LambdaContext, stack, test_function, token_function
+from test_handlers import CONNECTION_ID, REALM, REGION, ROOT, LambdaContext, stack, test_function, token_function
 
 __all__ = ["stack"]  # the fixture
 
@@ -180,3 +181,51 @@ def test_a_workflows_python_client_raises_the_services_retry_error_when_aws_keep
     assert raised.value.code is ErrorCode.VAULT_UNAVAILABLE and "try again" in raised.value.message
     assert refuses.error_type.split("#")[-1] in raised.value.message
     assert not [value for value in stack.secret_values() if value in str(raised.value)], "a token or secret leaked"
+
+
+# --- the browser's routes: a person, not a workflow, waits on these ------------------------------------------
+@pytest.fixture(params=["authorize", "callback"])
+def consent_step_meets_aws_refusing(request, stack, monkeypatch):
+    """The person's authorize link (or Intuit's redirect back with the code) arrives while AWS keeps refusing
+    a read it needs (each of FAULTS in turn, as a browser route meets them, once botocore gave up)."""
+    stack.create_connection()
+    query = stack.authorize_query()
+    if request.param == "authorize":
+        step = lambda: stack.authorize(query)  # noqa: E731
+    else:
+        started = stack.authorize(query)
+        state = parse_qs(urlsplit(started["headers"]["Location"]).query)["state"][0]
+        cookie = started["cookies"][0].split(";")[0]
+        code = "AB11-code-" + secrets.token_urlsafe(24)
+        stack.seen |= {state, code}
+        step = lambda: stack.callback({"code": code, "state": state, "realmId": REALM}, [cookie])  # noqa: E731
+    session = boto3.Session(region_name=REGION)
+    refusing = []
+    for event, refuses in FAULTS.values():
+        refuses.calls = 0
+        session.events.register_first(event, refuses)
+        refusing.append(refuses)
+    monkeypatch.setattr(runtime, "_services", build_services(session=session))
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
+    return stack, step, refusing
+
+
+def test_a_consent_step_aws_keeps_refusing_shows_the_person_a_page_saying_to_try_again(consent_step_meets_aws_refusing):
+    stack, step, refusing = consent_step_meets_aws_refusing
+
+    answer = invoke(_Route(step), {})
+
+    assert any(refuses.calls > 1 for refuses in refusing), "botocore did not retry before giving up"
+    assert "errorType" not in answer, f"Lambda's unhandled error (API Gateway shows a bare 500): {answer}"
+    assert answer["statusCode"] == 503
+    assert answer["headers"]["Content-Type"].startswith("text/html")
+    page = answer["body"]
+    assert "try again" in page.lower() or "wait a minute" in page.lower(), page
+    assert not [value for value in stack.secret_values() if value in json.dumps(answer)], "a token or secret leaked"
+
+
+class _Route:
+    """A browser route as `invoke` calls a function: its answer, or Lambda's unhandled-error payload."""
+
+    def __init__(self, step) -> None:
+        self.handler = lambda _payload, _context: step()
