@@ -179,6 +179,18 @@ def bad_request_page() -> Page:
     )
 
 
+def service_unavailable_page() -> Page:
+    return _render(
+        503,
+        "The service is busy",
+        "fail",
+        [
+            "The service could not reach its storage in time to go on (AWS kept refusing).",
+            "Wait a minute, then open the authorize link again (ask for a fresh one if it has expired).",
+        ],
+    )
+
+
 class _Missing(dict):
     def __missing__(self, key: str) -> str:
         return "unknown"

@@ -11,7 +11,8 @@ is, for the same reason: Powertools' event classes come as one package of every 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
@@ -28,7 +29,14 @@ from qbo_connect.domain.authorization import (
 )
 from qbo_connect.errors import QboConnectError
 from qbo_connect.observability import logger
-from qbo_connect.pages import SECURITY_HEADERS, Page, bad_request_page, connected_page, failure_page
+from qbo_connect.pages import (
+    SECURITY_HEADERS,
+    Page,
+    bad_request_page,
+    connected_page,
+    failure_page,
+    service_unavailable_page,
+)
 from qbo_connect.runtime import Services
 
 # An HTTP API event, payload format 2.0, as Lambda hands it to the function.
@@ -115,6 +123,28 @@ def api_base_url(event: HttpEvent, services: Services) -> str:
     return f"https://{event['requestContext']['domainName']}"
 
 
+def _page_when_aws_keeps_failing(route: Callable[[HttpEvent, Services], dict[str, Any]]):
+    """A person waits on these routes: AWS still refusing after botocore's retries (throttling, throughput)
+    gets a page saying to try again, not API Gateway's bare Internal Server Error. Anything else AWS raises
+    (access denied, a missing table) is a deployment fault and fails loudly, as before."""
+
+    @functools.wraps(route)
+    def answered(event: HttpEvent, services: Services) -> dict[str, Any]:
+        try:
+            return route(event, services)
+        except Exception as error:
+            # Imported here: botocore is loaded by the first AWS call, not by the handler's import.
+            from qbo_connect.adapters.aws_faults import is_transient, refusal
+
+            if not is_transient(error):
+                raise
+            logger.warning("AWS kept failing a call", extra={"reason": refusal(error), "route": route.__name__})
+            return _page_response(service_unavailable_page())
+
+    return answered
+
+
+@_page_when_aws_keeps_failing
 def start_consent(event: HttpEvent, services: Services) -> dict[str, Any]:
     connection_id = (event.get("pathParameters") or {}).get("connection_id", "")
     params = _single_params(event)
@@ -136,6 +166,7 @@ def start_consent(event: HttpEvent, services: Services) -> dict[str, Any]:
     return http_response(302, {**headers, "Location": start.redirect_url}, cookies=[cookie])
 
 
+@_page_when_aws_keeps_failing
 def finish_consent(event: HttpEvent, services: Services) -> dict[str, Any]:
     params = _single_params(event)
     if _oversized(event) or params is None:
