@@ -149,6 +149,8 @@ def test_a_workflow_with_metrics_of_its_own_never_publishes_the_services_under_i
     from qbo_connect.observability import metrics
 
     workflow_metrics = Metrics(namespace="AcmeWorkflow", service="invoicing")
+    workflow_metrics.clear_metrics()
+    metrics.clear_metrics()  # what earlier tests in this process left unflushed
     connection = world.connected()
     world.clock.advance(3600)
     world.identity.fail_next(1, NeedsReauthorization("Intuit answered invalid_grant"))
@@ -183,8 +185,10 @@ def test_a_workflow_publishes_the_services_metrics_it_gathered_when_its_handler_
     from qbo_connect import metering, runtime
     from qbo_connect.domain.lifecycle import RefreshOutcome
     from qbo_connect.errors import NeedsReauthorization
+    from qbo_connect.observability import metrics
 
     monkeypatch.setattr(runtime, "services", lambda: SimpleNamespace(meter=SimpleNamespace(flush=lambda: True)))
+    metrics.clear_metrics()  # what earlier tests in this process left unflushed
     connection = world.connected()
     world.clock.advance(3600)
     world.identity.fail_next(1, NeedsReauthorization("Intuit answered invalid_grant"))
