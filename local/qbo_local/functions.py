@@ -46,6 +46,9 @@ class FunctionSpec:
     handler: str  # "app.handler": module path, then the attribute
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     memory_mb: int = DEFAULT_MEMORY_MB
+    # The function's own environment variables in the template (beside Globals, which the stack's one
+    # environment holds): literal values only; a reference (!Ref ...) is the stack's to resolve.
+    environment: tuple[tuple[str, str], ...] = ()
 
     @property
     def short_name(self) -> str:
@@ -83,8 +86,16 @@ def function_specs(root: Path, template: dict[str, Any] | None = None) -> dict[s
             handler=handler,
             timeout_seconds=_number(properties.get("Timeout"), DEFAULT_TIMEOUT_SECONDS),
             memory_mb=_number(properties.get("MemorySize"), DEFAULT_MEMORY_MB),
+            environment=_own_environment(template["Resources"][logical_id].get("Properties") or {}),
         )
     return specs
+
+
+def _own_environment(properties: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    variables = (properties.get("Environment") or {}).get("Variables") or {}
+    return tuple(
+        sorted((name, str(value)) for name, value in variables.items() if isinstance(value, str | int | float))
+    )
 
 
 def find_spec(specs: dict[str, FunctionSpec], name: str) -> FunctionSpec:
@@ -205,6 +216,7 @@ class LocalFunction:
         self._given_handler = handler  # from_handler: shared by every container; else each loads its own
         self._load_lock = threading.Lock()
         self._invoke_lock = threading.Lock()
+        self._services: Any = None  # built at the first invocation, when the stack's environment is complete
 
     @classmethod
     def from_handler(cls, name: str, handler: Handler, *, timeout_seconds: int = 30) -> LocalFunction:
@@ -233,7 +245,7 @@ class LocalFunction:
         with self._invoke_lock:
             context = LambdaContext(self.spec)
             try:
-                with as_function_output():
+                with as_function_output(), self._own_services():
                     return handler(event, context)
             finally:
                 if context.get_remaining_time_in_millis() == 0:
@@ -242,6 +254,24 @@ class LocalFunction:
                         "Lambda would have stopped it",
                         file=sys.stderr,
                     )
+
+    @contextmanager
+    def _own_services(self) -> Iterator[None]:
+        """A function with settings of its own in the template runs with services built from them over the
+        stack's environment, as its Lambda container would; the others share the stack's."""
+        if not self.spec.environment:
+            yield
+            return
+        from qbo_connect.runtime import build_services, function_services
+        from qbo_connect.settings import Settings
+
+        with self._load_lock:
+            if self._services is None:
+                self._services = build_services(
+                    Settings.from_environment({**os.environ, **dict(self.spec.environment)})
+                )
+        with function_services(self._services):
+            yield
 
 
 def _load_handler(spec: FunctionSpec) -> Handler:

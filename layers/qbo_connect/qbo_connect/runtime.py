@@ -12,7 +12,9 @@ fails), so each AWS client is created when the adapter first calls it, one per A
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -373,8 +375,17 @@ _lock = threading.Lock()
 _services: Services | None = None
 
 
+# One function's own services while its handler runs: the local stack runs every function in one process, and a
+# function whose template gives it settings of its own (the admin function's deadlines) must run with them, as
+# it does in its own Lambda container. Never set in Lambda.
+_function_services: ContextVar[Services | None] = ContextVar("qbo_function_services", default=None)
+
+
 def services() -> Services:
-    """The process-wide services, built from the environment on first use."""
+    """The process-wide services, built from the environment on first use (or the running function's own)."""
+    own = _function_services.get()
+    if own is not None:
+        return own
     global _services
     with _lock:
         if _services is None:
@@ -387,3 +398,13 @@ def reset_services() -> None:
     global _services
     with _lock:
         _services = None
+
+
+@contextmanager
+def function_services(own: Services) -> Iterator[None]:
+    """Code run under this (and the threads it starts with its context) gets `own` from services()."""
+    token = _function_services.set(own)
+    try:
+        yield
+    finally:
+        _function_services.reset(token)
