@@ -468,3 +468,31 @@ def test_the_sweep_counts_connections_by_status_from_the_index_without_a_scan(st
     # The listing index is read for the month's API call counts only (the metering gauge), not the connections.
     listed = [p for name, p in during_sweep if name == "Query" and p.get("IndexName") == "by-name"]
     assert len(listed) == 1 and "usage#" in str(listed[0]["ExpressionAttributeValues"])
+
+
+def _times(value, key: str = "") -> list[tuple[str, object]]:
+    """Every `..._at` field, at any depth, and `reauthorize_by` (also a time)."""
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _times(v, k)]
+    if isinstance(value, list):
+        return [found for item in value for found in _times(item, key)]
+    return [(key, value)] if (key.endswith("_at") or key == "reauthorize_by") and value is not None else []
+
+
+def test_times_in_the_answers_are_whole_epoch_seconds_as_in_all_public_json(stack):
+    """README: "Times in all public JSON ... are whole epoch seconds". The connection item keeps fractions; a
+    client that reads the admin API into integers (Go's int64, a typed TypeScript client) is refused
+    1796618291.209."""
+    call("POST", "/connections", {"name": "Acme Books", "client_id": CLIENT_ID, "connection_id": CONNECTION_ID})
+    call("POST", f"/connections/{CONNECTION_ID}/test", {})  # records a last test, with its time
+
+    answers = [
+        call("GET", f"/connections/{CONNECTION_ID}")[1],
+        call("GET", "/connections")[1],
+        call("PATCH", f"/connections/{CONNECTION_ID}", {"name": "Acme US"})[1],
+        call("GET", f"/connections/{CONNECTION_ID}/events")[1],
+    ]
+
+    times = [found for answer in answers for found in _times(answer)]
+    assert {"created_at", "tested_at", "occurred_at"} <= {key for key, _ in times}
+    assert [(key, value) for key, value in times if not isinstance(value, int)] == []
