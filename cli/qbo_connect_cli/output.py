@@ -12,25 +12,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from qbo_connect.public_json import whole_seconds
 
 MISSING = "-"
 
 
 def to_json(data: Any) -> str:
     return json.dumps(whole_seconds(data), indent=2, default=str)
-
-
-def whole_seconds(data: Any) -> Any:
-    """Times (`..._at`) as whole epoch seconds, as the connection secret and the test function give them:
-    one convention for all public JSON."""
-    if isinstance(data, Mapping):
-        return {
-            key: int(value) if key.endswith("_at") and isinstance(value, float) else whole_seconds(value)
-            for key, value in data.items()
-        }
-    if isinstance(data, list | tuple):
-        return [whole_seconds(item) for item in data]
-    return data
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

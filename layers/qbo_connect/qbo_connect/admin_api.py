@@ -37,6 +37,7 @@ from qbo_connect.errors import ErrorCode, InvalidInput, QboConnectError
 from qbo_connect.invocation import invocation_end
 from qbo_connect.observability import logger
 from qbo_connect.pages import TRANSPORT_SECURITY
+from qbo_connect.public_json import whole_seconds
 from qbo_connect.runtime import services
 from qbo_connect.web import api_base_url
 
@@ -104,7 +105,7 @@ def error_response(status: int, code: str, message: str, next_step: str | None =
 
 
 def _json(status: int, data: Any) -> Response:
-    return Response(status_code=status, headers=dict(JSON_HEADERS), body=json.dumps(data, default=str))
+    return Response(status_code=status, headers=dict(JSON_HEADERS), body=json.dumps(whole_seconds(data), default=str))
 
 
 def build_app() -> APIGatewayHttpResolver:

@@ -108,7 +108,7 @@ def connection_view(connection: Connection, now: float) -> dict[str, Any]:
     return {
         **connection.summary(),
         "days_to_hard_expiry": None if hard is None else int((hard - now) // DAY_SECONDS),
-        "reauthorize_by": grant_ends_at,
+        "reauthorize_by": None if grant_ends_at is None else int(grant_ends_at),
         "attention": attention(connection, now),
     }
 
