@@ -362,3 +362,36 @@ def test_a_workflow_set_up_as_documented_queues_the_check_after_a_refresh_answer
     (policy,) = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", docs, re.DOTALL) if '"OneConnectionItem"' in b]
     queue = [s for s in policy["Statement"] if s.get("Action") == "sqs:SendMessage"]
     assert queue and queue[0]["Resource"] == "arn:aws:sqs:REGION:ACCOUNT:QUEUE", "no leave to queue the check"
+
+
+def test_a_workflow_set_up_as_documented_can_keep_a_rotation_secrets_manager_refused_and_records_its_events(
+    template,
+):
+    """README, the token lifecycle: "If Secrets Manager still refuses (outage, throttling, version quota), the
+    token set is sealed with KMS onto the connection item"; README, Refresh policies: on-demand workflows that
+    start together make Secrets Manager throttle, and then "the vault retries within its deadline, then seals the
+    rotation onto the item". A Python workflow refreshes in its own process, so it must be able to seal: without
+    the rotation key (QBO_ROTATION_KEY_ID and kms:Encrypt on it) the rotated token Intuit just issued exists only in
+    its memory and the grant is lost. And every event it publishes is "also kept in its connection's history"
+    only with the history table (QBO_EVENTS_TABLE_NAME and leave to write it). The deployed example has all four;
+    docs/workflows.md, which says to copy it into a new Lambda, named none, and no stack output gave the key."""
+    function = function_properties(template, "ListCustomersExampleFunction")
+    variables = function["Environment"]["Variables"]
+    rotation_key = Tag("If", ["HasKmsKey", Tag("Ref", "KmsKeyArn"), Tag("GetAtt", "RotationKey.Arn")])
+    assert variables["QBO_ROTATION_KEY_ID"] == rotation_key
+    assert variables["QBO_EVENTS_TABLE_NAME"] == Tag("Ref", "ConnectionEventsTable")
+    assert Tag("Ref", "RotationKeyUsePolicy") in function["Policies"]
+    assert Tag("Ref", "ConnectionEventsRecordPolicy") in function["Policies"]
+    assert template["Outputs"]["RotationKeyArn"]["Value"] == rotation_key
+
+    docs = (ROOT / "docs/workflows.md").read_text()
+    assert "`QBO_ROTATION_KEY_ID` = stack output `RotationKeyArn`" in docs
+    assert "`QBO_EVENTS_TABLE_NAME` = stack output `EventsTableName`" in docs
+    (policy,) = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", docs, re.DOTALL) if '"OneConnectionItem"' in b]
+    actions = {
+        action: statement["Resource"]
+        for statement in policy["Statement"]
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    }
+    assert actions.get("kms:Encrypt") == actions.get("kms:Decrypt") == "arn:aws:kms:REGION:ACCOUNT:key/ROTATION_KEY_ID"
+    assert actions.get("dynamodb:PutItem") == "arn:aws:dynamodb:REGION:ACCOUNT:table/EVENTS_TABLE"
