@@ -138,7 +138,9 @@ def test_an_invocation_that_adds_no_metric_logs_no_warning_about_it():
     assert "Warning" not in done.stderr and "No application metrics" not in done.stderr
 
 
-def test_a_workflow_with_metrics_of_its_own_never_publishes_the_services_under_its_namespace(world, capsys):
+def test_a_workflow_with_metrics_of_its_own_never_publishes_the_services_under_its_namespace(
+    world, capsys, monkeypatch
+):
     """Powertools' Metrics instances share one store unless given a provider of their own: a workflow whose
     handler flushes `Metrics(namespace="AcmeWorkflow")` would publish the service's refresh metrics in its
     namespace (where no alarm of the service looks), and take them from the service's own flush."""
@@ -148,6 +150,7 @@ def test_a_workflow_with_metrics_of_its_own_never_publishes_the_services_under_i
     from qbo_connect.errors import NeedsReauthorization
     from qbo_connect.observability import metrics
 
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # importing the CLI turns them off process-wide
     workflow_metrics = Metrics(namespace="AcmeWorkflow", service="invoicing")
     workflow_metrics.clear_metrics()
     metrics.clear_metrics()  # what earlier tests in this process left unflushed
@@ -188,6 +191,7 @@ def test_a_workflow_publishes_the_services_metrics_it_gathered_when_its_handler_
     from qbo_connect.observability import metrics
 
     monkeypatch.setattr(runtime, "services", lambda: SimpleNamespace(meter=SimpleNamespace(flush=lambda: True)))
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # importing the CLI turns them off process-wide
     metrics.clear_metrics()  # what earlier tests in this process left unflushed
     connection = world.connected()
     world.clock.advance(3600)
