@@ -103,8 +103,7 @@ class ImportedTokens:
 def connection_view(connection: Connection, now: float) -> dict[str, Any]:
     """A connection as the API and the console show it: its summary plus what a person should notice."""
     hard = connection.refresh_token_hard_expires_at
-    ends = [t for t in (connection.refresh_token_expires_at, hard) if t is not None]
-    grant_ends_at = min(ends) if ends else None
+    grant_ends_at = connection.grant_ends_at
     return {
         **connection.summary(),
         "days_to_hard_expiry": None if hard is None else int((hard - now) // DAY_SECONDS),
