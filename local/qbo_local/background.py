@@ -54,6 +54,20 @@ class BackgroundStack:
         """The terminal's lines and the functions' JSON lines together: where a leaked secret would show."""
         return self.log() + self.function_log()
 
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client of the stack's embedded AWS, as a test or a benchmark reads what the stack stored."""
+        import boto3
+
+        from qbo_local.config import FAKE_AWS_ACCESS_KEY_ID, FAKE_AWS_SECRET_ACCESS_KEY
+
+        return boto3.client(
+            service,
+            endpoint_url=self.discovery["aws_endpoint_url"],
+            region_name=self.discovery["region"],
+            aws_access_key_id=FAKE_AWS_ACCESS_KEY_ID,
+            aws_secret_access_key=FAKE_AWS_SECRET_ACCESS_KEY,
+        )
+
     def cli(self, *args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """The admin CLI as a user runs it (the installed `qbo-connect`); it finds this stack by itself."""
         return subprocess.run(  # noqa: S603 - our own command

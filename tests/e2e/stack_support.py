@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import boto3
 from pycognito.aws_srp import AWSSRP
 
 
 def aws_client(stack, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=stack.discovery["aws_endpoint_url"],
-        region_name=stack.discovery["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return stack.aws_client(service)
 
 
 def sign_in_token(stack, *, pool_id: str | None = None, client_id: str | None = None, username=None, password=None):

@@ -53,13 +53,7 @@ def printed_authorize_link(stack: BackgroundStack) -> str:
 
 def stored_secret_values(stack: BackgroundStack) -> list[str]:
     """The demo connection's client secret and tokens, read straight from the embedded AWS."""
-    secrets_manager = boto3.client(
-        "secretsmanager",
-        endpoint_url=stack.discovery["aws_endpoint_url"],
-        region_name=stack.discovery["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    secrets_manager = stack.aws_client("secretsmanager")
     prefix = stack.discovery["environment"]["QBO_SECRET_PREFIX"]
     document = json.loads(secrets_manager.get_secret_value(SecretId=f"{prefix}connections/demo")["SecretString"])
     values = [value for key, value in _leaves(document) if key in {"client_secret", "access_token", "refresh_token"}]

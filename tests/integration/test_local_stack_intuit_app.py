@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import requests
 from qbo_local.background import background_stack
 from test_local_stack import ROOT, connect_demo_company, printed_authorize_link
@@ -18,19 +17,9 @@ from test_local_stack import ROOT, connect_demo_company, printed_authorize_link
 WAIT_SECONDS = 60
 
 
-def _aws(stack, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=stack.discovery["aws_endpoint_url"],
-        region_name=stack.discovery["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _create_customer(stack, realm_id: str, name: str) -> tuple[str, requests.Response]:
     """A change in the company made straight at the emulator's accounting API with the demo's token."""
-    secret = _aws(stack, "secretsmanager").get_secret_value(
+    secret = stack.aws_client("secretsmanager").get_secret_value(
         SecretId=f"{stack.discovery['environment']['QBO_SECRET_PREFIX']}connections/demo"
     )
     access_token = json.loads(secret["SecretString"])["token_set"]["access_token"]
@@ -50,7 +39,7 @@ def test_a_customer_created_through_the_emulator_arrives_as_an_eventbridge_event
         assert landing.status_code == 200, landing.text
 
         # What a user routes the events to: a rule on the bus with a queue as its target.
-        sqs, events = _aws(stack, "sqs"), _aws(stack, "events")
+        sqs, events = stack.aws_client("sqs"), stack.aws_client("events")
         queue_url = sqs.create_queue(QueueName="entity-changes")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         events.put_rule(
