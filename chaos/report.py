@@ -49,7 +49,7 @@ grant is revoked): the strictest reading of Intuit's rules, which the emulator e
   retried with the same ClientRequestToken until the vault write deadline. If Secrets Manager still
   refuses (outage, throttling, the version quota), the token set is sealed with KMS (the RotationKey,
   or the stack's customer managed key) onto the connection item in the same conditional write, read
-  back before the vault by the next holder and written to the vault then; the RotationPending alarm
+  back before the vault by the next holder and written to the vault then; the RotationPendingAlarm
   fires. If even that write fails, the lease is kept until it expires (its in-flight mark with it).
 - **Writes per secret are bounded.** AWS keeps every secret version younger than 24 hours and about
   100 in all. `min_valid_seconds` is capped at 1800 s, a forced refresh needs a token at least ten
