@@ -30,6 +30,18 @@ def test_companyinfo_with_a_valid_token(intuit: Intuit, tokens: Tokens) -> None:
     assert response.headers["intuit_tid"].startswith("1-")
 
 
+def test_the_company_preferences_docs_workflows_reads_are_served(intuit: Intuit, tokens: Tokens) -> None:
+    # docs/workflows.md: qbo.request("GET", "preferences"), as Intuit serves it (one Preferences object).
+    response = intuit.api("/preferences?minorversion=75", tokens["access_token"])
+    denied = intuit.api("/preferences", "nonsense")
+
+    preferences = response.get_json()["Preferences"]
+    assert response.status_code == 200
+    assert preferences["CurrencyPrefs"]["HomeCurrency"]["value"] == "USD"
+    assert (preferences["Id"], preferences["SyncToken"]) == ("1", "0")
+    assert denied.status_code == 401
+
+
 def test_every_api_answer_has_a_fresh_intuit_tid(intuit: Intuit, tokens: Tokens) -> None:
     ok = intuit.api(f"/companyinfo/{REALM}", tokens["access_token"])
     denied = intuit.api(f"/companyinfo/{REALM}", "nonsense")
