@@ -9,7 +9,7 @@ It never ships in the Lambda layer. Paths mirror Intuit's, so a client only swap
     GET  /v1/openid_connect/userinfo     who consented (openid scope): sub, and email/names as the scopes allow
     GET  /op/v1/jwks                     the RS256 key the ID tokens are signed with (ID token and userinfo
                                          name the same person: whoever was signed in when Connect was clicked)
-    /v3/company/<realm>/companyinfo/<realm>, /customer, /invoice, /query, /reports/ProfitAndLoss,
+    /v3/company/<realm>/companyinfo/<realm>, /preferences, /customer, /invoice, /query, /reports/ProfitAndLoss,
     /cdc (change data capture, deleted objects included), /batch (up to Intuit's per-request limit)
 
 Python:

@@ -1,4 +1,4 @@
-"""The QuickBooks Online accounting API: CompanyInfo, Customer and Invoice CRUD, query, one report.
+"""The QuickBooks Online accounting API: CompanyInfo, Preferences, Customer and Invoice CRUD, query, one report.
 
 Every call goes through api_call: count it, check the bearer token and its scope, apply the rate
 limits, then injected faults, then the view. Faults come after the limiter on purpose: an injected
@@ -28,6 +28,7 @@ from .responses import (
     entity_body,
     intuit_date,
     intuit_time,
+    preferences,
     profit_and_loss,
     query_body,
 )
@@ -117,6 +118,13 @@ def read_company_info(realm_id: str, company_id: str) -> Response:
     if company_id != realm_id:
         raise ApiFault.not_found(COMPANY_INFO, company_id)
     return json_response(entity_body(COMPANY_INFO, _company_info(company), emulator().now()))
+
+
+@bp.get("/preferences")
+@api_call("preferences")
+def read_preferences(realm_id: str) -> Response:
+    company = _company(realm_id)
+    return json_response(entity_body("Preferences", preferences(created_at=company.created_at), emulator().now()))
 
 
 @bp.get("/<entity>/<entity_id>")

@@ -99,6 +99,24 @@ def company_info(*, realm_id: str, name: str, created_at: float) -> dict[str, An
     }
 
 
+def preferences(*, created_at: float) -> dict[str, Any]:
+    """The company's Preferences object, the parts a US sandbox company shows (Id is always "1")."""
+    return {
+        "AccountingInfoPrefs": {
+            "FirstMonthOfFiscalYear": "January",
+            "TaxYearMonth": "January",
+        },
+        "CurrencyPrefs": {"MultiCurrencyEnabled": False, "HomeCurrency": {"value": "USD"}},
+        "SalesFormsPrefs": {"CustomTxnNumbers": False, "AllowDiscount": True, "DefaultTerms": {"value": "3"}},
+        "TaxPrefs": {"UsingSalesTax": True, "PartnerTaxEnabled": True},
+        "domain": "QBO",
+        "sparse": False,
+        "Id": "1",
+        "SyncToken": "0",
+        "MetaData": meta_data(created_at, created_at),
+    }
+
+
 def entity_body(entity: str, obj: dict[str, Any], now: float) -> dict[str, Any]:
     return {entity: obj, "time": intuit_time(now)}
 
