@@ -138,6 +138,32 @@ def test_an_invocation_that_adds_no_metric_logs_no_warning_about_it():
     assert "Warning" not in done.stderr and "No application metrics" not in done.stderr
 
 
+def _printed_metrics(capsys) -> list[tuple[str, str, float]]:
+    """What Powertools printed since the last read, as CloudWatch extracts EMF: (namespace, metric, value)."""
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    return [
+        (d["Namespace"], m["Name"], sum(line[m["Name"]]) if isinstance(line[m["Name"]], list) else line[m["Name"]])
+        for line in lines
+        for d in line["_aws"]["CloudWatchMetrics"]
+        for m in d["Metrics"]
+    ]
+
+
+def _refresh_failing_for_good(world, monkeypatch) -> None:
+    """A connection whose grant Intuit refuses (invalid_grant), refreshed once in this process, with metrics on
+    and the service's store emptied of what earlier tests in this process left unflushed."""
+    from qbo_connect.domain.lifecycle import RefreshOutcome
+    from qbo_connect.errors import NeedsReauthorization
+    from qbo_connect.observability import metrics
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # importing the CLI turns them off process-wide
+    metrics.clear_metrics()
+    connection = world.connected()
+    world.clock.advance(3600)
+    world.identity.fail_next(1, NeedsReauthorization("Intuit answered invalid_grant"))
+    assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.NEEDS_REAUTHORIZATION
+
+
 def test_a_workflow_with_metrics_of_its_own_never_publishes_the_services_under_its_namespace(
     world, capsys, monkeypatch
 ):
@@ -146,35 +172,21 @@ def test_a_workflow_with_metrics_of_its_own_never_publishes_the_services_under_i
     namespace (where no alarm of the service looks), and take them from the service's own flush."""
     from aws_lambda_powertools import Metrics
     from aws_lambda_powertools.metrics import MetricUnit
-    from qbo_connect.domain.lifecycle import RefreshOutcome
-    from qbo_connect.errors import NeedsReauthorization
     from qbo_connect.observability import metrics
 
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # importing the CLI turns them off process-wide
     workflow_metrics = Metrics(namespace="AcmeWorkflow", service="invoicing")
     workflow_metrics.clear_metrics()
-    metrics.clear_metrics()  # what earlier tests in this process left unflushed
-    connection = world.connected()
-    world.clock.advance(3600)
-    world.identity.fail_next(1, NeedsReauthorization("Intuit answered invalid_grant"))
+    workflow_metrics.add_metric(name="InvoicesSent", unit=MetricUnit.Count, value=3)
+    _refresh_failing_for_good(world, monkeypatch)
     capsys.readouterr()
 
-    workflow_metrics.add_metric(name="InvoicesSent", unit=MetricUnit.Count, value=3)
-    assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.NEEDS_REAUTHORIZATION
     workflow_metrics.flush_metrics()
-    workflow_lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    workflow_printed = _printed_metrics(capsys)
     metrics.flush_metrics()
-    service_lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    service_printed = _printed_metrics(capsys)
 
-    def names(lines: list[dict]) -> dict[str, set[str]]:
-        return {
-            d["Namespace"]: {m["Name"] for m in d["Metrics"]}
-            for line in lines
-            for d in line["_aws"]["CloudWatchMetrics"]
-        }
-
-    assert names(workflow_lines) == {"AcmeWorkflow": {"InvoicesSent"}}
-    assert names(service_lines) == {"QboConnect": {"RefreshPermanentFailure"}}
+    assert {(namespace, name) for namespace, name, _ in workflow_printed} == {("AcmeWorkflow", "InvoicesSent")}
+    assert {(namespace, name) for namespace, name, _ in service_printed} == {("QboConnect", "RefreshPermanentFailure")}
 
 
 def test_a_workflow_publishes_the_services_metrics_it_gathered_when_its_handler_flushes_usage(
@@ -186,25 +198,11 @@ def test_a_workflow_publishes_the_services_metrics_it_gathered_when_its_handler_
     from types import SimpleNamespace
 
     from qbo_connect import metering, runtime
-    from qbo_connect.domain.lifecycle import RefreshOutcome
-    from qbo_connect.errors import NeedsReauthorization
-    from qbo_connect.observability import metrics
 
     monkeypatch.setattr(runtime, "services", lambda: SimpleNamespace(meter=SimpleNamespace(flush=lambda: True)))
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # importing the CLI turns them off process-wide
-    metrics.clear_metrics()  # what earlier tests in this process left unflushed
-    connection = world.connected()
-    world.clock.advance(3600)
-    world.identity.fail_next(1, NeedsReauthorization("Intuit answered invalid_grant"))
-    assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.NEEDS_REAUTHORIZATION
+    _refresh_failing_for_good(world, monkeypatch)
     capsys.readouterr()
 
     assert metering.flush_usage() is True
 
-    published = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    assert [
-        (d["Namespace"], m["Name"], sum(line[m["Name"]]) if isinstance(line[m["Name"]], list) else line[m["Name"]])
-        for line in published
-        for d in line["_aws"]["CloudWatchMetrics"]
-        for m in d["Metrics"]
-    ] == [("QboConnect", "RefreshPermanentFailure", 1.0)]
+    assert _printed_metrics(capsys) == [("QboConnect", "RefreshPermanentFailure", 1.0)]
