@@ -124,14 +124,19 @@ class Stack:
             http_event("callback.json", "/oauth/callback", query, cookies), LambdaContext()
         )
 
-    def connect(self) -> dict:
-        """Click through: the signed link, Intuit's consent screen, the callback."""
+    def consent_given(self) -> tuple[dict[str, str], list[str]]:
+        """The signed link opened and Connect clicked on Intuit's consent screen: the callback's query and the
+        browser's cookies, for `callback`."""
         started = self.authorize(self.authorize_query())
         state = parse_qs(urlsplit(started["headers"]["Location"]).query)["state"][0]
         cookie = started["cookies"][0].split(";")[0]
         code = "AB11-code-" + secrets.token_urlsafe(24)
         self.seen |= {state, code}
-        return self.callback({"code": code, "state": state, "realmId": REALM}, [cookie])
+        return {"code": code, "state": state, "realmId": REALM}, [cookie]
+
+    def connect(self) -> dict:
+        """Click through: the signed link, Intuit's consent screen, the callback."""
+        return self.callback(*self.consent_given())
 
 
 def lambda_environment(

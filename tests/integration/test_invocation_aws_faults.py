@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import secrets
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -22,7 +21,7 @@ from qbo_connect.client import QuickBooksClient
 from qbo_connect.errors import ErrorCode, QboConnectError
 from qbo_connect.runtime import build_services
 from test_admin_api import admin_event, admin_function
-from test_handlers import CONNECTION_ID, REALM, REGION, ROOT, LambdaContext, stack, test_function, token_function
+from test_handlers import CONNECTION_ID, REGION, ROOT, LambdaContext, stack, test_function, token_function
 
 __all__ = ["stack"]  # the fixture
 
@@ -189,16 +188,12 @@ def consent_step_meets_aws_refusing(request, stack, monkeypatch):
     """The person's authorize link (or Intuit's redirect back with the code) arrives while AWS keeps refusing
     a read it needs (each of FAULTS in turn, as a browser route meets them, once botocore gave up)."""
     stack.create_connection()
-    query = stack.authorize_query()
     if request.param == "authorize":
+        query = stack.authorize_query()
         step = lambda: stack.authorize(query)  # noqa: E731
     else:
-        started = stack.authorize(query)
-        state = parse_qs(urlsplit(started["headers"]["Location"]).query)["state"][0]
-        cookie = started["cookies"][0].split(";")[0]
-        code = "AB11-code-" + secrets.token_urlsafe(24)
-        stack.seen |= {state, code}
-        step = lambda: stack.callback({"code": code, "state": state, "realmId": REALM}, [cookie])  # noqa: E731
+        callback = stack.consent_given()
+        step = lambda: stack.callback(*callback)  # noqa: E731
     session = boto3.Session(region_name=REGION)
     refusing = []
     for event, refuses in FAULTS.values():
