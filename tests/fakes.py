@@ -534,8 +534,13 @@ class StrictIdentityProvider:
         with self._lock:
             self._authenticate(credentials)
             self.revoked_tokens.append(token)
+            holder = next((g for g in self._grants if token == g.refresh_token or token in g.access_tokens), None)
+            if holder is None:
+                return
+            # Intuit's revocation disconnects the app from the company: every grant the app holds there
+            # ends, the token's own and any other consent's (docs/intuit.md, "Revocation").
             for grant in self._grants:
-                if token == grant.refresh_token or token in grant.access_tokens:
+                if (grant.client_id, grant.realm_id) == (holder.client_id, holder.realm_id):
                     grant.revoked = True
 
     def user_info(self, *, access_token: str, environment: intuit.Environment) -> ConsentIdentity:
@@ -586,14 +591,22 @@ class StrictIdentityProvider:
         with self._lock:
             return self._grant_for(realm_id).refresh_token
 
+    @property
+    def revocation_calls(self) -> int:
+        """How many revocations were asked for (a count, so that a failing test prints no token)."""
+        with self._lock:
+            return len(self.revoked_tokens)
+
     def grant_revoked(self, realm_id: str) -> bool:
         with self._lock:
             return self._grant_for(realm_id).revoked
 
     def revoke_grant(self, realm_id: str) -> None:
-        """A company administrator disconnects the app in QuickBooks."""
+        """A company administrator disconnects the app in QuickBooks: all its grants on the company end."""
         with self._lock:
-            self._grant_for(realm_id).revoked = True
+            for grant in self._grants:
+                if grant.realm_id == realm_id:
+                    grant.revoked = True
 
     def invalidate_access_tokens(self, realm_id: str) -> None:
         """Intuit stops honouring the access tokens early (a 401 before they expire)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from emulator_support import ACCOUNTING, REALM, REDIRECT_URI, FakeClock, Intuit, basic
+from emulator_support import ACCOUNTING, OTHER_REALM, REALM, REDIRECT_URI, FakeClock, Intuit, basic
 from flask import Flask
 from qbo_local.emulator import EmulatorConfig, create_app
 
@@ -343,6 +343,22 @@ def test_revoking_either_token_kills_the_grant(intuit: Intuit, tokens: dict[str,
     assert response.status_code == 200
     assert companyinfo(intuit, tokens["access_token"]).status_code == 401
     assert intuit.refresh(tokens["refresh_token"]).get_json()["error"] == "invalid_grant"
+
+
+def test_revoking_a_token_disconnects_the_app_from_that_company_whichever_consent_issued_it(intuit: Intuit) -> None:
+    # Intuit's revocation is its "disconnect": the app's access to the company ends, not one token's.
+    earlier = intuit.connect()
+    later = intuit.connect()
+    other_company = intuit.connect(realm=OTHER_REALM)
+    other_app = Intuit(intuit.http, "other-app", "other-secret")
+    other_apps_grant = other_app.connect()
+
+    assert intuit.revoke(earlier["refresh_token"]).status_code == 200
+
+    assert companyinfo(intuit, later["access_token"]).status_code == 401
+    assert intuit.refresh(later["refresh_token"]).get_json()["error"] == "invalid_grant"
+    assert intuit.refresh(other_company["refresh_token"]).status_code == 200
+    assert other_app.refresh(other_apps_grant["refresh_token"]).status_code == 200
 
 
 def test_revoking_an_unknown_token_succeeds(intuit: Intuit) -> None:

@@ -259,6 +259,20 @@ def test_choosing_another_company_than_the_preset_one_revokes_the_new_tokens_and
     assert world.connection(connection.connection_id).realm_id == "1111"
 
 
+def test_choosing_a_company_another_connection_holds_leaves_that_connection_working_and_says_so(world):
+    holder = world.connected("Company B", realm_id="2222")
+    connection = world.create_connection("Acme Books", realm_id="1111")
+    url, cookie = world.start(connection.connection_id)
+
+    rejected = _rejected(world, world.identity.approve(url, realm_id="2222"), cookie)
+
+    assert rejected.reason is FlowError.COMPANY_MISMATCH
+    assert world.identity.revocation_calls == 0  # a revocation would have disconnected Company B
+    assert rejected.details["holder"] == "Company B"
+    _nothing_stored(world, connection.connection_id)
+    assert world.identity.is_access_token_valid(world.token_set(holder.connection_id).access_token, "2222")
+
+
 def test_the_preset_company_connects(world):
     connection = world.create_connection(realm_id=REALM)
 
@@ -387,35 +401,20 @@ def test_a_connection_busy_with_another_change_gets_the_busy_page_and_stores_not
     _nothing_stored(world, connection.connection_id)
 
 
-def test_a_second_consent_on_a_connected_connection_revokes_the_previous_grant_once_the_new_one_is_safe(world):
+def test_a_second_consent_on_a_connected_connection_keeps_the_new_grant_working(world):
+    # Revoking the previous refresh token would disconnect the app from the company, new grant included.
     connection = world.connected()
     old_refresh_token = world.token_set(connection.connection_id).refresh_token
 
     world.connect(connection.connection_id, realm_id=REALM)
 
-    assert world.identity.revoked_tokens == [old_refresh_token]  # the previous grant: one live grant, not two
+    assert world.identity.revocation_calls == 0
     new = world.token_set(connection.connection_id)
-    assert new.refresh_token != old_refresh_token and not world.identity.grant_revoked(REALM)
-    assert world.connection(connection.connection_id).last_revocation == "previous grant revoked"
+    assert new.refresh_token != old_refresh_token
+    assert world.identity.is_access_token_valid(new.access_token, REALM)
     assert world.lifecycle.refresh(connection.connection_id, force=True).outcome is RefreshOutcome.ALREADY_REFRESHED
-
-
-def test_a_reconnect_whose_revocation_of_the_previous_grant_fails_keeps_the_new_grant_and_says_so(world):
-    connection = world.connected()
-    original = world.identity.revoke
-
-    def unavailable(*args, **kwargs):
-        raise IntuitUnavailable("Intuit's revocation endpoint answered HTTP 503")
-
-    world.identity.revoke = unavailable  # type: ignore[method-assign]
-    world.connect(connection.connection_id, realm_id=REALM)
-    world.identity.revoke = original  # type: ignore[method-assign]
-
-    stored = world.connection(connection.connection_id)
-    assert stored.status is ConnectionStatus.CONNECTED
-    assert stored.last_revocation == "previous grant not revoked: intuit_unavailable"
-    _, token_set = world.lifecycle.valid_token(connection.connection_id)
-    assert world.identity.is_access_token_valid(token_set.access_token, REALM)
+    world.clock.advance(FORCED_REFRESH_AGE)
+    assert world.lifecycle.refresh(connection.connection_id, force=True).outcome is RefreshOutcome.REFRESHED
 
 
 def test_reloading_the_result_page_in_the_browser_that_connected_says_connected_and_changes_nothing(world):

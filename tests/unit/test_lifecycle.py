@@ -478,3 +478,18 @@ def test_a_reset_or_delete_during_a_refresh_waits_its_turn_and_leaves_no_live_gr
     assert world.identity.revoked_tokens == [rotated]  # the newest token, the one Intuit knows as live
     assert world.identity.grant_revoked(REALM)
     assert world.identity.refresh_calls == 1
+
+
+@pytest.mark.parametrize("action", ["reset", "delete"])
+def test_a_reset_or_delete_leaves_another_connection_to_the_same_company_working_and_says_why(world, action):
+    # Intuit's revocation disconnects the app from the company: every connection to it would go too.
+    connection = world.connected("Acme Books")
+    sibling = world.connected("Acme Books reports")
+
+    outcome = getattr(world.administration, action)(connection.connection_id)
+
+    revocation = outcome.last_revocation if action == "reset" else outcome
+    assert world.identity.revocation_calls == 0
+    assert revocation == "not revoked: connection 'Acme Books reports' uses this app on the same company"
+    _due(world)
+    assert world.lifecycle.refresh(sibling.connection_id).outcome is RefreshOutcome.REFRESHED

@@ -4,7 +4,8 @@ It never ships in the Lambda layer. Paths mirror Intuit's, so a client only swap
 
     GET  /connect/oauth2                 consent page (HTML, no script); POST /connect/oauth2/decision
     POST /oauth2/v1/tokens/bearer        authorization_code and refresh_token grants (strict rotation)
-    POST /v2/oauth2/tokens/revoke        JSON {"token": ...}, HTTP Basic client auth
+    POST /v2/oauth2/tokens/revoke        JSON {"token": ...}, HTTP Basic client auth: disconnects the app from
+                                         the token's company (every grant of the app there ends)
     GET  /.well-known/openid_sandbox_configuration   discovery pointing at this emulator
     GET  /v1/openid_connect/userinfo     who consented (openid scope): sub, and email/names as the scopes allow
     GET  /op/v1/jwks                     the RS256 key the ID tokens are signed with (ID token and userinfo

@@ -312,16 +312,17 @@ class EmulatorState:
             return self._issue(grant, now, with_id_token=False)
 
     def revoke_token(self, client_id: str, token: str) -> bool:
-        """Revoke the grant of an access or refresh token issued to this client; False if none."""
+        """Disconnect the app from the company of an access or refresh token issued to this client;
+        False if there is no such token."""
         with self._lock:
             record = self._refresh_tokens.get(token) or self._access_tokens.get(token)
             if record is None or self._grants[record.grant_id].client_id != client_id:
                 return False
-            return self._revoke(record.grant_id, "revoked by the client")
+            return self._disconnect(record.grant_id, "revoked by the client")
 
     def revoke_grant(self, grant_id: str, reason: str = "disconnected by the user") -> bool:
         with self._lock:
-            return self._revoke(grant_id, reason)
+            return self._disconnect(grant_id, reason)
 
     def authenticate_access(self, access_token: str, realm_id: str) -> Grant:
         """The grant behind a usable bearer token for this realm (a copy), or AccessRejected."""
@@ -388,6 +389,17 @@ class EmulatorState:
         self.limiter.reset()
 
     # Called with the lock held.
+
+    def _disconnect(self, grant_id: str, reason: str) -> bool:
+        """Intuit's revocation (and a user's Disconnect in QuickBooks) ends the app's access to the
+        company: every grant of that app on that company, whichever consent issued it."""
+        grant = self._grants.get(grant_id)
+        if grant is None:
+            return False
+        for other in self._grants.values():
+            if (other.client_id, other.realm_id) == (grant.client_id, grant.realm_id):
+                self._revoke(other.grant_id, reason)
+        return True
 
     def _revoke(self, grant_id: str, reason: str) -> bool:
         grant = self._grants.get(grant_id)
