@@ -290,6 +290,7 @@ def test_choosing_another_company_revokes_the_new_tokens_stores_nothing_and_name
 
     assert_refused_page(answer, 409, "Wrong company chosen")
     assert f"<code>{REALM}</code>" in answer["body"] and f"<code>{OTHER_REALM}</code>" in answer["body"]
+    assert "Revocation of the new access at Intuit: revoked." in answer["body"]
     (revocation,) = [c for c in attack.http.calls if c.request.url == intuit.REVOCATION_URL]
     assert json.loads(revocation.request.body) == {"token": attack.token_endpoint.issued[-1]["refresh_token"]}
     assert token_set("preset") is None

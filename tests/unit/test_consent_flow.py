@@ -262,13 +262,14 @@ def test_choosing_another_company_than_the_preset_one_revokes_the_new_tokens_and
 def test_choosing_a_company_another_connection_holds_leaves_that_connection_working_and_says_so(world):
     holder = world.connected("Company B", realm_id="2222")
     connection = world.create_connection("Acme Books", realm_id="1111")
+    world.events.published.clear()  # Company B's own consent
     url, cookie = world.start(connection.connection_id)
 
     rejected = _rejected(world, world.identity.approve(url, realm_id="2222"), cookie)
 
     assert rejected.reason is FlowError.COMPANY_MISMATCH
     assert world.identity.revocation_calls == 0  # a revocation would have disconnected Company B
-    assert rejected.details["holder"] == "Company B"
+    assert rejected.details["revocation"] == "not revoked: connection 'Company B' uses this app on the same company"
     _nothing_stored(world, connection.connection_id)
     assert world.identity.is_access_token_valid(world.token_set(holder.connection_id).access_token, "2222")
 

@@ -20,7 +20,10 @@ def _paragraphs(html: str) -> list[str]:
 
 @pytest.mark.parametrize("reason", list(FlowError))
 def test_every_failure_has_an_error_status_and_says_what_happened_and_what_to_do(reason):
-    page = failure_page(reason, {"name": "Acme Books", "error": "invalid_scope", "expected": "1", "chosen": "2"})
+    page = failure_page(
+        reason,
+        {"name": "Acme Books", "error": "invalid_scope", "expected": "1", "chosen": "2", "revocation": "revoked"},
+    )
 
     assert 400 <= page.status <= 599
     happened, next_step = _paragraphs(page.html)
@@ -38,10 +41,11 @@ def test_a_failure_page_without_details_still_reads_sensibly(reason):
     assert all(_paragraphs(page.html))
 
 
-@pytest.mark.parametrize("field", ["name", "error", "expected", "chosen"])
+@pytest.mark.parametrize("field", ["name", "error", "expected", "chosen", "revocation"])
 def test_html_in_details_is_escaped(field):
     page = failure_page(
-        FlowError.COMPANY_MISMATCH if field in {"expected", "chosen"} else FlowError.INTUIT_ERROR, {field: HOSTILE}
+        FlowError.COMPANY_MISMATCH if field in {"expected", "chosen", "revocation"} else FlowError.INTUIT_ERROR,
+        {field: HOSTILE},
     )
 
     assert "<script>" not in page.html

@@ -145,7 +145,8 @@ _FAILURES: dict[FlowError, tuple[int, str, str, str]] = {
         409,
         "Wrong company chosen",
         "You chose the company with realm ID <code>{chosen}</code>, but connection {name} is for "
-        "realm ID <code>{expected}</code>. The new access was revoked and nothing was stored.",
+        "realm ID <code>{expected}</code>. Nothing was stored. Revocation of the new access at Intuit: "
+        "{revocation}.",
         "Open a fresh authorize link and choose the company with realm ID <code>{expected}</code>.",
     ),
     FlowError.BUSY: (

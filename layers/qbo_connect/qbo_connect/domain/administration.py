@@ -21,8 +21,9 @@ from qbo_connect.domain.connection import (
 )
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
+from qbo_connect.domain.revocation import revoke_unless_shared
 from qbo_connect.domain.secret_document import ConnectionSecret
-from qbo_connect.errors import ConnectionAlreadyExists, ConnectionNotFound, InvalidInput, QboConnectError
+from qbo_connect.errors import ConnectionAlreadyExists, ConnectionNotFound, InvalidInput
 from qbo_connect.observability import logger
 from qbo_connect.ports import (
     ClientCredentials,
@@ -180,7 +181,7 @@ class Administration:
         connection = self.find(name_or_id)
         with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
             current = held.secret or self._empty_secret(held.connection)
-            revocation = self._revoke(current)
+            revocation = self._revoke(current, held.connection)
             now = self._clock.now()
             new_secret = current.next(now=now, token_set=None)
             saved = self._leases.commit(
@@ -196,26 +197,26 @@ class Administration:
         """Revoke, then remove the metadata and the secret. Returns the revocation outcome."""
         connection = self.find(name_or_id)
         with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
-            revocation = self._revoke(held.secret) if held.secret else "nothing to revoke"
+            revocation = self._revoke(held.secret, held.connection) if held.secret else "nothing to revoke"
             self._store.delete(held.connection, lease_owner=held.owner)
             held.released = True
             self._vault.delete(connection.connection_id)
         logger.info("Connection deleted", extra={"connection_id": connection.connection_id, "revocation": revocation})
         return revocation
 
-    def _revoke(self, secret: ConnectionSecret) -> str:
+    def _revoke(self, secret: ConnectionSecret, connection: Connection) -> str:
         if secret.token_set is None:
             return "nothing to revoke"
         if not secret.client_secret:
             return "not revoked: no client secret"
-        try:
-            self._identity.revoke(
-                ClientCredentials(secret.client_id, secret.client_secret),
-                token=secret.token_set.refresh_token,
-            )
-        except QboConnectError as error:
-            return f"not revoked: {error.code.value}"
-        return "revoked"
+        return revoke_unless_shared(
+            self._identity,
+            self._store,
+            ClientCredentials(secret.client_id, secret.client_secret),
+            secret.token_set.refresh_token,
+            realm_id=secret.realm_id or connection.realm_id,
+            connection_id=connection.connection_id,
+        )
 
     @staticmethod
     def _empty_secret(connection: Connection) -> ConnectionSecret:

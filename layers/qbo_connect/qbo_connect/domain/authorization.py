@@ -27,6 +27,7 @@ from qbo_connect.domain.connection import (
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
 from qbo_connect.domain.metering import UsageKey
+from qbo_connect.domain.revocation import revoke_unless_shared
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import Busy, IntuitUnavailable, InvalidInput, QboConnectError, Throttled
 from qbo_connect.observability import logger
@@ -297,10 +298,24 @@ class ConsentFlow:
                     raise LinkRejected(reason, error=error.code.value, **details) from None
                 expected = held.connection.realm_id
                 if expected and expected != realm_id:
-                    self._revoke_quietly(credentials, token_set.refresh_token, connection.connection_id)
-                    raise LinkRejected(FlowError.COMPANY_MISMATCH, expected=expected, chosen=realm_id, **details)
+                    revocation = revoke_unless_shared(
+                        self._identity,
+                        self._store,
+                        credentials,
+                        token_set.refresh_token,
+                        realm_id=realm_id,
+                        connection_id=connection.connection_id,
+                    )
+                    raise LinkRejected(
+                        FlowError.COMPANY_MISMATCH,
+                        expected=expected,
+                        chosen=realm_id,
+                        revocation=revocation,
+                        **details,
+                    )
                 now = self._clock.now()
-                previous = secret.token_set
+                # A reconnect replaces the previous grant without revoking it: Intuit's revocation would
+                # disconnect the app from the company, the new grant included (domain/revocation.py).
                 new_secret = secret.next(now=now, token_set=token_set, realm_id=realm_id)
                 # Persist first; the company name is looked up after the tokens are safe. A refresh of
                 # the previous grant still marked in flight cannot touch the new one: the mark goes.
@@ -315,11 +330,6 @@ class ConsentFlow:
                     ).fenced_until(None),
                     new_secret,
                 )
-                if previous is not None and previous.refresh_token != token_set.refresh_token:
-                    # A reconnect: one live grant, not two. The old one is revoked only now that the
-                    # new one is safe, so a failed revocation loses nothing.
-                    revocation = self._revoke_quietly(credentials, previous.refresh_token, connection.connection_id)
-                    saved = self._leases.commit(held, replace(saved, last_revocation=f"previous grant {revocation}"))
                 company_name = self._company_name(saved, token_set.access_token)
                 consented_by = self._consented_by(saved, token_set)
                 if company_name or consented_by:
@@ -373,17 +383,6 @@ class ConsentFlow:
             return ConsentIdentity.unknown("userinfo named another person than the ID token")
         logger.info("Consent identity recorded", extra={"connection_id": connection.connection_id, "sub": identity.sub})
         return identity
-
-    def _revoke_quietly(self, credentials: ClientCredentials, token: str, connection_id: str) -> str:
-        try:
-            self._identity.revoke(credentials, token=token)
-        except QboConnectError as error:
-            logger.warning(
-                "Could not revoke a grant the connection no longer uses",
-                extra={"connection_id": connection_id, "error_code": error.code.value},
-            )
-            return f"not revoked: {error.code.value}"
-        return "revoked"
 
 
 def _warn_connected_but(what: str, connection: Connection, error: QboConnectError) -> None:
