@@ -337,3 +337,22 @@ def test_the_admin_apis_import_takes_over_a_grant_on_the_local_stack(stack: Back
     assert (imported.json()["status"], imported.json()["realm_id"]) == ("connected", realm_id)
     tested = admin_call(stack, "POST", f"/connections/{ref}/test", {})
     assert tested.json()["ok"] is True, tested.text
+
+
+def test_connecting_the_demo_company_again_keeps_it_working(stack: BackgroundStack, tmp_path: Path) -> None:
+    """A person reconnects (the README's "Reconnect"): on Intuit, revoking the grant it replaces would disconnect
+    the app from the company, the new grant included, and the connection would fail its next test."""
+    link = printed_authorize_link(stack)
+    first, _, _ = connect_demo_company(stack, link)
+    assert first.status_code == 200, first.text
+
+    again, _, company = connect_demo_company(stack, link)
+
+    assert again.status_code == 200 and "Connected" in again.text, again.text
+    event = tmp_path / "test-event.json"
+    event.write_text(json.dumps({"connection_id": "demo"}))
+    invoked = qbo_local("invoke", "test", str(event), env=stack.env())
+    assert invoked.returncode == 0, invoked.stderr
+    result = json.loads(invoked.stdout)
+    assert result["ok"] is True, result
+    assert result["company_name"] == company
