@@ -8,8 +8,9 @@ import html
 import re
 
 import pytest
+from qbo_connect.domain.app_links import CheckedConnection
 from qbo_connect.domain.authorization import FlowError
-from qbo_connect.pages import SECURITY_HEADERS, bad_request_page, connected_page, failure_page
+from qbo_connect.pages import SECURITY_HEADERS, bad_request_page, connected_page, disconnect_page, failure_page
 
 HOSTILE = '<script>alert("x")</script>'
 
@@ -88,3 +89,18 @@ def test_the_inline_style_is_the_one_the_policy_allows():
 
     assert f"'sha256-{digest}'" in SECURITY_HEADERS["Content-Security-Policy"]
     assert "<script" not in page
+
+
+def test_the_public_disconnect_page_names_no_connection_to_whoever_knows_the_realm_id():
+    # The URL is public and a realm ID is no secret; connection names are the deployment's own business.
+    checked = [
+        CheckedConnection("Acme payroll export", "needs_reauthorization", checked=True),
+        CheckedConnection("Acme month-end close", "connected", checked=False),
+    ]
+
+    page = disconnect_page(checked)
+
+    assert "Acme" not in page.html
+    assert "2 connections" in page.html
+    assert "<code>needs_reauthorization</code> (checked just now)" in page.html
+    assert "<code>connected</code> (checked a moment ago)" in page.html
