@@ -3,7 +3,7 @@
 None of them changes anything from its query alone. The disconnect page checks the company's
 connections (domain/app_links.py); the reconnect page sends the browser on to a fresh signed authorize
 link, and the consent flow's pinned-company check does the rest: only a connection that already has a
-realm ID is offered, so consent for any other company is refused and revoked at the callback.
+realm ID is offered, so consent for any other company is refused at the callback.
 """
 
 from __future__ import annotations

@@ -219,12 +219,14 @@ def launch_page(*, redirect_uri: str) -> Page:
 
 def disconnect_page(checked: list) -> Page:
     paragraphs = ["The app is disconnected from your QuickBooks company. Workflows can no longer use it."]
-    for connection in checked:
-        state = "checked just now" if connection.checked else "checked a moment ago"
-        paragraphs.append(
-            f"Connection <strong>{escape(connection.name)}</strong>: status <code>{escape(connection.status)}</code> "
-            f"({state})."
+    if checked:
+        # Statuses only: the page is public and a realm ID no secret, so connection names stay private.
+        states = ", ".join(
+            f"<code>{escape(c.status)}</code> ({'checked just now' if c.checked else 'checked a moment ago'})"
+            for c in checked
         )
+        count = f"{len(checked)} connection{'s' if len(checked) > 1 else ''}"
+        paragraphs.append(f"This service had {count} to the company. Status now: {states}.")
     paragraphs.append(
         "To connect again, ask your administrator for a fresh link "
         "(<code>qbo-connect connections authorize-link NAME</code>). You can close this window."
