@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fakes import FORCED_REFRESH_AGE, FakeWorld
 from qbo_connect.domain.lifecycle import RefreshTimings
-from qbo_connect.errors import InvalidInput, NeedsReauthorization, NotConnected
-from qbo_connect.token_access import TokenAccess
+from qbo_connect.errors import ConnectionNotFound, InvalidInput, NeedsReauthorization, NotConnected
+from qbo_connect.token_access import RECHECK_SECONDS, TokenAccess
 
 
 class Counting:
@@ -154,3 +154,28 @@ def test_asking_for_more_validity_than_a_token_can_have_is_refused(world, connec
     with pytest.raises(InvalidInput):
         access.access_token(connected, min_valid_seconds=seconds)
     assert world.identity.refresh_calls == 0
+
+
+@pytest.mark.parametrize("action", ["reset", "delete"])
+def test_a_reset_or_delete_stops_a_workflows_cached_token_within_a_minute(world, access, action):
+    # Here Intuit still honours the token: another connection holds the same app on the company, so the
+    # reset revoked nothing (a failed revocation leaves it the same). Only the stored state says stop.
+    connection_id = world.connected("Acme Books").connection_id
+    world.connected("Acme Books reports")
+    access.access_token(connection_id)
+    getattr(world.administration, action)(connection_id)
+
+    world.clock.advance(RECHECK_SECONDS)
+
+    with pytest.raises((NotConnected, ConnectionNotFound)):
+        access.access_token(connection_id)
+
+
+def test_a_warm_cache_checks_the_stored_state_once_a_minute_with_one_metadata_read(world, connected, access):
+    gets, reads = Counting(world.store, "get"), Counting(world.vault, "read")
+    token = access.access_token(connected)
+    for _ in range(3):
+        world.clock.advance(RECHECK_SECONDS / 2)
+        assert access.access_token(connected) == token
+
+    assert (gets.calls, reads.calls) == (2, 1)  # the first read, then one check after a minute

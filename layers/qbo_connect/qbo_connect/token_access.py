@@ -34,6 +34,9 @@ DEFAULT_MIN_VALID_SECONDS = float(invocation.DEFAULT_MIN_VALID_SECONDS)
 # every read, and each refresh writes a Secrets Manager version (about 100 a day is the quota): the
 # lifecycle's cap keeps one refresh per half hour at most.
 MAX_MIN_VALID_SECONDS = RefreshTimings.max_min_valid_seconds
+# How long a cached token is handed out before one GetItem checks that the connection was not reset,
+# deleted or reconnected meanwhile (Intuit may go on honouring the token: nothing was revoked).
+RECHECK_SECONDS = 60.0
 # While another holder refreshes the connection: how long to wait, and how often to look.
 BUSY_WAIT_SECONDS = 30.0
 BUSY_POLL_SECONDS = 0.25
