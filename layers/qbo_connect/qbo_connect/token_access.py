@@ -1,7 +1,8 @@
 """Access tokens for workflows: a valid one from memory while it lasts, else from the vault.
 
 The vault (Secrets Manager) always holds a token the schedule keeps valid for longer than the refresh
-margin minus one period, so a cold read is one GetItem and one GetSecretValue and no refresh. A
+margin minus one period, so a cold read is one GetItem and one GetSecretValue and no refresh (and a
+cached token one GetItem a minute, to see a reset, delete or reconnect). A
 refresh happens only when the token cannot serve the caller, and then through the connection's lease
 (TokenLifecycle.refresh): this module never talks to Intuit's token endpoint itself.
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qbo_connect import intuit, invocation
+from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshTimings, TokenLifecycle
 from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput, QboConnectError
 from qbo_connect.invocation import error_body, invocation_end
@@ -75,6 +77,13 @@ class ConnectionAccess:
         }
 
 
+@dataclass
+class _Cached:
+    access: ConnectionAccess
+    generation: int  # the secret's generation the token came from
+    checked_at: float  # when the stored state last said this token is the connection's
+
+
 class TokenAccess:
     """Thread-safe, per-process cache of access tokens in front of TokenLifecycle.valid_token."""
 
@@ -92,7 +101,7 @@ class TokenAccess:
         self._busy_wait_seconds = busy_wait_seconds
         self._lock = threading.Lock()
         self._connection_locks: dict[str, threading.Lock] = {}
-        self._cache: dict[str, ConnectionAccess] = {}
+        self._cache: dict[str, _Cached] = {}
         self._forced_at: dict[str, float] = {}
 
     def access(
@@ -114,8 +123,10 @@ class TokenAccess:
             return cached
         # One reader per connection: threads that miss together share one GetItem and one GetSecretValue.
         with self._connection_lock(connection_id):
-            return self._cached(connection_id, min_valid_seconds) or self._load(
-                connection_id, min_valid_seconds, not_after=not_after
+            return (
+                self._cached(connection_id, min_valid_seconds)
+                or self._still_current(connection_id, min_valid_seconds)
+                or self._load(connection_id, min_valid_seconds, not_after=not_after)
             )
 
     def answer(self, connection_id: str, *, min_valid_seconds: float, not_after: float | None = None) -> dict[str, Any]:
@@ -156,8 +167,8 @@ class TokenAccess:
         _check_min_valid(min_valid_seconds)
         with self._connection_lock(connection_id):
             cached = self._cache.get(connection_id)
-            if access_token is not None and cached is not None and cached.access_token != access_token:
-                return cached  # another thread already replaced the rejected token
+            if access_token is not None and cached is not None and cached.access.access_token != access_token:
+                return cached.access  # another thread already replaced the rejected token
             self._forget(connection_id)
             current = self._load(connection_id, min_valid_seconds, not_after=not_after)
             if access_token is not None and current.access_token != access_token:
@@ -200,11 +211,37 @@ class TokenAccess:
 
     # --- internals ----------------------------------------------------------------------------
     def _cached(self, connection_id: str, min_valid_seconds: float) -> ConnectionAccess | None:
+        """From memory, if valid for long enough and checked against the stored state within a minute."""
+        now = self._clock.now()
         with self._lock:
             cached = self._cache.get(connection_id)
-        if cached is not None and cached.seconds_valid(self._clock.now()) >= min_valid_seconds:
-            return cached
+        if (
+            cached is not None
+            and cached.access.seconds_valid(now) >= min_valid_seconds
+            and now - cached.checked_at < RECHECK_SECONDS
+        ):
+            return cached.access
         return None
+
+    def _still_current(self, connection_id: str, min_valid_seconds: float) -> ConnectionAccess | None:
+        """A cached token valid for long enough whose check is due: one GetItem says whether the connection
+        still stands on it (not reset, deleted, reconnected or marked as needing a person)."""
+        now = self._clock.now()
+        with self._lock:
+            cached = self._cache.get(connection_id)
+        if cached is None or cached.access.seconds_valid(now) < min_valid_seconds:
+            return None
+        connection = self._store.get(connection_id)
+        if (
+            connection is None
+            or connection.status is not ConnectionStatus.CONNECTED
+            or connection.secret_generation != cached.generation
+        ):
+            self._forget(connection_id)
+            return None
+        with self._lock:
+            cached.checked_at = now
+        return cached.access
 
     def _load(
         self, connection_id: str, min_valid_seconds: float, *, not_after: float | None = None
@@ -224,7 +261,7 @@ class TokenAccess:
             environment=connection.environment,
         )
         with self._lock:
-            self._cache[connection_id] = access
+            self._cache[connection_id] = _Cached(access, connection.secret_generation, self._clock.now())
         return access
 
     def _forget(self, connection_id: str) -> None:
