@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 
 import pytest
 from fakes import API_BASE_URL, CLIENT_ID, DAY
@@ -11,6 +12,8 @@ from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.events import EventType
 from qbo_connect.errors import ConnectionAlreadyExists, InvalidInput, NeedsReauthorization
+from qbo_connect.intuit import ACCOUNTING_SCOPE as ACCOUNTING
+from qbo_connect.ports import ClientCredentials
 
 REALM = "9341453050000001"
 ACTOR = "jwt:alice"
@@ -178,12 +181,30 @@ def test_a_refused_import_changes_nothing(world):
     assert world.vault.read(connection.connection_id).token_set is None
 
 
-def test_import_over_a_live_grant_is_refused(world):
-    connection = world.create_connection()
-    world.connect(connection.connection_id)
-    exported = _exported_refresh_token(world)
-    with pytest.raises(InvalidInput, match="reset it first"):
-        world.admin.import_tokens(connection.connection_id, ImportedTokens(exported, realm_id=REALM), actor=ACTOR)
+def _outside_tools_refresh_token(world) -> str:
+    """A grant a tool outside this deployment holds: the same app, consented to on the same company."""
+    redirect_uri = "https://other-tool.example.com/callback"
+    url = world.identity.authorization_url(
+        CLIENT_ID, redirect_uri=redirect_uri, scopes=[ACCOUNTING], state=secrets.token_urlsafe(16)
+    )
+    code = world.identity.approve(url, realm_id=REALM)["code"]
+    credentials = ClientCredentials(CLIENT_ID, world.client_secret)
+    return world.identity.exchange_code(
+        credentials, code=code, redirect_uri=redirect_uri, scopes=(ACCOUNTING,)
+    ).refresh_token
+
+
+def test_import_into_a_connected_connection_takes_over_the_grant_and_revokes_nothing(world):
+    # Revoking the connection's own grant first (a reset) would disconnect the app from the company, the
+    # grant being imported included: the import replaces the tokens as a reconnect does.
+    connection = world.connected()
+    exported = _outside_tools_refresh_token(world)
+
+    saved = world.admin.import_tokens(connection.connection_id, ImportedTokens(exported, realm_id=REALM), actor=ACTOR)
+
+    assert saved.status is ConnectionStatus.CONNECTED
+    assert world.identity.revocation_calls == 0
+    assert world.admin.test(connection.connection_id).as_json()["ok"]
 
 
 def test_the_list_says_what_needs_a_person(world):
