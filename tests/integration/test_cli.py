@@ -1184,16 +1184,18 @@ def test_nothing_on_stdin_says_which_value_to_pipe_in(cli: Runs, args, what) -> 
     assert not any(word in no_terminal.stderr + empty.stderr for word in other)
 
 
-def test_import_into_a_connected_connection_is_refused_before_asking_for_the_token(
+def test_import_for_another_company_is_refused_before_asking_for_the_token(
     cli: Runs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The operator pasted a refresh token at the hidden prompt, then learnt it could not be imported anyway."""
     monkeypatch.setattr(main, "_stdin_is_terminal", lambda: True)
     connection_id = connected("Acme")
 
-    result = cli("connections", "import", "Acme", input="AB11-pasted-refresh-token\n")
+    result = cli(
+        "connections", "import", "Acme", "--company-id", "9341453050000002", input="AB11-pasted-refresh-token\n"
+    )
 
     assert result.exit_code == 1, result.output
     assert "Refresh token" not in result.stderr
-    assert "reset it first" in result.stderr
+    assert "pinned to company" in result.stderr
     assert [(c["connection_id"], c["status"]) for c in listed(cli)] == [(connection_id, "connected")]

@@ -323,7 +323,6 @@ class AdminOperations:
             )
         if not (realm_id or connection.realm_id):
             raise InvalidInput("Give the company ID (realm ID) the tokens belong to: Intuit's token answer has none")
-        _require_importable(connection)
         if not connection.has_client_secret:
             raise InvalidInput("Set the connection's client secret first: the refresh needs it")
         return connection
@@ -343,7 +342,6 @@ class AdminOperations:
         realm_id = tokens.realm_id or connection.realm_id
         with self._leases.hold(connection.connection_id, wait_seconds=LEASE_WAIT_SECONDS) as held:
             current = held.connection
-            _require_importable(current)
             secret = held.secret or Administration._empty_secret(current)
             if not secret.client_secret:
                 raise InvalidInput("Set the connection's client secret first: the refresh needs it")
@@ -365,14 +363,16 @@ class AdminOperations:
                     "Intuit refused the imported refresh token (invalid_grant: used already, revoked, expired or "
                     "issued to another app): nothing was changed; export a current one, or reconnect instead"
                 ) from None
-            # Persist first: Intuit has rotated the imported token; the new one exists only here.
+            # Persist first: Intuit has rotated the imported token; the new one exists only here. Tokens the
+            # connection held are replaced, not revoked, as by a reconnect: the same app on the same company
+            # (the pinned company is checked above), and revoking them would end the imported grant too.
             now = self._clock.now()
             new_secret = secret.next(now=now, token_set=token_set, realm_id=realm_id)
             saved = self._leases.commit(
                 held,
                 current.connected_with(
                     token_set, realm_id=realm_id, company_name=None, now=now, generation=new_secret.generation
-                ),
+                ).fenced_until(None),
                 new_secret,
             )
         self._changed(saved, actor, "imported", fields=["token_set"])
@@ -425,14 +425,6 @@ class AdminOperations:
             EventType.CHANGED, connection, now=self._clock.now(), actor=actor, action=action, fields=fields, **extra
         )
         self._events.publish([event])
-
-
-def _require_importable(connection: Connection) -> None:
-    if connection.status is not ConnectionStatus.NOT_CONNECTED:
-        raise InvalidInput(
-            f"The connection is {connection.status.value}: reset it first, so that its own grant is revoked "
-            "rather than lost"
-        )
 
 
 def _validate_imported(tokens: ImportedTokens) -> None:
