@@ -211,6 +211,33 @@ def test_consecutive_failed_runs_are_counted_and_the_next_success_announces_the_
     assert "2 failed runs" in recovered.detail["reason"]
 
 
+def test_a_day_long_intuit_outage_announces_the_failure_streak_a_few_times_and_counts_every_run(world, emitted):
+    """Intuit's token endpoint down for a day: the schedule fails 288 runs in a row. Subscribers of Connection
+    Refresh Failed hear of it when it starts, when it becomes repeated (RefreshFailingRepeatedlyAlarm's level),
+    then at 4, 8, 16, ... runs in a row (a handful a day), and Connection Recovered when it ends; one event a
+    run would teach them to ignore it. The alarms' metrics still count every run."""
+    connection = world.connected()
+    _due(world)
+    runs = 288  # a day of five-minute runs
+    for _ in range(runs):
+        world.identity.fail_next(world.timings.attempts, IntuitUnavailable("HTTP 503"))
+        assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.TRANSIENT_FAILURE
+        world.clock.advance(300)
+    assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.RECOVERED
+
+    failed = [
+        e.detail["consecutive_failures"] for e in world.events.published if e.detail_type == EventType.REFRESH_FAILED
+    ]
+    assert failed == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert world.events.published[-1].detail_type == EventType.RECOVERED
+    assert f"after {runs} failed runs" in world.events.published[-1].detail["reason"]
+    # Every failed run is still a datapoint for the alarms.
+    metrics = emitted()
+    assert sum(v for _, v in metrics["RefreshTransientFailure"]) == runs
+    assert sum(v for _, v in metrics["RefreshFailingRepeatedly"]) == runs - 1
+    assert world.connection(connection.connection_id).consecutive_refresh_failures == 0
+
+
 def test_a_crash_between_the_vault_write_and_the_metadata_is_reconciled_without_calling_intuit(world):
     connection = world.connected()
     _due(world)
