@@ -387,13 +387,7 @@ class TokenLifecycle:
             f"{error}: Intuit may have rotated the refresh token; nothing is sent with it before "
             f"{utc_time(check_at)}, then the service checks once and reports at once if the grant is gone"
         )
-        self._publish(
-            EventType.REFRESH_FAILED,
-            saved,
-            reason=reason,
-            consecutive_failures=saved.consecutive_refresh_failures,
-            intuit_tid=error.intuit_tid,
-        )
+        self._announce_failure(saved, reason=reason, intuit_tid=error.intuit_tid)
         logger.error(
             "Refresh answer lost in flight",
             extra={"connection_id": saved.connection_id, "check_at": int(check_at), "intuit_tid": error.intuit_tid},
@@ -443,13 +437,7 @@ class TokenLifecycle:
         self._announce_expiry(warning, saved)
         metrics.add_metric(name="RefreshTransientFailure", unit=MetricUnit.Count, value=1)
         self._report_failures_in_a_row(saved)
-        self._publish(
-            EventType.REFRESH_FAILED,
-            saved,
-            reason=str(error),
-            consecutive_failures=saved.consecutive_refresh_failures,
-            intuit_tid=error.intuit_tid,
-        )
+        self._announce_failure(saved, reason=str(error), intuit_tid=error.intuit_tid)
         logger.warning(
             "Refresh failed; will retry next run",
             extra={
@@ -464,6 +452,16 @@ class TokenLifecycle:
     def _report_failures_in_a_row(self, connection: Connection) -> None:
         if connection.consecutive_refresh_failures >= self.timings.failures_in_a_row_reported:
             metrics.add_metric(name="RefreshFailingRepeatedly", unit=MetricUnit.Count, value=1)
+
+    def _announce_failure(self, connection: Connection, *, reason: str, intuit_tid: str | None) -> None:
+        """Connection Refresh Failed for the runs of a streak that are news (announces_failure_streak); the
+        metrics above count every run, and the connection's item (`connections show`) holds the latest."""
+        in_a_row = connection.consecutive_refresh_failures
+        if not announces_failure_streak(in_a_row, escalation=self.timings.failures_in_a_row_reported):
+            return
+        self._publish(
+            EventType.REFRESH_FAILED, connection, reason=reason, consecutive_failures=in_a_row, intuit_tid=intuit_tid
+        )
 
     def _with_expiry_warning(
         self, connection: Connection, now: float, *, before: Connection | None = None
@@ -551,6 +549,13 @@ class TokenLifecycle:
             if connection is None or not connection.lease_is_held(self._clock.now()):
                 return
             self._clock.sleep(0.2)
+
+
+def announces_failure_streak(in_a_row: int, *, escalation: int) -> bool:
+    """Whether the `in_a_row`th failed run in a row is announced: its first (a blip, maybe), every run up to
+    `escalation` (RefreshFailingRepeatedlyAlarm's), then at 4, 8, 16, ... in a row: about nine events in a day
+    of five-minute runs instead of 288, each saying how long it has lasted. Connection Recovered ends it."""
+    return in_a_row <= escalation or in_a_row & (in_a_row - 1) == 0
 
 
 WARNING_DAYS = (30, 7, 1)
