@@ -226,3 +226,34 @@ def test_the_list_says_what_needs_a_person(world):
     assert views["Revoked"]["attention"].startswith("needs reauthorization: ")
     world.clock.advance(5 * 365 * DAY - 10 * DAY)
     assert world.admin.show("Fine")["attention"].startswith("hard expiry near")
+
+
+def test_an_invalid_client_left_past_the_grants_end_asks_for_a_reconnect_and_a_new_secret_promises_no_grant(world):
+    """The app's secret was regenerated in Intuit's portal and nobody set it here for 120 days: the refresh
+    token's rolling expiry (100 days after the last refresh) has passed, so a new client secret alone cannot
+    bring the grant back. What the list, show and set-secret say must stay true: reconnect."""
+    connection = world.create_connection("Acme")
+    world.connect(connection.connection_id, realm_id=REALM)
+    world.identity.rotate_client_secret(CLIENT_ID, "the-new-client-secret")
+    world.clock.advance(3600 - 900 + 1)  # due
+    world.lifecycle.refresh(connection.connection_id)
+    assert world.admin.show("Acme")["attention"].startswith("invalid client")
+    grant_ends_at = world.connection(connection.connection_id).grant_ends_at
+
+    world.clock.advance(120 * DAY)
+    assert grant_ends_at < world.clock.now()
+
+    view = world.admin.show("Acme")
+    assert "reconnect" in view["attention"] and "ended" in view["attention"]
+    saved = world.admin.set_client_secret("Acme", "the-new-client-secret", actor=ACTOR)
+    assert saved.status is ConnectionStatus.NEEDS_REAUTHORIZATION
+    assert world.admin.show("Acme")["attention"].startswith("needs reauthorization")
+    assert world.events.detail_types[-2:] == [EventType.NEEDS_REAUTHORIZATION.value, EventType.CHANGED.value]
+    calls = world.identity.refresh_calls
+    with pytest.raises(NeedsReauthorization):
+        world.lifecycle.valid_token(connection.connection_id)
+    assert world.identity.refresh_calls == calls  # nothing is sent with a refresh token known to be dead
+
+    world.connect(connection.connection_id, realm_id=REALM)  # a company administrator reconnects
+    assert world.connection(connection.connection_id).status is ConnectionStatus.CONNECTED
+    world.lifecycle.valid_token(connection.connection_id)
