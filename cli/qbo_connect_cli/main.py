@@ -262,10 +262,17 @@ def next_step(invocation: Invocation, connection: Connection) -> str | None:
     if not connection.has_client_secret:
         return f"Set the client secret: {invocation.command('connections', 'set-secret', ref)}"
     if connection.status is ConnectionStatus.INVALID_CLIENT:
-        return (
+        step = (
             "Intuit refused the client ID and secret: set the app's current secret: "
             f"{invocation.command('connections', 'set-secret', ref)}"
         )
+        if connection.grant_ended(invocation.now()):
+            # The refresh token expired meanwhile: the secret alone no longer brings the grant back.
+            step += (
+                "; the grant has ended too, so then send a company administrator the authorize link: "
+                f"{invocation.command('connections', 'authorize-link', ref)}"
+            )
+        return step
     if connection.status in {ConnectionStatus.NOT_CONNECTED, ConnectionStatus.NEEDS_REAUTHORIZATION}:
         return (
             "Send a company administrator the authorize link: "

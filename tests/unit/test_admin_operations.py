@@ -209,7 +209,9 @@ def test_import_into_a_connected_connection_takes_over_the_grant_and_revokes_not
 
 def test_the_list_says_what_needs_a_person(world):
     fine = world.create_connection("Fine")
+    world.identity.refresh_seconds = 10 * 365 * DAY  # its rolling expiry stays beyond the hard one below
     world.connect(fine.connection_id)
+    world.identity.refresh_seconds = 100 * DAY
     world.create_connection("Fresh")
     revoked = world.create_connection("Revoked")
     world.connect(revoked.connection_id, realm_id="9341453050000002")
@@ -226,6 +228,8 @@ def test_the_list_says_what_needs_a_person(world):
     assert views["Revoked"]["attention"].startswith("needs reauthorization: ")
     world.clock.advance(5 * 365 * DAY - 10 * DAY)
     assert world.admin.show("Fine")["attention"].startswith("hard expiry near")
+    world.clock.advance(11 * DAY)
+    assert world.admin.show("Fine")["attention"].startswith("grant ended")
 
 
 def test_an_invalid_client_left_past_the_grants_end_asks_for_a_reconnect_and_a_new_secret_promises_no_grant(world):

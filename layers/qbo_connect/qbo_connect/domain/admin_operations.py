@@ -18,6 +18,7 @@ from typing import Any
 from qbo_connect.domain.administration import Administration, NewConnection
 from qbo_connect.domain.authorization import AuthorizeLinks
 from qbo_connect.domain.connection import (
+    GRANT_ENDED,
     Connection,
     ConnectionStatus,
     RefreshPolicy,
@@ -32,7 +33,7 @@ from qbo_connect.domain.connection import (
 from qbo_connect.domain.connection_test import ConnectionTests, TestReport
 from qbo_connect.domain.event_history import EventPage, RecordingPublisher
 from qbo_connect.domain.events import EventType, connection_event
-from qbo_connect.domain.leases import Leases
+from qbo_connect.domain.leases import Leases, utc_time
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult, TokenLifecycle
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.errors import Busy, ConnectionNotFound, InvalidInput, NeedsReauthorization
@@ -118,14 +119,23 @@ def attention(connection: Connection, now: float) -> str | None:
         return "client secret not set"
     if connection.status is ConnectionStatus.NEEDS_REAUTHORIZATION:
         why = connection.last_refresh_error or "Intuit refused the refresh token"
+        if why == GRANT_ENDED:
+            why = "the grant ended while the client secret was wrong; a company administrator must reconnect"
         return f"needs reauthorization: {why}"
-    if connection.status is ConnectionStatus.INVALID_CLIENT:
-        return "invalid client: Intuit refused the client ID or secret; set the current secret"
     if connection.status is ConnectionStatus.NOT_CONNECTED:
         return "not connected: open the authorize link and click Connect"
-    ends = [t for t in (connection.refresh_token_expires_at, connection.refresh_token_hard_expires_at) if t]
-    if ends and min(ends) - now <= EXPIRY_NEAR_SECONDS:
-        return f"hard expiry near: reconnect within {max(0, int((min(ends) - now) // DAY_SECONDS))} days"
+    ends_at = connection.grant_ends_at
+    if connection.status is ConnectionStatus.INVALID_CLIENT:
+        if connection.grant_ended(now):
+            return (
+                f"invalid client, and the grant ended {utc_time(ends_at)}: set the current secret, then a company "
+                "administrator must reconnect"
+            )
+        return "invalid client: Intuit refused the client ID or secret; set the current secret"
+    if connection.grant_ended(now):
+        return f"grant ended {utc_time(ends_at)}: a company administrator must reconnect"
+    if ends_at is not None and ends_at - now <= EXPIRY_NEAR_SECONDS:
+        return f"hard expiry near: reconnect within {max(0, int((ends_at - now) // DAY_SECONDS))} days"
     if connection.consecutive_refresh_failures:
         return f"refresh failing ({connection.consecutive_refresh_failures} in a row): {connection.last_refresh_error}"
     return None

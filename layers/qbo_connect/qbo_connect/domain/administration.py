@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from qbo_connect import intuit
 from qbo_connect.domain.connection import (
     Connection,
+    ConnectionStatus,
     RefreshPolicy,
     new_connection_id,
     parse_environment,
@@ -166,6 +167,7 @@ class Administration:
         validate_client_secret(client_secret)
         connection = self.find(name_or_id)
         with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
+            status_before = held.connection.status
             current = held.secret or self._empty_secret(held.connection)
             new_secret = current.next(now=self._clock.now(), client_secret=client_secret)
             saved = self._leases.commit(
@@ -174,6 +176,19 @@ class Administration:
                 new_secret,
             )
         logger.info("Client secret set", extra={"connection_id": saved.connection_id})
+        if saved.status is ConnectionStatus.NEEDS_REAUTHORIZATION and status_before is not saved.status:
+            # The grant ended while the secret was wrong: a reconnect is now the fix, which its subscribers route.
+            self._events.publish(
+                [
+                    connection_event(
+                        EventType.NEEDS_REAUTHORIZATION,
+                        saved,
+                        now=self._clock.now(),
+                        reason="the refresh token expired while Intuit refused the client secret: a company "
+                        "administrator must reconnect",
+                    )
+                ]
+            )
         return saved
 
     def reset(self, name_or_id: str) -> Connection:

@@ -23,6 +23,10 @@ class ConnectionStatus(StrEnum):
     INVALID_CLIENT = "invalid_client"  # Intuit refused the client ID/secret: fix the secret
 
 
+# last_refresh_error of a connection whose refresh token expired (rolling or hard) before it could be refreshed.
+GRANT_ENDED = "grant_ended"
+
+
 class RefreshPolicy(StrEnum):
     """When a connection's access token is refreshed (README, "Refresh policies").
 
@@ -226,6 +230,11 @@ class Connection:
         ends = [t for t in (self.refresh_token_expires_at, self.refresh_token_hard_expires_at) if t is not None]
         return min(ends) if ends else None
 
+    def grant_ended(self, now: float) -> bool:
+        """The refresh token's rolling or hard expiry has passed: whatever else is fixed, only a reconnect helps."""
+        ends = self.grant_ends_at
+        return ends is not None and ends <= now
+
     def is_refresh_due(self, now: float, margin_seconds: float) -> bool:
         return self.access_token_expires_at is None or self.access_token_expires_at - now <= margin_seconds
 
@@ -289,15 +298,22 @@ class Connection:
         )
 
     def with_client_secret(self, *, now: float, generation: int) -> Connection:
-        # A new secret is the fix for invalid_client: the connection becomes refreshable again.
-        status = ConnectionStatus.CONNECTED if self.status is ConnectionStatus.INVALID_CLIENT else self.status
+        # A new secret is the fix for invalid_client: the connection becomes refreshable again, unless its grant
+        # ended while nothing could refresh it (then only a reconnect helps, and saying "connected" would lie).
+        status, error = self.status, self.last_refresh_error
+        if self.status is ConnectionStatus.INVALID_CLIENT:
+            status, error = (
+                (ConnectionStatus.NEEDS_REAUTHORIZATION, GRANT_ENDED)
+                if self.grant_ended(now)
+                else (ConnectionStatus.CONNECTED, None)
+            )
         return replace(
             self,
             has_client_secret=True,
             status=status,
             secret_generation=generation,
             updated_at=now,
-            last_refresh_error=None if status is not self.status else self.last_refresh_error,
+            last_refresh_error=error,
         )
 
     def summary(self) -> dict[str, Any]:
