@@ -3,6 +3,9 @@ payloads it must refuse or drop rather than retry forever or mistake for a sweep
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import pytest
 from fakes import FakeWorld
 from qbo_connect.refresh_runs import RefreshRuns
@@ -118,3 +121,33 @@ def test_a_refresh_gets_a_call_deadline_that_fits_in_what_the_invocation_leaves(
     assert runs.handle({"connection_id": connection.connection_id}, Invocation())["outcome"] == "refreshed"
     # 100 s left, less 2 s to answer, less the persist budget: the call may take what remains, no more.
     assert world.identity.deadlines == [pytest.approx(100 - 2 - world.timings.persist_seconds)]
+
+
+def test_two_refreshes_of_a_batch_failing_for_good_at_the_same_moment_are_both_counted(
+    world, runs, emitted, monkeypatch
+):
+    """A batch's refreshes run in threads sharing one Powertools metric set. Powertools reads a metric's
+    values, appends, and stores them back: a thread switch in between (the interpreter may switch there; a
+    debug log call sits in it) made two threads' first datapoints of RefreshPermanentFailure overwrite each
+    other, and the count an operator's alarm and dashboard read was one short. The switch is forced here."""
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf import cloudwatch
+
+    both_inside = threading.Barrier(2, timeout=1)
+
+    def debug(message, *args, **kwargs):
+        if isinstance(message, str) and message.startswith("Adding metric: RefreshPermanentFailure"):
+            # The first waits here for the second to come as far; with adds taken one at a time it cannot.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_inside.wait()
+
+    monkeypatch.setattr(cloudwatch.logger, "debug", debug)
+    first = world.connected(name="First", realm_id="9341453050000001")
+    second = world.connected(name="Second", realm_id="9341453050000002")
+    world.identity.revoke_grant("9341453050000001")
+    world.identity.revoke_grant("9341453050000002")
+    world.clock.advance(UNTIL_DUE + 1)
+
+    assert runs.handle(sqs_event([first.connection_id, second.connection_id])) == {"batchItemFailures": []}
+
+    assert {world.connection(c.connection_id).status.value for c in (first, second)} == {"needs_reauthorization"}
+    assert sum(value for _, value in emitted()["RefreshPermanentFailure"]) == 2
