@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -85,10 +86,42 @@ SECRET_BEARING_LOGGERS = ("requests_oauthlib", "oauthlib", "botocore.endpoint", 
 for _name in SECRET_BEARING_LOGGERS:
     logging.getLogger(_name).setLevel(logging.INFO)
 
+
+class ThreadSafeEMFProvider(AmazonCloudWatchEMFProvider):
+    """Powertools' EMF metric set, changed by one thread at a time.
+
+    The refresh function refreshes a batch's records in threads (refresh_runs.py), and the local stack runs
+    invocations of one function side by side: Powertools' add_metric reads a metric's values, appends and
+    stores them back, and at 100 values flushes and clears the set, with no lock. A thread switch in
+    between lost datapoints (a permanent failure counted once for two), and a flush while another thread
+    added could fail on a set changing under it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._changing = threading.RLock()  # re-entrant: add_metric flushes, flush_metrics clears
+        super().__init__(*args, **kwargs)
+
+    def add_metric(self, *args: Any, **kwargs: Any) -> None:
+        with self._changing:
+            super().add_metric(*args, **kwargs)
+
+    def serialize_metric_set(self, *args: Any, **kwargs: Any) -> Any:
+        with self._changing:
+            return super().serialize_metric_set(*args, **kwargs)
+
+    def flush_metrics(self, *args: Any, **kwargs: Any) -> None:
+        with self._changing:
+            super().flush_metrics(*args, **kwargs)
+
+    def clear_metrics(self) -> None:
+        with self._changing:
+            super().clear_metrics()
+
+
 logger = Logger(service=SERVICE, stream=sys.stderr)
 tracer = Tracing(SERVICE)
 # A store of its own: Powertools' Metrics instances share one unless given a provider, so a workflow that
 # runs the Python client beside Metrics of its own would publish the service's metrics in its namespace.
-metrics = Metrics(provider=AmazonCloudWatchEMFProvider(service=SERVICE, namespace="QboConnect"))
+metrics = Metrics(provider=ThreadSafeEMFProvider(service=SERVICE, namespace="QboConnect"))
 
 __all__ = ["MetricUnit", "logger", "metrics", "tracer"]
