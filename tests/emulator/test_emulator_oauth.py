@@ -241,6 +241,26 @@ def test_rolling_expiry_restarts_on_each_refresh(intuit: Intuit, tokens: dict[st
     assert expired.get_json()["error"] == "invalid_grant"
 
 
+def test_with_daily_rotation_a_refresh_answers_the_same_refresh_token_until_it_is_a_day_old(
+    intuit: Intuit, admin: Any, clock: FakeClock
+) -> None:
+    """Intuit as users see it: the same refresh token (its expiry unmoved) for about a day, then a new one,
+    after which the old one is dead (the strict reading)."""
+    assert admin.post("/_emulator/config", json={"refresh_token_rotation_seconds": int(DAY)}).status_code == 200
+    tokens = intuit.connect()
+    clock.advance(3000)
+    same = intuit.refresh(tokens["refresh_token"]).get_json()
+    assert same["refresh_token"] == tokens["refresh_token"] and same["access_token"] != tokens["access_token"]
+    assert same["x_refresh_token_expires_in"] == tokens["x_refresh_token_expires_in"] - 3000
+    clock.advance(DAY - 3000)
+    rotated = intuit.refresh(same["refresh_token"]).get_json()
+    assert rotated["refresh_token"] != tokens["refresh_token"]
+    assert rotated["x_refresh_token_expires_in"] == tokens["x_refresh_token_expires_in"]  # a fresh life
+
+    assert intuit.refresh(tokens["refresh_token"]).get_json()["error"] == "invalid_grant"
+    assert intuit.refresh(rotated["refresh_token"]).status_code == 400  # reuse killed the grant
+
+
 def test_hard_expiry_is_returned_only_when_asked(intuit: Intuit, tokens: dict[str, Any], clock: FakeClock) -> None:
     clock.advance(DAY)
     plain = intuit.refresh(tokens["refresh_token"]).get_json()

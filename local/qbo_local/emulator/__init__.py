@@ -51,7 +51,9 @@ Admin API (JSON in and out, for tests and the local stack only):
     POST   /_emulator/companies/<realm>/customers   {"count": 250}  -> {"created", "total"}
     GET    /_emulator/config             the run-time tunable settings
     POST   /_emulator/config             any of access_token_seconds, refresh_token_seconds,
-                                         hard_expiry_seconds, auth_code_seconds, open_registration,
+                                         hard_expiry_seconds, refresh_token_rotation_seconds (0: every
+                                         refresh rotates; 86400: the same refresh token for a day, as
+                                         Intuit), auth_code_seconds, open_registration,
                                          rate_limits, rate_limit_per_second, rate_limit_per_minute,
                                          max_concurrent, rate_limit_batch_per_minute
     GET    /_emulator/person             who is signed in: {"sub", "email", "given_name", "family_name"}

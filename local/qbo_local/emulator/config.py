@@ -23,6 +23,10 @@ class EmulatorConfig:
     refresh_token_seconds: int = 8_726_400
     # Absolute end of a grant, counted from consent; never moved by a refresh.
     hard_expiry_seconds: int = 5 * 365 * 86_400
+    # 0: every refresh rotates the refresh token (the strict reading the service is designed for). N: a
+    # refresh answers with the same refresh token and what is left of its life until it is N seconds old,
+    # as Intuit usually does (86400: a new one about every 24 hours).
+    refresh_token_rotation_seconds: int = 0
     auth_code_seconds: int = facts.AUTH_CODE_SECONDS
     # Every expiry decision reads this clock, so tests can live 120 days in a second.
     clock: Clock = time.time
@@ -63,6 +67,7 @@ RUNTIME_FIELDS: dict[str, type] = {
     "access_token_seconds": int,
     "refresh_token_seconds": int,
     "hard_expiry_seconds": int,
+    "refresh_token_rotation_seconds": int,
     "auth_code_seconds": int,
     "open_registration": bool,
     "rate_limits": bool,

@@ -76,6 +76,7 @@ class RefreshToken:
     grant_id: str
     expires_at: float
     consumed: bool = False
+    issued_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -307,8 +308,13 @@ class EmulatorState:
                 raise invalid_grant(INVALID_REFRESH_TOKEN_DESCRIPTION)
             if scopes is not None and not set(scopes) <= set(grant.scopes):
                 raise invalid_scope("the requested scope exceeds the scope granted by the resource owner")
-            record.consumed = True
             grant.refresh_count += 1
+            rotate_after = self._config.refresh_token_rotation_seconds
+            if rotate_after and now - record.issued_at < rotate_after:
+                # Intuit as it usually is: the same refresh token again, with what is left of its life (its
+                # expiry does not move), until it is about a day old; only then a new one.
+                return self._issue(grant, now, with_id_token=False, keep_refresh=record)
+            record.consumed = True
             return self._issue(grant, now, with_id_token=False)
 
     def revoke_token(self, client_id: str, token: str) -> bool:
@@ -409,14 +415,21 @@ class EmulatorState:
             grant.revoked_reason = reason
         return True
 
-    def _issue(self, grant: Grant, now: float, *, with_id_token: bool) -> IssuedTokens:
+    def _issue(
+        self, grant: Grant, now: float, *, with_id_token: bool, keep_refresh: RefreshToken | None = None
+    ) -> IssuedTokens:
         config = self._config
         # Nothing outlives the grant's hard expiry, so lifetimes shrink as it approaches.
         hard_left = max(0.0, grant.hard_expires_at - now)
         access_life = min(float(config.access_token_seconds), hard_left)
-        refresh_life = min(float(config.refresh_token_seconds), hard_left)
         access = AccessToken(f"emu-at-{secrets.token_urlsafe(48)}", grant.grant_id, now + access_life)
-        refresh = RefreshToken(f"emu-rt-{secrets.token_urlsafe(32)}", grant.grant_id, now + refresh_life)
+        if keep_refresh is None:
+            refresh_life = min(float(config.refresh_token_seconds), hard_left)
+            refresh = RefreshToken(
+                f"emu-rt-{secrets.token_urlsafe(32)}", grant.grant_id, now + refresh_life, issued_at=now
+            )
+        else:
+            refresh, refresh_life = keep_refresh, max(0.0, keep_refresh.expires_at - now)
         self._access_tokens[access.value] = access
         self._refresh_tokens[refresh.value] = refresh
         id_token = None
