@@ -147,3 +147,51 @@ def test_a_permanent_answer_stops_refreshing_after_one_call(make_stack, cause: s
         services.lifecycle.valid_token(connection_id)
     assert stack.refresh_calls() == 1
     assert services.events.detail_types == [detail_type]
+
+
+def test_intuit_answering_the_same_refresh_token_for_a_day_keeps_the_grant_and_moves_its_expiry(make_stack) -> None:
+    """Intuit as it usually is (the emulator's daily rotation): a refresh answers the same refresh token, its
+    expiry unmoved, until the token is about a day old. Three days of the schedule's refreshes: each one is
+    stored (nothing takes "the same token" for a lost or stale answer), the rolling expiry stays put within a
+    day and moves out at each rotation, and an answer lost in flight on a day the token did not rotate is
+    checked once and recovers: the token the vault still holds is the one Intuit still honours."""
+    clock = manual_clock()
+
+    def stall(seconds: float) -> None:
+        clock.advance(seconds)
+        time.sleep(STALL_REAL_SECONDS)
+
+    stack: Stack = make_stack(clock, emulator_sleep=stall)
+    stack.emulator.update_config({"refresh_token_rotation_seconds": 86_400})
+    connection_id = stack.connect().connection_id
+    first = stack.token_set(connection_id)
+    services = stack.services()
+
+    tokens, ends = {first.refresh_token}, [first.refresh_token_expires_at]
+    while clock.now() < first.obtained_at + 3 * 86_400:
+        clock.advance(stack.token_set(connection_id).expires_at - clock.now() - 900 + 1)  # due
+        before = stack.token_set(connection_id)
+        assert services.lifecycle.refresh(connection_id).outcome.value == "refreshed"
+        after = stack.token_set(connection_id)
+        assert after.access_token != before.access_token
+        if after.refresh_token == before.refresh_token:
+            assert abs(after.refresh_token_expires_at - before.refresh_token_expires_at) <= 1  # unmoved
+        else:
+            assert after.refresh_token_expires_at > before.refresh_token_expires_at + 86_000
+        tokens.add(after.refresh_token)
+        ends.append(after.refresh_token_expires_at)
+        assert stack.connection(connection_id).refresh_token_expires_at == after.refresh_token_expires_at
+    assert len(tokens) in (3, 4)  # about one a day
+    assert ends[-1] >= ends[0] + 2 * 86_000
+
+    # A lost answer (processed, never seen) early in the token's day: Intuit answered the same token.
+    clock.advance(stack.token_set(connection_id).expires_at - clock.now() - 900 + 1)
+    stack.emulator.faults.inject("token", "timeout", times=1, process=True, seconds=STALL_SIMULATED_SECONDS)
+    storm = stack.services(
+        settings=dataclasses.replace(stack.settings, refresh_call_deadline_seconds=STORM_CALL_DEADLINE)
+    )
+    assert storm.lifecycle.refresh(connection_id).outcome.value == "outcome_unknown"
+    clock.advance(intuit.REQUEST_TIME_LIMIT_SECONDS + SKEW_SECONDS + 1)
+    assert services.lifecycle.refresh(connection_id).outcome.value == "recovered"
+    assert stack.connection(connection_id).status.value == "connected"
+    assert not stack.grant()["revoked"]
