@@ -439,3 +439,20 @@ def test_report_with_a_bad_date_is_refused(intuit: Intuit, tokens: Tokens) -> No
     response = intuit.api("/reports/ProfitAndLoss?start_date=March", tokens["access_token"])
 
     assert response.status_code == 400
+
+
+def test_a_company_whose_subscription_lapsed_is_refused_its_data_while_its_grant_keeps_refreshing(
+    intuit: Intuit, admin: Any, tokens: dict[str, Any]
+) -> None:
+    assert admin.post(f"/_emulator/companies/{REALM}/subscription", json={"lapsed": True}).status_code == 200
+
+    refused = intuit.api(f"/companyinfo/{REALM}", tokens["access_token"])
+    assert refused.status_code == 403
+    error = refused.get_json()["Fault"]["Error"][0]
+    assert error["code"].lstrip("0") == "3100" and "ApplicationAuthorizationFailed" in error["Message"]
+    refreshed = intuit.refresh(tokens["refresh_token"])
+    assert refreshed.status_code == 200
+
+    assert admin.post(f"/_emulator/companies/{REALM}/subscription", json={"lapsed": False}).status_code == 200
+    assert intuit.api(f"/companyinfo/{REALM}", refreshed.get_json()["access_token"]).status_code == 200
+    assert admin.post(f"/_emulator/companies/{REALM}/subscription", json={"lapsed": "yes"}).status_code == 400

@@ -49,6 +49,10 @@ Admin API (JSON in and out, for tests and the local stack only):
     GET    /_emulator/companies          {"companies": [{"realm_id", "name"}]}
     POST   /_emulator/companies          {"realm_id": ..., "name": ...}  (seeded with seed_customers customers)
     POST   /_emulator/companies/<realm>/customers   {"count": 250}  -> {"created", "total"}
+    POST   /_emulator/companies/<realm>/subscription {"lapsed": true}: the company's QuickBooks subscription
+                                         lapsed: every accounting call answers 403, fault 3100
+                                         (ApplicationAuthorizationFailed); OAuth and refreshes keep
+                                         working. {"lapsed": false}: renewed
     GET    /_emulator/config             the run-time tunable settings
     POST   /_emulator/config             any of access_token_seconds, refresh_token_seconds,
                                          hard_expiry_seconds, refresh_token_rotation_seconds (0: every

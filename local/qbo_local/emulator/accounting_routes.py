@@ -83,6 +83,9 @@ def _authorized_grant(state: EmulatorState, realm_id: str) -> Grant:
         raise ApiFault.authentication(str(rejected)) from None
     if ACCOUNTING_SCOPE not in grant.scopes:
         raise ApiFault.authorization(f"The app was not granted the {ACCOUNTING_SCOPE} scope for this company.")
+    company = state.company(realm_id)
+    if company is not None and company.subscription_lapsed:
+        raise ApiFault.authorization("The company's QuickBooks subscription is not active.")
     return grant
 
 

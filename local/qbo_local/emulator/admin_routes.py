@@ -163,6 +163,17 @@ def seed_customers(realm_id: str) -> Response:
     return json_response({"realm_id": realm_id, "created": count, "total": total}, 201)
 
 
+@bp.post("/companies/<realm_id>/subscription")
+def set_subscription(realm_id: str) -> Response:
+    lapsed = _body().get("lapsed")
+    if not isinstance(lapsed, bool):
+        raise AdminError('send {"lapsed": true} (the subscription lapsed) or {"lapsed": false} (renewed)')
+    if emulator().company(realm_id) is None:
+        return json_response({"error": f"no company {realm_id}"}, 404)
+    company = emulator().set_subscription_lapsed(realm_id, lapsed)
+    return json_response({"realm_id": realm_id, "subscription_lapsed": company.subscription_lapsed})
+
+
 def _config_view() -> dict[str, Any]:
     state = emulator()
     return state.config.public_dict() | {"client_ids": state.client_ids()}

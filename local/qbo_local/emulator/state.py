@@ -36,6 +36,9 @@ class Company:
     name: str
     created_at: float
     book: EntityBook = field(default_factory=EntityBook, repr=False)
+    # The company's QuickBooks subscription lapsed (cancelled, expired, suspended): the accounting API refuses
+    # its data (403, fault 3100) while the app's grant, and its refreshes, keep working.
+    subscription_lapsed: bool = False
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,12 @@ class EmulatorState:
             self._companies[realm_id] = company
         self.seed_customers(realm_id, self._config.seed_customers)
         return company
+
+    def set_subscription_lapsed(self, realm_id: str, lapsed: bool) -> Company:
+        with self._lock:
+            company = self._companies[realm_id]
+            company.subscription_lapsed = lapsed
+            return company
 
     def company(self, realm_id: str) -> Company | None:
         with self._lock:
