@@ -20,6 +20,7 @@ from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.errors import IntuitUnavailable, InvalidClient, NeedsReauthorization
 from refresh_support import (
     ACCESS_TOKEN_SECONDS,
+    REALM_ID,
     SKEW_SECONDS,
     Stack,
     manual_clock,
@@ -195,3 +196,27 @@ def test_intuit_answering_the_same_refresh_token_for_a_day_keeps_the_grant_and_m
     assert services.lifecycle.refresh(connection_id).outcome.value == "recovered"
     assert stack.connection(connection_id).status.value == "connected"
     assert not stack.grant()["revoked"]
+
+
+def test_a_company_whose_subscription_lapsed_is_flagged_for_a_person_and_alarmed(make_stack, emitted) -> None:
+    """The company's QuickBooks subscription lapses: Intuit refuses its data (403, fault 3100) while the grant
+    keeps refreshing, so the connection stays connected. A company administrator must renew it: the test says
+    forbidden, an alarm's metric counts it, and list/show/the admin API say what to do until a test passes."""
+    clock = manual_clock()
+    stack: Stack = make_stack(clock)
+    connection_id = stack.connect().connection_id
+    services = stack.services()
+    stack.emulator.set_subscription_lapsed(REALM_ID, True)
+
+    report = services.admin.test(connection_id)
+
+    assert report.result.error_code == "forbidden"
+    assert sum(value for _, value in emitted().get("CompanyDataRefused", [])) == 1
+    view = services.admin.show(connection_id)
+    assert view["status"] == "connected"
+    assert view["attention"] and "subscription" in view["attention"]
+
+    stack.emulator.set_subscription_lapsed(REALM_ID, False)  # renewed
+    assert services.admin.test(connection_id).result.ok
+    assert services.admin.show(connection_id)["attention"] is None
+    assert "CompanyDataRefused" not in emitted()
