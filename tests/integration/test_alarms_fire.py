@@ -25,7 +25,7 @@ from botocore.awsrequest import AWSResponse
 from qbo_connect import intuit, runtime
 from qbo_connect.runtime import build_services
 from qbo_local.template import Tag, load_template
-from test_handlers import CONNECTION_ID, REGION, LambdaContext, refresh_function, stack, test_function
+from test_handlers import CONNECTION_ID, REALM, REGION, LambdaContext, refresh_function, stack, test_function
 from test_invocation_aws_faults import SECRETS_MANAGER_JSON, AwsRefuses, RawBody
 from test_webhook_handlers import Deployment, cloudevent, deployment
 
@@ -249,6 +249,23 @@ def grant_ends_within_30_days(request, monkeypatch) -> None:
     assert refresh()["outcome"] == "refreshed"
 
 
+def company_subscription_lapsed(request, monkeypatch) -> None:
+    # Intuit refuses the company's data (403, fault 3100) as it does once its QuickBooks subscription lapsed.
+    stack = request.getfixturevalue("stack")
+    stack.create_connection()
+    assert stack.connect()["statusCode"] == 200
+    url = intuit.SANDBOX_API_BASE_URL + intuit.company_info_path(REALM)
+    stack.http.remove(responses.GET, url)
+    fault = {
+        "Message": "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403",
+        "Detail": "The company's QuickBooks subscription is not active.",
+        "code": "3100",
+    }
+    stack.http.get(url, status=403, json={"Fault": {"Error": [fault], "type": "AUTHORIZATION"}, "time": "x"})
+    answer = test_function.handler({"connection_id": CONNECTION_ID}, LambdaContext())
+    assert answer["ok"] is False and answer["error"]["code"] == "forbidden"
+
+
 def grant_revoked_then_a_sweep(request, monkeypatch) -> None:
     grant_revoked(request, monkeypatch)
     sweep()
@@ -380,6 +397,7 @@ CONDITIONS: dict[str, Callable[[Any, Any], None]] = {
     "RotationPendingAlarm": vault_refuses_the_rotated_token_set,
     "RefreshFailingRepeatedlyAlarm": intuit_unavailable,
     "ReauthorizationDueAlarm": grant_ends_within_30_days,
+    "CompanyDataRefusedAlarm": company_subscription_lapsed,
     "EventsNotRecordedAlarm": event_history_refuses_a_record,
     "EventsNotPublishedAlarm": eventbridge_refuses_an_event,
     "WebhookEventsUnmatchedAlarm": webhook_for_a_company_nobody_holds,

@@ -36,7 +36,7 @@ from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases, utc_time
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult, TokenLifecycle
 from qbo_connect.domain.secret_document import ConnectionSecret
-from qbo_connect.errors import Busy, ConnectionNotFound, InvalidInput, NeedsReauthorization
+from qbo_connect.errors import Busy, ConnectionNotFound, ErrorCode, InvalidInput, NeedsReauthorization
 from qbo_connect.observability import logger
 from qbo_connect.ports import ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
 from qbo_connect.settings import Settings
@@ -136,9 +136,25 @@ def attention(connection: Connection, now: float) -> str | None:
         return f"grant ended {utc_time(ends_at)}: a company administrator must reconnect"
     if ends_at is not None and ends_at - now <= EXPIRY_NEAR_SECONDS:
         return f"hard expiry near: reconnect within {max(0, int((ends_at - now) // DAY_SECONDS))} days"
+    if _company_data_refused(connection):
+        return (
+            "company data refused at the last test (403, fault 3100): a company administrator must renew the "
+            "QuickBooks subscription (or, if a deep test says so, add the accounting scope and reconnect)"
+        )
     if connection.consecutive_refresh_failures:
         return f"refresh failing ({connection.consecutive_refresh_failures} in a row): {connection.last_refresh_error}"
     return None
+
+
+def _company_data_refused(connection: Connection) -> bool:
+    """The last test of this grant met Intuit's 403 (fault 3100): a lapsed subscription, until a test passes."""
+    test = connection.last_test
+    return (
+        test is not None
+        and not test.ok
+        and test.error_code == ErrorCode.FORBIDDEN
+        and test.tested_at >= (connection.connected_at or 0)
+    )
 
 
 class AdminOperations:

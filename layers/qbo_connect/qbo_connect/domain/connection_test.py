@@ -201,6 +201,9 @@ class ConnectionTests:
         metrics.add_metric(
             name="ConnectionTestOk" if result.ok else "ConnectionTestFailed", unit=MetricUnit.Count, value=1
         )
+        if result.error_code == ErrorCode.FORBIDDEN:
+            # Unlike the test's other failures, only a person helps (a lapsed subscription): CompanyDataRefusedAlarm.
+            metrics.add_metric(name="CompanyDataRefused", unit=MetricUnit.Count, value=1)
         if not result.ok:
             logger.warning(
                 "Connection test failed",
