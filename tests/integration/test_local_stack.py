@@ -108,6 +108,17 @@ def connect_demo_company(stack: BackgroundStack, link: str) -> tuple[requests.Re
     return landing, {"realm_id": realm_id, "code": params["code"], "state": params["state"]}, html.unescape(company)
 
 
+def invoke_test_of_demo(stack: BackgroundStack, tmp_path: Path) -> dict[str, Any]:
+    """`qbo_local invoke test` for the demo connection, as the README shows: its answer, which must be ok."""
+    event = tmp_path / "test-event.json"
+    event.write_text(json.dumps({"connection_id": "demo"}))
+    invoked = qbo_local("invoke", "test", str(event), env=stack.env())
+    assert invoked.returncode == 0, invoked.stderr
+    result = json.loads(invoked.stdout)
+    assert result["ok"] is True, result
+    return result
+
+
 def test_demo_company_connects_over_http_invoke_tests_it_and_stop_cleans_up(
     stack: BackgroundStack, tmp_path: Path
 ) -> None:
@@ -143,12 +154,7 @@ def test_demo_company_connects_over_http_invoke_tests_it_and_stop_cleans_up(
     assert [c["status"] for c in json.loads(listed.stdout)] == ["connected"]
     assert "in memory" in stack.log()
 
-    event = tmp_path / "test-event.json"
-    event.write_text(json.dumps({"connection_id": "demo"}))
-    invoked = qbo_local("invoke", "test", str(event), env=stack.env())
-    assert invoked.returncode == 0, invoked.stderr
-    result = json.loads(invoked.stdout)
-    assert result["ok"] is True, result
+    result = invoke_test_of_demo(stack, tmp_path)
     assert result["company_name"] == company
     assert result["realm_id"] == flow["realm_id"]
 
@@ -349,10 +355,4 @@ def test_connecting_the_demo_company_again_keeps_it_working(stack: BackgroundSta
     again, _, company = connect_demo_company(stack, link)
 
     assert again.status_code == 200 and "Connected" in again.text, again.text
-    event = tmp_path / "test-event.json"
-    event.write_text(json.dumps({"connection_id": "demo"}))
-    invoked = qbo_local("invoke", "test", str(event), env=stack.env())
-    assert invoked.returncode == 0, invoked.stderr
-    result = json.loads(invoked.stdout)
-    assert result["ok"] is True, result
-    assert result["company_name"] == company
+    assert invoke_test_of_demo(stack, tmp_path)["company_name"] == company
