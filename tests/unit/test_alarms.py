@@ -82,6 +82,24 @@ def test_a_grant_coming_within_30_days_of_its_end_raises_an_alarm_that_notifies_
     assert all(alarms[name]["AlarmActions"] == NOTIFIES_THE_ALARM_TOPIC for name in breached)
 
 
+def test_a_grant_within_30_days_of_its_end_keeps_an_alarm_raised_every_day_until_a_reconnect(world, emitted, alarms):
+    """The 30, 7 and 1 day marks each notify once; an operator who missed one must still find an alarm raised
+    while the grant is within 30 days of its end, and see it clear once a company administrator reconnected."""
+    world.identity.hard_seconds = 29 * DAY  # an old grant: its five years end 29 days after this consent
+    sweep = _sweeps(world, emitted)
+    connection = world.connected("Old grant")
+    emitted()
+    for _ in range(3):  # three days on, long after the 30-day mark was announced
+        day = [sweep() for _ in range(int(DAY // PERIOD))]
+        assert any(raised(alarms, found) - {"ReauthorizationDueAlarm"} for found in day), "no alarm stayed raised"
+
+    world.identity.hard_seconds = 5 * 365 * DAY
+    world.connect(connection.connection_id)  # the reconnect: a new grant, five years ahead
+    emitted()
+    day = [sweep() for _ in range(int(DAY // PERIOD))]
+    assert not any(raised(alarms, found) for found in day)
+
+
 def test_refreshes_failing_run_after_run_raise_an_alarm_which_clears_once_they_succeed(world, emitted, alarms):
     """Intuit's token endpoint (or the way to it: a NAT gateway, DNS) fails every refresh for an hour: after
     three failed runs an eager connection's stored access token is expiring and workflows fail. Transient
