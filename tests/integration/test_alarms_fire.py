@@ -397,6 +397,7 @@ CONDITIONS: dict[str, Callable[[Any, Any], None]] = {
     "RotationPendingAlarm": vault_refuses_the_rotated_token_set,
     "RefreshFailingRepeatedlyAlarm": intuit_unavailable,
     "ReauthorizationDueAlarm": grant_ends_within_30_days,
+    "GrantsEndingSoonAlarm": grant_ends_within_30_days,
     "CompanyDataRefusedAlarm": company_subscription_lapsed,
     "EventsNotRecordedAlarm": event_history_refuses_a_record,
     "EventsNotPublishedAlarm": eventbridge_refuses_an_event,

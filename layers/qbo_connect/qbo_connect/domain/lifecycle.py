@@ -470,7 +470,7 @@ class TokenLifecycle:
         on-demand connection may not be looked at again for a keep-alive period: its thresholds are judged
         that much ahead, so a warning comes early rather than too late. `before`: the connection before a
         refresh, whose grant end may have moved out since (see rearmed)."""
-        ahead = self.timings.keepalive_seconds if connection.refresh_policy is RefreshPolicy.ON_DEMAND else 0.0
+        ahead = self._looked_at_again_within(connection)
         if before is not None:
             connection = rearmed(connection, before, now, ahead_seconds=ahead)
         warning = expiry_warning(connection, now, ahead_seconds=ahead)
@@ -478,7 +478,17 @@ class TokenLifecycle:
             return connection, None
         return replace(connection, expiry_warnings_sent=warning.sent_after), warning
 
+    def _looked_at_again_within(self, connection: Connection) -> float:
+        """An on-demand connection may not be refreshed again for a keep-alive period; an eager one is soon."""
+        return self.timings.keepalive_seconds if connection.refresh_policy is RefreshPolicy.ON_DEMAND else 0.0
+
     def _announce_expiry(self, warning: ExpiryWarning | None, connection: Connection) -> None:
+        ends_at = connection.grant_ends_at
+        ahead = self._looked_at_again_within(connection)
+        if ends_at is not None and (ends_at - self._clock.now() - ahead) / 86400 <= WARNING_DAYS[0]:
+            # A level, not a mark: counted at every refresh of the grant (an on-demand one's daily keep-alive
+            # at least) until a reconnect moves its end out, so GrantsEndingSoonAlarm stays raised meanwhile.
+            metrics.add_metric(name="GrantEndingSoon", unit=MetricUnit.Count, value=1)
         if warning is None:
             return
         metrics.add_metric(name="ReauthorizationDue", unit=MetricUnit.Count, value=1)
