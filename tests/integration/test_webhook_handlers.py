@@ -355,3 +355,31 @@ def test_a_put_events_error_after_botos_retries_has_the_changes_published_on_sqs
     fake_time.advance(WEBHOOK_VISIBILITY_SECONDS)
     assert deployment.consume(records) == {"batchItemFailures": []}
     assert len(deployment.on_the_bus()) == 2
+
+
+def test_a_put_events_error_on_a_later_call_publishes_the_earlier_calls_events_no_second_time(
+    deployment: Deployment, fake_time: FakeClock, monkeypatch
+) -> None:
+    # 10 changes for a company two connections hold: 20 events, two PutEvents calls of 10. EventBridge
+    # takes the first call and throttles the second past boto's retries.
+    deployment.post([cloudevent(str(i)) for i in range(10)])
+    records = deployment.handed_off()
+    events_client = runtime.services().events._client
+    real_put_events = events_client.put_events
+    calls = []
+
+    def second_call_throttled(**kwargs):
+        calls.append(len(kwargs["Entries"]))
+        if len(calls) == 2:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutEvents")
+        return real_put_events(**kwargs)
+
+    monkeypatch.setattr(events_client, "put_events", second_call_throttled)
+    with pytest.raises(BatchProcessingError):
+        deployment.consume(records)
+    assert len(deployment.on_the_bus()) == 10  # the first call's events are out
+
+    fake_time.advance(WEBHOOK_VISIBILITY_SECONDS)  # SQS hands the message over again
+    assert deployment.consume(records) == {"batchItemFailures": []}
+    again = deployment.on_the_bus()
+    assert len(again) == 10, "the events EventBridge took the first time were published a second time"
