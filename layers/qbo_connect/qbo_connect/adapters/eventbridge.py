@@ -1,5 +1,5 @@
 """EventPublisher on EventBridge. `publish` is best effort: a lost event must never fail a refresh. `deliver`
-reports what EventBridge refused, for the webhook hand-off, which retries it."""
+reports what EventBridge refused, for the webhook hand-off and the event history, which retry it."""
 
 from __future__ import annotations
 
@@ -34,11 +34,21 @@ class EventBridgePublisher:
 
     def deliver(self, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
         """Publish, and return the events EventBridge did not take (for a caller that retries them).
-        AWS errors are raised: boto3's standard retries have been spent already."""
+
+        A call that fails outright (boto3's retries spent: throttling, an outage) refuses its events and
+        every later one, but not those earlier calls published: raising instead would have the caller
+        send those again, and subscribers receive them twice."""
         refused: list[ConnectionEvent] = []
         for start in range(0, len(events), _MAX_ENTRIES_PER_CALL):
             batch = events[start : start + _MAX_ENTRIES_PER_CALL]
-            response = self._client.put_events(Entries=self._entries(batch))
+            try:
+                response = self._client.put_events(Entries=self._entries(batch))
+            except (BotoCoreError, ClientError) as error:
+                logger.error(
+                    "PutEvents failed; its events and the later ones are left for a retry",
+                    extra={"error": type(error).__name__, "published": start, "left": len(events) - start},
+                )
+                return refused + events[start:]
             results = response.get("Entries") or []
             for index, event in enumerate(batch):
                 if index >= len(results) or results[index].get("ErrorCode"):
