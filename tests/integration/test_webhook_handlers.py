@@ -383,3 +383,16 @@ def test_a_put_events_error_on_a_later_call_publishes_the_earlier_calls_events_n
     assert deployment.consume(records) == {"batchItemFailures": []}
     again = deployment.on_the_bus()
     assert len(again) == 10, "the events EventBridge took the first time were published a second time"
+
+
+def test_a_delivery_of_a_bulk_import_is_accepted_whole(deployment: Deployment) -> None:
+    # Intuit aggregates a company's changes for up to 5 minutes and imposes no limit on a delivery's size
+    # or count; a company importing 12,000 transactions gets them in one delivery of about 3 MB, well
+    # within what API Gateway and Lambda hand the function. Anything but a 200 has Intuit retry it every
+    # 6 hours for ever and hold back every later delivery behind it.
+    delivery = [cloudevent(str(i), event_id=f"88cd52aa-33b6-4351-9aa4-{i:012d}") for i in range(12_000)]
+    answer = deployment.post(delivery)
+    assert answer["statusCode"] == 200, answer["body"]
+    assert json.loads(answer["body"]) == {"accepted": 12_000, "skipped": 0}
+    handed_off = [change for r in deployment.handed_off() for change in json.loads(r["body"])["changes"]]
+    assert len({change["event_id"] for change in handed_off}) == 12_000
