@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qbo_connect import intuit
 from qbo_connect.domain.webhooks import read_delivery, signature_of, signing_app
+from qbo_connect.webhook_runs import MAX_WEBHOOK_BODY_BYTES
 
 from bench.webhook_answer import LIMIT_MS, SizeResult, delivery
 
@@ -16,7 +17,7 @@ def test_a_delivery_is_n_readable_changes_with_fresh_ids_and_its_signature_verif
     assert (len(changes), skipped) == (1000, 0)
     assert len({c.event_id for c in changes} | {c.event_id for c in read_delivery(second)[0]}) == 2000
     assert signing_app(first, signature_of(first, "token"), {"app": "token"}) == "app"
-    assert len(first) < 1024 * 1024  # under the receiver's size limit
+    assert len(first) < MAX_WEBHOOK_BODY_BYTES  # under the receiver's size limit
 
 
 def test_the_floor_is_intuit_s_limit_and_a_failed_delivery_breaks_it():

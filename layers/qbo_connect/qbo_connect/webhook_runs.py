@@ -31,8 +31,12 @@ from qbo_connect.runtime import Services
 
 __all__ = ["WEBHOOK_PATH", "publish_batch", "receive"]
 
-# Far above what Intuit sends (entity IDs only), far below API Gateway's 10 MB.
-MAX_WEBHOOK_BODY_BYTES = 1024 * 1024
+# Intuit sets no limit on a delivery's size or count (it aggregates a company's changes for up to 5
+# minutes: a bulk import arrives as one delivery of megabytes), and answers anything but a 200 by
+# retrying the delivery for ever while holding back every later one. So every body that can reach the
+# function is read: Lambda takes at most 6 MB of event per synchronous invocation (API Gateway's 10 MB
+# never gets this far).
+MAX_WEBHOOK_BODY_BYTES = 6 * 1024 * 1024
 # Signed by Intuit and dropped unread (a whole delivery, or some of its entries): changes Intuit will not
 # send again, each an alarm (template.yaml, WebhookEntriesDroppedAlarm).
 PAYLOAD_UNREADABLE_METRIC = "WebhookPayloadUnreadable"

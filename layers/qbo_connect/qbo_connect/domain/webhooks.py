@@ -35,7 +35,9 @@ from qbo_connect.domain.connection import Connection
 from qbo_connect.ports import ConnectionEvent, EventPublisher
 
 ENTITY_CHANGED = "QuickBooks Entity Changed"
-MAX_CHANGES_PER_DELIVERY = 10_000
+# What the largest body the receiver reads can hold: legacy entity entries of about 80 bytes in 6 MB.
+# Not a limit on what Intuit sends (it sets none) but a bound on the work a signed body can ask for.
+MAX_CHANGES_PER_DELIVERY = 80_000
 
 _REALM = re.compile(intuit.REALM_ID_PATTERN)
 _ENTITY_NAME = re.compile(intuit.ENTITY_NAME_PATTERN)
