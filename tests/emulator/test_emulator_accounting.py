@@ -385,6 +385,30 @@ def test_query_by_last_updated_time_returns_only_what_changed_since(
     assert len(later["Customer"]) == 3  # the seeded ones, changed before
 
 
+def test_query_orders_by_last_updated_time_when_asked_and_by_id_otherwise(
+    intuit: Intuit, tokens: Tokens, clock: FakeClock
+) -> None:
+    token = tokens["access_token"]
+    first = intuit.api("/customer", token, method="POST", json={"DisplayName": "First"}).get_json()["Customer"]
+    clock.advance(5)
+    intuit.api("/customer", token, method="POST", json={"DisplayName": "Second"})
+    clock.advance(5)
+    intuit.api(
+        "/customer", token, method="POST", json={"Id": first["Id"], "SyncToken": first["SyncToken"], "sparse": True}
+    )
+
+    def names(text: str) -> list[str]:
+        return [c["DisplayName"] for c in intuit.query(text, token).get_json()["QueryResponse"]["Customer"]]
+
+    assert names("select * from Customer")[-2:] == ["First", "Second"]
+    assert names("select * from Customer ORDERBY Metadata.LastUpdatedTime")[-2:] == ["Second", "First"]
+    assert names("select * from Customer orderby MetaData.LastUpdatedTime DESC, Id startposition 1")[:2] == [
+        "First",
+        "Second",
+    ]
+    assert intuit.query("select * from Customer ORDERBY 'x'", token).status_code == 400
+
+
 def test_query_compares_numbers_as_numbers(intuit: Intuit, tokens: Tokens) -> None:
     token = tokens["access_token"]
     intuit.api("/customer", token, method="POST", json={"DisplayName": "Ten", "Balance": 10})

@@ -175,7 +175,9 @@ def run_query(realm_id: str) -> Response:
     if entity is None:
         raise ApiFault.query_error(f"QueryValidationError: Invalid context declaration : {query.entity}")
     company = _company(realm_id)
-    items = [_company_info(company)] if entity == COMPANY_INFO else company.book.select(entity, query.filters)
+    items = (
+        [_company_info(company)] if entity == COMPANY_INFO else company.book.select(entity, query.filters, query.order)
+    )
     now = emulator().now()
     if query.count:
         return json_response(count_body(len(items), now))
@@ -255,7 +257,7 @@ def _batch_item(realm_id: str, book, item: Any, now: float) -> dict[str, Any]:
         entity = ENTITY_PATHS.get(query.entity.lower())
         if entity is None:
             raise ApiFault.query_error(f"QueryValidationError: Invalid context declaration : {query.entity}")
-        found = book.select(entity, query.filters)
+        found = book.select(entity, query.filters, query.order)
         first = query.start_position - 1
         return {
             "QueryResponse": query_body(entity, found[first : first + query.max_results], query.start_position, now)[

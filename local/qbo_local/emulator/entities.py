@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import ApiFault
 from .facts import FaultCode
-from .query import Condition
+from .query import Condition, OrderKey, sort_key
 from .responses import address, intuit_date, meta_data
 
 CUSTOMER = "Customer"
@@ -107,12 +107,15 @@ class EntityBook:
             ]
             return changed + deleted
 
-    def select(self, entity: str, filters: Iterable[Condition]) -> list[dict[str, Any]]:
-        """Matching objects in Id order, like an unordered Intuit query."""
+    def select(self, entity: str, filters: Iterable[Condition], order: Iterable[OrderKey] = ()) -> list[dict[str, Any]]:
+        """Matching objects sorted by `order`; in Id order without one (or between equal keys)."""
         filters = tuple(filters)
         with self._lock:
-            ordered = sorted(self._items[entity].values(), key=lambda obj: int(obj["Id"]))
-            return [copy.deepcopy(obj) for obj in ordered if _matches(obj, filters)]
+            found = sorted(self._items[entity].values(), key=lambda obj: int(obj["Id"]))
+            found = [copy.deepcopy(obj) for obj in found if _matches(obj, filters)]
+        for key in reversed(tuple(order)):  # stable sorts, the last key first
+            found.sort(key=lambda obj: sort_key(_value(obj, key.field)), reverse=key.descending)
+        return found
 
     def count(self, entity: str) -> int:
         with self._lock:
@@ -274,16 +277,17 @@ def _id_and_sync_token(body: dict[str, Any]) -> tuple[str, str]:
 
 
 def _matches(obj: dict[str, Any], filters: tuple[Condition, ...]) -> bool:
-    for condition in filters:
-        value: Any = obj
-        for part in condition.field.split("."):
-            # Intuit's query fields are case-insensitive: Metadata.LastUpdatedTime reads MetaData.
-            value = _field(value, part) if isinstance(value, dict) else None
-        if isinstance(value, dict):  # a reference such as CustomerRef compares by its value
-            value = value.get("value")
-        if not condition.matches(value):
-            return False
-    return True
+    return all(condition.matches(_value(obj, condition.field)) for condition in filters)
+
+
+def _value(obj: dict[str, Any], dotted: str) -> Any:
+    value: Any = obj
+    for part in dotted.split("."):
+        # Intuit's query fields are case-insensitive: Metadata.LastUpdatedTime reads MetaData.
+        value = _field(value, part) if isinstance(value, dict) else None
+    if isinstance(value, dict):  # a reference such as CustomerRef compares by its value
+        value = value.get("value")
+    return value
 
 
 def _field(obj: dict[str, Any], name: str) -> Any:

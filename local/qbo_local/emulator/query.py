@@ -6,8 +6,9 @@
 Keywords and field names are case-insensitive (`Metadata.LastUpdatedTime` reads the MetaData object).
 <op> is =, <, >, <= or >=; a value is a quoted string, a number, true or false. Date-times compare as
 moments (any offset), numbers as numbers, anything else as text. A where clause it cannot read is a
-query error, as at Intuit, never silently ignored. orderby is accepted and ignored (results come in Id
-order).
+query error, as at Intuit, never silently ignored. `orderby <Field> [asc|desc][, ...]` sorts by those
+fields, compared as the where clause compares them; without it results come in Id order (Intuit
+documents no order for that case).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ MAX_RESULTS_LIMIT = intuit.QUERY_MAX_RESULTS
 
 _HEAD = re.compile(r"\s*select\s+(\*|count\(\s*\*\s*\))\s+from\s+(\w+)(.*)", re.IGNORECASE | re.DOTALL)
 _PAGING_TAIL = re.compile(r"\s+(startposition|maxresults)\s+(\d+)\s*;?\s*$", re.IGNORECASE)
-_ORDER_TAIL = re.compile(r"\s+order\s*by\s+[\w.,\s]+?\s*;?\s*$", re.IGNORECASE)
+_ORDER_TAIL = re.compile(r"\s+order\s*by\s+([\w.,\s]+?)\s*;?\s*$", re.IGNORECASE)
+_ORDER_KEY = re.compile(r"\s*([A-Za-z_][\w.]*)(?:\s+(asc|desc))?\s*", re.IGNORECASE)
 _WHERE = re.compile(r"\s+where\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
 _CONDITION = re.compile(
     r"""\s*([A-Za-z_][\w.]*)\s*(<=|>=|=|<|>)\s*(?:'((?:\\.|''|[^'\\])*)'|(true|false|-?\d+(?:\.\d+)?)\b)\s*""",
@@ -55,12 +57,19 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class OrderKey:
+    field: str  # a dotted path, e.g. Metadata.LastUpdatedTime
+    descending: bool = False
+
+
+@dataclass(frozen=True)
 class Query:
     entity: str  # as written; the caller maps it to a known entity
     count: bool
     filters: tuple[Condition, ...]
     start_position: int
     max_results: int
+    order: tuple[OrderKey, ...] = ()
 
 
 def parse(text: str) -> Query:
@@ -72,8 +81,10 @@ def parse(text: str) -> Query:
     while tail := _PAGING_TAIL.search(rest):
         paging.setdefault(tail.group(1).lower(), int(tail.group(2)))
         rest = rest[: tail.start()]
-    if order := _ORDER_TAIL.search(rest):
-        rest = rest[: order.start()]
+    order: tuple[OrderKey, ...] = ()
+    if tail := _ORDER_TAIL.search(rest):
+        order = tuple(_order_keys(tail.group(1)))
+        rest = rest[: tail.start()]
     filters: tuple[Condition, ...] = ()
     if where := _WHERE.fullmatch(rest):
         filters = tuple(_conditions(where.group(1)))
@@ -86,7 +97,29 @@ def parse(text: str) -> Query:
         filters=filters,
         start_position=max(1, paging.get("startposition", 1)),
         max_results=min(max(1, max_results), MAX_RESULTS_LIMIT),
+        order=order,
     )
+
+
+def _order_keys(text: str) -> list[OrderKey]:
+    keys = []
+    for part in text.split(","):
+        key = _ORDER_KEY.fullmatch(part)
+        if key is None:
+            raise ApiFault.query_error(f"cannot read the orderby field {part.strip()[:40]!r}")
+        keys.append(OrderKey(key.group(1), (key.group(2) or "").lower() == "desc"))
+    return keys
+
+
+def sort_key(value: Any) -> tuple[int, int, Any]:
+    """Orders values as the where clause compares them: numbers, then moments, then text; missing last."""
+    if value is None:
+        return (1, 0, "")
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    comparable = _comparable(str(value))
+    rank = 0 if isinstance(comparable, float) else 1 if isinstance(comparable, datetime) else 2
+    return (0, rank, comparable)
 
 
 def _conditions(where: str) -> list[Condition]:
