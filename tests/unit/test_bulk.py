@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from qbo_connect.bulk import ChangedObject, changed_since_query, with_queried
+from qbo_connect.bulk import ChangedObject, changed_since_page, changed_since_query, next_page_start, with_queried
 from qbo_connect.errors import InvalidInput
 
 
@@ -34,3 +34,31 @@ def test_queried_objects_complete_the_cdc_list_once_each_and_keep_its_deletions(
         ("2", True, None),  # a deletion stays a deletion
         ("3", False, "0"),  # what CDC left out is added
     ]
+
+
+def _changed_at(*moments: str) -> list[dict]:
+    return [{"Id": str(n), "MetaData": {"LastUpdatedTime": at}} for n, at in enumerate(moments, 1)]
+
+
+def test_each_page_asks_oldest_change_first() -> None:
+    page = changed_since_page("Invoice", datetime(2026, 5, 1, 17, tzinfo=UTC))
+    assert page.endswith("'2026-05-01T17:00:00+00:00' ORDERBY Metadata.LastUpdatedTime")
+
+
+def test_the_next_page_starts_at_the_newest_change_read_from_its_first_position() -> None:
+    since = datetime(2026, 5, 1, 17, tzinfo=UTC)
+    page = _changed_at("2026-05-01T10:00:00-07:00", "2026-05-01T10:00:09.250-07:00")  # Intuit's Pacific times
+    assert next_page_start(page, since, 1) == (datetime(2026, 5, 1, 17, 0, 9, tzinfo=UTC), 1)
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        _changed_at("2026-05-01T17:00:05Z", "2026-05-01T17:00:05Z"),  # one second: starting there reads it again
+        _changed_at("2026-05-01T17:00:09Z", "2026-05-01T17:00:05Z"),  # not in the order asked for
+        [{"Id": "1"}, *_changed_at("2026-05-01T17:00:09Z")],  # a time it cannot read
+    ],
+)
+def test_a_page_it_cannot_start_after_by_time_is_stepped_over_by_position(page) -> None:
+    since = datetime(2026, 5, 1, 17, tzinfo=UTC)
+    assert next_page_start(page, since, 1001) == (since, 1001 + len(page))

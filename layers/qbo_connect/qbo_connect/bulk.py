@@ -102,6 +102,37 @@ def changed_since_query(entity: str, since: datetime) -> str:
     return f"select * from {entity} where Metadata.LastUpdatedTime >= '{moment}'"  # noqa: S608
 
 
+def changed_since_page(entity: str, since: datetime) -> str:
+    """One page's query for what changed since a moment, oldest change first (catch_up pages from the last
+    change it saw, so it needs the order; without ORDERBY Intuit promises none)."""
+    return f"{changed_since_query(entity, since)} ORDERBY Metadata.LastUpdatedTime"
+
+
+def last_updated(item: Mapping[str, Any]) -> datetime | None:
+    """An object's MetaData.LastUpdatedTime in UTC, whole seconds (what a query's condition compares), or None."""
+    meta = item.get("MetaData") or item.get("Metadata")
+    text = meta.get("LastUpdatedTime") if isinstance(meta, Mapping) else None
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(microsecond=0) if moment.tzinfo else None
+
+
+def next_page_start(items: Sequence[Mapping[str, Any]], since: datetime, position: int) -> tuple[datetime, int]:
+    """Where the page after a full one starts: at its newest change, from the first position, so that an
+    object deleted or changed again meanwhile moves nothing past what was read (a changed one comes again,
+    newer). A page whose changes all fall in one second (starting there would read it again), or that
+    Intuit did not sort, is stepped over by position instead."""
+    moments = [last_updated(item) for item in items]
+    if moments and None not in moments:
+        in_order = all(a <= b for a, b in itertools.pairwise(moments))
+        oldest, newest = moments[0], moments[-1]
+        if in_order and oldest < newest and newest > since.replace(microsecond=0):
+            return newest, 1
+    return since, position + len(items)
+
+
 def with_queried(entity: str, listed: list[ChangedObject], queried: Iterable[dict[str, Any]]) -> list[ChangedObject]:
     """CDC's list completed with the objects a query found: one entry per Id, the queried (current) version
     of a live object, CDC's entry for a deleted one."""

@@ -51,8 +51,9 @@ from qbo_connect.bulk import (
     as_utc,
     batch_items,
     cdc_params,
-    changed_since_query,
+    changed_since_page,
     chunks,
+    next_page_start,
     not_done,
     parse_batch,
     parse_cdc,
@@ -365,10 +366,21 @@ class QuickBooksClient:
             part = self.change_data_capture([name], last_processed)
             merged[name] = part.changes.get(name, [])
             if part.truncated:
-                queried = self.query(changed_since_query(name, since), page_size=QUERY_MAX_RESULTS)
-                merged[name] = with_queried(name, merged[name], queried)
+                merged[name] = with_queried(name, merged[name], self._changed_since(name, since))
                 paged.append(name)
         return ChangeSet(since, merged, paged_by_query=tuple(paged))
+
+    def _changed_since(self, entity: str, since: datetime) -> Iterator[dict[str, Any]]:
+        """Every object of `entity` changed since `since`, oldest change first, each page read from the newest
+        change of the one before (bulk.next_page_start), never from a fixed position in a list that moves."""
+        position = 1
+        while True:
+            statement = f"{changed_since_page(entity, since)} STARTPOSITION {position} MAXRESULTS {QUERY_MAX_RESULTS}"
+            items = _query_items(self._query(statement))
+            yield from items
+            if len(items) < QUERY_MAX_RESULTS:
+                return
+            since, position = next_page_start(items, since, position)
 
     def batch(self, operations: Sequence[BatchOperation]) -> list[BatchResult]:
         """Run the operations in Intuit's batch requests of at most BATCH_MAX_OPERATIONS each, in order.
