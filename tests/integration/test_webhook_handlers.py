@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from fakes import FakeClock
 from moto import mock_aws
 from qbo_connect import intuit, runtime, webhook_runs
-from qbo_connect.adapters.dynamodb_store import create_table
+from qbo_connect.adapters.dynamodb_store import STATE_TTL_ATTRIBUTE, create_table
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.webhooks import signature_of
 from qbo_connect.runtime import build_services
@@ -396,3 +396,43 @@ def test_a_delivery_of_a_bulk_import_is_accepted_whole(deployment: Deployment) -
     assert json.loads(answer["body"]) == {"accepted": 12_000, "skipped": 0}
     handed_off = [change for r in deployment.handed_off() for change in json.loads(r["body"])["changes"]]
     assert len({change["event_id"] for change in handed_off}) == 12_000
+
+
+def _dynamodb_ttl_sweeps(deployment: Deployment, now: float) -> None:
+    """What DynamoDB's TTL does in AWS (moto never does it): items whose TTL has passed are deleted."""
+    table = deployment.session.resource("dynamodb").Table(TABLE)
+    for item in table.scan()["Items"]:
+        if STATE_TTL_ATTRIBUTE in item and int(item[STATE_TTL_ATTRIBUTE]) < now:
+            table.delete_item(Key={"pk": item["pk"]})
+
+
+def test_a_message_redriven_from_the_dead_letter_queue_publishes_nothing_twice(
+    deployment: Deployment, fake_time: FakeClock, monkeypatch
+) -> None:
+    # EventBridge takes the first change's events and refuses the second's, five receives in a row: SQS
+    # parks the message in the dead-letter queue (kept 14 days from its first enqueue). The operator
+    # fixes the bus after a week and a half and redrives it, as the alarm's runbook says.
+    deployment.post([cloudevent("145"), cloudevent("146")])
+    records = deployment.handed_off()
+    events_client = runtime.services().events._client
+    real_put_events = events_client.put_events
+
+    def refusing_the_second_change(**kwargs):
+        entries = kwargs["Entries"]
+        taken = [e for e in entries if json.loads(e["Detail"])["entity_id"] == "145"]
+        answer = real_put_events(Entries=taken)["Entries"]
+        refused = [{"ErrorCode": "InternalFailure", "ErrorMessage": "x"}] * (len(entries) - len(taken))
+        return {"FailedEntryCount": len(refused), "Entries": answer + refused}
+
+    monkeypatch.setattr(events_client, "put_events", refusing_the_second_change)
+    for _ in range(5):
+        with pytest.raises(BatchProcessingError):
+            deployment.consume(records)
+        fake_time.advance(WEBHOOK_VISIBILITY_SECONDS)
+    assert sorted(e["detail"]["entity_id"] for e in deployment.on_the_bus()) == ["145", "145"]
+
+    monkeypatch.setattr(events_client, "put_events", real_put_events)
+    fake_time.advance(10 * 86400)
+    _dynamodb_ttl_sweeps(deployment, fake_time.now())
+    assert deployment.consume(records) == {"batchItemFailures": []}  # the redriven message
+    assert sorted(e["detail"]["entity_id"] for e in deployment.on_the_bus()) == ["146", "146"]

@@ -592,6 +592,16 @@ def test_a_webhook_claim_outlives_its_publisher_and_goes_stale_before_sqs_hands_
     assert consumer["Timeout"] < stale < visibility - latest_claim
 
 
+def test_a_webhook_message_redriven_at_the_end_of_its_dead_letter_retention_publishes_nothing_twice(template):
+    """A message the consumer failed five times (EventBridge took some of its changes, refused others) is
+    parked in the dead-letter queue, whose retention counts from its first enqueue. The alarm's runbook
+    says to redrive it and that duplicates are skipped: the claims of the changes it did publish must
+    still be there when it comes back, on the last day of that retention plus a day to act."""
+    dead_letters = template["Resources"]["WebhookDeadLetterQueue"]["Properties"]
+    remembered = Settings(table_name="connections").webhook_dedup_seconds
+    assert remembered >= int(dead_letters["MessageRetentionPeriod"]) + 86400
+
+
 def test_only_the_refresh_function_divides_the_write_budget_among_its_instances(template):
     # A token, test or admin request writes at most once: holding it to 1/50 of the budget (0.8/s) made
     # a second cold request on a warm instance wait more than a second for nothing.
