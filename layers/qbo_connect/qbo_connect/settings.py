@@ -17,6 +17,7 @@ from qbo_connect.domain.metering import Allowances
 
 # The template's AdminGroupName default (tests/unit/test_template.py keeps the two equal).
 DEFAULT_ADMIN_GROUP = "qbo-connect-admins"
+WEBHOOK_DEDUP_SECONDS = 15 * 86400
 
 
 class SettingsError(ValueError):
@@ -84,8 +85,10 @@ class Settings:
         region = self.admin_user_pool_id.partition("_")[0]
         return f"https://cognito-idp.{region}.amazonaws.com/"
 
-    # How long a webhook event ID is remembered (Intuit retries a delivery for days, every 6 hours).
-    webhook_dedup_seconds: int = 7 * 86400
+    # How long a webhook event ID is remembered: longer than the webhook dead-letter queue keeps a message
+    # (template.yaml, 14 days from its first enqueue) plus a day to act, so that a message redriven on its
+    # last day still finds the claims of the changes it published (and Intuit's retries, every 6 hours).
+    webhook_dedup_seconds: int = WEBHOOK_DEDUP_SECONDS
     # How long a webhook change's claim protects a publisher that has not finished it. Longer than the
     # webhook events function runs (template.yaml, 30 s), so a live publisher is never overtaken; shorter
     # than the webhook queue's visibility timeout less that run (180 - 30 s), so SQS's redelivery of a
@@ -227,7 +230,7 @@ class Settings:
             admin_console_client_id=text("QBO_ADMIN_CONSOLE_CLIENT_ID"),
             cognito_endpoint_url=text("QBO_COGNITO_ENDPOINT_URL"),
             admin_group=text("QBO_ADMIN_GROUP", DEFAULT_ADMIN_GROUP),
-            webhook_dedup_seconds=number("QBO_WEBHOOK_DEDUP_SECONDS", 7 * 86400),
+            webhook_dedup_seconds=number("QBO_WEBHOOK_DEDUP_SECONDS", WEBHOOK_DEDUP_SECONDS),
             webhook_claim_stale_seconds=number("QBO_WEBHOOK_CLAIM_STALE_SECONDS", 60),
             metering_flush_seconds=number("QBO_METERING_FLUSH_SECONDS", 60.0, float, zero_allowed=True),
             metering_allowances=allowances(

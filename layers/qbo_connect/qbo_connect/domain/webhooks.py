@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection
 from qbo_connect.ports import ConnectionEvent, EventPublisher
+from qbo_connect.settings import WEBHOOK_DEDUP_SECONDS
 
 ENTITY_CHANGED = "QuickBooks Entity Changed"
 # What the largest body the receiver reads can hold: legacy entity entries of about 80 bytes in 6 MB.
@@ -276,7 +277,7 @@ class WebhookRouting:
         publisher: StrictPublisher,
         clock,
         *,
-        dedup_seconds: int = 7 * 86400,
+        dedup_seconds: int = WEBHOOK_DEDUP_SECONDS,
         stale_claim_seconds: int = 60,
     ) -> None:
         self._connections = connections
