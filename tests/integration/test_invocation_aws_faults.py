@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from typing import Any
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.retries.standard import ExponentialBackoff
+from fakes import FakeClock
 from jsonschema import Draft202012Validator
-from qbo_connect import runtime
+from qbo_connect import intuit, runtime
 from qbo_connect.client import QuickBooksClient
 from qbo_connect.errors import ErrorCode, QboConnectError
 from qbo_connect.runtime import build_services
+from qbo_connect.token_access import RECHECK_SECONDS
 from test_admin_api import admin_event, admin_function
 from test_handlers import CONNECTION_ID, REGION, ROOT, LambdaContext, stack, test_function, token_function
 
@@ -224,3 +227,41 @@ class _Route:
 
     def __init__(self, step) -> None:
         self.handler = lambda _payload, _context: step()
+
+
+# --- a warm workflow: its cached token's once-a-minute check meets AWS refusing ---------------------------------
+def test_a_cached_token_whose_check_aws_refuses_is_served_and_checked_again_a_minute_later(stack, monkeypatch):
+    # Before the check existed a warm workflow called no AWS at all for its token's hour. A GetItem that DynamoDB
+    # throttles past botocore's retries must not turn a token the process holds, valid and current a minute ago,
+    # into failed requests: it is served as before, and the check is made again a minute later, not at every
+    # request (each would wait out botocore's retries while holding the connection's lock).
+    stack.create_connection()
+    stack.connect()
+    event, shape = FAULTS["the table's throughput is exceeded on GetItem"]
+    refuses = AwsRefuses(shape.status, shape.error_type, shape.message, shape.content_type)
+    armed = False
+    session = boto3.Session(region_name=REGION)
+    session.events.register_first(event, lambda request, **kw: refuses(request, **kw) if armed else None)
+    clock = FakeClock(time.time())
+    monkeypatch.setattr(runtime, "_services", build_services(session=session, clock=clock))
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
+    qbo = QuickBooksClient.for_connection(CONNECTION_ID)
+    assert qbo.company_info()["CompanyName"]
+
+    armed = True
+    clock.advance(RECHECK_SECONDS)
+    for _ in range(3):
+        assert qbo.company_info()["CompanyName"]  # the token it holds, still valid
+    assert refuses.calls > 1, "the check was not tried (botocore retries it before giving up)"
+    tried = refuses.calls
+    clock.advance(RECHECK_SECONDS / 2)
+    assert qbo.company_info()["CompanyName"]
+    assert refuses.calls == tried, "a failed check was tried again at once"
+
+    armed = False
+    stack.http.post(intuit.REVOCATION_URL, status=200)
+    runtime.services().admin.reset(CONNECTION_ID, actor="test")
+    clock.advance(RECHECK_SECONDS / 2)
+    with pytest.raises(QboConnectError) as raised:
+        qbo.company_info()
+    assert raised.value.code is ErrorCode.NOT_CONNECTED  # the check is back, and sees the reset
