@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qbo_connect import intuit, invocation
+from qbo_connect.adapters.aws_faults import AWS_ERRORS, is_transient, refusal
 from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshTimings, TokenLifecycle
-from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput, QboConnectError
+from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput, QboConnectError, VaultUnavailable
 from qbo_connect.invocation import error_body, invocation_end
 from qbo_connect.observability import logger
 from qbo_connect.ports import Clock, ConnectionStore
@@ -231,7 +232,24 @@ class TokenAccess:
             cached = self._cache.get(connection_id)
         if cached is None or cached.access.seconds_valid(now) < min_valid_seconds:
             return None
-        connection = self._store.get(connection_id)
+        try:
+            connection = self._store.get(connection_id)
+        except (*AWS_ERRORS, VaultUnavailable) as error:
+            if not isinstance(error, VaultUnavailable) and not is_transient(error):
+                raise
+            # AWS throttling or failing past botocore's retries: the token was current a minute ago and is
+            # still valid, so it serves as it did before the check existed; the check is tried again in a
+            # minute rather than at every request, each of which would wait out the retries under the lock.
+            logger.warning(
+                "Could not check the cached token against the stored state; serving it and checking later",
+                extra={
+                    "connection_id": connection_id,
+                    "error": str(error) if isinstance(error, VaultUnavailable) else refusal(error),
+                },
+            )
+            with self._lock:
+                cached.checked_at = now
+            return cached.access
         if (
             connection is None
             or connection.status is not ConnectionStatus.CONNECTED
