@@ -535,13 +535,15 @@ def _confirmed(connection: Connection, yes: bool, action: str, consequence: str)
 @click.option("--yes", is_flag=True, help="Don't ask for confirmation.")
 @pass_invocation
 def reset(invocation: Invocation, name_or_id: str, yes: bool) -> None:
-    """Revoke the connection's tokens at Intuit and disconnect it; keeps the client secret."""
+    """Clear the connection's tokens and revoke them at Intuit (unless another connection uses the same app on
+    the same company); keeps the client secret."""
     invocation.require_clock_agreement()
     connection = _confirmed(
         invocation.services.admin.find(name_or_id),
         yes,
         "Reset",
-        "Its tokens are revoked and workflows lose access until a company administrator connects it again",
+        "Its tokens are cleared (and revoked at Intuit unless another connection uses this app on the same "
+        "company) and workflows lose access until a company administrator connects it again",
     )
     saved = invocation.services.admin.reset(connection.connection_id, actor=invocation.actor)
     if invocation.wants_json:
@@ -559,13 +561,15 @@ def reset(invocation: Invocation, name_or_id: str, yes: bool) -> None:
 @click.option("--yes", is_flag=True, help="Don't ask for confirmation.")
 @pass_invocation
 def delete(invocation: Invocation, name_or_id: str, yes: bool) -> None:
-    """Revoke the connection's tokens, then delete it and its secret."""
+    """Revoke the connection's tokens (unless another connection uses the same app on the same company), then
+    delete it and its secret."""
     invocation.require_clock_agreement()
     connection = _confirmed(
         invocation.services.admin.find(name_or_id),
         yes,
         "Delete",
-        "Its tokens are revoked and its client secret is deleted; this cannot be undone",
+        "Its tokens (revoked at Intuit unless another connection uses this app on the same company) and its "
+        "client secret are deleted; this cannot be undone",
     )
     revocation = invocation.services.admin.delete(connection.connection_id, actor=invocation.actor)
     if invocation.wants_json:

@@ -412,7 +412,7 @@
   }
 
   async function reset() {
-    if (!confirm(`Reset "${current.name}"? Its tokens are revoked at Intuit and workflows lose access until it is connected again.`)) return;
+    if (!confirm(`Reset "${current.name}"? Its tokens are cleared, and revoked at Intuit unless another connection uses this app on the same company; workflows lose access until it is connected again.`)) return;
     await action($("reset"), async () => render(await api("POST", path("/reset"), {})));
   }
 
