@@ -520,3 +520,33 @@ def test_a_reset_or_delete_leaves_another_connection_to_the_same_company_working
     assert revocation == "not revoked: connection 'Acme Books reports' uses this app on the same company"
     _due(world)
     assert world.lifecycle.refresh(sibling.connection_id).outcome is RefreshOutcome.REFRESHED
+
+
+def _lag_the_realm_index(store) -> None:
+    """DynamoDB's by-realm index is eventually consistent: from now on it answers with the items as they are now,
+    while GetItem reads the table (the in-memory store's and moto's indexes never lag)."""
+    seen = {c.connection_id: c for c in store.list()}
+
+    def find_by_realm(realm_id, *, client_id=None):
+        return [c for c in seen.values() if c.realm_id == realm_id and (client_id is None or c.client_id == client_id)]
+
+    store.find_by_realm = find_by_realm
+
+
+@pytest.mark.parametrize("action", ["reset", "delete"])
+def test_a_reset_or_delete_reads_a_sibling_as_it_is_not_as_the_lagging_realm_index_still_shows_it(world, action):
+    # The sibling is pinned to the company and was reset; a company administrator connects it again moments
+    # before the reset, while the index still shows it not connected. A revocation would disconnect it.
+    connection = world.connected("Acme Books")
+    sibling = world.connected("Acme Books reports")
+    world.administration.reset(sibling.connection_id)  # nothing revoked: Acme Books holds the app
+    _lag_the_realm_index(world.store)
+    world.connect(sibling.connection_id, realm_id=REALM)
+
+    outcome = getattr(world.administration, action)(connection.connection_id)
+
+    revocation = outcome.last_revocation if action == "reset" else outcome
+    assert world.identity.revocation_calls == 0
+    assert revocation == "not revoked: connection 'Acme Books reports' uses this app on the same company"
+    _due(world)
+    assert world.lifecycle.refresh(sibling.connection_id).outcome is RefreshOutcome.REFRESHED
