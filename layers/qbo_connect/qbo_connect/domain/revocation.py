@@ -43,8 +43,19 @@ def _other_holder(
 ) -> Connection | None:
     if not realm_id:
         return None
-    holders = store.find_by_realm(realm_id, client_id=client_id)
-    return next((c for c in holders if c.connection_id != connection_id and c.status in _HOLDS_A_LIVE_GRANT), None)
+    for listed in store.find_by_realm(realm_id, client_id=client_id):
+        if listed.connection_id == connection_id:
+            continue
+        # The index lags its table: it finds who may hold the company; each one's own item (a consistent read)
+        # says whether it holds it now, so a sibling connected a moment ago is not taken as not connected.
+        current = store.get(listed.connection_id)
+        if (
+            current is not None
+            and (current.realm_id, current.client_id) == (realm_id, client_id)
+            and current.status in _HOLDS_A_LIVE_GRANT
+        ):
+            return current
+    return None
 
 
 # Not connected (new or reset) holds no grant; needs_reauthorization holds one Intuit already ended.
