@@ -639,7 +639,9 @@ def token_read_section(results: dict[str, Any]) -> str:
     return f"""## Token read
 
 `qbo_connect.token_access.get_access_token(connection_id)` for a connected eager connection, on moto in
-process. From the cache: {token["cached_calls"]:,} calls, each timed alone. On a cold cache (the cache
+process. From the cache: {token["cached_calls"]:,} calls, each timed alone, all within a minute of the cache's
+last check (a token cached longer costs one `GetItem` once a minute, to see a reset, delete or reconnect; the
+read that makes it waits for that call). On a cold cache (the cache
 forgotten before each of {token["cold_calls"]} calls, as in a new container): the AWS calls per read,
 counted by the same botocore hook: one `GetItem` and one `GetSecretValue`, no refresh because the
 schedule keeps the stored token valid. The cold times are moto's in-process times, not AWS's.
