@@ -207,6 +207,20 @@ def test_import_into_a_connected_connection_takes_over_the_grant_and_revokes_not
     assert world.admin.test(connection.connection_id).as_json()["ok"]
 
 
+def test_replacing_a_live_grant_by_import_needs_the_company_named(world):
+    # The pinned company stands in for a missing company ID on a new connection; replacing a working grant
+    # on that assumption could store another company's tokens in its place.
+    connection = world.connected()
+    before = world.vault.read(connection.connection_id).token_set
+    exported = _outside_tools_refresh_token(world)
+
+    with pytest.raises(InvalidInput, match="company ID"):
+        world.admin.import_tokens(connection.connection_id, ImportedTokens(exported), actor=ACTOR)
+
+    assert world.vault.read(connection.connection_id).token_set == before
+    assert world.identity.refresh_calls == 0
+
+
 def test_the_list_says_what_needs_a_person(world):
     fine = world.create_connection("Fine")
     world.identity.refresh_seconds = 10 * 365 * DAY  # its rolling expiry stays beyond the hard one below
