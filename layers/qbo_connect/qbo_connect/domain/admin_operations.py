@@ -349,6 +349,13 @@ class AdminOperations:
             )
         if not (realm_id or connection.realm_id):
             raise InvalidInput("Give the company ID (realm ID) the tokens belong to: Intuit's token answer has none")
+        if realm_id is None and connection.status is not ConnectionStatus.NOT_CONNECTED:
+            # The tokens replace a grant: the company they belong to is said, not assumed from the pin.
+            raise InvalidInput(
+                f"The connection is {connection.status.value}: give the company ID the tokens belong to "
+                f"({connection.realm_id} if they are for the same company), so that another company's tokens "
+                "cannot replace its grant"
+            )
         if not connection.has_client_secret:
             raise InvalidInput("Set the connection's client secret first: the refresh needs it")
         return connection
