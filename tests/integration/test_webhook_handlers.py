@@ -22,6 +22,7 @@ from qbo_connect.adapters.dynamodb_store import STATE_TTL_ATTRIBUTE, create_tabl
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.webhooks import signature_of
 from qbo_connect.runtime import build_services
+from qbo_local.faults import StrictSqs
 from qbo_local.template import load_template
 from test_handlers import LambdaContext, _load_handler, lambda_environment
 
@@ -303,6 +304,28 @@ def test_a_large_delivery_is_handed_off_in_few_messages(deployment: Deployment) 
     records = deployment.handed_off()
     assert len(records) == 10  # 100 changes a message
     assert sum(len(json.loads(r["body"])["changes"]) for r in records) == 1000
+
+
+def test_a_delivery_of_changes_with_long_ids_fits_sqs_s_size_limits(deployment: Deployment, monkeypatch) -> None:
+    # Intuit's IDs are not bounded by what we have seen: the receiver reads CloudEvents IDs up to 256
+    # characters and entity IDs up to 128. 1,000 such changes are some 590 KB of SQS messages, past the
+    # 256 KiB that SendMessageBatch takes (and a queue made before August 2025 takes per message): AWS
+    # refuses the whole call (BatchRequestTooLong), the delivery is answered 503, and Intuit retries it
+    # for ever while holding back every later delivery.
+    queue = runtime.services().webhook_queue
+    strict = StrictSqs(queue._client)
+    monkeypatch.setattr(queue, "_client", strict)
+    long_ids = [
+        cloudevent(f"{i:04d}".rjust(128, "7"), event_id=f"{i:04d}-" + "e" * 251, kind="purchaseorder.updated")
+        for i in range(1000)
+    ]
+
+    answer = deployment.post(long_ids)
+
+    assert answer["statusCode"] == 200, answer["body"]
+    assert json.loads(answer["body"]) == {"accepted": 1000, "skipped": 0}
+    handed_off = [change for r in deployment.handed_off() for change in json.loads(r["body"])["changes"]]
+    assert sorted(change["event_id"] for change in handed_off) == sorted(event["id"] for event in long_ids)
 
 
 class LambdaTimedOut(BaseException):

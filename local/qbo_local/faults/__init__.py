@@ -2,11 +2,13 @@
 
 - FaultProxy / ProxyFault: a loopback TCP proxy that delays, trickles, drops or resets one HTTP exchange at a time.
 - StrictSecretsManager: a Secrets Manager client (moto) that fails, throttles and enforces the version quota as AWS does.
+- StrictSqs: an SQS client (moto) that refuses messages and batches over SQS's size limits as AWS does.
 - StrictCognito: moto's server with Cognito's SRP sign-in checked as Cognito checks it, and its clients' auth flows.
 """
 
 from .proxy import FaultProxy, ProxyFault
 from .secrets_quota import StrictSecretsManager
 from .strict_cognito import StrictCognito, moto_cognito_backend
+from .strict_sqs import StrictSqs
 
-__all__ = ["FaultProxy", "ProxyFault", "StrictCognito", "StrictSecretsManager", "moto_cognito_backend"]
+__all__ = ["FaultProxy", "ProxyFault", "StrictCognito", "StrictSecretsManager", "StrictSqs", "moto_cognito_backend"]

@@ -36,16 +36,15 @@ Everything else passes through to the wrapped client untouched.
 from __future__ import annotations
 
 import collections
-import json
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from email.utils import formatdate
 from typing import Any
 
 from botocore.exceptions import ClientError
-from botocore.parsers import create_parser
+
+from .aws_errors import client_error
 
 DAY_SECONDS = 24 * 60 * 60
 _STATUS = {
@@ -170,25 +169,4 @@ class StrictSecretsManager:
         }
 
     def _error(self, code: str, message: str) -> ClientError:
-        """The exception botocore raises for this error answer: the client's own parser reads a JSON body."""
-        status = _STATUS[code]
-        body = json.dumps({"__type": code, "Message": message}).encode()
-        answer = {
-            "status_code": status,
-            "headers": {
-                "x-amzn-requestid": str(uuid.uuid4()),
-                "content-type": "application/x-amz-json-1.1",
-                "content-length": str(len(body)),
-                "date": formatdate(usegmt=True),
-            },
-            "body": body,
-        }
-        service = self._client.meta.service_model
-        operation = service.operation_model("PutSecretValue")
-        parser = create_parser(service.protocol)
-        parsed = parser.parse(answer, operation.output_shape)
-        modeled = service.shape_for_error_code(code)
-        if modeled is not None:  # as botocore's endpoint does: the error's own fields, e.g. Message
-            parsed.update(parser.parse(answer, modeled))
-        parsed["ResponseMetadata"]["RetryAttempts"] = 0
-        return self._client.exceptions.from_code(code)(parsed, operation.name)
+        return client_error(self._client, "PutSecretValue", code, message, _STATUS[code])
