@@ -6,8 +6,13 @@ import json
 
 from qbo_connect.observability import logger
 
-_MAX_BATCH = 10  # SQS SendMessageBatch limit
-MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
+# SQS's limits, for both queues' adapters.
+MAX_BATCH_ENTRIES = 10  # messages per SendMessageBatch
+MAX_DELAY_SECONDS = 900  # DelaySeconds
+# Bytes per message and per SendMessageBatch (the sum of its messages) that every queue takes: 256 KiB,
+# SQS's limit for both until August 2025 and still that of a queue created before then (since then AWS
+# allows 1 MiB, and 1 MiB is a new queue's default MaximumMessageSize). The smaller one holds anywhere.
+MAX_PAYLOAD_BYTES = 262_144
 
 
 class SqsRefreshQueue:
@@ -18,8 +23,8 @@ class SqsRefreshQueue:
     def enqueue(self, connection_ids: list[str], *, delay_seconds: int = 0) -> int:
         delay = max(0, min(int(delay_seconds), MAX_DELAY_SECONDS))
         sent = 0
-        for start in range(0, len(connection_ids), _MAX_BATCH):
-            batch = connection_ids[start : start + _MAX_BATCH]
+        for start in range(0, len(connection_ids), MAX_BATCH_ENTRIES):
+            batch = connection_ids[start : start + MAX_BATCH_ENTRIES]
             response = self._client.send_message_batch(
                 QueueUrl=self._queue_url,
                 Entries=[
