@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from test_client import FakeTokens, ScriptedSession, Sent, Sleeps, client_for, response
+from qbo_connect import intuit
+from test_client import FakeTokens, ScriptedSession, Sent, Sleeps, client_for, fault, response
 
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
 _QUERY = re.compile(
@@ -91,3 +92,54 @@ def test_an_object_changed_again_while_catch_up_pages_comes_back_in_its_newest_v
     caught = _caught_up(company)
     assert set(caught) == set(company.invoices)
     assert caught["7"]["PrivateNote"] == caught["1500"]["PrivateNote"] == "v2"
+
+
+class SlowCompany:
+    """Intuit's CDC and query over a few entities, each answer taking `seconds_per_call` of a clock the
+    client shares. CDC refuses a changedSince older than its 30 days when the call arrives (400, as the
+    emulator does): Intuit keeps changes 30 days and documents nothing older."""
+
+    def __init__(self, now: float, changed: dict[str, list[dict[str, Any]]], seconds_per_call: float) -> None:
+        self.now, self.changed, self.seconds_per_call = now, changed, seconds_per_call
+        self.cdc_asked: list[str] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def answer(self, sent: Sent):
+        arrived, self.now = self.now, self.now + self.seconds_per_call
+        if sent.path.endswith("/cdc"):
+            since = datetime.fromisoformat(sent.params["changedSince"])
+            if since.timestamp() < arrived - intuit.CDC_WINDOW_SECONDS:
+                detail = "changedSince must be within the last 30 days"
+                return response(400, fault("2010", "Request has invalid or unsupported property", detail))
+            (entity,) = sent.params["entities"].split(",")
+            self.cdc_asked.append(entity)
+            listed = [{**item, "MetaData": {"LastUpdatedTime": since.isoformat()}} for item in self.changed[entity]]
+            return response(200, {"CDCResponse": [{"QueryResponse": [{entity: listed}]}], "time": "t"})
+        entity = sent.params["query"].split()[3]
+        return response(200, {"QueryResponse": {entity: self.changed[entity]} if self.changed[entity] else {}})
+
+
+def test_a_catch_up_from_just_inside_cdc_s_window_is_not_refused_halfway_through() -> None:
+    # A consumer catches up from a moment 5 s inside the 30 days. Each call takes Intuit 10 s: by the second
+    # entity the moment has left the window. The first entity's call (a metered read) was made already.
+    now = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
+    since = now - intuit.CDC_WINDOW_SECONDS + 5
+    company = SlowCompany(
+        now,
+        {name: [{"Id": "1", "SyncToken": "0", "Name": name}] for name in ("Invoice", "Customer", "Vendor")},
+        seconds_per_call=10,
+    )
+    client = client_for(ScriptedSession(handler=company.answer), FakeTokens(), Sleeps())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("qbo_connect.client.time.time", company.clock)
+        caught = client.catch_up(["Invoice", "Customer", "Vendor"], since)
+
+    assert {name: [c.entity_id for c in changes] for name, changes in caught.changes.items()} == {
+        "Invoice": ["1"],
+        "Customer": ["1"],
+        "Vendor": ["1"],
+    }
+    assert company.cdc_asked == ["Invoice"]  # no CDC call Intuit would refuse
+    assert caught.paged_by_query == ("Customer", "Vendor")  # read by query: their deletions are not listed
