@@ -64,15 +64,24 @@ def cdc_params(
     if not names or not all(isinstance(n, str) and ENTITY_NAME.fullmatch(n) for n in names):
         raise InvalidInput("entities is a list of QuickBooks entity names, such as ['Invoice', 'Customer']")
     since = as_utc(changed_since)
-    oldest = now - intuit.CDC_WINDOW_SECONDS
-    if since.timestamp() < oldest:
+    if not within_cdc_window(since, now=now):
         raise InvalidInput(
             f"changed_since {since.isoformat()} is more than {intuit.CDC_WINDOW_SECONDS // 86400} days ago, past "
             "Intuit's change data capture window: read the entities with query() instead, then catch up from now"
         )
     if since.timestamp() > now + 300:
         raise InvalidInput(f"changed_since {since.isoformat()} is in the future")
-    return since, {"entities": ",".join(names), "changedSince": since.isoformat(timespec="seconds")}
+    return since, cdc_query(names, since)
+
+
+def within_cdc_window(since: datetime, *, now: float) -> bool:
+    """Whether Intuit's CDC still answers for changes since `since` at `now` (it keeps them 30 days)."""
+    return since.timestamp() >= now - intuit.CDC_WINDOW_SECONDS
+
+
+def cdc_query(names: Sequence[str], since: datetime) -> dict[str, str]:
+    """CDC's parameters for checked entity names and moment."""
+    return {"entities": ",".join(names), "changedSince": since.isoformat(timespec="seconds")}
 
 
 def parse_cdc(body: Mapping[str, Any], entities: Sequence[str], since: datetime) -> ChangeSet:

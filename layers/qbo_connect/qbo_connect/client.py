@@ -48,9 +48,9 @@ from qbo_connect.bulk import (
     BatchResult,
     ChangedObject,
     ChangeSet,
-    as_utc,
     batch_items,
     cdc_params,
+    cdc_query,
     changed_since_page,
     chunks,
     next_page_start,
@@ -58,6 +58,7 @@ from qbo_connect.bulk import (
     parse_batch,
     parse_cdc,
     with_queried,
+    within_cdc_window,
 )
 from qbo_connect.domain.connection import validate_connection_id
 from qbo_connect.domain.metering import UsageKey, UsageMeter, call_kinds
@@ -348,27 +349,34 @@ class QuickBooksClient:
         Deleted objects come back with `deleted=True`. `truncated` says Intuit's answer hit its 1,000-object
         limit: catch_up() reads past it, which is what to use when that can happen."""
         since, params = cdc_params(entities, changed_since, now=time.time())
-        body = self.request("GET", "cdc", params=params)
-        return parse_cdc(body, params["entities"].split(","), since)
+        return self._cdc(params, since)
 
     def catch_up(self, entities: Sequence[str], last_processed: datetime | float) -> ChangeSet:
         """The changes a webhook consumer missed since the last event it processed (its `occurred_at`).
 
         One CDC call per entity, so the 1,000-object limit applies to each entity on its own. An entity
         whose answer is still full is read again with Intuit's query by Metadata.LastUpdatedTime, page by
-        page, so every object changed since is returned; it is named in `paged_by_query`, because a
-        deletion CDC left out cannot be found by a query."""
+        page, so every object changed since is returned; so is one whose turn comes after the moment has
+        left CDC's 30 days (earlier entities took that long). Either is named in `paged_by_query`, because
+        a deletion CDC did not list cannot be found by a query."""
         names = list(entities) if not isinstance(entities, str) else [entities]
-        cdc_params(names, last_processed, now=time.time())  # every check before the first call
+        since, _ = cdc_params(names, last_processed, now=time.time())  # every check, once, before any call
         merged: dict[str, list[ChangedObject]] = {}
-        since, paged = as_utc(last_processed), []
+        paged = []
         for name in names:
-            part = self.change_data_capture([name], last_processed)
-            merged[name] = part.changes.get(name, [])
-            if part.truncated:
-                merged[name] = with_queried(name, merged[name], self._changed_since(name, since))
-                paged.append(name)
+            merged[name] = []
+            if within_cdc_window(since, now=time.time()):
+                part = self._cdc(cdc_query([name], since), since)
+                merged[name] = part.changes.get(name, [])
+                if not part.truncated:
+                    continue
+            merged[name] = with_queried(name, merged[name], self._changed_since(name, since))
+            paged.append(name)
         return ChangeSet(since, merged, paged_by_query=tuple(paged))
+
+    def _cdc(self, params: dict[str, str], since: datetime) -> ChangeSet:
+        body = self.request("GET", "cdc", params=params)
+        return parse_cdc(body, params["entities"].split(","), since)
 
     def _changed_since(self, entity: str, since: datetime) -> Iterator[dict[str, Any]]:
         """Every object of `entity` changed since `since`, oldest change first, each page read from the newest
