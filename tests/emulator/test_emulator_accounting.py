@@ -419,6 +419,35 @@ def test_query_compares_numbers_as_numbers(intuit: Intuit, tokens: Tokens) -> No
     assert [c["DisplayName"] for c in page["Customer"]] == ["Ten"]
 
 
+def test_a_query_leaves_inactive_customers_out_unless_it_names_active(
+    intuit: Intuit, tokens: Tokens, clock: FakeClock
+) -> None:
+    # QuickBooks makes a name-list object inactive instead of deleting it; Intuit's query returns only
+    # active ones unless the where clause says otherwise (qbo_connect.intuit.NAME_LIST_ENTITIES).
+    token = tokens["access_token"]
+    kept = intuit.api("/customer", token, method="POST", json={"DisplayName": "Kept"}).get_json()["Customer"]
+    gone = intuit.api("/customer", token, method="POST", json={"DisplayName": "Gone"}).get_json()["Customer"]
+    made_inactive = {"Id": gone["Id"], "SyncToken": gone["SyncToken"], "sparse": True, "Active": False}
+    assert intuit.api("/customer", token, method="POST", json=made_inactive).status_code == 200
+
+    def ids(text: str) -> list[str]:
+        clock.advance(1)  # within Intuit's 10 requests a second
+        return [c["Id"] for c in intuit.query(text, token).get_json()["QueryResponse"].get("Customer", [])]
+
+    assert gone["Id"] not in ids("select * from Customer")
+    assert ids("select * from Customer where DisplayName = 'Gone'") == []
+    assert ids("select * from Customer where Active = false") == [gone["Id"]]
+    both = ids("select * from Customer where Active IN (true, false) ORDERBY Id startposition 1 maxresults 1000")
+    assert {kept["Id"], gone["Id"]} <= set(both)
+    assert ids("select * from Customer WHERE DisplayName in ('Gone', 'Kept') and active in (true,false)") == [
+        kept["Id"],
+        gone["Id"],
+    ]
+    counted = intuit.query("select count(*) from Customer", token).get_json()["QueryResponse"]["totalCount"]
+    assert counted == len(ids("select * from Customer maxresults 1000"))
+    assert intuit.api(f"/customer/{gone['Id']}", token).get_json()["Customer"]["Active"] is False  # read by Id
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -429,6 +458,9 @@ def test_query_compares_numbers_as_numbers(intuit: Intuit, tokens: Tokens) -> No
         # A condition it cannot read is refused, never ignored (that would return everything).
         "select * from Customer where DisplayName like '%a%'",
         "select * from Customer where Balance > '1' or Active = true",
+        "select * from Customer where Active in (true, false",
+        "select * from Customer where Active in ()",
+        "select * from Customer where Active in (true false)",
     ],
 )
 def test_bad_queries_are_query_parser_faults(intuit: Intuit, tokens: Tokens, text: str) -> None:

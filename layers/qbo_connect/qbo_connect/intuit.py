@@ -69,6 +69,16 @@ REALM_ID_PATTERN = r"^[0-9]{1,32}$"
 ENTITY_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9]{0,63}"
 
 
+# Name-list entities carry `Active`; making one inactive is how QuickBooks "deletes" it. Intuit's query
+# returns only active ones unless its where clause names Active: "SELECT * FROM Customer" retrieves all
+# active customers (Intuit's developer blog, "Deep dive: SQL queries", 2017), and a recorded sandbox answer
+# to "... WHERE Active IN (true, false)" lists inactive employees too (minimul/qbo_api's test cassettes).
+NAME_LIST_ENTITIES = frozenset(
+    {"Account", "Class", "Customer", "Department", "Employee", "Item", "PaymentMethod", "Term", "Vendor"}
+)
+ACTIVE_OR_INACTIVE_CONDITION = "Active IN (true, false)"
+
+
 def company_info_path(realm_id: str) -> str:
     return f"/v3/company/{realm_id}/companyinfo/{realm_id}"
 

@@ -12,6 +12,8 @@ It never ships in the Lambda layer. Paths mirror Intuit's, so a client only swap
                                          name the same person: whoever was signed in when Connect was clicked)
     /v3/company/<realm>/companyinfo/<realm>, /preferences, /customer, /invoice, /query, /reports/ProfitAndLoss,
     /cdc (change data capture, deleted objects included), /batch (up to Intuit's per-request limit)
+                                         a query leaves inactive customers out unless its where clause
+                                         names Active (`Active IN (true, false)`), as Intuit's does
 
 Python:
 

@@ -10,6 +10,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from qbo_connect import intuit
+
 from .errors import ApiFault
 from .facts import FaultCode
 from .query import Condition, OrderKey, sort_key
@@ -108,8 +110,13 @@ class EntityBook:
             return changed + deleted
 
     def select(self, entity: str, filters: Iterable[Condition], order: Iterable[OrderKey] = ()) -> list[dict[str, Any]]:
-        """Matching objects sorted by `order`; in Id order without one (or between equal keys)."""
+        """Matching objects sorted by `order`; in Id order without one (or between equal keys).
+
+        As at Intuit, inactive objects of a name-list entity (a Customer) match only a query whose where
+        clause names Active, such as `Active IN (true, false)` or `Active = false`."""
         filters = tuple(filters)
+        if entity in intuit.NAME_LIST_ENTITIES and not any(c.field.lower() == "active" for c in filters):
+            filters += (Condition("Active", "=", "true"),)
         with self._lock:
             found = sorted(self._items[entity].values(), key=lambda obj: int(obj["Id"]))
             found = [copy.deepcopy(obj) for obj in found if _matches(obj, filters)]

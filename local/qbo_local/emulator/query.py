@@ -4,8 +4,9 @@
         [startposition n] [maxresults m]
 
 Keywords and field names are case-insensitive (`Metadata.LastUpdatedTime` reads the MetaData object).
-<op> is =, <, >, <= or >=; a value is a quoted string, a number, true or false. Date-times compare as
-moments (any offset), numbers as numbers, anything else as text. A where clause it cannot read is a
+<op> is =, <, >, <= or >=; a value is a quoted string, a number, true or false; `<Field> in (<value>,
+...)` matches any of the values. Date-times compare as moments (any offset), numbers as numbers, anything
+else as text. A where clause it cannot read is a
 query error, as at Intuit, never silently ignored. `orderby <Field> [asc|desc][, ...]` sorts by those
 fields, compared as the where clause compares them; without it results come in Id order (Intuit
 documents no order for that case).
@@ -30,24 +31,27 @@ _PAGING_TAIL = re.compile(r"\s+(startposition|maxresults)\s+(\d+)\s*;?\s*$", re.
 _ORDER_TAIL = re.compile(r"\s+order\s*by\s+([\w.,\s]+?)\s*;?\s*$", re.IGNORECASE)
 _ORDER_KEY = re.compile(r"\s*([A-Za-z_][\w.]*)(?:\s+(asc|desc))?\s*", re.IGNORECASE)
 _WHERE = re.compile(r"\s+where\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
-_CONDITION = re.compile(
-    r"""\s*([A-Za-z_][\w.]*)\s*(<=|>=|=|<|>)\s*(?:'((?:\\.|''|[^'\\])*)'|(true|false|-?\d+(?:\.\d+)?)\b)\s*""",
-    re.IGNORECASE,
-)
+_VALUE = r"""(?:'((?:\\.|''|[^'\\])*)'|(true|false|-?\d+(?:\.\d+)?)\b)"""  # quoted, or bare
+_CONDITION = re.compile(rf"\s*([A-Za-z_][\w.]*)\s*(<=|>=|=|<|>)\s*{_VALUE}\s*", re.IGNORECASE)
+_IN_OPEN = re.compile(r"\s*([A-Za-z_][\w.]*)\s+in\s*\(", re.IGNORECASE)
+_IN_VALUE = re.compile(rf"\s*{_VALUE}\s*([,)])\s*", re.IGNORECASE)
 _AND = re.compile(r"and\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Condition:
     field: str  # a dotted path, e.g. DisplayName or Metadata.LastUpdatedTime
-    op: str  # =, <, >, <=, >=
+    op: str  # =, <, >, <=, >=, in
     value: str
+    values: tuple[str, ...] = ()  # in: any of these
 
     def matches(self, actual: Any) -> bool:
         if isinstance(actual, bool):
             actual = "true" if actual else "false"
         if actual is None:
             return False
+        if self.op == "in":
+            return str(actual) in self.values
         if self.op == "=":
             return str(actual) == self.value
         left, right = _comparable(str(actual)), _comparable(self.value)
@@ -125,22 +129,40 @@ def sort_key(value: Any) -> tuple[int, int, Any]:
 def _conditions(where: str) -> list[Condition]:
     found, position = [], 0
     while True:
-        match = _CONDITION.match(where, position)
-        if match is None:
-            raise ApiFault.query_error(f"cannot read the condition at {where[position : position + 40]!r}")
-        field, op, quoted, bare = match.groups()
-        if quoted is not None:
-            value = quoted.replace("\\'", "'").replace("''", "'")
+        if _IN_OPEN.match(where, position):
+            condition, position = _in_condition(where, position)
+            found.append(condition)
+        elif match := _CONDITION.match(where, position):
+            field, op, quoted, bare = match.groups()
+            found.append(Condition(field, op, _literal(quoted, bare)))
+            position = match.end()
         else:
-            value = bare.lower() if bare.lower() in ("true", "false") else bare
-        found.append(Condition(field, op, value))
-        position = match.end()
+            raise ApiFault.query_error(f"cannot read the condition at {where[position : position + 40]!r}")
         if position >= len(where):
             return found
         conjunction = _AND.match(where, position)
         if conjunction is None:
             raise ApiFault.query_error(f"expected AND at {where[position : position + 40]!r}")
         position = conjunction.end()
+
+
+def _in_condition(where: str, position: int) -> tuple[Condition, int]:
+    """`<Field> in (<value>, ...)` at `position`, and where the text after it starts."""
+    opening = _IN_OPEN.match(where, position)
+    assert opening is not None
+    values, position = [], opening.end()
+    while item := _IN_VALUE.match(where, position):
+        values.append(_literal(item.group(1), item.group(2)))
+        position = item.end()
+        if item.group(3) == ")":
+            return Condition(opening.group(1), "in", "", tuple(values)), position
+    raise ApiFault.query_error(f"cannot read the values at {where[position : position + 40]!r}")
+
+
+def _literal(quoted: str | None, bare: str | None) -> str:
+    if quoted is not None:
+        return quoted.replace("\\'", "'").replace("''", "'")
+    return bare.lower() if bare.lower() in ("true", "false") else bare
 
 
 def _comparable(text: str) -> float | datetime | str:
