@@ -81,6 +81,24 @@ def test_catch_up_reads_past_cdc_s_1000_objects_with_a_query_and_returns_everyth
     assert after["query"] - stats.get("query", 0) == 2  # two pages of at most 1,000
 
 
+def test_catch_up_past_cdc_s_1000_objects_returns_a_customer_made_inactive_meanwhile(world) -> None:  # noqa: F811
+    # QuickBooks does not delete a customer: a person makes it inactive. Intuit's query leaves inactive
+    # customers out unless it says otherwise, so one made inactive past the 1,000 objects CDC lists would
+    # be missed by the query that reads the rest, and a consumer would never hear of the change.
+    client = world.client()
+    last_event = _after_the_seeded_data(world)
+    world.admin("POST", f"/companies/{REALM}/customers", {"count": 1200})  # more than CDC holds
+    (last,) = client.query("select * from Customer ORDERBY Id DESC STARTPOSITION 1 MAXRESULTS 1")
+    client.update("Customer", {"Id": last["Id"], "SyncToken": last["SyncToken"], "Active": False}, sparse=True)
+
+    caught = client.catch_up(["Customer"], last_event)
+
+    assert caught.paged_by_query == ("Customer",)
+    customers = {c.entity_id: c.object for c in caught.changes["Customer"]}
+    assert len(customers) == 1200
+    assert customers.get(last["Id"], {}).get("Active") is False, "the customer made inactive was not returned"
+
+
 def test_catch_up_under_the_limit_makes_no_query(world) -> None:  # noqa: F811
     client = world.client()
     last_event = _after_the_seeded_data(world)
