@@ -15,6 +15,17 @@ def test_the_query_asks_for_what_changed_at_or_after_the_moment_in_utc() -> None
     assert query == "select * from Invoice where Metadata.LastUpdatedTime >= '2026-05-01T17:00:00+00:00'"
 
 
+@pytest.mark.parametrize("entity", ["Customer", "Vendor", "Employee", "Item", "Account", "Class", "Term"])
+def test_the_query_of_a_name_list_entity_asks_for_inactive_objects_too(entity: str) -> None:
+    query = changed_since_page(entity, datetime(2026, 5, 1, 17, tzinfo=UTC))
+    assert query == (
+        f"select * from {entity} where Metadata.LastUpdatedTime >= '2026-05-01T17:00:00+00:00'"
+        " AND Active IN (true, false) ORDERBY Metadata.LastUpdatedTime"
+    )
+    # Transactions have no Active field: no condition on one is sent for them.
+    assert "Active" not in changed_since_query("Invoice", datetime(2026, 5, 1, 17, tzinfo=UTC))
+
+
 def test_the_query_refuses_what_is_not_an_entity_name() -> None:
     with pytest.raises(InvalidInput):
         changed_since_query("Invoice where 1=1 --", datetime.now(UTC))

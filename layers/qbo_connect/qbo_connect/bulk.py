@@ -108,7 +108,10 @@ def changed_since_query(entity: str, since: datetime) -> str:
         raise InvalidInput(f"{entity!r} is not an entity name such as Customer or Invoice")
     # Both parts are checked values (an entity name, a formatted datetime), never a caller's text.
     moment = since.isoformat(timespec="seconds")
-    return f"select * from {entity} where Metadata.LastUpdatedTime >= '{moment}'"  # noqa: S608
+    where = f"Metadata.LastUpdatedTime >= '{moment}'"
+    if entity in intuit.NAME_LIST_ENTITIES:  # made inactive is QuickBooks' delete for these: a change to list
+        where += f" AND {intuit.ACTIVE_OR_INACTIVE_CONDITION}"
+    return f"select * from {entity} where {where}"  # noqa: S608
 
 
 def changed_since_page(entity: str, since: datetime) -> str:
