@@ -6,7 +6,7 @@ from qbo_connect import intuit
 from qbo_connect.domain.webhooks import read_delivery, signature_of, signing_app
 from qbo_connect.webhook_runs import MAX_WEBHOOK_BODY_BYTES
 
-from bench.webhook_answer import LIMIT_MS, SizeResult, delivery
+from bench.webhook_answer import LARGEST, LIMIT_MS, SizeResult, delivery
 
 
 def test_a_delivery_is_n_readable_changes_with_fresh_ids_and_its_signature_verifies():
@@ -18,6 +18,10 @@ def test_a_delivery_is_n_readable_changes_with_fresh_ids_and_its_signature_verif
     assert len({c.event_id for c in changes} | {c.event_id for c in read_delivery(second)[0]}) == 2000
     assert signing_app(first, signature_of(first, "token"), {"app": "token"}) == "app"
     assert len(first) < MAX_WEBHOOK_BODY_BYTES  # under the receiver's size limit
+
+
+def test_the_largest_delivery_measured_is_the_most_the_receiver_reads() -> None:
+    assert len(delivery(LARGEST)) <= MAX_WEBHOOK_BODY_BYTES < len(delivery(LARGEST + 1000))
 
 
 def test_the_floor_is_intuit_s_limit_and_a_failed_delivery_breaks_it():
