@@ -44,6 +44,7 @@ ACCOUNT_ID = "123456789012"
 STACK = "qbo-connect-cold"
 TABLE = f"{STACK}-ConnectionsTable"
 QUEUE = f"{STACK}-RefreshQueue"
+EVENTS_TABLE = f"{STACK}-ConnectionEventsTable"
 CLIENT_ID = "cold-start-client-id"
 ACCESS_TOKEN_SECONDS = 3600
 DUE_ACCESS_TOKEN_SECONDS = 600  # inside the 900-second refresh margin: due at once
@@ -103,12 +104,17 @@ class World:
         from qbo_connect.adapters.dynamodb_store import create_table
 
         create_table(self.session.client("dynamodb"), TABLE)
+        # Every function records its connection events (template.yaml's Globals): the first request does too.
+        from qbo_connect.adapters.dynamodb_event_history import create_events_table
+
+        create_events_table(self.session.client("dynamodb"), EVENTS_TABLE)
         sqs = self.session.client("sqs")
         self.queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
         self.queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{QUEUE}"
         rotation_key = self.session.client("kms").create_key(Description="qbo-connect cold start: RotationKey")
         self.settings_environment = {
             "QBO_TABLE_NAME": TABLE,
+            "QBO_EVENTS_TABLE_NAME": EVENTS_TABLE,
             "QBO_SECRET_PREFIX": f"qbo-connect/{STACK}/",
             "QBO_SIGNING_KEY_SECRET_ID": f"qbo-connect/{STACK}/signing-key",
             "QBO_EVENT_BUS_NAME": "default",
