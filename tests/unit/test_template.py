@@ -520,6 +520,32 @@ def test_signed_webhook_entries_the_receiver_drops_raise_an_alarm(template):
     assert alarm["TreatMissingData"] == "notBreaching"
 
 
+def test_the_public_api_answering_server_errors_raises_an_alarm(template):
+    # Intuit's webhook deliveries and the consent routes reach the functions through the HTTP API. A body
+    # larger than Lambda takes (6 MB of event), a function's crash or timeout is answered 5xx by API Gateway
+    # before or without any of the service's own metrics, and Intuit retries a failed delivery for ever
+    # while holding back the app's later ones: only the API's own 5xx metric shows it.
+    watching = [
+        resource["Properties"]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        and resource["Properties"].get("Namespace") == "AWS/ApiGateway"
+        and resource["Properties"].get("MetricName") == "5xx"
+    ]
+    assert len(watching) == 1, "no alarm on the HTTP API's 5xx answers"
+    (alarm,) = watching
+    dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    assert dimensions["ApiId"] == Tag("Ref", "HttpApi")
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert alarm["AlarmActions"] == Tag(
+        "If", ["HasAlarmTopic", [Tag("Ref", "AlarmTopicArn")], Tag("Ref", "AWS::NoValue")]
+    )
+
+
 def test_the_metering_alarms_watch_the_metrics_the_code_emits_at_the_chosen_share(template):
     from qbo_connect.metering import ALLOWANCE_USED_METRIC, FLUSH_FAILED_METRIC
 
