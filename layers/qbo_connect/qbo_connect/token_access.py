@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qbo_connect import intuit, invocation
-from qbo_connect.adapters.aws_faults import AWS_ERRORS, is_transient, refusal
+from qbo_connect.adapters.aws_faults import raised_as_vault_unavailable
 from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshTimings, TokenLifecycle
 from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput, QboConnectError, VaultUnavailable
@@ -233,19 +233,15 @@ class TokenAccess:
         if cached is None or cached.access.seconds_valid(now) < min_valid_seconds:
             return None
         try:
-            connection = self._store.get(connection_id)
-        except (*AWS_ERRORS, VaultUnavailable) as error:
-            if not isinstance(error, VaultUnavailable) and not is_transient(error):
-                raise
+            with raised_as_vault_unavailable():
+                connection = self._store.get(connection_id)
+        except VaultUnavailable as error:
             # AWS throttling or failing past botocore's retries: the token was current a minute ago and is
             # still valid, so it serves as it did before the check existed; the check is tried again in a
             # minute rather than at every request, each of which would wait out the retries under the lock.
             logger.warning(
                 "Could not check the cached token against the stored state; serving it and checking later",
-                extra={
-                    "connection_id": connection_id,
-                    "error": str(error) if isinstance(error, VaultUnavailable) else refusal(error),
-                },
+                extra={"connection_id": connection_id, "error": str(error)},
             )
             with self._lock:
                 cached.checked_at = now
