@@ -265,3 +265,26 @@ def test_a_cached_token_whose_check_aws_refuses_is_served_and_checked_again_a_mi
     with pytest.raises(QboConnectError) as raised:
         qbo.company_info()
     assert raised.value.code is ErrorCode.NOT_CONNECTED  # the check is back, and sees the reset
+
+
+def test_a_consent_whose_tokens_aws_refuses_to_store_says_so_not_that_intuit_did_not_answer(stack, monkeypatch):
+    # Intuit answered the code exchange; it is Secrets Manager that kept refusing the new tokens' write. A page
+    # blaming Intuit sends the person (and whoever they ask) to Intuit's status page instead of AWS's.
+    stack.create_connection()
+    callback = stack.consent_given()
+    refuses = AwsRefuses(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON)
+    session = boto3.Session(region_name=REGION)
+    session.events.register_first("before-send.secrets-manager.PutSecretValue", refuses)
+    monkeypatch.setattr(runtime, "_services", build_services(session=session))
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
+
+    answer = invoke(_Route(lambda: stack.callback(*callback)), {})
+
+    assert refuses.calls > 1, "botocore did not retry the write before giving up"
+    assert "errorType" not in answer, f"Lambda's unhandled error (API Gateway shows a bare 500): {answer}"
+    assert answer["statusCode"] == 503
+    page = answer["body"]
+    assert "Intuit did not answer" not in page and "Intuit could not be reached" not in page, page
+    assert "storage" in page.lower() and "nothing was stored" in page.lower(), page
+    assert "fresh authorize link" in page.lower(), page
+    assert not [value for value in stack.secret_values() if value in json.dumps(answer)], "a token or secret leaked"
