@@ -275,7 +275,8 @@ def test_a_consent_whose_tokens_aws_refuses_to_store_says_so_not_that_intuit_did
     refuses = AwsRefuses(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON)
     session = boto3.Session(region_name=REGION)
     session.events.register_first("before-send.secrets-manager.PutSecretValue", refuses)
-    monkeypatch.setattr(runtime, "_services", build_services(session=session))
+    # The vault's write deadline passes on a clock its pauses advance, not in real seconds.
+    monkeypatch.setattr(runtime, "_services", build_services(session=session, clock=FakeClock(time.time())))
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
 
     answer = invoke(_Route(lambda: stack.callback(*callback)), {})

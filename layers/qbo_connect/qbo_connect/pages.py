@@ -155,6 +155,13 @@ _FAILURES: dict[FlowError, tuple[int, str, str, str]] = {
         "Connection {name} is being changed by someone else right now; nothing was stored.",
         "Wait a minute, then open a fresh authorize link.",
     ),
+    FlowError.STORAGE_UNAVAILABLE: (
+        503,
+        "Could not save the connection",
+        "Intuit accepted the sign-in for {name}, but the service's storage (AWS) kept refusing to save it; "
+        "nothing was stored.",
+        "Wait a minute, then open a fresh authorize link.",
+    ),
 }
 
 

@@ -29,7 +29,15 @@ from qbo_connect.domain.leases import Leases
 from qbo_connect.domain.metering import UsageKey
 from qbo_connect.domain.revocation import revoke_unless_shared
 from qbo_connect.domain.token_set import TokenSet
-from qbo_connect.errors import Busy, IntuitUnavailable, InvalidInput, QboConnectError, Throttled
+from qbo_connect.errors import (
+    Busy,
+    Conflict,
+    IntuitUnavailable,
+    InvalidInput,
+    QboConnectError,
+    Throttled,
+    VaultUnavailable,
+)
 from qbo_connect.observability import logger
 from qbo_connect.ports import (
     ClientCredentials,
@@ -140,6 +148,7 @@ class FlowError(StrEnum):
     INTUIT_UNAVAILABLE = "intuit_unavailable"
     COMPANY_MISMATCH = "company_mismatch"
     BUSY = "busy"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
 
 
 class LinkRejected(Exception):
@@ -338,8 +347,10 @@ class ConsentFlow:
                     )
         except LinkRejected:
             raise
-        except Busy:
+        except (Busy, Conflict):  # Conflict: another holder changed the connection while the code was exchanged
             raise LinkRejected(FlowError.BUSY, **details) from None
+        except VaultUnavailable:  # Intuit answered; AWS kept refusing to store what it gave
+            raise LinkRejected(FlowError.STORAGE_UNAVAILABLE, **details) from None
         identity = saved.consented_by.as_json() if saved.consented_by else None
         self._events.publish(
             [
