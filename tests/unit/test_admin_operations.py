@@ -11,7 +11,7 @@ from qbo_connect.domain.admin_operations import ConnectionUpdate, ImportedTokens
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.events import EventType
-from qbo_connect.errors import ConnectionAlreadyExists, InvalidInput, NeedsReauthorization
+from qbo_connect.errors import ConnectionAlreadyExists, InvalidInput, NeedsReauthorization, VaultUnavailable
 from qbo_connect.intuit import ACCOUNTING_SCOPE as ACCOUNTING
 from qbo_connect.ports import ClientCredentials
 
@@ -62,6 +62,25 @@ def test_rename_moves_the_name_and_refuses_a_taken_one(world):
     with pytest.raises(ConnectionAlreadyExists):
         world.admin.update("Renamed", ConnectionUpdate(name="Second"), actor=ACTOR)
     assert world.admin.find("Renamed").connection_id == first.connection_id
+
+
+def test_an_update_that_cannot_be_stored_changes_nothing_not_even_the_name(world):
+    # Renaming and moving the client ID in one update: Secrets Manager refuses the new secret past its deadline and
+    # sealing it fails too. The administrator is told it failed; the connection must then be exactly as it was,
+    # under its old name, not half-updated under the new one.
+    connection = world.create_connection("Acme")
+    world.vault.fail_next_writes(1, VaultUnavailable("Secrets Manager refused the write (ThrottlingException)"))
+    world.sealer.fail_next(1, RuntimeError("KMS refused"))
+
+    with pytest.raises(VaultUnavailable):
+        world.admin.update("Acme", ConnectionUpdate(name="Acme US", client_id="ABnewclient1234"), actor=ACTOR)
+
+    world.clock.advance(world.settings.lease_seconds + 1)  # the lease kept after the failed write expires
+    kept = world.admin.find("Acme")
+    assert (kept.connection_id, kept.name, kept.client_id) == (connection.connection_id, "Acme", CLIENT_ID)
+    assert world.store.find_by_name("Acme US") is None
+    assert world.vault.read(connection.connection_id).client_id == CLIENT_ID
+    assert [c["action"] for c in _changes(world)] == ["created"]
 
 
 def test_update_carries_client_id_and_company_pin_into_the_secret_document(world):
