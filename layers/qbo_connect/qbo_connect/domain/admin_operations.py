@@ -36,7 +36,14 @@ from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases, utc_time
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult, TokenLifecycle
 from qbo_connect.domain.secret_document import ConnectionSecret
-from qbo_connect.errors import Busy, ConnectionNotFound, ErrorCode, InvalidInput, NeedsReauthorization
+from qbo_connect.errors import (
+    Busy,
+    ConnectionAlreadyExists,
+    ConnectionNotFound,
+    ErrorCode,
+    InvalidInput,
+    NeedsReauthorization,
+)
 from qbo_connect.observability import logger
 from qbo_connect.ports import ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
 from qbo_connect.settings import Settings
@@ -243,7 +250,7 @@ class AdminOperations:
                 return current
             self._refuse_while_connected(current, changed)
             if "name" in changed:
-                current = held.connection = self._store.rename(current, wanted["name"], lease_owner=held.owner)
+                self._refuse_taken_name(current, wanted["name"])
             now = self._clock.now()
             updated = replace(current, **{k: v for k, v in wanted.items() if k != "name"}, updated_at=now)
             base = held.secret or Administration._empty_secret(held.connection)
@@ -263,6 +270,10 @@ class AdminOperations:
                     refresh_policy=label,
                 )
             saved = self._leases.commit(held, updated, secret)
+            # Renamed only once the rest is stored: a commit the vault refuses leaves the old name too. A name
+            # claimed by another in between is still refused by the rename's own transaction.
+            if "name" in changed:
+                saved = held.connection = self._store.rename(saved, wanted["name"], lease_owner=held.owner)
         if label is not saved.refresh_policy and saved.is_refreshable:
             # Now eager with a token too short for the promise: refreshed at once (under its own lease),
             # which writes the eager label with a valid token; if Intuit cannot answer now, the label
@@ -271,6 +282,13 @@ class AdminOperations:
             saved = self._store.get(saved.connection_id) or saved
         self._changed(saved, actor, "updated", fields=sorted(changed))
         return saved
+
+    def _refuse_taken_name(self, connection: Connection, name: str) -> None:
+        holder = self._store.find_by_name(name)
+        if holder is not None and holder.connection_id != connection.connection_id:
+            raise ConnectionAlreadyExists(
+                f"A connection named {name!r} already exists (ID {holder.connection_id}): choose another name"
+            )
 
     def _serves_eagerly(self, secret: ConnectionSecret, now: float) -> bool:
         """Whether the stored token keeps an eager connection's promise (valid for the refresh margin)."""
