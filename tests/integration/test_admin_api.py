@@ -6,10 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 from urllib.parse import parse_qs
 
 import pytest
+from fakes import FakeClock
 from qbo_connect import intuit, runtime
+from qbo_connect.runtime import build_services
 from test_handlers import (
     API_HOST,
     CLIENT_ID,
@@ -327,6 +330,53 @@ def test_the_administrators_group_is_the_deployments_choice(stack, monkeypatch):
     assert call("GET", "/connections")[0] == 403  # alice is in qbo-connect-admins, not in ops
     assert call("GET", "/connections", authorizer=_claims(**{"cognito:groups": "[ops]"}))[0] == 200
     assert call("GET", "/connections", iam=True, authorizer=MACHINE)[0] == 200  # IAM decides for machines
+
+
+def administrators_pool(session, username: str = "alice", group: str = "qbo-connect-admins") -> str:
+    """A Cognito pool (moto) with the administrators' group and `username` in it, as the deployment has."""
+    cognito = session.client("cognito-idp")
+    pool_id = cognito.create_user_pool(PoolName="administrators")["UserPool"]["Id"]
+    cognito.create_group(UserPoolId=pool_id, GroupName=group)
+    cognito.admin_create_user(UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS")
+    cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName=group)
+    return pool_id
+
+
+REMOVALS = {
+    "removed from the group": lambda cognito, pool, name: cognito.admin_remove_user_from_group(
+        UserPoolId=pool, Username=name, GroupName="qbo-connect-admins"
+    ),
+    "disabled": lambda cognito, pool, name: cognito.admin_disable_user(UserPoolId=pool, Username=name),
+    "deleted": lambda cognito, pool, name: cognito.admin_delete_user(UserPoolId=pool, Username=name),
+}
+
+
+@pytest.mark.parametrize("removal", sorted(REMOVALS))
+def test_an_administrator_removed_after_signing_in_is_refused_within_a_minute_though_their_token_is_valid(
+    stack, monkeypatch, removal
+):
+    # Cognito's ID token stays valid for its hour whatever happens to the person: its cognito:groups claim is what
+    # the pool said at sign-in. Someone removed for cause must not keep changing connections for that hour.
+    pool_id = administrators_pool(stack.aws)
+    monkeypatch.setenv("QBO_ADMIN_USER_POOL_ID", pool_id)
+    clock = FakeClock(time.time())
+    monkeypatch.setattr(runtime, "_services", build_services(clock=clock))
+    stack.create_connection()
+    assert call("GET", "/connections")[0] == 200
+
+    REMOVALS[removal](stack.aws.client("cognito-idp"), pool_id, "alice")
+    clock.advance(60)
+
+    for method, path, body in [
+        ("GET", "/connections", None),
+        ("PUT", f"/connections/{CONNECTION_ID}/client-secret", {"client_secret": "removed-admins-secret-1"}),
+        ("DELETE", f"/connections/{CONNECTION_ID}", None),
+    ]:
+        status, answer = call(method, path, body)
+        assert (status, answer["error"]["code"]) == (403, "forbidden"), (removal, method, path, answer)
+        assert "alice" in answer["error"]["message"] and "no longer" in answer["error"]["message"], answer
+    assert runtime.services().store.get(CONNECTION_ID) is not None
+    assert runtime.services().admin.events(CONNECTION_ID).events == []
 
 
 def set_secret_as_a_machine(stack) -> None:
