@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import time
 from urllib.parse import parse_qs
@@ -14,6 +15,7 @@ from fakes import FakeClock
 from qbo_connect import intuit, runtime
 from qbo_connect.runtime import build_services
 from test_handlers import (
+    ADMINISTRATOR,
     API_HOST,
     CLIENT_ID,
     CONNECTION_ID,
@@ -326,20 +328,13 @@ def test_a_member_of_the_administrators_group_is_let_in_however_the_claim_is_wri
 def test_the_administrators_group_is_the_deployments_choice(stack, monkeypatch):
     monkeypatch.setenv("QBO_ADMIN_GROUP", "ops")
     runtime.reset_services()
+    cognito, pool_id = stack.aws.client("cognito-idp"), os.environ["QBO_ADMIN_USER_POOL_ID"]
+    cognito.create_group(UserPoolId=pool_id, GroupName="ops")
+    cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=ADMINISTRATOR, GroupName="ops")
 
     assert call("GET", "/connections")[0] == 403  # alice is in qbo-connect-admins, not in ops
     assert call("GET", "/connections", authorizer=_claims(**{"cognito:groups": "[ops]"}))[0] == 200
     assert call("GET", "/connections", iam=True, authorizer=MACHINE)[0] == 200  # IAM decides for machines
-
-
-def administrators_pool(session, username: str = "alice", group: str = "qbo-connect-admins") -> str:
-    """A Cognito pool (moto) with the administrators' group and `username` in it, as the deployment has."""
-    cognito = session.client("cognito-idp")
-    pool_id = cognito.create_user_pool(PoolName="administrators")["UserPool"]["Id"]
-    cognito.create_group(UserPoolId=pool_id, GroupName=group)
-    cognito.admin_create_user(UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS")
-    cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName=group)
-    return pool_id
 
 
 REMOVALS = {
@@ -357,14 +352,13 @@ def test_an_administrator_removed_after_signing_in_is_refused_within_a_minute_th
 ):
     # Cognito's ID token stays valid for its hour whatever happens to the person: its cognito:groups claim is what
     # the pool said at sign-in. Someone removed for cause must not keep changing connections for that hour.
-    pool_id = administrators_pool(stack.aws)
-    monkeypatch.setenv("QBO_ADMIN_USER_POOL_ID", pool_id)
+    pool_id = os.environ["QBO_ADMIN_USER_POOL_ID"]  # the stack's, with alice in the group
     clock = FakeClock(time.time())
     monkeypatch.setattr(runtime, "_services", build_services(clock=clock))
     stack.create_connection()
     assert call("GET", "/connections")[0] == 200
 
-    REMOVALS[removal](stack.aws.client("cognito-idp"), pool_id, "alice")
+    REMOVALS[removal](stack.aws.client("cognito-idp"), pool_id, ADMINISTRATOR)
     clock.advance(60)
 
     for method, path, body in [

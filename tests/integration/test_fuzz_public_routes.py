@@ -30,7 +30,13 @@ from qbo_connect.adapters.dynamodb_event_history import create_events_table
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import STATE_COOKIE
-from test_handlers import LambdaContext, authorize_function, callback_function, lambda_environment
+from test_handlers import (
+    LambdaContext,
+    administrators_pool,
+    authorize_function,
+    callback_function,
+    lambda_environment,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "intuit"
@@ -124,6 +130,7 @@ def deployment() -> Iterator[Deployment]:
                 body=(FIXTURES / "companyinfo.json").read_text(),
                 content_type="application/json",
             )
+            env.setenv("QBO_ADMIN_USER_POOL_ID", administrators_pool(boto3.Session(region_name=REGION)))
             services = runtime.services()
             deployment = Deployment(session=services.session, http=http, link={}, pending_state="")
             # Clients copy the session's event hooks when they are created: register before any exists.

@@ -23,6 +23,7 @@ from qbo_connect.adapters.dynamodb_event_history import create_events_table
 from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import STATE_COOKIE
+from qbo_connect.settings import DEFAULT_ADMIN_GROUP
 from qbo_local.sample_events import http_event
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "intuit"
 REGION = "eu-west-1"
 TABLE = "qbo-connect-handlers-test"
+ADMINISTRATOR = "alice"  # events/admin.json's signed-in person
 EVENTS_TABLE = "qbo-connect-handlers-test-events"
 API_HOST = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 REALM = "9341453050000001"
@@ -164,6 +166,16 @@ def lambda_environment(
         env.setenv(name, value)
 
 
+def administrators_pool(session, username: str = ADMINISTRATOR, group: str = DEFAULT_ADMIN_GROUP) -> str:
+    """A Cognito pool (moto) with the administrators' group and `username` in it, as the deployment has."""
+    cognito = session.client("cognito-idp")
+    pool_id = cognito.create_user_pool(PoolName="administrators")["UserPool"]["Id"]
+    cognito.create_group(UserPoolId=pool_id, GroupName=group)
+    cognito.admin_create_user(UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS")
+    cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName=group)
+    return pool_id
+
+
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch, log_scan: LogScan) -> Iterator[Stack]:
     """A deployment on moto; when the test ends, no token, code, state or secret it made was logged."""
@@ -174,6 +186,8 @@ def stack(monkeypatch: pytest.MonkeyPatch, log_scan: LogScan) -> Iterator[Stack]
         session = boto3.Session(region_name=REGION)
         create_table(session.client("dynamodb"), TABLE)
         create_events_table(session.client("dynamodb"), EVENTS_TABLE)
+        # The admin API asks the pool whether a signed-in person is still an administrator (events/admin.json's).
+        monkeypatch.setenv("QBO_ADMIN_USER_POOL_ID", administrators_pool(session))
         http.add_callback(responses.POST, intuit.TOKEN_URL, callback=token_endpoint)
         http.get(
             intuit.SANDBOX_API_BASE_URL + intuit.company_info_path(REALM),

@@ -378,6 +378,21 @@ def test_only_the_administrators_group_may_sign_in_and_the_stack_creates_it_with
     assert variables["QBO_ADMIN_GROUP"] == Tag("Ref", "AdminGroupName")
 
 
+def test_the_admin_function_asks_its_own_pool_about_people_and_may_only_read_them(template):
+    # A token outlives its holder's removal: the admin API asks the pool (domain/administrators.py). Reading who
+    # is enabled and in which group is all it needs of Cognito; it may change no one.
+    properties = function_properties(template, "AdminFunction")
+    pool = Tag("If", ["CreateAdminUserPool", Tag("Ref", "AdminUserPool"), Tag("Ref", "AdminUserPoolId")])
+    assert properties["Environment"]["Variables"]["QBO_ADMIN_USER_POOL_ID"] == pool
+    granted = [s for s in _statements(properties["Policies"]) if any("cognito" in a for a in _as_list(s["Action"]))]
+    assert [sorted(_as_list(s["Action"])) for s in granted] == [
+        ["cognito-idp:AdminGetUser", "cognito-idp:AdminListGroupsForUser"]
+    ]
+    (resource,) = _as_list(granted[0]["Resource"])
+    assert resource.name == "Sub" and resource.value[0].endswith(":userpool/${PoolId}")
+    assert resource.value[1] == {"PoolId": pool}
+
+
 def test_the_console_signs_in_by_srp_only_so_the_password_never_leaves_the_browser(template):
     client = template["Resources"]["AdminConsoleClient"]["Properties"]
     assert client["ExplicitAuthFlows"] == ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]

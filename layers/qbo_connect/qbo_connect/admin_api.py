@@ -93,6 +93,9 @@ class RequestRefused(QboConnectError):
     code = ErrorCode.UNAUTHORIZED
 
 
+PERSON = "user:"  # how a signed-in person is named as the actor of a change
+
+
 class NotAnAdministrator(QboConnectError):
     """Signed in, but not in the administrators' group."""
 
@@ -283,12 +286,7 @@ def build_app() -> APIGatewayHttpResolver:
 
     @app.exception_handler(list(AWS_ERRORS))
     def aws_error(error: Exception) -> Response:
-        if not is_transient(error):
-            raise error  # a deployment fault (access denied, a missing table): Lambda's error metric sees it
-        message = f"{refusal(error)}: try again in a few seconds; `connections show` says what the connection holds"
-        logger.warning("AWS kept failing a call", extra={"reason": message})
-        code = ErrorCode.VAULT_UNAVAILABLE
-        return error_response(int(HTTPStatus.SERVICE_UNAVAILABLE), code.value, message, ADMIN_NEXT_STEPS.get(code))
+        return _aws_failing(error)
 
     @app.exception_handler(NotFoundError)
     def no_route(_: NotFoundError) -> Response:
@@ -315,7 +313,7 @@ def caller(event: dict[str, Any], admin_group: str) -> str:
                 "was changed. Ask an AWS administrator to add you: aws cognito-idp admin-add-user-to-group "
                 f"--user-pool-id POOL --username {name} --group-name {admin_group} (then sign in again)"
             )
-        return f"user:{name}"
+        return f"{PERSON}{name}"
     arn = _mapping(_mapping(authorizer).get("iam")).get("userArn")
     if isinstance(arn, str) and arn:
         return f"iam:{arn}"
@@ -333,6 +331,15 @@ def token_groups(claim: Any) -> set[str]:
     if text.startswith("[") and text.endswith("]"):
         return set(text[1:-1].split())
     return {text} if text else set()
+
+
+def _aws_failing(error: Exception) -> Response:
+    if not is_transient(error):
+        raise error  # a deployment fault (access denied, a missing table): Lambda's error metric sees it
+    message = f"{refusal(error)}: try again in a few seconds; `connections show` says what the connection holds"
+    logger.warning("AWS kept failing a call", extra={"reason": message})
+    code = ErrorCode.VAULT_UNAVAILABLE
+    return error_response(int(HTTPStatus.SERVICE_UNAVAILABLE), code.value, message, ADMIN_NEXT_STEPS.get(code))
 
 
 def _refused(error: RequestRefused | NotAnAdministrator) -> Response:
@@ -365,14 +372,35 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def handle(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Refuse anything no authorizer vouched for, and people outside the administrators' group, before routing."""
+    """Refuse anything no authorizer vouched for, and people outside the administrators' group (as their token
+    says, and as the pool says now), before routing."""
     try:
-        caller(event, services().settings.admin_group)
+        who = caller(event, services().settings.admin_group)
+        if who.startswith(PERSON):
+            _confirm_still_administrator(who.removeprefix(PERSON))
     except (RequestRefused, NotAnAdministrator) as refused:
         logger.info("Admin request refused", extra={"error_code": refused.code.value})
         answer = _refused(refused)
-        return {"statusCode": answer.status_code, "headers": dict(JSON_HEADERS), "body": answer.body}
-    return app.resolve(event, context)
+    except AWS_ERRORS as error:
+        answer = _aws_failing(error)
+    else:
+        return app.resolve(event, context)
+    return {"statusCode": answer.status_code, "headers": dict(JSON_HEADERS), "body": answer.body}
+
+
+def _confirm_still_administrator(name: str) -> None:
+    administrators = services().administrators
+    if administrators is None:
+        raise NotAnAdministrator(
+            f"You are signed in as {name}, but this deployment's admin function has no user pool to confirm "
+            "administrators with (QBO_ADMIN_USER_POOL_ID): nothing was changed. Redeploy the stack; machines can "
+            "use /iam/admin meanwhile"
+        )
+    if not administrators.confirm(name):
+        raise NotAnAdministrator(
+            f"You are signed in as {name}, who is no longer an administrator (removed from the group "
+            f"{services().settings.admin_group!r}, disabled or deleted since signing in): nothing was changed"
+        )
 
 
 __all__ = ["ADMIN_PREFIX", "IAM_PREFIX", "build_app", "caller", "handle"]

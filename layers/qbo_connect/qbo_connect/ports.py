@@ -128,6 +128,11 @@ class SigningKeys(Protocol):
     def by_id(self, key_id: str) -> bytes | None: ...
 
 
+class AdministratorDirectory(Protocol):
+    def is_administrator(self, username: str) -> bool:
+        """Whether the pool has this person now: enabled, and in the administrators' group."""
+
+
 @dataclass(frozen=True)
 class ClientCredentials:
     client_id: str

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from qbo_connect.adapters.webhook_verifiers import SecretsManagerWebhookVerifiers
     from qbo_connect.domain.admin_operations import AdminOperations
     from qbo_connect.domain.administration import Administration
+    from qbo_connect.domain.administrators import StillAdministrators
     from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow
     from qbo_connect.domain.connection_test import ConnectionTests
     from qbo_connect.domain.event_history import RecordingPublisher
@@ -336,6 +337,19 @@ class Services:
         return Administration(
             self.store, self.vault, self.leases, self.identity, self.events, self.clock, self.settings
         )
+
+    @cached_property
+    def administrators(self) -> StillAdministrators | None:
+        """Whether a signed-in person is still an administrator; None without a pool to ask (QBO_ADMIN_USER_POOL_ID)."""
+        if not self.settings.admin_user_pool_id:
+            return None
+        from qbo_connect.adapters.cognito_administrators import CognitoAdministrators
+        from qbo_connect.domain.administrators import StillAdministrators
+
+        directory = CognitoAdministrators(
+            self._client("cognito-idp"), user_pool_id=self.settings.admin_user_pool_id, group=self.settings.admin_group
+        )
+        return StillAdministrators(directory, self.clock)
 
     @cached_property
     def admin(self) -> AdminOperations:
