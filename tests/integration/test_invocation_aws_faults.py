@@ -289,3 +289,26 @@ def test_a_consent_whose_tokens_aws_refuses_to_store_says_so_not_that_intuit_did
     assert "storage" in page.lower() and "nothing was stored" in page.lower(), page
     assert "fresh authorize link" in page.lower(), page
     assert not [value for value in stack.secret_values() if value in json.dumps(answer)], "a token or secret leaked"
+
+
+def test_a_person_cognito_cannot_confirm_as_an_administrator_gets_a_503_saying_to_retry_and_is_not_let_in(
+    stack, monkeypatch
+):
+    # The once-a-minute question to the pool (domain/administrators.py) meets Cognito's throttling past botocore's
+    # retries: the person is neither let in on an unconfirmed token nor shown a bare 500.
+    stack.create_connection()
+    refuses = AwsRefuses(400, "TooManyRequestsException", "Too many requests", SECRETS_MANAGER_JSON)
+    session = boto3.Session(region_name=REGION)
+    session.events.register_first("before-send.cognito-identity-provider.AdminGetUser", refuses)
+    monkeypatch.setattr(runtime, "_services", build_services(session=session))
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
+
+    answer = invoke(admin_function, admin_event("DELETE", f"/connections/{CONNECTION_ID}"))
+
+    assert refuses.calls > 1, "botocore did not retry the call before giving up"
+    assert "errorType" not in answer, f"Lambda's unhandled-error payload: {answer}"
+    assert answer["statusCode"] == 503
+    error = json.loads(answer["body"])["error"]
+    assert error["code"] == "vault_unavailable" and "try again" in error["message"], error
+    assert "TooManyRequestsException" in error["message"]
+    assert runtime.services().store.get(CONNECTION_ID) is not None  # not deleted on an unconfirmed token
