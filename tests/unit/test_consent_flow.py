@@ -6,13 +6,14 @@ from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from botocore.exceptions import ClientError
 from fakes import API_BASE_URL, FORCED_REFRESH_AGE, StrictIdentityProvider
 from qbo_connect import intuit
 from qbo_connect.domain.authorization import FlowError, LinkRejected
 from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.events import EventType
 from qbo_connect.domain.lifecycle import RefreshOutcome
-from qbo_connect.errors import IntuitUnavailable, NeedsReauthorization
+from qbo_connect.errors import Conflict, IntuitUnavailable, NeedsReauthorization
 
 REALM = "9341453050000001"
 
@@ -68,6 +69,45 @@ def test_happy_path_stores_tokens_in_the_vault_and_marks_the_connection_connecte
     assert world.events.detail_types == [EventType.AUTHORIZED]
     assert world.events.published[0].detail["company_name"] == "Sandbox Company_US_1"
     assert world.store.pending_states == 0
+
+
+def _throughput_exceeded() -> ClientError:
+    """DynamoDB still throttling the table after botocore's retries, as the adapter lets it through."""
+    error = {
+        "Code": "ProvisionedThroughputExceededException",
+        "Message": "Rate of requests exceeds the allowed throughput.",
+    }
+    return ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "UpdateItem")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(_throughput_exceeded, id="the table throttles"),
+        pytest.param(lambda: Conflict("lease lost"), id="the lease ran out during a slow CompanyInfo"),
+    ],
+)
+def test_a_consent_whose_tokens_are_stored_stands_when_saving_the_company_name_after_them_fails(world, failure):
+    # The tokens and the connected state are committed first; the company name (and who consented) follow in a
+    # second write. That second write failing must not turn a stored consent into an error page saying nothing
+    # was stored, nor swallow the Connection Authorized event workflows wait for.
+    connection = world.create_connection()
+    lookup = world.company_api.company_info
+
+    def company_info_then_the_next_save_fails(**kwargs):
+        world.store.fail_next_save(failure())
+        return lookup(**kwargs)
+
+    world.company_api.company_info = company_info_then_the_next_save_fails
+    url, cookie = world.start(connection.connection_id)
+
+    result = world.consent.complete(world.identity.approve(url, realm_id=REALM), state_cookie=cookie)
+
+    stored = world.connection(connection.connection_id)
+    assert result.connection.connection_id == connection.connection_id
+    assert stored.status is ConnectionStatus.CONNECTED and stored.realm_id == REALM
+    assert world.identity.is_access_token_valid(world.token_set(connection.connection_id).access_token, REALM)
+    assert world.events.detail_types == [EventType.AUTHORIZED]
 
 
 def test_tokens_are_safe_in_the_vault_even_if_the_company_lookup_fails(world):
