@@ -25,7 +25,7 @@ from qbo_connect.domain.connection import (
     validate_realm_id,
 )
 from qbo_connect.domain.events import EventType, connection_event
-from qbo_connect.domain.leases import Leases
+from qbo_connect.domain.leases import HeldLease, Leases
 from qbo_connect.domain.metering import UsageKey
 from qbo_connect.domain.revocation import revoke_unless_shared
 from qbo_connect.domain.token_set import TokenSet
@@ -342,9 +342,7 @@ class ConsentFlow:
                 company_name = self._company_name(saved, token_set.access_token)
                 consented_by = self._consented_by(saved, token_set)
                 if company_name or consented_by:
-                    saved = self._leases.commit(
-                        held, replace(saved, company_name=company_name or saved.company_name, consented_by=consented_by)
-                    )
+                    saved = self._described(held, saved, company_name, consented_by)
         except LinkRejected:
             raise
         except (Busy, Conflict):  # Conflict: another holder changed the connection while the code was exchanged
@@ -361,6 +359,23 @@ class ConsentFlow:
         )
         logger.info("Connection authorized", extra={"connection_id": saved.connection_id, "realm_id": realm_id})
         return FlowResult(connection=saved, company_name=company_name, realm_id=realm_id)
+
+    def _described(
+        self, held: HeldLease, saved: Connection, company_name: str | None, consented_by: ConsentIdentity | None
+    ) -> Connection:
+        """The company's name and who consented, saved after the tokens: best effort, as the lookups are. The
+        consent is stored already; a failure here (the table throttling, the lease lost during a slow lookup)
+        must not show the person an error page, nor keep Connection Authorized from going out."""
+        try:
+            return self._leases.commit(
+                held, replace(saved, company_name=company_name or saved.company_name, consented_by=consented_by)
+            )
+        except Exception as error:  # whatever the write met, the consent stands
+            logger.warning(
+                "Connected, but the company name and consent identity were not saved",
+                extra={"connection_id": saved.connection_id, "error_type": type(error).__name__},
+            )
+            return replace(saved, company_name=company_name or saved.company_name, consented_by=consented_by)
 
     def _company_name(self, connection: Connection, access_token: str) -> str | None:
         try:
