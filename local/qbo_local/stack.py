@@ -111,15 +111,18 @@ def use_local_aws(endpoint_url: str) -> None:
     os.environ["AWS_ENDPOINT_URL"] = endpoint_url
 
 
-def local_aws_server(port: int):
+def local_aws_server(port: int, clock: Callable[[], float] = time.time):
     """The embedded AWS: moto in server mode with DynamoDB's and Secrets Manager's requests applied atomically, as
     AWS applies them (serialized_moto.py), and Cognito's sign-in as strict as AWS's (faults/strict_cognito.py: the
-    console's SRP proof is checked, the app client's auth flows enforced). Raises OSError when the port is taken."""
+    console's SRP proof is checked, the app client's auth flows enforced). `clock` is the strict Cognito's (tests
+    move it). Raises OSError when the port is taken."""
     from qbo_local.faults.strict_cognito import StrictCognito, moto_cognito_backend
     from qbo_local.serialized_moto import SerializedMotoServer
 
     backend = moto_cognito_backend(config.ACCOUNT_ID, config.REGION)
-    return SerializedMotoServer(host="127.0.0.1", port=port, middleware=lambda app: StrictCognito(app, backend))
+    return SerializedMotoServer(
+        host="127.0.0.1", port=port, middleware=lambda app: StrictCognito(app, backend, clock=clock)
+    )
 
 
 def create_event_log(events, logs, *, bus_name: str, group: str = config.EVENT_LOG_GROUP) -> None:

@@ -35,6 +35,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -117,11 +118,13 @@ class CognitoRefusal(Exception):
 
 
 class StrictCognito:
-    """WSGI middleware around moto's server app; `backend` gives moto's Cognito backend (in this process)."""
+    """WSGI middleware around moto's server app; `backend` gives moto's Cognito backend (in this process); `clock`
+    (seconds since the epoch) is what it judges time by, which tests move."""
 
-    def __init__(self, app: Callable, backend: Callable[[], Any]) -> None:
+    def __init__(self, app: Callable, backend: Callable[[], Any], clock: Callable[[], float] = time.time) -> None:
         self._app = app
         self._backend = backend
+        self._clock = clock
         self._challenges: dict[str, _Challenge] = {}
         self._lock = threading.Lock()
 
