@@ -226,3 +226,132 @@ def test_a_session_signs_in_once(pool, clock):
     assert "AuthenticationResult" in pool.respond("MFA_SETUP", verified["Session"], alice)
 
     assert _error(lambda: pool.respond("MFA_SETUP", verified["Session"], alice))[0] == "NotAuthorizedException"
+
+
+def test_a_wrong_code_leaves_the_challenge_standing_until_a_right_one(pool, clock):
+    alice = pool.add_user("alice")
+    associated = pool.cognito.associate_software_token(Session=pool.password_verified(alice)["Session"])
+    secret = associated["SecretCode"]
+    wrong_setup = lambda: pool.cognito.verify_software_token(  # noqa: E731
+        Session=associated["Session"], UserCode=wrong(code(secret, clock()))
+    )
+    assert _error(wrong_setup)[0] == "EnableSoftwareTokenMFAException"
+    verified = pool.cognito.verify_software_token(Session=associated["Session"], UserCode=code(secret, clock()))
+    assert "AuthenticationResult" in pool.respond("MFA_SETUP", verified["Session"], alice)
+
+    challenge = pool.password_verified(alice)
+    for typed in (wrong(code(secret, clock())), "12345", "abcdef"):
+        answer = lambda typed=typed: pool.respond(  # noqa: E731
+            "SOFTWARE_TOKEN_MFA", challenge["Session"], alice, SOFTWARE_TOKEN_MFA_CODE=typed
+        )
+        assert _error(answer)[0] == "CodeMismatchException"
+    signed_in = pool.respond(
+        "SOFTWARE_TOKEN_MFA", challenge["Session"], alice, SOFTWARE_TOKEN_MFA_CODE=code(secret, clock())
+    )
+    assert signed_in["AuthenticationResult"]["AccessToken"]
+
+
+def test_a_code_of_the_step_before_or_after_is_accepted_and_none_further(pool, clock):
+    alice = pool.add_user("alice")
+    secret = _set_up(pool, alice, clock)
+
+    for steps, accepted in [(-2, False), (2, False), (-1, True), (1, True)]:
+        session = pool.password_verified(alice)["Session"]
+        answer = lambda steps=steps, session=session: pool.respond(  # noqa: E731
+            "SOFTWARE_TOKEN_MFA", session, alice, SOFTWARE_TOKEN_MFA_CODE=code(secret, clock() + steps * STEP)
+        )
+        if accepted:
+            assert "AuthenticationResult" in answer(), steps
+        else:
+            assert _error(answer)[0] == "CodeMismatchException", steps
+
+
+def test_a_first_sign_in_with_a_temporary_password_chooses_a_password_then_sets_up_the_authenticator(pool, clock):
+    pool.cognito.admin_create_user(
+        UserPoolId=pool.id, Username="dana", TemporaryPassword=PASSWORD, MessageAction="SUPPRESS"
+    )
+    srp = AWSSRP("dana", PASSWORD, pool.id, pool.client_id, client=pool.cognito)  # its proof; the rest by hand
+    first = pool.cognito.initiate_auth(
+        ClientId=pool.client_id, AuthFlow="USER_SRP_AUTH", AuthParameters=srp.get_auth_params()
+    )
+    proof = srp.process_challenge(first["ChallengeParameters"], srp.get_auth_params())
+    new_password = pool.cognito.respond_to_auth_challenge(
+        ClientId=pool.client_id, ChallengeName="PASSWORD_VERIFIER", ChallengeResponses=proof
+    )
+    assert new_password["ChallengeName"] == "NEW_PASSWORD_REQUIRED"
+    assert new_password["ChallengeParameters"]["USER_ID_FOR_SRP"] == "dana"
+
+    weak = lambda: pool.respond("NEW_PASSWORD_REQUIRED", new_password["Session"], "dana", NEW_PASSWORD="short")  # noqa: E731
+    assert _error(weak)[0] == "InvalidPasswordException"  # the session stands: choose another
+    setup = pool.respond(
+        "NEW_PASSWORD_REQUIRED", new_password["Session"], "dana", NEW_PASSWORD="Another-Horse-7-Staple"
+    )
+
+    assert setup["ChallengeName"] == "MFA_SETUP" and "AuthenticationResult" not in setup
+    assert setup["ChallengeParameters"]["MFAS_CAN_SETUP"] == '["SOFTWARE_TOKEN_MFA"]'
+    associated = pool.cognito.associate_software_token(Session=setup["Session"])
+    verified = pool.cognito.verify_software_token(
+        Session=associated["Session"], UserCode=code(associated["SecretCode"], clock())
+    )
+    assert "AuthenticationResult" in pool.respond("MFA_SETUP", verified["Session"], "dana")
+
+
+def test_an_administrator_deletes_a_lost_authenticator_and_the_next_sign_in_sets_up_another(pool, clock):
+    alice = pool.add_user("alice")
+    lost = _set_up(pool, alice, clock)
+    shown = pool.cognito.admin_get_user(UserPoolId=pool.id, Username=alice)
+    assert shown["UserMFASettingList"] == ["SOFTWARE_TOKEN_MFA"]
+    assert shown["PreferredMfaSetting"] == "SOFTWARE_TOKEN_MFA"
+
+    pool.cognito.admin_delete_software_token(UserPoolId=pool.id, Username=alice)
+
+    assert pool.cognito.admin_get_user(UserPoolId=pool.id, Username=alice).get("UserMFASettingList", []) == []
+    again = pool.password_verified(alice)
+    assert again["ChallengeName"] == "MFA_SETUP"
+    assert _error(lambda: pool.respond("MFA_SETUP", again["Session"], alice))[0] == "NotAuthorizedException"
+    replacement = _set_up(pool, alice, clock)
+    assert replacement != lost
+    nobody = lambda: pool.cognito.admin_delete_software_token(UserPoolId=pool.id, Username="nobody")  # noqa: E731
+    assert _error(nobody)[0] == "UserNotFoundException"
+
+
+def test_a_signed_in_user_replaces_the_authenticator_and_only_the_new_one_signs_in(pool, clock):
+    alice = pool.add_user("alice")
+    old = _set_up(pool, alice, clock)
+    challenge = pool.password_verified(alice)
+    access = pool.respond(
+        "SOFTWARE_TOKEN_MFA", challenge["Session"], alice, SOFTWARE_TOKEN_MFA_CODE=code(old, clock())
+    )["AuthenticationResult"]["AccessToken"]
+
+    pool.cognito.associate_software_token(AccessToken=access)  # abandoned: the last one handed out counts
+    new = pool.cognito.associate_software_token(AccessToken=access)["SecretCode"]
+    refused = lambda: pool.cognito.verify_software_token(AccessToken=access, UserCode=code(old, clock()))  # noqa: E731
+    assert _error(refused)[0] == "EnableSoftwareTokenMFAException"
+    assert pool.cognito.verify_software_token(AccessToken=access, UserCode=code(new, clock()))["Status"] == "SUCCESS"
+
+    challenge = pool.password_verified(alice)
+    with_old = lambda: pool.respond(  # noqa: E731
+        "SOFTWARE_TOKEN_MFA", challenge["Session"], alice, SOFTWARE_TOKEN_MFA_CODE=code(old, clock())
+    )
+    assert _error(with_old)[0] == "CodeMismatchException"
+    with_new = pool.respond(
+        "SOFTWARE_TOKEN_MFA", challenge["Session"], alice, SOFTWARE_TOKEN_MFA_CODE=code(new, clock())
+    )
+    assert "AuthenticationResult" in with_new
+
+
+def test_a_password_checked_by_user_password_auth_still_needs_the_second_factor(pool, clock):
+    """moto's USER_PASSWORD_AUTH signs a user without an authenticator in, in a pool whose MFA is required."""
+    alice = pool.add_user("alice")
+    scripts = pool.cognito.create_user_pool_client(
+        UserPoolId=pool.id, ClientName="scripts", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
+    )["UserPoolClient"]["ClientId"]
+    plain = {"USERNAME": alice, "PASSWORD": PASSWORD}
+
+    first = pool.cognito.initiate_auth(ClientId=scripts, AuthFlow="USER_PASSWORD_AUTH", AuthParameters=plain)
+    assert first["ChallengeName"] == "MFA_SETUP" and "AuthenticationResult" not in first
+    wrong_password = {**plain, "PASSWORD": PASSWORD + "x"}
+    refused = lambda: pool.cognito.initiate_auth(  # noqa: E731
+        ClientId=scripts, AuthFlow="USER_PASSWORD_AUTH", AuthParameters=wrong_password
+    )
+    assert _error(refused)[0] == "NotAuthorizedException"

@@ -3,7 +3,8 @@
 - FaultProxy / ProxyFault: a loopback TCP proxy that delays, trickles, drops or resets one HTTP exchange at a time.
 - StrictSecretsManager: a Secrets Manager client (moto) that fails, throttles and enforces the version quota as AWS does.
 - StrictSqs: an SQS client (moto) that refuses messages and batches over SQS's size limits as AWS does.
-- StrictCognito: moto's server with Cognito's SRP sign-in checked as Cognito checks it, and its clients' auth flows.
+- StrictCognito: moto's server with Cognito's sign-in checked as Cognito checks it: the SRP proof, the clients' auth
+  flows, and the challenges after the password (a new password, TOTP setup and codes, sessions that expire).
 """
 
 from .proxy import FaultProxy, ProxyFault

@@ -14,8 +14,11 @@ console's sign-in:
   (moto keeps passwords; Cognito keeps only v: the client cannot tell the difference), USER_ID_FOR_SRP = the user
   name (as Cognito gives it in a pool without username attributes), and a random SECRET_BLOCK.
 - PASSWORD_VERIFIER recomputes the password claim; a wrong one is NotAuthorizedException "Incorrect username or
-  password.", as is an unknown user (the pool's PreventUserExistenceErrors: the challenge looks the same). A right
-  one goes on to moto, which issues the tokens or asks for a new password. A secret block is good for one answer.
+  password.", as is an unknown user (the pool's PreventUserExistenceErrors: the challenge looks the same). A secret
+  block is good for one answer. A right one, and a password USER_PASSWORD_AUTH moto checked, go on to what Cognito
+  asks next: a new password, the second factor (cognito_challenges.py: moto lets a password alone through a pool
+  whose MFA is required), or tokens. Those challenges, AssociateSoftwareToken, VerifySoftwareToken and
+  AdminDeleteSoftwareToken are answered there.
 
 Cognito's SRP-6a, as its clients (amazon-cognito-identity-js, and pycognito, which the tests use as an independent
 client) compute it: N the 3072-bit MODP prime of RFC 3526, g = 2, H = SHA-256 over the bytes of hex strings, every
@@ -39,6 +42,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from qbo_local.faults.cognito_challenges import Challenges, CognitoRefusal
 
 N = int(
     "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DD"
@@ -66,6 +71,15 @@ ALLOWING = {
 }
 # What a client created without ExplicitAuthFlows allows (CreateUserPoolClient's reference).
 DEFAULT_FLOWS = ("ALLOW_USER_SRP_AUTH", "ALLOW_CUSTOM_AUTH", "ALLOW_REFRESH_TOKEN_AUTH")
+# The challenges after the password, answered by cognito_challenges.Challenges.
+AFTER_PASSWORD = {"NEW_PASSWORD_REQUIRED", "MFA_SETUP", "SOFTWARE_TOKEN_MFA"}
+HANDLED = {
+    "InitiateAuth",
+    "RespondToAuthChallenge",
+    "AssociateSoftwareToken",
+    "VerifySoftwareToken",
+    "AdminDeleteSoftwareToken",
+}
 
 
 # --- the arithmetic -----------------------------------------------------------------------------------------
@@ -110,13 +124,6 @@ class _Challenge:
     verifier: int
 
 
-class CognitoRefusal(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-
-
 class StrictCognito:
     """WSGI middleware around moto's server app; `backend` gives moto's Cognito backend (in this process); `clock`
     (seconds since the epoch) is what it judges time by, which tests move."""
@@ -126,6 +133,7 @@ class StrictCognito:
         self._backend = backend
         self._clock = clock
         self._challenges: dict[str, _Challenge] = {}
+        self._after_password = Challenges(backend, clock)
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -133,7 +141,7 @@ class StrictCognito:
         if environ.get("REQUEST_METHOD") != "POST" or not target.startswith(TARGET_PREFIX):
             return self._app(environ, start_response)
         action = target.removeprefix(TARGET_PREFIX)
-        if action not in {"InitiateAuth", "RespondToAuthChallenge"}:
+        if action not in HANDLED:
             return self._app(environ, start_response)
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         try:
@@ -151,8 +159,14 @@ class StrictCognito:
             return self._app(environ, start_response)
         return _respond(start_response, 200, answer)
 
-    # --- the two calls ------------------------------------------------------------------------------------
+    # --- the calls ----------------------------------------------------------------------------------------
     def _handle(self, action: str, request: dict[str, Any]) -> dict[str, Any] | None:
+        if action == "AssociateSoftwareToken":
+            return self._after_password.associate(request)
+        if action == "VerifySoftwareToken":
+            return self._after_password.verify(request)
+        if action == "AdminDeleteSoftwareToken":
+            return self._after_password.delete_authenticator(request)
         client_id = request.get("ClientId")
         pool = self._pool_of(client_id)
         if pool is None:
@@ -164,9 +178,14 @@ class StrictCognito:
                 raise CognitoRefusal("InvalidParameterException", f"{flow} flow not enabled for this client")
             if flow == "USER_SRP_AUTH":
                 return self._challenge(pool, client_id, request.get("AuthParameters") or {})
+            if flow == "USER_PASSWORD_AUTH":
+                return self._password_checked_by_moto(pool, client_id, request.get("AuthParameters") or {})
             return None
-        if request.get("ChallengeName") == "PASSWORD_VERIFIER":
-            return self._verify(client_id, request.get("ChallengeResponses") or {})
+        challenge, responses = request.get("ChallengeName"), request.get("ChallengeResponses") or {}
+        if challenge == "PASSWORD_VERIFIER":
+            return self._verify(client_id, responses)
+        if challenge in AFTER_PASSWORD:
+            return self._after_password.respond(client_id, challenge, request.get("Session"), responses)
         return None
 
     def _challenge(self, pool: Any, client_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -232,17 +251,18 @@ class StrictCognito:
         )
         if challenge.moto_session is None or not hmac.compare_digest(expected, signature):
             raise CognitoRefusal("NotAuthorizedException", "Incorrect username or password.")
-        return self._backend().respond_to_auth_challenge(
-            challenge.moto_session,
-            client_id,
-            "PASSWORD_VERIFIER",
-            {
-                "USERNAME": challenge.username,
-                "PASSWORD_CLAIM_SIGNATURE": signature,
-                "PASSWORD_CLAIM_SECRET_BLOCK": challenge.moto_session,
-                "TIMESTAMP": timestamp,
-            },
-        )
+        pool = self._pool_of(client_id)
+        user = pool._get_user(challenge.username) if pool is not None else None
+        if user is None or not user.enabled:
+            raise CognitoRefusal("NotAuthorizedException", "Incorrect username or password.")
+        return self._after_password.after_password(pool, client_id, user, challenge.moto_session)
+
+    def _password_checked_by_moto(self, pool: Any, client_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        """USER_PASSWORD_AUTH, for a client that allows it: moto compares the password, and would then sign in a
+        user of a pool whose MFA is required without any second factor."""
+        answer = self._backend().initiate_auth(client_id, "USER_PASSWORD_AUTH", parameters)
+        user = pool._get_user(parameters.get("USERNAME") or "")
+        return self._after_password.after_password(pool, client_id, user, answer.get("Session"))
 
     def _pool_of(self, client_id: Any) -> Any:
         if not isinstance(client_id, str):
