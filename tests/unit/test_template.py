@@ -393,6 +393,16 @@ def test_the_admin_function_asks_its_own_pool_about_people_and_may_only_read_the
     assert resource.value[1] == {"PoolId": pool}
 
 
+def test_administrators_sign_in_with_a_password_and_an_authenticator_apps_code_every_time(template):
+    pool = template["Resources"]["AdminUserPool"]["Properties"]
+    assert pool["MfaConfiguration"] == "ON"  # required, not OPTIONAL: a password alone never signs in
+    assert pool["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]  # TOTP only: no SMS
+    assert "SmsConfiguration" not in pool
+    assert pool["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}
+    # The console tells the person each step's session lasts 3 minutes.
+    assert template["Resources"]["AdminConsoleClient"]["Properties"]["AuthSessionValidity"] == 3
+
+
 def test_the_console_signs_in_by_srp_only_so_the_password_never_leaves_the_browser(template):
     client = template["Resources"]["AdminConsoleClient"]["Properties"]
     assert client["ExplicitAuthFlows"] == ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
