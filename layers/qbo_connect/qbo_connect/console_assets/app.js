@@ -10,7 +10,17 @@
   let current = null; // the connection on the connection page
   let poll = null;
 
-  // --- sign-in (Cognito USER_SRP_AUTH: srp.js proves the password without sending it) ------------
+  // --- sign-in (Cognito USER_SRP_AUTH: srp.js proves the password without sending it; then the second factor) ----
+  // The pool requires an authenticator app (TOTP): a first sign-in sets one up (MFA_SETUP), every later one
+  // answers SOFTWARE_TOKEN_MFA with its code. Each step's Cognito session lasts 3 minutes; a wrong code may be
+  // tried again within them. Sessions, the key and the tokens stay in this closure and the page, never in a log.
+  class CognitoError extends Error {
+    constructor(type, message) {
+      super(message);
+      this.type = type;
+    }
+  }
+
   async function cognito(target, body) {
     const answer = await fetch(config.cognito_url, {
       method: "POST",
@@ -21,7 +31,10 @@
       body: JSON.stringify(body),
     });
     const data = await answer.json().catch(() => ({}));
-    if (!answer.ok) throw new Error(data.message || data.__type || `sign-in failed (${answer.status})`);
+    if (!answer.ok) {
+      const type = String(data.__type || "").split("#").pop();
+      throw new CognitoError(type, data.message || type || `sign-in failed (${answer.status})`);
+    }
     return data;
   }
 
@@ -39,50 +52,152 @@
     return cognito("RespondToAuthChallenge", request);
   }
 
-  let challenge = null;
+  const respond = (name, responses) =>
+    cognito("RespondToAuthChallenge", {
+      ChallengeName: name,
+      ClientId: config.client_id,
+      Session: challenge.session,
+      ChallengeResponses: { USERNAME: challenge.user, ...responses },
+    });
+
+  let challenge = null; // the step Cognito waits for: { name, session, user }
+  const STEPS = { NEW_PASSWORD_REQUIRED: "sign-in-form", MFA_SETUP: "mfa-setup-form", SOFTWARE_TOKEN_MFA: "mfa-code-form" };
+
+  function showStep(form) {
+    for (const id of ["sign-in-form", "mfa-setup-form", "mfa-code-form"]) $(id).hidden = id !== form;
+    $("sign-in-restart").hidden = form === "sign-in-form" && !challenge;
+  }
+
+  // What Cognito answered: tokens, or the next step to show.
+  async function proceed(data, username) {
+    if (data.AuthenticationResult) return signedIn(data.AuthenticationResult, challenge ? challenge.user : username);
+    const name = data.ChallengeName;
+    if (!(name in STEPS)) throw new Error(`Cognito asks for ${name || "another step"}, which this console does not handle`);
+    const parameters = data.ChallengeParameters || {};
+    challenge = { name, session: data.Session, user: parameters.USER_ID_FOR_SRP || (challenge && challenge.user) || username };
+    if (name === "NEW_PASSWORD_REQUIRED") {
+      // The password is proven (and cleared from the page): what the form needs now is the new one.
+      $("password").required = false;
+      $("new-password").required = true;
+      $("new-password-row").hidden = false;
+      $("sign-in-error").textContent = "Choose a new password to finish signing in.";
+    } else if (name === "MFA_SETUP") {
+      const associated = await cognito("AssociateSoftwareToken", { Session: challenge.session });
+      challenge.session = associated.Session;
+      showKey(associated.SecretCode, challenge.user);
+      $("mfa-setup-code").focus();
+    } else {
+      $("mfa-code").value = "";
+      $("mfa-code").focus();
+    }
+    showStep(STEPS[name]);
+  }
+
+  function showKey(secret, user) {
+    $("mfa-secret").textContent = secret.replace(/(.{4})(?=.)/g, "$1 ");
+    const label = encodeURIComponent(`qbo-connect:${user}@${location.hostname}`);
+    const uri = `otpauth://totp/${label}?secret=${secret}&issuer=qbo-connect&algorithm=SHA1&digits=6&period=30`;
+    $("mfa-uri").textContent = uri;
+    $("mfa-uri").href = uri;
+  }
+
+  // Six digits, as people type them (spaces and all); null when it cannot be a code.
+  function typedCode(field) {
+    const code = $(field).value.replace(/\s+/g, "");
+    return /^[0-9]{6}$/.test(code) ? code : null;
+  }
+
+  const CODE_REFUSED =
+    "That code was not accepted. Enter the code your authenticator app shows now (each lasts 30 seconds; if codes keep failing, check the device's clock).";
+  const SETUP_CODE_REFUSED =
+    "That code was not accepted. Check that the app holds the key shown above (not an older one) and enter the code it shows now.";
+
+  // A refusal the person can act on, said so; the step stays open where a retry can work.
+  function refused(error) {
+    if (error.type === "NotAuthorizedException" && /session/i.test(error.message)) {
+      startAgain();
+      return "This sign-in took longer than Cognito allows for a step (3 minutes): sign in again with your password.";
+    }
+    if (error.type === "CodeMismatchException") return challenge && challenge.name === "MFA_SETUP" ? SETUP_CODE_REFUSED : CODE_REFUSED;
+    if (error.type === "EnableSoftwareTokenMFAException") return SETUP_CODE_REFUSED;
+    return error.message;
+  }
+
   async function signIn(event) {
     event.preventDefault();
     $("sign-in-error").textContent = "";
     const username = $("username").value.trim();
     try {
-      let data;
-      if (challenge) {
-        data = await cognito("RespondToAuthChallenge", {
-          ChallengeName: "NEW_PASSWORD_REQUIRED",
-          ClientId: config.client_id,
-          Session: challenge.session,
-          ChallengeResponses: { USERNAME: challenge.user, NEW_PASSWORD: $("new-password").value },
-        });
-      } else {
-        data = await passwordVerified(username, $("password").value);
-      }
-      if (data.ChallengeName === "NEW_PASSWORD_REQUIRED") {
-        const user = (data.ChallengeParameters && data.ChallengeParameters.USER_ID_FOR_SRP) || username;
-        challenge = { session: data.Session, user };
-        $("new-password-row").hidden = false;
-        $("sign-in-error").textContent = "Choose a new password to finish signing in.";
-        return;
-      }
-      const result = data.AuthenticationResult;
-      if (!result) {
-        // MFA (SOFTWARE_TOKEN_MFA) and other challenges: say so rather than fail obscurely.
-        throw new Error(`Cognito asks for ${data.ChallengeName || "another step"}, which this console does not handle yet: sign in as a user without it`);
-      }
-      session.idToken = result.IdToken;
-      session.expiresAt = Date.now() + (result.ExpiresIn || 3600) * 1000;
-      session.user = username;
-      challenge = null;
+      const data = challenge
+        ? await respond("NEW_PASSWORD_REQUIRED", { NEW_PASSWORD: $("new-password").value })
+        : await passwordVerified(username, $("password").value);
       $("password").value = "";
       $("new-password").value = "";
-      route();
+      $("new-password-row").hidden = true;
+      await proceed(data, username);
     } catch (error) {
-      $("sign-in-error").textContent = error.message;
+      $("sign-in-error").textContent = refused(error);
     }
+  }
+
+  async function submitSetupCode(event) {
+    event.preventDefault();
+    $("sign-in-error").textContent = "";
+    const code = typedCode("mfa-setup-code");
+    if (!code) return ($("sign-in-error").textContent = "Enter the 6 digits your authenticator app shows.");
+    try {
+      const verified = await cognito("VerifySoftwareToken", {
+        Session: challenge.session,
+        UserCode: code,
+        FriendlyDeviceName: "qbo-connect console",
+      });
+      challenge.session = verified.Session;
+      await proceed(await respond("MFA_SETUP", {}));
+    } catch (error) {
+      $("mfa-setup-code").value = "";
+      $("sign-in-error").textContent = refused(error);
+    }
+  }
+
+  async function submitCode(event) {
+    event.preventDefault();
+    $("sign-in-error").textContent = "";
+    const code = typedCode("mfa-code");
+    if (!code) return ($("sign-in-error").textContent = "Enter the 6 digits your authenticator app shows.");
+    try {
+      await proceed(await respond("SOFTWARE_TOKEN_MFA", { SOFTWARE_TOKEN_MFA_CODE: code }));
+    } catch (error) {
+      $("mfa-code").value = "";
+      $("sign-in-error").textContent = refused(error);
+    }
+  }
+
+  // Back to the password form, forgetting the step, its session and the key shown.
+  function startAgain() {
+    challenge = null;
+    for (const id of ["password", "new-password", "mfa-setup-code", "mfa-code"]) $(id).value = "";
+    $("mfa-secret").textContent = "";
+    $("mfa-uri").textContent = "";
+    $("mfa-uri").removeAttribute("href");
+    $("new-password-row").hidden = true;
+    $("password").required = true;
+    $("new-password").required = false;
+    showStep("sign-in-form");
+  }
+
+  function signedIn(result, user) {
+    session.idToken = result.IdToken;
+    session.expiresAt = Date.now() + (result.ExpiresIn || 3600) * 1000;
+    session.user = user;
+    startAgain();
+    $("sign-in-error").textContent = "";
+    route();
   }
 
   function signOut() {
     session.idToken = null;
     session.user = null;
+    startAgain();
     stopPolling();
     forgetPage();
     route();
@@ -447,6 +562,12 @@
   async function start() {
     config = await (await fetch("/console/config.json")).json();
     $("sign-in-form").addEventListener("submit", signIn);
+    $("mfa-setup-form").addEventListener("submit", submitSetupCode);
+    $("mfa-code-form").addEventListener("submit", submitCode);
+    $("sign-in-restart").addEventListener("click", () => {
+      startAgain();
+      $("sign-in-error").textContent = "";
+    });
     $("sign-out").addEventListener("click", signOut);
     $("status-filter").addEventListener("change", renderList);
     $("name-filter").addEventListener("input", renderList);
