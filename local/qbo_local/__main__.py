@@ -4,6 +4,7 @@
                          [--access-token-seconds N] [--refresh-concurrency N] [--function-logs] [--root DIR]
                          [--ready-file PATH]
     qbo-connect-local invoke FUNCTION EVENT_FILE      (e.g. invoke test events/test.json)
+    qbo-connect-local totp [--secret KEY]             (the console's sign-in code for the local administrator)
 
 `make dev` runs `up`. With QBO_INTUIT_CLIENT_ID and QBO_INTUIT_CLIENT_SECRET set, `up` talks to
 Intuit's sandbox instead of the emulator.
@@ -18,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,17 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("function", help="test, refresh, authorize, callback, admin or console (or a logical ID)")
     invoke.add_argument("event_file", help="a JSON event, e.g. events/test.json (- reads stdin)")
     invoke.add_argument("--root", type=Path, help="the repository (default: the checkout this package is in)")
+
+    code = commands.add_parser(
+        "totp",
+        help="print the current authenticator code for the console's sign-in: the running stack's administrator's, "
+        "or one of a key the console showed you",
+    )
+    code.add_argument(
+        "--secret",
+        help="an authenticator key (base32, as the console shows it when it sets one up; default: the running "
+        "stack's administrator's)",
+    )
     return parser
 
 
@@ -188,11 +201,41 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _totp(args: argparse.Namespace) -> int:
+    """The code on stdout alone (for a script or a copy), what it is for on stderr."""
+    from qbo_local import totp
+
+    secret, whose = args.secret, "the key given"
+    if secret is None:
+        running = discovery.find_running_stack()
+        secret = (running or {}).get("admin_authenticator_secret")
+        if not secret:
+            print(
+                "qbo-connect-local: no local stack is running (or it has no administrator): start one with `make dev`, "
+                "or give the key the console showed you with --secret KEY",
+                file=sys.stderr,
+            )
+            return 1
+        whose = f"user {running.get('admin_username')} at {running.get('console_url')}"
+    now = time.time()
+    try:
+        current = totp.code_at(secret, now)
+    except ValueError:
+        print("qbo-connect-local: the key is not base32 (letters A-Z and digits 2-7): copy it again", file=sys.stderr)
+        return 2
+    print(current, flush=True)
+    print(f"(the code for {whose}; good for {totp.seconds_left(now)} s more, then the next one)", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"up": _up, "invoke": _invoke, "totp": _totp}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging()
     try:
-        return _up(args) if args.command == "up" else _invoke(args)
+        return COMMANDS[args.command](args)
     except (OptionError, FunctionNotFound) as error:
         print(f"qbo-connect-local: {error}", file=sys.stderr)
         return 2

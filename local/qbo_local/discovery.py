@@ -1,7 +1,8 @@
 """Where a running local stack says how to reach it, so the CLI and `invoke` can find it.
 
-The file holds URLs, names and settings only, never a secret: it is written 0600 in a 0700 folder
-anyway, because it tells any local process where the stack listens.
+The file holds URLs, names and settings, and the local pool's administrator's password and authenticator key
+(a fake pool in moto that ends with the stack: what the banner prints and `qbo-connect-local totp` reads); no
+connection's secret or token. It is written 0600 in a 0700 folder.
 
     {"pid": 1234, "started_at": "2025-11-28T14:41:12Z", "api_url": "http://localhost:3000",
      "callback_url": "http://localhost:3000/oauth/callback", "aws_endpoint_url": "http://127.0.0.1:4566",

@@ -27,6 +27,7 @@ import requests
 
 from qbo_local import config, discovery
 from qbo_local.authorizers import IamAuthorizer, JwtAuthorizer
+from qbo_local.cognito_sign_in import set_up_authenticator
 from qbo_local.config import IntuitKeys, UpOptions
 from qbo_local.functions import (
     LocalFunction,
@@ -77,13 +78,19 @@ def ensure_port_free(port: int, what: str, option: str, env: str, host: str = "1
 
 
 def cli_command() -> str:
-    """How to run the admin CLI from the shell that ran `make dev`: bare if PATH finds this one, else its path."""
-    installed = Path(sys.executable).parent / "qbo-connect"
+    """How to run the admin CLI from the shell that ran `make dev`."""
+    return script_command("qbo-connect", "qbo_connect_cli.main")
+
+
+def script_command(script: str, module: str) -> str:
+    """How to run one of this package's commands from the shell that ran `make dev`: bare if PATH finds this
+    one, else its path (or the module, when it is not installed as a script)."""
+    installed = Path(sys.executable).parent / script
     if not installed.exists():
-        return f"{sys.executable} -m qbo_connect_cli.main"
-    on_path = shutil.which("qbo-connect")
+        return f"{sys.executable} -m {module}"
+    on_path = shutil.which(script)
     if on_path and Path(on_path).resolve() == installed.resolve():
-        return "qbo-connect"
+        return script
     try:
         return str(installed.relative_to(Path.cwd()))
     except ValueError:
@@ -144,6 +151,8 @@ class AdminSignIn:
     username: str
     password: str = field(repr=False)
     aws_endpoint: str = ""
+    # The key of the administrator's authenticator (the pool requires one): `qbo-connect-local totp` prints its code.
+    authenticator_secret: str = field(default="", repr=False)
 
 
 @dataclass
@@ -246,6 +255,7 @@ class LocalStack:
             # The local pool's one administrator (a fake pool in moto, gone when the stack stops).
             "admin_username": self.admin.username,
             "admin_password": self.admin.password,
+            "admin_authenticator_secret": self.admin.authenticator_secret,
         }
         discovery.write_json_private(self.state_file, self.document)
         return self.document
@@ -322,17 +332,27 @@ class LocalStack:
         from qbo_connect.settings import DEFAULT_ADMIN_GROUP
 
         cognito = boto3.client("cognito-idp")
+        pool = self._template["Resources"]["AdminUserPool"]["Properties"]
         pool_id = cognito.create_user_pool(
             PoolName=f"{config.STACK_NAME}-administrators",
-            AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
+            AdminCreateUserConfig=pool["AdminCreateUserConfig"],
+            MfaConfiguration=pool["MfaConfiguration"],
         )["UserPool"]["Id"]
-        # The template's console client, with its auth flows (SRP only: the password never leaves the browser).
-        console_client = self._template["Resources"]["AdminConsoleClient"]
+        # As CloudFormation does with the template's EnabledMfas: authenticator apps (TOTP) on, and only them.
+        cognito.set_user_pool_mfa_config(
+            UserPoolId=pool_id,
+            SoftwareTokenMfaConfiguration={"Enabled": "SOFTWARE_TOKEN_MFA" in pool["EnabledMfas"]},
+            MfaConfiguration=pool["MfaConfiguration"],
+        )
+        # The template's console client, with its auth flows (SRP only: the password never leaves the browser)
+        # and the minutes each sign-in step may take.
+        console_client = self._template["Resources"]["AdminConsoleClient"]["Properties"]
         client_id = cognito.create_user_pool_client(
             UserPoolId=pool_id,
             ClientName=f"{config.STACK_NAME}-console",
             GenerateSecret=False,
-            ExplicitAuthFlows=console_client["Properties"]["ExplicitAuthFlows"],
+            ExplicitAuthFlows=console_client["ExplicitAuthFlows"],
+            AuthSessionValidity=console_client["AuthSessionValidity"],
         )["UserPoolClient"]["ClientId"]
         password = secrets.token_urlsafe(15) + "Aa7-"
         cognito.admin_create_user(UserPoolId=pool_id, Username=config.ADMIN_USERNAME, MessageAction="SUPPRESS")
@@ -344,7 +364,10 @@ class LocalStack:
         cognito.admin_add_user_to_group(
             UserPoolId=pool_id, Username=config.ADMIN_USERNAME, GroupName=DEFAULT_ADMIN_GROUP
         )
-        return AdminSignIn(pool_id, client_id, config.ADMIN_USERNAME, password, aws_endpoint)
+        # Its first sign-in, through Cognito's API as the console makes it: the authenticator's setup, whose key
+        # the banner and `qbo-connect-local totp` use (a new pool each start: an app would need the key again).
+        secret = set_up_authenticator(cognito, pool_id, client_id, config.ADMIN_USERNAME, password)
+        return AdminSignIn(pool_id, client_id, config.ADMIN_USERNAME, password, aws_endpoint, secret)
 
     def _authorizers(self) -> dict[str, Any]:
         """The template's authorizers, backed by the local pool (JWT) and the local credentials (IAM)."""
@@ -601,8 +624,10 @@ class LocalStack:
             ]
         if self.admin is not None:
             lines += [
-                "The console (admin API behind Cognito sign-in):",
+                "The console (admin API behind Cognito sign-in: a password and an authenticator's code):",
                 f"  {api_url}/    user {self.admin.username}   password {self.admin.password}",
+                f"  code: {script_command('qbo-connect-local', 'qbo_local')} totp   (prints the current one; or add the",
+                f"        key {self.admin.authenticator_secret} to an authenticator app, until this stack stops)",
                 "",
             ]
         cli = cli_command()

@@ -15,7 +15,7 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from stack_support import aws_client, sign_in_token
+from stack_support import AUTHENTICATORS, authenticator_code, authenticator_of, aws_client, sign_in_token
 
 pytestmark = pytest.mark.e2e
 
@@ -71,14 +71,48 @@ window.fetch = (url, options = {}) => {
 """
 
 
-def _sign_in(browser, stack, username: str, password: str) -> None:
-    browser.get(stack.discovery["console_url"])
+def _sign_in(browser, stack, username: str, password: str, *, load: bool = True) -> None:
+    """The password, then the authenticator's code (or its setup, at a first sign-in), as a person does it."""
+    if load:
+        browser.get(stack.discovery["console_url"])
     _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
     browser.find_element(By.ID, "username").clear()
     browser.find_element(By.ID, "username").send_keys(username)
     browser.find_element(By.ID, "password").clear()
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "sign-in").click()
+    second_factor(browser, stack, username)
+
+
+def second_factor(browser, stack, username: str) -> None:
+    """Answers the step the page asks for next, if it asks for one: the code of the user's authenticator, or the
+    setup of one from the key the page shows."""
+    _wait(browser).until(
+        lambda b: (
+            _shown(b, "mfa-setup-form")
+            or _shown(b, "mfa-code-form")
+            or _shown(b, "list-view")
+            or _text(b, "sign-in-error")
+        )
+    )
+    pool = stack.discovery["environment"]["QBO_ADMIN_USER_POOL_ID"]
+    if _shown(browser, "mfa-setup-form"):
+        secret = _text(browser, "mfa-secret").replace(" ", "")
+        AUTHENTICATORS[(pool, username)] = secret
+        browser.find_element(By.ID, "mfa-setup-code").send_keys(authenticator_code(secret))
+        browser.find_element(By.ID, "mfa-setup-submit").click()
+    elif _shown(browser, "mfa-code-form"):
+        browser.find_element(By.ID, "mfa-code").send_keys(authenticator_code(authenticator_of(stack, pool, username)))
+        browser.find_element(By.ID, "mfa-submit").click()
+    else:
+        return
+    _wait(browser).until(
+        lambda b: not (_shown(b, "mfa-setup-form") or _shown(b, "mfa-code-form")) or _text(b, "sign-in-error")
+    )
+
+
+def _shown(browser, element_id: str) -> bool:
+    return browser.find_element(By.ID, element_id).is_displayed()
 
 
 def _pool_user(stack, username: str, password: str, *, administrator: bool) -> None:
@@ -100,17 +134,16 @@ def test_sign_in_create_set_secret_generate_test_reset_and_sign_out(local_stack,
     _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
     browser.execute_script(RECORD_REQUESTS)
     password = local_stack.discovery["admin_password"]
-    browser.find_element(By.ID, "username").send_keys(local_stack.discovery["admin_username"])
-    browser.find_element(By.ID, "password").send_keys(password)
-    browser.find_element(By.ID, "sign-in").click()
+    _sign_in(browser, local_stack, local_stack.discovery["admin_username"], password, load=False)
 
     # The list: the demo connection is there, not connected.
     _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "list-view")))
-    # Signed in by SRP: the password itself was never sent anywhere.
+    # Signed in by SRP, then the authenticator's code: the password itself was never sent anywhere.
     sent = browser.execute_script("return window.__sent")
     targets = [request["target"].rsplit(".", 1)[-1] for request in sent if request["target"]]
-    assert targets == ["InitiateAuth", "RespondToAuthChallenge"]
+    assert targets == ["InitiateAuth", "RespondToAuthChallenge", "RespondToAuthChallenge"]
     assert '"AuthFlow": "USER_SRP_AUTH"' in sent[0]["body"].replace('":"', '": "')
+    assert '"ChallengeName": "SOFTWARE_TOKEN_MFA"' in sent[2]["body"].replace('":"', '": "')
     assert not any(password in request["body"] or password in request["url"] for request in sent)
     _wait(browser).until(lambda b: "demo" in _rows(b))
     assert "not connected" in _rows(browser)["demo"]
@@ -310,10 +343,7 @@ def test_sign_out_leaves_nothing_of_the_session_in_the_page_for_the_next_person(
     # The next person at this browser, not an administrator, signs in while the admin API is slow: the page
     # shows the list view at once, and must not show the previous administrator's connections in it.
     _pool_user(local_stack, "carol", "Carols-Password-2024", administrator=False)
-    browser.find_element(By.ID, "username").clear()
-    browser.find_element(By.ID, "username").send_keys("carol")
-    browser.find_element(By.ID, "password").send_keys("Carols-Password-2024")
-    browser.find_element(By.ID, "sign-in").click()
+    _sign_in(browser, local_stack, "carol", "Carols-Password-2024", load=False)
     _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "list-view")))
     assert _rows(browser) == {}
     browser.execute_async_script(RELEASE_AND_SETTLE)
