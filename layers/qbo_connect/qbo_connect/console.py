@@ -3,7 +3,7 @@
 Why a function rather than static files the template deploys: an HTTP API cannot serve S3 objects without
 CloudFront or a proxy in front; and the page needs this deployment's user pool, app client and sign-in
 endpoint, which a function reads from its environment. Served from the API's own origin, the page calls the
-admin API without CORS, and its Content-Security-Policy can say 'self'. The four files are about 30 kB and
+admin API without CORS, and its Content-Security-Policy can say 'self'. The four files are about 40 kB and
 are cached by the browser for five minutes.
 
 Nothing here is secret: the configuration names the app client (public, no secret) and Cognito's endpoint.
