@@ -19,6 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from stack_support import authenticator_code, aws_client
+from test_console_in_browser import RECORD_REQUESTS
 
 pytestmark = pytest.mark.e2e
 
@@ -26,16 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CODE_REFUSED = "That code was not accepted. Enter the code your authenticator app shows now"
 SETUP_CODE_REFUSED = "That code was not accepted. Check that the app holds the key shown above"
-
-# Keeps what each request sent and what Cognito answered, to show nothing secret went anywhere else.
-RECORD_REQUESTS = """
-window.__sent = [];
-const original = window.fetch;
-window.fetch = (url, options = {}) => {
-  window.__sent.push({url: String(url), target: (options.headers || {})['X-Amz-Target'] || '', body: options.body || ''});
-  return original(url, options);
-};
-"""
 
 # Cognito's answer to a step whose session ran out (3 minutes), in Cognito's shape, for the next answer to a challenge.
 EXPIRE_THE_NEXT_ANSWER = """
@@ -99,6 +90,22 @@ def _first_password_and_key(browser, stack, username: str, temporary: str, chose
     browser.find_element(By.ID, "sign-in").click()
     _wait(browser).until(lambda b: _shown(b, "mfa-setup-form"))
     return _text(browser, "mfa-secret").replace(" ", "")
+
+
+def _enter(browser, field: str, button: str, text: str) -> None:
+    _type(browser, field, text)
+    browser.find_element(By.ID, button).click()
+
+
+def _set_up_then_back_at_the_code(browser, stack, username: str, temporary: str, chosen: str) -> str:
+    """A first sign-in through the setup, a sign-out, and the next sign-in up to its code: the key."""
+    secret = _first_password_and_key(browser, stack, username, temporary, chosen)
+    _enter(browser, "mfa-setup-code", "mfa-setup-submit", authenticator_code(secret))
+    _signed_in(browser)
+    browser.find_element(By.ID, "sign-out").click()
+    _password(browser, stack, username, chosen)
+    _wait(browser).until(lambda b: _shown(b, "mfa-code-form"))
+    return secret
 
 
 def _signed_in(browser) -> None:
@@ -185,28 +192,24 @@ def test_a_wrong_code_is_refused_with_a_message_and_the_right_one_then_signs_in(
     assert _text(browser, "sign-in-error").startswith(SETUP_CODE_REFUSED)
     assert _shown(browser, "mfa-setup-form") and _text(browser, "mfa-secret").replace(" ", "") == secret
     assert browser.find_element(By.ID, "mfa-setup-code").get_attribute("value") == ""
-    _type(browser, "mfa-setup-code", authenticator_code(secret))
-    browser.find_element(By.ID, "mfa-setup-submit").click()
+    _enter(browser, "mfa-setup-code", "mfa-setup-submit", authenticator_code(secret))
     _signed_in(browser)
     browser.find_element(By.ID, "sign-out").click()
 
     # At a later sign-in: what is not six digits is refused before it is sent; a wrong code by Cognito.
     _password(browser, local_stack, username, chosen)
     _wait(browser).until(lambda b: _shown(b, "mfa-code-form"))
-    _type(browser, "mfa-code", "12345")
-    browser.find_element(By.ID, "mfa-submit").click()
+    _enter(browser, "mfa-code", "mfa-submit", "12345")
     _wait(browser).until(lambda b: _text(b, "sign-in-error") == "Enter the 6 digits your authenticator app shows.")
     right = authenticator_code(secret)
-    _type(browser, "mfa-code", f"{(int(right) + 1) % 1_000_000:06d}")
-    browser.find_element(By.ID, "mfa-submit").click()
+    _enter(browser, "mfa-code", "mfa-submit", f"{(int(right) + 1) % 1_000_000:06d}")
     _wait(browser).until(lambda b: _text(b, "sign-in-error").startswith(CODE_REFUSED))
     assert _shown(browser, "mfa-code-form") and not _shown(browser, "list-view")
     assert browser.find_element(By.ID, "sign-out").is_displayed() is False
 
     # Spaces as people type them are fine.
     right = authenticator_code(secret)
-    _type(browser, "mfa-code", f"{right[:3]} {right[3:]}")
-    browser.find_element(By.ID, "mfa-submit").click()
+    _enter(browser, "mfa-code", "mfa-submit", f"{right[:3]} {right[3:]}")
     _signed_in(browser)
     assert _text(browser, "sign-in-error") == ""
 
@@ -214,17 +217,10 @@ def test_a_wrong_code_is_refused_with_a_message_and_the_right_one_then_signs_in(
 def test_a_step_that_outlived_cognitos_session_says_to_sign_in_again(local_stack, browser):
     username, temporary = _new_administrator(local_stack)
     chosen = f"Chosen-{secrets.token_hex(5)}-Pass4"
-    secret = _first_password_and_key(browser, local_stack, username, temporary, chosen)
-    _type(browser, "mfa-setup-code", authenticator_code(secret))
-    browser.find_element(By.ID, "mfa-setup-submit").click()
-    _signed_in(browser)
-    browser.find_element(By.ID, "sign-out").click()
-    _password(browser, local_stack, username, chosen)
-    _wait(browser).until(lambda b: _shown(b, "mfa-code-form"))
+    secret = _set_up_then_back_at_the_code(browser, local_stack, username, temporary, chosen)
 
     browser.execute_script(EXPIRE_THE_NEXT_ANSWER)  # more than 3 minutes went by before the code was typed
-    _type(browser, "mfa-code", authenticator_code(secret))
-    browser.find_element(By.ID, "mfa-submit").click()
+    _enter(browser, "mfa-code", "mfa-submit", authenticator_code(secret))
 
     _wait(browser).until(lambda b: "sign in again" in _text(b, "sign-in-error"))
     assert _text(browser, "sign-in-error") == (
@@ -232,11 +228,9 @@ def test_a_step_that_outlived_cognitos_session_says_to_sign_in_again(local_stack
     )
     assert _shown(browser, "sign-in-form") and not _shown(browser, "mfa-code-form")
     assert browser.find_element(By.ID, "password").get_attribute("value") == ""
-    _type(browser, "password", chosen)
-    browser.find_element(By.ID, "sign-in").click()
+    _enter(browser, "password", "sign-in", chosen)
     _wait(browser).until(lambda b: _shown(b, "mfa-code-form"))
-    _type(browser, "mfa-code", authenticator_code(secret))
-    browser.find_element(By.ID, "mfa-submit").click()
+    _enter(browser, "mfa-code", "mfa-submit", authenticator_code(secret))
     _signed_in(browser)
 
 

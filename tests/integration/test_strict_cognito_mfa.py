@@ -10,16 +10,14 @@ import base64
 import secrets
 from collections.abc import Iterator
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from pycognito.aws_srp import AWSSRP
-from qbo_local import config
 from qbo_local.stack import local_aws_server
+from test_strict_cognito import PASSWORD, _cognito
 
-PASSWORD = "Correct-Horse-9-Battery"
 STEP = 30
 
 
@@ -45,16 +43,6 @@ def endpoint(clock: Clock) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
-
-
-def _cognito(endpoint: str):
-    return boto3.client(
-        "cognito-idp",
-        endpoint_url=endpoint,
-        region_name=config.REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 class Pool:

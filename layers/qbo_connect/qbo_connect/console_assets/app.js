@@ -140,36 +140,35 @@
     }
   }
 
-  async function submitSetupCode(event) {
-    event.preventDefault();
+  // A typed code: its shape checked here, the code by Cognito; a refused one is cleared for another try.
+  async function submitCode(field, answer) {
     $("sign-in-error").textContent = "";
-    const code = typedCode("mfa-setup-code");
+    const code = typedCode(field);
     if (!code) return ($("sign-in-error").textContent = "Enter the 6 digits your authenticator app shows.");
     try {
+      await proceed(await answer(code));
+    } catch (error) {
+      $(field).value = "";
+      $("sign-in-error").textContent = refused(error);
+    }
+  }
+
+  function submitSetupCode(event) {
+    event.preventDefault();
+    submitCode("mfa-setup-code", async (code) => {
       const verified = await cognito("VerifySoftwareToken", {
         Session: challenge.session,
         UserCode: code,
         FriendlyDeviceName: "qbo-connect console",
       });
       challenge.session = verified.Session;
-      await proceed(await respond("MFA_SETUP", {}));
-    } catch (error) {
-      $("mfa-setup-code").value = "";
-      $("sign-in-error").textContent = refused(error);
-    }
+      return respond("MFA_SETUP", {});
+    });
   }
 
-  async function submitCode(event) {
+  function submitSignInCode(event) {
     event.preventDefault();
-    $("sign-in-error").textContent = "";
-    const code = typedCode("mfa-code");
-    if (!code) return ($("sign-in-error").textContent = "Enter the 6 digits your authenticator app shows.");
-    try {
-      await proceed(await respond("SOFTWARE_TOKEN_MFA", { SOFTWARE_TOKEN_MFA_CODE: code }));
-    } catch (error) {
-      $("mfa-code").value = "";
-      $("sign-in-error").textContent = refused(error);
-    }
+    submitCode("mfa-code", (code) => respond("SOFTWARE_TOKEN_MFA", { SOFTWARE_TOKEN_MFA_CODE: code }));
   }
 
   // Back to the password form, forgetting the step, its session and the key shown.
@@ -563,7 +562,7 @@
     config = await (await fetch("/console/config.json")).json();
     $("sign-in-form").addEventListener("submit", signIn);
     $("mfa-setup-form").addEventListener("submit", submitSetupCode);
-    $("mfa-code-form").addEventListener("submit", submitCode);
+    $("mfa-code-form").addEventListener("submit", submitSignInCode);
     $("sign-in-restart").addEventListener("click", () => {
       startAgain();
       $("sign-in-error").textContent = "";
