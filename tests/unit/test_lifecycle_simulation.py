@@ -14,7 +14,7 @@ import random
 import pytest
 from fakes import DAY, FakeClock, FakeWorld, StrictIdentityProvider
 from qbo_connect.domain.events import EventType
-from qbo_connect.domain.lifecycle import WARNING_DAYS
+from qbo_connect.domain.grant_end import WARNING_DAYS
 from qbo_connect.observability import logger
 from qbo_connect.refresh_runs import RefreshRuns
 

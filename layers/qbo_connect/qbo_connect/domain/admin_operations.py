@@ -33,6 +33,7 @@ from qbo_connect.domain.connection import (
 from qbo_connect.domain.connection_test import ConnectionTests, TestReport
 from qbo_connect.domain.event_history import EventPage, RecordingPublisher
 from qbo_connect.domain.events import EventType, connection_event
+from qbo_connect.domain.grant_end import DAY_SECONDS
 from qbo_connect.domain.leases import Leases, utc_time
 from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult, TokenLifecycle
 from qbo_connect.domain.secret_document import ConnectionSecret
@@ -48,12 +49,9 @@ from qbo_connect.observability import logger
 from qbo_connect.ports import ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
 from qbo_connect.settings import Settings
 
-DAY_SECONDS = 86_400
 # A link mailed to a company administrator may live longer than the default, but not for ever.
 MAX_AUTHORIZE_LINK_SECONDS = 7 * DAY_SECONDS
 MIN_AUTHORIZE_LINK_SECONDS = 60
-# "Hard expiry near" on the list page, and in `attention`.
-EXPIRY_NEAR_SECONDS = 30 * DAY_SECONDS
 MAX_IMPORTED_TOKEN_LENGTH = 4096
 LEASE_WAIT_SECONDS = 30
 # Refresh outcomes that mean Intuit was asked (and the connection's tokens or status may have changed).
@@ -141,8 +139,9 @@ def attention(connection: Connection, now: float) -> str | None:
         return "invalid client: Intuit refused the client ID or secret; set the current secret"
     if connection.grant_ended(now):
         return f"grant ended {utc_time(ends_at)}: a company administrator must reconnect"
-    if ends_at is not None and ends_at - now <= EXPIRY_NEAR_SECONDS:
-        return f"hard expiry near: reconnect within {max(0, int((ends_at - now) // DAY_SECONDS))} days"
+    end = connection.grant_end
+    if end is not None and end.ending_soon(now):
+        return f"hard expiry near: reconnect within {max(0, int(end.days_left(now)))} days"
     if _company_data_refused(connection):
         return (
             "company data refused at the last test (403, fault 3100): a company administrator must renew the "

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Self
 
 from qbo_connect import intuit
+from qbo_connect.domain.grant_end import GrantEnd
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import InvalidInput
 
@@ -225,10 +226,15 @@ class Connection:
         return self.status is ConnectionStatus.CONNECTED and self.has_client_secret
 
     @property
+    def grant_end(self) -> GrantEnd | None:
+        """The earlier of the rolling and the hard expiry, and which one it is (None: not known)."""
+        return GrantEnd.earliest(rolling=self.refresh_token_expires_at, hard=self.refresh_token_hard_expires_at)
+
+    @property
     def grant_ends_at(self) -> float | None:
-        """When only a person reconnecting helps: the earlier of the rolling and the hard expiry (None: not known)."""
-        ends = [t for t in (self.refresh_token_expires_at, self.refresh_token_hard_expires_at) if t is not None]
-        return min(ends) if ends else None
+        """When only a person reconnecting helps (None: not known)."""
+        end = self.grant_end
+        return None if end is None else end.at
 
     def grant_ended(self, now: float) -> bool:
         """The refresh token's rolling or hard expiry has passed: whatever else is fixed, only a reconnect helps."""

@@ -18,6 +18,7 @@ from enum import StrEnum
 from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy
 from qbo_connect.domain.events import EventType, connection_event
+from qbo_connect.domain.grant_end import GrantEndKind
 from qbo_connect.domain.leases import HeldLease, Leases, require, utc_time
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
@@ -483,9 +484,10 @@ class TokenLifecycle:
         return self.timings.keepalive_seconds if connection.refresh_policy is RefreshPolicy.ON_DEMAND else 0.0
 
     def _announce_expiry(self, warning: ExpiryWarning | None, connection: Connection) -> None:
-        ends_at = connection.grant_ends_at
-        ahead = self._looked_at_again_within(connection)
-        if ends_at is not None and (ends_at - self._clock.now() - ahead) / 86400 <= WARNING_DAYS[0]:
+        end = connection.grant_end
+        if end is not None and end.ending_soon(
+            self._clock.now(), ahead_seconds=self._looked_at_again_within(connection)
+        ):
             # A level, not a mark: counted at every refresh of the grant (an on-demand one's daily keep-alive
             # at least) until a reconnect moves its end out, so GrantsEndingSoonAlarm stays raised meanwhile.
             metrics.add_metric(name="GrantEndingSoon", unit=MetricUnit.Count, value=1)
@@ -500,7 +502,7 @@ class TokenLifecycle:
             days_left=round(warning.days_left, 2),
             threshold_days=warning.threshold_days,
             grant_ends_at=int(warning.ends_at),
-            expiry=warning.ends_by,
+            expiry=warning.ends_by.value,
         )
         logger.warning(
             "Reauthorization due",
@@ -568,7 +570,6 @@ def announces_failure_streak(in_a_row: int, *, escalation: int) -> bool:
     return in_a_row <= escalation or in_a_row & (in_a_row - 1) == 0
 
 
-WARNING_DAYS = (30, 7, 1)
 # Two refreshers compute the same end a few seconds apart (their clocks, Intuit's whole seconds): only a
 # move further than this is the grant's end moving.
 END_MOVED_SECONDS = 3600
@@ -579,43 +580,34 @@ class ExpiryWarning:
     threshold_days: int
     days_left: float
     ends_at: float
-    ends_by: str  # "hard" (five-year limit) or "rolling" (unused refresh token)
+    ends_by: GrantEndKind
     sent_after: tuple[str, ...]
 
 
 def expiry_warning(connection: Connection, now: float, *, ahead_seconds: float = 0.0) -> ExpiryWarning | None:
-    """The warning due now, if a threshold was crossed (by `ahead_seconds` from now) that hasn't been
-    announced for this grant."""
-    ends = [
-        (t, by)
-        for t, by in (
-            (connection.refresh_token_hard_expires_at, "hard"),
-            (connection.refresh_token_expires_at, "rolling"),
-        )
-        if t is not None
-    ]
-    if not ends:
+    """The warning due now, if a mark was crossed (by `ahead_seconds` from now) that hasn't been announced for
+    this grant's end (domain/grant_end.py)."""
+    end = connection.grant_end
+    if end is None:
         return None
-    ends_at, ends_by = min(ends)
-    days_left = (ends_at - now) / 86400
-    crossed = [d for d in WARNING_DAYS if days_left - ahead_seconds / 86400 <= d]
+    crossed = end.marks_within(now, ahead_seconds=ahead_seconds)
     fresh = [d for d in crossed if f"{d}d" not in connection.expiry_warnings_sent]
     if not fresh:
         return None
-    # One event for the closest threshold; thresholds crossed at once are marked sent together.
+    # One event for the closest mark; marks crossed at once are marked sent together.
     sent = tuple(sorted({*connection.expiry_warnings_sent, *(f"{d}d" for d in crossed)}))
-    return ExpiryWarning(min(fresh), days_left, ends_at, ends_by, sent)
+    return ExpiryWarning(min(fresh), end.days_left(now), end.at, end.by, sent)
 
 
 def rearmed(connection: Connection, before: Connection, now: float, *, ahead_seconds: float = 0.0) -> Connection:
     """The warnings of an end that moved out, re-armed: Intuit answered with the same refresh token for weeks
     (its rolling expiry came near and was announced), then rotated again, and the grant now ends later
-    (another rolling end, or the five-year hard one). Thresholds the new end is not within are announced
-    again when it comes within them: each end gets its own warnings."""
-    end, was = connection.grant_ends_at, before.grant_ends_at
-    if not connection.expiry_warnings_sent or end is None or was is None or end - was <= END_MOVED_SECONDS:
+    (another rolling end, or the five-year hard one). Marks the new end is not within are announced again
+    when it comes within them: each end gets its own warnings."""
+    end, was = connection.grant_end, before.grant_ends_at
+    if not connection.expiry_warnings_sent or end is None or was is None or end.at - was <= END_MOVED_SECONDS:
         return connection
-    within = {f"{d}d" for d in WARNING_DAYS if (end - now - ahead_seconds) / 86400 <= d}
+    within = {f"{d}d" for d in end.marks_within(now, ahead_seconds=ahead_seconds)}
     return replace(connection, expiry_warnings_sent=tuple(sorted(set(connection.expiry_warnings_sent) & within)))
 
 
