@@ -249,6 +249,24 @@ def grant_ends_within_30_days(request, monkeypatch) -> None:
     assert refresh()["outcome"] == "refreshed"
 
 
+def grant_nobody_refreshes_ends_within_30_days(request, monkeypatch) -> None:
+    # Consented with 20 days left of the refresh token's life, then the app's client secret was regenerated at
+    # Intuit: the refresh is refused (invalid_client) and nothing refreshes the connection; the sweep must warn.
+    stack = request.getfixturevalue("stack")
+    token_endpoint = stack.token_endpoint
+
+    def twenty_days_left(http_request):
+        status, headers, body = token_endpoint(http_request)
+        return status, headers, json.dumps({**json.loads(body), "x_refresh_token_expires_in": 20 * 86400})
+
+    stack.http.remove(responses.POST, intuit.TOKEN_URL)
+    stack.http.add_callback(responses.POST, intuit.TOKEN_URL, callback=twenty_days_left)
+    connected_and_due(stack)
+    intuit_answers_token_requests_with(stack, 401, {"error": "invalid_client"})
+    assert refresh()["outcome"] == "invalid_client"
+    sweep()
+
+
 def company_subscription_lapsed(request, monkeypatch) -> None:
     # Intuit refuses the company's data (403, fault 3100) as it does once its QuickBooks subscription lapsed.
     stack = request.getfixturevalue("stack")
@@ -410,6 +428,8 @@ CONDITIONS: dict[str, Callable[[Any, Any], None]] = {
 MORE_CONDITIONS = [
     ("WebhookEntriesDroppedAlarm", signed_webhook_entries_unreadable),
     ("RefreshFailingRepeatedlyAlarm", intuit_throttles),
+    ("GrantsEndingSoonAlarm", grant_nobody_refreshes_ends_within_30_days),
+    ("ReauthorizationDueAlarm", grant_nobody_refreshes_ends_within_30_days),
 ]
 
 

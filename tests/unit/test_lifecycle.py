@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from fakes import DAY, FakeWorld
+from fakes import CLIENT_ID, DAY, FakeWorld
 from qbo_connect import intuit
 from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.events import EventType
@@ -427,6 +427,88 @@ def test_a_warning_about_a_stalled_rolling_expiry_does_not_use_up_the_hard_expir
     ]
     hard_thirty = warnings[1]
     assert 29 < hard_thirty["days_left"] <= 30
+
+
+def _left_with_a_wrong_client_secret(world: FakeWorld) -> str:
+    """The app's client secret was regenerated in Intuit's portal and nobody set it here: the connection's next
+    refresh is refused (invalid_client) and nothing refreshes it any more."""
+    connection_id = world.connected().connection_id
+    world.identity.rotate_client_secret(CLIENT_ID, "the-new-client-secret")
+    _due(world)
+    assert world.lifecycle.refresh(connection_id).outcome is RefreshOutcome.INVALID_CLIENT
+    world.events.published.clear()
+    return connection_id
+
+
+@pytest.mark.parametrize(
+    ("hard_days", "ends_by", "action"),
+    [(5 * 365, "rolling", "set-secret"), (60, "hard", "authorize-link")],
+    ids=["rolling-end", "hard-end"],
+)
+def test_a_connection_nobody_can_refresh_still_hears_its_grant_end_coming_at_every_mark(
+    world, emitted, hard_days, ends_by, action
+):
+    """An invalid_client connection is not refreshed, so no refresh warns about its grant's end: the refresh
+    token's rolling expiry (100 days after its last refresh) or Intuit's five-year one, whichever comes first.
+    The person who must fix it hears it as from a refreshing connection: Connection Reauthorization Due within a
+    sweep of the 30, 7 and 1 day marks, naming the end and what to do; GrantEndingSoon every day once within
+    30 days (GrantsEndingSoonAlarm's period); and the connection's attention says it."""
+    world.identity.hard_seconds = hard_days * DAY
+    connection_id = _left_with_a_wrong_client_secret(world)
+    end = world.connection(connection_id).grant_end
+    assert end is not None and end.by == ends_by
+    runs = RefreshRuns(world.lifecycle, None, world.clock)
+    period = world.settings.refresh_period_seconds
+    world.clock.advance(end.at - 31.5 * DAY - world.clock.now())
+    emitted()
+
+    ending_soon_days = []
+    for day in range(31):  # each day's sweeps, until half a day before the end
+        for _ in range(int(DAY // period)):
+            world.clock.advance(period)
+            runs.sweep()
+        ending_soon_days.append(bool(emitted().get("GrantEndingSoon")))
+        if day == 15:
+            midway = (world.admin.show(connection_id)["attention"], int(end.days_left(world.clock.now())))
+
+    assert ending_soon_days == [False] + [True] * 30
+    warnings = [e.detail for e in world.events.published if e.detail_type == EventType.REAUTHORIZATION_DUE]
+    assert [w["threshold_days"] for w in warnings] == [30, 7, 1]
+    for warning in warnings:
+        assert warning["expiry"] == ends_by and warning["status"] == "invalid_client"
+        assert warning["grant_ends_at"] == int(end.at)
+        assert warning["threshold_days"] - period / DAY < warning["days_left"] <= warning["threshold_days"]
+        assert "set-secret" in warning["reason"] and action in warning["reason"], warning["reason"]
+    attention, days_left = midway
+    assert attention.startswith("invalid client") and f"in {days_left} days" in attention, attention
+    assert world.connection(connection_id).status is ConnectionStatus.INVALID_CLIENT
+    assert world.identity.refresh_calls == 1  # looking sends nothing to Intuit
+
+
+def test_two_sweeps_looking_at_a_connection_nobody_refreshes_at_once_announce_its_mark_once(world, monkeypatch):
+    """A retried sweep (or two Lambdas) reads the connection at the same moment as another that announces the
+    30-day mark and records it first: the later one must not announce it again."""
+    connection_id = _left_with_a_wrong_client_secret(world)
+    world.clock.advance(world.connection(connection_id).grant_ends_at - 29.5 * DAY - world.clock.now())
+    runs = RefreshRuns(world.lifecycle, None, world.clock)
+    read = world.store.get
+    raced: list[bool] = []
+
+    def read_while_another_sweep_runs(cid: str):
+        found = read(cid)
+        if not raced:
+            raced.append(True)
+            runs.sweep()  # the other sweep reads the same connection after us and finishes first
+        return found
+
+    monkeypatch.setattr(world.store, "get", read_while_another_sweep_runs)
+    runs.sweep()
+    monkeypatch.undo()
+    runs.sweep()  # and the next sweep, five minutes on
+
+    warnings = [e.detail for e in world.events.published if e.detail_type == EventType.REAUTHORIZATION_DUE]
+    assert [w["threshold_days"] for w in warnings] == [30]
+    assert world.connection(connection_id).expiry_warnings_sent == ("30d",)
 
 
 class RecordingQueue:
