@@ -220,6 +220,10 @@ class InMemoryConnectionStore:
         ids = [connection_id for _, connection_id in due]
         return ids[:limit] if limit else ids
 
+    def connection_ids_with_status(self, status: ConnectionStatus) -> list[str]:
+        with self._lock:
+            return sorted(c.connection_id for c in self._connections.values() if c.status is status)
+
     def count_by_status(self, statuses: Iterable[ConnectionStatus] | None = None) -> dict[ConnectionStatus, int]:
         with self._lock:
             stored = [c.status for c in self._connections.values()]

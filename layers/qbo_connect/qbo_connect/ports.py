@@ -82,6 +82,9 @@ class ConnectionStore(Protocol):
         """IDs of connected connections with this refresh policy whose access token expires at or before
         `due_before`, read from an index (never a scan)."""
 
+    def connection_ids_with_status(self, status: ConnectionStatus) -> list[str]:
+        """IDs of the connections in `status`, from an index (never a scan; it may lag a write by a moment)."""
+
     def count_by_status(self, statuses: Iterable[ConnectionStatus] | None = None) -> dict[ConnectionStatus, int]:
         """How many connections are in each of these statuses (None: every status), from an index (never a
         scan). It reads every entry it counts."""

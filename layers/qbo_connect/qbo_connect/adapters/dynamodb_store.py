@@ -481,6 +481,12 @@ class DynamoDbConnectionStore:
                 break
         return ids[:limit] if limit else ids
 
+    def connection_ids_with_status(self, status: ConnectionStatus) -> list[str]:
+        pages = query_pages(
+            self._table, IndexName=BY_STATUS_INDEX, KeyConditionExpression=Key("status").eq(status.value)
+        )
+        return [item["pk"].removeprefix("connection#") for page in pages for item in page.get("Items", [])]
+
     def count_by_status(self, statuses: Iterable[ConnectionStatus] | None = None) -> dict[ConnectionStatus, int]:
         """How many connections are in each status: one COUNT query per status on the sparse by-status index
         (only connection items carry `status`), never a scan."""

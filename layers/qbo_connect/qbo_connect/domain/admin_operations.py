@@ -129,17 +129,19 @@ def attention(connection: Connection, now: float) -> str | None:
         return f"needs reauthorization: {why}"
     if connection.status is ConnectionStatus.NOT_CONNECTED:
         return "not connected: open the authorize link and click Connect"
-    ends_at = connection.grant_ends_at
+    ends_at, end = connection.grant_ends_at, connection.grant_end
     if connection.status is ConnectionStatus.INVALID_CLIENT:
         if connection.grant_ended(now):
             return (
                 f"invalid client, and the grant ended {utc_time(ends_at)}: set the current secret, then a company "
                 "administrator must reconnect"
             )
+        if end is not None and end.ending_soon(now):
+            # Nothing refreshes it meanwhile: the end comes nearer every day (the sweep warns at each mark).
+            return f"invalid client, and {end.described(now)}: {end.what_to_do(client_secret_wrong=True)}"
         return "invalid client: Intuit refused the client ID or secret; set the current secret"
     if connection.grant_ended(now):
         return f"grant ended {utc_time(ends_at)}: a company administrator must reconnect"
-    end = connection.grant_end
     if end is not None and end.ending_soon(now):
         return f"hard expiry near: reconnect within {max(0, int(end.days_left(now)))} days"
     if _company_data_refused(connection):

@@ -49,3 +49,27 @@ class GrantEnd:
     def ending_soon(self, now: float, *, ahead_seconds: float = 0.0) -> bool:
         """Within the first mark: GrantEndingSoon is counted, and the attention says so."""
         return bool(self.marks_within(now, ahead_seconds=ahead_seconds))
+
+    def described(self, now: float) -> str:
+        """`the refresh token expires in 12 days (its rolling expiry)`: which end, and when."""
+        days = max(0, int(self.days_left(now)))
+        if self.by is GrantEndKind.HARD:
+            return f"the grant ends in {days} days (Intuit's five-year limit)"
+        return f"the refresh token expires in {days} days (its rolling expiry)"
+
+    def what_to_do(self, *, client_secret_wrong: bool, ref: str | None = None) -> str:
+        """What a person must do before this end: for the attention, and (with the connection's `ref`, which
+        adds the commands) for the warning event. A rolling end moves out with the next refresh that succeeds;
+        the hard one only with a reconnect."""
+        set_secret = _with_command("set the app's current client secret", "set-secret", ref)
+        reconnect = _with_command("a company administrator must reconnect", "authorize-link", ref)
+        if self.by is GrantEndKind.HARD:
+            return f"{set_secret}, then {reconnect} before then" if client_secret_wrong else f"{reconnect} before then"
+        if client_secret_wrong:
+            return f"{set_secret} before then: the refresh that follows moves it out (once it has passed, {reconnect})"
+        refresh = _with_command("a refresh that succeeds moves it out", "refresh", ref, group="")
+        return f"{refresh}; if refreshes keep failing, {reconnect} before then"
+
+
+def _with_command(words: str, command: str, ref: str | None, *, group: str = "connections ") -> str:
+    return f"{words} (`qbo-connect {group}{command} {ref}`)" if ref else words

@@ -18,7 +18,7 @@ from enum import StrEnum
 from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy
 from qbo_connect.domain.events import EventType, connection_event
-from qbo_connect.domain.grant_end import GrantEndKind
+from qbo_connect.domain.grant_end import GrantEnd
 from qbo_connect.domain.leases import HeldLease, Leases, require, utc_time
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
@@ -150,6 +150,34 @@ class TokenLifecycle:
             limit=room,
         )
         return eager + keepalive
+
+    # --- grants nobody refreshes ------------------------------------------------------------------
+    def watch_unrefreshed_grants(self) -> int:
+        """Warn about the end of each grant the service holds but does not refresh, as a refresh warns about its
+        own (the marks once each, GrantEndingSoon at every look within 30 days): an invalid_client connection's
+        grant lives on at Intuit, and its rolling expiry comes nearer every day until a person sets the right
+        client secret. Every sweep calls this; one index query, one read per such connection, and a write under
+        the lease only when a mark is crossed. Returns how many it looked at."""
+        connection_ids = self._store.connection_ids_with_status(ConnectionStatus.INVALID_CLIENT)
+        for connection_id in connection_ids:
+            self._watch_unrefreshed(connection_id)
+        return len(connection_ids)
+
+    def _watch_unrefreshed(self, connection_id: str) -> None:
+        connection = self._store.get(connection_id)
+        if connection is None or connection.status is not ConnectionStatus.INVALID_CLIENT:
+            return  # the index lags: fixed, reset or deleted meanwhile
+        warning = None
+        if expiry_warning(connection, self._clock.now(), ahead_seconds=self._looked_at_again_within(connection)):
+            # Marking a warning sent races another sweep looking at the same moment: under the lease, re-read.
+            try:
+                with self._leases.hold(connection_id, read_secret=False) as held:
+                    if held.connection.status is ConnectionStatus.INVALID_CLIENT:
+                        updated, warning = self._with_expiry_warning(held.connection, self._clock.now())
+                        connection = self._leases.commit(held, updated, release=True) if warning else held.connection
+            except (Busy, ConnectionNotFound):
+                pass  # being changed (a new secret, a reset) or warned by another sweep: the next sweep looks again
+        self._announce_expiry(warning, connection)
 
     # --- refreshing ---------------------------------------------------------------------------
     def refresh(
@@ -480,8 +508,10 @@ class TokenLifecycle:
         return replace(connection, expiry_warnings_sent=warning.sent_after), warning
 
     def _looked_at_again_within(self, connection: Connection) -> float:
-        """An on-demand connection may not be refreshed again for a keep-alive period; an eager one is soon."""
-        return self.timings.keepalive_seconds if connection.refresh_policy is RefreshPolicy.ON_DEMAND else 0.0
+        """An on-demand connection may not be refreshed again for a keep-alive period; an eager one is soon, and
+        one nobody refreshes is looked at by the next sweep."""
+        on_demand = connection.refresh_policy is RefreshPolicy.ON_DEMAND and connection.is_refreshable
+        return self.timings.keepalive_seconds if on_demand else 0.0
 
     def _announce_expiry(self, warning: ExpiryWarning | None, connection: Connection) -> None:
         end = connection.grant_end
@@ -497,12 +527,14 @@ class TokenLifecycle:
         self._publish(
             EventType.REAUTHORIZATION_DUE,
             connection,
-            reason=f"the grant ends in {warning.days_left:.1f} days ({warning.ends_by} expiry): a company "
-            "administrator must reconnect before then",
+            reason=f"{warning.end.described(self._clock.now())}: "
+            + warning.end.what_to_do(
+                client_secret_wrong=connection.status is ConnectionStatus.INVALID_CLIENT, ref=connection.connection_id
+            ),
             days_left=round(warning.days_left, 2),
             threshold_days=warning.threshold_days,
-            grant_ends_at=int(warning.ends_at),
-            expiry=warning.ends_by.value,
+            grant_ends_at=int(warning.end.at),
+            expiry=warning.end.by.value,
         )
         logger.warning(
             "Reauthorization due",
@@ -579,8 +611,7 @@ END_MOVED_SECONDS = 3600
 class ExpiryWarning:
     threshold_days: int
     days_left: float
-    ends_at: float
-    ends_by: GrantEndKind
+    end: GrantEnd
     sent_after: tuple[str, ...]
 
 
@@ -596,7 +627,7 @@ def expiry_warning(connection: Connection, now: float, *, ahead_seconds: float =
         return None
     # One event for the closest mark; marks crossed at once are marked sent together.
     sent = tuple(sorted({*connection.expiry_warnings_sent, *(f"{d}d" for d in crossed)}))
-    return ExpiryWarning(min(fresh), end.days_left(now), end.at, end.by, sent)
+    return ExpiryWarning(min(fresh), end.days_left(now), end, sent)
 
 
 def rearmed(connection: Connection, before: Connection, now: float, *, ahead_seconds: float = 0.0) -> Connection:
