@@ -28,7 +28,7 @@ from qbo_connect.adapters.dynamodb_store import create_table
 from qbo_connect.domain.connection import ConsentIdentity
 from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.domain.token_set import TokenSet
-from qbo_connect.errors import NeedsReauthorization
+from qbo_connect.errors import InvalidClient, NeedsReauthorization
 from qbo_connect.ports import CompanyInfo
 from qbo_connect.settings import Settings
 from qbo_connect_cli import clock_skew, main, targets
@@ -465,11 +465,14 @@ class FakeIntuit:
 
     def __init__(self) -> None:
         self.refused: set[str] = set()
+        self.client_secret_wrong = False  # the app's secret was regenerated in Intuit's portal
         self.revoked = 0
 
     def refresh(self, credentials, *, refresh_token: str, scopes: tuple[str, ...], **_: object) -> TokenSet:
         if refresh_token in self.refused:
             raise NeedsReauthorization("Intuit refused the refresh token: reconnect through the authorize link")
+        if self.client_secret_wrong:
+            raise InvalidClient("Intuit refused the client ID or secret (invalid_client)")
         return dataclasses.replace(token_set(time.time(), expires_in=3600), obtained_at=time.time())
 
     def revoke(self, credentials, *, token: str) -> None:
@@ -481,12 +484,14 @@ class FakeCompanyApi:
         return CompanyInfo(company_name="Acme Books Ltd", realm_id=realm_id, intuit_tid="1-abc-tid")
 
 
-def token_set(now: float, *, expires_in: float, refresh_token: str | None = None) -> TokenSet:
+def token_set(
+    now: float, *, expires_in: float, refresh_token: str | None = None, refresh_token_days: float = 100
+) -> TokenSet:
     return TokenSet(
         access_token=f"at-{uuid.uuid4().hex}",
         refresh_token=refresh_token or f"rt-{uuid.uuid4().hex}",
         expires_at=now + expires_in,
-        refresh_token_expires_at=now + 100 * 86400,
+        refresh_token_expires_at=now + refresh_token_days * 86400,
         refresh_token_hard_expires_at=now + 1800 * 86400,
         scopes=intuit.DEFAULT_SCOPES,
         obtained_at=now - 3000,
@@ -507,20 +512,35 @@ def intuit_fake(cli: Runs, monkeypatch: pytest.MonkeyPatch) -> FakeIntuit:
     return fake
 
 
-def connected(name: str, *, expires_in: float = 300, refresh_token: str | None = None) -> str:
+def connected(
+    name: str, *, expires_in: float = 300, refresh_token: str | None = None, refresh_token_days: float = 100
+) -> str:
     """Create a connection and store tokens as the consent flow would."""
     services = runtime.build_services(Settings.from_environment(LOCAL_ENVIRONMENT))
     connection = services.administration.create(
         main.NewConnection(name=name, client_id=CLIENT_ID, client_secret=SECRET, realm_id=REALM)
     )
-    return store_tokens(services, connection.connection_id, expires_in=expires_in, refresh_token=refresh_token)
+    return store_tokens(
+        services,
+        connection.connection_id,
+        expires_in=expires_in,
+        refresh_token=refresh_token,
+        refresh_token_days=refresh_token_days,
+    )
 
 
-def store_tokens(services, connection_id: str, *, expires_in: float = 300, refresh_token: str | None = None) -> str:
+def store_tokens(
+    services,
+    connection_id: str,
+    *,
+    expires_in: float = 300,
+    refresh_token: str | None = None,
+    refresh_token_days: float = 100,
+) -> str:
     """What a completed consent leaves behind."""
     connection = services.administration.find(connection_id)
     now = time.time()
-    tokens = token_set(now, expires_in=expires_in, refresh_token=refresh_token)
+    tokens = token_set(now, expires_in=expires_in, refresh_token=refresh_token, refresh_token_days=refresh_token_days)
     with services.leases.hold(connection.connection_id) as held:
         secret = held.secret.next(now=now, token_set=tokens, realm_id=REALM)
         services.leases.commit(
@@ -543,6 +563,28 @@ def test_list_shows_token_times_relative_and_days_to_hard_expiry(cli: Runs, intu
     assert "in 52 min" in row
     assert "50 min ago" in row
     assert row.rstrip().endswith("1799")
+
+
+def test_list_and_show_say_what_a_person_must_do_about_a_connection(cli: Runs, intuit_fake: FakeIntuit) -> None:
+    """The runbooks (docs/alarms.md) send people to `connections list`: it must say why a connection needs a
+    person, as the admin API and the console do, and so must `show`, in text and in JSON. Here the app's client
+    secret was regenerated at Intuit 80 days after the last refresh: nothing refreshes the connection any more,
+    and its refresh token expires in 20 days."""
+    connected("Acme", refresh_token_days=20)
+    connected("Fine")
+    intuit_fake.client_secret_wrong = True
+    assert "invalid_client" in cli("refresh", "Acme").stdout
+
+    listing = cli("connections", "list").stdout
+    shown = cli("connections", "show", "Acme").stdout
+    [acme, fine] = listed(cli)
+    as_json = json.loads(cli("--output", "json", "connections", "show", "Acme").stdout)
+
+    said = "invalid client, and the refresh token expires in 19 days"
+    assert said in listing and "Acme" in listing.split(said)[0].splitlines()[-1], listing
+    assert re.search(r"Attention: +" + said, shown), shown
+    assert acme["attention"].startswith(said) and as_json["attention"] == acme["attention"]
+    assert fine["attention"] is None and listing.count("invalid client") == 1
 
 
 def test_list_says_an_on_demand_connections_expired_token_is_expected(cli: Runs, intuit_fake: FakeIntuit) -> None:
