@@ -393,30 +393,35 @@ def create(
 @connections.command(name="list")
 @pass_invocation
 def list_connections(invocation: Invocation) -> None:
-    """List connections with their status and token expiry times."""
-    summaries = [c.summary() for c in invocation.services.admin.connections()]
+    """List connections with their status, token expiry times, and what needs a person."""
+    views = invocation.services.admin.list()
     if invocation.wants_json:
-        invocation.emit_json(summaries)
+        invocation.emit_json(views)
         return
-    if not summaries:
+    if not views:
         click.echo(
             "No connections yet: create one with "
             f"{invocation.command('connections', 'create', 'NAME', '--client-id', 'ID')}"
         )
         return
-    click.echo(output.connections_table(summaries, invocation.now()))
+    click.echo(output.connections_table(views, invocation.now()))
+    attention = output.needing_attention(views)
+    if attention:
+        click.echo(f"\nNeeding a person:\n{attention}")
 
 
 @connections.command()
 @click.argument("name_or_id")
 @pass_invocation
 def show(invocation: Invocation, name_or_id: str) -> None:
-    """Show everything known about a connection (never its secrets)."""
-    connection = invocation.services.admin.find(name_or_id)
+    """Show everything known about a connection (never its secrets), and what needs a person."""
+    admin = invocation.services.admin
+    connection = admin.find(name_or_id)
+    view = admin.show(connection.connection_id)
     if invocation.wants_json:
-        invocation.emit_json(connection.summary())
+        invocation.emit_json(view)
         return
-    click.echo(output.connection_fields(connection.summary(), invocation.now()))
+    click.echo(output.connection_fields(view, invocation.now()))
     step = next_step(invocation, connection)
     if step:
         click.echo(f"\nNext step: {step}")

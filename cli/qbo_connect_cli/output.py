@@ -143,6 +143,11 @@ def connections_table(summaries: Iterable[Mapping[str, Any]], now: float) -> str
     return table(LIST_HEADERS, rows)
 
 
+def needing_attention(views: Iterable[Mapping[str, Any]]) -> str:
+    """One line per connection a person should look at, with why (the admin API's and the console's attention)."""
+    return "\n".join(f"  {v['name']}: {v['attention']}" for v in views if v.get("attention"))
+
+
 _LABELS = {
     "name": "Name",
     "connection_id": "ID",
@@ -165,6 +170,8 @@ _LABELS = {
     "last_refresh_error": "Last refresh error",
     "last_revocation": "Last revocation",
     "last_test": "Last test",
+    "days_to_hard_expiry": "Days to hard expiry",
+    "reauthorize_by": "Grant ends (reconnect by)",
 }
 
 
@@ -182,7 +189,7 @@ def _field_value(key: str, value: Any, now: float, summary: Mapping[str, Any]) -
         return "set" if value else "not set"
     if key == "access_token_expires_at" and value is not None and value <= now:
         return f"{moment(value, now)}, expired"
-    if key.endswith("_at"):
+    if key.endswith("_at") or key == "reauthorize_by":
         return moment(value, now)
     if key == "scopes":
         return " ".join(value or ()) or None

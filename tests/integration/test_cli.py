@@ -151,9 +151,10 @@ def test_create_reads_the_secret_from_stdin_and_no_output_ever_shows_it(cli: Run
 
     table = cli("connections", "list")
     assert table.exit_code == 0
-    header, row = table.stdout.splitlines()
+    header, row, _, *needing_a_person = table.stdout.splitlines()
     assert header.split()[:4] == ["NAME", "ID", "ENVIRONMENT", "STATUS"]
     assert row.split()[:4] == ["Acme", summary["connection_id"], "sandbox", "not_connected"]
+    assert needing_a_person == ["Needing a person:", "  Acme: not connected: open the authorize link and click Connect"]
 
     for args in (("connections", "show", "Acme"), ("--output", "json", "connections", "show", "Acme")):
         shown = cli(*args)
