@@ -265,6 +265,37 @@ def test_the_list_says_what_needs_a_person(world):
     assert world.admin.show("Fine")["attention"].startswith("grant ended")
 
 
+def test_the_attention_says_which_end_of_the_grant_is_near_and_what_helps(world):
+    """A grant ends at its refresh token's rolling expiry or at Intuit's five-year limit, whichever comes first. A
+    refresh that succeeds moves the rolling end out; only a reconnect moves the hard one. The attention (list,
+    show, console) must name the end that is near and the action that helps, not "hard expiry near" for both."""
+    # Intuit has answered every refresh for 80 days with the same refresh token and what is left of its life
+    # (intuit/oauth-pythonclient#17): its rolling expiry, 100 days after the consent, has not moved.
+    rolling = world.connected("Rolling").connection_id
+    world.identity.rotates_refresh_tokens = False
+    for _ in range(80):
+        world.clock.advance(DAY)
+        world.lifecycle.refresh(rolling)
+    world.clock.advance(3600)  # 19 days and 23 hours left
+    world.identity.rotates_refresh_tokens = True
+    world.identity.hard_seconds = 20 * DAY + 3600  # an old grant: its five years end 20 days from now
+    hard = world.connected("Hard").connection_id
+
+    rolling_view, hard_view = world.admin.show(rolling), world.admin.show(hard)
+
+    assert rolling_view["status"] == hard_view["status"] == "connected"
+    said = rolling_view["attention"]
+    assert said.startswith("the refresh token expires in 19 days (its rolling expiry)"), said
+    assert "hard" not in said and "a refresh that succeeds moves it out" in said and "reconnect" in said
+    said = hard_view["attention"]
+    assert said.startswith("the grant ends in 20 days (Intuit's five-year limit)"), said
+    assert said.endswith("a company administrator must reconnect before then") and "refresh" not in said
+    assert (rolling_view.get("grant_ends_by"), hard_view.get("grant_ends_by")) == ("rolling", "hard")
+    assert rolling_view.get("grant_ending_soon") is hard_view.get("grant_ending_soon") is True
+    world.identity.hard_seconds = 5 * 365 * DAY
+    assert world.admin.show(world.connected("Fine").connection_id).get("grant_ending_soon") is False
+
+
 def test_an_invalid_client_left_past_the_grants_end_asks_for_a_reconnect_and_a_new_secret_promises_no_grant(world):
     """The app's secret was regenerated in Intuit's portal and nobody set it here for 120 days: the refresh
     token's rolling expiry (100 days after the last refresh) has passed, so a new client secret alone cannot
