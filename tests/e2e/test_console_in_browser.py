@@ -383,6 +383,48 @@ def test_what_a_company_is_called_reaches_the_history_as_text_never_as_markup(lo
     assert browser.title == "QuickBooks connections"
 
 
+def test_the_grant_ending_soon_filter_shows_which_end_is_near(local_stack, browser):
+    """Intuit answers the consent with 20 days of refresh-token life: the list's "grant ending soon" filter shows
+    the connection, saying it is the refresh token's rolling expiry (which a refresh moves out), and leaves out
+    the connections whose grant ends later."""
+    emulator = local_stack.discovery["emulator_url"]
+    realm = str(9_341_453_050_200_000 + secrets.randbelow(99_999))
+    requests.post(f"{emulator}/_emulator/companies", json={"realm_id": realm, "name": "Soon Books"}, timeout=10)
+    client_id, client_secret = _register_emulator_client(local_stack)
+    api, token = local_stack.discovery["api_url"], sign_in_token(local_stack)
+    headers = {"Authorization": f"Bearer {token}"}
+    created = requests.post(
+        f"{api}/admin/connections",
+        headers=headers,
+        json={"name": "Soon Books", "client_id": client_id, "client_secret": client_secret, "realm_id": realm},
+        timeout=10,
+    ).json()
+    later = requests.post(
+        f"{api}/admin/connections", headers=headers, json={"name": "Later Books", "client_id": client_id}, timeout=10
+    ).json()
+    link = requests.post(
+        f"{api}/admin/connections/{created['connection_id']}/authorize-link", headers=headers, json={}, timeout=10
+    ).json()["authorize_url"]
+    lifetime = requests.get(f"{emulator}/_emulator/config", timeout=10).json()["refresh_token_seconds"]
+    requests.post(f"{emulator}/_emulator/config", json={"refresh_token_seconds": 20 * 86400}, timeout=10)
+    try:
+        browser.get(link)
+        Select(_wait(browser).until(lambda b: b.find_element(By.ID, "realm_id"))).select_by_value(realm)
+        browser.find_element(By.ID, "connect").click()
+        _wait(browser, 30).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Connected"))
+    finally:
+        requests.post(f"{emulator}/_emulator/config", json={"refresh_token_seconds": lifetime}, timeout=10)
+    _sign_in(browser, local_stack, local_stack.discovery["admin_username"], local_stack.discovery["admin_password"])
+    _wait(browser).until(lambda b: created["connection_id"] in _rows(b) and later["connection_id"] in _rows(b))
+
+    Select(browser.find_element(By.ID, "status-filter")).select_by_value("expiry")
+    _wait(browser).until(lambda b: later["connection_id"] not in _rows(b))
+
+    row = _rows(browser)[created["connection_id"]]
+    assert "the refresh token expires in 19 days (its rolling expiry)" in row and "hard" not in row
+    assert all("expires in" in text or "ends in" in text for text in _rows(browser).values())
+
+
 def _forged(token: str, **claims) -> str:
     """The token with changed claims and its original signature (what an attacker can make)."""
     header, payload, signature = token.split(".")

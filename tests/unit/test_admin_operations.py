@@ -260,7 +260,7 @@ def test_the_list_says_what_needs_a_person(world):
     assert views["Revoked"]["status"] == "needs_reauthorization"
     assert views["Revoked"]["attention"].startswith("needs reauthorization: ")
     world.clock.advance(5 * 365 * DAY - 10 * DAY)
-    assert world.admin.show("Fine")["attention"].startswith("hard expiry near")
+    assert world.admin.show("Fine")["attention"].startswith("the grant ends in 9 days (Intuit's five-year limit)")
     world.clock.advance(11 * DAY)
     assert world.admin.show("Fine")["attention"].startswith("grant ended")
 

@@ -323,7 +323,7 @@
     const name = $("name-filter").value.trim().toLowerCase();
     if (name && !c.name.toLowerCase().includes(name)) return false;
     if (status === "attention") return Boolean(c.attention);
-    if (status === "expiry") return Boolean(c.attention && c.attention.startsWith("hard expiry near"));
+    if (status === "expiry") return Boolean(c.grant_ending_soon);
     return !status || c.status === status;
   }
 

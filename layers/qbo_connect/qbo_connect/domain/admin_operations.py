@@ -109,11 +109,15 @@ class ImportedTokens:
 def connection_view(connection: Connection, now: float) -> dict[str, Any]:
     """A connection as the API and the console show it: its summary plus what a person should notice."""
     hard = connection.refresh_token_hard_expires_at
-    grant_ends_at = connection.grant_ends_at
+    end = connection.grant_end
     return {
         **connection.summary(),
         "days_to_hard_expiry": None if hard is None else int((hard - now) // DAY_SECONDS),
-        "reauthorize_by": None if grant_ends_at is None else int(grant_ends_at),
+        "reauthorize_by": None if end is None else int(end.at),
+        # Which end comes first (rolling: a refresh moves it; hard: only a reconnect), and whether it is within
+        # the first warning mark (GrantsEndingSoonAlarm's level).
+        "grant_ends_by": None if end is None else end.by.value,
+        "grant_ending_soon": end is not None and end.ending_soon(now),
         "attention": attention(connection, now),
     }
 
@@ -143,7 +147,7 @@ def attention(connection: Connection, now: float) -> str | None:
     if connection.grant_ended(now):
         return f"grant ended {utc_time(ends_at)}: a company administrator must reconnect"
     if end is not None and end.ending_soon(now):
-        return f"hard expiry near: reconnect within {max(0, int(end.days_left(now)))} days"
+        return f"{end.described(now)}: {end.what_to_do(client_secret_wrong=False)}"
     if _company_data_refused(connection):
         return (
             "company data refused at the last test (403, fault 3100): a company administrator must renew the "
