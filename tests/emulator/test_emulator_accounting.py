@@ -512,3 +512,54 @@ def test_a_company_whose_subscription_lapsed_is_refused_its_data_while_its_grant
     assert admin.post(f"/_emulator/companies/{REALM}/subscription", json={"lapsed": False}).status_code == 200
     assert intuit.api(f"/companyinfo/{REALM}", refreshed.get_json()["access_token"]).status_code == 200
     assert admin.post(f"/_emulator/companies/{REALM}/subscription", json={"lapsed": "yes"}).status_code == 400
+
+
+def _subscription_status(info_body: dict[str, Any]) -> str | None:
+    values = info_body["CompanyInfo"]["NameValue"]
+    return next((v["Value"] for v in values if v["Name"] == "SubscriptionStatus"), None)
+
+
+def test_a_company_whose_subscription_ended_is_read_only_and_its_companyinfo_says_so(
+    intuit: Intuit, admin: Any, tokens: dict[str, Any]
+) -> None:
+    """Intuit's other documented shape ("Understand QuickBooks Online subscription statuses"): a canceled,
+    expired, suspended or restricted company keeps answering reads, reports the status in CompanyInfo, and
+    refuses writes with fault 6190 (Invalid Company Status), in a batch too."""
+    token = tokens["access_token"]
+    assert _subscription_status(intuit.api(f"/companyinfo/{REALM}", token).get_json()) == "SUBSCRIBED"
+    assert admin.post(f"/_emulator/companies/{REALM}/subscription", json={"status": "SUSPENDED"}).status_code == 200
+
+    info = intuit.api(f"/companyinfo/{REALM}", token)
+    read = intuit.api("/customer/1", token)
+    write = intuit.api("/customer", token, method="POST", json={"DisplayName": "Read Only Ltd"})
+    batch = intuit.api(
+        "/batch",
+        token,
+        method="POST",
+        json={
+            "BatchItemRequest": [
+                {"bId": "q", "Query": "select * from Customer"},
+                {"bId": "c", "operation": "create", "Customer": {"DisplayName": "Batch Ltd"}},
+            ]
+        },
+    )
+
+    assert info.status_code == 200 and _subscription_status(info.get_json()) == "SUSPENDED"
+    assert intuit.query("select * from CompanyInfo", token).status_code == 200
+    assert read.status_code == 200
+    assert write.status_code == 400 and fault_of(write)["code"] == "6190"
+    assert fault_of(write)["Message"] == "Invalid Company Status"
+    query_answer, create_answer = batch.get_json()["BatchItemResponse"]
+    assert "QueryResponse" in query_answer and create_answer["Fault"]["Error"][0]["code"] == "6190"
+    assert (
+        intuit.query("select count(*) from Customer where DisplayName = 'Batch Ltd'", token).get_json()[
+            "QueryResponse"
+        ]["totalCount"]
+        == 0
+    )
+    assert intuit.refresh(tokens["refresh_token"]).status_code == 200
+
+    assert admin.post(f"/_emulator/companies/{REALM}/subscription", json={"status": "SUBSCRIBED"}).status_code == 200
+    assert intuit.api("/customer", token, method="POST", json={"DisplayName": "Renewed Ltd"}).status_code == 200
+    for refused in ({"status": "BANKRUPT"}, {"status": "SUSPENDED", "lapsed": True}, {}):
+        assert admin.post(f"/_emulator/companies/{REALM}/subscription", json=refused).status_code == 400

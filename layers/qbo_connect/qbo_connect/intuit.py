@@ -79,6 +79,25 @@ NAME_LIST_ENTITIES = frozenset(
 ACTIVE_OR_INACTIVE_CONDITION = "Active IN (true, false)"
 
 
+# --- The company's QuickBooks subscription (developer.intuit.com, docs/develop/troubleshooting/subscription-states:
+# "Understand QuickBooks Online subscription statuses") -------------------------------------------------------
+# Intuit: query CompanyInfo and check SubscriptionStatus; it travels in CompanyInfo's NameValue list (Intuit's own
+# CompanyInfo samples: {"Name": "SubscriptionStatus", "Value": "PAID"}). TRIAL, TRIALOPTIN and SUBSCRIBED (and the
+# samples' PAID) read and write. Canceled, expired, suspended or restricted, the app is "limited to read-only
+# operations" until the company renews; writes are refused with ValidationFault 6190, "Invalid Company Status".
+# Intuit's prose spells it "canceled"; its table's value is not in the sources read, so both spellings count.
+COMPANY_INFO_NAME_VALUES_FIELD = "NameValue"
+SUBSCRIPTION_STATUS_NAME = "SubscriptionStatus"
+READ_WRITE_SUBSCRIPTION_STATUSES = frozenset({"TRIAL", "TRIALOPTIN", "SUBSCRIBED", "PAID"})
+READ_ONLY_SUBSCRIPTION_STATUSES = frozenset({"CANCELED", "CANCELLED", "EXPIRED", "SUSPENDED", "RESTRICTED"})
+INVALID_COMPANY_STATUS_FAULT = "6190"
+
+
+def subscription_is_read_only(status: str | None) -> bool:
+    """Whether CompanyInfo's SubscriptionStatus leaves the company read only (an unknown or absent one does not)."""
+    return status is not None and status.strip().upper() in READ_ONLY_SUBSCRIPTION_STATUSES
+
+
 def company_info_path(realm_id: str) -> str:
     return f"/v3/company/{realm_id}/companyinfo/{realm_id}"
 

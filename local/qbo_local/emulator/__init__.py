@@ -54,7 +54,12 @@ Admin API (JSON in and out, for tests and the local stack only):
     POST   /_emulator/companies/<realm>/subscription {"lapsed": true}: the company's QuickBooks subscription
                                          lapsed: every accounting call answers 403, fault 3100
                                          (ApplicationAuthorizationFailed); OAuth and refreshes keep
-                                         working. {"lapsed": false}: renewed
+                                         working. {"lapsed": false}: renewed. Or the other shape Intuit
+                                         documents, {"status": "SUSPENDED"}: CompanyInfo reports it
+                                         (NameValue SubscriptionStatus, default SUBSCRIBED); in CANCELED,
+                                         CANCELLED, EXPIRED, SUSPENDED or RESTRICTED the company is read only:
+                                         reads answer, writes (entities, batch items) get fault 6190
+                                         (Invalid Company Status)
     GET    /_emulator/config             the run-time tunable settings
     POST   /_emulator/config             any of access_token_seconds, refresh_token_seconds,
                                          hard_expiry_seconds, refresh_token_rotation_seconds (0: every

@@ -16,9 +16,9 @@ from flask import Blueprint, Response, request
 from qbo_connect import intuit
 
 from .common import emulator, fault_response, injected_response, json_response
-from .entities import CUSTOMER, INVOICE
+from .entities import CUSTOMER, INVOICE, EntityBook
 from .errors import AccessRejected, ApiFault
-from .facts import ACCOUNTING_SCOPE, REALM_ROUTE_PREFIX
+from .facts import ACCOUNTING_SCOPE, REALM_ROUTE_PREFIX, subscription_is_read_only
 from .faults import Group
 from .query import parse
 from .responses import (
@@ -111,7 +111,19 @@ def _json_object() -> dict[str, Any]:
 
 
 def _company_info(company: Company) -> dict[str, Any]:
-    return company_info(realm_id=company.realm_id, name=company.name, created_at=company.created_at)
+    return company_info(
+        realm_id=company.realm_id,
+        name=company.name,
+        created_at=company.created_at,
+        subscription_status=company.subscription_status,
+    )
+
+
+def _writable(company: Company) -> EntityBook:
+    """The company's book, to change; a company whose subscription ended is read only (fault 6190)."""
+    if subscription_is_read_only(company.subscription_status):
+        raise ApiFault.read_only_company(company.subscription_status)
+    return company.book
 
 
 @bp.get("/companyinfo/<company_id>")
@@ -143,7 +155,7 @@ def read_entity(realm_id: str, entity: str, entity_id: str) -> Response:
 def write_entity(realm_id: str, entity: str) -> Response:
     name = _entity(entity)
     body = _json_object()
-    book = _company(realm_id).book
+    book = _writable(_company(realm_id))
     now = emulator().now()
     operation = request.args.get("operation", "").lower()
     if operation == "delete":
@@ -238,20 +250,21 @@ def run_batch(realm_id: str) -> Response:
     items = body.get("BatchItemRequest")
     if not isinstance(items, list) or not items or len(items) > intuit.BATCH_MAX_OPERATIONS:
         raise ApiFault.bad_request(f"BatchItemRequest must hold 1 to {intuit.BATCH_MAX_OPERATIONS} items")
-    book, now = _company(realm_id).book, emulator().now()
+    company, now = _company(realm_id), emulator().now()
     answers = []
     for item in items:
         bid = item.get("bId") if isinstance(item, dict) else None
         try:
-            answers.append({"bId": bid, **_batch_item(realm_id, book, item, now)})
+            answers.append({"bId": bid, **_batch_item(realm_id, company, item, now)})
         except ApiFault as fault:
             answers.append({"bId": bid, "Fault": fault.body(now)["Fault"]})
     return json_response({"BatchItemResponse": answers, "time": intuit_time(now)})
 
 
-def _batch_item(realm_id: str, book, item: Any, now: float) -> dict[str, Any]:
+def _batch_item(realm_id: str, company: Company, item: Any, now: float) -> dict[str, Any]:
     if not isinstance(item, dict) or not item.get("bId"):
         raise ApiFault.bad_request("each batch item is an object with a bId")
+    book = company.book
     if "Query" in item:
         query = parse(str(item["Query"]))
         entity = ENTITY_PATHS.get(query.entity.lower())
@@ -269,6 +282,7 @@ def _batch_item(realm_id: str, book, item: Any, now: float) -> dict[str, Any]:
     if operation not in ("create", "update", "delete") or len(named) != 1:
         raise ApiFault.bad_request("a batch item has operation create, update or delete and one entity object")
     (entity,) = named
+    book = _writable(company)
     payload = next(v for k, v in item.items() if k.lower() == entity.lower())
     if not isinstance(payload, dict):
         raise ApiFault.bad_request(f"{entity} must be an object")

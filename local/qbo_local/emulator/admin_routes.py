@@ -8,7 +8,7 @@ from flask import Blueprint, Response, request
 
 from . import facts
 from .common import emulator, json_response
-from .facts import ADMIN_PREFIX
+from .facts import ADMIN_PREFIX, SUBSCRIPTION_STATUSES
 from .openid import Person
 from .webhooks import PayloadShape, Subscription
 
@@ -165,13 +165,29 @@ def seed_customers(realm_id: str) -> Response:
 
 @bp.post("/companies/<realm_id>/subscription")
 def set_subscription(realm_id: str) -> Response:
-    lapsed = _body().get("lapsed")
-    if not isinstance(lapsed, bool):
-        raise AdminError('send {"lapsed": true} (the subscription lapsed) or {"lapsed": false} (renewed)')
+    body = _body()
+    lapsed, status = body.get("lapsed"), body.get("status")
+    statuses = ", ".join(sorted(SUBSCRIPTION_STATUSES))
+    if (lapsed is None) == (status is None) or not isinstance(lapsed, bool | None):
+        raise AdminError(
+            'send {"lapsed": true} (refused: 403, fault 3100) or {"lapsed": false} (renewed), or {"status": ...} '
+            f"(what CompanyInfo reports; read only in some: {statuses})"
+        )
+    if status is not None and status not in SUBSCRIPTION_STATUSES:
+        raise AdminError(f"'status' is one of {statuses}")
     if emulator().company(realm_id) is None:
         return json_response({"error": f"no company {realm_id}"}, 404)
-    company = emulator().set_subscription_lapsed(realm_id, lapsed)
-    return json_response({"realm_id": realm_id, "subscription_lapsed": company.subscription_lapsed})
+    if status is None:
+        company = emulator().set_subscription_lapsed(realm_id, lapsed)
+    else:
+        company = emulator().set_subscription_status(realm_id, status)
+    return json_response(
+        {
+            "realm_id": realm_id,
+            "subscription_lapsed": company.subscription_lapsed,
+            "subscription_status": company.subscription_status,
+        }
+    )
 
 
 def _config_view() -> dict[str, Any]:

@@ -134,6 +134,17 @@ class ApiFault(Exception):
         )
 
     @classmethod
+    def read_only_company(cls, status: str) -> ApiFault:
+        # What Intuit answers a write to a company whose subscription ended (its "top errors" list, 6190).
+        return cls.validation(
+            FaultCode.INVALID_COMPANY_STATUS,
+            "Invalid Company Status",
+            "Subscription period has ended or canceled or there was a billing problem : You can't add data to "
+            f"QuickBooks Online because your trial or subscription period ended, you canceled your subscription, "
+            f"or there was a billing problem (subscription status {status}).",
+        )
+
+    @classmethod
     def bad_request(cls, detail: str) -> ApiFault:
         return cls.validation(FaultCode.BAD_REQUEST, "Request has invalid or unsupported property", detail)
 

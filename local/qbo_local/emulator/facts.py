@@ -29,6 +29,12 @@ KNOWN_SCOPES = intuit.KNOWN_SCOPES
 TID_HEADER = intuit.SUPPORT_ID_HEADER
 REALM_ROUTE_PREFIX = intuit.company_path("<realm_id>")  # a Flask rule: /v3/company/<realm_id>
 
+# The company's QuickBooks subscription, as CompanyInfo reports it (NameValue "SubscriptionStatus").
+SUBSCRIPTION_STATUS_NAME = intuit.SUBSCRIPTION_STATUS_NAME
+SUBSCRIPTION_STATUSES = intuit.READ_WRITE_SUBSCRIPTION_STATUSES | intuit.READ_ONLY_SUBSCRIPTION_STATUSES
+DEFAULT_SUBSCRIPTION_STATUS = "SUBSCRIBED"
+subscription_is_read_only = intuit.subscription_is_read_only
+
 # The emulator's own facts.
 DECISION_PATH = AUTHORIZE_PATH + "/decision"
 DISCOVERY_PATHS = ("/.well-known/openid_sandbox_configuration", "/.well-known/openid_configuration")
@@ -78,6 +84,7 @@ class FaultCode(StrEnum):
     REQUIRED_PARAM = "2020"
     INVALID_REFERENCE = "2500"
     DUPLICATE_NAME = "6240"
+    INVALID_COMPANY_STATUS = intuit.INVALID_COMPANY_STATUS_FAULT
     BAD_REQUEST = "2010"
     QUERY_PARSE = "4000"
     UNSUPPORTED = "500"

@@ -6,6 +6,8 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .facts import SUBSCRIPTION_STATUS_NAME
+
 # Intuit stamps "time" in its servers' Pacific zone; a fixed offset is close enough for an emulator.
 INTUIT_TZ = timezone(timedelta(hours=-8))
 
@@ -67,7 +69,7 @@ def address(line1: str, city: str, state: str, postal_code: str, address_id: str
     }
 
 
-def company_info(*, realm_id: str, name: str, created_at: float) -> dict[str, Any]:
+def company_info(*, realm_id: str, name: str, created_at: float, subscription_status: str) -> dict[str, Any]:
     """The CompanyInfo object of a sandbox company (Id is always "1", like Intuit's)."""
     addr = address("123 Sierra Way", "San Pablo", "CA", "87999")
     return {
@@ -86,7 +88,7 @@ def company_info(*, realm_id: str, name: str, created_at: float) -> dict[str, An
         "NameValue": [
             {"Name": "NeoEnabled", "Value": "true"},
             {"Name": "IsQbdtMigrated", "Value": "false"},
-            {"Name": "SubscriptionStatus", "Value": "SUBSCRIBED"},
+            {"Name": SUBSCRIPTION_STATUS_NAME, "Value": subscription_status},
             {"Name": "OfferingSku", "Value": "QuickBooks Online Plus"},
             {"Name": "PayrollFeature", "Value": "false"},
             {"Name": "AccountantFeature", "Value": "false"},

@@ -39,6 +39,9 @@ class Company:
     # The company's QuickBooks subscription lapsed (cancelled, expired, suspended): the accounting API refuses
     # its data (403, fault 3100) while the app's grant, and its refreshes, keep working.
     subscription_lapsed: bool = False
+    # What CompanyInfo reports (NameValue SubscriptionStatus): in a read-only one (CANCELED, EXPIRED, SUSPENDED,
+    # RESTRICTED) reads keep working and writes are refused (fault 6190): Intuit's documented reading.
+    subscription_status: str = facts.DEFAULT_SUBSCRIPTION_STATUS
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,14 @@ class EmulatorState:
         with self._lock:
             company = self._companies[realm_id]
             company.subscription_lapsed = lapsed
+            return company
+
+    def set_subscription_status(self, realm_id: str, status: str) -> Company:
+        if status not in facts.SUBSCRIPTION_STATUSES:
+            raise ValueError(f"a subscription status is one of {', '.join(sorted(facts.SUBSCRIPTION_STATUSES))}")
+        with self._lock:
+            company = self._companies[realm_id]
+            company.subscription_status = status
             return company
 
     def company(self, realm_id: str) -> Company | None:
