@@ -25,7 +25,16 @@ from botocore.awsrequest import AWSResponse
 from qbo_connect import intuit, runtime
 from qbo_connect.runtime import build_services
 from qbo_local.template import Tag, load_template
-from test_handlers import CONNECTION_ID, REALM, REGION, LambdaContext, refresh_function, stack, test_function
+from test_handlers import (
+    CONNECTION_ID,
+    FIXTURES,
+    REALM,
+    REGION,
+    LambdaContext,
+    refresh_function,
+    stack,
+    test_function,
+)
 from test_invocation_aws_faults import SECRETS_MANAGER_JSON, AwsRefuses, RawBody
 from test_webhook_handlers import Deployment, cloudevent, deployment
 
@@ -284,6 +293,22 @@ def company_subscription_lapsed(request, monkeypatch) -> None:
     assert answer["ok"] is False and answer["error"]["code"] == "forbidden"
 
 
+def company_read_only_in_company_info(request, monkeypatch) -> None:
+    # Intuit's other shape of a lapsed subscription: CompanyInfo answers, and its SubscriptionStatus says SUSPENDED.
+    stack = request.getfixturevalue("stack")
+    stack.create_connection()
+    assert stack.connect()["statusCode"] == 200
+    url = intuit.SANDBOX_API_BASE_URL + intuit.company_info_path(REALM)
+    body = json.loads((FIXTURES / "companyinfo.json").read_text())
+    for pair in body["CompanyInfo"]["NameValue"]:
+        if pair["Name"] == "SubscriptionStatus":
+            pair["Value"] = "SUSPENDED"
+    stack.http.remove(responses.GET, url)
+    stack.http.get(url, json=body, headers={"intuit_tid": "1-tid-company"})
+    answer = test_function.handler({"connection_id": CONNECTION_ID}, LambdaContext())
+    assert answer["ok"] is True
+
+
 def grant_revoked_then_a_sweep(request, monkeypatch) -> None:
     grant_revoked(request, monkeypatch)
     sweep()
@@ -428,6 +453,7 @@ CONDITIONS: dict[str, Callable[[Any, Any], None]] = {
 MORE_CONDITIONS = [
     ("WebhookEntriesDroppedAlarm", signed_webhook_entries_unreadable),
     ("RefreshFailingRepeatedlyAlarm", intuit_throttles),
+    ("CompanyDataRefusedAlarm", company_read_only_in_company_info),
     ("GrantsEndingSoonAlarm", grant_nobody_refreshes_ends_within_30_days),
     ("ReauthorizationDueAlarm", grant_nobody_refreshes_ends_within_30_days),
 ]

@@ -1021,6 +1021,42 @@ def test_company_info_is_read_with_the_bearer_token_minor_version_and_a_timeout(
     assert call.request.req_kwargs["timeout"] == (5.0, 30.0)
 
 
+@pytest.mark.parametrize(
+    ("name_values", "status", "read_only"),
+    [
+        ([{"Name": "SubscriptionStatus", "Value": "SUBSCRIBED"}], "SUBSCRIBED", False),
+        ([{"Name": "SubscriptionStatus", "Value": "PAID"}], "PAID", False),  # Intuit's reference sample
+        (
+            [{"Name": "OfferingSku", "Value": "Plus"}, {"Name": "SubscriptionStatus", "Value": "SUSPENDED"}],
+            "SUSPENDED",
+            True,
+        ),
+        ([{"Name": "SubscriptionStatus", "Value": "Canceled"}], "Canceled", True),
+        ([{"Name": "SubscriptionStatus", "Value": "EXPIRED"}], "EXPIRED", True),
+        ([{"Name": "SubscriptionStatus", "Value": "RESTRICTED"}], "RESTRICTED", True),
+        ([{"Name": "OfferingSku", "Value": "Plus"}], None, False),  # not reported: nothing is assumed
+        (None, None, False),
+        ("not a list", None, False),
+        ([["SubscriptionStatus", "SUSPENDED"]], None, False),
+    ],
+)
+def test_company_info_reads_the_subscription_status_and_whether_it_leaves_the_company_read_only(
+    http, settings, name_values, status, read_only
+):
+    body = fixture("companyinfo.json")
+    if name_values is None:
+        del body["CompanyInfo"]["NameValue"]
+    else:
+        body["CompanyInfo"]["NameValue"] = name_values
+    http.get(COMPANY_INFO_URL, json=body)
+
+    info = _company_info(settings)
+
+    assert info.company_name == "Fake Sandbox Company"
+    assert getattr(info, "subscription_status", "not read") == status
+    assert getattr(info, "read_only", "not read") is read_only
+
+
 def test_a_401_fault_is_unauthorized_with_intuits_support_id(http, settings):
     http.get(COMPANY_INFO_URL, status=401, json=fixture("fault_401.json"), headers={"intuit_tid": "1-tid-401"})
 

@@ -18,6 +18,7 @@ import pytest
 from qbo_connect import intuit
 from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.errors import IntuitUnavailable, InvalidClient, NeedsReauthorization
+from qbo_connect_cli import output
 from refresh_support import (
     ACCESS_TOKEN_SECONDS,
     REALM_ID,
@@ -218,5 +219,36 @@ def test_a_company_whose_subscription_lapsed_is_flagged_for_a_person_and_alarmed
 
     stack.emulator.set_subscription_lapsed(REALM_ID, False)  # renewed
     assert services.admin.test(connection_id).result.ok
+    assert services.admin.show(connection_id)["attention"] is None
+    assert "CompanyDataRefused" not in emitted()
+
+
+def test_a_company_whose_companyinfo_says_its_subscription_ended_is_flagged_for_a_person_and_alarmed(
+    make_stack, emitted
+) -> None:
+    """Intuit's documented shape of a lapsed subscription ("Understand QuickBooks Online subscription statuses"):
+    CompanyInfo's SubscriptionStatus says SUSPENDED (or canceled, expired, restricted) and the company is read
+    only: reads answer, writes are refused (fault 6190). The test still reads the company's name, but must say
+    the company is read only; and as for the 403, the alarm's metric counts it and list/show (and the admin
+    API) tell a person to renew until a test finds it renewed."""
+    clock = manual_clock()
+    stack: Stack = make_stack(clock)
+    connection_id = stack.connect().connection_id
+    services = stack.services()
+    stack.emulator.set_subscription_status(REALM_ID, "SUSPENDED")
+
+    answer = services.admin.test(connection_id).as_json()
+
+    assert answer["ok"] is True and answer["company_name"]
+    assert (answer.get("subscription_status"), answer.get("read_only")) == ("SUSPENDED", True)
+    assert "read only" in output.test_report(answer) and "SUSPENDED" in output.test_report(answer)
+    assert sum(value for _, value in emitted().get("CompanyDataRefused", [])) == 1
+    view = services.admin.show(connection_id)
+    assert view["status"] == "connected"
+    assert view["attention"] and "SUSPENDED" in view["attention"] and "renew" in view["attention"]
+
+    stack.emulator.set_subscription_status(REALM_ID, "SUBSCRIBED")  # renewed
+    renewed = services.admin.test(connection_id).as_json()
+    assert (renewed["ok"], renewed.get("subscription_status"), renewed.get("read_only")) == (True, "SUBSCRIBED", False)
     assert services.admin.show(connection_id)["attention"] is None
     assert "CompanyDataRefused" not in emitted()
