@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from qbo_connect import intuit
 from qbo_connect.public_json import whole_seconds
 
 MISSING = "-"
@@ -230,6 +231,8 @@ def last_test(result: Mapping[str, Any] | None, now: float, *, connected_at: flo
     when = relative(result.get("tested_at"), now)
     if result.get("ok"):
         text = f'OK {when}: company "{result.get("company_name")}" in {result.get("latency_ms")} ms'
+        if intuit.subscription_is_read_only(result.get("subscription_status")):
+            text += f", read only (subscription {result['subscription_status']})"
     else:
         text = f"FAILED {when} ({result.get('error_code')}): {result.get('message')}"
         if result.get("intuit_tid"):
@@ -243,10 +246,16 @@ def last_test(result: Mapping[str, Any] | None, now: float, *, connected_at: flo
 def test_report(body: Mapping[str, Any]) -> str:
     """A person's reading of the test function's JSON answer."""
     if body.get("ok"):
-        return (
+        text = (
             f'OK: connected to company "{body.get("company_name")}" (realm ID {body.get("realm_id")}) '
             f"in {body.get('latency_ms')} ms"
         )
+        if body.get("read_only"):
+            text += (
+                f"\nBut its QuickBooks subscription is {body.get('subscription_status')}: the company is read only "
+                "(writes are refused) until a company administrator renews it"
+            )
+        return text
     error = body.get("error") or {}
     lines = [f"FAILED ({error.get('code')}): {error.get('message')}"]
     if error.get("next_step"):

@@ -183,6 +183,12 @@ class CompanyInfo:
     intuit_tid: str | None = None
     legal_name: str | None = None
     country: str | None = None
+    # The company's QuickBooks subscription as CompanyInfo reports it (None: not reported); see intuit.py.
+    subscription_status: str | None = None
+
+    @property
+    def read_only(self) -> bool:
+        return intuit.subscription_is_read_only(self.subscription_status)
 
 
 class CompanyApi(Protocol):

@@ -103,6 +103,16 @@ def error_for_fault(status: int, fault: dict[str, str], tid: str | None, *, retr
     return IntuitUnavailable(f"Intuit's API answered HTTP {status}{said}", **about)
 
 
+def _name_value(entity: dict[str, Any], name: str) -> str | None:
+    """The Value of `name` in an entity's NameValue list (Intuit's extension pairs); None when it is absent or
+    the list is not in Intuit's shape."""
+    pairs = entity.get(intuit.COMPANY_INFO_NAME_VALUES_FIELD)
+    for pair in pairs if isinstance(pairs, list) else ():
+        if isinstance(pair, dict) and pair.get("Name") == name and isinstance(pair.get("Value"), str):
+            return pair["Value"]
+    return None
+
+
 class QuickBooksApi:
     def __init__(
         self, settings: Settings, session: requests.Session | None = None, *, meter: UsageMeter | None = None
@@ -126,6 +136,7 @@ class QuickBooksApi:
             intuit_tid=response.headers.get(intuit.SUPPORT_ID_HEADER),
             legal_name=info.get("LegalName"),
             country=info.get("Country"),
+            subscription_status=_name_value(info, intuit.SUBSCRIPTION_STATUS_NAME),
         )
 
     def customer_count(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey) -> int:

@@ -148,25 +148,30 @@ def attention(connection: Connection, now: float) -> str | None:
         return f"grant ended {utc_time(ends_at)}: a company administrator must reconnect"
     if end is not None and end.ending_soon(now):
         return f"{end.described(now)}: {end.what_to_do(client_secret_wrong=False)}"
-    if _company_data_refused(connection):
-        return (
-            "company data refused at the last test (403, fault 3100): a company administrator must renew the "
-            "QuickBooks subscription (or, if a deep test says so, add the accounting scope and reconnect)"
-        )
+    if refused := _company_data_refused(connection):
+        return refused
     if connection.consecutive_refresh_failures:
         return f"refresh failing ({connection.consecutive_refresh_failures} in a row): {connection.last_refresh_error}"
     return None
 
 
-def _company_data_refused(connection: Connection) -> bool:
-    """The last test of this grant met Intuit's 403 (fault 3100): a lapsed subscription, until a test passes."""
+def _company_data_refused(connection: Connection) -> str | None:
+    """What the last test of this grant found of a lapsed subscription, in either of Intuit's shapes, until a test
+    finds it renewed: a 403 (fault 3100), or CompanyInfo's status leaving the company read only."""
     test = connection.last_test
-    return (
-        test is not None
-        and not test.ok
-        and test.error_code == ErrorCode.FORBIDDEN
-        and test.tested_at >= (connection.connected_at or 0)
-    )
+    if test is None or test.tested_at < (connection.connected_at or 0):
+        return None
+    if not test.ok and test.error_code == ErrorCode.FORBIDDEN:
+        return (
+            "company data refused at the last test (403, fault 3100): a company administrator must renew the "
+            "QuickBooks subscription (or, if a deep test says so, add the accounting scope and reconnect)"
+        )
+    if test.company_read_only:
+        return (
+            f"QuickBooks subscription {test.subscription_status} at the last test: the company is read only "
+            "(writes are refused) until a company administrator renews the subscription"
+        )
+    return None
 
 
 class AdminOperations:

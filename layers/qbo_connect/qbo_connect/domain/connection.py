@@ -156,6 +156,12 @@ class TestResult(_ItemRecord):
     error_code: str | None = None
     message: str | None = None
     intuit_tid: str | None = None
+    # CompanyInfo's SubscriptionStatus (None: not reported); some leave the company read only (intuit.py).
+    subscription_status: str | None = None
+
+    @property
+    def company_read_only(self) -> bool:
+        return self.ok and intuit.subscription_is_read_only(self.subscription_status)
 
 
 @dataclass(frozen=True)

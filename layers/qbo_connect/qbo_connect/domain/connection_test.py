@@ -80,7 +80,13 @@ class TestReport:
                 "realm_id": self.connection.realm_id,
             }
         if r.ok:
-            body |= {"company_name": r.company_name, "latency_ms": r.latency_ms}
+            body |= {
+                "company_name": r.company_name,
+                "latency_ms": r.latency_ms,
+                # Read only (canceled, expired, suspended, restricted): reads work, writes are refused (fault 6190).
+                "subscription_status": r.subscription_status,
+                "read_only": r.company_read_only,
+            }
         else:
             code = ErrorCode(r.error_code)
             body["error"] = {
@@ -177,6 +183,7 @@ class ConnectionTests:
             latency_ms=latency,
             company_name=info.company_name,
             intuit_tid=info.intuit_tid,
+            subscription_status=info.subscription_status,
         )
         return self._record(connection_id, connection, result, checks)
 
@@ -201,9 +208,15 @@ class ConnectionTests:
         metrics.add_metric(
             name="ConnectionTestOk" if result.ok else "ConnectionTestFailed", unit=MetricUnit.Count, value=1
         )
-        if result.error_code == ErrorCode.FORBIDDEN:
-            # Unlike the test's other failures, only a person helps (a lapsed subscription): CompanyDataRefusedAlarm.
+        if result.error_code == ErrorCode.FORBIDDEN or result.company_read_only:
+            # Unlike the test's other failures, only a person helps (a lapsed subscription, in either of the shapes
+            # Intuit answers with: 403, or CompanyInfo's status with writes refused): CompanyDataRefusedAlarm.
             metrics.add_metric(name="CompanyDataRefused", unit=MetricUnit.Count, value=1)
+        if result.company_read_only:
+            logger.warning(
+                "Company is read only: its QuickBooks subscription ended",
+                extra={"connection_id": connection_id, "subscription_status": result.subscription_status},
+            )
         if not result.ok:
             logger.warning(
                 "Connection test failed",
