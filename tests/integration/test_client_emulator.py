@@ -24,6 +24,7 @@ from fakes import FORCED_REFRESH_AGE
 from jsonschema import Draft202012Validator
 from moto import mock_aws
 from qbo_connect.adapters.dynamodb_store import create_table
+from qbo_connect.bulk import BatchOperation
 from qbo_connect.client import QuickBooksClient, RealmLimiters
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.errors import ObjectNotFound, QboConnectError, StaleObject, Throttled, Unauthorized
@@ -238,6 +239,25 @@ def test_create_get_update_sparse_and_a_stale_sync_token_is_a_typed_error(world)
     assert error.intuit_tid and error.intuit_tid.startswith("1-")
     assert_no_token_in(error, world)
     assert client.get("Customer", created["Id"])["SyncToken"] == "2"  # nothing was written
+
+
+def test_a_write_to_a_company_whose_subscription_ended_says_to_renew_it_not_to_fix_the_request(world):
+    """Intuit answers a write to a read-only company (subscription canceled, expired, suspended or restricted)
+    with 400, fault 6190 (Invalid Company Status). A workflow must hear what the connection test says of the
+    same company (forbidden: a company administrator renews the subscription), in a batch too, not "fix the
+    request, a retry won't help"; its reads keep working."""
+    world.admin("POST", f"/companies/{REALM}/subscription", {"status": "SUSPENDED"})
+    client = world.client()
+
+    assert client.get("Customer", "1")["Id"] == "1"
+    with pytest.raises(QboConnectError) as raised:
+        client.create("Customer", {"DisplayName": "Read Only Co"})
+    [item] = client.batch([BatchOperation(entity="Customer", operation="create", body={"DisplayName": "Batch Co"})])
+
+    for error in (raised.value, item.error):
+        assert error is not None and (error.code.value, error.fault_code) == ("forbidden", "6190"), error
+        assert "subscription" in error.message and "renew" in error.message, error.message
+        assert_no_token_in(error, world)
 
 
 def test_delete_an_invoice_with_its_sync_token(world):
