@@ -87,7 +87,8 @@ class Unauthorized(QboConnectError):
 
 
 class Forbidden(QboConnectError):
-    """Intuit refused access (403, fault 3100): the company's subscription lapsed, or the grant lacks the scope."""
+    """Intuit refused access (403, fault 3100): the company's subscription lapsed, or the grant lacks the scope; or
+    refused a write (400, fault 6190): the subscription ended and the company is read only."""
 
     code = ErrorCode.FORBIDDEN
 

@@ -89,6 +89,13 @@ def error_for_fault(status: int, fault: dict[str, str], tid: str | None, *, retr
             **about,
         )
     if status == 400:
+        if fault.get("code") == intuit.INVALID_COMPANY_STATUS_FAULT:
+            # The same cause as a 403 of a lapsed subscription, in the shape a read-only company answers writes.
+            return Forbidden(
+                f"QuickBooks refuses writes to this company{said}: its subscription was canceled, expired, suspended "
+                "or restricted, and it is read only until a company administrator renews it",
+                **about,
+            )
         if fault.get("code") == OBJECT_NOT_FOUND_FAULT:
             return ObjectNotFound(
                 f"QuickBooks has no such object{said}: it does not exist, was deleted or was made inactive", **about
