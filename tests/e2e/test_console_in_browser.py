@@ -350,29 +350,41 @@ def test_sign_out_leaves_nothing_of_the_session_in_the_page_for_the_next_person(
     _wait(browser).until(lambda b: "administrators' group" in _text(b, "sign-in-error"))
 
 
-def test_what_a_company_is_called_reaches_the_history_as_text_never_as_markup(local_stack, browser):
-    """A QuickBooks company's name is typed by whoever runs that company: the console must show it, not run it."""
-    hostile = "<img src=x id=injected onerror=\"document.title='owned'\">Evil & Co"
-    emulator = local_stack.discovery["emulator_url"]
-    realm = str(9_341_453_050_100_000 + secrets.randbelow(99_999))
-    requests.post(f"{emulator}/_emulator/companies", json={"realm_id": realm, "name": hostile}, timeout=10)
-    client_id, client_secret = _register_emulator_client(local_stack)
-    api, token = local_stack.discovery["api_url"], sign_in_token(local_stack)
-    headers = {"Authorization": f"Bearer {token}"}
+def _connection_to_a_new_company(stack, company: str, name: str) -> tuple[dict, str, str]:
+    """A new emulated company and a connection to it (with an app of its own, through the admin API): the
+    connection as the API shows it, its authorize link, and the company's realm ID."""
+    realm = str(9_341_453_050_100_000 + secrets.randbelow(899_999))
+    requests.post(
+        f"{stack.discovery['emulator_url']}/_emulator/companies", json={"realm_id": realm, "name": company}, timeout=10
+    )
+    client_id, client_secret = _register_emulator_client(stack)
+    api, headers = stack.discovery["api_url"], {"Authorization": f"Bearer {sign_in_token(stack)}"}
     created = requests.post(
         f"{api}/admin/connections",
         headers=headers,
-        json={"name": "Evil Books", "client_id": client_id, "client_secret": client_secret, "realm_id": realm},
+        json={"name": name, "client_id": client_id, "client_secret": client_secret, "realm_id": realm},
         timeout=10,
     ).json()
     link = requests.post(
         f"{api}/admin/connections/{created['connection_id']}/authorize-link", headers=headers, json={}, timeout=10
     ).json()["authorize_url"]
+    return created, link, realm
 
+
+def _consent(browser, link: str, realm: str) -> None:
+    """A company administrator opens the link, picks the company on Intuit's (the emulator's) page, clicks Connect."""
     browser.get(link)
     Select(_wait(browser).until(lambda b: b.find_element(By.ID, "realm_id"))).select_by_value(realm)
     browser.find_element(By.ID, "connect").click()
     _wait(browser, 30).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Connected"))
+
+
+def test_what_a_company_is_called_reaches_the_history_as_text_never_as_markup(local_stack, browser):
+    """A QuickBooks company's name is typed by whoever runs that company: the console must show it, not run it."""
+    hostile = "<img src=x id=injected onerror=\"document.title='owned'\">Evil & Co"
+    created, link, realm = _connection_to_a_new_company(local_stack, hostile, "Evil Books")
+
+    _consent(browser, link, realm)
     _sign_in(browser, local_stack, local_stack.discovery["admin_username"], local_stack.discovery["admin_password"])
     _wait(browser).until(expected_conditions.visibility_of_element_located((By.ID, "list-view")))
     browser.get(f"{local_stack.discovery['console_url']}#/c/{created['connection_id']}")
@@ -388,30 +400,17 @@ def test_the_grant_ending_soon_filter_shows_which_end_is_near(local_stack, brows
     the connection, saying it is the refresh token's rolling expiry (which a refresh moves out), and leaves out
     the connections whose grant ends later."""
     emulator = local_stack.discovery["emulator_url"]
-    realm = str(9_341_453_050_200_000 + secrets.randbelow(99_999))
-    requests.post(f"{emulator}/_emulator/companies", json={"realm_id": realm, "name": "Soon Books"}, timeout=10)
-    client_id, client_secret = _register_emulator_client(local_stack)
-    api, token = local_stack.discovery["api_url"], sign_in_token(local_stack)
-    headers = {"Authorization": f"Bearer {token}"}
-    created = requests.post(
-        f"{api}/admin/connections",
-        headers=headers,
-        json={"name": "Soon Books", "client_id": client_id, "client_secret": client_secret, "realm_id": realm},
+    created, link, realm = _connection_to_a_new_company(local_stack, "Soon Books", "Soon Books")
+    later = requests.post(
+        f"{local_stack.discovery['api_url']}/admin/connections",
+        headers={"Authorization": f"Bearer {sign_in_token(local_stack)}"},
+        json={"name": "Later Books", "client_id": created["client_id"]},
         timeout=10,
     ).json()
-    later = requests.post(
-        f"{api}/admin/connections", headers=headers, json={"name": "Later Books", "client_id": client_id}, timeout=10
-    ).json()
-    link = requests.post(
-        f"{api}/admin/connections/{created['connection_id']}/authorize-link", headers=headers, json={}, timeout=10
-    ).json()["authorize_url"]
     lifetime = requests.get(f"{emulator}/_emulator/config", timeout=10).json()["refresh_token_seconds"]
     requests.post(f"{emulator}/_emulator/config", json={"refresh_token_seconds": 20 * 86400}, timeout=10)
     try:
-        browser.get(link)
-        Select(_wait(browser).until(lambda b: b.find_element(By.ID, "realm_id"))).select_by_value(realm)
-        browser.find_element(By.ID, "connect").click()
-        _wait(browser, 30).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Connected"))
+        _consent(browser, link, realm)
     finally:
         requests.post(f"{emulator}/_emulator/config", json={"refresh_token_seconds": lifetime}, timeout=10)
     _sign_in(browser, local_stack, local_stack.discovery["admin_username"], local_stack.discovery["admin_password"])
