@@ -22,6 +22,7 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
 from qbo_connect import intuit
+from qbo_connect.domain.admin_operations import connection_view
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.connection import (
     Connection,
@@ -415,9 +416,8 @@ def list_connections(invocation: Invocation) -> None:
 @pass_invocation
 def show(invocation: Invocation, name_or_id: str) -> None:
     """Show everything known about a connection (never its secrets), and what needs a person."""
-    admin = invocation.services.admin
-    connection = admin.find(name_or_id)
-    view = admin.show(connection.connection_id)
+    connection = invocation.services.admin.find(name_or_id)
+    view = connection_view(connection, invocation.now())
     if invocation.wants_json:
         invocation.emit_json(view)
         return

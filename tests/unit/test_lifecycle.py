@@ -511,6 +511,44 @@ def test_two_sweeps_looking_at_a_connection_nobody_refreshes_at_once_announce_it
     assert world.connection(connection_id).expiry_warnings_sent == ("30d",)
 
 
+def test_aws_refusing_to_read_one_connection_nobody_refreshes_keeps_neither_the_others_nor_the_fan_out_waiting(
+    world, monkeypatch
+):
+    """DynamoDB throttles the read of one invalid_client connection: the sweep still fans out what is due and
+    warns the other connections nobody refreshes; the refused one is looked at again by the next sweep."""
+    refused = _left_with_a_wrong_client_secret(world)
+    world.identity.register_client(CLIENT_ID, world.client_secret)  # for the next two consents
+    other = world.connected("Other Books", realm_id="9341453050000002").connection_id
+    due = world.connected("Due Books", realm_id="9341453050000003").connection_id
+    world.identity.rotate_client_secret(CLIENT_ID, "the-newer-client-secret")
+    _due(world)
+    assert world.lifecycle.refresh(other).outcome is RefreshOutcome.INVALID_CLIENT
+    world.clock.advance(world.connection(other).grant_ends_at - 29.5 * DAY - world.clock.now())
+    queue = RecordingQueue()
+    runs = RefreshRuns(world.lifecycle, queue, world.clock)
+    read = world.store.get
+
+    def throttled_for_one(cid: str):
+        if cid == refused:
+            raise RuntimeError("ProvisionedThroughputExceededException")
+        return read(cid)
+
+    monkeypatch.setattr(world.store, "get", throttled_for_one)
+    runs.sweep()
+    monkeypatch.undo()
+    warned = [
+        e.detail["connection_id"] for e in world.events.published if e.detail_type == EventType.REAUTHORIZATION_DUE
+    ]
+    runs.sweep()
+    warned_next = [
+        e.detail["connection_id"] for e in world.events.published if e.detail_type == EventType.REAUTHORIZATION_DUE
+    ]
+
+    assert due in queue.sent[0][0]
+    assert warned == [other]
+    assert warned_next == [other, refused]
+
+
 class RecordingQueue:
     def __init__(self) -> None:
         self.sent: list[tuple[list[str], int]] = []

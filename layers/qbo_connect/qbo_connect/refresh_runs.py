@@ -100,8 +100,6 @@ class RefreshRuns:
         sweep_at = scheduled_at if scheduled_at is not None else self._clock.now()
         due = self._lifecycle.due_connection_ids()
         metrics.add_metric(name="ConnectionsDue", unit=MetricUnit.Count, value=len(due))
-        # Grants no refresh will look at (invalid_client) still hear their end coming, on the sweep's cadence.
-        self._lifecycle.watch_unrefreshed_grants()
         if self._queue is not None:
             enqueued = self._queue.enqueue(due)
             logger.info("Refresh sweep enqueued due connections", extra={"due": len(due), "enqueued": enqueued})
@@ -113,6 +111,9 @@ class RefreshRuns:
         return {"due": len(due), "outcomes": dict(outcomes)}
 
     def _after_sweep(self, sweep_at: float) -> None:
+        # After the fan-out, which nothing may hold up: grants no refresh looks at (invalid_client) still hear
+        # their end coming, on the sweep's cadence.
+        self._lifecycle.watch_unrefreshed_grants()
         if self._status_gauge is not None:
             logger.info("Connections by status", extra={"statuses": self._status_gauge(sweep_at)})
         if self._redeliver_events is not None:

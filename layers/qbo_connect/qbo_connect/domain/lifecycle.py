@@ -160,7 +160,13 @@ class TokenLifecycle:
         the lease only when a mark is crossed. Returns how many it looked at."""
         connection_ids = self._store.connection_ids_with_status(ConnectionStatus.INVALID_CLIENT)
         for connection_id in connection_ids:
-            self._watch_unrefreshed(connection_id)
+            try:
+                self._watch_unrefreshed(connection_id)
+            except Exception as error:  # AWS refusing one read or write must not keep the others from being looked at
+                logger.error(
+                    "Could not look at a grant nobody refreshes; the next sweep looks again",
+                    extra={"connection_id": connection_id, "error": type(error).__name__},
+                )
         return len(connection_ids)
 
     def _watch_unrefreshed(self, connection_id: str) -> None:
