@@ -671,3 +671,41 @@ def test_a_reset_or_delete_reads_a_sibling_as_it_is_not_as_the_lagging_realm_ind
     outcome = getattr(world.administration, action)(connection.connection_id)
 
     _sibling_kept_its_grant(world, action, outcome, sibling)
+
+
+def test_a_sweep_short_of_time_looks_at_the_grants_nobody_refreshes_it_has_time_for_and_the_next_sweeps_the_rest(
+    world, monkeypatch
+):
+    """Thousands of invalid_client connections (a client secret rotated at Intuit for a whole app) must not run a
+    sweep past its invocation's end, where Lambda kills it: the look stops short of the end, and because each
+    sweep looks in a new order, a few sweeps still reach every grant (its warnings are about days)."""
+    world.identity.register_client(CLIENT_ID, world.client_secret)
+    ids = [world.connected(f"Books {n}", realm_id=f"93414530500001{n:02d}").connection_id for n in range(12)]
+    world.identity.rotate_client_secret(CLIENT_ID, "the-newer-client-secret")
+    _due(world)
+    for connection_id in ids:
+        assert world.lifecycle.refresh(connection_id).outcome is RefreshOutcome.INVALID_CLIENT
+    world.clock.advance(world.connection(ids[0]).grant_ends_at - 29.5 * DAY - world.clock.now())
+    runs = RefreshRuns(world.lifecycle, RecordingQueue(), world.clock)
+    read = world.store.get
+
+    def slow_read(cid: str):
+        world.clock.advance(1.0)  # a second per look: the invocation below has time for a few
+        return read(cid)
+
+    monkeypatch.setattr(world.store, "get", slow_read)
+    warned_per_sweep = []
+    for _ in range(12):
+        start = world.clock.now()
+        runs.sweep(not_after=start + 9.0)
+        assert world.clock.now() <= start + 9.0, "the sweep ran past its invocation's end"
+        warned_per_sweep.append(
+            {
+                e.detail["connection_id"]
+                for e in world.events.published
+                if e.detail_type == EventType.REAUTHORIZATION_DUE
+            }
+        )
+
+    assert 0 < len(warned_per_sweep[0]) < len(ids)
+    assert warned_per_sweep[-1] == set(ids)
