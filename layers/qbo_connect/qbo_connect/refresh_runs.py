@@ -103,21 +103,21 @@ class RefreshRuns:
         if self._queue is not None:
             enqueued = self._queue.enqueue(due)
             logger.info("Refresh sweep enqueued due connections", extra={"due": len(due), "enqueued": enqueued})
-            self._after_sweep(sweep_at)
+            self._after_sweep(sweep_at, not_after)
             return {"due": len(due), "enqueued": enqueued}
         outcomes = Counter(self.refresh_one(cid, not_after=not_after).outcome.value for cid in due)
         logger.info("Refresh sweep finished", extra={"due": len(due), "outcomes": dict(outcomes)})
-        self._after_sweep(sweep_at)
+        self._after_sweep(sweep_at, not_after)
         return {"due": len(due), "outcomes": dict(outcomes)}
 
-    def _after_sweep(self, sweep_at: float) -> None:
-        # After the fan-out, which nothing may hold up: grants no refresh looks at (invalid_client) still hear
-        # their end coming, on the sweep's cadence.
-        self._lifecycle.watch_unrefreshed_grants()
+    def _after_sweep(self, sweep_at: float, not_after: float | None) -> None:
         if self._status_gauge is not None:
             logger.info("Connections by status", extra={"statuses": self._status_gauge(sweep_at)})
         if self._redeliver_events is not None:
             self._redeliver_events()
+        # Last, and only in what the invocation has left: grants no refresh looks at (invalid_client) still hear
+        # their end coming, on the sweep's cadence; a sweep out of time leaves the rest to the next ones.
+        self._lifecycle.watch_unrefreshed_grants(not_after=not_after)
 
     def refresh_one(self, connection_id: Any, *, not_after: float | None = None) -> RefreshResult:
         return self._lifecycle.refresh(

@@ -152,14 +152,26 @@ class TokenLifecycle:
         return eager + keepalive
 
     # --- grants nobody refreshes ------------------------------------------------------------------
-    def watch_unrefreshed_grants(self) -> int:
+    def watch_unrefreshed_grants(self, *, not_after: float | None = None) -> int:
         """Warn about the end of each grant the service holds but does not refresh, as a refresh warns about its
         own (the marks once each, GrantEndingSoon at every look within 30 days): an invalid_client connection's
         grant lives on at Intuit, and its rolling expiry comes nearer every day until a person sets the right
         client secret. Every sweep calls this; one index query, one read per such connection, and a write under
-        the lease only when a mark is crossed. Returns how many it looked at."""
+        the lease only when a mark is crossed. Stops `UNREFRESHED_LOOK_SECONDS` before `not_after` (the
+        invocation's end); in a new order each time, so that sweeps out of time still reach every grant within
+        a few (a warning is about days, a sweep every few minutes). Returns how many it looked at."""
         connection_ids = self._store.connection_ids_with_status(ConnectionStatus.INVALID_CLIENT)
+        connection_ids = list(connection_ids)
+        random.shuffle(connection_ids)
+        looked = 0
         for connection_id in connection_ids:
+            if not_after is not None and self._clock.now() > not_after - UNREFRESHED_LOOK_SECONDS:
+                logger.warning(
+                    "Out of time to look at every grant nobody refreshes; the next sweeps look at the rest",
+                    extra={"looked_at": looked, "not_looked_at": len(connection_ids) - looked},
+                )
+                break
+            looked += 1
             try:
                 self._watch_unrefreshed(connection_id)
             except Exception as error:  # AWS refusing one read or write must not keep the others from being looked at
@@ -167,7 +179,7 @@ class TokenLifecycle:
                     "Could not look at a grant nobody refreshes; the next sweep looks again",
                     extra={"connection_id": connection_id, "error": type(error).__name__},
                 )
-        return len(connection_ids)
+        return looked
 
     def _watch_unrefreshed(self, connection_id: str) -> None:
         connection = self._store.get(connection_id)
@@ -611,6 +623,9 @@ def announces_failure_streak(in_a_row: int, *, escalation: int) -> bool:
 # Two refreshers compute the same end a few seconds apart (their clocks, Intuit's whole seconds): only a
 # move further than this is the grant's end moving.
 END_MOVED_SECONDS = 3600
+# What one look at a grant nobody refreshes may take (a read, at most a lease and a write): none starts closer
+# than this to the invocation's end.
+UNREFRESHED_LOOK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
