@@ -231,17 +231,20 @@ class Stack:
         identity_wrapper: Callable[[Any], Any] | None = None,
         session: boto3.Session | None = None,
         settings: Settings | None = None,
+        clock: Any = None,
     ) -> Services:
         """Fresh services, as a new Lambda container or CLI process builds them.
 
         With `log`, the store, the vault, the events and the Intuit client go through it (recording, crashing).
-        `identity_wrapper` wraps the real Intuit client (slow holders, lenient providers).
+        `identity_wrapper` wraps the real Intuit client (slow holders, lenient providers). `clock` stands in for
+        the stack's (one that tells when its holder waits).
         """
         session = session or new_session()
         settings = settings or self.settings
-        services = build_services(settings, session=session, clock=self.clock)
+        clock = clock or self.clock
+        services = build_services(settings, session=session, clock=clock)
         services.events = RecordingEvents(services.events)
-        identity: Any = IntuitOAuth(settings, self.clock)
+        identity: Any = IntuitOAuth(settings, clock)
         if identity_wrapper is not None:
             identity = identity_wrapper(identity)
         if log is not None:
