@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from qbo_connect.domain.admin_operations import ImportedTokens
 from qbo_connect.domain.administration import NewConnection
 from qbo_connect.domain.authorization import LinkRejected
 from qbo_connect.domain.connection import ConnectionStatus
@@ -162,6 +163,34 @@ def test_a_reset_while_another_connections_consent_is_being_stored_leaves_that_g
     assert connected.connection.status is ConnectionStatus.CONNECTED
     assert_grant_works(stack, reports)
     assert after_reset.status is ConnectionStatus.NOT_CONNECTED
+    assert after_reset.last_revocation == "not revoked: connection 'Acme reports' uses this app on the same company"
+
+
+def test_a_reset_while_an_import_into_another_connection_is_being_stored_leaves_that_grant_working(make_stack) -> None:
+    """An import takes over another tool's grant of the same app: its refresh rotates the token at Intuit, and until
+    the answer is stored the connection still looks not connected."""
+    stack = make_stack(manual_clock())
+    books, reports = two_connections_of_one_app(stack)
+    [(_, other_tools)] = stack.emulator.seed_grants(CLIENT_ID, REALM_ID, ("com.intuit.quickbooks.accounting",), 1)
+    resetter_clock = WaitingClock(stack.clock)
+    resetter = stack.services(clock=resetter_clock)
+    reset = Racer(lambda: resetter.administration.reset(books), resetter_clock.waiting)
+
+    def refresh_then_reset_meanwhile(intuit: Any, *args: Any, **kwargs: Any) -> Any:
+        token_set = intuit.refresh(*args, **kwargs)  # Intuit rotated the imported token; it is not stored yet
+        reset.start()
+        assert resetter_clock.waiting.wait(30)
+        return token_set
+
+    importer = stack.services(identity_wrapper=replacing(refresh=refresh_then_reset_meanwhile))
+    imported = importer.admin.import_tokens(
+        reports, ImportedTokens(refresh_token=other_tools.refresh_token, realm_id=REALM_ID), actor="test"
+    )
+    resetter_clock.go.set()
+    after_reset = reset.result()
+
+    assert imported.status is ConnectionStatus.CONNECTED
+    assert_grant_works(stack, reports)
     assert after_reset.last_revocation == "not revoked: connection 'Acme reports' uses this app on the same company"
 
 
