@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, ConnectionStatus
@@ -28,6 +29,8 @@ from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.errors import Busy, ConnectionNotFound, InFlight, VaultUnavailable
 from qbo_connect.observability import MetricUnit, logger, metrics
 from qbo_connect.ports import Clock, ConnectionStore, TokenSealer, TokenVault
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -135,29 +138,22 @@ class Leases:
         return self._vault.read(held.connection.connection_id)
 
     def _acquire(self, connection_id: str, owner: str, wait_seconds: float, *, fence: bool) -> Connection:
-        deadline = self._clock.now() + wait_seconds
-        delay = 0.1
-        while True:
-            now = self._clock.now()
-            try:
-                return self._store.acquire_lease(
-                    connection_id,
-                    owner=owner,
-                    now=now,
-                    seconds=self.lease_seconds,
-                    skew_seconds=self.skew_seconds,
-                    # A call sent while we hold the lease is over at Intuit by the lease's end plus
-                    # Intuit's request time limit, whatever happens to us; plus the skew allowance for
-                    # our own clock, since a pause between our last check and the send is ours to cover.
-                    fence_until=now + self.lease_seconds + intuit.REQUEST_TIME_LIMIT_SECONDS + self.skew_seconds
-                    if fence
-                    else None,
-                )
-            except Busy:
-                if self._clock.now() + delay > deadline:
-                    raise
-            self._clock.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not security
-            delay = min(delay * 2, 2.0)
+        def take(now: float) -> Connection:
+            return self._store.acquire_lease(
+                connection_id,
+                owner=owner,
+                now=now,
+                seconds=self.lease_seconds,
+                skew_seconds=self.skew_seconds,
+                # A call sent while we hold the lease is over at Intuit by the lease's end plus
+                # Intuit's request time limit, whatever happens to us; plus the skew allowance for
+                # our own clock, since a pause between our last check and the send is ours to cover.
+                fence_until=now + self.lease_seconds + intuit.REQUEST_TIME_LIMIT_SECONDS + self.skew_seconds
+                if fence
+                else None,
+            )
+
+        return take_waiting(take, self._clock, wait_seconds)
 
     def _sealed(self, connection: Connection, secret: ConnectionSecret) -> Connection:
         if self._sealer is None:
@@ -229,6 +225,20 @@ class Leases:
             updated, has_client_secret=secret.client_secret is not None, refresh_policy=secret.refresh_policy
         )
         return self._store.save(updated, lease_owner=held.owner)
+
+
+def take_waiting(take: Callable[[float], T], clock: Clock, wait_seconds: float) -> T:
+    """`take(now)` until it stops raising Busy, backing off with jitter, for up to `wait_seconds`; then its Busy."""
+    deadline = clock.now() + wait_seconds
+    delay = 0.1
+    while True:
+        try:
+            return take(clock.now())
+        except Busy:
+            if clock.now() + delay > deadline:
+                raise
+        clock.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not security
+        delay = min(delay * 2, 2.0)
 
 
 def _newer(pending: ConnectionSecret | None, *, than: ConnectionSecret | None) -> bool:
