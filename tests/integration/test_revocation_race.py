@@ -318,3 +318,32 @@ def test_a_revocation_whose_answer_was_lost_holds_consents_back_until_intuit_is_
     stack.clock.advance(REQUEST_TIME_LIMIT_SECONDS + LEASE_SECONDS + SKEW_SECONDS)  # certainly done, by anyone's clock
     complete(stack.services(), connect_pressed(stack, reports))
     assert_grant_works(stack, reports)
+
+
+def test_resets_of_the_last_two_connections_of_an_app_at_once_leave_no_grant_of_it_alive(make_stack) -> None:
+    """Each reset sees the other connection still connected, so neither would revoke, and the grants the
+    administrator meant to end live on at Intuit. One of the two must see the other one done."""
+    stack = make_stack(manual_clock())
+    books, reports = two_connections_of_one_app(stack)
+    complete(stack.services(), connect_pressed(stack, reports))
+    grants = [stack.token_set(books).access_token, stack.token_set(reports).access_token]
+    second_clock = WaitingClock(stack.clock)
+    second = stack.services(clock=second_clock)
+    second_reset = Racer(lambda: second.administration.reset(reports), second_clock.waiting)
+    first = stack.services()
+    read = first.store.get
+
+    def read_then_reset_the_other_meanwhile(connection_id: str) -> Any:
+        found = read(connection_id)
+        if connection_id == reports and not second_reset.is_alive() and not second_clock.waiting.is_set():
+            second_reset.start()  # the first reset has just found the other connected
+            assert second_clock.waiting.wait(30)  # the second one decided, or waits its turn
+        return found
+
+    first.store.get = read_then_reset_the_other_meanwhile
+    first_reset = first.administration.reset(books)
+    second_clock.go.set()
+    outcomes = {first_reset.last_revocation, second_reset.result().last_revocation}
+
+    assert [stack.company_name(token) for token in grants] == [None, None], "a grant the resets meant to end lives on"
+    assert outcomes == {"revoked", "not revoked: connection 'Acme reports' uses this app on the same company"}
