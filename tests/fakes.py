@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from qbo_connect import intuit
 from qbo_connect.domain.admin_operations import AdminOperations
 from qbo_connect.domain.administration import Administration, NewConnection
+from qbo_connect.domain.app_company_leases import AppCompanyLeases
 from qbo_connect.domain.authorization import AuthorizeLinks, ConsentFlow, FlowResult, callback_url
 from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, RefreshPolicy, TestResult
 from qbo_connect.domain.connection_test import ConnectionTests
@@ -29,9 +30,11 @@ from qbo_connect.domain.event_history import RecordingPublisher
 from qbo_connect.domain.leases import Leases, busy_because
 from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
 from qbo_connect.domain.metering import AppUsage, ConnectionUsage, Flush, Tally, UsageKey
+from qbo_connect.domain.revocation import Revocations
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
+    CompanyBusy,
     Conflict,
     ConnectionAlreadyExists,
     ConnectionNotFound,
@@ -41,7 +44,15 @@ from qbo_connect.errors import (
     QboConnectError,
     Unauthorized,
 )
-from qbo_connect.ports import ClientCredentials, CompanyInfo, ConnectionEvent, OAuthState, RecordedEvent
+from qbo_connect.ports import (
+    AppCompany,
+    AppCompanyLeaseRecord,
+    ClientCredentials,
+    CompanyInfo,
+    ConnectionEvent,
+    OAuthState,
+    RecordedEvent,
+)
 from qbo_connect.settings import Settings
 
 # 2026-01-01T00:00:00Z: a fixed start keeps times in failure messages readable.
@@ -85,6 +96,7 @@ class InMemoryConnectionStore:
         self._connections: dict[str, Connection] = {}
         self._names: dict[str, str] = {}
         self._states: dict[str, OAuthState] = {}
+        self._app_companies: dict[AppCompany, AppCompanyLeaseRecord] = {}
         self._save_failures: deque[Exception] = deque()
 
     def fail_next_save(self, error: Exception) -> None:
@@ -198,6 +210,54 @@ class InMemoryConnectionStore:
             released = replace(stored, lease_owner=None, lease_expires_at=None)
             self._connections[connection_id] = released.fenced_until(None) if clear_fence else released
             return True
+
+    def acquire_app_company_lease(
+        self,
+        app_company: AppCompany,
+        *,
+        owner: str,
+        connection_id: str,
+        purpose: str,
+        record_grant_holder: bool,
+        now: float,
+        seconds: float,
+        skew_seconds: float,
+    ) -> AppCompanyLeaseRecord:
+        with self._lock:
+            before = self._app_companies.get(app_company, AppCompanyLeaseRecord())
+            # Like the DynamoDB condition: free, expired by our clock less the allowance, or ours.
+            free = before.owner in (None, owner) or (before.expires_at or 0) < now - skew_seconds
+            if not free:
+                raise CompanyBusy(
+                    "held", holder_connection_id=before.connection_id, purpose=before.purpose, until=before.expires_at
+                )
+            holders = before.grant_holders | ({connection_id} if record_grant_holder else set())
+            self._app_companies[app_company] = AppCompanyLeaseRecord(
+                owner, now + seconds, connection_id, purpose, frozenset(holders)
+            )
+            return before
+
+    def renew_app_company_lease(self, app_company: AppCompany, *, owner: str, until: float) -> bool:
+        with self._lock:
+            record = self._app_companies.get(app_company)
+            if record is None or record.owner != owner:
+                return False
+            self._app_companies[app_company] = replace(record, expires_at=until)
+            return True
+
+    def release_app_company_lease(
+        self, app_company: AppCompany, *, owner: str, forget: frozenset[str] = frozenset()
+    ) -> bool:
+        with self._lock:
+            record = self._app_companies.get(app_company)
+            if record is None or record.owner != owner:
+                return False
+            self._app_companies[app_company] = AppCompanyLeaseRecord(grant_holders=record.grant_holders - forget)
+            return True
+
+    def app_company_lease(self, app_company: AppCompany) -> AppCompanyLeaseRecord:
+        with self._lock:
+            return self._app_companies.get(app_company, AppCompanyLeaseRecord())
 
     def record_test(self, connection_id: str, result: TestResult) -> None:
         with self._lock:
@@ -775,6 +835,13 @@ class FakeWorld:
             self.store, self.vault, self.identity, self.recorder, self.clock, self.leases, self.timings
         )
         self.links = AuthorizeLinks(self.keys, self.clock, lifetime_seconds=self.settings.authorize_link_seconds)
+        self.company_leases = AppCompanyLeases(
+            self.store,
+            self.clock,
+            skew_seconds=self.settings.clock_skew_seconds,
+            revocation_call_seconds=self.settings.consent_call_deadline_seconds,
+        )
+        self.revocations = Revocations(self.identity, self.store, self.company_leases)
         self.consent = ConsentFlow(
             self.store,
             self.leases,
@@ -783,10 +850,13 @@ class FakeWorld:
             self.recorder,
             self.links,
             self.clock,
+            self.revocations,
             state_seconds=self.settings.oauth_state_seconds,
+            exchange_call_seconds=self.settings.consent_call_deadline_seconds,
+            persist_seconds=self.settings.persist_seconds,
         )
         self.administration = Administration(
-            self.store, self.vault, self.leases, self.identity, self.recorder, self.clock, self.settings
+            self.store, self.vault, self.leases, self.revocations, self.recorder, self.clock, self.settings
         )
         self.tests = ConnectionTests(self.store, self.lifecycle, self.company_api, self.recorder, self.clock)
         self.admin = AdminOperations(
@@ -800,6 +870,7 @@ class FakeWorld:
             self.recorder,
             self.clock,
             self.settings,
+            self.company_leases,
             history=self.recorder,
         )
         self.redirect_uri = callback_url(API_BASE_URL)

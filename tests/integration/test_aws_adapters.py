@@ -39,6 +39,7 @@ from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
     Busy,
+    CompanyBusy,
     Conflict,
     ConnectionAlreadyExists,
     ConnectionNotFound,
@@ -52,7 +53,14 @@ from qbo_connect.errors import (
     Throttled,
     Unauthorized,
 )
-from qbo_connect.ports import ClientCredentials, ConnectionEvent, OAuthState, RecordedEvent
+from qbo_connect.ports import (
+    AppCompany,
+    AppCompanyLeaseRecord,
+    ClientCredentials,
+    ConnectionEvent,
+    OAuthState,
+    RecordedEvent,
+)
 from qbo_connect.settings import Settings, SettingsError
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
@@ -254,6 +262,63 @@ def test_a_holder_that_set_no_in_flight_mark_leaves_anothers_in_place_when_it_re
     assert store.get("qbc-1").refresh_in_flight_until == EPOCH + 400
     with pytest.raises(Busy):
         store.acquire_lease("qbc-1", owner="workflow", now=EPOCH + 10, seconds=60, fence_until=EPOCH + 500)
+
+
+APP_COMPANY = AppCompany(CREDENTIALS.client_id, REALM)
+
+
+def _take_app_company(store, owner: str, connection_id: str, *, now: float, purpose: str = "consent", **more):
+    values = {"seconds": 30, "skew_seconds": 20, "record_grant_holder": purpose != "revocation"} | more
+    return store.acquire_app_company_lease(
+        APP_COMPANY, owner=owner, connection_id=connection_id, purpose=purpose, now=now, **values
+    )
+
+
+def test_an_app_company_lease_is_taken_over_only_once_it_ran_out_by_the_takers_clock_less_the_skew_allowance(store):
+    assert _take_app_company(store, "consent", "qbc-b", now=EPOCH) == AppCompanyLeaseRecord()  # nobody had it
+
+    # The reset's clock runs 15 s ahead of the consent's: by it the lease ran out, but within the skew allowance.
+    with pytest.raises(CompanyBusy) as busy:
+        _take_app_company(store, "reset", "qbc-a", now=EPOCH + 30 + 15, purpose="revocation", seconds=145)
+    taken_over = _take_app_company(store, "reset", "qbc-a", now=EPOCH + 30 + 21, purpose="revocation", seconds=145)
+
+    assert (busy.value.holder_connection_id, busy.value.purpose, busy.value.until) == ("qbc-b", "consent", EPOCH + 30)
+    assert taken_over == AppCompanyLeaseRecord("consent", EPOCH + 30, "qbc-b", "consent", frozenset({"qbc-b"}))
+
+
+def test_a_late_app_company_lease_holder_can_neither_renew_nor_give_back_the_lease_that_replaced_its_own(store):
+    _take_app_company(store, "consent", "qbc-b", now=EPOCH)
+    _take_app_company(store, "reset", "qbc-a", now=EPOCH + 60, purpose="revocation", seconds=145)
+
+    assert store.renew_app_company_lease(APP_COMPANY, owner="consent", until=EPOCH + 300) is False
+    assert store.release_app_company_lease(APP_COMPANY, owner="consent") is False
+    with pytest.raises(CompanyBusy) as busy:
+        _take_app_company(store, "another consent", "qbc-c", now=EPOCH + 100)
+    assert (busy.value.holder_connection_id, busy.value.until) == ("qbc-a", EPOCH + 205)
+
+    assert store.release_app_company_lease(APP_COMPANY, owner="reset", forget=frozenset({"qbc-b"})) is True
+    assert _take_app_company(store, "another consent", "qbc-c", now=EPOCH + 100) == AppCompanyLeaseRecord()
+
+
+def test_an_app_company_lease_is_renewed_and_retaken_only_by_its_holder(store):
+    _take_app_company(store, "reset", "qbc-a", now=EPOCH, purpose="revocation", seconds=10)
+
+    assert store.renew_app_company_lease(APP_COMPANY, owner="reset", until=EPOCH + 200) is True
+    with pytest.raises(CompanyBusy):
+        _take_app_company(store, "consent", "qbc-b", now=EPOCH + 150)
+    # A write whose answer was lost is sent again by botocore: its own lease, not "held by someone else".
+    again = _take_app_company(store, "reset", "qbc-a", now=EPOCH + 1, purpose="revocation", seconds=10)
+    assert (again.owner, again.expires_at) == ("reset", EPOCH + 200)
+
+
+def test_an_app_company_lease_item_is_in_no_index(aws, store):
+    """Its item must never pass for a connection: it carries none of the indexes' key attributes."""
+    _take_app_company(store, "consent", "qbc-b", now=EPOCH)
+    client = aws.client("dynamodb")
+
+    for index in ("refresh-due", "by-name", "by-status", "by-realm"):
+        assert client.scan(TableName=TABLE, IndexName=index)["Items"] == [], index
+    assert store.list() == [] and store.find_by_realm(REALM) == []
 
 
 def test_the_due_query_finds_only_connected_connections_expiring_before_the_cut_off(store):

@@ -140,24 +140,37 @@ def assert_grant_works(stack: Stack, connection_id: str) -> None:
     assert stack.services().lifecycle.refresh(connection_id).outcome is RefreshOutcome.REFRESHED
 
 
+class ResetMeanwhile:
+    """A reset of `connection_id`, in services of its own, started once Intuit has answered another party's call
+    (`right_after("exchange_code")` wraps that party's Intuit client); the call returns once the reset has decided,
+    or waits its turn for the app-company lease. `result()` lets it go on and gives the reset connection."""
+
+    def __init__(self, stack: Stack, connection_id: str) -> None:
+        self._clock = WaitingClock(stack.clock)
+        resetter = stack.services(clock=self._clock)
+        self._reset = Racer(lambda: resetter.administration.reset(connection_id), self._clock.waiting)
+
+    def right_after(self, method: str) -> Callable[[Any], Any]:
+        def answered_then_reset(intuit: Any, *args: Any, **kwargs: Any) -> Any:
+            answer = getattr(intuit, method)(*args, **kwargs)  # Intuit has issued the grant; it is not stored yet
+            self._reset.start()
+            assert self._clock.waiting.wait(30)
+            return answer
+
+        return replacing(**{method: answered_then_reset})
+
+    def result(self) -> Any:
+        self._clock.go.set()
+        return self._reset.result()
+
+
 def test_a_reset_while_another_connections_consent_is_being_stored_leaves_that_grant_working(make_stack) -> None:
     stack = make_stack(manual_clock())
     books, reports = two_connections_of_one_app(stack)
     given = connect_pressed(stack, reports)
-    resetter_clock = WaitingClock(stack.clock)
-    resetter = stack.services(clock=resetter_clock)
-    reset = Racer(lambda: resetter.administration.reset(books), resetter_clock.waiting)
+    reset = ResetMeanwhile(stack, books)
 
-    def exchange_then_reset_meanwhile(intuit: Any, *args: Any, **kwargs: Any) -> Any:
-        token_set = intuit.exchange_code(*args, **kwargs)  # Intuit has issued the grant; it is not stored yet
-        reset.start()
-        assert resetter_clock.waiting.wait(30)  # the reset decided, or waits its turn
-        return token_set
-
-    callback = stack.services(identity_wrapper=replacing(exchange_code=exchange_then_reset_meanwhile))
-
-    connected = complete(callback, given)
-    resetter_clock.go.set()
+    connected = complete(stack.services(identity_wrapper=reset.right_after("exchange_code")), given)
     after_reset = reset.result()
 
     assert connected.connection.status is ConnectionStatus.CONNECTED
@@ -172,21 +185,12 @@ def test_a_reset_while_an_import_into_another_connection_is_being_stored_leaves_
     stack = make_stack(manual_clock())
     books, reports = two_connections_of_one_app(stack)
     [(_, other_tools)] = stack.emulator.seed_grants(CLIENT_ID, REALM_ID, ("com.intuit.quickbooks.accounting",), 1)
-    resetter_clock = WaitingClock(stack.clock)
-    resetter = stack.services(clock=resetter_clock)
-    reset = Racer(lambda: resetter.administration.reset(books), resetter_clock.waiting)
+    reset = ResetMeanwhile(stack, books)
 
-    def refresh_then_reset_meanwhile(intuit: Any, *args: Any, **kwargs: Any) -> Any:
-        token_set = intuit.refresh(*args, **kwargs)  # Intuit rotated the imported token; it is not stored yet
-        reset.start()
-        assert resetter_clock.waiting.wait(30)
-        return token_set
-
-    importer = stack.services(identity_wrapper=replacing(refresh=refresh_then_reset_meanwhile))
+    importer = stack.services(identity_wrapper=reset.right_after("refresh"))
     imported = importer.admin.import_tokens(
         reports, ImportedTokens(refresh_token=other_tools.refresh_token, realm_id=REALM_ID), actor="test"
     )
-    resetter_clock.go.set()
     after_reset = reset.result()
 
     assert imported.status is ConnectionStatus.CONNECTED

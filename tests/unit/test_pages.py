@@ -23,7 +23,15 @@ def _paragraphs(html: str) -> list[str]:
 def test_every_failure_has_an_error_status_and_says_what_happened_and_what_to_do(reason):
     page = failure_page(
         reason,
-        {"name": "Acme Books", "error": "invalid_scope", "expected": "1", "chosen": "2", "revocation": "revoked"},
+        {
+            "name": "Acme Books",
+            "error": "invalid_scope",
+            "expected": "1",
+            "chosen": "2",
+            "revocation": "revoked",
+            "why": "another connection of this service is being connected to the same company right now",
+            "when": "in a minute",
+        },
     )
 
     assert 400 <= page.status <= 599
@@ -42,12 +50,14 @@ def test_a_failure_page_without_details_still_reads_sensibly(reason):
     assert all(_paragraphs(page.html))
 
 
-@pytest.mark.parametrize("field", ["name", "error", "expected", "chosen", "revocation"])
+@pytest.mark.parametrize("field", ["name", "error", "expected", "chosen", "revocation", "why", "when"])
 def test_html_in_details_is_escaped(field):
-    page = failure_page(
-        FlowError.COMPANY_MISMATCH if field in {"expected", "chosen", "revocation"} else FlowError.INTUIT_ERROR,
-        {field: HOSTILE},
-    )
+    reason = FlowError.INTUIT_ERROR
+    if field in {"expected", "chosen", "revocation"}:
+        reason = FlowError.COMPANY_MISMATCH
+    elif field in {"why", "when"}:
+        reason = FlowError.COMPANY_BUSY
+    page = failure_page(reason, {field: HOSTILE})
 
     assert "<script>" not in page.html
     assert "&lt;script&gt;" in page.html

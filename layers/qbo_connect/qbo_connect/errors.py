@@ -150,6 +150,22 @@ class InFlight(Busy):
         self.until = until
 
 
+class CompanyBusy(Busy):
+    """Another connection of the same app holds the app-company lease (domain/app_company_leases.py): it is storing
+    a new grant on the company (`purpose` consent or import) or deciding to revoke (revocation), until `until`."""
+
+    def __init__(self, message: str, *, holder_connection_id: str | None, purpose: str | None, until: float | None):
+        super().__init__(message)
+        self.holder_connection_id = holder_connection_id
+        self.purpose = purpose
+        self.until = until
+
+
+class LeaseRanOut(Busy):
+    """An app-company lease ran out before its holder's next step, and someone else took it meanwhile: the step
+    is not taken (the other holder may have acted on what this one had not stored yet)."""
+
+
 class Conflict(QboConnectError):
     """A conditional write lost a race: someone else changed the connection first."""
 

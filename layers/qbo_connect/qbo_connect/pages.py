@@ -162,6 +162,12 @@ _FAILURES: dict[FlowError, tuple[int, str, str, str]] = {
         "nothing was stored.",
         "Wait a minute, then open a fresh authorize link.",
     ),
+    FlowError.COMPANY_BUSY: (
+        409,
+        "Not connected: try again shortly",
+        "Connection {name} was not connected: {why}. Nothing was stored.",
+        "Open a fresh authorize link {when}.",
+    ),
 }
 
 

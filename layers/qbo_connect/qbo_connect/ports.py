@@ -97,6 +97,55 @@ class ConnectionStore(Protocol):
         """Delete the state if it exists and return it; None if someone consumed it first."""
 
 
+@dataclass(frozen=True)
+class AppCompany:
+    """One app (client ID) on one company (realm ID): what Intuit's revocation disconnects as a whole."""
+
+    client_id: str
+    realm_id: str
+
+
+@dataclass(frozen=True)
+class AppCompanyLeaseRecord:
+    """The app-company lease's item as a writer found it: its holder (if any) and the connections that stored a
+    grant of the app on the company under it."""
+
+    owner: str | None = None
+    expires_at: float | None = None
+    connection_id: str | None = None
+    purpose: str | None = None
+    grant_holders: frozenset[str] = frozenset()
+
+
+class AppCompanyLeaseStore(Protocol):
+    """The app-company lease (domain/app_company_leases.py): the connection lease's conditions on an item of its own."""
+
+    def acquire_app_company_lease(
+        self,
+        app_company: AppCompany,
+        *,
+        owner: str,
+        connection_id: str,
+        purpose: str,
+        record_grant_holder: bool,
+        now: float,
+        seconds: float,
+        skew_seconds: float,
+    ) -> AppCompanyLeaseRecord:
+        """Take the lease if nobody holds one unexpired by `now - skew_seconds` (or `owner` does), naming the holder's
+        connection and purpose, and with `record_grant_holder` adding the connection to the grant holders, in one
+        write; returns the item as it was before. Raises CompanyBusy naming the holder otherwise."""
+
+    def renew_app_company_lease(self, app_company: AppCompany, *, owner: str, until: float) -> bool:
+        """Move the lease's expiry to `until` only if `owner` still holds it; returns whether it did."""
+
+    def release_app_company_lease(
+        self, app_company: AppCompany, *, owner: str, forget: frozenset[str] = frozenset()
+    ) -> bool:
+        """Release only if `owner` still holds it, removing `forget` from the grant holders in the same write;
+        returns whether it did."""
+
+
 class TokenVault(Protocol):
     def create(self, secret: ConnectionSecret) -> None: ...
 

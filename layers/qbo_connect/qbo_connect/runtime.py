@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from qbo_connect.domain.leases import Leases
     from qbo_connect.domain.lifecycle import TokenLifecycle
     from qbo_connect.domain.metering import MeteringReport, UsageMeter
+    from qbo_connect.domain.revocation import Revocations
     from qbo_connect.domain.webhooks import WebhookRouting
     from qbo_connect.ports import Clock, CompanyApi, EventPublisher, IdentityProvider, TokenSealer
     from qbo_connect.refresh_runs import RefreshRuns
@@ -210,6 +211,21 @@ class Services:
         )
 
     @cached_property
+    def revocations(self) -> Revocations:
+        """Revoking at Intuit, and the app-company lease that keeps it apart from a new grant being stored."""
+        from qbo_connect.domain.app_company_leases import AppCompanyLeases
+        from qbo_connect.domain.revocation import Revocations
+
+        leases = AppCompanyLeases(
+            self.store,
+            self.clock,
+            skew_seconds=self.settings.clock_skew_seconds,
+            # What the Intuit client gives a revocation call (adapters/intuit_oauth.py).
+            revocation_call_seconds=self.settings.consent_call_deadline_seconds,
+        )
+        return Revocations(self.identity, self.store, leases)
+
+    @cached_property
     def sealer(self) -> TokenSealer | None:
         if not self.settings.rotation_key_id:
             return None
@@ -236,7 +252,7 @@ class Services:
                 self.settings.secrets_write_budget_per_second * self.settings.refresh_period_seconds
             ),
             call_deadline_seconds=self.settings.refresh_call_deadline_seconds,
-            persist_seconds=self.settings.vault_write_deadline_seconds + 10,
+            persist_seconds=self.settings.persist_seconds,
         )
         return TokenLifecycle(
             self.store,
@@ -288,9 +304,10 @@ class Services:
             self.events,
             self.authorize_links,
             self.clock,
+            self.revocations,
             state_seconds=self.settings.oauth_state_seconds,
-            exchange_budget_seconds=self.settings.consent_call_deadline_seconds
-            + self.settings.vault_write_deadline_seconds,
+            exchange_call_seconds=self.settings.consent_call_deadline_seconds,
+            persist_seconds=self.settings.persist_seconds,
         )
 
     @cached_property
@@ -335,7 +352,7 @@ class Services:
         from qbo_connect.domain.administration import Administration
 
         return Administration(
-            self.store, self.vault, self.leases, self.identity, self.events, self.clock, self.settings
+            self.store, self.vault, self.leases, self.revocations, self.events, self.clock, self.settings
         )
 
     @cached_property
@@ -367,6 +384,7 @@ class Services:
             self.events,
             self.clock,
             self.settings,
+            self.revocations.leases,
             history=self.event_history,
         )
 

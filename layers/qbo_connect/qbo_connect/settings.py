@@ -18,6 +18,8 @@ from qbo_connect.domain.metering import Allowances
 # The template's AdminGroupName default (tests/unit/test_template.py keeps the two equal).
 DEFAULT_ADMIN_GROUP = "qbo-connect-admins"
 WEBHOOK_DEDUP_SECONDS = 15 * 86400
+# A connection item's conditional write after the vault's, with botocore's retries: part of persisting an answer.
+METADATA_WRITE_SECONDS = 10.0
 
 
 class SettingsError(ValueError):
@@ -108,6 +110,11 @@ class Settings:
     @property
     def http_timeout(self) -> tuple[float, float]:
         return (self.connect_timeout_seconds, self.read_timeout_seconds)
+
+    @property
+    def persist_seconds(self) -> float:
+        """What persisting Intuit's answer may take: the vault write's deadline, then the metadata's write."""
+        return self.vault_write_deadline_seconds + METADATA_WRITE_SECONDS
 
     def __post_init__(self) -> None:
         if self.on_demand_keepalive_seconds > MAX_KEEPALIVE_SECONDS:

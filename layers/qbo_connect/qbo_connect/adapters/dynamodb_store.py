@@ -1,7 +1,9 @@
 """ConnectionStore on one DynamoDB table.
 
 Items: the connection (`connection#<id>`), its name claim (`name#<name>`, so names stay unique),
-and pending OAuth states (`state#<sha256>`, with a TTL). Every state change is a conditional write.
+pending OAuth states (`state#<sha256>`, with a TTL), and one app-company lease per app and company
+(`app-company#<client id>#<realm id>`, domain/app_company_leases.py), which carries none of the indexes'
+attributes. Every state change is a conditional write.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from qbo_connect import intuit
 from qbo_connect.adapters.dynamodb_table import create_declared_table, query_pages
 from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, RefreshPolicy, TestResult
 from qbo_connect.domain.leases import busy_because
-from qbo_connect.errors import Conflict, ConnectionAlreadyExists, ConnectionNotFound
-from qbo_connect.ports import OAuthState
+from qbo_connect.errors import CompanyBusy, Conflict, ConnectionAlreadyExists, ConnectionNotFound
+from qbo_connect.ports import AppCompany, AppCompanyLeaseRecord, OAuthState
 
 # The refresh-due index's partitions: one per refresh policy, each ordered by access-token expiry, so
 # the sweep reads only the due range of each (an eager connection's margin, an on-demand one's keep-alive).
@@ -127,6 +129,24 @@ def _name_key(name: str) -> dict[str, str]:
 
 def _state_key(state_hash: str) -> dict[str, str]:
     return {"pk": f"state#{state_hash}"}
+
+
+def _app_company_key(app_company: AppCompany) -> dict[str, str]:
+    return {"pk": f"app-company#{app_company.client_id}#{app_company.realm_id}"}
+
+
+def _lease_is_free(owner: str, *, now: float, skew_seconds: float):
+    """Nobody holds the lease, or its expiry has passed by our clock less the skew allowance (a writer whose clock
+    runs behind ours still holds what it thinks it holds), or it is already ours: when a response is lost (a
+    timeout, a 5xx after the write) boto3 retries, and the retry must not find it "held by someone else"."""
+    settled = _to_dynamo(float(now - skew_seconds))
+    return Attr("lease_owner").not_exists() | Attr("lease_expires_at").lt(settled) | Attr("lease_owner").eq(owner)
+
+
+def _old_item(error: ClientError) -> dict[str, Any] | None:
+    """The item a failed conditional write found (ReturnValuesOnConditionCheckFailure=ALL_OLD)."""
+    old = error.response.get("Item")
+    return {k: _DESERIALIZER.deserialize(v) for k, v in old.items()} if old else None
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -402,16 +422,8 @@ class DynamoDbConnectionStore:
         skew_seconds: float = 0.0,
         fence_until: float | None = None,
     ) -> Connection:
-        # Expired means expired by our clock less the skew allowance: a writer whose clock runs behind
-        # ours still holds what it thinks it holds.
         settled = _to_dynamo(float(now - skew_seconds))
-        free = (
-            Attr("lease_owner").not_exists()
-            | Attr("lease_expires_at").lt(settled)
-            # Our own owner too: when a response is lost (a timeout, a 5xx after the write) boto3 retries,
-            # and the retry must not find the lease "held by someone else" and leave it unused.
-            | Attr("lease_owner").eq(owner)
-        )
+        free = _lease_is_free(owner, now=now, skew_seconds=skew_seconds)
         expression = "SET lease_owner = :owner, lease_expires_at = :expires"
         values: dict[str, Any] = {":owner": owner, ":expires": _to_dynamo(float(now + seconds))}
         if fence_until is not None:
@@ -431,11 +443,10 @@ class DynamoDbConnectionStore:
         except ClientError as error:
             if not _is_conditional_failure(error):
                 raise
-            if not error.response.get("Item") and self.get(connection_id) is None:
+            old = _old_item(error)
+            if old is None and self.get(connection_id) is None:
                 raise ConnectionNotFound(f"No connection {connection_id!r}") from None
-            old = error.response.get("Item")
-            stored = item_to_connection({k: _DESERIALIZER.deserialize(v) for k, v in old.items()}) if old else None
-            raise busy_because(stored, connection_id, now=now) from None
+            raise busy_because(item_to_connection(old) if old else None, connection_id, now=now) from None
         return item_to_connection(updated["Attributes"])
 
     def release_lease(self, connection_id: str, *, owner: str, clear_fence: bool = True) -> bool:
@@ -447,6 +458,90 @@ class DynamoDbConnectionStore:
                 UpdateExpression="REMOVE lease_owner, lease_expires_at"
                 + (", refresh_in_flight_until" if clear_fence else ""),
                 ConditionExpression=Attr("lease_owner").eq(owner),
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    # --- the app-company lease (domain/app_company_leases.py) ----------------------------------
+    def acquire_app_company_lease(
+        self,
+        app_company: AppCompany,
+        *,
+        owner: str,
+        connection_id: str,
+        purpose: str,
+        record_grant_holder: bool,
+        now: float,
+        seconds: float,
+        skew_seconds: float,
+    ) -> AppCompanyLeaseRecord:
+        expression = (
+            "SET lease_owner = :owner, lease_expires_at = :expires, lease_connection_id = :holder, "
+            "lease_purpose = :purpose"
+        )
+        values: dict[str, Any] = {
+            ":owner": owner,
+            ":expires": _to_dynamo(float(now + seconds)),
+            ":holder": connection_id,
+            ":purpose": purpose,
+        }
+        if record_grant_holder:
+            # In the same write: a revoker that takes the lease next finds this connection even if the realm
+            # index does not list it yet.
+            expression += " ADD grant_connection_ids :holders"
+            values[":holders"] = {connection_id}
+        try:
+            answer = self._table.update_item(
+                Key=_app_company_key(app_company),
+                UpdateExpression=expression,
+                ConditionExpression=_lease_is_free(owner, now=now, skew_seconds=skew_seconds),
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+            held = _app_company_record(_old_item(error) or {})
+            raise CompanyBusy(
+                f"Another connection of the app holds the app-company lease on company {app_company.realm_id}",
+                holder_connection_id=held.connection_id,
+                purpose=held.purpose,
+                until=held.expires_at,
+            ) from None
+        return _app_company_record(answer.get("Attributes") or {})
+
+    def renew_app_company_lease(self, app_company: AppCompany, *, owner: str, until: float) -> bool:
+        try:
+            self._table.update_item(
+                Key=_app_company_key(app_company),
+                UpdateExpression="SET lease_expires_at = :expires",
+                ConditionExpression=Attr("lease_owner").eq(owner),
+                ExpressionAttributeValues={":expires": _to_dynamo(float(until))},
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def release_app_company_lease(
+        self, app_company: AppCompany, *, owner: str, forget: frozenset[str] = frozenset()
+    ) -> bool:
+        expression = "REMOVE lease_owner, lease_expires_at, lease_connection_id, lease_purpose"
+        values: dict[str, Any] = {":owner": owner}
+        if forget:
+            expression += " DELETE grant_connection_ids :forget"
+            values[":forget"] = set(forget)
+        try:
+            self._table.update_item(
+                Key=_app_company_key(app_company),
+                UpdateExpression=expression,
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues=values,
             )
         except ClientError as error:
             if _is_conditional_failure(error):
@@ -530,6 +625,17 @@ class DynamoDbConnectionStore:
                 return None
             raise
         return _state_from_item(state_hash, old["Attributes"])
+
+
+def _app_company_record(item: dict[str, Any]) -> AppCompanyLeaseRecord:
+    data = _from_dynamo(item)
+    return AppCompanyLeaseRecord(
+        owner=data.get("lease_owner"),
+        expires_at=data.get("lease_expires_at"),
+        connection_id=data.get("lease_connection_id"),
+        purpose=data.get("lease_purpose"),
+        grant_holders=frozenset(data.get("grant_connection_ids") or ()),
+    )
 
 
 def _state_from_item(state_hash: str, item: dict[str, Any]) -> OAuthState:

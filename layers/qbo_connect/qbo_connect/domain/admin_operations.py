@@ -11,11 +11,12 @@ Rules that hold for every operation:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qbo_connect.domain.administration import Administration, NewConnection
+from qbo_connect.domain.app_company_leases import AppCompanyLeases, HeldAppCompanyLease, LeasePurpose, holder_of
 from qbo_connect.domain.authorization import AuthorizeLinks
 from qbo_connect.domain.connection import (
     GRANT_ENDED,
@@ -39,14 +40,16 @@ from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshResult, TokenLif
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.errors import (
     Busy,
+    CompanyBusy,
     ConnectionAlreadyExists,
     ConnectionNotFound,
     ErrorCode,
     InvalidInput,
+    LeaseRanOut,
     NeedsReauthorization,
 )
 from qbo_connect.observability import logger
-from qbo_connect.ports import ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
+from qbo_connect.ports import AppCompany, ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
 from qbo_connect.settings import Settings
 
 # A link mailed to a company administrator may live longer than the default, but not for ever.
@@ -187,9 +190,11 @@ class AdminOperations:
         events: EventPublisher,
         clock: Clock,
         settings: Settings,
+        company_leases: AppCompanyLeases,
         history: RecordingPublisher | None = None,
     ) -> None:
         self._administration = administration
+        self._company_leases = company_leases
         self._store = store
         self._leases = leases
         self._lifecycle = lifecycle
@@ -406,41 +411,80 @@ class AdminOperations:
             secret = held.secret or Administration._empty_secret(current)
             if not secret.client_secret:
                 raise InvalidInput("Set the connection's client secret first: the refresh needs it")
-            deadline = self._lifecycle.deadline_for_a_call(held, not_after)
-            if deadline is None:
-                raise Busy(
-                    "Waiting for the connection's lease left too little time to refresh the imported token and "
-                    "store Intuit's answer: nothing was changed and the token was not used; try again"
+            with self._importing(secret.client_id, realm_id, connection.connection_id) as company:
+                persist = self._lifecycle.timings.persist_seconds
+                deadline = self._lifecycle.deadline_for_a_call(held, not_after)
+                if deadline is None:
+                    raise Busy(
+                        "Waiting for the connection's lease left too little time to refresh the imported token and "
+                        "store Intuit's answer: nothing was changed and the token was not used; try again"
+                    )
+                try:
+                    token_set = self._identity.refresh(
+                        ClientCredentials(secret.client_id, secret.client_secret),
+                        refresh_token=tokens.refresh_token,
+                        scopes=current.scopes,
+                        deadline_seconds=min(deadline, self._company_leases.seconds_left(company) - persist),
+                    )
+                except NeedsReauthorization:
+                    raise NeedsReauthorization(
+                        "Intuit refused the imported refresh token (invalid_grant: used already, revoked, expired or "
+                        "issued to another app): nothing was changed; export a current one, or reconnect instead"
+                    ) from None
+                try:
+                    # Past its lease a revoker may have taken over and ended this grant unseen.
+                    self._company_leases.ensure(company, persist)
+                except LeaseRanOut:
+                    raise LeaseRanOut(
+                        "The import took longer than its lease on the app and company, and another connection's "
+                        "reset, delete or consent came in between: Intuit's new token was not stored (the imported "
+                        "one is spent); connect the connection with a consent instead"
+                    ) from None
+                # Persist first: Intuit has rotated the imported token; the new one exists only here. Tokens the
+                # connection held are replaced, not revoked, as by a reconnect: the same app on the same company
+                # (the pinned company is checked above), and revoking them would end the imported grant too.
+                now = self._clock.now()
+                new_secret = secret.next(now=now, token_set=token_set, realm_id=realm_id)
+                saved = self._leases.commit(
+                    held,
+                    current.connected_with(
+                        token_set, realm_id=realm_id, company_name=None, now=now, generation=new_secret.generation
+                    ).fenced_until(None),
+                    new_secret,
                 )
-            try:
-                token_set = self._identity.refresh(
-                    ClientCredentials(secret.client_id, secret.client_secret),
-                    refresh_token=tokens.refresh_token,
-                    scopes=current.scopes,
-                    deadline_seconds=deadline,
-                )
-            except NeedsReauthorization:
-                raise NeedsReauthorization(
-                    "Intuit refused the imported refresh token (invalid_grant: used already, revoked, expired or "
-                    "issued to another app): nothing was changed; export a current one, or reconnect instead"
-                ) from None
-            # Persist first: Intuit has rotated the imported token; the new one exists only here. Tokens the
-            # connection held are replaced, not revoked, as by a reconnect: the same app on the same company
-            # (the pinned company is checked above), and revoking them would end the imported grant too.
-            now = self._clock.now()
-            new_secret = secret.next(now=now, token_set=token_set, realm_id=realm_id)
-            saved = self._leases.commit(
-                held,
-                current.connected_with(
-                    token_set, realm_id=realm_id, company_name=None, now=now, generation=new_secret.generation
-                ).fenced_until(None),
-                new_secret,
-            )
         self._changed(saved, actor, "imported", fields=["token_set"])
         logger.info("Tokens imported", extra={"connection_id": saved.connection_id})
         return saved
 
     # --- helpers ----------------------------------------------------------------------------------
+    @property
+    def import_lease_seconds(self) -> float:
+        """How long an import holds the app-company lease: its refresh call, then persisting the answer (within the
+        admin function's timeout: template tests)."""
+        return self._lifecycle.timings.call_deadline_seconds + self._lifecycle.timings.persist_seconds
+
+    @contextlib.contextmanager
+    def _importing(self, client_id: str, realm_id: str, connection_id: str) -> Iterator[HeldAppCompanyLease]:
+        """The app-company lease for an import: from the refresh until its answer is stored, no revocation of the
+        app on the company is decided (it would end the imported grant unseen)."""
+        with contextlib.ExitStack() as stack:
+            try:
+                company = stack.enter_context(
+                    self._company_leases.hold(
+                        AppCompany(client_id, realm_id),
+                        connection_id=connection_id,
+                        purpose=LeasePurpose.IMPORT,
+                        seconds=self.import_lease_seconds,
+                    )
+                )
+            except CompanyBusy as busy:
+                holder = holder_of(busy, self._store)
+                raise Busy(
+                    f"{holder[0].upper()}{holder[1:]} right now: nothing was changed and the token was not used; "
+                    f"try again {self._company_leases.retry_when(busy)}"
+                ) from None
+            yield company
+
     def _validated(self, change: ConnectionUpdate, connection: Connection) -> dict[str, Any]:
         wanted: dict[str, Any] = {}
         if change.name is not None:

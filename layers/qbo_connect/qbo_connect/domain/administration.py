@@ -22,7 +22,7 @@ from qbo_connect.domain.connection import (
 )
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import Leases
-from qbo_connect.domain.revocation import revoke_unless_shared
+from qbo_connect.domain.revocation import Revocations
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.errors import ConnectionAlreadyExists, ConnectionNotFound, InvalidInput
 from qbo_connect.observability import logger
@@ -31,7 +31,6 @@ from qbo_connect.ports import (
     Clock,
     ConnectionStore,
     EventPublisher,
-    IdentityProvider,
     TokenVault,
 )
 from qbo_connect.settings import Settings
@@ -56,7 +55,7 @@ class Administration:
         store: ConnectionStore,
         vault: TokenVault,
         leases: Leases,
-        identity: IdentityProvider,
+        revocations: Revocations,
         events: EventPublisher,
         clock: Clock,
         settings: Settings,
@@ -64,7 +63,7 @@ class Administration:
         self._store = store
         self._vault = vault
         self._leases = leases
-        self._identity = identity
+        self._revocations = revocations
         self._events = events
         self._clock = clock
         self._settings = settings
@@ -196,14 +195,14 @@ class Administration:
         connection = self.find(name_or_id)
         with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
             current = held.secret or self._empty_secret(held.connection)
-            revocation = self._revoke(current, held.connection)
-            now = self._clock.now()
-            new_secret = current.next(now=now, token_set=None)
-            saved = self._leases.commit(
-                held,
-                held.connection.disconnected(now=now, generation=new_secret.generation, revocation=revocation),
-                new_secret,
-            )
+            with self._revoking(current, held.connection) as revocation:
+                now = self._clock.now()
+                new_secret = current.next(now=now, token_set=None)
+                saved = self._leases.commit(
+                    held,
+                    held.connection.disconnected(now=now, generation=new_secret.generation, revocation=revocation),
+                    new_secret,
+                )
         self._events.publish([connection_event(EventType.RESET, saved, now=self._clock.now(), revocation=revocation)])
         logger.info("Connection reset", extra={"connection_id": saved.connection_id, "revocation": revocation})
         return saved
@@ -212,21 +211,22 @@ class Administration:
         """Revoke, then remove the metadata and the secret. Returns the revocation outcome."""
         connection = self.find(name_or_id)
         with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
-            revocation = self._revoke(held.secret, held.connection) if held.secret else "nothing to revoke"
-            self._store.delete(held.connection, lease_owner=held.owner)
-            held.released = True
+            with self._revoking(held.secret, held.connection) as revocation:
+                self._store.delete(held.connection, lease_owner=held.owner)
+                held.released = True
             self._vault.delete(connection.connection_id)
         logger.info("Connection deleted", extra={"connection_id": connection.connection_id, "revocation": revocation})
         return revocation
 
-    def _revoke(self, secret: ConnectionSecret, connection: Connection) -> str:
-        if secret.token_set is None:
-            return "nothing to revoke"
+    def _revoking(
+        self, secret: ConnectionSecret | None, connection: Connection
+    ) -> contextlib.AbstractContextManager[str]:
+        """The revocation's outcome, while the caller stores it (Revocations.deciding)."""
+        if secret is None or secret.token_set is None:
+            return contextlib.nullcontext("nothing to revoke")
         if not secret.client_secret:
-            return "not revoked: no client secret"
-        return revoke_unless_shared(
-            self._identity,
-            self._store,
+            return contextlib.nullcontext("not revoked: no client secret")
+        return self._revocations.deciding(
             ClientCredentials(secret.client_id, secret.client_secret),
             secret.token_set.refresh_token,
             realm_id=secret.realm_id or connection.realm_id,

@@ -17,6 +17,7 @@ from enum import StrEnum
 from urllib.parse import urlencode
 
 from qbo_connect import intuit
+from qbo_connect.domain.app_company_leases import LeasePurpose
 from qbo_connect.domain.connection import (
     Connection,
     ConnectionStatus,
@@ -27,19 +28,22 @@ from qbo_connect.domain.connection import (
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.leases import HeldLease, Leases
 from qbo_connect.domain.metering import UsageKey
-from qbo_connect.domain.revocation import revoke_unless_shared
+from qbo_connect.domain.revocation import Revocations
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
     Busy,
+    CompanyBusy,
     Conflict,
     IntuitUnavailable,
     InvalidInput,
+    LeaseRanOut,
     QboConnectError,
     Throttled,
     VaultUnavailable,
 )
 from qbo_connect.observability import logger
 from qbo_connect.ports import (
+    AppCompany,
     ClientCredentials,
     Clock,
     CompanyApi,
@@ -149,6 +153,7 @@ class FlowError(StrEnum):
     COMPANY_MISMATCH = "company_mismatch"
     BUSY = "busy"
     STORAGE_UNAVAILABLE = "storage_unavailable"
+    COMPANY_BUSY = "company_busy"
 
 
 class LinkRejected(Exception):
@@ -183,9 +188,11 @@ class ConsentFlow:
         events: EventPublisher,
         links: AuthorizeLinks,
         clock: Clock,
+        revocations: Revocations,
         *,
         state_seconds: float,
-        exchange_budget_seconds: float = 60,
+        exchange_call_seconds: float = 15,
+        persist_seconds: float = 40,
     ) -> None:
         self._store = store
         self._leases = leases
@@ -194,9 +201,14 @@ class ConsentFlow:
         self._events = events
         self._links = links
         self._clock = clock
+        self._revocations = revocations
+        self._company_leases = revocations.leases
         self._state_seconds = state_seconds
-        # What the code exchange and persisting its answer may take: not started with less lease left.
-        self._exchange_budget_seconds = exchange_budget_seconds
+        # What the code exchange may take, and persisting its answer: not started with less lease left.
+        self._exchange_call_seconds = exchange_call_seconds
+        self._persist_seconds = persist_seconds
+        # How long a consent holds the app-company lease: within the callback function's timeout (template tests).
+        self.company_lease_seconds = exchange_call_seconds + persist_seconds
 
     def start(
         self, connection_id: str, *, exp: str | None, kid: str | None, sig: str | None, redirect_uri: str
@@ -294,57 +306,67 @@ class ConsentFlow:
                 if secret is None or not secret.client_secret:
                     raise LinkRejected(FlowError.NO_CLIENT_SECRET, **details)
                 credentials = ClientCredentials(secret.client_id, secret.client_secret)
-                if self._leases.seconds_left(held) < self._exchange_budget_seconds:
+                if self._leases.seconds_left(held) < self.company_lease_seconds:
                     # The code is single-use: an exchange whose answer could not be persisted loses it.
                     raise Busy("the lease ran short before the code exchange")
-                try:
-                    token_set = self._identity.exchange_code(
-                        credentials, code=code, redirect_uri=redirect_uri, scopes=held.connection.scopes
-                    )
-                except QboConnectError as error:
-                    transient = isinstance(error, IntuitUnavailable | Throttled)
-                    reason = FlowError.INTUIT_UNAVAILABLE if transient else FlowError.EXCHANGE_REFUSED
-                    raise LinkRejected(reason, error=error.code.value, **details) from None
                 expected = held.connection.realm_id
-                if expected and expected != realm_id:
-                    revocation = revoke_unless_shared(
-                        self._identity,
-                        self._store,
-                        credentials,
-                        token_set.refresh_token,
-                        realm_id=realm_id,
-                        connection_id=connection.connection_id,
+                wrong_company = bool(expected) and expected != realm_id
+                # From the exchange until the grant is stored (or, for the wrong company, revoked), nobody decides
+                # to revoke the app's access to this company: that would end the new grant unseen.
+                with self._company_leases.hold(
+                    AppCompany(credentials.client_id, realm_id),
+                    connection_id=connection.connection_id,
+                    purpose=LeasePurpose.REVOCATION if wrong_company else LeasePurpose.CONSENT,
+                    seconds=self._exchange_call_seconds + self._company_leases.revocation_seconds
+                    if wrong_company
+                    else self.company_lease_seconds,
+                ) as company:
+                    token_set = self._exchange(credentials, code, redirect_uri, held.connection, details)
+                    if wrong_company:
+                        revocation = self._revocations.revoke_under(
+                            company, credentials, token_set.refresh_token, connection_id=connection.connection_id
+                        )
+                        raise LinkRejected(
+                            FlowError.COMPANY_MISMATCH,
+                            expected=expected,
+                            chosen=realm_id,
+                            revocation=revocation,
+                            **details,
+                        )
+                    # Past its lease a revoker may have taken over and ended this grant: then it is not stored.
+                    self._company_leases.ensure(company, self._persist_seconds)
+                    now = self._clock.now()
+                    # A reconnect replaces the previous grant without revoking it: Intuit's revocation would
+                    # disconnect the app from the company, the new grant included (domain/revocation.py).
+                    new_secret = secret.next(now=now, token_set=token_set, realm_id=realm_id)
+                    # Persist first; the company name is looked up after the tokens are safe. A refresh of
+                    # the previous grant still marked in flight cannot touch the new one: the mark goes.
+                    saved = self._leases.commit(
+                        held,
+                        held.connection.connected_with(
+                            token_set,
+                            realm_id=realm_id,
+                            company_name=None,
+                            now=now,
+                            generation=new_secret.generation,
+                        ).fenced_until(None),
+                        new_secret,
                     )
-                    raise LinkRejected(
-                        FlowError.COMPANY_MISMATCH,
-                        expected=expected,
-                        chosen=realm_id,
-                        revocation=revocation,
-                        **details,
-                    )
-                now = self._clock.now()
-                # A reconnect replaces the previous grant without revoking it: Intuit's revocation would
-                # disconnect the app from the company, the new grant included (domain/revocation.py).
-                new_secret = secret.next(now=now, token_set=token_set, realm_id=realm_id)
-                # Persist first; the company name is looked up after the tokens are safe. A refresh of
-                # the previous grant still marked in flight cannot touch the new one: the mark goes.
-                saved = self._leases.commit(
-                    held,
-                    held.connection.connected_with(
-                        token_set,
-                        realm_id=realm_id,
-                        company_name=None,
-                        now=now,
-                        generation=new_secret.generation,
-                    ).fenced_until(None),
-                    new_secret,
-                )
                 company_name = self._company_name(saved, token_set.access_token)
                 consented_by = self._consented_by(saved, token_set)
                 if company_name or consented_by:
                     saved = self._described(held, saved, company_name, consented_by)
         except LinkRejected:
             raise
+        except CompanyBusy as busy:
+            raise LinkRejected(
+                FlowError.COMPANY_BUSY,
+                why=_COMPANY_BUSY_BECAUSE.get(busy.purpose, _COMPANY_BUSY_BECAUSE[LeasePurpose.CONSENT]),
+                when=self._company_leases.retry_when(busy),
+                **details,
+            ) from None
+        except LeaseRanOut:
+            raise LinkRejected(FlowError.COMPANY_BUSY, why=_TOOK_TOO_LONG, when="now", **details) from None
         except (Busy, Conflict):  # Conflict: another holder changed the connection while the code was exchanged
             raise LinkRejected(FlowError.BUSY, **details) from None
         except VaultUnavailable:  # Intuit answered; AWS kept refusing to store what it gave
@@ -376,6 +398,23 @@ class ConsentFlow:
                 extra={"connection_id": saved.connection_id, "error_type": type(error).__name__},
             )
             return replace(saved, company_name=company_name or saved.company_name, consented_by=consented_by)
+
+    def _exchange(
+        self,
+        credentials: ClientCredentials,
+        code: str,
+        redirect_uri: str,
+        connection: Connection,
+        details: dict[str, str],
+    ) -> TokenSet:
+        try:
+            return self._identity.exchange_code(
+                credentials, code=code, redirect_uri=redirect_uri, scopes=connection.scopes
+            )
+        except QboConnectError as error:
+            transient = isinstance(error, IntuitUnavailable | Throttled)
+            reason = FlowError.INTUIT_UNAVAILABLE if transient else FlowError.EXCHANGE_REFUSED
+            raise LinkRejected(reason, error=error.code.value, **details) from None
 
     def _company_name(self, connection: Connection, access_token: str) -> str | None:
         try:
@@ -409,6 +448,17 @@ class ConsentFlow:
             return ConsentIdentity.unknown("userinfo named another person than the ID token")
         logger.info("Consent identity recorded", extra={"connection_id": connection.connection_id, "sub": identity.sub})
         return identity
+
+
+# Why a consent must wait for another holder of the app-company lease (its purpose), on the page a person sees.
+# Other connections are not named: the page is shown to whoever completes the consent.
+_COMPANY_BUSY_BECAUSE = {
+    LeasePurpose.REVOCATION: "another connection of this service is revoking this app's access to the same company "
+    "at Intuit (a reset, a delete, or a consent given for another company), which would end a connection made now",
+    LeasePurpose.CONSENT: "another connection of this service is being connected to the same company right now",
+    LeasePurpose.IMPORT: "another connection of this service is taking over tokens for the same company right now",
+}
+_TOOK_TOO_LONG = "storing Intuit's answer took longer than allowed, and another change to the company came in between"
 
 
 def _warn_connected_but(what: str, connection: Connection, error: QboConnectError) -> None:

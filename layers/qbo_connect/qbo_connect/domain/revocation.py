@@ -3,59 +3,102 @@
 Intuit's revocation is its "disconnect": it ends the app's access to the company, every grant the app
 holds there, not only the token presented (docs/intuit.md, "Revocation"). So a reconnect never revokes
 the grant it replaces (that would end the new one too), and a token is revoked only while no other
-connection of this deployment holds the same app's access to the same company.
+connection of this deployment holds the same app's access to the same company. The check and the
+revocation run under the app-company lease (domain/app_company_leases.py), so no grant of the app on the
+company is being stored meanwhile.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from qbo_connect.domain.app_company_leases import AppCompanyLeases, HeldAppCompanyLease, LeasePurpose, holder_of
 from qbo_connect.domain.connection import Connection, ConnectionStatus
-from qbo_connect.errors import QboConnectError
+from qbo_connect.errors import CompanyBusy, IntuitUnavailable, LeaseRanOut, QboConnectError
 from qbo_connect.observability import logger
-from qbo_connect.ports import ClientCredentials, ConnectionStore, IdentityProvider
+from qbo_connect.ports import AppCompany, ClientCredentials, ConnectionStore, IdentityProvider
 
 
-def revoke_unless_shared(
-    identity: IdentityProvider,
-    store: ConnectionStore,
-    credentials: ClientCredentials,
-    token: str,
-    *,
-    realm_id: str | None,
-    connection_id: str,
-) -> str:
-    """Revoke `token` at Intuit unless that would disconnect another connection; the outcome, in words
-    (a connection's `last_revocation`, the CLI's and the pages' "Revocation at Intuit")."""
-    sharing = _other_holder(store, realm_id, client_id=credentials.client_id, connection_id=connection_id)
-    if sharing is not None:
-        return f"not revoked: connection {sharing.name!r} uses this app on the same company"
-    try:
-        identity.revoke(credentials, token=token)
-    except QboConnectError as error:
-        logger.warning(
-            "Could not revoke at Intuit", extra={"connection_id": connection_id, "error_code": error.code.value}
-        )
-        return f"not revoked: {error.code.value}"
-    return "revoked"
+class Revocations:
+    def __init__(self, identity: IdentityProvider, store: ConnectionStore, leases: AppCompanyLeases) -> None:
+        self._identity = identity
+        self._store = store
+        self.leases = leases
 
+    @contextmanager
+    def deciding(
+        self, credentials: ClientCredentials, token: str, *, realm_id: str | None, connection_id: str
+    ) -> Iterator[str]:
+        """Revoke `token` at Intuit unless that would disconnect another connection; yields the outcome in words (a
+        connection's `last_revocation`, the CLI's and the pages' "Revocation at Intuit"). Until the block ends, in
+        which the caller stores what it did, no other connection of the app stores a grant on the company or
+        decides to revoke."""
+        if not realm_id:  # no company known: no grant of it to share
+            yield self._send(None, credentials, token, connection_id=connection_id)
+            return
+        with ExitStack() as stack:
+            try:
+                held = stack.enter_context(
+                    self.leases.hold(
+                        AppCompany(credentials.client_id, realm_id),
+                        connection_id=connection_id,
+                        purpose=LeasePurpose.REVOCATION,
+                        seconds=self.leases.revocation_seconds,
+                    )
+                )
+            except CompanyBusy as busy:
+                # Whoever holds it is storing a grant the revocation would end, or revoking itself.
+                yield f"not revoked: {holder_of(busy, self._store, verb='was')} at the same moment"
+                return
+            yield self.revoke_under(held, credentials, token, connection_id=connection_id)
 
-def _other_holder(
-    store: ConnectionStore, realm_id: str | None, *, client_id: str, connection_id: str
-) -> Connection | None:
-    if not realm_id:
+    def revoke_under(
+        self, held: HeldAppCompanyLease, credentials: ClientCredentials, token: str, *, connection_id: str
+    ) -> str:
+        """The check and the revocation, under a lease the caller holds (a consent for the wrong company)."""
+        sharing = self._other_holder(held, connection_id)
+        if sharing is not None:
+            return f"not revoked: connection {sharing.name!r} uses this app on the same company"
+        try:
+            # Once sent, Intuit may act on it until its request time limit: the lease must last that long.
+            self.leases.ensure(held, self.leases.revocation_over_seconds)
+        except LeaseRanOut:
+            return "not revoked: finding the other connections took longer than the lease allows"
+        return self._send(held, credentials, token, connection_id=connection_id)
+
+    def _send(
+        self, held: HeldAppCompanyLease | None, credentials: ClientCredentials, token: str, *, connection_id: str
+    ) -> str:
+        try:
+            self._identity.revoke(credentials, token=token)
+        except QboConnectError as error:
+            if isinstance(error, IntuitUnavailable) and held is not None:
+                held.keep_until_expiry = True  # no answer: Intuit may still act on it
+            logger.warning(
+                "Could not revoke at Intuit", extra={"connection_id": connection_id, "error_code": error.code.value}
+            )
+            return f"not revoked: {error.code.value}"
+        return "revoked"
+
+    def _other_holder(self, held: HeldAppCompanyLease, connection_id: str) -> Connection | None:
+        app = held.app_company
+        listed = [c.connection_id for c in self._store.find_by_realm(app.realm_id, client_id=app.client_id)]
+        # The index lags its table; the lease's item names who stored a grant under it, so a connection connected a
+        # moment ago is found too. Each one's own item (a consistent read) says whether it holds a grant now.
+        for candidate in dict.fromkeys([*listed, *sorted(held.grant_holders)]):
+            if candidate == connection_id:
+                continue
+            current = self._store.get(candidate)
+            if (
+                current is not None
+                and (current.realm_id, current.client_id) == (app.realm_id, app.client_id)
+                and current.status in _HOLDS_A_LIVE_GRANT
+            ):
+                return current
+            if candidate in held.grant_holders:
+                held.forget.add(candidate)  # holds none now; a grant it stores later records it again
         return None
-    for listed in store.find_by_realm(realm_id, client_id=client_id):
-        if listed.connection_id == connection_id:
-            continue
-        # The index lags its table: it finds who may hold the company; each one's own item (a consistent read)
-        # says whether it holds it now, so a sibling connected a moment ago is not taken as not connected.
-        current = store.get(listed.connection_id)
-        if (
-            current is not None
-            and (current.realm_id, current.client_id) == (realm_id, client_id)
-            and current.status in _HOLDS_A_LIVE_GRANT
-        ):
-            return current
-    return None
 
 
 # Not connected (new or reset) holds no grant; needs_reauthorization holds one Intuit already ended.
