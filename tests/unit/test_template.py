@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from qbo_connect.adapters.dynamodb_store import TABLE_SCHEMA
 from qbo_connect.invocation import ANSWER_SECONDS
@@ -447,6 +448,53 @@ def test_function_permissions_are_scoped(template, name):
         if any(a.startswith(("secretsmanager:", "dynamodb:", "kms:")) for a in actions):
             assert "*" not in resources, f"{name}: {actions} on every resource"
             assert all(isinstance(r, Tag) for r in resources), f"{name}: unscoped resource {resources}"
+
+
+def _table_actions(template: dict[str, Any], name: str) -> dict[Any, set[str]]:
+    """The DynamoDB actions a function may take, by resource."""
+    granted: dict[Any, set[str]] = {}
+    for statement in _statements(function_properties(template, name).get("Policies") or []):
+        for action in _as_list(statement["Action"]):
+            if action.startswith("dynamodb:"):
+                for resource in _as_list(statement["Resource"]):
+                    granted.setdefault(resource, set()).add(action)
+    return granted
+
+
+# The functions whose code takes the app-company lease (domain/app_company_leases.py): the callback (a consent), the
+# admin API (a reset, a delete, an import). Taking, renewing and giving it back are conditional UpdateItems.
+APP_COMPANY_LEASE_TAKERS = {
+    "CallbackFunction": lambda services: services.consent.company_lease_seconds,
+    "AdminFunction": lambda services: services.admin.import_lease_seconds,
+}
+
+
+@pytest.mark.parametrize("name", sorted(APP_COMPANY_LEASE_TAKERS))
+def test_the_functions_that_store_a_grant_may_take_the_app_company_lease_and_hold_it_no_longer_than_they_run(
+    template, name
+):
+    """A consent's or an import's lease ends within its function's timeout: an invocation Lambda stops frees it
+    soon after (a revoker's outlasts it by Intuit's request time limit, by design: docs/intuit.md)."""
+    from qbo_connect.runtime import build_services
+
+    properties = function_properties(template, name)
+    variables = (properties.get("Environment") or {}).get("Variables", {})
+    # The function's own values; those the stack fills in (!Ref) are names and URLs, not timings.
+    settings = Settings.from_environment(
+        {"QBO_TABLE_NAME": "t"} | {k: v for k, v in variables.items() if isinstance(v, str)}
+    )
+    services = build_services(settings, session=boto3.Session(region_name="us-east-1"))
+
+    assert APP_COMPANY_LEASE_TAKERS[name](services) <= properties["Timeout"]
+    assert "dynamodb:UpdateItem" in _table_actions(template, name)[Tag("GetAtt", "ConnectionsTable.Arn")]
+
+
+def test_the_callback_reaches_the_table_only_to_read_consume_its_state_update_connections_and_take_the_lease(template):
+    assert _table_actions(template, "CallbackFunction") == {
+        Tag("GetAtt", "ConnectionsTable.Arn"): {"dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"},
+        # A consent for the wrong company looks for the company's other connections before it revokes.
+        Tag("Sub", "${ConnectionsTable.Arn}/index/by-realm"): {"dynamodb:Query"},
+    }
 
 
 def test_connection_secrets_are_reachable_only_under_this_stacks_prefix(template):
