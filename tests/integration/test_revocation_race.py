@@ -60,7 +60,7 @@ class WaitingClock:
 
 class Racer(threading.Thread):
     """Runs `act` once; `finished` is set when it returns or raises (a racer that never waits still lets the
-    test go on), and join() gives its result or raises what it raised."""
+    test go on), and result() gives what it returned or raises what it raised."""
 
     def __init__(self, act: Callable[[], Any], finished: threading.Event) -> None:
         super().__init__(daemon=True)
