@@ -260,6 +260,25 @@ def test_the_callback_connects_and_then_the_test_function_answers_ok(stack):
     assert json.dumps(answer).count("eyJ-") == 0  # no token in the answer
 
 
+def test_a_callback_left_too_little_of_its_invocation_does_not_spend_the_code_on_a_grant_it_could_not_store(stack):
+    # The callback waited for the connection's lease and the app and company's (another consent, a refresh, a
+    # reset held them): what is left of its invocation no longer covers the code exchange and storing Intuit's
+    # answer. Lambda stops an invocation at its timeout; stopped after the exchange, the code is spent, the grant
+    # issued and never stored, and the person sees API Gateway's bare error.
+    stack.create_connection()
+    query, cookies = stack.consent_given()
+    settings = runtime.services().settings
+    needed = settings.consent_call_deadline_seconds + settings.persist_seconds
+    short = LambdaContext(remaining_millis=int((needed - 1) * 1000))
+
+    page = callback_function.handler(http_event("callback.json", "/oauth/callback", query, cookies), short)
+
+    assert len(stack.token_endpoint.forms) == 0, "the code was exchanged with too little time left to store the grant"
+    assert page["statusCode"] in (409, 503), page["body"]
+    assert "fresh authorize link" in page["body"] and "nothing was stored" in page["body"].lower(), page["body"]
+    assert runtime.services().store.get(CONNECTION_ID).status.value == "not_connected"
+
+
 def test_replaying_the_callback_changes_nothing(stack):
     stack.create_connection()
     started = stack.authorize(stack.authorize_query())
