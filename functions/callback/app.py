@@ -1,6 +1,7 @@
 """GET /oauth/callback: check the state, exchange the code, store the tokens, show the result page."""
 
 from aws_lambda_powertools.logging import correlation_paths
+from qbo_connect.invocation import invocation_end
 from qbo_connect.observability import logger, metrics, tracer
 from qbo_connect.runtime import services
 from qbo_connect.web import finish_consent
@@ -11,4 +12,4 @@ from qbo_connect.web import finish_consent
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context) -> dict:
     # The HTTP API routes only GET /oauth/callback here: no router needed (web.py).
-    return finish_consent(event, services())
+    return finish_consent(event, services(), not_after=invocation_end(context))

@@ -273,7 +273,8 @@ def test_a_callback_left_too_little_of_its_invocation_does_not_spend_the_code_on
 
     page = callback_function.handler(http_event("callback.json", "/oauth/callback", query, cookies), short)
 
-    assert len(stack.token_endpoint.forms) == 0, "the code was exchanged with too little time left to store the grant"
+    exchanges = len(stack.token_endpoint.forms)  # counted, not shown: each form holds a code
+    assert exchanges == 0, "the code was exchanged with too little time left to store the grant"
     assert page["statusCode"] in (409, 503), page["body"]
     assert "fresh authorize link" in page["body"] and "nothing was stored" in page["body"].lower(), page["body"]
     assert runtime.services().store.get(CONNECTION_ID).status.value == "not_connected"

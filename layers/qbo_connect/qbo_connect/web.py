@@ -129,9 +129,9 @@ def _page_when_aws_keeps_failing(route: Callable[[HttpEvent, Services], dict[str
     (access denied, a missing table) is a deployment fault and fails loudly, as before."""
 
     @functools.wraps(route)
-    def answered(event: HttpEvent, services: Services) -> dict[str, Any]:
+    def answered(event: HttpEvent, services: Services, **options: Any) -> dict[str, Any]:
         try:
-            return route(event, services)
+            return route(event, services, **options)
         except Exception as error:
             # Imported here: botocore is loaded by the first AWS call, not by the handler's import.
             from qbo_connect.adapters.aws_faults import is_transient, refusal
@@ -167,12 +167,13 @@ def start_consent(event: HttpEvent, services: Services) -> dict[str, Any]:
 
 
 @_page_when_aws_keeps_failing
-def finish_consent(event: HttpEvent, services: Services) -> dict[str, Any]:
+def finish_consent(event: HttpEvent, services: Services, *, not_after: float | None = None) -> dict[str, Any]:
+    """`not_after`: when the invocation's work must be done (invocation.invocation_end)."""
     params = _single_params(event)
     if _oversized(event) or params is None:
         return _page_response(bad_request_page())
     try:
-        result = services.consent.complete(params, state_cookie=_cookie(event, STATE_COOKIE))
+        result = services.consent.complete(params, state_cookie=_cookie(event, STATE_COOKIE), not_after=not_after)
     except LinkRejected as rejected:
         if rejected.reason is FlowError.STATE_UNKNOWN:
             reloaded = services.consent.completed_before(params, receipt=_cookie(event, RECEIPT_COOKIE))

@@ -135,6 +135,10 @@ class AuthorizeLinks:
         return _b64(hmac.new(key, message, hashlib.sha256).digest())
 
 
+# How long a consent waits for its connection's lease (a refresh or another change holds it for seconds).
+CONNECTION_LEASE_WAIT_SECONDS = 10.0
+
+
 class FlowError(StrEnum):
     """Each failure a person can meet in the browser; pages.py says what happened and what to do."""
 
@@ -243,7 +247,11 @@ class ConsentFlow:
             redirect_url=url, state_cookie=_browser_binding(state), cookie_max_age=int(self._state_seconds)
         )
 
-    def complete(self, params: dict[str, str], *, state_cookie: str | None) -> FlowResult:
+    def complete(
+        self, params: dict[str, str], *, state_cookie: str | None, not_after: float | None = None
+    ) -> FlowResult:
+        """`not_after`: when the caller must be done (a Lambda invocation's end); the code is not exchanged unless
+        Intuit's answer can be stored by then."""
         state = params.get("state") or ""
         if not (0 < len(state) <= 100) or not state.isascii():
             raise LinkRejected(FlowError.STATE_UNKNOWN)
@@ -281,7 +289,9 @@ class ConsentFlow:
             raise LinkRejected(
                 FlowError.BAD_CALLBACK, name=connection.name, connection_id=connection.connection_id
             ) from None
-        result = self._connect(connection, code=code, realm_id=realm_id, redirect_uri=pending.redirect_uri)
+        result = self._connect(
+            connection, code=code, realm_id=realm_id, redirect_uri=pending.redirect_uri, not_after=not_after
+        )
         return replace(result, receipt=self._links.receipt(connection.connection_id, state))
 
     def completed_before(self, params: dict[str, str], *, receipt: str | None) -> FlowResult | None:
@@ -298,10 +308,12 @@ class ConsentFlow:
             connection=connection, company_name=connection.company_name, realm_id=connection.realm_id or ""
         )
 
-    def _connect(self, connection: Connection, *, code: str, realm_id: str, redirect_uri: str) -> FlowResult:
+    def _connect(
+        self, connection: Connection, *, code: str, realm_id: str, redirect_uri: str, not_after: float | None
+    ) -> FlowResult:
         details = {"name": connection.name, "connection_id": connection.connection_id}
         try:
-            with self._leases.hold(connection.connection_id, wait_seconds=10) as held:
+            with self._leases.hold(connection.connection_id, wait_seconds=CONNECTION_LEASE_WAIT_SECONDS) as held:
                 secret = held.secret
                 if secret is None or not secret.client_secret:
                     raise LinkRejected(FlowError.NO_CLIENT_SECRET, **details)
@@ -321,6 +333,10 @@ class ConsentFlow:
                     if wrong_company
                     else self.company_lease_seconds,
                 ) as company:
+                    if not_after is not None and not_after - self._clock.now() < self.company_lease_seconds:
+                        # Waiting for the leases used the time: Lambda would stop the invocation after Intuit issued
+                        # the grant, before it is stored. Unexchanged, nothing is lost but the link.
+                        raise Busy("too little of the invocation is left to exchange the code and store the answer")
                     token_set = self._exchange(credentials, code, redirect_uri, held.connection, details)
                     if wrong_company:
                         revocation = self._revocations.revoke_under(
