@@ -73,11 +73,14 @@ class Revocations:
         try:
             self._identity.revoke(credentials, token=token)
         except QboConnectError as error:
-            if isinstance(error, IntuitUnavailable) and held is not None:
-                held.keep_until_expiry = True  # no answer: Intuit may still act on it
             logger.warning(
                 "Could not revoke at Intuit", extra={"connection_id": connection_id, "error_code": error.code.value}
             )
+            if isinstance(error, IntuitUnavailable):
+                if held is not None:
+                    held.keep_until_expiry = True  # no answer: Intuit may still act on it
+                # A read timeout or a 5xx can come after Intuit acted on the request.
+                return f"unknown: Intuit did not answer ({error.code.value}), and may have revoked"
             return f"not revoked: {error.code.value}"
         return "revoked"
 
