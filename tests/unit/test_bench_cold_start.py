@@ -151,3 +151,16 @@ def test_a_first_request_holds_only_within_one_times_its_floor_and_the_variants_
     assert judged["Cold start: first request without layer bytecode, added CPU"][0] == (
         "authorize +220 ms (wall +250 ms), test +220 ms (wall +250 ms)"
     )
+
+
+def test_each_function_is_invoked_with_the_timeout_the_template_gives_it():
+    # A first request's context says how much of its invocation is left (the whole timeout): a function that
+    # plans by it (the callback exchanges a code only with time to store the answer) behaves as in Lambda only
+    # if that is the template's timeout, not a copy that went stale.
+    from qbo_local.template import function_properties, load_template
+
+    from bench.cold_world import ROOT, TIMEOUT_SECONDS
+
+    template = load_template(ROOT / "template.yaml")
+    for function, seconds in TIMEOUT_SECONDS.items():
+        assert seconds == function_properties(template, f"{function.capitalize()}Function")["Timeout"], function
