@@ -10,6 +10,7 @@ import secrets
 import time
 from urllib.parse import parse_qs
 
+import boto3
 import pytest
 from fakes import FakeClock
 from qbo_connect import intuit, runtime
@@ -21,6 +22,7 @@ from test_handlers import (
     CONNECTION_ID,
     EVENTS_TABLE,
     REALM,
+    REGION,
     ROOT,
     LambdaContext,
     _load_handler,
@@ -62,12 +64,32 @@ def admin_event(
     if authorizer is None:
         event["requestContext"].pop("authorizer")
     else:
-        event["requestContext"]["authorizer"] = authorizer
+        event["requestContext"]["authorizer"] = _issued_by_the_pool(authorizer)
     if body is None:
         event.pop("body")
     else:
         event["body"] = body if isinstance(body, str) else json.dumps(body)
     return event
+
+
+def _pool_sub(cognito, pool_id: str, username: str) -> str:
+    attributes = cognito.admin_get_user(UserPoolId=pool_id, Username=username)["UserAttributes"]
+    return next(a["Value"] for a in attributes if a["Name"] == "sub")
+
+
+def _issued_by_the_pool(authorizer):
+    """events/admin.json's `sub` stands for the signed-in person's own: a token the pool issues carries the sub of
+    the user it names, which moto makes up at admin_create_user. Any other sub is left as the test wrote it."""
+    claims = authorizer.get("jwt", {}).get("claims") if isinstance(authorizer, dict) else None
+    pool_id = os.environ.get("QBO_ADMIN_USER_POOL_ID")
+    if not (isinstance(claims, dict) and pool_id and claims.get("sub") == USER["jwt"]["claims"]["sub"]):
+        return authorizer
+    cognito = boto3.client("cognito-idp", region_name=REGION)
+    try:
+        sub = _pool_sub(cognito, pool_id, str(claims.get("cognito:username")))
+    except cognito.exceptions.ClientError:  # no such user (or pool): the placeholder stays, and is refused
+        return authorizer
+    return {**authorizer, "jwt": {**authorizer["jwt"], "claims": {**claims, "sub": sub}}}
 
 
 def call(method: str, path: str, body=None, **options) -> tuple[int, dict]:
@@ -371,6 +393,29 @@ def test_an_administrator_removed_after_signing_in_is_refused_within_a_minute_th
         assert "alice" in answer["error"]["message"] and "no longer" in answer["error"]["message"], answer
     assert runtime.services().store.get(CONNECTION_ID) is not None
     assert runtime.services().admin.events(CONNECTION_ID).events == []
+
+
+def test_a_token_of_a_deleted_administrator_does_not_pass_for_a_new_user_given_the_same_name(stack, monkeypatch):
+    # Alice's token (up to an hour left) names her by user name. She is deleted (say her password leaked) and a
+    # user named alice is created again and put in the group: a new person to the pool, with a sub of its own.
+    # The old token is hers, not the new user's, and must stay refused; so must one whose name finds another user.
+    pool_id, cognito = os.environ["QBO_ADMIN_USER_POOL_ID"], stack.aws.client("cognito-idp")
+    clock = FakeClock(time.time())
+    monkeypatch.setattr(runtime, "_services", build_services(clock=clock))
+    stack.create_connection()
+    old_token = _claims(sub=_pool_sub(cognito, pool_id, ADMINISTRATOR))
+    assert call("GET", "/connections", authorizer=old_token)[0] == 200
+
+    cognito.admin_delete_user(UserPoolId=pool_id, Username=ADMINISTRATOR)
+    cognito.admin_create_user(UserPoolId=pool_id, Username=ADMINISTRATOR, MessageAction="SUPPRESS")
+    cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=ADMINISTRATOR, GroupName="qbo-connect-admins")
+    clock.advance(60)
+
+    status, answer = call("DELETE", f"/connections/{CONNECTION_ID}", authorizer=old_token)
+    assert (status, answer["error"]["code"]) == (403, "forbidden"), answer
+    assert "no longer" in answer["error"]["message"], answer
+    assert runtime.services().store.get(CONNECTION_ID) is not None
+    assert call("GET", "/connections")[0] == 200  # the new alice's own token (her sub) is let in
 
 
 def set_secret_as_a_machine(stack) -> None:
