@@ -304,7 +304,7 @@ def caller(event: dict[str, Any], admin_group: str) -> str:
     when a signed-in person is not in `admin_group`.
     """
     authorizer = _mapping(_mapping(event).get("requestContext")).get("authorizer")
-    claims = _mapping(_mapping(_mapping(authorizer).get("jwt")).get("claims"))
+    claims = _claims(event)
     if isinstance(claims.get("sub"), str) and claims["sub"]:
         name = claims.get("cognito:username") or claims.get("username") or claims.get("email") or claims["sub"]
         if admin_group not in token_groups(claims.get("cognito:groups")):
@@ -318,6 +318,12 @@ def caller(event: dict[str, Any], admin_group: str) -> str:
     if isinstance(arn, str) and arn:
         return f"iam:{arn}"
     raise RequestRefused("No authorizer vouched for this request: sign in (Cognito) or sign it with SigV4")
+
+
+def _claims(event: dict[str, Any]) -> dict[str, Any]:
+    """The JWT authorizer's claims (empty when none vouched)."""
+    authorizer = _mapping(_mapping(event).get("requestContext")).get("authorizer")
+    return _mapping(_mapping(_mapping(authorizer).get("jwt")).get("claims"))
 
 
 def token_groups(claim: Any) -> set[str]:
@@ -377,7 +383,7 @@ def handle(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any) -> 
     try:
         who = caller(event, services().settings.admin_group)
         if who.startswith(PERSON):
-            _confirm_still_administrator(who.removeprefix(PERSON))
+            _confirm_still_administrator(who.removeprefix(PERSON), _claims(event)["sub"])
     except (RequestRefused, NotAnAdministrator) as refused:
         logger.info("Admin request refused", extra={"error_code": refused.code.value})
         answer = _refused(refused)
@@ -388,7 +394,7 @@ def handle(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any) -> 
     return {"statusCode": answer.status_code, "headers": dict(JSON_HEADERS), "body": answer.body}
 
 
-def _confirm_still_administrator(name: str) -> None:
+def _confirm_still_administrator(name: str, sub: str) -> None:
     administrators = services().administrators
     if administrators is None:
         raise NotAnAdministrator(
@@ -396,10 +402,11 @@ def _confirm_still_administrator(name: str) -> None:
             "administrators with (QBO_ADMIN_USER_POOL_ID): nothing was changed. Redeploy the stack; machines can "
             "use /iam/admin meanwhile"
         )
-    if not administrators.confirm(name):
+    if not administrators.confirm(name, sub):
         raise NotAnAdministrator(
             f"You are signed in as {name}, who is no longer an administrator (removed from the group "
-            f"{services().settings.admin_group!r}, disabled or deleted since signing in): nothing was changed"
+            f"{services().settings.admin_group!r}, disabled or deleted since signing in; a user created again "
+            "under the name signs in again): nothing was changed"
         )
 
 

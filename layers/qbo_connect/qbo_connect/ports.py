@@ -181,8 +181,9 @@ class SigningKeys(Protocol):
 
 
 class AdministratorDirectory(Protocol):
-    def is_administrator(self, username: str) -> bool:
-        """Whether the pool has this person now: enabled, and in the administrators' group."""
+    def is_administrator(self, username: str, sub: str) -> bool:
+        """Whether the pool has this person now: its user `username` is the one `sub` names (not a user created
+        again under the name, nor one the name is an alias of), enabled, and in the administrators' group."""
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,18 @@ class CognitoAdministrators:
         self._pool = user_pool_id
         self._group = group
 
-    def is_administrator(self, username: str) -> bool:
+    def is_administrator(self, username: str, sub: str) -> bool:
         try:
             user = self._client.admin_get_user(UserPoolId=self._pool, Username=username)
         except ClientError as error:
             if error_code(error) == "UserNotFoundException":
                 return False
             raise
-        return bool(user.get("Enabled")) and self._group in self._groups_of(username)
+        # AdminGetUser also finds a user by an alias (email, preferred_username): only the token's own user counts.
+        attributes = {a.get("Name"): a.get("Value") for a in user.get("UserAttributes", [])}
+        if attributes.get("sub") != sub:
+            return False
+        return bool(user.get("Enabled")) and self._group in self._groups_of(user.get("Username", username))
 
     def _groups_of(self, username: str) -> set[str]:
         groups: set[str] = set()
