@@ -83,6 +83,29 @@ def test_an_update_that_cannot_be_stored_changes_nothing_not_even_the_name(world
     assert "updated" not in [c["action"] for c in _changes(world)]
 
 
+def test_an_update_whose_new_name_is_claimed_meanwhile_changes_nothing_else_either(world):
+    # The name is free when the update looks, but another administrator creates a connection with it while this one
+    # stores the rest (the vault's write may take seconds). The update is refused as a taken name; it must then
+    # have changed nothing, not have stored the scopes with no Connection Changed event to say who did.
+    connection = world.create_connection("Acme")
+    scopes_before = connection.scopes
+    save = world.store.save
+
+    def save_while_the_name_is_claimed(*args, **kwargs):
+        world.store.save = save
+        world.create_connection("Acme US")
+        return save(*args, **kwargs)
+
+    world.store.save = save_while_the_name_is_claimed
+
+    with pytest.raises(ConnectionAlreadyExists):
+        world.admin.update("Acme", ConnectionUpdate(name="Acme US", scopes=[ACCOUNTING, "openid"]), actor=ACTOR)
+
+    kept = world.store.get(connection.connection_id)
+    assert (kept.name, kept.scopes) == ("Acme", scopes_before), "refused, yet half of it was stored"
+    assert "updated" not in [c["action"] for c in _changes(world)]
+
+
 def test_update_carries_client_id_and_company_pin_into_the_secret_document(world):
     connection = world.create_connection()
 
