@@ -80,7 +80,8 @@ def _pool_sub(cognito, pool_id: str, username: str) -> str:
 def _issued_by_the_pool(authorizer):
     """events/admin.json's `sub` stands for the signed-in person's own: a token the pool issues carries the sub of
     the user it names, which moto makes up at admin_create_user. Any other sub is left as the test wrote it."""
-    claims = authorizer.get("jwt", {}).get("claims") if isinstance(authorizer, dict) else None
+    jwt = authorizer.get("jwt") if isinstance(authorizer, dict) else None
+    claims = jwt.get("claims") if isinstance(jwt, dict) else None
     pool_id = os.environ.get("QBO_ADMIN_USER_POOL_ID")
     if not (isinstance(claims, dict) and pool_id and claims.get("sub") == USER["jwt"]["claims"]["sub"]):
         return authorizer
