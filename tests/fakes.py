@@ -130,14 +130,25 @@ class InMemoryConnectionStore:
     def find_by_realm(self, realm_id: str, *, client_id: str | None = None) -> list[Connection]:
         return [c for c in self.list() if c.realm_id == realm_id and (client_id is None or c.client_id == client_id)]
 
-    def save(self, connection: Connection, *, lease_owner: str, release_lease: bool = False) -> Connection:
+    def save(
+        self, connection: Connection, *, lease_owner: str, release_lease: bool = False, renamed_from: str | None = None
+    ) -> Connection:
         with self._lock:
             if self._save_failures:
                 raise self._save_failures.popleft()
             stored = self._connections.get(connection.connection_id)
+            if renamed_from is not None and self._names.get(connection.name.casefold()) not in (
+                None,
+                connection.connection_id,
+            ):
+                raise ConnectionAlreadyExists(f"A connection named {connection.name!r} already exists")
             # Like the DynamoDB condition: the owner must match; whether the lease has expired is not checked.
             if stored is None or stored.version != connection.version or stored.lease_owner != lease_owner:
                 raise Conflict(f"Connection {connection.connection_id!r} changed meanwhile, or the lease was lost")
+            if renamed_from is not None:
+                self._names.pop(stored.name.casefold(), None)
+                self._names[connection.name.casefold()] = connection.connection_id
+                stored = replace(stored, name=connection.name)
             # save() writes the metadata; identity, lease and the last test have their own writes.
             saved = replace(
                 connection,
@@ -158,20 +169,6 @@ class InMemoryConnectionStore:
                 raise Conflict(f"Connection {connection.connection_id!r} lease was lost")
             del self._connections[connection.connection_id]
             self._names.pop(stored.name.casefold(), None)
-
-    def rename(self, connection: Connection, new_name: str, *, lease_owner: str) -> Connection:
-        with self._lock:
-            stored = self._connections.get(connection.connection_id)
-            claimed = self._names.get(new_name.casefold())
-            if claimed not in (None, connection.connection_id):
-                raise ConnectionAlreadyExists(f"A connection named {new_name!r} already exists")
-            if stored is None or stored.version != connection.version or stored.lease_owner != lease_owner:
-                raise Conflict(f"Connection {connection.connection_id!r} changed meanwhile, or the lease was lost")
-            self._names.pop(stored.name.casefold(), None)
-            self._names[new_name.casefold()] = connection.connection_id
-            renamed = replace(stored, name=new_name, version=stored.version + 1)
-            self._connections[connection.connection_id] = renamed
-            return renamed
 
     def acquire_lease(
         self,

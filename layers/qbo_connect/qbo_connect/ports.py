@@ -45,16 +45,16 @@ class ConnectionStore(Protocol):
     def find_by_realm(self, realm_id: str, *, client_id: str | None = None) -> list[Connection]:
         """The connections that hold this company (of the app `client_id`, if given), from an index."""
 
-    def save(self, connection: Connection, *, lease_owner: str, release_lease: bool = False) -> Connection:
+    def save(
+        self, connection: Connection, *, lease_owner: str, release_lease: bool = False, renamed_from: str | None = None
+    ) -> Connection:
         """Write the metadata if the stored version is `connection.version` and `lease_owner` holds the
         lease (and give the lease back in the same write if `release_lease`); returns the stored
-        connection with the next version. Raises Conflict otherwise."""
+        connection with the next version. Raises Conflict otherwise. With `renamed_from` (its name as stored),
+        the name moves to `connection.name` in the same write, or nothing is written: ConnectionAlreadyExists
+        when another connection holds the name."""
 
     def delete(self, connection: Connection, *, lease_owner: str) -> None: ...
-
-    def rename(self, connection: Connection, new_name: str, *, lease_owner: str) -> Connection:
-        """Give the connection `new_name` (conditional on version and lease owner); returns it as stored.
-        Raises ConnectionAlreadyExists when another connection has the name, Conflict otherwise."""
 
     def acquire_lease(
         self,

@@ -295,7 +295,9 @@ class DynamoDbConnectionStore:
         pages = query_pages(self._table, IndexName=index, KeyConditionExpression=condition)
         return [item_to_connection(item) for page in pages for item in page.get("Items", [])]
 
-    def save(self, connection: Connection, *, lease_owner: str, release_lease: bool = False) -> Connection:
+    def save(
+        self, connection: Connection, *, lease_owner: str, release_lease: bool = False, renamed_from: str | None = None
+    ) -> Connection:
         item = connection_to_item(connection)
         sets, removes = ["#version = :next"], []
         values: dict[str, Any] = {
@@ -316,6 +318,8 @@ class DynamoDbConnectionStore:
             removes += ["lease_owner", "lease_expires_at"]
         if removes:
             expression += " REMOVE " + ", ".join(removes)
+        if renamed_from is not None:
+            return self._renamed(connection, renamed_from, expression, names, values)
         try:
             updated = self._table.update_item(
                 Key=_connection_key(connection.connection_id),
@@ -354,9 +358,20 @@ class DynamoDbConnectionStore:
                 raise Conflict(f"Connection {connection.connection_id!r} lease was lost: try again") from None
             raise
 
-    def rename(self, connection: Connection, new_name: str, *, lease_owner: str) -> Connection:
-        """Move the name claim and the item's name in one transaction, under the lease and the version read."""
-        if new_name.casefold() == connection.name.casefold():
+    def _renamed(
+        self, connection: Connection, old_name: str, expression: str, names: dict[str, str], values: dict[str, Any]
+    ) -> Connection:
+        """save()'s write and the name's move (claim and item) in one transaction: all of it or none."""
+        new_name = connection.name
+        names = {**names, "#name": "name"}
+        values = {**values, ":name": new_name}
+        update = {
+            "UpdateExpression": expression.replace("SET ", "SET #name = :name, ", 1),
+            "ConditionExpression": "#version = :expected AND lease_owner = :owner",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if new_name.casefold() == old_name.casefold():
             claim_writes = []
         else:
             claim_writes = [
@@ -370,7 +385,7 @@ class DynamoDbConnectionStore:
                 {
                     "Delete": {
                         "TableName": self._table.name,
-                        "Key": _name_key(connection.name),
+                        "Key": _name_key(old_name),
                         "ConditionExpression": "connection_id = :id",
                         "ExpressionAttributeValues": {":id": connection.connection_id},
                     }
@@ -384,15 +399,7 @@ class DynamoDbConnectionStore:
                         "Update": {
                             "TableName": self._table.name,
                             "Key": _connection_key(connection.connection_id),
-                            "UpdateExpression": "SET #name = :name, #version = :next",
-                            "ConditionExpression": "#version = :expected AND lease_owner = :owner",
-                            "ExpressionAttributeNames": {"#name": "name", "#version": "version"},
-                            "ExpressionAttributeValues": {
-                                ":name": new_name,
-                                ":next": connection.version + 1,
-                                ":expected": connection.version,
-                                ":owner": lease_owner,
-                            },
+                            **update,
                         }
                     },
                 ]

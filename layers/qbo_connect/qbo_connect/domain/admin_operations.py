@@ -267,7 +267,7 @@ class AdminOperations:
             if "name" in changed:
                 self._refuse_taken_name(current, wanted["name"])
             now = self._clock.now()
-            updated = replace(current, **{k: v for k, v in wanted.items() if k != "name"}, updated_at=now)
+            updated = replace(current, **wanted, updated_at=now)
             base = held.secret or Administration._empty_secret(held.connection)
             # The secret tells readers who take the token straight from it whether it is kept valid: they
             # learn at once that it no longer is (on_demand), but `eager` goes on a token only once it is
@@ -284,11 +284,10 @@ class AdminOperations:
                     realm_id=updated.realm_id,
                     refresh_policy=label,
                 )
-            saved = self._leases.commit(held, updated, secret)
-            # Renamed only once the rest is stored: a commit the vault refuses leaves the old name too. A name
-            # claimed by another in between is still refused by the rename's own transaction.
-            if "name" in changed:
-                saved = held.connection = self._store.rename(saved, wanted["name"], lease_owner=held.owner)
+            # The name moves in the metadata's own write: a commit the vault refuses leaves the old name, and a
+            # name claimed by another in between refuses the whole change, not just the rename.
+            renamed_from = current.name if "name" in changed else None
+            saved = self._leases.commit(held, updated, secret, renamed_from=renamed_from)
         if label is not saved.refresh_policy and saved.is_refreshable:
             # Now eager with a token too short for the promise: refreshed at once (under its own lease),
             # which writes the eager label with a valid token; if Intuit cannot answer now, the label

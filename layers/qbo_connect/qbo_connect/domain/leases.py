@@ -107,11 +107,18 @@ class Leases:
         return held.expires_at - self._clock.now()
 
     def commit(
-        self, held: HeldLease, connection: Connection, secret: ConnectionSecret | None = None, *, release: bool = False
+        self,
+        held: HeldLease,
+        connection: Connection,
+        secret: ConnectionSecret | None = None,
+        *,
+        release: bool = False,
+        renamed_from: str | None = None,
     ) -> Connection:
         """Persist first: the secret (when it changed), then the metadata that describes it.
 
         `release` gives the lease back in the same conditional write as the metadata: one call fewer.
+        `renamed_from`: the connection's name changes (from that one) in the same write, or nothing does.
         If the vault refuses the secret until its deadline, the secret is sealed onto the metadata
         instead (same conditional write); if even that fails, the lease is kept until it expires.
         """
@@ -123,7 +130,9 @@ class Leases:
                 held.keep_until_expiry = True  # until the sealed copy is saved
                 connection = self._sealed(connection, secret)
             held.secret = secret
-        held.connection = self._store.save(connection, lease_owner=held.owner, release_lease=release)
+        held.connection = self._store.save(
+            connection, lease_owner=held.owner, release_lease=release, renamed_from=renamed_from
+        )
         held.keep_until_expiry = False
         held.released = held.released or release
         return held.connection
