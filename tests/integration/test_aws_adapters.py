@@ -198,6 +198,26 @@ def test_save_can_give_the_lease_back_in_the_same_write_and_then_nobody_can_save
     assert store.acquire_lease("qbc-1", owner="owner-b", now=EPOCH + 1, seconds=60).lease_owner == "owner-b"
 
 
+def test_a_save_that_renames_writes_the_name_and_the_rest_together_or_nothing(store):
+    # An update's new name and its other fields go in one write: a name another connection holds by then refuses
+    # all of it, so the refusal the administrator reads is the whole truth.
+    store.create(a_connection("qbc-1", "Acme Books"))
+    store.create(a_connection("qbc-2", "Acme US"))
+    held = store.acquire_lease("qbc-1", owner="o", now=EPOCH, seconds=60)
+
+    with pytest.raises(ConnectionAlreadyExists):
+        store.save(replace(held, name="ACME us", realm_id=REALM), lease_owner="o", renamed_from="Acme Books")
+
+    assert store.get("qbc-1") == held and store.find_by_name("Acme Books") == held
+    saved = store.save(replace(held, name="Acme Canada", realm_id=REALM), lease_owner="o", renamed_from="Acme Books")
+    assert (saved.name, saved.realm_id, saved.version, saved.lease_owner) == ("Acme Canada", REALM, 1, "o")
+    assert store.find_by_name("acme canada") == saved and store.find_by_name("Acme Books") is None
+    assert store.find_by_name("Acme US").connection_id == "qbc-2"
+    with pytest.raises(Conflict):  # the version read is stale: neither the name nor the rest moves
+        store.save(replace(held, name="Acme Mexico"), lease_owner="o", renamed_from="Acme Canada")
+    assert store.find_by_name("Acme Mexico") is None and store.get("qbc-1") == saved
+
+
 def test_who_consented_is_stored_with_the_connection_and_read_back(store):
     store.create(a_connection())
     held = store.acquire_lease("qbc-1", owner="o", now=EPOCH, seconds=60)
