@@ -24,7 +24,7 @@ from qbo_connect.errors import ErrorCode, QboConnectError
 from qbo_connect.runtime import build_services
 from qbo_connect.token_access import RECHECK_SECONDS
 from test_admin_api import admin_event, admin_function
-from test_handlers import CONNECTION_ID, REGION, ROOT, LambdaContext, stack, test_function, token_function
+from test_handlers import CONNECTION_ID, REGION, ROOT, TABLE, LambdaContext, stack, test_function, token_function
 
 __all__ = ["stack"]  # the fixture
 
@@ -289,6 +289,51 @@ def test_a_consent_whose_tokens_aws_refuses_to_store_says_so_not_that_intuit_did
     assert "storage" in page.lower() and "nothing was stored" in page.lower(), page
     assert "fresh authorize link" in page.lower(), page
     assert not [value for value in stack.secret_values() if value in json.dumps(answer)], "a token or secret leaked"
+
+
+class TableThrottlesOnceTheTokensAreSaved:
+    """DynamoDB throttling the connections table from the moment the consent's tokens and connected state are saved:
+    every UpdateItem after that one (the company name's write, the lease's release) is refused as AWS refuses it."""
+
+    def __init__(self) -> None:
+        self.saved = False
+        self.refuses = AwsRefuses(
+            400,
+            DYNAMODB_ERRORS + "ProvisionedThroughputExceededException",
+            "The level of configured provisioned throughput for the table was exceeded.",
+            DYNAMODB_JSON,
+        )
+
+    def __call__(self, request, **kwargs):
+        body = json.loads(request.body or b"{}")
+        if body.get("TableName") != TABLE:
+            return None
+        if self.saved:
+            return self.refuses(request, **kwargs)
+        self.saved = json.dumps("connected") in json.dumps(body.get("ExpressionAttributeValues"))
+        return None
+
+
+def test_a_stored_consent_stands_when_the_table_throttles_every_write_after_its_tokens(stack, monkeypatch):
+    # The tokens and the connected state are saved; then the table throttles past botocore's retries, as a table
+    # does: not one write, but the company name's and the lease's release after it too. The consent is stored; the
+    # person must see it connected, and Connection Authorized must go out, not a page saying to start again.
+    stack.create_connection()
+    callback = stack.consent_given()
+    throttles = TableThrottlesOnceTheTokensAreSaved()
+    session = boto3.Session(region_name=REGION)
+    session.events.register_first("before-send.dynamodb.UpdateItem", throttles)
+    monkeypatch.setattr(runtime, "_services", build_services(session=session))
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
+
+    answer = invoke(_Route(lambda: stack.callback(*callback)), {})
+
+    assert throttles.refuses.calls > 1, "the table never throttled after the tokens were saved"
+    assert "errorType" not in answer, f"Lambda's unhandled error (API Gateway shows a bare 500): {answer}"
+    assert answer["statusCode"] == 200 and "Connected" in answer["body"], answer["body"]
+    assert runtime.services().store.get(CONNECTION_ID).status.value == "connected"
+    published = [e.detail_type for e in runtime.services().admin.events(CONNECTION_ID).events]
+    assert "Connection Authorized" in published, published
 
 
 def test_a_person_cognito_cannot_confirm_as_an_administrator_gets_a_503_saying_to_retry_and_is_not_let_in(
