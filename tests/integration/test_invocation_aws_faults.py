@@ -357,3 +357,50 @@ def test_a_person_cognito_cannot_confirm_as_an_administrator_gets_a_503_saying_t
     assert error["code"] == "vault_unavailable" and "try again" in error["message"], error
     assert "TooManyRequestsException" in error["message"]
     assert runtime.services().store.get(CONNECTION_ID) is not None  # not deleted on an unconfirmed token
+
+
+class TransactionCancelled:
+    """DynamoDB cancelling a TransactWriteItems for reasons other than a condition (throttling on an item, another
+    transaction on the same items), as botocore hands it over: TransactionCanceledException with a reason per item.
+    Answered at before-call, so nothing reaches moto: a cancelled transaction writes nothing (a before-send answer
+    would be given after moto had already written)."""
+
+    def __init__(self, *reasons: str) -> None:
+        self.reasons = reasons
+        self.calls = 0
+
+    def __call__(self, **_kwargs):
+        self.calls += 1
+        http = AWSResponse("https://dynamodb.eu-west-1.amazonaws.com/", 400, {}, RawBody(b""))
+        parsed = {
+            "Error": {
+                "Code": "TransactionCanceledException",
+                "Message": f"Transaction cancelled, please refer cancellation reasons [{', '.join(self.reasons)}]",
+            },
+            "CancellationReasons": [{"Code": code} for code in self.reasons],
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return http, parsed
+
+
+@pytest.mark.parametrize("reasons", [("ThrottlingError", "None"), ("None", "TransactionConflict")])
+def test_a_create_dynamodb_cancels_for_throttling_is_told_to_try_again_not_that_the_name_is_taken(
+    stack, monkeypatch, reasons
+):
+    # Creating a connection writes its item and its name claim in one transaction. DynamoDB cancels a transaction for
+    # throttling or a conflicting transaction with the same error as for a failed condition; only its reasons tell
+    # them apart. "Already exists: choose another name" would send the administrator after a name nobody holds.
+    cancels = TransactionCancelled(*reasons)
+    session = boto3.Session(region_name=REGION)
+    session.events.register_first("before-call.dynamodb.TransactWriteItems", cancels)
+    monkeypatch.setattr(runtime, "_services", build_services(session=session))
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
+    event = admin_event("POST", "/connections", {"name": "Fresh Books", "client_id": "ABfreshclient0123456789"})
+
+    answer = invoke(admin_function, event)
+
+    assert "errorType" not in answer, f"Lambda's unhandled-error payload: {answer}"
+    error = json.loads(answer["body"])["error"]
+    assert answer["statusCode"] == 503 and error["code"] == "vault_unavailable", (answer["statusCode"], error)
+    assert "try again" in error["message"] and "already exists" not in error["message"], error
+    assert cancels.calls >= 1 and runtime.services().store.find_by_name("Fresh Books") is None
