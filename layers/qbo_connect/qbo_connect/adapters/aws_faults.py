@@ -47,10 +47,22 @@ def error_code(error: ClientError) -> str:
     return error.response.get("Error", {}).get("Code", "")
 
 
+# Why DynamoDB cancels a transaction's item that pass by themselves (a refused condition does not).
+TRANSIENT_CANCELLATIONS = frozenset({"ThrottlingError", "TransactionConflict", "ProvisionedThroughputExceeded"})
+
+
+def cancellation_reasons(error: ClientError) -> set[str]:
+    """The per-item reasons of a TransactionCanceledException ("None" for the items that were fine)."""
+    return {reason.get("Code", "") for reason in error.response.get("CancellationReasons") or []}
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether the same call may well succeed a few seconds later."""
     if isinstance(error, ClientError):
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if error_code(error) == "TransactionCanceledException":
+            reasons = cancellation_reasons(error)
+            return bool(reasons & TRANSIENT_CANCELLATIONS) and "ConditionalCheckFailed" not in reasons
         return error_code(error) in TRANSIENT_CODES or status >= 500
     return isinstance(error, NoAnswer | HTTPClientError)  # connect or read timeouts, resets
 

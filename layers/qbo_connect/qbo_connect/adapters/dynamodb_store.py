@@ -17,6 +17,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from qbo_connect import intuit
+from qbo_connect.adapters.aws_faults import cancellation_reasons
 from qbo_connect.adapters.dynamodb_table import create_declared_table, query_pages
 from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, RefreshPolicy, TestResult
 from qbo_connect.domain.leases import busy_because
@@ -170,10 +171,12 @@ def _from_dynamo(value: Any) -> Any:
 
 
 def _is_conditional_failure(error: ClientError) -> bool:
-    return error.response["Error"]["Code"] in {
-        "ConditionalCheckFailedException",
-        "TransactionCanceledException",
-    }
+    """A condition refused the write; a transaction cancelled only for throttling or a conflicting transaction is
+    not one (aws_faults.is_transient: try again)."""
+    code = error.response["Error"]["Code"]
+    if code == "TransactionCanceledException":
+        return "ConditionalCheckFailed" in cancellation_reasons(error)
+    return code == "ConditionalCheckFailedException"
 
 
 def connection_to_item(connection: Connection) -> dict[str, Any]:
