@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from qbo_connect import intuit
-from qbo_connect.domain.leases import take_waiting, utc_time
+from qbo_connect.domain.leases import give_back, take_waiting, utc_time
 from qbo_connect.errors import CompanyBusy, LeaseRanOut
 from qbo_connect.observability import logger
 from qbo_connect.ports import AppCompany, AppCompanyLeaseStore, Clock, ConnectionStore
@@ -142,23 +142,14 @@ class AppCompanyLeases:
                     extra={"connection_id": connection_id, "until": utc_time(held.expires_at)},
                 )
             else:
-                self._release(held, connection_id)
-
-    def _release(self, held: HeldAppCompanyLease, connection_id: str) -> None:
-        """Give the lease back early. Best effort, as the connection's lease (domain/leases.py): what was done under
-        it is stored, and a lease not given back runs out on its own within its holder's function's timeout."""
-        try:
-            released = self._store.release_app_company_lease(
-                held.app_company, owner=held.owner, forget=frozenset(held.forget)
-            )
-        except Exception as error:
-            logger.warning(
-                "App-company lease not released: it runs out on its own",
-                extra={"connection_id": connection_id, "error_type": type(error).__name__},
-            )
-            return
-        if not released:
-            logger.warning("App-company lease ran out before release", extra={"connection_id": connection_id})
+                # Not given back, it runs out within its holder's function's timeout.
+                give_back(
+                    lambda: self._store.release_app_company_lease(
+                        app_company, owner=owner, forget=frozenset(held.forget)
+                    ),
+                    lease="App-company lease",
+                    connection_id=connection_id,
+                )
 
     def seconds_left(self, held: HeldAppCompanyLease) -> float:
         return held.expires_at - self._clock.now()

@@ -94,21 +94,11 @@ class Leases:
                     "Lease kept until it expires: a rotation is not persisted", extra={"connection_id": connection_id}
                 )
             elif not held.released:
-                self._release(connection_id, owner, fence=fence)
-
-    def _release(self, connection_id: str, owner: str, *, fence: bool) -> None:
-        """Give the lease back early. Best effort: what was done under it is stored, and a lease not given back
-        expires on its own; a release the table throttles must not turn that work into an error."""
-        try:
-            released = self._store.release_lease(connection_id, owner=owner, clear_fence=fence)
-        except Exception as error:
-            logger.warning(
-                "Lease not released: it expires on its own",
-                extra={"connection_id": connection_id, "error_type": type(error).__name__},
-            )
-            return
-        if not released:
-            logger.warning("Lease expired before release", extra={"connection_id": connection_id})
+                give_back(
+                    lambda: self._store.release_lease(connection_id, owner=owner, clear_fence=fence),
+                    lease="Lease",
+                    connection_id=connection_id,
+                )
 
     def load_secret(self, held: HeldLease) -> None:
         held.secret = self._vault.read(held.connection.connection_id)
@@ -248,6 +238,22 @@ class Leases:
             updated, has_client_secret=secret.client_secret is not None, refresh_policy=secret.refresh_policy
         )
         return self._store.save(updated, lease_owner=held.owner)
+
+
+def give_back(release: Callable[[], bool], *, lease: str, connection_id: str) -> None:
+    """Give a lease back early (`release` says whether it was still ours). Best effort: what was done under it is
+    stored, and a lease not given back expires on its own; a release the table throttles must not turn that work
+    into an error."""
+    try:
+        released = release()
+    except Exception as error:
+        logger.warning(
+            f"{lease} not released: it expires on its own",
+            extra={"connection_id": connection_id, "error_type": type(error).__name__},
+        )
+        return
+    if not released:
+        logger.warning(f"{lease} expired before release", extra={"connection_id": connection_id})
 
 
 def take_waiting(take: Callable[[float], T], clock: Clock, wait_seconds: float) -> T:
