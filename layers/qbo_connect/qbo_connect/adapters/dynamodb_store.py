@@ -460,14 +460,22 @@ class DynamoDbConnectionStore:
         return item_to_connection(updated["Attributes"])
 
     def release_lease(self, connection_id: str, *, owner: str, clear_fence: bool = True) -> bool:
+        # Only a holder with no call in flight releases this way (an unknown outcome saves its mark), and only
+        # one that fenced clears the mark: another's may still guard a call at Intuit.
+        return self._as_owner(
+            _connection_key(connection_id),
+            owner,
+            "REMOVE lease_owner, lease_expires_at" + (", refresh_in_flight_until" if clear_fence else ""),
+        )
+
+    def _as_owner(self, key: dict[str, str], owner: str, expression: str, values: dict[str, Any] | None = None) -> bool:
+        """A write only the lease's owner may make: False when it is no longer theirs."""
         try:
             self._table.update_item(
-                Key=_connection_key(connection_id),
-                # Only a holder with no call in flight releases this way (an unknown outcome saves its mark),
-                # and only one that fenced clears the mark: another's may still guard a call at Intuit.
-                UpdateExpression="REMOVE lease_owner, lease_expires_at"
-                + (", refresh_in_flight_until" if clear_fence else ""),
+                Key=key,
+                UpdateExpression=expression,
                 ConditionExpression=Attr("lease_owner").eq(owner),
+                **({"ExpressionAttributeValues": values} if values else {}),
             )
         except ClientError as error:
             if _is_conditional_failure(error):
@@ -525,39 +533,22 @@ class DynamoDbConnectionStore:
         return _app_company_record(answer.get("Attributes") or {})
 
     def renew_app_company_lease(self, app_company: AppCompany, *, owner: str, until: float) -> bool:
-        try:
-            self._table.update_item(
-                Key=_app_company_key(app_company),
-                UpdateExpression="SET lease_expires_at = :expires",
-                ConditionExpression=Attr("lease_owner").eq(owner),
-                ExpressionAttributeValues={":expires": _to_dynamo(float(until))},
-            )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return self._as_owner(
+            _app_company_key(app_company),
+            owner,
+            "SET lease_expires_at = :expires",
+            {":expires": _to_dynamo(float(until))},
+        )
 
     def release_app_company_lease(
         self, app_company: AppCompany, *, owner: str, forget: frozenset[str] = frozenset()
     ) -> bool:
         expression = "REMOVE lease_owner, lease_expires_at, lease_connection_id, lease_purpose"
-        values: dict[str, Any] = {":owner": owner}
+        values = None
         if forget:
             expression += " DELETE grant_connection_ids :forget"
-            values[":forget"] = set(forget)
-        try:
-            self._table.update_item(
-                Key=_app_company_key(app_company),
-                UpdateExpression=expression,
-                ConditionExpression="lease_owner = :owner",
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                return False
-            raise
-        return True
+            values = {":forget": set(forget)}
+        return self._as_owner(_app_company_key(app_company), owner, expression, values)
 
     def record_test(self, connection_id: str, result: TestResult) -> None:
         try:
