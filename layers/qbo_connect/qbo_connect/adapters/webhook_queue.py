@@ -44,29 +44,27 @@ class SqsWebhookQueue:
 def _message_bodies(client_id: str, changes: list[EntityChange]) -> Iterator[str]:
     """Messages of at most CHANGES_PER_MESSAGE changes and MAX_PAYLOAD_BYTES bytes each, the changes in order."""
     head, tail, separator = f'{{"client_id": {json.dumps(client_id)}, "changes": [', "]}", ", "
-    parts: list[str] = []
-    size = len(head) + len(tail)
-    for change in changes:
-        part = json.dumps(change.as_json())  # ASCII (json's default): its length is its size in bytes
-        grown = size + len(part) + (len(separator) if parts else 0)
-        if parts and (len(parts) == CHANGES_PER_MESSAGE or grown > MAX_PAYLOAD_BYTES):
-            yield head + separator.join(parts) + tail
-            parts, grown = [], len(head) + len(tail) + len(part)
-        parts.append(part)
-        size = grown
-    if parts:
-        yield head + separator.join(parts) + tail
+    parts = [json.dumps(change.as_json()) for change in changes]  # ASCII (json's default): length is size in bytes
+    for chunk in _filled(parts, most=CHANGES_PER_MESSAGE, framing=len(head) + len(tail), between=len(separator)):
+        yield head + separator.join(chunk) + tail
 
 
 def _batches(bodies: list[str]) -> Iterator[list[str]]:
     """SendMessageBatch calls of at most MAX_BATCH_ENTRIES messages whose sizes add up to at most MAX_PAYLOAD_BYTES."""
-    batch: list[str] = []
-    size = 0
-    for body in bodies:
-        if batch and (len(batch) == MAX_BATCH_ENTRIES or size + len(body) > MAX_PAYLOAD_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(body)
-        size += len(body)
-    if batch:
-        yield batch
+    return _filled(bodies, most=MAX_BATCH_ENTRIES)
+
+
+def _filled(items: list[str], *, most: int, framing: int = 0, between: int = 0) -> Iterator[list[str]]:
+    """`items` in order, in runs of at most `most` whose sizes (plus `framing` once and `between` each two) add up
+    to at most MAX_PAYLOAD_BYTES; an item too large alone still goes, alone."""
+    run: list[str] = []
+    size = framing
+    for item in items:
+        grown = size + len(item) + (between if run else 0)
+        if run and (len(run) == most or grown > MAX_PAYLOAD_BYTES):
+            yield run
+            run, grown = [], framing + len(item)
+        run.append(item)
+        size = grown
+    if run:
+        yield run
