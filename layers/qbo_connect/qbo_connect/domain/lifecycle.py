@@ -160,8 +160,7 @@ class TokenLifecycle:
         the lease only when a mark is crossed. Stops `UNREFRESHED_LOOK_SECONDS` before `not_after` (the
         invocation's end); in a new order each time, so that sweeps out of time still reach every grant within
         a few (a warning is about days, a sweep every few minutes). Returns how many it looked at."""
-        connection_ids = self._store.connection_ids_with_status(ConnectionStatus.INVALID_CLIENT)
-        connection_ids = list(connection_ids)
+        connection_ids = list(self._store.connection_ids_with_status(ConnectionStatus.INVALID_CLIENT))
         random.shuffle(connection_ids)
         looked = 0
         for connection_id in connection_ids:
