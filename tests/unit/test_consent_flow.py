@@ -14,6 +14,7 @@ from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.domain.events import EventType
 from qbo_connect.domain.lifecycle import RefreshOutcome
 from qbo_connect.errors import Conflict, IntuitUnavailable, NeedsReauthorization
+from qbo_connect.pages import failure_page
 
 REALM = "9341453050000001"
 
@@ -440,6 +441,24 @@ def test_a_connection_busy_with_another_change_gets_the_busy_page_and_stores_not
     assert rejected.details["name"] == "Acme Books"
     assert world.identity.exchange_calls == 0  # the single-use code was not spent on a change that can't land
     _nothing_stored(world, connection.connection_id)
+
+
+def test_a_consent_stored_in_the_vault_whose_connection_changed_meanwhile_does_not_claim_nothing_was_stored(world):
+    # The lease ran out between the vault write and the metadata write (another holder took over): the new grant is
+    # in the vault and the next token request takes it up. "Nothing was stored" would be false; the person must be
+    # told to check the connection rather than to start over as if it had not happened.
+    connection = world.create_connection()
+    url, cookie = world.start(connection.connection_id)
+    params = world.identity.approve(url, realm_id=REALM)
+    world.store.fail_next_save(Conflict("lease lost"))
+
+    rejected = _rejected(world, params, cookie)
+
+    page = failure_page(rejected.reason, rejected.details).html
+    assert "nothing was stored" not in page.lower(), page
+    assert "connections show" in page, page  # how to see whether it is connected
+    _, token_set = world.lifecycle.valid_token(connection.connection_id)
+    assert world.identity.is_access_token_valid(token_set.access_token, REALM)  # it was stored, and is usable
 
 
 def test_a_second_consent_on_a_connected_connection_keeps_the_new_grant_working(world):
