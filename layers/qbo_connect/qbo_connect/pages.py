@@ -162,6 +162,14 @@ _FAILURES: dict[FlowError, tuple[int, str, str, str]] = {
         "nothing was stored.",
         "Wait a minute, then open a fresh authorize link.",
     ),
+    FlowError.STORED_BUT_CHANGED: (
+        409,
+        "Check the connection",
+        "Intuit accepted the sign-in for {name} and its tokens were saved, but someone else changed the connection "
+        "at the same moment, so it may not be connected.",
+        "Check it with <code>qbo-connect connections show {name}</code> (or Test Connection in the console); "
+        "if it is not connected, open a fresh authorize link.",
+    ),
     FlowError.COMPANY_BUSY: (
         409,
         "Not connected: try again shortly",

@@ -158,6 +158,7 @@ class FlowError(StrEnum):
     BUSY = "busy"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     COMPANY_BUSY = "company_busy"
+    STORED_BUT_CHANGED = "stored_but_changed"
 
 
 class LinkRejected(Exception):
@@ -357,17 +358,24 @@ class ConsentFlow:
                     new_secret = secret.next(now=now, token_set=token_set, realm_id=realm_id)
                     # Persist first; the company name is looked up after the tokens are safe. A refresh of
                     # the previous grant still marked in flight cannot touch the new one: the mark goes.
-                    saved = self._leases.commit(
-                        held,
-                        held.connection.connected_with(
-                            token_set,
-                            realm_id=realm_id,
-                            company_name=None,
-                            now=now,
-                            generation=new_secret.generation,
-                        ).fenced_until(None),
-                        new_secret,
-                    )
+                    try:
+                        saved = self._leases.commit(
+                            held,
+                            held.connection.connected_with(
+                                token_set,
+                                realm_id=realm_id,
+                                company_name=None,
+                                now=now,
+                                generation=new_secret.generation,
+                            ).fenced_until(None),
+                            new_secret,
+                        )
+                    except Conflict:
+                        if held.secret is not new_secret:  # the vault took another generation: ours is not stored
+                            raise
+                        # The tokens are stored; the metadata met another holder's change. The next token request
+                        # takes the newer vault generation up, unless that change ends the grant.
+                        raise LinkRejected(FlowError.STORED_BUT_CHANGED, **details) from None
                 company_name = self._company_name(saved, token_set.access_token)
                 consented_by = self._consented_by(saved, token_set)
                 if company_name or consented_by:
