@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,15 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 import responses
-from botocore.awsrequest import AWSResponse
+from fakes import FakeClock
 from qbo_connect import intuit, runtime
 from qbo_connect.runtime import build_services
+from qbo_local.faults import AwsRefusals
+from qbo_local.faults.aws_refusals import Refusal, every_entry_failed
 from qbo_local.template import Tag, load_template
 from test_handlers import (
     CONNECTION_ID,
+    EVENTS_TABLE,
     FIXTURES,
     REALM,
     REGION,
@@ -35,7 +39,6 @@ from test_handlers import (
     stack,
     test_function,
 )
-from test_invocation_aws_faults import SECRETS_MANAGER_JSON, AwsRefuses, RawBody
 from test_webhook_handlers import Deployment, cloudevent, deployment
 
 if TYPE_CHECKING:
@@ -207,8 +210,14 @@ def sweep() -> dict[str, Any]:
     return refresh_function.handler({"action": "sweep", "scheduled_time": "2026-12-07T01:05:00Z"}, LambdaContext())
 
 
-def use_session(monkeypatch, session: boto3.Session) -> None:
-    monkeypatch.setattr(runtime, "_services", build_services(session=session))
+def aws_refusing(monkeypatch) -> AwsRefusals:
+    """The functions' AWS from now on, refusing what the condition adds. Neither botocore's backoff nor the
+    service's own pauses (on a clock they advance) are slept."""
+    session = boto3.Session(region_name=REGION)
+    refusals = AwsRefusals(session)
+    monkeypatch.setattr(runtime, "_services", build_services(session=session, clock=FakeClock(time.time())))
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda _self, _context: 0.0)
+    return refusals
 
 
 def grant_revoked(request, monkeypatch) -> None:
@@ -314,73 +323,50 @@ def grant_revoked_then_a_sweep(request, monkeypatch) -> None:
     sweep()
 
 
-def vault_refuses_the_rotated_token_set(request, monkeypatch) -> None:
+def vault_refuses_the_rotated_token_set(request, monkeypatch) -> Refusal:
+    # Secrets Manager throttles the rotated token set's write past every retry: it is sealed onto the item.
     stack = request.getfixturevalue("stack")
     key = stack.aws.client("kms").create_key(Description="rotation key")["KeyMetadata"]["Arn"]
     monkeypatch.setenv("QBO_ROTATION_KEY_ID", key)
     connected_and_due(stack)
-    session = boto3.Session(region_name=REGION)
-    session.events.register_first(
-        "before-send.secrets-manager.PutSecretValue",
-        AwsRefuses(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON),
+    consented = runtime.services().vault.read(CONNECTION_ID)
+    throttled = aws_refusing(monkeypatch).refuse(
+        "secrets-manager.PutSecretValue", "ThrottlingException", "Rate exceeded"
     )
-    use_session(monkeypatch, session)
-    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda _self, _context: 0.0)
+
     assert refresh()["outcome"] == "refreshed"
 
-
-class RefusesEventHistoryWrites:
-    """DynamoDB throttling the writes to the event history table (and only that table), as AWS answers."""
-
-    def __init__(self, table: str) -> None:
-        self.table = table
-
-    def __call__(self, request, **_kwargs) -> AWSResponse | None:
-        if self.table not in (request.body.decode() if isinstance(request.body, bytes) else str(request.body)):
-            return None
-        body = json.dumps(
-            {
-                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-                "message": "The level of configured provisioned throughput for the table was exceeded.",
-            }
-        ).encode()
-        headers = {"Content-Type": "application/x-amz-json-1.0", "Content-Length": str(len(body))}
-        return AWSResponse(request.url, 400, headers, RawBody(body))
+    assert throttled.refused > 1, "botocore did not retry the write"
+    vault = runtime.services().vault.read(CONNECTION_ID)
+    assert vault.generation == consented.generation, "the refused write changed the vault"
+    assert runtime.services().store.get(CONNECTION_ID).pending_rotation is not None, "the rotation was not sealed"
+    return throttled
 
 
 def event_history_refuses_a_record(request, monkeypatch) -> None:
     stack = request.getfixturevalue("stack")
     connected_and_due(stack)
-    session = boto3.Session(region_name=REGION)
-    from test_handlers import EVENTS_TABLE
-
-    for operation in ("PutItem", "BatchWriteItem"):
-        session.events.register_first(f"before-send.dynamodb.{operation}", RefusesEventHistoryWrites(EVENTS_TABLE))
-    use_session(monkeypatch, session)
-    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda _self, _context: 0.0)
+    refusals = aws_refusing(monkeypatch)
+    for operation in ("dynamodb.PutItem", "dynamodb.BatchWriteItem"):
+        refusals.refuse(
+            operation,
+            "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+            "The level of configured provisioned throughput for the table was exceeded.",
+            when=lambda body: body.get("TableName") == EVENTS_TABLE or EVENTS_TABLE in body.get("RequestItems", {}),
+        )
     intuit_answers_token_requests_with(stack, 400, {"error": "invalid_grant"})
     assert refresh()["outcome"] == "needs_reauthorization"
+    recorded = [e.detail_type for e in runtime.services().admin.events(CONNECTION_ID).events]
+    assert "Connection Needs Reauthorization" not in recorded, "the refused record is in the history"
 
 
 def eventbridge_refuses_an_event(request, monkeypatch) -> None:
-    # PutEvents answers 200 and says in its body which entries it refused: moto never refuses one.
+    # PutEvents answers 200 and says in its body which entries it refused (and did not publish): moto never refuses.
     stack = request.getfixturevalue("stack")
     connected_and_due(stack)
-    session = boto3.Session(region_name=REGION)
-
-    def refused(request, **_kwargs) -> AWSResponse:
-        entries = json.loads(request.body)["Entries"]
-        body = json.dumps(
-            {
-                "FailedEntryCount": len(entries),
-                "Entries": [{"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"} for _ in entries],
-            }
-        ).encode()
-        headers = {"Content-Type": "application/x-amz-json-1.1", "Content-Length": str(len(body))}
-        return AWSResponse(request.url, 200, headers, RawBody(body))
-
-    session.events.register_first("before-send.eventbridge.PutEvents", refused)
-    use_session(monkeypatch, session)
+    aws_refusing(monkeypatch).answer(
+        "eventbridge.PutEvents", every_entry_failed("ThrottlingException", "Rate exceeded")
+    )
     intuit_answers_token_requests_with(stack, 400, {"error": "invalid_grant"})
     assert refresh()["outcome"] == "needs_reauthorization"
 
@@ -419,22 +405,16 @@ def usage_counts_refused(request, monkeypatch) -> None:
     stack = request.getfixturevalue("stack")
     stack.create_connection()
     assert stack.connect()["statusCode"] == 200
-    session = boto3.Session(region_name=REGION)
-    session.events.register_first(
-        "before-send.dynamodb.TransactWriteItems",
-        AwsRefuses(
-            400,
-            "com.amazonaws.dynamodb.v20120810#AccessDeniedException",
-            "User is not authorized to perform: dynamodb:UpdateItem",
-            "application/x-amz-json-1.0",
-        ),
+    aws_refusing(monkeypatch).refuse(
+        "dynamodb.TransactWriteItems",
+        "com.amazonaws.dynamodb.v20120810#AccessDeniedException",
+        "User is not authorized to perform: dynamodb:UpdateItem",
     )
-    use_session(monkeypatch, session)
     answer = test_function.handler({"connection_id": CONNECTION_ID}, LambdaContext())
     assert answer["ok"] is True
 
 
-CONDITIONS: dict[str, Callable[[Any, Any], None]] = {
+CONDITIONS: dict[str, Callable[[Any, Any], Any]] = {
     "RefreshPermanentFailureAlarm": grant_revoked,
     "ConnectionsNeedingReauthorizationAlarm": grant_revoked_then_a_sweep,
     "RotationPendingAlarm": vault_refuses_the_rotated_token_set,
@@ -500,6 +480,26 @@ def test_the_alarm_fires_on_what_the_functions_print_when_its_condition_happens(
         f"{sorted({(p.namespace, p.name, tuple(sorted(p.dimensions))) for p in datapoints})}"
     )
     assert fires(alarm, datapoints)
+
+
+def test_the_rotation_behind_rotation_pending_reaches_the_vault_with_the_next_sweep(
+    stack, request, monkeypatch, log_scan, template_environment
+):
+    # What the alarm tells whoever watches it: the rotated token set is safe on the item, not lost, and the next
+    # refresh once Secrets Manager takes writes again puts it in the vault and refreshes with it.
+    throttled = vault_refuses_the_rotated_token_set(request, monkeypatch)
+    rotated = stack.token_endpoint.issued[-1]["refresh_token"]
+    throttled.stop()
+
+    sweep()
+
+    sent_the_rotated_token = stack.token_endpoint.forms[-1].get("refresh_token") == rotated
+    assert sent_the_rotated_token, "the sweep refreshed with another refresh token than the sealed rotation's"
+    connection = runtime.services().store.get(CONNECTION_ID)
+    assert connection.pending_rotation is None and connection.status.value == "connected"
+    vault = runtime.services().vault.read(CONNECTION_ID)
+    vault_has_the_newest = vault.token_set.refresh_token == stack.token_endpoint.issued[-1]["refresh_token"]
+    assert vault_has_the_newest and vault.generation == connection.secret_generation
 
 
 def test_nothing_happening_raises_none_of_them(stack, log_scan, template_environment, monkeypatch):

@@ -49,8 +49,9 @@ _SERVER_ERRORS = {
 
 
 def error(code: str, message: str, status: int | None = None) -> Answer:
-    """AWS's error answer: `code` and `message` in the JSON protocol's body."""
-    status = status or _SERVER_ERRORS.get(code, 400)
+    """AWS's error answer: `code` (as AWS spells it, e.g. DynamoDB's "com.amazonaws.dynamodb.v20120810#...")
+    and `message` in the JSON protocol's body."""
+    status = status or _SERVER_ERRORS.get(code.split("#")[-1], 400)
     return lambda _body: (status, {"__type": code, "message": message})
 
 
@@ -84,6 +85,11 @@ class Refusal:
     refused: int = 0
     passed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def stop(self) -> None:
+        """AWS accepts this operation's requests again."""
+        with self._lock:
+            self.times = self.refused
 
     def takes(self, operation: str, body: dict[str, Any]) -> bool:
         """Whether this request is answered here; counts it either way."""
