@@ -8,13 +8,12 @@ unhandled-error payload (`errorType: ClientError`) that no schema describes."""
 from __future__ import annotations
 
 import json
-import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 from botocore.retries.standard import ExponentialBackoff
 from fakes import FakeClock
 from jsonschema import Draft202012Validator
@@ -23,6 +22,8 @@ from qbo_connect.client import QuickBooksClient
 from qbo_connect.errors import ErrorCode, QboConnectError
 from qbo_connect.runtime import build_services
 from qbo_connect.token_access import RECHECK_SECONDS
+from qbo_local.faults import AwsRefusals
+from qbo_local.faults.aws_refusals import Refusal
 from test_admin_api import admin_event, admin_function
 from test_handlers import CONNECTION_ID, REGION, ROOT, TABLE, LambdaContext, stack, test_function, token_function
 
@@ -35,80 +36,56 @@ TOKEN_ANSWER = json.loads((SCHEMAS / "token-function.response.schema.json").read
 TEST_ANSWER = json.loads((SCHEMAS / "test-function.response.schema.json").read_text())
 
 
-class RawBody:
-    """The HTTP body of AWS's answer, as botocore's response reads it."""
+@dataclass(frozen=True)
+class Refused:
+    """AWS refusing every call of one operation, as AWS answers it (botocore retries it, then raises)."""
 
-    def __init__(self, body: bytes) -> None:
-        self._body = body
+    operation: str  # as botocore's event names spell it: "dynamodb.GetItem"
+    code: str  # as AWS's body spells it
+    message: str
 
-    def stream(self, **_options: Any):
-        yield self._body
+    def on(self, refusals: AwsRefusals) -> Refusal:
+        return refusals.refuse(self.operation, self.code, self.message)
 
-
-class AwsRefuses:
-    """AWS's answer to every call of one operation, as AWS sends it: the status, the JSON protocol's error
-    body and headers. botocore parses it, retries it as it would in Lambda (standard mode), then raises."""
-
-    def __init__(self, status: int, error_type: str, message: str, content_type: str) -> None:
-        self.status, self.error_type, self.message, self.content_type = status, error_type, message, content_type
-        self.calls = 0
-
-    def __call__(self, request, **_kwargs) -> AWSResponse:
-        self.calls += 1
-        body = json.dumps({"__type": self.error_type, "message": self.message}).encode()
-        headers = {
-            "Content-Type": self.content_type,
-            "x-amzn-RequestId": secrets.token_hex(16),
-            "Content-Length": str(len(body)),
-        }
-        return AWSResponse(request.url, self.status, headers, RawBody(body))
+    @property
+    def short_code(self) -> str:
+        """The code as botocore hands it over (DynamoDB's namespace dropped)."""
+        return self.code.split("#")[-1]
 
 
-SECRETS_MANAGER_JSON = "application/x-amz-json-1.1"
-DYNAMODB_JSON = "application/x-amz-json-1.0"
 DYNAMODB_ERRORS = "com.amazonaws.dynamodb.v20120810#"
+THROUGHPUT_EXCEEDED = Refused(
+    "dynamodb.GetItem",
+    DYNAMODB_ERRORS + "ProvisionedThroughputExceededException",
+    "The level of configured provisioned throughput for the table was exceeded. Consider increasing your "
+    "provisioning level with the UpdateTable API.",
+)
 FAULTS = {
-    "secrets manager throttles GetSecretValue": (
-        "before-send.secrets-manager.GetSecretValue",
-        AwsRefuses(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON),
+    "secrets manager throttles GetSecretValue": Refused(
+        "secrets-manager.GetSecretValue", "ThrottlingException", "Rate exceeded"
     ),
-    "the table's throughput is exceeded on GetItem": (
-        "before-send.dynamodb.GetItem",
-        AwsRefuses(
-            400,
-            DYNAMODB_ERRORS + "ProvisionedThroughputExceededException",
-            "The level of configured provisioned throughput for the table was exceeded. Consider increasing your "
-            "provisioning level with the UpdateTable API.",
-            DYNAMODB_JSON,
-        ),
-    ),
-    "the account's request limit is exceeded on GetItem": (
-        "before-send.dynamodb.GetItem",
-        AwsRefuses(
-            400,
-            DYNAMODB_ERRORS + "RequestLimitExceeded",
-            "Throughput exceeds the current throughput limit for your account. Please contact AWS Support at "
-            "https://aws.amazon.com/support request a limit increase",
-            DYNAMODB_JSON,
-        ),
+    "the table's throughput is exceeded on GetItem": THROUGHPUT_EXCEEDED,
+    "the account's request limit is exceeded on GetItem": Refused(
+        "dynamodb.GetItem",
+        DYNAMODB_ERRORS + "RequestLimitExceeded",
+        "Throughput exceeds the current throughput limit for your account. Please contact AWS Support at "
+        "https://aws.amazon.com/support request a limit increase",
     ),
 }
 
 
 @pytest.fixture(params=sorted(FAULTS))
 def aws_refuses(request, stack, monkeypatch):
-    """A connected connection, then AWS refusing one of the reads every answer needs. Backoff delays are
-    recorded instead of slept (botocore's sleep cannot be given a clock)."""
+    """A connected connection, then AWS refusing one of the reads every answer needs. botocore's backoff is
+    not slept (its sleep cannot be given a clock)."""
     stack.create_connection()
     stack.connect()
-    event, refuses = FAULTS[request.param]
-    refuses.calls = 0
+    fault = FAULTS[request.param]
     session = boto3.Session(region_name=REGION)
-    session.events.register_first(event, refuses)
+    refusal = fault.on(AwsRefusals(session))
     monkeypatch.setattr(runtime, "_services", build_services(session=session))
-    delays: list[float] = []
-    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: delays.append(1.0) or 0.0)
-    return stack, refuses
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
+    return stack, fault, refusal
 
 
 def invoke(function, payload: dict[str, Any]) -> dict[str, Any]:
@@ -123,65 +100,65 @@ def errors(schema: dict[str, Any], instance: Any) -> list[str]:
     return [f"{list(e.absolute_path)}: {e.message}" for e in Draft202012Validator(schema).iter_errors(instance)]
 
 
-def assert_says_retry_without_secrets(stack, answer: dict[str, Any], refuses: AwsRefuses) -> None:
-    assert refuses.calls > 1, "botocore did not retry the call before giving up"
+def assert_says_retry_without_secrets(stack, answer: dict[str, Any], fault: Refused, refusal: Refusal) -> None:
+    assert refusal.refused > 1, "botocore did not retry the call before giving up"
     assert "errorType" not in answer, f"Lambda's unhandled-error payload: {answer}"
     assert answer["ok"] is False and answer["connection_id"] == CONNECTION_ID
     assert answer["error"]["code"] == "vault_unavailable", answer["error"]
     message = answer["error"]["message"]
     assert "retry" in message.lower() or "try again" in message.lower(), message
-    assert refuses.error_type.split("#")[-1] in message, message  # what AWS said, for whoever looks
+    assert fault.short_code in message, message  # what AWS said, for whoever looks
     dumped = json.dumps(answer)
     leaked = [value for value in stack.secret_values() if value in dumped]
     assert not leaked, "the answer holds a token or a secret"
 
 
 def test_the_token_function_answers_a_retryable_error_when_aws_keeps_refusing_its_reads(aws_refuses):
-    stack, refuses = aws_refuses
+    stack, fault, refusal = aws_refuses
 
     answer = invoke(token_function, {"connection_id": CONNECTION_ID})
 
-    assert_says_retry_without_secrets(stack, answer, refuses)
+    assert_says_retry_without_secrets(stack, answer, fault, refusal)
     assert errors(TOKEN_ANSWER, answer) == []
 
 
 def test_the_test_function_answers_a_retryable_error_when_aws_keeps_refusing_its_reads(aws_refuses):
-    stack, refuses = aws_refuses
+    stack, fault, refusal = aws_refuses
 
     answer = invoke(test_function, {"connection_id": CONNECTION_ID})
 
-    assert_says_retry_without_secrets(stack, answer, refuses)
+    assert_says_retry_without_secrets(stack, answer, fault, refusal)
     assert errors(TEST_ANSWER, answer) == []
     assert answer["error"]["next_step"]
 
 
 def test_the_admin_api_answers_503_saying_to_retry_when_aws_keeps_refusing_its_reads(aws_refuses):
     # The console and the CLI show the admin API's error message; Lambda's unhandled error is a bare 500.
-    stack, refuses = aws_refuses
+    stack, fault, refusal = aws_refuses
     event = admin_event("POST", f"/connections/{CONNECTION_ID}/test", {"deep": False})
 
     answer = invoke(admin_function, event)
 
-    assert refuses.calls > 1, "botocore did not retry the call before giving up"
+    assert refusal.refused > 1, "botocore did not retry the call before giving up"
     assert "errorType" not in answer, f"Lambda's unhandled-error payload: {answer}"
     assert answer["statusCode"] == 503
     error = json.loads(answer["body"])["error"]
     assert error["code"] == "vault_unavailable" and "try again" in error["message"], error
-    assert refuses.error_type.split("#")[-1] in error["message"]
+    assert fault.short_code in error["message"]
     assert not [value for value in stack.secret_values() if value in answer["body"]], "a token or secret leaked"
 
 
 def test_a_workflows_python_client_raises_the_services_retry_error_when_aws_keeps_refusing_its_reads(aws_refuses):
     # A workflow catches the service's errors (QboConnectError, each with a code); botocore's are not among them.
-    stack, refuses = aws_refuses
+    stack, fault, refusal = aws_refuses
     qbo = QuickBooksClient.for_connection(CONNECTION_ID)
 
     with pytest.raises(QboConnectError) as raised:
         qbo.company_info()
 
-    assert refuses.calls > 1, "botocore did not retry the call before giving up"
+    assert refusal.refused > 1, "botocore did not retry the call before giving up"
     assert raised.value.code is ErrorCode.VAULT_UNAVAILABLE and "try again" in raised.value.message
-    assert refuses.error_type.split("#")[-1] in raised.value.message
+    assert fault.short_code in raised.value.message
     assert not [value for value in stack.secret_values() if value in str(raised.value)], "a token or secret leaked"
 
 
@@ -198,11 +175,8 @@ def consent_step_meets_aws_refusing(request, stack, monkeypatch):
         callback = stack.consent_given()
         step = lambda: stack.callback(*callback)  # noqa: E731
     session = boto3.Session(region_name=REGION)
-    refusing = []
-    for event, refuses in FAULTS.values():
-        refuses.calls = 0
-        session.events.register_first(event, refuses)
-        refusing.append(refuses)
+    refusals = AwsRefusals(session)
+    refusing = [fault.on(refusals) for fault in FAULTS.values()]
     monkeypatch.setattr(runtime, "_services", build_services(session=session))
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
     return stack, step, refusing
@@ -213,7 +187,7 @@ def test_a_consent_step_aws_keeps_refusing_shows_the_person_a_page_saying_to_try
 
     answer = invoke(_Route(step), {})
 
-    assert any(refuses.calls > 1 for refuses in refusing), "botocore did not retry before giving up"
+    assert any(refusal.refused > 1 for refusal in refusing), "botocore did not retry before giving up"
     assert "errorType" not in answer, f"Lambda's unhandled error (API Gateway shows a bare 500): {answer}"
     assert answer["statusCode"] == 503
     assert answer["headers"]["Content-Type"].startswith("text/html")
@@ -237,28 +211,25 @@ def test_a_cached_token_whose_check_aws_refuses_is_served_and_checked_again_a_mi
     # request (each would wait out botocore's retries while holding the connection's lock).
     stack.create_connection()
     stack.connect()
-    event, shape = FAULTS["the table's throughput is exceeded on GetItem"]
-    refuses = AwsRefuses(shape.status, shape.error_type, shape.message, shape.content_type)
-    armed = False
     session = boto3.Session(region_name=REGION)
-    session.events.register_first(event, lambda request, **kw: refuses(request, **kw) if armed else None)
+    refusals = AwsRefusals(session)
     clock = FakeClock(time.time())
     monkeypatch.setattr(runtime, "_services", build_services(session=session, clock=clock))
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
     qbo = QuickBooksClient.for_connection(CONNECTION_ID)
     assert qbo.company_info()["CompanyName"]
 
-    armed = True
+    refusal = THROUGHPUT_EXCEEDED.on(refusals)
     clock.advance(RECHECK_SECONDS)
     for _ in range(3):
         assert qbo.company_info()["CompanyName"]  # the token it holds, still valid
-    assert refuses.calls > 1, "the check was not tried (botocore retries it before giving up)"
-    tried = refuses.calls
+    assert refusal.refused > 1, "the check was not tried (botocore retries it before giving up)"
+    tried = refusal.refused
     clock.advance(RECHECK_SECONDS / 2)
     assert qbo.company_info()["CompanyName"]
-    assert refuses.calls == tried, "a failed check was tried again at once"
+    assert refusal.refused == tried, "a failed check was tried again at once"
 
-    armed = False
+    refusal.stop()
     stack.http.post(intuit.REVOCATION_URL, status=200)
     runtime.services().admin.reset(CONNECTION_ID, actor="test")
     clock.advance(RECHECK_SECONDS / 2)
@@ -272,16 +243,15 @@ def test_a_consent_whose_tokens_aws_refuses_to_store_says_so_not_that_intuit_did
     # blaming Intuit sends the person (and whoever they ask) to Intuit's status page instead of AWS's.
     stack.create_connection()
     callback = stack.consent_given()
-    refuses = AwsRefuses(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON)
     session = boto3.Session(region_name=REGION)
-    session.events.register_first("before-send.secrets-manager.PutSecretValue", refuses)
+    throttled = AwsRefusals(session).refuse("secrets-manager.PutSecretValue", "ThrottlingException", "Rate exceeded")
     # The vault's write deadline passes on a clock its pauses advance, not in real seconds.
     monkeypatch.setattr(runtime, "_services", build_services(session=session, clock=FakeClock(time.time())))
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
 
     answer = invoke(_Route(lambda: stack.callback(*callback)), {})
 
-    assert refuses.calls > 1, "botocore did not retry the write before giving up"
+    assert throttled.refused > 1, "botocore did not retry the write before giving up"
     assert "errorType" not in answer, f"Lambda's unhandled error (API Gateway shows a bare 500): {answer}"
     assert answer["statusCode"] == 503
     page = answer["body"]
@@ -289,29 +259,29 @@ def test_a_consent_whose_tokens_aws_refuses_to_store_says_so_not_that_intuit_did
     assert "storage" in page.lower() and "nothing was stored" in page.lower(), page
     assert "fresh authorize link" in page.lower(), page
     assert not [value for value in stack.secret_values() if value in json.dumps(answer)], "a token or secret leaked"
+    # What the page says is so: no token in the vault, the connection not connected.
+    assert runtime.services().vault.read(CONNECTION_ID).token_set is None
+    assert runtime.services().store.get(CONNECTION_ID).status.value == "not_connected"
 
 
-class TableThrottlesOnceTheTokensAreSaved:
-    """DynamoDB throttling the connections table from the moment the consent's tokens and connected state are saved:
-    every UpdateItem after that one (the company name's write, the lease's release) is refused as AWS refuses it."""
+def saved_as_connected(body: dict[str, Any]) -> bool:
+    return body.get("TableName") == TABLE and json.dumps("connected") in json.dumps(
+        body.get("ExpressionAttributeValues")
+    )
+
+
+class OnceTheTokensAreSaved:
+    """Picks every UpdateItem of the connections table after the one that saves the consent's connected state
+    (the company name's write, the lease's release), for a refusal: the table throttling from then on."""
 
     def __init__(self) -> None:
         self.saved = False
-        self.refuses = AwsRefuses(
-            400,
-            DYNAMODB_ERRORS + "ProvisionedThroughputExceededException",
-            "The level of configured provisioned throughput for the table was exceeded.",
-            DYNAMODB_JSON,
-        )
 
-    def __call__(self, request, **kwargs):
-        body = json.loads(request.body or b"{}")
-        if body.get("TableName") != TABLE:
-            return None
+    def __call__(self, body: dict[str, Any]) -> bool:
         if self.saved:
-            return self.refuses(request, **kwargs)
-        self.saved = json.dumps("connected") in json.dumps(body.get("ExpressionAttributeValues"))
-        return None
+            return body.get("TableName") == TABLE
+        self.saved = saved_as_connected(body)
+        return False
 
 
 def test_a_stored_consent_stands_when_the_table_throttles_every_write_after_its_tokens(stack, monkeypatch):
@@ -320,15 +290,19 @@ def test_a_stored_consent_stands_when_the_table_throttles_every_write_after_its_
     # person must see it connected, and Connection Authorized must go out, not a page saying to start again.
     stack.create_connection()
     callback = stack.consent_given()
-    throttles = TableThrottlesOnceTheTokensAreSaved()
     session = boto3.Session(region_name=REGION)
-    session.events.register_first("before-send.dynamodb.UpdateItem", throttles)
+    throttled = AwsRefusals(session).refuse(
+        "dynamodb.UpdateItem",
+        DYNAMODB_ERRORS + "ProvisionedThroughputExceededException",
+        "The level of configured provisioned throughput for the table was exceeded.",
+        when=OnceTheTokensAreSaved(),
+    )
     monkeypatch.setattr(runtime, "_services", build_services(session=session))
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
 
     answer = invoke(_Route(lambda: stack.callback(*callback)), {})
 
-    assert throttles.refuses.calls > 1, "the table never throttled after the tokens were saved"
+    assert throttled.refused > 1, "the table never throttled after the tokens were saved"
     assert "errorType" not in answer, f"Lambda's unhandled error (API Gateway shows a bare 500): {answer}"
     assert answer["statusCode"] == 200 and "Connected" in answer["body"], answer["body"]
     assert runtime.services().store.get(CONNECTION_ID).status.value == "connected"
@@ -342,15 +316,16 @@ def test_a_person_cognito_cannot_confirm_as_an_administrator_gets_a_503_saying_t
     # The once-a-minute question to the pool (domain/administrators.py) meets Cognito's throttling past botocore's
     # retries: the person is neither let in on an unconfirmed token nor shown a bare 500.
     stack.create_connection()
-    refuses = AwsRefuses(400, "TooManyRequestsException", "Too many requests", SECRETS_MANAGER_JSON)
     session = boto3.Session(region_name=REGION)
-    session.events.register_first("before-send.cognito-identity-provider.AdminGetUser", refuses)
+    throttled = AwsRefusals(session).refuse(
+        "cognito-identity-provider.AdminGetUser", "TooManyRequestsException", "Too many requests"
+    )
     monkeypatch.setattr(runtime, "_services", build_services(session=session))
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
 
     answer = invoke(admin_function, admin_event("DELETE", f"/connections/{CONNECTION_ID}"))
 
-    assert refuses.calls > 1, "botocore did not retry the call before giving up"
+    assert throttled.refused > 1, "botocore did not retry the call before giving up"
     assert "errorType" not in answer, f"Lambda's unhandled-error payload: {answer}"
     assert answer["statusCode"] == 503
     error = json.loads(answer["body"])["error"]
@@ -359,28 +334,17 @@ def test_a_person_cognito_cannot_confirm_as_an_administrator_gets_a_503_saying_t
     assert runtime.services().store.get(CONNECTION_ID) is not None  # not deleted on an unconfirmed token
 
 
-class TransactionCancelled:
-    """DynamoDB cancelling a TransactWriteItems for reasons other than a condition (throttling on an item, another
-    transaction on the same items), as botocore hands it over: TransactionCanceledException with a reason per item.
-    Answered at before-call, so nothing reaches moto: a cancelled transaction writes nothing (a before-send answer
-    would be given after moto had already written)."""
-
-    def __init__(self, *reasons: str) -> None:
-        self.reasons = reasons
-        self.calls = 0
-
-    def __call__(self, **_kwargs):
-        self.calls += 1
-        http = AWSResponse("https://dynamodb.eu-west-1.amazonaws.com/", 400, {}, RawBody(b""))
-        parsed = {
-            "Error": {
-                "Code": "TransactionCanceledException",
-                "Message": f"Transaction cancelled, please refer cancellation reasons [{', '.join(self.reasons)}]",
-            },
-            "CancellationReasons": [{"Code": code} for code in self.reasons],
-            "ResponseMetadata": {"HTTPStatusCode": 400},
-        }
-        return http, parsed
+def transaction_cancelled(*reasons: str):
+    """DynamoDB's answer to a TransactWriteItems it cancelled for reasons other than a condition (throttling on an
+    item, another transaction on the same items): TransactionCanceledException with a reason per item. It wrote
+    nothing, and botocore does not retry it."""
+    message = f"Transaction cancelled, please refer cancellation reasons [{', '.join(reasons)}]"
+    answer = {
+        "__type": DYNAMODB_ERRORS + "TransactionCanceledException",
+        "Message": message,
+        "CancellationReasons": [{"Code": code} for code in reasons],
+    }
+    return lambda _body: (400, answer)
 
 
 @pytest.mark.parametrize("reasons", [("ThrottlingError", "None"), ("None", "TransactionConflict")])
@@ -390,9 +354,8 @@ def test_a_create_dynamodb_cancels_for_throttling_is_told_to_try_again_not_that_
     # Creating a connection writes its item and its name claim in one transaction. DynamoDB cancels a transaction for
     # throttling or a conflicting transaction with the same error as for a failed condition; only its reasons tell
     # them apart. "Already exists: choose another name" would send the administrator after a name nobody holds.
-    cancels = TransactionCancelled(*reasons)
     session = boto3.Session(region_name=REGION)
-    session.events.register_first("before-call.dynamodb.TransactWriteItems", cancels)
+    cancelled = AwsRefusals(session).answer("dynamodb.TransactWriteItems", transaction_cancelled(*reasons))
     monkeypatch.setattr(runtime, "_services", build_services(session=session))
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
     event = admin_event("POST", "/connections", {"name": "Fresh Books", "client_id": "ABfreshclient0123456789"})
@@ -403,4 +366,4 @@ def test_a_create_dynamodb_cancels_for_throttling_is_told_to_try_again_not_that_
     error = json.loads(answer["body"])["error"]
     assert answer["statusCode"] == 503 and error["code"] == "vault_unavailable", (answer["statusCode"], error)
     assert "try again" in error["message"] and "already exists" not in error["message"], error
-    assert cancels.calls >= 1 and runtime.services().store.find_by_name("Fresh Books") is None
+    assert cancelled.refused >= 1 and runtime.services().store.find_by_name("Fresh Books") is None
