@@ -246,7 +246,8 @@ def test_a_consent_whose_tokens_aws_refuses_to_store_says_so_not_that_intuit_did
     session = boto3.Session(region_name=REGION)
     throttled = AwsRefusals(session).refuse("secrets-manager.PutSecretValue", "ThrottlingException", "Rate exceeded")
     # The vault's write deadline passes on a clock its pauses advance, not in real seconds.
-    monkeypatch.setattr(runtime, "_services", build_services(session=session, clock=FakeClock(time.time())))
+    clock = FakeClock(time.time())
+    monkeypatch.setattr(runtime, "_services", build_services(session=session, clock=clock))
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.0)
 
     answer = invoke(_Route(lambda: stack.callback(*callback)), {})
@@ -262,6 +263,13 @@ def test_a_consent_whose_tokens_aws_refuses_to_store_says_so_not_that_intuit_did
     # What the page says is so: no token in the vault, the connection not connected.
     assert runtime.services().vault.read(CONNECTION_ID).token_set is None
     assert runtime.services().store.get(CONNECTION_ID).status.value == "not_connected"
+
+    # And what it tells the person to do works: Secrets Manager takes writes again, a minute later a fresh link.
+    throttled.stop()
+    clock.advance(60)
+    retried = stack.connect()
+    assert retried["statusCode"] == 200 and "Connected" in retried["body"], retried["body"]
+    assert runtime.services().store.get(CONNECTION_ID).status.value == "connected"
 
 
 def saved_as_connected(body: dict[str, Any]) -> bool:
