@@ -18,6 +18,7 @@ from qbo_connect.errors import (
     NotConnected,
     OutcomeUnknown,
     Throttled,
+    VaultUnavailable,
 )
 from qbo_connect.refresh_runs import RefreshRuns
 
@@ -266,6 +267,23 @@ def test_a_crash_between_the_vault_write_and_the_metadata_is_reconciled_without_
     assert reconciled.secret_generation == world.vault.read(connection.connection_id).generation
     assert reconciled.lease_owner is None
     assert not world.identity.grant_revoked(REALM)
+
+
+def test_a_rotation_neither_the_vault_nor_the_key_takes_keeps_the_refresh_lease_until_it_runs_out(world):
+    # Intuit rotated the refresh token and the new one exists only in this process: giving the lease back would
+    # clear the in-flight mark, and the next refresher would send the consumed token (strict rotation: revoked).
+    connection = world.connected()
+    _due(world)
+    world.vault.fail_next_writes(1, VaultUnavailable("Secrets Manager refused the write (ThrottlingException)"))
+    world.sealer.fail_next(1, RuntimeError("KMS is down too"))
+
+    with pytest.raises(VaultUnavailable):
+        world.lifecycle.refresh(connection.connection_id)
+
+    kept = world.connection(connection.connection_id)
+    assert kept.lease_owner is not None and kept.refresh_in_flight_until is not None
+    assert world.lifecycle.refresh(connection.connection_id).outcome is RefreshOutcome.BUSY
+    assert world.identity.refresh_calls == 1
 
 
 def test_a_holder_whose_lease_expired_mid_call_is_not_joined_by_a_second_sender(world):

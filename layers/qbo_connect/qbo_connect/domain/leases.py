@@ -40,7 +40,9 @@ class HeldLease:
     secret: ConnectionSecret | None
     expires_at: float
     released: bool = False  # given back already (with the last commit, or with the deleted connection)
-    # Set when a rotation could be neither written nor sealed: the lease must run out rather than be
+    # Taken by a refresh (fence=True): its lease write marked a refresh call in flight.
+    fenced: bool = False
+    # Set when a refresh's rotation could be neither written nor sealed: the lease must run out rather than be
     # given back, so its in-flight mark keeps everyone from sending the consumed refresh token.
     keep_until_expiry: bool = False
     call_started_at: float | None = None  # when the last Intuit call under this lease was sent
@@ -83,7 +85,7 @@ class Leases:
         """
         owner = f"lease-{uuid.uuid4().hex}"
         connection = self._acquire(connection_id, owner, wait_seconds, fence=fence)
-        held = HeldLease(owner, connection, secret=None, expires_at=connection.lease_expires_at or 0.0)
+        held = HeldLease(owner, connection, secret=None, expires_at=connection.lease_expires_at or 0.0, fenced=fence)
         try:
             if read_secret:
                 self.load_secret(held)
@@ -124,14 +126,16 @@ class Leases:
         `release` gives the lease back in the same conditional write as the metadata: one call fewer.
         `renamed_from`: the connection's name changes (from that one) in the same write, or nothing does.
         If the vault refuses the secret until its deadline, the secret is sealed onto the metadata
-        instead (same conditional write); if even that fails, the lease is kept until it expires.
+        instead (same conditional write); if even that fails, a refresh's lease is kept until it expires.
+        Any other holder's (a consent, an administrator's change) is given back: it marked nothing in flight,
+        the vault still holds what it held, and whoever is told to try again must not wait out the lease.
         """
         if secret is not None:
             connection = replace(connection, secret_generation=secret.generation, pending_rotation=None)
             try:
                 self._vault.write(secret)
             except VaultUnavailable:
-                held.keep_until_expiry = True  # until the sealed copy is saved
+                held.keep_until_expiry = held.fenced  # until the sealed copy is saved
                 connection = self._sealed(connection, secret)
             held.secret = secret
         held.connection = self._store.save(
