@@ -7,10 +7,10 @@ import dataclasses
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
 from fakes import FORCED_REFRESH_AGE
 from qbo_connect.adapters.dynamodb_store import REFRESH_DUE_INDEX
 from qbo_connect.domain.administration import NewConnection
+from qbo_local.faults import AwsRefusals
 from refresh_support import (
     ACCESS_TOKEN_SECONDS,
     REGION,
@@ -86,7 +86,7 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     }
 
 
-def test_the_sweep_fans_out_over_sqs_and_a_batch_refreshes_each_connection(make_stack) -> None:
+def test_the_sweep_fans_out_over_sqs_and_a_batch_refreshes_each_connection(make_stack, monkeypatch) -> None:
     clock = manual_clock()
     stack: Stack = make_stack(clock)
     sqs = new_session().client("sqs")
@@ -109,15 +109,20 @@ def test_the_sweep_fans_out_over_sqs_and_a_batch_refreshes_each_connection(make_
     duplicate = {**by_connection[first], "MessageId": "duplicate-1"}
     event = sqs_event([*received, duplicate, malformed], queue_arn)
     session = new_session()
+    # DynamoDB failing every write of one connection's item (500, retried by botocore, then raised).
+    down = AwsRefusals(session).refuse(
+        "dynamodb.UpdateItem",
+        "com.amazonaws.dynamodb.v20120810#InternalServerError",
+        "Internal server error",
+        when=lambda body: f"connection#{failing}" in json.dumps(body),
+    )
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda _self, _context: 0.0)
 
-    def dynamodb_down_for_one(params: dict[str, Any], **_: Any) -> None:
-        if f"connection#{failing}" in repr(params):
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "UpdateItem")
+    response = stack.services(session=session).refresh_runs.handle(event, None)
 
-    with botocore_hook(session, "provide-client-params.dynamodb.UpdateItem", dynamodb_down_for_one):
-        response = stack.services(session=session).refresh_runs.handle(event, None)
-
-    # Only the unexpected error is retried by SQS; the malformed message is dropped, the duplicate is a no-op.
+    # Only the unexpected error (botocore's retries spent) is retried by SQS; the malformed message is dropped,
+    # the duplicate is a no-op.
+    assert down.refused > 1
     assert response == {"batchItemFailures": [{"itemIdentifier": by_connection[failing]["MessageId"]}]}
     assert stack.refresh_calls() == 2
     for connection_id in (first, second):
