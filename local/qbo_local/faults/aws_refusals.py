@@ -137,18 +137,10 @@ class AwsRefusals:
         self._refusals.append(refusal)
         return refusal
 
-    def lose_answers(
-        self,
-        operation: str,
-        code: str,
-        message: str,
-        *,
-        status: int | None = None,
-        times: int | None = None,
-        when: Callable[[dict[str, Any]], bool] = always,
-    ) -> Refusal:
-        """AWS acts on the request, and the caller gets `code` instead of its answer (a 500, a reset after sending)."""
-        refusal = Refusal(operation, error(code, message, status), times, when, acts_first=True)
+    def lose_answers(self, operation: str, code: str, message: str, *, times: int | None = 1) -> Refusal:
+        """AWS acts on the first `times` requests, and the caller gets `code` instead of the answer (a 500 after
+        the write landed): botocore retries it as any other. Acts through moto's in-process stub (not its server)."""
+        refusal = Refusal(operation, error(code, message), times, acts_first=True)
         self._refusals.append(refusal)
         return refusal
 
