@@ -1,0 +1,176 @@
+"""Lambda stops an invocation at its timeout (template.yaml) with no cleanup: whatever is still running is cut
+where it stands. The functions budget what they start against what their invocation has left; these tests
+hold each budget to what AWS does when it throttles: botocore (standard mode, runtime._aws_config's clients)
+retries a throttled call with backoff, rand(0, 1) x 1, 2, 4, 8, 16 s for `max_attempts: 5` (which botocore
+counts as retries: six attempts), so one call can outlast a reserve of a few seconds many times over.
+
+Time is fake and nothing sleeps: the invocation's clock drives its Lambda context's remaining time, botocore's
+backoff sleeps on it (its own delays, its jitter pinned), and Lambda stopping the invocation is LambdaTimedOut,
+raised the moment the clock passes the timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import botocore.endpoint
+import pytest
+import responses
+from botocore.retries.standard import ExponentialBackoff
+from fakes import FakeClock
+from qbo_connect import intuit, runtime
+from qbo_connect.runtime import build_services
+from qbo_local.template import function_properties, load_template
+from test_admin_refresh_deadline import LambdaTimedOut
+from test_alarms_fire import connected_and_due, intuit_answers_token_requests_with, refresh
+from test_handlers import CONNECTION_ID, REGION, ROOT, LambdaContext, refresh_function, stack
+from test_invocation_aws_faults import AwsRefuses
+
+__all__ = ["stack"]  # the fixture
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
+DYNAMODB_JSON = "application/x-amz-json-1.0"
+THROUGHPUT_EXCEEDED = "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
+BOTOCORE_MEAN_JITTER = 0.5  # rand(0, 1) at its mean
+DAY = 86_400.0
+TEMPLATE = load_template(ROOT / "template.yaml")
+
+
+class Invocation(FakeClock):
+    """One invocation's time: Lambda stops it once the clock passes `ends_at`."""
+
+    def __init__(self, start: float, seconds: float) -> None:
+        super().__init__(start)
+        self.ends_at = start + seconds
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        self._stop_at_the_timeout()
+
+    def advance(self, seconds: float) -> None:
+        super().advance(seconds)
+        self._stop_at_the_timeout()
+
+    def _stop_at_the_timeout(self) -> None:
+        if self.now() > self.ends_at:
+            raise LambdaTimedOut(f"Task timed out ({self.now() - self.ends_at:.1f} s past the invocation's end)")
+
+
+class InvocationContext(LambdaContext):
+    """The Lambda context of that invocation: its remaining time is what the clock leaves."""
+
+    def __init__(self, clock: Invocation) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._clock.ends_at - self._clock.now()) * 1000))
+
+
+def botocore_backoff_on(clock: Invocation, monkeypatch, *, jitter: float) -> None:
+    """botocore's own retry delays, its rand(0, 1) pinned to `jitter`, slept on `clock` instead of waited."""
+    delay_amount = ExponentialBackoff.delay_amount
+
+    def pinned(backoff: ExponentialBackoff, context: Any) -> float:
+        backoff._random = lambda: jitter
+        return delay_amount(backoff, context)
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", pinned)
+    monkeypatch.setattr(botocore.endpoint, "time", SimpleNamespace(sleep=clock.sleep))
+
+
+class ThroughputExceeded(AwsRefuses):
+    """DynamoDB refusing a read for throughput, every time or the first `times`; then moto answers it."""
+
+    def __init__(self, times: int | None = None) -> None:
+        super().__init__(
+            400, THROUGHPUT_EXCEEDED, "The level of configured provisioned throughput was exceeded.", DYNAMODB_JSON
+        )
+        self.times = times
+
+    def __call__(self, request, **kwargs):
+        if self.times is not None and self.calls >= self.times:
+            return None
+        return super().__call__(request, **kwargs)
+
+
+def on_invocation(monkeypatch, clock: Invocation, session: boto3.Session | None = None) -> None:
+    monkeypatch.setattr(runtime, "_services", build_services(session=session, clock=clock))
+
+
+def sweep(clock: Invocation) -> dict[str, Any]:
+    event = {"action": "sweep", "scheduled_time": "2026-12-07T01:05:00Z"}
+    return refresh_function.handler(event, InvocationContext(clock))
+
+
+# --- the sweep's look at grants nobody refreshes ------------------------------------------------------------------
+
+
+@pytest.fixture
+def grant_nobody_refreshes(stack):
+    """Connected with 20 days left of the refresh token's life, then the app's client secret was regenerated at
+    Intuit: the refresh is refused (invalid_client) and nothing refreshes the connection; the sweep looks at it."""
+    token_endpoint = stack.token_endpoint
+
+    def twenty_days_left(http_request):
+        status, headers, body = token_endpoint(http_request)
+        return status, headers, json.dumps({**json.loads(body), "x_refresh_token_expires_in": 20 * DAY})
+
+    stack.http.remove(responses.POST, intuit.TOKEN_URL)
+    stack.http.add_callback(responses.POST, intuit.TOKEN_URL, callback=twenty_days_left)
+    connected_and_due(stack)
+    intuit_answers_token_requests_with(stack, 401, {"error": "invalid_client"})
+    assert refresh()["outcome"] == "invalid_client"
+    return stack
+
+
+def test_a_sweep_whose_look_at_a_grant_nobody_refreshes_meets_a_throttled_read_still_ends_before_its_timeout(
+    grant_nobody_refreshes, monkeypatch
+):
+    """The sweep reaches the grants nobody refreshes (invalid_client) last, with 7.2 s of its invocation left (its
+    fan-out, or the looks before under the same throttling, took the rest); it starts a look while 5 s + 2 s to
+    answer are left. DynamoDB throttles the look's GetItem (ProvisionedThroughputExceededException) and botocore
+    retries it five times, 15.5 s of backoff at its mean jitter (31 s at most): Lambda stops the sweep. What an operator sees: the
+    sweep failed (RefreshFunctionErrorsAlarm), Lambda runs it twice more and then parks it in the sweep dead-letter
+    queue ("Refresh sweeps did not run", SweepDeadLetterQueueAlarm), and its ConnectionsDue datapoint, which
+    RefreshScheduleSilentAlarm counts, is never flushed (Lambda stops the process: no `finally` runs)."""
+    clock = Invocation(time.time(), seconds=7.2)
+    session = boto3.Session(region_name=REGION)
+    throttled = ThroughputExceeded()
+    session.events.register_first("before-send.dynamodb.GetItem", throttled)
+    on_invocation(monkeypatch, clock, session)
+    botocore_backoff_on(clock, monkeypatch, jitter=BOTOCORE_MEAN_JITTER)
+
+    try:
+        answer = sweep(clock)
+    except LambdaTimedOut as stopped:
+        pytest.fail(f"Lambda stopped the sweep: {stopped}")
+
+    assert "due" in answer, answer
+
+
+def test_a_sweep_with_time_left_warns_a_grant_nobody_refreshes_while_dynamodb_throttles_it_for_a_while(
+    grant_nobody_refreshes, monkeypatch
+):
+    """The same throttling for the look's first reads (botocore rides it out): a sweep with its whole invocation
+    ahead of it still warns that the grant ends within 30 days (Reauthorization Due, marked sent)."""
+    clock = Invocation(time.time(), seconds=timeout_of("RefreshFunction"))
+    session = boto3.Session(region_name=REGION)
+    throttled = ThroughputExceeded(times=3)
+    session.events.register_first("before-send.dynamodb.GetItem", throttled)
+    on_invocation(monkeypatch, clock, session)
+    botocore_backoff_on(clock, monkeypatch, jitter=BOTOCORE_MEAN_JITTER)
+
+    sweep(clock)
+
+    assert throttled.calls == 3
+    assert "30d" in runtime.services().store.get(CONNECTION_ID).expiry_warnings_sent
+
+
+def timeout_of(function: str) -> float:
+    return float(function_properties(TEMPLATE, function)["Timeout"])
