@@ -11,7 +11,9 @@ raised the moment the clock passes the timeout.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -27,8 +29,9 @@ from qbo_connect.runtime import build_services
 from qbo_local.template import function_properties, load_template
 from test_admin_refresh_deadline import LambdaTimedOut
 from test_alarms_fire import connected_and_due, intuit_answers_token_requests_with, refresh
-from test_handlers import CONNECTION_ID, REGION, ROOT, LambdaContext, refresh_function, stack
-from test_invocation_aws_faults import AwsRefuses
+from test_handlers import CONNECTION_ID, REALM, REGION, ROOT, LambdaContext, refresh_function, stack
+from test_invocation_aws_faults import SECRETS_MANAGER_JSON, AwsRefuses
+from test_workflow_refresh_deadline import example_workflow
 
 __all__ = ["stack"]  # the fixture
 
@@ -174,3 +177,72 @@ def test_a_sweep_with_time_left_warns_a_grant_nobody_refreshes_while_dynamodb_th
 
 def timeout_of(function: str) -> float:
     return float(function_properties(TEMPLATE, function)["Timeout"])
+
+
+# --- persisting a refresh answer ---------------------------------------------------------------------------------
+
+HOUR = 3600.0
+# Nowhere moto serves: a request sent here after AWS's refusal is not acted on (moto acts on every before-send).
+NOT_ACTED_ON = "https://refused-before-acting.invalid/"
+
+
+class RefusedBeforeActing(AwsRefuses):
+    """AWS refusing a write before acting on it (throttling): the refusal is the answer and nothing is written.
+    botocore emits before-send to every handler, moto's too: the request is sent on to where moto serves nothing."""
+
+    def __call__(self, request, **kwargs):
+        answer = super().__call__(request, **kwargs)
+        request.url = NOT_ACTED_ON
+        return answer
+
+
+def newest_grant_is_kept(stack) -> bool:
+    """Intuit's newest refresh token is where the next refresh takes it from: the vault, or sealed onto the
+    connection item while the vault refused it. Compared, never printed."""
+    services = runtime.services()
+    secret = services.leases.current_secret(services.store.get(CONNECTION_ID))
+    newest = stack.token_endpoint.issued[-1]["refresh_token"]
+    return secret is not None and secret.token_set is not None and secret.token_set.refresh_token == newest
+
+
+@pytest.mark.parametrize("jitter", [0.5, 0.75, 0.95, 1.0])
+def test_a_workflow_refresh_persisted_while_secrets_manager_throttles_is_kept_whatever_botocores_backoff(
+    stack, monkeypatch, jitter
+):
+    """A workflow Lambda (examples/list_customers) asks for a token with 70 s of its invocation left; the
+    stored one expired an hour ago. The refresh goes out with what the invocation leaves after persisting's 40 s
+    (the vault write's 30 s deadline and 10 s for the metadata) and 2 s to answer: 28 s. Intuit rotates and answers
+    after 27.5 s. Secrets Manager throttles every PutSecretValue (a burst of writes in the region, 50 a second
+    shared): the vault retries until its deadline, then seals the token set onto the connection item instead.
+    But each vault attempt is itself retried by botocore, five times, rand(0, 1) x 1, 2, 4, 8, 16 s: an attempt
+    started before the deadline runs up to 31 s past it. Lambda stops the invocation before the seal: the rotated
+    refresh token is nowhere, the next refresh sends the spent one, and the company must reconnect."""
+    key = stack.aws.client("kms").create_key(Description="rotation key")["KeyMetadata"]["Arn"]
+    monkeypatch.setenv("QBO_ROTATION_KEY_ID", key)
+    stack.create_connection()
+    stack.connect()
+    stack.http.get(
+        re.compile(re.escape(f"{intuit.SANDBOX_API_BASE_URL}/v3/company/{REALM}/query") + r".*"),
+        json={"QueryResponse": {"Customer": [{"Id": "1", "DisplayName": "Amy's Bird Sanctuary"}]}},
+    )
+    clock = Invocation(time.time() + 2 * HOUR, seconds=70)
+    session = boto3.Session(region_name=REGION)
+    throttled = RefusedBeforeActing(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON)
+    session.events.register_first("before-send.secrets-manager.PutSecretValue", throttled)
+    on_invocation(monkeypatch, clock, session)
+    botocore_backoff_on(clock, monkeypatch, jitter=jitter)
+
+    def slow_token_endpoint(request):
+        answer = stack.token_endpoint(request)  # Intuit has processed the call: the old refresh token is spent
+        clock.advance(27.5)
+        return answer
+
+    stack.http.remove(responses.POST, intuit.TOKEN_URL)
+    stack.http.add_callback(responses.POST, intuit.TOKEN_URL, callback=slow_token_endpoint)
+
+    with contextlib.suppress(LambdaTimedOut):  # what the stopped invocation left behind is asserted below
+        example_workflow.handler({"connection_id": CONNECTION_ID}, InvocationContext(clock))
+
+    assert throttled.calls > 0 and len(stack.token_endpoint.issued) == 2  # the consent's grant, then the refresh
+    kept = newest_grant_is_kept(stack)  # a bool: pytest would print the stack's values
+    assert kept, "Lambda stopped the workflow after Intuit rotated and before the rotation was stored or sealed"
