@@ -108,7 +108,8 @@ def run_floor(spec: dict, fd: int) -> None:
 
         http = requests.Session()
         http.headers.clear()  # the recorded headers are all requests sent: not its defaults on top of them
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+    # The functions' client configuration (runtime._aws_config), copied: the floor does not import the service.
+    config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=20)
     clients = {service: boto3.client(service, config=config) for service in spec["services"]}
     _report(fd, "imported")
     answers_after = list(spec["answers_after"])

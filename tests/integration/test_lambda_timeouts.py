@@ -26,6 +26,7 @@ from botocore.retries.standard import ExponentialBackoff
 from fakes import FakeClock
 from qbo_connect import intuit, runtime
 from qbo_connect.runtime import build_services
+from qbo_connect.settings import AWS_ATTEMPTS
 from qbo_local.template import function_properties, load_template
 from test_admin_refresh_deadline import LambdaTimedOut
 from test_alarms_fire import connected_and_due, intuit_answers_token_requests_with, refresh
@@ -164,14 +165,14 @@ def test_a_sweep_with_time_left_warns_a_grant_nobody_refreshes_while_dynamodb_th
     ahead of it still warns that the grant ends within 30 days (Reauthorization Due, marked sent)."""
     clock = Invocation(time.time(), seconds=timeout_of("RefreshFunction"))
     session = boto3.Session(region_name=REGION)
-    throttled = ThroughputExceeded(times=3)
+    throttled = ThroughputExceeded(times=AWS_ATTEMPTS - 1)
     session.events.register_first("before-send.dynamodb.GetItem", throttled)
     on_invocation(monkeypatch, clock, session)
     botocore_backoff_on(clock, monkeypatch, jitter=BOTOCORE_MEAN_JITTER)
 
     sweep(clock)
 
-    assert throttled.calls == 3
+    assert throttled.calls == AWS_ATTEMPTS - 1
     assert "30d" in runtime.services().store.get(CONNECTION_ID).expiry_warnings_sent
 
 

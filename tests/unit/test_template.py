@@ -17,7 +17,7 @@ from qbo_connect.adapters.dynamodb_store import TABLE_SCHEMA
 from qbo_connect.domain.app_company_leases import WAIT_SECONDS as APP_COMPANY_WAIT_SECONDS
 from qbo_connect.domain.authorization import CONNECTION_LEASE_WAIT_SECONDS
 from qbo_connect.invocation import ANSWER_SECONDS
-from qbo_connect.settings import METADATA_WRITE_SECONDS, Settings
+from qbo_connect.settings import AFTER_VAULT_DEADLINE_SECONDS, Settings
 from qbo_local.template import Tag, function_properties, functions, http_api_authorizers, http_routes, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,7 +139,7 @@ def test_the_shared_layer_is_built_for_the_functions_runtime_and_architecture(te
 
 def test_timeouts_fit_the_worst_case_of_each_function(template):
     settings = Settings(table_name="t")
-    one_refresh = settings.refresh_call_deadline_seconds + settings.vault_write_deadline_seconds + 10
+    one_refresh = settings.refresh_call_deadline_seconds + settings.persist_seconds
     api_call = settings.connect_timeout_seconds + settings.read_timeout_seconds
     timeouts = {name: function_properties(template, name)["Timeout"] for name in FUNCTIONS}
     assert timeouts["AuthorizeFunction"] == 10  # no call to Intuit
@@ -157,21 +157,22 @@ def test_timeouts_fit_the_worst_case_of_each_function(template):
         + APP_COMPANY_WAIT_SECONDS
         + float(env["QBO_CONSENT_CALL_DEADLINE_SECONDS"])
         + float(env["QBO_VAULT_WRITE_DEADLINE_SECONDS"])
-        + METADATA_WRITE_SECONDS
+        + AFTER_VAULT_DEADLINE_SECONDS
         + 2 * lookup
         + ANSWER_SECONDS
     )
     assert steps < timeouts["CallbackFunction"] <= steps + 10, (steps, timeouts["CallbackFunction"])
     assert timeouts["ConsoleFunction"] == 5  # serves files
     # The admin API and the disconnect page answer through API Gateway too: a refresh they start must fit in
-    # 30 s, and they start one only when the call, the persisting (vault write + 10 s) and the answer fit in
+    # 30 s, and they start one only when the call, the persisting (vault write + ~10 s) and the answer fit in
     # what is left, so some time must be left over for what comes before the call.
     for name in ("AdminFunction", "AppPagesFunction"):
         env = function_properties(template, name)["Environment"]["Variables"]
         refresh_steps = float(env["QBO_REFRESH_CALL_DEADLINE_SECONDS"]) + float(env["QBO_VAULT_WRITE_DEADLINE_SECONDS"])
-        assert function_properties(template, name)["Timeout"] == 30 and refresh_steps + 10 + ANSWER_SECONDS + 1 < 30, (
-            name
-        )
+        assert (
+            function_properties(template, name)["Timeout"] == 30
+            and refresh_steps + AFTER_VAULT_DEADLINE_SECONDS + ANSWER_SECONDS + 1 < 30
+        ), name
 
 
 # --- the public API -------------------------------------------------------------------------------

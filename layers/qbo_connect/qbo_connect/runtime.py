@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from qbo_connect.settings import Settings
+from qbo_connect.settings import AWS_ATTEMPTS, Settings
 
 if TYPE_CHECKING:
     import boto3
@@ -49,11 +49,12 @@ if TYPE_CHECKING:
 def _aws_config(connections: int = 10):
     from botocore.config import Config
 
-    # Standard mode retries throttling and transient errors with backoff, a bounded number of times.
-    # A pool as large as the threads that share a client (a refresh batch's), so none opens and drops
-    # connections of its own (botocore keeps 10).
+    # Standard mode retries throttling and transient errors with backoff, a bounded number of times: few enough
+    # that a throttled call fits the time budgets (settings.AWS_ATTEMPTS; botocore's `max_attempts` would count
+    # retries only). A pool as large as the threads that share a client (a refresh batch's), so none opens and
+    # drops connections of its own (botocore keeps 10).
     return Config(
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "total_max_attempts": AWS_ATTEMPTS},
         connect_timeout=5,
         read_timeout=20,
         max_pool_connections=max(10, connections),

@@ -18,8 +18,15 @@ from qbo_connect.domain.metering import Allowances
 # The template's AdminGroupName default (tests/unit/test_template.py keeps the two equal).
 DEFAULT_ADMIN_GROUP = "qbo-connect-admins"
 WEBHOOK_DEDUP_SECONDS = 15 * 86400
-# A connection item's conditional write after the vault's, with botocore's retries: part of persisting an answer.
-METADATA_WRITE_SECONDS = 10.0
+# Every AWS client's attempts at a call, the first included (runtime._aws_config: botocore's standard mode, and its
+# own default). The time budgets count on it: more attempts outlast them while AWS throttles.
+AWS_ATTEMPTS = 3
+# The longest one AWS call takes while AWS throttles every attempt: botocore backs off rand(0, 1) x 1, 2, ... s
+# before each retry (throttling's scale), and each refusal takes a moment to come back.
+AWS_THROTTLED_CALL_SECONDS = sum(2.0**retry for retry in range(AWS_ATTEMPTS - 1)) + AWS_ATTEMPTS * 0.1
+# What persisting an answer may take after the vault write's deadline: the vault's last attempt, sealing the token
+# set (KMS) when the vault refused it, and the connection item's conditional write, each throttled.
+AFTER_VAULT_DEADLINE_SECONDS = 3 * AWS_THROTTLED_CALL_SECONDS
 
 
 class SettingsError(ValueError):
@@ -113,8 +120,8 @@ class Settings:
 
     @property
     def persist_seconds(self) -> float:
-        """What persisting Intuit's answer may take: the vault write's deadline, then the metadata's write."""
-        return self.vault_write_deadline_seconds + METADATA_WRITE_SECONDS
+        """What persisting Intuit's answer may take: the vault write's deadline, and what may follow it."""
+        return self.vault_write_deadline_seconds + AFTER_VAULT_DEADLINE_SECONDS
 
     def __post_init__(self) -> None:
         if self.on_demand_keepalive_seconds > MAX_KEEPALIVE_SECONDS:

@@ -45,6 +45,7 @@ from qbo_connect.ports import (
     RefreshQueue,
     TokenVault,
 )
+from qbo_connect.settings import AWS_THROTTLED_CALL_SECONDS
 
 
 class RefreshOutcome(StrEnum):
@@ -622,9 +623,11 @@ def announces_failure_streak(in_a_row: int, *, escalation: int) -> bool:
 # Two refreshers compute the same end a few seconds apart (their clocks, Intuit's whole seconds): only a
 # move further than this is the grant's end moving.
 END_MOVED_SECONDS = 3600
-# What one look at a grant nobody refreshes may take (a read, at most a lease and a write): none starts closer
-# than this to the invocation's end.
-UNREFRESHED_LOOK_SECONDS = 5.0
+# What one look at a grant nobody refreshes may take: its read, then, when a mark is crossed, the lease, the write
+# that marks it and gives the lease back, and the event (recorded, published, marked published), each call
+# throttled. None starts closer than this to the invocation's end: Lambda would stop the sweep mid-look (a failed
+# sweep, run again, then parked as "did not run"; a lease left to expire, a warning marked sent and never sent).
+UNREFRESHED_LOOK_SECONDS = 6 * AWS_THROTTLED_CALL_SECONDS
 
 
 @dataclass(frozen=True)
