@@ -15,6 +15,7 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,9 +26,11 @@ import responses
 from botocore.retries.standard import ExponentialBackoff
 from fakes import FakeClock
 from qbo_connect import intuit, runtime
+from qbo_connect.domain.connection import ConnectionStatus
 from qbo_connect.runtime import build_services
 from qbo_connect.settings import AWS_ATTEMPTS
 from qbo_local.template import function_properties, load_template
+from test_admin_api import admin_event, admin_function
 from test_admin_refresh_deadline import LambdaTimedOut
 from test_alarms_fire import connected_and_due, intuit_answers_token_requests_with, refresh
 from test_handlers import CONNECTION_ID, REALM, REGION, ROOT, LambdaContext, refresh_function, stack
@@ -51,16 +54,25 @@ class Invocation(FakeClock):
     def __init__(self, start: float, seconds: float) -> None:
         super().__init__(start)
         self.ends_at = start + seconds
+        self._planned: list[tuple[float, Callable[[], object]]] = []
+
+    def at(self, seconds_from_now: float, happening: Callable[[], object]) -> None:
+        """Something another process does meanwhile, once the clock gets there."""
+        self._planned.append((self.now() + seconds_from_now, happening))
 
     def sleep(self, seconds: float) -> None:
         super().sleep(seconds)
-        self._stop_at_the_timeout()
+        self._time_passed()
 
     def advance(self, seconds: float) -> None:
         super().advance(seconds)
-        self._stop_at_the_timeout()
+        self._time_passed()
 
-    def _stop_at_the_timeout(self) -> None:
+    def _time_passed(self) -> None:
+        due = [planned for planned in self._planned if planned[0] <= self.now()]
+        for planned in due:
+            self._planned.remove(planned)
+            planned[1]()
         if self.now() > self.ends_at:
             raise LambdaTimedOut(f"Task timed out ({self.now() - self.ends_at:.1f} s past the invocation's end)")
 
@@ -247,3 +259,93 @@ def test_a_workflow_refresh_persisted_while_secrets_manager_throttles_is_kept_wh
     assert throttled.calls > 0 and len(stack.token_endpoint.issued) == 2  # the consent's grant, then the refresh
     kept = newest_grant_is_kept(stack)  # a bool: pytest would print the stack's values
     assert kept, "Lambda stopped the workflow after Intuit rotated and before the rotation was stored or sealed"
+
+
+# --- revoking at Intuit from the admin API ---------------------------------------------------------------------
+
+OTHER_HOLDER = "lease-refresh-function-instance"
+
+
+def on_function_deadlines(monkeypatch, function: str) -> None:
+    """The deadlines template.yaml gives `function` (its QBO_*_SECONDS variables), as its own Lambda has them."""
+    for name, value in function_properties(TEMPLATE, function)["Environment"]["Variables"].items():
+        if name.startswith("QBO_") and name.endswith("_SECONDS") and isinstance(value, str):
+            monkeypatch.setenv(name, value)
+
+
+def lease_held_by_another_for(clock: Invocation, seconds: float) -> None:
+    """A refresh elsewhere (Intuit slow to answer it) holds the connection's lease, and gives it back in `seconds`."""
+    services = runtime.services()
+    now = clock.now()
+    services.store.acquire_lease(
+        CONNECTION_ID,
+        owner=OTHER_HOLDER,
+        now=now,
+        seconds=services.settings.lease_seconds,
+        skew_seconds=services.settings.clock_skew_seconds,
+        fence_until=now + services.settings.lease_seconds + intuit.REQUEST_TIME_LIMIT_SECONDS,
+    )
+    clock.at(seconds, lambda: services.store.release_lease(CONNECTION_ID, owner=OTHER_HOLDER))
+
+
+@pytest.fixture
+def console_reset(stack, monkeypatch):
+    """A connected connection; the admin function's deadlines and timeout on fake time; Intuit's revocation endpoint
+    acts on a revocation at once and answers it `answer_after` seconds later. Returns (clock, revocations, reset)."""
+    stack.create_connection()
+    stack.connect()
+    on_function_deadlines(monkeypatch, "AdminFunction")
+    clock = Invocation(time.time(), seconds=timeout_of("AdminFunction"))
+    on_invocation(monkeypatch, clock)
+    revocations: list[float] = []
+
+    def revocation_endpoint(request, answer_after: float = 9.0):
+        revocations.append(clock.now())  # Intuit has acted on it: the app's access to the company is gone
+        clock.advance(answer_after)
+        return 200, {}, ""
+
+    stack.http.add_callback(responses.POST, intuit.REVOCATION_URL, callback=revocation_endpoint)
+
+    def reset() -> dict[str, Any] | None:
+        event = admin_event("POST", f"/connections/{CONNECTION_ID}/reset", {})
+        try:
+            return admin_function.handler(event, InvocationContext(clock))
+        except LambdaTimedOut:
+            return None
+
+    return clock, revocations, reset
+
+
+def test_a_console_reset_that_waited_for_the_lease_never_revokes_a_grant_it_cannot_then_clear(console_reset):
+    """An administrator resets a connection from the console while a refresh elsewhere holds its lease (Intuit is
+    slow today) and gives it back 22 s later. The admin API (30 s in Lambda) waits for it, takes it, and revokes at
+    Intuit; Intuit acts on the revocation and answers 9 s later, after Lambda stopped the invocation. The grant is
+    gone at Intuit, but the reset was never stored: the connection still shows Connected with its tokens, the next
+    refresh finds it revoked and raises Needs Reauthorization (and its alarm), and the console showed API Gateway's
+    bare 503. The reset must instead say busy, try again, with nothing revoked."""
+    clock, revocations, reset = console_reset
+    lease_held_by_another_for(clock, 22)
+
+    answer = reset()
+
+    status = runtime.services().store.get(CONNECTION_ID).status
+    assert not revocations or status is ConnectionStatus.NOT_CONNECTED, (
+        f"Intuit revoked the grant and the reset was never stored: the connection still shows {status.value}"
+    )
+    assert answer is not None and answer["statusCode"] == 409, answer
+    assert "try again" in json.loads(answer["body"])["error"]["message"]
+
+
+def test_a_console_reset_with_its_invocation_ahead_revokes_and_clears_within_the_admin_functions_timeout(
+    console_reset,
+):
+    """The same reset with nobody holding the lease: revoked at Intuit (answered after 9 s) and cleared, within the
+    admin function's own deadlines and timeout (template.yaml)."""
+    _, revocations, reset = console_reset
+
+    answer = reset()
+
+    assert answer is not None and answer["statusCode"] == 200, answer
+    assert len(revocations) == 1
+    connection = runtime.services().store.get(CONNECTION_ID)
+    assert connection.status is ConnectionStatus.NOT_CONNECTED and connection.last_revocation == "revoked"
