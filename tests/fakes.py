@@ -838,7 +838,7 @@ class FakeWorld:
             skew_seconds=self.settings.clock_skew_seconds,
             revocation_call_seconds=self.settings.consent_call_deadline_seconds,
         )
-        self.revocations = Revocations(self.identity, self.store, self.company_leases)
+        self.revocations = Revocations(self.identity, self.store, self.company_leases, self.clock)
         self.consent = ConsentFlow(
             self.store,
             self.leases,

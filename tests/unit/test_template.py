@@ -173,6 +173,13 @@ def test_timeouts_fit_the_worst_case_of_each_function(template):
             function_properties(template, name)["Timeout"] == 30
             and refresh_steps + AFTER_VAULT_DEADLINE_SECONDS + ANSWER_SECONDS + 1 < 30
         ), name
+    # A reset or delete from the console revokes at Intuit only while the revocation and storing its outcome fit in
+    # what is left, so they must fit with time to spare for the reads and the lease before them.
+    admin = function_properties(template, "AdminFunction")["Environment"]["Variables"]
+    revocation_steps = float(admin["QBO_CONSENT_CALL_DEADLINE_SECONDS"]) + float(
+        admin["QBO_VAULT_WRITE_DEADLINE_SECONDS"]
+    )
+    assert revocation_steps + AFTER_VAULT_DEADLINE_SECONDS + ANSWER_SECONDS + 2 < timeouts["AdminFunction"]
 
 
 # --- the public API -------------------------------------------------------------------------------

@@ -226,13 +226,15 @@ def build_app() -> APIGatewayHttpResolver:
     @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/reset")
     def reset_connection(name_or_id: str) -> Response:
         body(set())
-        saved = services().admin.reset(ref(name_or_id), actor=actor())
+        saved = services().admin.reset(ref(name_or_id), actor=actor(), not_after=invocation_end(app.lambda_context))
         return _json(200, services().admin.show(saved.connection_id))
 
     @app.delete(f"{ADMIN_PREFIX}/connections/<name_or_id>")
     def delete_connection(name_or_id: str) -> Response:
         connection = services().admin.find(ref(name_or_id))
-        revocation = services().admin.delete(connection.connection_id, actor=actor())
+        revocation = services().admin.delete(
+            connection.connection_id, actor=actor(), not_after=invocation_end(app.lambda_context)
+        )
         return _json(200, {"connection_id": connection.connection_id, "deleted": True, "revocation": revocation})
 
     @app.post(f"{ADMIN_PREFIX}/connections/<name_or_id>/test")

@@ -224,7 +224,7 @@ class Services:
             # What the Intuit client gives a revocation call (adapters/intuit_oauth.py).
             revocation_call_seconds=self.settings.consent_call_deadline_seconds,
         )
-        return Revocations(self.identity, self.store, leases)
+        return Revocations(self.identity, self.store, leases, self.clock)
 
     @cached_property
     def sealer(self) -> TokenSealer | None:

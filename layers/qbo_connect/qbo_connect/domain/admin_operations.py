@@ -334,14 +334,14 @@ class AdminOperations:
             connection.connection_id, connection.name, url, int(now + lifetime), callback_url, lifetime
         )
 
-    def reset(self, name_or_id: str, *, actor: str) -> Connection:
-        saved = self._administration.reset(name_or_id)
+    def reset(self, name_or_id: str, *, actor: str, not_after: float | None = None) -> Connection:
+        saved = self._administration.reset(name_or_id, not_after=not_after)
         self._changed(saved, actor, "reset", fields=["token_set"], revocation=saved.last_revocation)
         return saved
 
-    def delete(self, name_or_id: str, *, actor: str) -> str:
+    def delete(self, name_or_id: str, *, actor: str, not_after: float | None = None) -> str:
         connection = self.find(name_or_id)
-        revocation = self._administration.delete(connection.connection_id)
+        revocation = self._administration.delete(connection.connection_id, not_after=not_after)
         self._changed(connection, actor, "deleted", fields=[], revocation=revocation)
         return revocation
 

@@ -35,6 +35,9 @@ from qbo_connect.ports import (
 )
 from qbo_connect.settings import Settings
 
+# How long a change waits for another holder of the connection's lease (a refresh) before it answers busy.
+LEASE_WAIT_SECONDS = 30.0
+
 
 @dataclass(frozen=True)
 class NewConnection:
@@ -165,7 +168,7 @@ class Administration:
     def set_client_secret(self, name_or_id: str, client_secret: str) -> Connection:
         validate_client_secret(client_secret)
         connection = self.find(name_or_id)
-        with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
+        with self._leases.hold(connection.connection_id, wait_seconds=LEASE_WAIT_SECONDS) as held:
             status_before = held.connection.status
             current = held.secret or self._empty_secret(held.connection)
             new_secret = current.next(now=self._clock.now(), client_secret=client_secret)
@@ -190,12 +193,14 @@ class Administration:
             )
         return saved
 
-    def reset(self, name_or_id: str) -> Connection:
-        """Revoke at Intuit (best effort, outcome recorded), clear the tokens, keep the client secret."""
+    def reset(self, name_or_id: str, *, not_after: float | None = None) -> Connection:
+        """Revoke at Intuit (best effort, outcome recorded), clear the tokens, keep the client secret. `not_after`:
+        when the caller must be done (a Lambda invocation's end); no revocation goes out that could not be stored."""
         connection = self.find(name_or_id)
-        with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
+        send_by = self._revocation_sent_by(not_after)
+        with self._leases.hold(connection.connection_id, wait_seconds=self._lease_wait(send_by)) as held:
             current = held.secret or self._empty_secret(held.connection)
-            with self._revoking(current, held.connection) as revocation:
+            with self._revoking(current, held.connection, send_by) as revocation:
                 now = self._clock.now()
                 new_secret = current.next(now=now, token_set=None)
                 saved = self._leases.commit(
@@ -207,19 +212,33 @@ class Administration:
         logger.info("Connection reset", extra={"connection_id": saved.connection_id, "revocation": revocation})
         return saved
 
-    def delete(self, name_or_id: str) -> str:
-        """Revoke, then remove the metadata and the secret. Returns the revocation outcome."""
+    def delete(self, name_or_id: str, *, not_after: float | None = None) -> str:
+        """Revoke, then remove the metadata and the secret. Returns the revocation outcome. `not_after`: as reset's."""
         connection = self.find(name_or_id)
-        with self._leases.hold(connection.connection_id, wait_seconds=30) as held:
-            with self._revoking(held.secret, held.connection) as revocation:
+        send_by = self._revocation_sent_by(not_after)
+        with self._leases.hold(connection.connection_id, wait_seconds=self._lease_wait(send_by)) as held:
+            with self._revoking(held.secret, held.connection, send_by) as revocation:
                 self._store.delete(held.connection, lease_owner=held.owner)
                 held.released = True
             self._vault.delete(connection.connection_id)
         logger.info("Connection deleted", extra={"connection_id": connection.connection_id, "revocation": revocation})
         return revocation
 
+    def _revocation_sent_by(self, not_after: float | None) -> float | None:
+        """The last moment a revocation may go out for its outcome to be stored by `not_after`: before the revocation
+        call's deadline and persisting."""
+        if not_after is None:
+            return None
+        return not_after - self._settings.consent_call_deadline_seconds - self._settings.persist_seconds
+
+    def _lease_wait(self, send_by: float | None) -> float:
+        """How long to wait for the connection's lease: a while, but never past the moment a revocation must go out."""
+        if send_by is None:
+            return LEASE_WAIT_SECONDS
+        return max(0.0, min(LEASE_WAIT_SECONDS, send_by - self._clock.now()))
+
     def _revoking(
-        self, secret: ConnectionSecret | None, connection: Connection
+        self, secret: ConnectionSecret | None, connection: Connection, send_by: float | None = None
     ) -> contextlib.AbstractContextManager[str]:
         """The revocation's outcome, while the caller stores it (Revocations.deciding)."""
         if secret is None or secret.token_set is None:
@@ -231,6 +250,7 @@ class Administration:
             secret.token_set.refresh_token,
             realm_id=secret.realm_id or connection.realm_id,
             connection_id=connection.connection_id,
+            send_by=send_by,
         )
 
     @staticmethod

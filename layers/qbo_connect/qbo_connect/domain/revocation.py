@@ -15,27 +15,37 @@ from contextlib import ExitStack, contextmanager
 
 from qbo_connect.domain.app_company_leases import AppCompanyLeases, HeldAppCompanyLease, LeasePurpose, holder_of
 from qbo_connect.domain.connection import Connection, ConnectionStatus
-from qbo_connect.errors import CompanyBusy, IntuitUnavailable, LeaseRanOut, QboConnectError
+from qbo_connect.errors import Busy, CompanyBusy, IntuitUnavailable, LeaseRanOut, QboConnectError
 from qbo_connect.observability import logger
-from qbo_connect.ports import AppCompany, ClientCredentials, ConnectionStore, IdentityProvider
+from qbo_connect.ports import AppCompany, ClientCredentials, Clock, ConnectionStore, IdentityProvider
 
 
 class Revocations:
-    def __init__(self, identity: IdentityProvider, store: ConnectionStore, leases: AppCompanyLeases) -> None:
+    def __init__(
+        self, identity: IdentityProvider, store: ConnectionStore, leases: AppCompanyLeases, clock: Clock
+    ) -> None:
         self._identity = identity
         self._store = store
         self.leases = leases
+        self._clock = clock
 
     @contextmanager
     def deciding(
-        self, credentials: ClientCredentials, token: str, *, realm_id: str | None, connection_id: str
+        self,
+        credentials: ClientCredentials,
+        token: str,
+        *,
+        realm_id: str | None,
+        connection_id: str,
+        send_by: float | None = None,
     ) -> Iterator[str]:
         """Revoke `token` at Intuit unless that would disconnect another connection; yields the outcome in words (a
         connection's `last_revocation`, the CLI's and the pages' "Revocation at Intuit"). Until the block ends, in
         which the caller stores what it did, no other connection of the app stores a grant on the company or
-        decides to revoke."""
+        decides to revoke. `send_by`: the last moment the revocation may go out for the caller to store its outcome
+        in time (a Lambda invocation's end less the call and the store); later, Busy, and nothing is sent."""
         if not realm_id:  # no company known: no grant of it to share
-            yield self._send(None, credentials, token, connection_id=connection_id)
+            yield self._send(None, credentials, token, connection_id=connection_id, send_by=send_by)
             return
         with ExitStack() as stack:
             try:
@@ -51,10 +61,16 @@ class Revocations:
                 # Whoever holds it is storing a grant the revocation would end, or revoking itself.
                 yield f"not revoked: {holder_of(busy, self._store, verb='was')} at the same moment"
                 return
-            yield self.revoke_under(held, credentials, token, connection_id=connection_id)
+            yield self.revoke_under(held, credentials, token, connection_id=connection_id, send_by=send_by)
 
     def revoke_under(
-        self, held: HeldAppCompanyLease, credentials: ClientCredentials, token: str, *, connection_id: str
+        self,
+        held: HeldAppCompanyLease,
+        credentials: ClientCredentials,
+        token: str,
+        *,
+        connection_id: str,
+        send_by: float | None = None,
     ) -> str:
         """The check and the revocation, under a lease the caller holds (a consent for the wrong company)."""
         sharing = self._other_holder(held, connection_id)
@@ -65,11 +81,24 @@ class Revocations:
             self.leases.ensure(held, self.leases.revocation_over_seconds)
         except LeaseRanOut:
             return "not revoked: finding the other connections took longer than the lease allows"
-        return self._send(held, credentials, token, connection_id=connection_id)
+        return self._send(held, credentials, token, connection_id=connection_id, send_by=send_by)
 
     def _send(
-        self, held: HeldAppCompanyLease | None, credentials: ClientCredentials, token: str, *, connection_id: str
+        self,
+        held: HeldAppCompanyLease | None,
+        credentials: ClientCredentials,
+        token: str,
+        *,
+        connection_id: str,
+        send_by: float | None,
     ) -> str:
+        if send_by is not None and self._clock.now() > send_by:
+            # Intuit acts on a revocation at once: sent now, Lambda could stop the caller before it stores the outcome,
+            # leaving a connection that looks connected with a grant Intuit ended.
+            raise Busy(
+                "Too little of this request's time is left to revoke at Intuit and store the outcome (waiting for "
+                "the connection or the company took it): nothing was changed; try again"
+            )
         try:
             self._identity.revoke(credentials, token=token)
         except QboConnectError as error:
