@@ -201,9 +201,16 @@ NOT_ACTED_ON = "https://refused-before-acting.invalid/"
 
 class RefusedBeforeActing(AwsRefuses):
     """AWS refusing a write before acting on it (throttling): the refusal is the answer and nothing is written.
-    botocore emits before-send to every handler, moto's too: the request is sent on to where moto serves nothing."""
+    botocore emits before-send to every handler, moto's too: the request is sent on to where moto serves nothing.
+    Every request, or the first `times` of those whose body holds `matching`."""
+
+    def __init__(self, *answer: Any, times: int | None = None, matching: bytes = b"") -> None:
+        super().__init__(*answer)
+        self.times, self.matching = times, matching
 
     def __call__(self, request, **kwargs):
+        if self.matching not in (request.body or b"") or (self.times is not None and self.calls >= self.times):
+            return None
         answer = super().__call__(request, **kwargs)
         request.url = NOT_ACTED_ON
         return answer
@@ -230,6 +237,43 @@ def test_a_workflow_refresh_persisted_while_secrets_manager_throttles_is_kept_wh
     But each vault attempt is itself retried by botocore, five times, rand(0, 1) x 1, 2, 4, 8, 16 s: an attempt
     started before the deadline runs up to 31 s past it. Lambda stops the invocation before the seal: the rotated
     refresh token is nowhere, the next refresh sends the spent one, and the company must reconnect."""
+    throttled = refresh_in_a_workflow(stack, monkeypatch, jitter)
+
+    assert throttled.calls > 0 and len(stack.token_endpoint.issued) == 2  # the consent's grant, then the refresh
+    kept = newest_grant_is_kept(stack)  # a bool: pytest would print the stack's values
+    assert kept, "Lambda stopped the workflow after Intuit rotated and before the rotation was stored or sealed"
+
+
+def test_a_refresh_whose_seal_meets_kms_and_dynamodb_throttling_too_is_kept_within_the_persisting_budget(
+    stack, monkeypatch
+):
+    """The same refresh, botocore's backoff at its longest, and the seal throttled as well: KMS refuses the first
+    two Encrypts, DynamoDB the first two writes of the sealed token set. Persisting keeps, after the vault's
+    deadline, the vault's last attempt, the seal and the item's write, each throttled through botocore's retries
+    (settings.AFTER_VAULT_DEADLINE_SECONDS): the grant is sealed before Lambda stops the invocation."""
+    kms = RefusedBeforeActing(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON, times=2)
+    sealing = RefusedBeforeActing(
+        400, THROUGHPUT_EXCEEDED, "Throughput exceeded", DYNAMODB_JSON, times=2, matching=b"pending_rotation"
+    )
+
+    refresh_in_a_workflow(
+        stack,
+        monkeypatch,
+        1.0,
+        {"before-send.kms.Encrypt": kms, "before-send.dynamodb.UpdateItem": sealing},
+    )
+
+    assert kms.calls == 2 and sealing.calls == 2
+    kept = newest_grant_is_kept(stack)
+    assert kept, "Lambda stopped the workflow after Intuit rotated and before the rotation was stored or sealed"
+
+
+def refresh_in_a_workflow(
+    stack, monkeypatch, jitter: float, more_refusals: dict[str, RefusedBeforeActing] | None = None
+) -> RefusedBeforeActing:
+    """The example workflow refreshing with 70 s of its invocation left, Intuit answering after 27.5 s, Secrets
+    Manager throttling every PutSecretValue (and AWS refusing `more_refusals`); returns the PutSecretValue refusals.
+    Lambda stopping the invocation is not raised: what it left behind is for the caller to look at."""
     key = stack.aws.client("kms").create_key(Description="rotation key")["KeyMetadata"]["Arn"]
     monkeypatch.setenv("QBO_ROTATION_KEY_ID", key)
     stack.create_connection()
@@ -241,7 +285,8 @@ def test_a_workflow_refresh_persisted_while_secrets_manager_throttles_is_kept_wh
     clock = Invocation(time.time() + 2 * HOUR, seconds=70)
     session = boto3.Session(region_name=REGION)
     throttled = RefusedBeforeActing(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON)
-    session.events.register_first("before-send.secrets-manager.PutSecretValue", throttled)
+    for event, refusal in {"before-send.secrets-manager.PutSecretValue": throttled, **(more_refusals or {})}.items():
+        session.events.register_first(event, refusal)
     on_invocation(monkeypatch, clock, session)
     botocore_backoff_on(clock, monkeypatch, jitter=jitter)
 
@@ -253,12 +298,9 @@ def test_a_workflow_refresh_persisted_while_secrets_manager_throttles_is_kept_wh
     stack.http.remove(responses.POST, intuit.TOKEN_URL)
     stack.http.add_callback(responses.POST, intuit.TOKEN_URL, callback=slow_token_endpoint)
 
-    with contextlib.suppress(LambdaTimedOut):  # what the stopped invocation left behind is asserted below
+    with contextlib.suppress(LambdaTimedOut):
         example_workflow.handler({"connection_id": CONNECTION_ID}, InvocationContext(clock))
-
-    assert throttled.calls > 0 and len(stack.token_endpoint.issued) == 2  # the consent's grant, then the refresh
-    kept = newest_grant_is_kept(stack)  # a bool: pytest would print the stack's values
-    assert kept, "Lambda stopped the workflow after Intuit rotated and before the rotation was stored or sealed"
+    return throttled
 
 
 # --- revoking at Intuit from the admin API ---------------------------------------------------------------------
