@@ -27,6 +27,8 @@ from botocore.retries.standard import ExponentialBackoff
 from fakes import FakeClock
 from qbo_connect import intuit, runtime
 from qbo_connect.domain.connection import ConnectionStatus
+from qbo_connect.domain.lifecycle import UNREFRESHED_LOOK_SECONDS
+from qbo_connect.invocation import ANSWER_SECONDS
 from qbo_connect.runtime import build_services
 from qbo_connect.settings import AWS_ATTEMPTS
 from qbo_local.template import function_properties, load_template
@@ -186,6 +188,52 @@ def test_a_sweep_with_time_left_warns_a_grant_nobody_refreshes_while_dynamodb_th
 
     assert throttled.calls == AWS_ATTEMPTS - 1
     assert "30d" in runtime.services().store.get(CONNECTION_ID).expiry_warnings_sent
+
+
+def test_a_look_started_with_its_reserve_left_ends_before_the_timeout_with_every_call_of_it_throttled(
+    grant_nobody_refreshes, monkeypatch
+):
+    """The sweep reaches the grant nobody refreshes with just the look's reserve left (and 2 s to answer). From the
+    look's read on, DynamoDB and EventBridge refuse the first two attempts of every call, botocore's backoff at its
+    longest: the read, the lease, the write marking the 30-day warning sent, and the warning's record, publish and
+    mark. The look still ends before Lambda's timeout, and the warning goes out."""
+    clock = Invocation(time.time(), seconds=UNREFRESHED_LOOK_SECONDS + ANSWER_SECONDS + 0.1)
+    session = boto3.Session(region_name=REGION)
+    throttling = ThrottledFromTheLook()
+    session.events.register_first("before-send.dynamodb", throttling)
+    session.events.register_first("before-send.eventbridge.PutEvents", throttling)
+    on_invocation(monkeypatch, clock, session)
+    botocore_backoff_on(clock, monkeypatch, jitter=1.0)
+
+    try:
+        sweep(clock)
+    except LambdaTimedOut as stopped:
+        pytest.fail(f"Lambda stopped the sweep mid-look: {stopped}")
+
+    assert throttling.refused == 6 * (AWS_ATTEMPTS - 1)
+    assert "30d" in runtime.services().store.get(CONNECTION_ID).expiry_warnings_sent
+
+
+class ThrottledFromTheLook:
+    """From the first GetItem (the look's read) on, every call's attempts but its last refused before acting on it."""
+
+    def __init__(self) -> None:
+        self.dynamodb = RefusedBeforeActing(400, THROUGHPUT_EXCEEDED, "Throughput exceeded", DYNAMODB_JSON)
+        self.eventbridge = RefusedBeforeActing(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON)
+        self.looking = False
+        self.attempts = 0
+        self.refused = 0
+
+    def __call__(self, request, event_name: str, **kwargs):
+        self.looking = self.looking or event_name.endswith(".GetItem")
+        if not self.looking:
+            return None
+        self.attempts += 1
+        if self.attempts % AWS_ATTEMPTS == 0:
+            return None  # botocore's last attempt: AWS takes it
+        self.refused += 1
+        refusal = self.eventbridge if ".eventbridge." in event_name else self.dynamodb
+        return refusal(request, **kwargs)
 
 
 def timeout_of(function: str) -> float:
