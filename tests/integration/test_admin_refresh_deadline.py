@@ -81,8 +81,13 @@ def on_invocation_time(stack, monkeypatch, function: dict) -> InvocationClock:
 def held_by_another_until(clock: InvocationClock, seconds: float) -> None:
     """A token function instance (its refresh attempts failing: Intuit answers 503) holds the connection's
     lease and gives it back `seconds` from now."""
+    lease_taken_by_another(clock.now())
+    clock.free_at = clock.now() + seconds
+
+
+def lease_taken_by_another(now: float) -> None:
+    """Another refresher (OTHER_HOLDER) takes the connection's lease, marking its call in flight, as a refresh does."""
     services = runtime.services()
-    now = clock.now()
     services.store.acquire_lease(
         CONNECTION_ID,
         owner=OTHER_HOLDER,
@@ -91,7 +96,6 @@ def held_by_another_until(clock: InvocationClock, seconds: float) -> None:
         skew_seconds=services.settings.clock_skew_seconds,
         fence_until=now + services.settings.lease_seconds + intuit.REQUEST_TIME_LIMIT_SECONDS,
     )
-    clock.free_at = now + seconds
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from qbo_connect.runtime import build_services
 from qbo_connect.settings import AWS_ATTEMPTS
 from qbo_local.template import function_properties, load_template
 from test_admin_api import admin_event, admin_function
-from test_admin_refresh_deadline import LambdaTimedOut
+from test_admin_refresh_deadline import OTHER_HOLDER, LambdaTimedOut, lease_taken_by_another
 from test_alarms_fire import connected_and_due, intuit_answers_token_requests_with, refresh
 from test_handlers import CONNECTION_ID, REALM, REGION, ROOT, LambdaContext, refresh_function, stack
 from test_invocation_aws_faults import SECRETS_MANAGER_JSON, AwsRefuses
@@ -353,8 +353,6 @@ def refresh_in_a_workflow(
 
 # --- revoking at Intuit from the admin API ---------------------------------------------------------------------
 
-OTHER_HOLDER = "lease-refresh-function-instance"
-
 
 def on_function_deadlines(monkeypatch, function: str) -> None:
     """The deadlines template.yaml gives `function` (its QBO_*_SECONDS variables), as its own Lambda has them."""
@@ -365,17 +363,8 @@ def on_function_deadlines(monkeypatch, function: str) -> None:
 
 def lease_held_by_another_for(clock: Invocation, seconds: float) -> None:
     """A refresh elsewhere (Intuit slow to answer it) holds the connection's lease, and gives it back in `seconds`."""
-    services = runtime.services()
-    now = clock.now()
-    services.store.acquire_lease(
-        CONNECTION_ID,
-        owner=OTHER_HOLDER,
-        now=now,
-        seconds=services.settings.lease_seconds,
-        skew_seconds=services.settings.clock_skew_seconds,
-        fence_until=now + services.settings.lease_seconds + intuit.REQUEST_TIME_LIMIT_SECONDS,
-    )
-    clock.at(seconds, lambda: services.store.release_lease(CONNECTION_ID, owner=OTHER_HOLDER))
+    lease_taken_by_another(clock.now())
+    clock.at(seconds, lambda: runtime.services().store.release_lease(CONNECTION_ID, owner=OTHER_HOLDER))
 
 
 @pytest.fixture
