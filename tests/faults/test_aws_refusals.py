@@ -166,3 +166,20 @@ def test_events_whose_entries_eventbridge_refuses_are_not_delivered(session):
     assert answer["FailedEntryCount"] == 2
     assert [e["ErrorCode"] for e in answer["Entries"]] == ["ThrottlingException"] * 2
     assert sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0).get("Messages", []) == []
+
+
+def test_a_refusal_named_by_its_service_alone_refuses_every_operation_of_that_service_and_no_other(session):
+    # A table throttled as a whole: its reads and its writes alike; Secrets Manager on the same session is not.
+    refusals = AwsRefusals(session)
+    throttled = refusals.refuse("dynamodb", THROUGHPUT, SLOW_DOWN, times=2)
+    dynamodb = session.client("dynamodb", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    secrets = session.client("secretsmanager", config=RETRYING)
+    secrets.create_secret(Name="s", SecretString="v")
+
+    with pytest.raises(dynamodb.exceptions.ProvisionedThroughputExceededException):
+        dynamodb.list_tables()
+    with pytest.raises(dynamodb.exceptions.ProvisionedThroughputExceededException):
+        dynamodb.describe_limits()
+
+    assert dynamodb.list_tables()["TableNames"] == []  # its third call: the refusals ran out
+    assert throttled.refused == 2 and throttled.passed == 1

@@ -31,20 +31,20 @@ from qbo_connect.domain.lifecycle import UNREFRESHED_LOOK_SECONDS
 from qbo_connect.invocation import ANSWER_SECONDS
 from qbo_connect.runtime import build_services
 from qbo_connect.settings import AWS_ATTEMPTS
+from qbo_local.faults import AwsRefusals
+from qbo_local.faults.aws_refusals import Refusal
 from qbo_local.template import function_properties, load_template
 from test_admin_api import admin_event, admin_function
 from test_admin_refresh_deadline import OTHER_HOLDER, LambdaTimedOut, lease_taken_by_another
 from test_alarms_fire import connected_and_due, intuit_answers_token_requests_with, refresh
 from test_handlers import CONNECTION_ID, REALM, REGION, ROOT, LambdaContext, refresh_function, stack
-from test_invocation_aws_faults import SECRETS_MANAGER_JSON, AwsRefuses
+from test_invocation_aws_faults import THROUGHPUT_EXCEEDED
 from test_workflow_refresh_deadline import example_workflow
 
 __all__ = ["stack"]  # the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
-DYNAMODB_JSON = "application/x-amz-json-1.0"
-THROUGHPUT_EXCEEDED = "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
 BOTOCORE_MEAN_JITTER = 0.5  # rand(0, 1) at its mean
 DAY = 86_400.0
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -102,19 +102,15 @@ def botocore_backoff_on(clock: Invocation, monkeypatch, *, jitter: float) -> Non
     monkeypatch.setattr(botocore.endpoint, "time", SimpleNamespace(sleep=clock.sleep))
 
 
-class ThroughputExceeded(AwsRefuses):
-    """DynamoDB refusing a read for throughput, every time or the first `times`; then moto answers it."""
+def throttled_session() -> tuple[boto3.Session, AwsRefusals]:
+    """A session whose clients AWS may refuse before acting (qbo_local.faults.AwsRefusals), botocore retrying."""
+    session = boto3.Session(region_name=REGION)
+    return session, AwsRefusals(session)
 
-    def __init__(self, times: int | None = None) -> None:
-        super().__init__(
-            400, THROUGHPUT_EXCEEDED, "The level of configured provisioned throughput was exceeded.", DYNAMODB_JSON
-        )
-        self.times = times
 
-    def __call__(self, request, **kwargs):
-        if self.times is not None and self.calls >= self.times:
-            return None
-        return super().__call__(request, **kwargs)
+def throughput_exceeded(aws: AwsRefusals, *, times: int | None = None) -> Refusal:
+    """DynamoDB refusing the look's GetItem for throughput, every time or the first `times`; then moto answers."""
+    return aws.refuse(THROUGHPUT_EXCEEDED.operation, THROUGHPUT_EXCEEDED.code, THROUGHPUT_EXCEEDED.message, times=times)
 
 
 def on_invocation(monkeypatch, clock: Invocation, session: boto3.Session | None = None) -> None:
@@ -158,9 +154,8 @@ def test_a_sweep_whose_look_at_a_grant_nobody_refreshes_meets_a_throttled_read_s
     queue ("Refresh sweeps did not run", SweepDeadLetterQueueAlarm), and its ConnectionsDue datapoint, which
     RefreshScheduleSilentAlarm counts, is never flushed (Lambda stops the process: no `finally` runs)."""
     clock = Invocation(time.time(), seconds=7.2)
-    session = boto3.Session(region_name=REGION)
-    throttled = ThroughputExceeded()
-    session.events.register_first("before-send.dynamodb.GetItem", throttled)
+    session, aws = throttled_session()
+    throughput_exceeded(aws)
     on_invocation(monkeypatch, clock, session)
     botocore_backoff_on(clock, monkeypatch, jitter=BOTOCORE_MEAN_JITTER)
 
@@ -178,15 +173,14 @@ def test_a_sweep_with_time_left_warns_a_grant_nobody_refreshes_while_dynamodb_th
     """The same throttling for the look's first reads (botocore rides it out): a sweep with its whole invocation
     ahead of it still warns that the grant ends within 30 days (Reauthorization Due, marked sent)."""
     clock = Invocation(time.time(), seconds=timeout_of("RefreshFunction"))
-    session = boto3.Session(region_name=REGION)
-    throttled = ThroughputExceeded(times=AWS_ATTEMPTS - 1)
-    session.events.register_first("before-send.dynamodb.GetItem", throttled)
+    session, aws = throttled_session()
+    throttled = throughput_exceeded(aws, times=AWS_ATTEMPTS - 1)
     on_invocation(monkeypatch, clock, session)
     botocore_backoff_on(clock, monkeypatch, jitter=BOTOCORE_MEAN_JITTER)
 
     sweep(clock)
 
-    assert throttled.calls == AWS_ATTEMPTS - 1
+    assert throttled.refused == AWS_ATTEMPTS - 1
     assert "30d" in runtime.services().store.get(CONNECTION_ID).expiry_warnings_sent
 
 
@@ -198,10 +192,8 @@ def test_a_look_started_with_its_reserve_left_ends_before_the_timeout_with_every
     longest: the read, the lease, the write marking the 30-day warning sent, and the warning's record, publish and
     mark. The look still ends before Lambda's timeout, and the warning goes out."""
     clock = Invocation(time.time(), seconds=UNREFRESHED_LOOK_SECONDS + ANSWER_SECONDS + 0.1)
-    session = boto3.Session(region_name=REGION)
-    throttling = ThrottledFromTheLook()
-    session.events.register_first("before-send.dynamodb", throttling)
-    session.events.register_first("before-send.eventbridge.PutEvents", throttling)
+    session, aws = throttled_session()
+    throttling = ThrottledFromTheLook(aws)
     on_invocation(monkeypatch, clock, session)
     botocore_backoff_on(clock, monkeypatch, jitter=1.0)
 
@@ -217,23 +209,27 @@ def test_a_look_started_with_its_reserve_left_ends_before_the_timeout_with_every
 class ThrottledFromTheLook:
     """From the first GetItem (the look's read) on, every call's attempts but its last refused before acting on it."""
 
-    def __init__(self) -> None:
-        self.dynamodb = RefusedBeforeActing(400, THROUGHPUT_EXCEEDED, "Throughput exceeded", DYNAMODB_JSON)
-        self.eventbridge = RefusedBeforeActing(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON)
+    def __init__(self, aws: AwsRefusals) -> None:
         self.looking = False
         self.attempts = 0
         self.refused = 0
+        # Refuses nothing itself (the next, service-wide refusal counts the read): it marks where the look begins.
+        aws.refuse("dynamodb.GetItem", THROUGHPUT_EXCEEDED.code, THROUGHPUT_EXCEEDED.message, when=self._look_begins)
+        aws.refuse("dynamodb", THROUGHPUT_EXCEEDED.code, THROUGHPUT_EXCEEDED.message, when=self._refuses)
+        aws.refuse("eventbridge.PutEvents", "ThrottlingException", "Rate exceeded", when=self._refuses)
 
-    def __call__(self, request, event_name: str, **kwargs):
-        self.looking = self.looking or event_name.endswith(".GetItem")
+    def _look_begins(self, _body: dict[str, Any]) -> bool:
+        self.looking = True
+        return False
+
+    def _refuses(self, _body: dict[str, Any]) -> bool:
         if not self.looking:
-            return None
+            return False
         self.attempts += 1
         if self.attempts % AWS_ATTEMPTS == 0:
-            return None  # botocore's last attempt: AWS takes it
+            return False  # botocore's last attempt: AWS takes it
         self.refused += 1
-        refusal = self.eventbridge if ".eventbridge." in event_name else self.dynamodb
-        return refusal(request, **kwargs)
+        return True
 
 
 def timeout_of(function: str) -> float:
@@ -243,25 +239,6 @@ def timeout_of(function: str) -> float:
 # --- persisting a refresh answer ---------------------------------------------------------------------------------
 
 HOUR = 3600.0
-# Nowhere moto serves: a request sent here after AWS's refusal is not acted on (moto acts on every before-send).
-NOT_ACTED_ON = "https://refused-before-acting.invalid/"
-
-
-class RefusedBeforeActing(AwsRefuses):
-    """AWS refusing a write before acting on it (throttling): the refusal is the answer and nothing is written.
-    botocore emits before-send to every handler, moto's too: the request is sent on to where moto serves nothing.
-    Every request, or the first `times` of those whose body holds `matching`."""
-
-    def __init__(self, *answer: Any, times: int | None = None, matching: bytes = b"") -> None:
-        super().__init__(*answer)
-        self.times, self.matching = times, matching
-
-    def __call__(self, request, **kwargs):
-        if self.matching not in (request.body or b"") or (self.times is not None and self.calls >= self.times):
-            return None
-        answer = super().__call__(request, **kwargs)
-        request.url = NOT_ACTED_ON
-        return answer
 
 
 def newest_grant_is_kept(stack) -> bool:
@@ -285,9 +262,10 @@ def test_a_workflow_refresh_persisted_while_secrets_manager_throttles_is_kept_wh
     But each vault attempt is itself retried by botocore, five times, rand(0, 1) x 1, 2, 4, 8, 16 s: an attempt
     started before the deadline runs up to 31 s past it. Lambda stops the invocation before the seal: the rotated
     refresh token is nowhere, the next refresh sends the spent one, and the company must reconnect."""
-    throttled = refresh_in_a_workflow(stack, monkeypatch, jitter)
+    session, aws = throttled_session()
+    throttled = refresh_in_a_workflow(stack, monkeypatch, jitter, session, aws)
 
-    assert throttled.calls > 0 and len(stack.token_endpoint.issued) == 2  # the consent's grant, then the refresh
+    assert throttled.refused > 0 and len(stack.token_endpoint.issued) == 2  # the consent's grant, then the refresh
     kept = newest_grant_is_kept(stack)  # a bool: pytest would print the stack's values
     assert kept, "Lambda stopped the workflow after Intuit rotated and before the rotation was stored or sealed"
 
@@ -299,28 +277,26 @@ def test_a_refresh_whose_seal_meets_kms_and_dynamodb_throttling_too_is_kept_with
     two Encrypts, DynamoDB the first two writes of the sealed token set. Persisting keeps, after the vault's
     deadline, the vault's last attempt, the seal and the item's write, each throttled through botocore's retries
     (settings.AFTER_VAULT_DEADLINE_SECONDS): the grant is sealed before Lambda stops the invocation."""
-    kms = RefusedBeforeActing(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON, times=2)
-    sealing = RefusedBeforeActing(
-        400, THROUGHPUT_EXCEEDED, "Throughput exceeded", DYNAMODB_JSON, times=2, matching=b"pending_rotation"
+    session, aws = throttled_session()
+    kms = aws.refuse("kms.Encrypt", "ThrottlingException", "Rate exceeded", times=2)
+    sealing = aws.refuse(
+        "dynamodb.UpdateItem",
+        THROUGHPUT_EXCEEDED.code,
+        THROUGHPUT_EXCEEDED.message,
+        times=2,
+        when=lambda body: "pending_rotation" in json.dumps(body),
     )
 
-    refresh_in_a_workflow(
-        stack,
-        monkeypatch,
-        1.0,
-        {"before-send.kms.Encrypt": kms, "before-send.dynamodb.UpdateItem": sealing},
-    )
+    refresh_in_a_workflow(stack, monkeypatch, 1.0, session, aws)
 
-    assert kms.calls == 2 and sealing.calls == 2
+    assert kms.refused == 2 and sealing.refused == 2
     kept = newest_grant_is_kept(stack)
     assert kept, "Lambda stopped the workflow after Intuit rotated and before the rotation was stored or sealed"
 
 
-def refresh_in_a_workflow(
-    stack, monkeypatch, jitter: float, more_refusals: dict[str, RefusedBeforeActing] | None = None
-) -> RefusedBeforeActing:
+def refresh_in_a_workflow(stack, monkeypatch, jitter: float, session: boto3.Session, aws: AwsRefusals) -> Refusal:
     """The example workflow refreshing with 70 s of its invocation left, Intuit answering after 27.5 s, Secrets
-    Manager throttling every PutSecretValue (and AWS refusing `more_refusals`); returns the PutSecretValue refusals.
+    Manager throttling every PutSecretValue (on `session`, with what else `aws` refuses); returns that refusal.
     Lambda stopping the invocation is not raised: what it left behind is for the caller to look at."""
     key = stack.aws.client("kms").create_key(Description="rotation key")["KeyMetadata"]["Arn"]
     monkeypatch.setenv("QBO_ROTATION_KEY_ID", key)
@@ -331,10 +307,7 @@ def refresh_in_a_workflow(
         json={"QueryResponse": {"Customer": [{"Id": "1", "DisplayName": "Amy's Bird Sanctuary"}]}},
     )
     clock = Invocation(time.time() + 2 * HOUR, seconds=70)
-    session = boto3.Session(region_name=REGION)
-    throttled = RefusedBeforeActing(400, "ThrottlingException", "Rate exceeded", SECRETS_MANAGER_JSON)
-    for event, refusal in {"before-send.secrets-manager.PutSecretValue": throttled, **(more_refusals or {})}.items():
-        session.events.register_first(event, refusal)
+    throttled = aws.refuse("secrets-manager.PutSecretValue", "ThrottlingException", "Rate exceeded")
     on_invocation(monkeypatch, clock, session)
     botocore_backoff_on(clock, monkeypatch, jitter=jitter)
 

@@ -77,7 +77,9 @@ class Refusal:
     that `when` picked and that went on to moto after the refusals ran out.
     """
 
-    operation: str  # the service's ID as botocore's event names spell it, and the operation: "dynamodb.PutItem"
+    # The service's ID as botocore's event names spell it, and the operation: "dynamodb.PutItem"; the service's ID
+    # alone ("dynamodb") takes every operation of the service.
+    operation: str
     answer: Answer
     times: int | None = None
     when: Callable[[dict[str, Any]], bool] = always
@@ -93,7 +95,7 @@ class Refusal:
 
     def takes(self, operation: str, body: dict[str, Any]) -> bool:
         """Whether this request is answered here; counts it either way."""
-        if operation != self.operation or not self.when(body):
+        if self.operation not in (operation, operation.partition(".")[0]) or not self.when(body):
             return False
         with self._lock:
             if self.times is not None and self.refused >= self.times:
