@@ -1,0 +1,103 @@
+"""Many workflows ask for one on-demand connection's token at the moment it needs a refresh, while Intuit is slow.
+
+Each racer is a token function invocation in a Lambda container of its own (its own services, boto3 session and
+TokenAccess) against moto and the strict emulator. Time is a VirtualClock the services and the emulator share:
+Intuit's answers take virtual seconds drawn from the emulator's long-tailed latency profile (median 150 ms, p99
+2 s, 1 % 10 to 30 s), the waiters' polls and backoffs move it, and nothing sleeps for real.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from qbo_connect.domain.admin_operations import ConnectionUpdate
+from qbo_connect.invocation import work_deadline
+from qbo_connect.token_access import TokenAccess
+from qbo_local.emulator.latency import LatencyProfile
+from refresh_support import Stack
+from test_handlers import LambdaContext
+from virtual_time import SlowIntuit, VirtualClock
+
+HERD = 20
+TOKEN_FUNCTION_TIMEOUT_MILLIS = 200_000  # template.yaml: TokenFunction's Timeout
+LEFT_WHEN_THE_HERD_ASKS = 180  # seconds of access token left; workflows ask for the default 300
+
+
+def on_demand_and_due(stack: Stack) -> str:
+    services = stack.services()
+    connection_id = stack.connect(services).connection_id
+    services.admin.update(connection_id, ConnectionUpdate(refresh_policy="on_demand"), actor="test")
+    expires_at = stack.token_set(connection_id).expires_at
+    stack.clock.advance(expires_at - stack.clock.now() - LEFT_WHEN_THE_HERD_ASKS)
+    return connection_id
+
+
+def token_function_herd(stack: Stack, connection_id: str, clock: VirtualClock, size: int = HERD) -> list[dict]:
+    """`size` token function invocations at once, each in a container of its own, Intuit's answers slow.
+    Returns what each answered (the token replaced by whether it is the stored one), when, and its deadline."""
+    containers = []
+    for index in range(size):
+        latency = LatencyProfile.long_tail(seed=index)
+        services = stack.services(identity_wrapper=lambda real, latency=latency: SlowIntuit(real, clock, latency.draw))
+        services.store.get(connection_id)  # a warm container: clients made, connections open
+        containers.append(TokenAccess(services.lifecycle, services.store, clock))
+
+    start = threading.Barrier(size)
+    answers: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def invoke(access: TokenAccess) -> None:
+        with clock.member():
+            start.wait()
+            context = LambdaContext(remaining_millis=TOKEN_FUNCTION_TIMEOUT_MILLIS)
+            ends_at = clock.now() + TOKEN_FUNCTION_TIMEOUT_MILLIS / 1000
+            answer = access.answer(connection_id, min_valid_seconds=300, not_after=work_deadline(context, clock.now()))
+            answered_at = clock.now()
+        token = answer.pop("access_token", None)
+        with lock:
+            answers.append({**answer, "token": token, "answered_at": answered_at, "ends_at": ends_at})
+
+    threads = [threading.Thread(target=invoke, args=(access,), daemon=True) for access in containers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert len(answers) == size, "an invocation never answered"
+    return answers
+
+
+def codes(answers: list[dict]) -> Counter:
+    return Counter(a["error"]["code"] if not a["ok"] else "ok" for a in answers)
+
+
+def test_a_herd_meeting_an_intuit_outage_hears_of_one_failed_refresh_instead_of_sending_one_each(make_stack):
+    """Intuit's token endpoint answers 503 (slowly, in its long-tailed shape) while twenty workflows ask for the
+    token at once. One of them holds the lease and runs the refresh with its bounded retries; the others waited for
+    it and must hear that it failed (intuit_unavailable: retry shortly), not take the lease one after another and
+    send the refresh again each: that multiplies Intuit's load by the herd, keeps the last ones waiting minutes to
+    hear 'busy', and counts twenty failed runs in a row, which raises RefreshFailingRepeatedly for a blip."""
+    clock = VirtualClock(int(time.time()))
+    stack = make_stack(clock)
+    connection_id = on_demand_and_due(stack)
+    stack.emulator.faults.inject("token", "http_503", times=None, grant_type="refresh_token")
+    attempts = stack.services().lifecycle.timings.attempts
+    sent_before = stack.refresh_calls()
+
+    answers = token_function_herd(stack, connection_id, clock)
+
+    connection = stack.connection(connection_id)
+    seen = {
+        "answers": codes(answers),
+        "refresh runs failed": connection.consecutive_refresh_failures,
+        "refresh requests within one run's retries": stack.refresh_calls() - sent_before <= attempts,
+    }
+    assert seen == {
+        "answers": {"intuit_unavailable": HERD},
+        "refresh runs failed": 1,
+        "refresh requests within one run's retries": True,
+    }
+    assert all(a["answered_at"] < a["ends_at"] for a in answers)
+    assert connection.status.value == "connected" and connection.lease_owner is None
