@@ -570,6 +570,7 @@ class TokenLifecycle:
         when needed. Raises a QboConnectError that says what a person must do when none can be had."""
         busy = "The connection is being refreshed by someone else: try again in a minute"
         fresh = False  # a refresh just happened (ours or another's): its token is the best there is
+        failed_runs_before_waiting: int | None = None  # while another holder refreshed
         for attempt in range(3):
             connection = require(self._store.get(connection_id), connection_id)
             if attempt == 0 and connection.status is ConnectionStatus.NOT_CONNECTED and connection.has_client_secret:
@@ -581,6 +582,13 @@ class TokenLifecycle:
             now = self._clock.now()
             if secret and secret.token_set and secret.token_set.is_valid_for(min_valid_seconds, now):
                 return connection, secret.token_set
+            if failed_by_another(connection, failed_runs_before_waiting):
+                # The refresh we waited for ran its bounded retries and failed: a herd of waiters sending it again
+                # one after another would multiply Intuit's load and count a failed run each.
+                raise IntuitUnavailable(
+                    "Intuit could not refresh the token: the refresh another caller sent while this one waited "
+                    f"failed ({connection.last_refresh_error}): try again shortly"
+                )
             if fresh and secret and secret.token_set:
                 # Refreshing again would only rotate the grant and spend a secret version for nothing.
                 raise InvalidInput(
@@ -595,6 +603,7 @@ class TokenLifecycle:
             }
             if result.outcome is RefreshOutcome.BUSY:
                 busy = result.message or busy
+                failed_runs_before_waiting = connection.consecutive_refresh_failures
                 self._wait_for_lease(connection_id, not_after)
             elif result.outcome in {RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.OUTCOME_UNKNOWN}:
                 raise IntuitUnavailable(f"Intuit could not refresh the token ({result.message}): try again shortly")
@@ -611,6 +620,16 @@ class TokenLifecycle:
             if connection is None or not connection.lease_is_held(self._clock.now()):
                 return
             self._clock.sleep(0.2)
+
+
+def failed_by_another(connection: Connection, failed_runs_before_waiting: int | None) -> bool:
+    """Whether a refresh run another holder made while we waited failed transiently (a failed run counts one more
+    in a row). An answer lost in flight is not meant: its mark stands, and meeting it says until when."""
+    return (
+        failed_runs_before_waiting is not None
+        and connection.consecutive_refresh_failures > failed_runs_before_waiting
+        and connection.refresh_in_flight_until is None
+    )
 
 
 def announces_failure_streak(in_a_row: int, *, escalation: int) -> bool:
