@@ -1,0 +1,77 @@
+"""Many callers meet Intuit's 401 for one connection's access token at once, while Intuit's refresh is slow.
+
+Intuit stopped accepting the connection's access token before its expiry (StrictIdentityProvider's
+invalidate_access_tokens), so each caller's first call is refused and asks for a forced refresh under the lease.
+Callers are threads on the in-memory fakes (each a Lambda container of its own); time is a VirtualClock that moves
+only when every caller sleeps, and Intuit's refresh answer takes the time each test gives.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fakes import EPOCH, FORCED_REFRESH_AGE, FakeWorld, StrictIdentityProvider
+from virtual_time import SlowIntuit, VirtualClock
+
+REALM = "9341453050000001"
+HERD = 20
+MEDIAN_ANSWER = 0.15  # seconds: Intuit's median (the emulator's long-tailed profile)
+SLOW_ANSWER = 8.0  # seconds: Intuit's tail (1 % of answers take 10 to 30 s), well inside its 120 s
+TEST_FUNCTION_SECONDS = 198.0  # template.yaml: TestFunction's 200 s, less the time kept to answer
+
+
+def slow_world(answer_seconds: float = SLOW_ANSWER) -> tuple[FakeWorld, VirtualClock, str]:
+    """A connection whose access token Intuit has just stopped accepting, old enough for a forced refresh."""
+    clock = VirtualClock(EPOCH)
+    world = FakeWorld(clock, identity=SlowIntuit(StrictIdentityProvider(clock), clock, lambda: answer_seconds))
+    connection_id = world.connected().connection_id
+    clock.advance(FORCED_REFRESH_AGE)
+    world.identity.invalidate_access_tokens(REALM)
+    return world, clock, connection_id
+
+
+def at_once(clock: VirtualClock, calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run the calls in threads released together; what each returned or raised, in order."""
+    start = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        with clock.member():
+            start.wait()
+            try:
+                results[index] = calls[index]()
+            except Exception as error:
+                results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(t.is_alive() for t in threads), "a caller never finished"
+    return results
+
+
+@pytest.mark.parametrize("answer_seconds", [MEDIAN_ANSWER, SLOW_ANSWER])
+def test_tests_run_together_after_a_401_pass_on_the_one_forced_refresh_instead_of_reporting_unauthorized(
+    answer_seconds,
+):
+    """Twenty workflows invoke the test function as Intuit starts refusing the connection's access token. One
+    forced refresh runs (Intuit answers in its median time, or its tail's); the others found the lease held and went straight back to the refused
+    token: Intuit refused it again, and each reported `unauthorized` ('if it persists, reconnect') and published
+    Connection Test Failed, nineteen alarms for a connection that works. Each must wait for the refresh and pass."""
+    world, clock, connection_id = slow_world(answer_seconds)
+
+    def test_function() -> dict:
+        return world.tests.run(connection_id, not_after=clock.now() + TEST_FUNCTION_SECONDS).as_json()
+
+    reports = at_once(clock, [test_function] * HERD)
+
+    outcomes = Counter("ok" if r["ok"] else r["error"]["code"] for r in reports)
+    assert outcomes == {"ok": HERD}
+    assert world.identity.refreshes_sent == 1
+    assert "Connection Test Failed" not in world.events.detail_types
