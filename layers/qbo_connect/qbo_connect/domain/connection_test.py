@@ -138,11 +138,10 @@ class ConnectionTests:
                 step("the company's name (CompanyInfo)")
                 info = self._call(connection, token_set.access_token)
             except Unauthorized:
-                # The token may have been revoked early: one forced refresh, then one more try.
+                # The token may have been revoked early: one forced refresh (or another caller's), then one more try.
                 step("a new access token after Intuit refused the old one")
-                self._lifecycle.refresh(connection_id, force=True, not_after=not_after)
-                connection, token_set = self._lifecycle.valid_token(
-                    connection_id, min_valid_seconds=60, not_after=not_after
+                connection, token_set = self._lifecycle.token_after_rejection(
+                    connection_id, token_set.access_token, min_valid_seconds=60, not_after=not_after
                 )
                 step("the company's name again, with the new token")
                 info = self._call(connection, token_set.access_token)

@@ -611,6 +611,32 @@ class TokenLifecycle:
         _raise_for_status(connection)
         raise Busy(busy)
 
+    def token_after_rejection(
+        self, connection_id: str, rejected: str, *, min_valid_seconds: float = 300, not_after: float | None = None
+    ) -> tuple[Connection, TokenSet]:
+        """Intuit answered 401 to the access token `rejected`: a token to try once more with, after a forced
+        refresh under the lease if one is allowed, or after another holder's refresh under way (waited for while
+        `not_after` leaves time). The answer may hold the same token (a forced refresh ran minutes ago, or the
+        budget is spent): a second 401 with it is then an authentication problem to report, not a reason to
+        refresh again. Raises Busy when another holder's refresh is still under way at the end of the wait (the
+        refused token would only be refused again), IntuitUnavailable when the refresh failed."""
+        result = self.refresh(connection_id, force=True, not_after=not_after)
+        logger.info(
+            "Access token rejected by Intuit; forced refresh",
+            extra={"connection_id": connection_id, "outcome": result.outcome.value},
+        )
+        if result.outcome is RefreshOutcome.BUSY:
+            self._wait_for_lease(connection_id, not_after)
+        elif result.outcome in {RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.OUTCOME_UNKNOWN}:
+            # The vault still holds the refused token; nothing newer can be had until the call is over and checked.
+            raise IntuitUnavailable(f"Intuit could not refresh the token ({result.message}): try again shortly")
+        connection, token_set = self.valid_token(
+            connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after
+        )
+        if result.outcome is RefreshOutcome.BUSY and token_set.access_token == rejected:
+            raise Busy(result.message or "The connection is being refreshed by someone else: try again in a minute")
+        return connection, token_set
+
     def _wait_for_lease(self, connection_id: str, not_after: float | None) -> None:
         deadline = self._clock.now() + self._leases.lease_seconds
         if not_after is not None:
