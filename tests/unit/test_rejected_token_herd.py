@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from fakes import EPOCH, FORCED_REFRESH_AGE, FakeWorld, StrictIdentityProvider
+from qbo_connect.errors import Busy
+from qbo_connect.token_access import TokenAccess
 from virtual_time import SlowIntuit, VirtualClock
 
 REALM = "9341453050000001"
@@ -75,3 +77,41 @@ def test_tests_run_together_after_a_401_pass_on_the_one_forced_refresh_instead_o
     assert outcomes == {"ok": HERD}
     assert world.identity.refreshes_sent == 1
     assert "Connection Test Failed" not in world.events.detail_types
+
+
+@pytest.mark.parametrize("seconds_left", [20.0, 100.0])
+def test_a_workflow_whose_token_was_refused_while_another_refreshes_gets_the_new_token_or_busy_within_its_time(
+    seconds_left,
+):
+    """Two workflows' Python clients (QuickBooksClient, through token_rejected) met Intuit's 401 together; one
+    holds the forced refresh, whose answer takes a minute (Intuit's limit is 120 s). The other waited 30 s whatever
+    its invocation had left, past the end of one with 20 s (Lambda stops it mid-wait: Task timed out), and then
+    handed back the refused token, which Intuit refused again: the client raised Unauthorized ('reconnect if it
+    persists') for a connection being refreshed. It must get the new token if its time allows, else Busy (retry in
+    a minute), and answer before its invocation ends."""
+    world, clock, connection_id = slow_world(answer_seconds=60.0)
+    holder, waiter = (TokenAccess(world.lifecycle, world.store, clock) for _ in range(2))
+    refused = holder.access_token(connection_id)
+    assert waiter.access_token(connection_id) == refused
+    ends_at: list[float] = []
+    answered_at: list[float] = []
+
+    def hold() -> str:
+        return holder.token_rejected(connection_id, refused, not_after=clock.now() + 198).access_token
+
+    def wait() -> str:
+        clock.sleep(0.05)  # the holder has the lease by now
+        ends_at.append(clock.now() + seconds_left)
+        try:
+            return waiter.token_rejected(connection_id, refused, not_after=ends_at[0]).access_token
+        finally:
+            answered_at.append(clock.now())
+
+    held, waited = at_once(clock, [hold, wait])
+
+    # Booleans only: a failing comparison of tokens would print them.
+    refreshed, refused_again, new_token = held != refused, waited == refused, waited == held
+    assert refreshed and world.identity.refreshes_sent == 1
+    assert not refused_again, "the refused token came back, to be refused again"
+    assert new_token if seconds_left > 60 else isinstance(waited, Busy)
+    assert answered_at[0] < ends_at[0], "still waiting when Lambda stops the invocation"
