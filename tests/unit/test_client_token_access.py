@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fakes import FORCED_REFRESH_AGE, FakeWorld
 from qbo_connect.domain.lifecycle import RefreshTimings
-from qbo_connect.errors import ConnectionNotFound, InvalidInput, NeedsReauthorization, NotConnected
+from qbo_connect.errors import Busy, ConnectionNotFound, InvalidInput, NeedsReauthorization, NotConnected
 from qbo_connect.token_access import RECHECK_SECONDS, TokenAccess
 
 
@@ -136,10 +136,30 @@ def test_while_another_holder_refreshes_the_rejection_waits_for_it(world, connec
     rejected = access.access_token(connected)
     world.store.acquire_lease(connected, owner="the-schedule", now=world.clock.now(), seconds=2)
     started = world.clock.now()
-    retry = access.token_rejected(connected, rejected)
+    # The holder's lease lapsed without a refresh, and cannot be taken over within the skew allowance: the caller
+    # hears busy, not the refused token (Intuit would refuse it again: an Unauthorized that is not the grant's).
+    with pytest.raises(Busy, match="try again"):
+        access.token_rejected(connected, rejected)
     assert world.clock.now() - started >= 2  # waited for the lease (fake time)
-    assert retry.access_token == rejected  # nobody refreshed: the caller will report its 401
     assert world.identity.refresh_calls == 0
+
+
+def test_a_rejection_that_waited_for_a_holder_who_refreshed_nothing_forces_its_refresh_after_all(
+    world, connected, access
+):
+    world.clock.advance(FORCED_REFRESH_AGE)
+    rejected = access.access_token(connected)
+    holder = world.store.acquire_lease(connected, owner="a-check-not-due", now=world.clock.now(), seconds=200)
+    real_sleep = world.clock.sleep
+
+    def holder_gives_back_during_the_wait(seconds: float) -> None:
+        world.store.release_lease(connected, owner=holder.lease_owner or "")
+        real_sleep(seconds)
+
+    world.clock.sleep = holder_gives_back_during_the_wait
+    retry = access.token_rejected(connected, rejected)
+    assert retry.access_token != rejected
+    assert world.identity.refresh_calls == 1
 
 
 def test_a_connection_that_is_not_connected_says_what_to_do(world, access):

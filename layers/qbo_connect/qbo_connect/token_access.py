@@ -25,9 +25,10 @@ from typing import Any
 
 from qbo_connect import intuit, invocation
 from qbo_connect.adapters.aws_faults import raised_as_vault_unavailable
-from qbo_connect.domain.connection import ConnectionStatus
-from qbo_connect.domain.lifecycle import RefreshOutcome, RefreshTimings, TokenLifecycle
-from qbo_connect.errors import ConnectionNotFound, IntuitUnavailable, InvalidInput, QboConnectError, VaultUnavailable
+from qbo_connect.domain.connection import Connection, ConnectionStatus
+from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
+from qbo_connect.domain.token_set import TokenSet
+from qbo_connect.errors import InvalidInput, QboConnectError, VaultUnavailable
 from qbo_connect.invocation import error_body, invocation_end
 from qbo_connect.observability import logger
 from qbo_connect.ports import Clock, ConnectionStore
@@ -40,9 +41,6 @@ MAX_MIN_VALID_SECONDS = RefreshTimings.max_min_valid_seconds
 # How long a cached token is handed out before one GetItem checks that the connection was not reset,
 # deleted or reconnected meanwhile (Intuit may go on honouring the token: nothing was revoked).
 RECHECK_SECONDS = 60.0
-# While another holder refreshes the connection: how long to wait, and how often to look.
-BUSY_WAIT_SECONDS = 30.0
-BUSY_POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -93,13 +91,10 @@ class TokenAccess:
         lifecycle: TokenLifecycle,
         store: ConnectionStore,
         clock: Clock,
-        *,
-        busy_wait_seconds: float = BUSY_WAIT_SECONDS,
     ) -> None:
         self._lifecycle = lifecycle
         self._store = store
         self._clock = clock
-        self._busy_wait_seconds = busy_wait_seconds
         self._lock = threading.Lock()
         self._connection_locks: dict[str, threading.Lock] = {}
         self._cache: dict[str, _Cached] = {}
@@ -161,9 +156,11 @@ class TokenAccess:
         min_valid_seconds: float = DEFAULT_MIN_VALID_SECONDS,
         not_after: float | None = None,
     ) -> ConnectionAccess:
-        """Intuit answered 401 to `access_token`: a token to retry with, after a forced refresh if one is allowed.
+        """Intuit answered 401 to `access_token`: a token to retry with, after a forced refresh if one is allowed
+        (TokenLifecycle.token_after_rejection: another caller's refresh under way is waited for while `not_after`
+        leaves time, and Busy raised if it still is).
 
-        The answer may hold the same token (a forced refresh ran less than a minute ago): a second 401
+        The answer may hold the same token (a forced refresh ran less than ten minutes ago): a second 401
         with it is then an authentication problem to report, not a reason to refresh again."""
         _check_min_valid(min_valid_seconds)
         with self._connection_lock(connection_id):
@@ -182,25 +179,12 @@ class TokenAccess:
                     extra={"connection_id": connection_id},
                 )
                 return current
-            self._forced_at[connection_id] = now
-            result = self._lifecycle.refresh(connection_id, force=True, not_after=not_after)
-            logger.info(
-                "Access token rejected by Intuit; forced refresh",
-                extra={"connection_id": connection_id, "outcome": result.outcome.value},
-            )
-            if result.outcome is RefreshOutcome.BUSY:
-                self._wait_for_lease(connection_id)
-            elif result.outcome in {RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.OUTCOME_UNKNOWN}:
-                # Lost in flight: the vault still holds the refused token, and nothing newer can be had
-                # until the call is certainly over and checked; retrying with it would only be refused again.
-                raise IntuitUnavailable(f"Intuit could not refresh the token ({result.message}): try again shortly")
-            elif result.outcome is RefreshOutcome.NOT_FOUND:
-                raise ConnectionNotFound(
-                    f"No connection {connection_id!r}: check the ID (`qbo-connect connections list` shows them)"
-                )
-            # Whatever happened, the stored state now says what is true (and raises if a person must act).
             self._forget(connection_id)
-            return self._load(connection_id, min_valid_seconds, not_after=not_after)
+            connection, token_set = self._lifecycle.token_after_rejection(
+                connection_id, current.access_token, min_valid_seconds=min_valid_seconds, not_after=not_after
+            )
+            self._forced_at[connection_id] = now  # not when it raised: a refresh still under way was not ours
+            return self._remember(connection, token_set)
 
     def forget(self, connection_id: str | None = None) -> None:
         """Drop cached tokens (of one connection, or all)."""
@@ -263,6 +247,9 @@ class TokenAccess:
         connection, token_set = self._lifecycle.valid_token(
             connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after
         )
+        return self._remember(connection, token_set)
+
+    def _remember(self, connection: Connection, token_set: TokenSet) -> ConnectionAccess:
         access = ConnectionAccess(
             connection_id=connection.connection_id,
             realm_id=connection.realm_id or "",
@@ -275,7 +262,7 @@ class TokenAccess:
             environment=connection.environment,
         )
         with self._lock:
-            self._cache[connection_id] = _Cached(access, connection.secret_generation, self._clock.now())
+            self._cache[connection.connection_id] = _Cached(access, connection.secret_generation, self._clock.now())
         return access
 
     def _forget(self, connection_id: str) -> None:
@@ -285,15 +272,6 @@ class TokenAccess:
     def _connection_lock(self, connection_id: str) -> threading.Lock:
         with self._lock:
             return self._connection_locks.setdefault(connection_id, threading.Lock())
-
-    def _wait_for_lease(self, connection_id: str) -> None:
-        """Someone else is refreshing: wait (bounded) until they are done, reading only the metadata."""
-        deadline = self._clock.now() + self._busy_wait_seconds
-        while self._clock.now() < deadline:
-            connection = self._store.get(connection_id)
-            if connection is None or not connection.lease_is_held(self._clock.now()):
-                return
-            self._clock.sleep(BUSY_POLL_SECONDS)
 
 
 def _check_min_valid(min_valid_seconds: float) -> None:

@@ -620,22 +620,26 @@ class TokenLifecycle:
         budget is spent): a second 401 with it is then an authentication problem to report, not a reason to
         refresh again. Raises Busy when another holder's refresh is still under way at the end of the wait (the
         refused token would only be refused again), IntuitUnavailable when the refresh failed."""
-        result = self.refresh(connection_id, force=True, not_after=not_after)
-        logger.info(
-            "Access token rejected by Intuit; forced refresh",
-            extra={"connection_id": connection_id, "outcome": result.outcome.value},
-        )
-        if result.outcome is RefreshOutcome.BUSY:
+        for _ in range(2):  # the holder waited for may have changed nothing (not due, say): then ours goes after all
+            result = self.refresh(connection_id, force=True, not_after=not_after)
+            logger.info(
+                "Access token rejected by Intuit; forced refresh",
+                extra={"connection_id": connection_id, "outcome": result.outcome.value},
+            )
+            if result.outcome is not RefreshOutcome.BUSY:
+                break
             self._wait_for_lease(connection_id, not_after)
-        elif result.outcome in {RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.OUTCOME_UNKNOWN}:
+            connection, token_set = self.valid_token(
+                connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after
+            )
+            if token_set.access_token != rejected:
+                return connection, token_set
+        else:
+            raise Busy(result.message or "The connection is being refreshed by someone else: try again in a minute")
+        if result.outcome in {RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.OUTCOME_UNKNOWN}:
             # The vault still holds the refused token; nothing newer can be had until the call is over and checked.
             raise IntuitUnavailable(f"Intuit could not refresh the token ({result.message}): try again shortly")
-        connection, token_set = self.valid_token(
-            connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after
-        )
-        if result.outcome is RefreshOutcome.BUSY and token_set.access_token == rejected:
-            raise Busy(result.message or "The connection is being refreshed by someone else: try again in a minute")
-        return connection, token_set
+        return self.valid_token(connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after)
 
     def _wait_for_lease(self, connection_id: str, not_after: float | None) -> None:
         deadline = self._clock.now() + self._leases.lease_seconds
