@@ -13,13 +13,16 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
 from qbo_connect.domain.admin_operations import ConnectionUpdate
 from qbo_connect.invocation import work_deadline
 from qbo_connect.token_access import TokenAccess
 from qbo_local.emulator.latency import LatencyProfile
-from refresh_support import Stack
+from refresh_support import CallLog, Crash, Stack
 from test_handlers import LambdaContext
 from virtual_time import SlowIntuit, VirtualClock
+
+from chaos.soak import DelayedChecks, deliver_checks
 
 HERD = 20
 TOKEN_FUNCTION_TIMEOUT_MILLIS = 200_000  # template.yaml: TokenFunction's Timeout
@@ -35,13 +38,16 @@ def on_demand_and_due(stack: Stack) -> str:
     return connection_id
 
 
-def token_function_herd(stack: Stack, connection_id: str, clock: VirtualClock, size: int = HERD) -> list[dict]:
-    """`size` token function invocations at once, each in a container of its own, Intuit's answers slow.
-    Returns what each answered (the token replaced by whether it is the stored one), when, and its deadline."""
+def token_function_herd(
+    stack: Stack, connection_id: str, clock: VirtualClock, size: int = HERD, checks: DelayedChecks | None = None
+) -> list[dict]:
+    """`size` token function invocations at once, each in a container of its own, Intuit's answers slow; `checks`
+    stands in for their refresh queue. Returns what each answered (without the token), when, and its end."""
     containers = []
     for index in range(size):
         latency = LatencyProfile.long_tail(seed=index)
         services = stack.services(identity_wrapper=lambda real, latency=latency: SlowIntuit(real, clock, latency.draw))
+        services.refresh_queue = checks
         services.store.get(connection_id)  # a warm container: clients made, connections open
         containers.append(TokenAccess(services.lifecycle, services.store, clock))
 
@@ -56,9 +62,9 @@ def token_function_herd(stack: Stack, connection_id: str, clock: VirtualClock, s
             ends_at = clock.now() + TOKEN_FUNCTION_TIMEOUT_MILLIS / 1000
             answer = access.answer(connection_id, min_valid_seconds=300, not_after=work_deadline(context, clock.now()))
             answered_at = clock.now()
-        token = answer.pop("access_token", None)
+        answer.pop("access_token", None)
         with lock:
-            answers.append({**answer, "token": token, "answered_at": answered_at, "ends_at": ends_at})
+            answers.append({**answer, "answered_at": answered_at, "ends_at": ends_at})
 
     threads = [threading.Thread(target=invoke, args=(access,), daemon=True) for access in containers]
     for thread in threads:
@@ -101,3 +107,45 @@ def test_a_herd_meeting_an_intuit_outage_hears_of_one_failed_refresh_instead_of_
     }
     assert all(a["answered_at"] < a["ends_at"] for a in answers)
     assert connection.status.value == "connected" and connection.lease_owner is None
+
+
+def test_a_holder_killed_mid_refresh_leaves_the_herd_busy_and_the_service_finds_the_lost_grant_by_itself(make_stack):
+    """A workflow's refresh of an on-demand connection reached Intuit, which rotated the refresh token, and then its
+    invocation was killed (Lambda's timeout for a workflow that did not pass its context, an out-of-memory kill)
+    before the answer was stored: the grant is lost under the strict reading. The herd asking meanwhile hears busy
+    within its own time and sends nothing. Once the dead call is certainly over, the service must check the grant
+    by itself and report it (needs_reauthorization and its event), as it does after an answer lost in flight:
+    no sweep looks at an on-demand connection, so it would show `connected` until its keep-alive, a day later."""
+    clock = VirtualClock(int(time.time()))
+    stack = make_stack(clock)
+    connection_id = on_demand_and_due(stack)
+    checks = DelayedChecks(now=clock.now)  # the refresh queue: SQS delivers each check when it is due
+    killed = stack.services(log=CallLog(crash_at=("identity.refresh", "after")))
+    killed.refresh_queue = checks
+    with pytest.raises(Crash):
+        TokenAccess(killed.lifecycle, killed.store, clock).answer(
+            connection_id, min_valid_seconds=300, not_after=clock.now() + 198
+        )
+    assert stack.refresh_calls() == 1
+
+    answers = token_function_herd(stack, connection_id, clock, checks=checks)
+
+    assert codes(answers) == {"busy": HERD}
+    assert all(a["answered_at"] < a["ends_at"] for a in answers)
+    assert stack.refresh_calls() == 1, "the consumed refresh token was sent while the dead call could be in flight"
+    reported: list[str] = []
+
+    def refresh_function(connection_ids: list[str]) -> tuple[list, list]:
+        services = stack.services()
+        services.refresh_queue = checks
+        rows = [
+            (cid, services.lifecycle.refresh(cid, requeue_if_in_flight=True).outcome.value, clock.now(), None)
+            for cid in connection_ids
+        ]
+        reported.extend(services.events.detail_types)
+        return rows, checks.take()
+
+    deliver_checks(checks.take(), clock, refresh_function)
+
+    assert stack.connection(connection_id).status.value == "needs_reauthorization"
+    assert reported == ["Connection Needs Reauthorization"]
