@@ -44,7 +44,9 @@ grant is revoked): the strictest reading of Intuit's rules, which the emulator e
   connection after sending, 500/502/504, an unreadable 200 and the deadline are *outcome unknown*:
   never re-sent at once. The in-flight mark stays until the call is certainly over; a delayed queue
   message (SQS DelaySeconds) brings one check right after; if Intuit answers invalid_grant then, the
-  connection becomes `needs_reauthorization` with its event at once.
+  connection becomes `needs_reauthorization` with its event at once. A refresher killed mid-call queues
+  nothing afterwards: the sweep finds an eager connection still due, and a refresh of an on-demand one
+  (which no sweep looks at) queues its check before it sends, for when its in-flight mark has passed.
 - **A rotation is never dropped.** Intuit's answer is written to Secrets Manager before anything else,
   retried with the same ClientRequestToken until the vault write deadline. If Secrets Manager still
   refuses (outage, throttling, the version quota), the token set is sealed with KMS (the RotationKey,

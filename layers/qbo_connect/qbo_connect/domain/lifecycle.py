@@ -287,6 +287,10 @@ class TokenLifecycle:
                 RefreshOutcome.BUSY,
                 "too little time was left to call Intuit and persist its answer: the next run will",
             )
+        if connection.refresh_policy is RefreshPolicy.ON_DEMAND and connection.refresh_in_flight_until is not None:
+            # No sweep looks at an on-demand connection: should this holder be killed mid-call (Lambda's timeout, out
+            # of memory) after Intuit rotated, the check it would queue after a lost answer is on its way already.
+            self._check_after(connection.connection_id, connection.refresh_in_flight_until)
         started = time.monotonic()
         try:
             token_set = self._call_intuit(held, not_after)
