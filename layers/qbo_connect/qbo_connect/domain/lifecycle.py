@@ -9,6 +9,7 @@ once: the in-flight mark stays until the call is certainly over at Intuit, and o
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -19,7 +20,7 @@ from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, ConnectionStatus, RefreshPolicy
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.grant_end import GrantEnd
-from qbo_connect.domain.leases import HeldLease, Leases, require, utc_time
+from qbo_connect.domain.leases import HeldLease, Leases, require, take_waiting, utc_time
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import (
     Busy,
@@ -646,14 +647,20 @@ class TokenLifecycle:
         return self.valid_token(connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after)
 
     def _wait_for_lease(self, connection_id: str, not_after: float | None) -> None:
-        deadline = self._clock.now() + self._leases.lease_seconds
+        """Until the holder gives the lease back or it lapses, looking less often the longer it takes (take_waiting's
+        backoff, up to 2 s): a herd waiting out Intuit's slow tail reads the item a few dozen times each, not 5 a
+        second. Gives up while `not_after` still leaves time to answer."""
+        wait = self._leases.lease_seconds
         if not_after is not None:
-            deadline = min(deadline, not_after - self.timings.persist_seconds)
-        while self._clock.now() < deadline:
+            wait = min(wait, not_after - self.timings.persist_seconds - self._clock.now())
+
+        def given_back(now: float) -> None:
             connection = self._store.get(connection_id)
-            if connection is None or not connection.lease_is_held(self._clock.now()):
-                return
-            self._clock.sleep(0.2)
+            if connection is not None and connection.lease_is_held(now):
+                raise Busy("the lease is still held")
+
+        with contextlib.suppress(Busy):
+            take_waiting(given_back, self._clock, wait)
 
 
 def failed_by_another(connection: Connection, failed_runs_before_waiting: int | None) -> bool:
