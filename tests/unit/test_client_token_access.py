@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fakes import FORCED_REFRESH_AGE, FakeWorld
+from qbo_connect.domain.admin_operations import ConnectionUpdate
 from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.errors import Busy, ConnectionNotFound, InvalidInput, NeedsReauthorization, NotConnected
 from qbo_connect.token_access import RECHECK_SECONDS, TokenAccess
@@ -199,3 +200,19 @@ def test_a_warm_cache_checks_the_stored_state_once_a_minute_with_one_metadata_re
         assert access.access_token(connected) == token
 
     assert (gets.calls, reads.calls) == (2, 1)  # the first read, then one check after a minute
+
+
+def test_a_workflow_left_too_little_time_to_refresh_an_on_demand_connection_is_told_how_to_get_a_token(world, access):
+    """Only a caller refreshes an on-demand connection (no schedule does until its keep-alive, a day later):
+    'the next run will', the schedule's words, promised a refresh nobody makes, and a workflow retrying with the
+    same 45 s left hears it forever. It must hear what to do instead."""
+    connection = world.connected()
+    world.admin.update(connection.connection_id, ConnectionUpdate(refresh_policy="on_demand"), actor="test")
+    world.clock.advance(3600 - 180)
+
+    with pytest.raises(Busy) as refused:
+        access.access(connection.connection_id, not_after=world.clock.now() + 45)
+
+    assert "next run" not in refused.value.message
+    assert "token function" in refused.value.message and "160 s" in refused.value.message
+    assert world.identity.refresh_calls == 0
