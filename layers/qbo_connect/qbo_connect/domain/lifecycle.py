@@ -283,10 +283,14 @@ class TokenLifecycle:
             return self._permanent_failure(held, NeedsReauthorization("The connection secret holds no refresh token"))
         if self.deadline_for_a_call(held, not_after) is None:
             # The call could outlive the lease or the invocation, and a refresh answer nobody persists is lost.
+            # Said to workflows too: an on-demand connection has no schedule to leave the refresh to.
+            needed = int(self.timings.call_deadline_seconds + self.timings.persist_seconds)
             return RefreshResult(
                 connection.connection_id,
                 RefreshOutcome.BUSY,
-                "too little time was left to call Intuit and persist its answer: the next run will",
+                f"too little time was left to call Intuit and persist its answer (a refresh may take up to {needed} s):"
+                " nothing was sent; ask with that much time left (the token function always has it), or, for an "
+                "eager connection, let the schedule refresh it",
             )
         if connection.refresh_policy is RefreshPolicy.ON_DEMAND and connection.refresh_in_flight_until is not None:
             # No sweep looks at an on-demand connection: should this holder be killed mid-call (Lambda's timeout, out
