@@ -53,6 +53,8 @@ grant is revoked): the strictest reading of Intuit's rules, which the emulator e
   or the stack's customer managed key) onto the connection item in the same conditional write, read
   back before the vault by the next holder and written to the vault then; the RotationPendingAlarm
   fires. If even that write fails, the lease is kept until it expires (its in-flight mark with it).
+  A consent or an administrator's change that meets the same refusal gives its lease back: it sent no
+  refresh token, the vault still holds what it held, and the person told to try again need not wait.
 - **Writes per secret are bounded.** AWS keeps every secret version younger than 24 hours and about
   100 in all. `min_valid_seconds` is capped at 1800 s, a forced refresh needs a token at least ten
   minutes old and a per-connection budget (3, one back every 30 minutes): a day of a workflow asking
