@@ -116,3 +116,26 @@ class SlowIntuit:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+def at_once(clock: VirtualClock, calls: list[Callable[[], Any]], *, wait_seconds: float = 120) -> list[Any]:
+    """Run the calls in threads released together, each a member of `clock`; what each returned or raised, in
+    order. Fails when one has not finished within `wait_seconds` of real time."""
+    start = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        with clock.member():
+            start.wait()
+            try:
+                results[index] = calls[index]()
+            except Exception as error:
+                results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(wait_seconds)
+    assert not any(t.is_alive() for t in threads), "a caller never finished"
+    return results

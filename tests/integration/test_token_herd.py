@@ -8,7 +8,6 @@ Intuit's answers take virtual seconds drawn from the emulator's long-tailed late
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from typing import Any
@@ -20,7 +19,7 @@ from qbo_connect.token_access import TokenAccess
 from qbo_local.emulator.latency import LatencyProfile
 from refresh_support import CallLog, Crash, Stack
 from test_handlers import LambdaContext
-from virtual_time import SlowIntuit, VirtualClock
+from virtual_time import SlowIntuit, VirtualClock, at_once
 
 from chaos.soak import DelayedChecks, deliver_checks
 
@@ -51,27 +50,15 @@ def token_function_herd(
         services.store.get(connection_id)  # a warm container: clients made, connections open
         containers.append(TokenAccess(services.lifecycle, services.store, clock))
 
-    start = threading.Barrier(size)
-    answers: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    def invoke(access: TokenAccess) -> None:
-        with clock.member():
-            start.wait()
-            context = LambdaContext(remaining_millis=TOKEN_FUNCTION_TIMEOUT_MILLIS)
-            ends_at = clock.now() + TOKEN_FUNCTION_TIMEOUT_MILLIS / 1000
-            answer = access.answer(connection_id, min_valid_seconds=300, not_after=work_deadline(context, clock.now()))
-            answered_at = clock.now()
+    def invoke(access: TokenAccess) -> dict[str, Any]:
+        context = LambdaContext(remaining_millis=TOKEN_FUNCTION_TIMEOUT_MILLIS)
+        ends_at = clock.now() + TOKEN_FUNCTION_TIMEOUT_MILLIS / 1000
+        answer = access.answer(connection_id, min_valid_seconds=300, not_after=work_deadline(context, clock.now()))
         answer.pop("access_token", None)
-        with lock:
-            answers.append({**answer, "answered_at": answered_at, "ends_at": ends_at})
+        return {**answer, "answered_at": clock.now(), "ends_at": ends_at}
 
-    threads = [threading.Thread(target=invoke, args=(access,), daemon=True) for access in containers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
-    assert len(answers) == size, "an invocation never answered"
+    answers = at_once(clock, [lambda access=access: invoke(access) for access in containers], wait_seconds=300)
+    assert not [a for a in answers if isinstance(a, Exception)], "an invocation never answered"
     return answers
 
 

@@ -8,16 +8,13 @@ only when every caller sleeps, and Intuit's refresh answer takes the time each t
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from fakes import EPOCH, FORCED_REFRESH_AGE, FakeWorld, StrictIdentityProvider
 from qbo_connect.errors import Busy
 from qbo_connect.token_access import TokenAccess
-from virtual_time import SlowIntuit, VirtualClock
+from virtual_time import SlowIntuit, VirtualClock, at_once
 
 REALM = "9341453050000001"
 HERD = 20
@@ -34,28 +31,6 @@ def slow_world(answer_seconds: float = SLOW_ANSWER) -> tuple[FakeWorld, VirtualC
     clock.advance(FORCED_REFRESH_AGE)
     world.identity.invalidate_access_tokens(REALM)
     return world, clock, connection_id
-
-
-def at_once(clock: VirtualClock, calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run the calls in threads released together; what each returned or raised, in order."""
-    start = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        with clock.member():
-            start.wait()
-            try:
-                results[index] = calls[index]()
-            except Exception as error:
-                results[index] = error
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not any(t.is_alive() for t in threads), "a caller never finished"
-    return results
 
 
 @pytest.mark.parametrize("answer_seconds", [MEDIAN_ANSWER, SLOW_ANSWER])

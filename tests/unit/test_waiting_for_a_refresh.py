@@ -10,7 +10,7 @@ from collections import Counter
 
 from fakes import EPOCH, FakeWorld, StrictIdentityProvider
 from qbo_connect.token_access import TokenAccess
-from virtual_time import SlowIntuit, VirtualClock
+from virtual_time import SlowIntuit, VirtualClock, at_once
 
 WAITERS = 10
 ANSWER_SECONDS = 60.0  # Intuit's slow tail; its own limit is 120 s
@@ -35,24 +35,16 @@ def test_a_waiter_reads_the_item_less_often_the_longer_a_slow_refresh_takes_and_
         return get(cid)
 
     world.store.get = counted_get
-    start = threading.Barrier(WAITERS)
-    answered_at: dict[str, float] = {}
 
-    def workflow() -> None:
-        with clock.member():
-            start.wait()
-            TokenAccess(world.lifecycle, world.store, clock).answer(
-                connection_id, min_valid_seconds=300, not_after=clock.now() + 198
-            )
-            answered_at[threading.current_thread().name] = clock.now()
+    def workflow() -> float:
+        TokenAccess(world.lifecycle, world.store, clock).answer(
+            connection_id, min_valid_seconds=300, not_after=clock.now() + 198
+        )
+        return clock.now()
 
-    threads = [threading.Thread(target=workflow, name=f"workflow-{i}", daemon=True) for i in range(WAITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    answered_at = at_once(clock, [workflow] * WAITERS)
 
-    assert world.identity.refreshes_sent == 1 and len(answered_at) == WAITERS
+    assert world.identity.refreshes_sent == 1 and not [a for a in answered_at if isinstance(a, Exception)]
     refreshed_at = EPOCH + 3600 - 180 + ANSWER_SECONDS
-    assert max(answered_at.values()) - refreshed_at < LATE_SECONDS
+    assert max(answered_at) - refreshed_at < LATE_SECONDS
     assert max(reads.values()) <= ANSWER_SECONDS, f"reads per waiter: {sorted(reads.values())}"
