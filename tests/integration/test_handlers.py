@@ -58,6 +58,9 @@ test_function = _load_handler("test")
 token_function = _load_handler("token")
 
 
+REFRESH_FUNCTION_MILLIS = 360_000  # template.yaml: RefreshFunction's Timeout
+
+
 @dataclass
 class LambdaContext:
     function_name: str = "qbo-connect-Function"
@@ -69,6 +72,22 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_millis
+
+
+class RefreshFunctionInProcess:
+    """Lambda's synchronous Invoke of the refresh function (TokenLifecycle's hand-off), run in this process: its
+    handler runs to the end on the payload with the function's own time, as Lambda runs an invocation whatever
+    its caller does; a caller whose wait has passed by then (the services' clock) gets no answer."""
+
+    def __init__(self, clock) -> None:
+        self._clock = clock
+        self.payloads: list[dict] = []
+
+    def refresh(self, payload: dict, *, wait_seconds: float) -> dict | None:
+        self.payloads.append(payload)
+        give_up_at = self._clock.now() + wait_seconds
+        answer = refresh_function.handler(dict(payload), LambdaContext(remaining_millis=REFRESH_FUNCTION_MILLIS))
+        return answer if self._clock.now() <= give_up_at else None
 
 
 class TokenEndpoint:
@@ -194,6 +213,10 @@ def stack(monkeypatch: pytest.MonkeyPatch, log_scan: LogScan) -> Iterator[Stack]
             body=(FIXTURES / "companyinfo.json").read_text(),
             content_type="application/json",
             headers={"intuit_tid": "1-tid-company"},
+        )
+        # A caller with too little time hands its refresh to the refresh function (QBO_REFRESH_FUNCTION_NAME).
+        monkeypatch.setattr(
+            runtime.Services, "refresh_handoff", property(lambda services: RefreshFunctionInProcess(services.clock))
         )
         stack = Stack(http, session, token_endpoint)
         try:

@@ -109,18 +109,26 @@ def test_a_refresh_is_not_started_when_the_invocation_would_end_before_it_is_per
     assert world.connection(connection.connection_id).lease_owner is None
 
 
-def test_a_refresh_gets_a_call_deadline_that_fits_in_what_the_invocation_leaves(world, runs):
+def test_a_refresh_is_sent_only_with_intuits_whole_time_limit_and_persisting_left(world, runs):
+    """Intuit rotates the refresh token when it processes the call: a call cut short at what the invocation leaves
+    drops an answer that may still come, and the grant with it. Too little left: nothing is sent."""
     connection = world.connected()
     world.clock.advance(UNTIL_DUE)
 
-    class Invocation:
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return 100_000
+    def invocation(seconds_left: float):
+        class Invocation:
+            @staticmethod
+            def get_remaining_time_in_millis() -> int:
+                return int(seconds_left * 1000)
 
-    assert runs.handle({"connection_id": connection.connection_id}, Invocation())["outcome"] == "refreshed"
-    # 100 s left, less 2 s to answer, less the persist budget: the call may take what remains, no more.
-    assert world.identity.deadlines == [pytest.approx(100 - 2 - world.timings.persist_seconds)]
+        return Invocation()
+
+    # 2 s of the invocation are kept to answer (work_deadline); the call and persisting must fit in the rest.
+    enough = world.timings.call_deadline_seconds + world.timings.persist_seconds + 2
+    short = runs.handle({"connection_id": connection.connection_id}, invocation(enough - 1))
+    assert (short["outcome"], world.identity.deadlines) == ("busy", [])
+    assert runs.handle({"connection_id": connection.connection_id}, invocation(enough))["outcome"] == "refreshed"
+    assert world.identity.deadlines == [world.timings.call_deadline_seconds]
 
 
 def test_two_refreshes_of_a_batch_failing_for_good_at_the_same_moment_are_both_counted(

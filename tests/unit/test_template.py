@@ -16,6 +16,7 @@ import pytest
 from qbo_connect.adapters.dynamodb_store import TABLE_SCHEMA
 from qbo_connect.domain.app_company_leases import WAIT_SECONDS as APP_COMPANY_WAIT_SECONDS
 from qbo_connect.domain.authorization import CONNECTION_LEASE_WAIT_SECONDS
+from qbo_connect.domain.lifecycle import RefreshTimings
 from qbo_connect.invocation import ANSWER_SECONDS
 from qbo_connect.settings import AFTER_VAULT_DEADLINE_SECONDS, Settings
 from qbo_local.template import Tag, function_properties, functions, http_api_authorizers, http_routes, load_template
@@ -163,16 +164,25 @@ def test_timeouts_fit_the_worst_case_of_each_function(template):
     )
     assert steps < timeouts["CallbackFunction"] <= steps + 10, (steps, timeouts["CallbackFunction"])
     assert timeouts["ConsoleFunction"] == 5  # serves files
-    # The admin API and the disconnect page answer through API Gateway too: a refresh they start must fit in
-    # 30 s, and they start one only when the call, the persisting (vault write + ~10 s) and the answer fit in
-    # what is left, so some time must be left over for what comes before the call.
+    # The admin API and the disconnect page answer through API Gateway (30 s): too short to see a refresh through
+    # (Intuit's whole 120 s and persisting), so they hand every refresh to the refresh function, which has the time.
+    to_see_a_refresh_through = RefreshTimings(
+        call_deadline_seconds=settings.refresh_call_deadline_seconds, persist_seconds=settings.persist_seconds
+    ).to_see_a_refresh_through
     for name in ("AdminFunction", "AppPagesFunction"):
+        properties = function_properties(template, name)
+        env = properties["Environment"]["Variables"]
+        assert "QBO_REFRESH_CALL_DEADLINE_SECONDS" not in env, f"{name} would cut Intuit's time limit short"
+        assert env["QBO_REFRESH_FUNCTION_NAME"] == Tag("Ref", "RefreshFunction"), name
+        assert properties["Timeout"] == 30 < to_see_a_refresh_through, name
+    # So do the test and token functions when waiting for another holder left them too little: the hand-off
+    # target itself never needs one.
+    for name in ("TestFunction", "TokenFunction"):
         env = function_properties(template, name)["Environment"]["Variables"]
-        refresh_steps = float(env["QBO_REFRESH_CALL_DEADLINE_SECONDS"]) + float(env["QBO_VAULT_WRITE_DEADLINE_SECONDS"])
-        assert (
-            function_properties(template, name)["Timeout"] == 30
-            and refresh_steps + AFTER_VAULT_DEADLINE_SECONDS + ANSWER_SECONDS + 1 < 30
-        ), name
+        assert env["QBO_REFRESH_FUNCTION_NAME"] == Tag("Ref", "RefreshFunction"), name
+    assert (
+        "QBO_REFRESH_FUNCTION_NAME" not in function_properties(template, "RefreshFunction")["Environment"]["Variables"]
+    )
     # A reset or delete from the console revokes at Intuit only while the revocation and storing its outcome fit in
     # what is left, so they must fit with time to spare for the reads and the lease before them.
     admin = function_properties(template, "AdminFunction")["Environment"]["Variables"]
@@ -253,7 +263,16 @@ def test_nothing_in_the_template_may_invoke_the_admin_function_but_its_api_route
         if isinstance(policy, dict) and "LambdaInvokePolicy" in policy
     ]
     assert {"Ref": "AdminFunction"} not in granted
-    assert "lambda:InvokeFunction" not in text and "AWS::Lambda::Permission" not in text
+    assert "AWS::Lambda::Permission" not in text
+    # The one invocation the template grants: a refresh handed to the refresh function.
+    invoked = [
+        statement["Resource"]
+        for resource in template["Resources"].values()
+        for statement in _statements(resource.get("Properties", {}))
+        if "lambda:InvokeFunction" in _as_list(statement.get("Action"))
+    ]
+    assert invoked == [Tag("GetAtt", "RefreshFunction.Arn")]
+    assert text.count("lambda:InvokeFunction") == 1
 
 
 def test_routes_give_the_local_stack_what_it_needs(template):

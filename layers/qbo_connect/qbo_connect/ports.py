@@ -173,6 +173,15 @@ class RefreshQueue(Protocol):
         """Returns how many were enqueued; `delay_seconds` (at most 900) holds them back that long."""
 
 
+class RefreshHandoff(Protocol):
+    """A refresh sent on a caller's behalf by a function with the time to see it through (the refresh function,
+    through Lambda's synchronous Invoke), which goes on to the end when the caller stops waiting."""
+
+    def refresh(self, payload: dict[str, Any], *, wait_seconds: float) -> dict[str, Any] | None:
+        """The refresh function's answer to `payload` ({"connection_id", "force", "min_valid_seconds"}), or None
+        when none came within `wait_seconds`."""
+
+
 class SigningKeys(Protocol):
     def current(self) -> tuple[str, bytes]:
         """(key id, key) to sign new authorize links with."""

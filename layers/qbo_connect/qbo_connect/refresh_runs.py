@@ -44,6 +44,7 @@ from qbo_connect.ports import Clock, RefreshQueue
 SWEEP_EVENT = {"action": "sweep"}
 # The template's schedule adds "<aws.scheduler.scheduled-time>", which the Scheduler fills in.
 SWEEP_KEYS = {"action", "scheduled_time"}
+ASKED_KEYS = {"connection_id", "force", "min_valid_seconds"}
 
 
 class BatchFailed(RuntimeError):
@@ -79,7 +80,7 @@ class RefreshRuns:
             return self.refresh_batch(records, not_after=not_after)
         if isinstance(event, dict) and "connection_id" in event:
             try:
-                return self.refresh_one(event["connection_id"], not_after=not_after).as_json()
+                return self.refresh_asked(event, not_after=not_after).as_json()
             except InvalidInput as error:
                 return error_body(ErrorCode.INVALID_INPUT, error.message)
         if isinstance(event, dict) and event.get("action") == SWEEP_EVENT["action"] and set(event) <= SWEEP_KEYS:
@@ -118,6 +119,24 @@ class RefreshRuns:
         # Last, and only in what the invocation has left: grants no refresh looks at (invalid_client) still hear
         # their end coming, on the sweep's cadence; a sweep out of time leaves the rest to the next ones.
         self._lifecycle.watch_unrefreshed_grants(not_after=not_after)
+
+    def refresh_asked(self, event: dict[str, Any], *, not_after: float | None = None) -> RefreshResult:
+        """One connection's refresh asked for directly: by an operator, or handed over by a caller with too little
+        time to see it through (TokenLifecycle's hand-off: {"connection_id", "force", "min_valid_seconds"})."""
+        if not set(event) <= ASKED_KEYS:
+            raise InvalidInput(f"Unknown fields {sorted(set(event) - ASKED_KEYS)}: use {sorted(ASKED_KEYS)}")
+        force = event.get("force", False)
+        min_valid_seconds = event.get("min_valid_seconds", 0)
+        if not isinstance(force, bool):
+            raise InvalidInput('"force" must be true or false')
+        if isinstance(min_valid_seconds, bool) or not isinstance(min_valid_seconds, int | float):
+            raise InvalidInput('"min_valid_seconds" must be a number of seconds')
+        return self._lifecycle.refresh(
+            validate_connection_id(event["connection_id"]),
+            force=force,
+            min_valid_seconds=min_valid_seconds,
+            not_after=not_after,
+        )
 
     def refresh_one(self, connection_id: Any, *, not_after: float | None = None) -> RefreshResult:
         return self._lifecycle.refresh(

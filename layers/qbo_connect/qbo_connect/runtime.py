@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
     from qbo_connect.adapters.dynamodb_usage import DynamoDbUsageLedger
     from qbo_connect.adapters.eventbridge import EventBridgePublisher
+    from qbo_connect.adapters.lambda_handoff import LambdaRefreshHandoff
     from qbo_connect.adapters.secrets_vault import SecretsManagerSigningKeys, SecretsManagerVault
     from qbo_connect.adapters.sqs_queue import SqsRefreshQueue
     from qbo_connect.adapters.webhook_queue import SqsWebhookQueue
@@ -243,6 +244,21 @@ class Services:
         return SqsRefreshQueue(self._client("sqs"), self.settings.refresh_queue_url)
 
     @cached_property
+    def refresh_handoff(self) -> LambdaRefreshHandoff | None:
+        if not self.settings.refresh_function_name:
+            return None
+        from botocore.config import Config
+
+        from qbo_connect.adapters.lambda_handoff import LambdaRefreshHandoff
+
+        def client_with_read_timeout(seconds: float) -> Any:
+            config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=seconds)
+            with self._session_lock:
+                return self.session.client("lambda", config=config)
+
+        return LambdaRefreshHandoff(client_with_read_timeout, self.settings.refresh_function_name)
+
+    @cached_property
     def lifecycle(self) -> TokenLifecycle:
         from qbo_connect.domain.lifecycle import RefreshTimings, TokenLifecycle
 
@@ -264,6 +280,7 @@ class Services:
             self.leases,
             timings,
             recheck=self.refresh_queue,
+            handoff=self.refresh_handoff,
         )
 
     @cached_property

@@ -41,6 +41,8 @@ class Settings:
     public_base_url: str = ""
     event_bus_name: str = "default"
     refresh_queue_url: str = ""
+    # Where a caller with too little time left to see a refresh through hands it (TokenLifecycle's hand-off).
+    refresh_function_name: str = ""
     webhook_queue_url: str = ""
     kms_key_id: str = ""
     # The KMS key that seals a rotated token set onto the connection item while the vault refuses it.
@@ -210,6 +212,7 @@ class Settings:
             public_base_url=text("QBO_PUBLIC_BASE_URL").rstrip("/"),
             event_bus_name=text("QBO_EVENT_BUS_NAME", "default"),
             refresh_queue_url=text("QBO_REFRESH_QUEUE_URL"),
+            refresh_function_name=text("QBO_REFRESH_FUNCTION_NAME"),
             webhook_queue_url=text("QBO_WEBHOOK_QUEUE_URL"),
             kms_key_id=text("QBO_KMS_KEY_ID"),
             rotation_key_id=text("QBO_ROTATION_KEY_ID"),

@@ -412,8 +412,8 @@ class AdminOperations:
                 raise InvalidInput("Set the connection's client secret first: the refresh needs it")
             with self._importing(secret.client_id, realm_id, connection.connection_id) as company:
                 persist = self._lifecycle.timings.persist_seconds
-                deadline = self._lifecycle.deadline_for_a_call(held, not_after)
-                if deadline is None:
+                deadline = self._import_call_seconds
+                if not_after is not None and not_after - self._clock.now() - persist < deadline:
                     raise Busy(
                         "Waiting for the connection's lease left too little time to refresh the imported token and "
                         "store Intuit's answer: nothing was changed and the token was not used; try again"
@@ -460,7 +460,13 @@ class AdminOperations:
     def import_lease_seconds(self) -> float:
         """How long an import holds the app-company lease: its refresh call, then persisting the answer (within the
         admin function's timeout: template tests)."""
-        return self._lifecycle.timings.call_deadline_seconds + self._lifecycle.timings.persist_seconds
+        return self._import_call_seconds + self._lifecycle.timings.persist_seconds
+
+    @property
+    def _import_call_seconds(self) -> float:
+        """An import's refresh is a person's one-off call, like a consent's code exchange, and has its deadline: it
+        cannot be handed to the refresh function (no grant is stored yet), and the admin API has 30 s in all."""
+        return self._settings.consent_call_deadline_seconds
 
     @contextlib.contextmanager
     def _importing(self, client_id: str, realm_id: str, connection_id: str) -> Iterator[HeldAppCompanyLease]:

@@ -43,10 +43,16 @@ from qbo_connect.ports import (
     ConnectionStore,
     EventPublisher,
     IdentityProvider,
+    RefreshHandoff,
     RefreshQueue,
     TokenVault,
 )
 from qbo_connect.settings import AWS_THROTTLED_CALL_SECONDS
+
+# After a hand-off's answer: reading the item and the new token (one throttled AWS call each), and answering.
+AFTER_A_HANDOFF_SECONDS = 2 * AWS_THROTTLED_CALL_SECONDS + 1
+# A hand-off nobody can wait this long for is not made: its answer would come after the caller has gone.
+MIN_HANDOFF_WAIT_SECONDS = 1.0
 
 
 class RefreshOutcome(StrEnum):
@@ -89,11 +95,12 @@ class RefreshTimings:
     forced_refresh_refill_seconds: float = 1800
     # A caller may ask for a token valid this long at most: a longer ask would refresh a fresh token.
     max_min_valid_seconds: float = intuit.ACCESS_TOKEN_DEFAULT_SECONDS - 1800
-    # The whole Intuit call, and what must be left after it to persist its answer.
+    # The whole Intuit call, and what must be left after it to persist its answer. A refresh is sent only with
+    # all of both ahead of it: Intuit rotates the refresh token when it processes the call, and an answer the
+    # caller stopped waiting for is a grant lost (shared/INTUIT.md, the strict reading). A caller with less
+    # time hands the refresh to one that has it (RefreshHandoff).
     call_deadline_seconds: float = float(intuit.REQUEST_TIME_LIMIT_SECONDS)
     persist_seconds: float = 40
-    # A call given less than this (or than the whole deadline, if shorter) is not started.
-    min_call_seconds: float = 10
     # An on-demand connection nobody asked a token of is refreshed this long after its last refresh:
     # the refresh token's rolling expiry (about 100 days) keeps moving, and a revoked grant is found.
     keepalive_seconds: float = 86_400
@@ -106,8 +113,9 @@ class RefreshTimings:
     failures_in_a_row_reported: int = 2
 
     @property
-    def shortest_call_seconds(self) -> float:
-        return min(self.min_call_seconds, self.call_deadline_seconds)
+    def to_see_a_refresh_through(self) -> float:
+        """What a caller needs left to send a refresh itself: the lease's write, the whole call, persisting."""
+        return AWS_THROTTLED_CALL_SECONDS + self.call_deadline_seconds + self.persist_seconds
 
 
 class TokenLifecycle:
@@ -121,6 +129,7 @@ class TokenLifecycle:
         leases: Leases,
         timings: RefreshTimings,
         recheck: RefreshQueue | None = None,
+        handoff: RefreshHandoff | None = None,
     ) -> None:
         self._store = store
         self._vault = vault
@@ -131,6 +140,8 @@ class TokenLifecycle:
         self.timings = timings
         # Where a check after an unknown outcome is queued for when the call is certainly over.
         self._recheck = recheck
+        # Where a refresh goes when this caller's invocation could not see one through (the refresh function).
+        self._handoff = handoff
 
     # --- finding work -------------------------------------------------------------------------
     def due_connection_ids(self) -> list[str]:
@@ -214,6 +225,8 @@ class TokenLifecycle:
         be persisted by then. `requeue_if_in_flight`: the refresh queue's own work (the check queued after a
         lost answer may come early, by a clock behind the writer's); anyone else finding a call in flight
         is answered busy, and the check queued when its answer was lost stands."""
+        if self._handoff is not None and not self._can_see_a_refresh_through(not_after):
+            return self._hand_off(connection_id, force=force, min_valid_seconds=min_valid_seconds, not_after=not_after)
         needed = max(self.timings.margin_seconds, min(min_valid_seconds or 0, self.timings.max_min_valid_seconds))
         try:
             # No read first: callers (the sweep, a workflow whose token is short) already know it is due,
@@ -284,13 +297,14 @@ class TokenLifecycle:
         if self.deadline_for_a_call(held, not_after) is None:
             # The call could outlive the lease or the invocation, and a refresh answer nobody persists is lost.
             # Said to workflows too: an on-demand connection has no schedule to leave the refresh to.
-            needed = int(self.timings.call_deadline_seconds + self.timings.persist_seconds)
+            needed = int(self.timings.to_see_a_refresh_through)
             return RefreshResult(
                 connection.connection_id,
                 RefreshOutcome.BUSY,
                 f"too little time was left to call Intuit and persist its answer (a refresh may take up to {needed} s):"
-                " nothing was sent; ask with that much time left (the token function always has it), or, for an "
-                "eager connection, let the schedule refresh it",
+                " nothing was sent; ask with that much time left (the token function always has it), set "
+                "QBO_REFRESH_FUNCTION_NAME so that a caller with less hands the refresh to the refresh function, or, "
+                "for an eager connection, let the schedule refresh it",
             )
         if connection.refresh_policy is RefreshPolicy.ON_DEMAND and connection.refresh_in_flight_until is not None:
             # No sweep looks at an on-demand connection: should this holder be killed mid-call (Lambda's timeout, out
@@ -345,6 +359,46 @@ class TokenLifecycle:
         logger.info("Connection refreshed", extra={"connection_id": saved.connection_id})
         return RefreshResult(saved.connection_id, RefreshOutcome.REFRESHED)
 
+    def _can_see_a_refresh_through(self, not_after: float | None) -> bool:
+        return not_after is None or not_after - self._clock.now() >= self.timings.to_see_a_refresh_through
+
+    def _hand_off(
+        self, connection_id: str, *, force: bool, min_valid_seconds: float | None, not_after: float | None
+    ) -> RefreshResult:
+        """Have the refresh function (which always has the time) refresh, and wait for it while `not_after` leaves
+        time to read its token and answer. Past that, it goes on alone and stores the new token."""
+        assert self._handoff is not None and not_after is not None
+        wait = not_after - self._clock.now() - AFTER_A_HANDOFF_SECONDS
+        if wait < MIN_HANDOFF_WAIT_SECONDS:
+            return RefreshResult(
+                connection_id,
+                RefreshOutcome.BUSY,
+                "too little time was left to wait for a refresh: nothing was sent; try again with more time left",
+            )
+        payload = {"connection_id": connection_id, "force": force, "min_valid_seconds": int(min_valid_seconds or 0)}
+        logger.info("Refresh handed to the refresh function", extra={"connection_id": connection_id, "force": force})
+        answer = self._handoff.refresh(payload, wait_seconds=wait)
+        if answer is None:
+            return RefreshResult(
+                connection_id,
+                RefreshOutcome.BUSY,
+                "the refresh was handed to the refresh function, which is still waiting for Intuit and will store the "
+                "new token: try again in a minute",
+            )
+        try:
+            return RefreshResult(connection_id, RefreshOutcome(answer["outcome"]), answer.get("message"))
+        except (KeyError, TypeError, ValueError):
+            failure = answer.get("errorType") or (answer.get("error") or {}).get("code") or "no outcome"
+            logger.error(
+                "The refresh function answered a hand-off without an outcome",
+                extra={"connection_id": connection_id, "error": str(failure)[:100]},
+            )
+            return RefreshResult(
+                connection_id,
+                RefreshOutcome.TRANSIENT_FAILURE,
+                f"the refresh function could not refresh ({str(failure)[:100]}): its log says why",
+            )
+
     def _time_for_calls(self, held: HeldLease, not_after: float | None) -> float:
         """What the lease and the invocation leave for calling Intuit, after keeping time to persist."""
         left = self._leases.seconds_left(held)
@@ -360,7 +414,7 @@ class TokenLifecycle:
         (and within the lease); None when too little is left to start one: an answer nobody persists is a
         grant lost."""
         deadline = self._call_deadline(held, not_after)
-        return deadline if deadline >= self.timings.shortest_call_seconds else None
+        return deadline if deadline >= self.timings.call_deadline_seconds else None
 
     def _call_intuit(self, held: HeldLease, not_after: float | None) -> TokenSet:
         """Retries, with backoff and full jitter, only what certainly never reached Intuit's processing."""
@@ -385,7 +439,7 @@ class TokenLifecycle:
                 delay = self._backoff(attempt, error)
                 if (
                     attempt >= self.timings.attempts
-                    or self._time_for_calls(held, not_after) - delay < self.timings.shortest_call_seconds
+                    or self._time_for_calls(held, not_after) - delay < self.timings.call_deadline_seconds
                 ):
                     raise
                 logger.info(

@@ -1,0 +1,47 @@
+"""RefreshHandoff on Lambda: the refresh function, invoked synchronously (RequestResponse).
+
+Lambda runs a synchronous invocation to its end whether or not its caller still listens, so a caller that
+stops waiting leaves the refresh to finish and be stored there. Its answer comes in one piece when the
+function returns: the client's read timeout is the wait. One attempt only: botocore retrying a timed-out
+Invoke would start a second run and wait for it all over again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ReadTimeoutError
+
+from qbo_connect.adapters.aws_faults import raised_as_vault_unavailable
+
+
+class LambdaRefreshHandoff:
+    def __init__(self, client_with_read_timeout: Callable[[float], Any], function_name: str) -> None:
+        self._client_with_read_timeout = client_with_read_timeout
+        self._function_name = function_name
+        self._clients: dict[int, Any] = {}  # by whole seconds of read timeout: callers' waits differ
+        self._lock = threading.Lock()
+
+    def refresh(self, payload: dict[str, Any], *, wait_seconds: float) -> dict[str, Any] | None:
+        client = self._client(max(1, math.floor(wait_seconds)))
+        try:
+            with raised_as_vault_unavailable():
+                response = client.invoke(
+                    FunctionName=self._function_name,
+                    InvocationType="RequestResponse",
+                    Payload=json.dumps(payload).encode(),
+                )
+        except ReadTimeoutError:
+            return None
+        answer = json.loads(response["Payload"].read() or b"null")
+        return answer if isinstance(answer, dict) else {"errorType": "an answer that is no JSON object"}
+
+    def _client(self, read_timeout: int) -> Any:
+        with self._lock:
+            if read_timeout not in self._clients:
+                self._clients[read_timeout] = self._client_with_read_timeout(read_timeout)
+            return self._clients[read_timeout]
