@@ -2,7 +2,8 @@
 the connection's lease, waiting for another refresher), a refresh it sends must be answered and persisted before
 Lambda stops the invocation: Intuit rotates the refresh token when it processes the call, and an answer nobody
 reads is a grant lost (shared/INTUIT.md, strict reading). The lifecycle knows how (`not_after`): the admin API
-must tell it when the invocation ends, as the token and test functions do."""
+must tell it when the invocation ends, as the token and test functions do. With 30 s it never has Intuit's whole
+120 s: it hands each refresh to the refresh function (test_refresh_handoff.py) and waits while it can."""
 
 from __future__ import annotations
 
@@ -150,8 +151,8 @@ def test_switching_to_eager_after_waiting_for_the_lease_sends_no_refresh_the_inv
 
 def test_the_consoles_refresh_of_an_idle_on_demand_connection_still_calls_intuit_with_a_second_gone(admin_lambda):
     """The other side of the same deadline: a refresh the admin API starts with its invocation barely begun
-    (a second gone to the cold start's imports and the reads before it) must still be sent. The admin's call
-    deadline, the vault write deadline, the metadata write and the answer must fit its timeout with room."""
+    (a second gone to the cold start's imports and the reads before it) must still be sent: by the refresh function
+    it is handed to, answered within the admin's invocation."""
     stack, _ = admin_lambda
     sent_before = len(stack.token_endpoint.forms)
 
@@ -173,7 +174,7 @@ def test_importing_tokens_after_waiting_for_the_lease_does_not_spend_the_importe
 ):
     """An administrator takes over a grant from another tool (POST .../import) while another holder has the
     connection's lease; it gives the lease back 25 s later. The import's one verifying refresh is sent with 5 s
-    of the 30 left and the admin's 8 s call deadline; Intuit processes it (the imported refresh token is spent)
+    of the 30 left and the import's 5 s call deadline (the consent's: an import has no stored grant to hand over); Intuit processes it (the imported refresh token is spent)
     and answers 6 s later, after Lambda stopped the invocation. The new refresh token is nowhere, the other
     tool's is spent: the company must reconnect. The import must instead refuse at once, change nothing and
     leave the imported token unused, so that trying again a moment later connects."""
