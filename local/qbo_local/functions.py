@@ -240,10 +240,11 @@ class LocalFunction:
                 self._handler = _load_handler(self.spec)
             return self._handler
 
-    def invoke(self, event: Any) -> Any:
+    def invoke(self, event: Any, *, request_id: str | None = None) -> Any:
+        """`request_id` is the context's aws_request_id (the Invoke API gives the caller the same one)."""
         handler = self.load()
         with self._invoke_lock:
-            context = LambdaContext(self.spec)
+            context = LambdaContext(self.spec, request_id=request_id)
             try:
                 with as_function_output(), self._own_services():
                     return handler(event, context)

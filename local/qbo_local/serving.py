@@ -10,6 +10,13 @@ from typing import Any, Self
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 
+class QuietRequestHandler(WSGIRequestHandler):
+    """Leaves request logging to the app, which logs one line of its own (never a query string)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
 class BackgroundServer:
     """Binding happens in the constructor, so the port is known (port=0 picks a free one) before start()."""
 
