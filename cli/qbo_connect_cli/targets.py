@@ -193,7 +193,11 @@ def local_target(state: Mapping[str, Any]) -> Target:
     if not api_url:
         raise TargetError("The local stack's discovery file has no api_url: restart it with `make dev`")
     region = state.get("region") or environment.get("AWS_REGION") or LOCAL_DEFAULT_REGION
-    use_local_aws(endpoint_url=state.get("aws_endpoint_url") or environment.get("AWS_ENDPOINT_URL"), region=region)
+    use_local_aws(
+        endpoint_url=state.get("aws_endpoint_url") or environment.get("AWS_ENDPOINT_URL"),
+        region=region,
+        lambda_endpoint_url=environment.get("AWS_ENDPOINT_URL_LAMBDA"),
+    )
     session = boto3.Session(
         aws_access_key_id=LOCAL_CREDENTIALS, aws_secret_access_key=LOCAL_CREDENTIALS, region_name=region
     )
@@ -207,14 +211,18 @@ def local_target(state: Mapping[str, Any]) -> Target:
     )
 
 
-def use_local_aws(*, endpoint_url: str | None, region: str) -> None:
+def use_local_aws(*, endpoint_url: str | None, region: str, lambda_endpoint_url: str | None = None) -> None:
     """Point every boto3 client in this process at the local stack's AWS, never at a real account.
 
     In the process environment rather than only on our session, because boto3 reads AWS_ENDPOINT_URL
     for any client, including ones created by libraries; a profile from the shell must not apply.
+    Lambda's Invoke is the stack's own server (AWS_ENDPOINT_URL_LAMBDA), not moto; an endpoint the
+    shell set for Lambda must not apply either.
     """
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_LAMBDA"):
         os.environ.pop(name, None)
+    if lambda_endpoint_url:
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_endpoint_url
     os.environ["AWS_ACCESS_KEY_ID"] = LOCAL_CREDENTIALS
     os.environ["AWS_SECRET_ACCESS_KEY"] = LOCAL_CREDENTIALS
     os.environ["AWS_REGION"] = region

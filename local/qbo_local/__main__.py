@@ -157,7 +157,7 @@ def _up(args: argparse.Namespace) -> int:
         while not stop.wait(1.0):
             pass
     finally:
-        log.info("Stopping: refresh schedule, API, Intuit, embedded AWS")
+        log.info("Stopping: refresh schedule, API, Lambda Invoke, Intuit, embedded AWS")
         stack.stop()
         log.info("Stopped")
     return 0

@@ -6,8 +6,10 @@ connection's secret or token. It is written 0600 in a 0700 folder.
 
     {"pid": 1234, "started_at": "2025-11-28T14:41:12Z", "api_url": "http://localhost:3000",
      "callback_url": "http://localhost:3000/oauth/callback", "aws_endpoint_url": "http://127.0.0.1:4566",
-     "region": "us-east-1", "emulator_url": "http://127.0.0.1:8181" | null,
-     "refresh_dead_letter_queue_url": "...", "environment": {"QBO_TABLE_NAME": ..., "AWS_ENDPOINT_URL": ...}}
+     "lambda_endpoint_url": "http://127.0.0.1:40123", "region": "us-east-1",
+     "emulator_url": "http://127.0.0.1:8181" | null,
+     "refresh_dead_letter_queue_url": "...", "environment": {"QBO_TABLE_NAME": ..., "AWS_ENDPOINT_URL": ...,
+     "AWS_ENDPOINT_URL_LAMBDA": ...}}
 """
 
 from __future__ import annotations

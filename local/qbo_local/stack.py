@@ -36,6 +36,7 @@ from qbo_local.functions import (
     put_layer_first,
     send_function_output_to,
 )
+from qbo_local.lambda_service import LambdaServer, LambdaService
 from qbo_local.router import Route, Router, RouterServer
 from qbo_local.scheduler import QueueEventSource, RefreshSchedule, describe_refresh
 from qbo_local.template import (
@@ -98,15 +99,16 @@ def script_command(script: str, module: str) -> str:
 
 
 def handler_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The QBO_* settings the handlers get (the local stack's own options and Intuit keys left out)."""
+    """The QBO_* settings the handlers get (the local stack's own options and Intuit keys left out), and where
+    their AWS clients go: AWS_ENDPOINT_URL (moto), AWS_ENDPOINT_URL_LAMBDA (the stack's Invoke API)."""
     env = os.environ if environ is None else environ
     chosen = {
         name: value
         for name, value in env.items()
-        if name.startswith("QBO_") and name not in config.LOCAL_ONLY_VARIABLES
+        if (name.startswith("QBO_") and name not in config.LOCAL_ONLY_VARIABLES)
+        or name == "AWS_ENDPOINT_URL"
+        or name.startswith("AWS_ENDPOINT_URL_")
     }
-    if "AWS_ENDPOINT_URL" in env:
-        chosen["AWS_ENDPOINT_URL"] = env["AWS_ENDPOINT_URL"]
     return dict(sorted(chosen.items()))
 
 
@@ -202,6 +204,7 @@ class LocalStack:
         emulator_url = self._start_intuit()
         router = self._bind_router()
         api_url = router.url
+        lambda_url = self._start_lambda_api()
         os.environ.update(
             {
                 "QBO_TABLE_NAME": config.TABLE_NAME,
@@ -243,6 +246,7 @@ class LocalStack:
             "api_url": api_url,
             "callback_url": callback_url(api_url),
             "aws_endpoint_url": aws_endpoint,
+            "lambda_endpoint_url": lambda_url,
             "region": config.REGION,
             "emulator_url": emulator_url,
             "intuit": "emulator" if emulator_url else "sandbox",
@@ -543,6 +547,17 @@ class LocalStack:
         self._parts.append(_Part("API router", server.stop))
         return server
 
+    def _start_lambda_api(self) -> str:
+        """Lambda's Invoke API for the functions, where boto3's lambda client goes (AWS_ENDPOINT_URL_LAMBDA; moto
+        keeps the rest of AWS): a caller short of time hands its refresh to the refresh function as on AWS."""
+        server = LambdaServer(LambdaService(self.functions.values()), host="127.0.0.1", port=0).start()
+        self._parts.append(_Part("Lambda API", server.stop))
+        # After use_local_aws, which drops any AWS_ENDPOINT_URL_* the shell had.
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = server.url
+        os.environ["QBO_REFRESH_FUNCTION_NAME"] = self.functions["refresh"].spec.function_name
+        log.info("Lambda API (Invoke) listening on %s", server.url)
+        return server.url
+
     def _ensure_demo_connection(self) -> None:
         from qbo_connect.domain.administration import NewConnection
         from qbo_connect.errors import ConnectionNotFound
@@ -611,6 +626,7 @@ class LocalStack:
             f"  API            {api_url}",
             f"  Callback URL   {document.get('callback_url', '')}",
             f"  AWS (moto)     {document.get('aws_endpoint_url', '')}  region {document.get('region', '')}",
+            f"  Lambda Invoke  {document.get('lambda_endpoint_url', '')}  (the functions, by name or ARN)",
             f"  Intuit         {intuit}",
             f"  Refresh sweep  every {self.options.refresh_interval:g} s",
             f"  State file     {self.state_file}",

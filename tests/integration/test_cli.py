@@ -745,11 +745,20 @@ def test_the_local_stacks_discovery_file_is_read_when_its_process_runs(tmp_path)
 
 def test_the_local_target_points_boto3_at_the_local_endpoint(environ: None) -> None:
     os.environ["AWS_PROFILE"] = "production-admin"
+    os.environ["AWS_ENDPOINT_URL_LAMBDA"] = "https://lambda.us-east-1.amazonaws.com"  # from the shell
+    lambda_api = "http://127.0.0.1:40123"
     target = targets.local_target(
-        {"api_url": API_URL + "/", "aws_endpoint_url": "http://127.0.0.1:4566", "environment": LOCAL_ENVIRONMENT}
+        {
+            "api_url": API_URL + "/",
+            "aws_endpoint_url": "http://127.0.0.1:4566",
+            "environment": {**LOCAL_ENVIRONMENT, "AWS_ENDPOINT_URL_LAMBDA": lambda_api},
+        }
     )
 
     assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    # Lambda's Invoke goes to the stack's own server, moto keeps the rest.
+    assert target.session.client("lambda").meta.endpoint_url == lambda_api
+    assert target.session.client("sqs").meta.endpoint_url == "http://127.0.0.1:4566"
     assert "AWS_PROFILE" not in os.environ
     assert target.session.region_name == REGION
     assert target.settings.table_name == TABLE

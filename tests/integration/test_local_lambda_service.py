@@ -8,12 +8,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
+from qbo_local.background import background_stack
 from qbo_local.config import ACCOUNT_ID, REGION
 from qbo_local.functions import LocalFunction
 from qbo_local.lambda_service import LambdaServer, LambdaService
@@ -239,3 +241,27 @@ def test_a_payload_over_six_megabytes_or_not_json_is_refused_and_runs_nothing() 
         # Still serving after a refused request.
         client.invoke(FunctionName=name, Payload=b"{}")
         assert ran == [{}]
+
+
+def test_the_local_stack_serves_invoke_and_its_functions_are_told_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with background_stack(tmp_path) as stack:
+        environment = stack.discovery["environment"]
+        assert environment["AWS_ENDPOINT_URL_LAMBDA"] == stack.discovery["lambda_endpoint_url"]
+        assert environment["QBO_REFRESH_FUNCTION_NAME"] == "qbo-connect-local-RefreshFunction"
+        # As a function, a workflow or the CLI makes its client: the endpoint from the environment.
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", environment["AWS_ENDPOINT_URL_LAMBDA"])
+        monkeypatch.setenv("AWS_ENDPOINT_URL", stack.discovery["aws_endpoint_url"])
+        client = boto3.client("lambda", region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
+
+        response = client.invoke(
+            FunctionName=environment["QBO_REFRESH_FUNCTION_NAME"],
+            Payload=json.dumps({"connection_id": "demo", "force": False, "min_valid_seconds": 300}),
+        )
+
+        assert "FunctionError" not in response
+        answer = answer_of(response)
+        assert answer["connection_id"] == "demo"
+        assert answer["outcome"] == "not_refreshable"  # not connected yet
+        assert "Lambda Invoke qbo-connect-local-RefreshFunction (RequestResponse) -> 200" in stack.log()
