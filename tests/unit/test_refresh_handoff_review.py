@@ -1,0 +1,103 @@
+"""Review of the refresh hand-off (TokenLifecycle._hand_off, LambdaRefreshHandoff): faults in their real shape on the
+fakes. A Lambda synchronous invocation goes on after its caller stops waiting; a herd's other callers find the
+refresh function busy with the first one's refresh; botocore's connect timeout comes before its read timeout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from fakes import FakeWorld
+from qbo_connect.adapters.lambda_handoff import LambdaRefreshHandoff
+from qbo_connect.domain.admin_operations import ConnectionUpdate
+from qbo_connect.domain.lifecycle import TokenLifecycle
+from qbo_connect.errors import Busy
+from qbo_connect.runtime import build_services
+from qbo_connect.settings import Settings
+from qbo_connect.token_access import TokenAccess
+
+WORKFLOW_SECONDS = 58.0  # a 60 s workflow's work deadline
+INTUIT_ANSWERS_AFTER = 25.0
+
+
+class RefreshFunction:
+    """The refresh function behind a synchronous Invoke, on the world's lease: a first invocation takes the lease
+    and stores Intuit's answer `INTUIT_ANSWERS_AFTER` s later (whether or not its caller still waits); any other
+    invocation meanwhile finds the lease held and answers busy at once, as lifecycle.refresh does."""
+
+    def __init__(self, world: FakeWorld, connection_id: str) -> None:
+        self.world, self.connection_id = world, connection_id
+        self.payloads: list[dict[str, Any]] = []
+        self.done_at: float | None = None
+        self._holder: Any = None
+        real_sleep = world.clock.sleep
+
+        def sleep(seconds: float) -> None:  # the refresh function's own container goes on meanwhile
+            real_sleep(seconds)
+            self._maybe_finish()
+
+        world.clock.sleep = sleep
+
+    def refresh(self, payload: dict[str, Any], *, wait_seconds: float) -> dict[str, Any] | None:
+        self.payloads.append(payload)
+        if self._holder is None and self.done_at is None:
+            now = self.world.clock.now()
+            self._holder = self.world.store.acquire_lease(self.connection_id, owner="refresh-fn", now=now, seconds=200)
+            self.done_at = now + INTUIT_ANSWERS_AFTER
+            if wait_seconds < INTUIT_ANSWERS_AFTER:
+                self.world.clock.sleep(wait_seconds)
+                return None
+            self.world.clock.sleep(INTUIT_ANSWERS_AFTER)
+            return {"connection_id": self.connection_id, "outcome": "refreshed", "message": None}
+        return {"connection_id": self.connection_id, "outcome": "busy", "message": "the lease is held"}
+
+    def _maybe_finish(self) -> None:
+        if self._holder is not None and self.done_at is not None and self.world.clock.now() >= self.done_at:
+            holder, self._holder = self._holder, None
+            self.world.store.release_lease(self.connection_id, owner=holder.lease_owner or "")
+            assert self.world.lifecycle.refresh(self.connection_id, force=True).outcome.value == "refreshed"
+
+
+def short_caller(world: FakeWorld, handoff: Any) -> TokenAccess:
+    """A workflow's container: its own lifecycle, handing refreshes off, on the same store, vault and lease."""
+    lifecycle = TokenLifecycle(
+        world.store, world.vault, world.identity, world.recorder, world.clock, world.leases, world.timings,
+        handoff=handoff,
+    )  # fmt: skip
+    return TokenAccess(lifecycle, world.store, world.clock)
+
+
+def on_demand_and_expired(world: FakeWorld) -> str:
+    connection = world.connected()
+    world.admin.update(connection.connection_id, ConnectionUpdate(refresh_policy="on_demand"), actor="test")
+    world.clock.advance(3600 + 60)
+    return connection.connection_id
+
+
+def test_a_herd_member_whose_hand_off_found_the_refresh_function_busy_gets_the_token_stored_in_its_time(world):
+    """A herd's first workflow hands the refresh off; the refresh function stores Intuit's answer 25 s later. A
+    second 60 s workflow asking at the same moment is answered busy by the refresh function (the lease is held). It
+    should wait for the lease while it can still read the token and answer (until not_after minus
+    AFTER_A_HANDOFF_SECONDS, ~50 s) and get the new token at 25 s, having invoked the refresh function once. It waits
+    only until not_after - persist_seconds (18 s: the time a refresh of its own would need, though it sends none),
+    then invokes the refresh function twice more in the same moment, each answered busy, and fails with Busy at 18 s,
+    seven seconds before the token it needed is stored: the herd pays 3 invocations per caller and all but one fail."""
+    connection_id = on_demand_and_expired(world)
+    refresh_function = RefreshFunction(world, connection_id)
+    now = world.clock.now()
+    refresh_function.refresh({"connection_id": connection_id}, wait_seconds=0)  # the herd's first, timed out at once
+    world.clock.advance(0)
+    refresh_function.payloads.clear()
+    assert world.clock.now() == now
+
+    answer: Any
+    try:
+        answer = short_caller(world, refresh_function).access(connection_id, not_after=now + WORKFLOW_SECONDS)
+    except Busy as busy:
+        answer = busy
+
+    assert not isinstance(answer, Busy), (
+        f"busy at t+{world.clock.now() - now:.0f} s (token stored at t+{INTUIT_ANSWERS_AFTER:.0f} s, "
+        f"deadline t+{WORKFLOW_SECONDS:.0f} s) after {len(refresh_function.payloads)} invocations: {answer}"
+    )
+    assert len(refresh_function.payloads) == 1
