@@ -101,3 +101,24 @@ def test_a_herd_member_whose_hand_off_found_the_refresh_function_busy_gets_the_t
         f"deadline t+{WORKFLOW_SECONDS:.0f} s) after {len(refresh_function.payloads)} invocations: {answer}"
     )
     assert len(refresh_function.payloads) == 1
+
+
+def test_a_caller_whose_hand_off_timed_out_is_not_told_that_nothing_was_sent(world):
+    """A 30 s admin or app-pages caller (or a workflow) hands off; Intuit is slow, the wait runs out, and the
+    refresh function goes on and stores the token. valid_token loops on, its later hand-offs are refused for lack of
+    time, and the last message wins: the person hears "nothing was sent; try again with more time left", which is
+    false (a refresh is under way and will be stored) and asks for what no 30 s caller can have."""
+    connection_id = on_demand_and_expired(world)
+    refresh_function = RefreshFunction(world, connection_id)
+    access = short_caller(world, refresh_function)
+    now = world.clock.now()
+
+    try:
+        access.access(connection_id, not_after=now + 20.0)
+        raise AssertionError("a token came although the refresh takes 25 s")
+    except Busy as busy:
+        message = busy.message
+
+    assert len(refresh_function.payloads) == 1
+    assert "nothing was sent" not in message and "more time left" not in message, message
+    assert "refresh function" in message, message
