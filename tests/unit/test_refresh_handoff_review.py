@@ -122,3 +122,23 @@ def test_a_caller_whose_hand_off_timed_out_is_not_told_that_nothing_was_sent(wor
     assert len(refresh_function.payloads) == 1
     assert "nothing was sent" not in message and "more time left" not in message, message
     assert "refresh function" in message, message
+
+
+class CountingFactory:
+    def __init__(self) -> None:
+        self.made: list[float] = []
+
+    def __call__(self, read_timeout: float) -> Any:
+        self.made.append(read_timeout)
+        return object()
+
+
+def test_a_warm_container_does_not_keep_a_lambda_client_for_every_whole_second_a_caller_had_left():
+    """Each hand-off's wait is what its invocation had left, so a warm token or test function (200 s, hand-offs
+    with up to ~150 s to wait) sees a different whole second nearly every time: the adapter makes and keeps one
+    boto3 client (its endpoint resolver, connection pool, ~MBs) per second seen, for the container's life."""
+    factory = CountingFactory()
+    handoff = LambdaRefreshHandoff(factory, "qbo-connect-refresh")
+    for wait in range(1, 151):
+        handoff._client(wait)  # what refresh() does first, before invoking
+    assert len(factory.made) <= 10, f"{len(factory.made)} Lambda clients kept by one container"
