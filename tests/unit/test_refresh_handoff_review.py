@@ -142,3 +142,20 @@ def test_a_warm_container_does_not_keep_a_lambda_client_for_every_whole_second_a
     for wait in range(1, 151):
         handoff._client(wait)  # what refresh() does first, before invoking
     assert len(factory.made) <= 10, f"{len(factory.made)} Lambda clients kept by one container"
+
+
+def test_the_hand_off_client_answers_within_the_wait_it_was_given_including_its_connect_timeout():
+    """The caller leaves AFTER_A_HANDOFF_SECONDS (7.6 s) after `wait` to read the token and answer; botocore's
+    connect timeout (5 s) comes before the read timeout (= wait), so a slow connect (a SYN retransmitted, the
+    Lambda endpoint under load) then a refresh answered late makes the call last wait + 5 s: less than 3 s are left
+    for two throttled AWS reads budgeted 3.3 s each, and the workflow Lambda is killed before answering."""
+    settings = Settings(table_name="connections", refresh_function_name="qbo-connect-refresh")
+    services = build_services(settings, session=boto3.Session(region_name="us-east-1"))
+    handoff = services.refresh_handoff
+    assert handoff is not None
+    wait = 20
+    client = handoff._client(wait)
+    config = client.meta.config
+    assert config.connect_timeout + config.read_timeout <= wait, (
+        f"connect {config.connect_timeout} s + read {config.read_timeout} s for a {wait} s wait"
+    )
