@@ -86,7 +86,15 @@ class RefreshFunctionInProcess:
     def refresh(self, payload: dict, *, wait_seconds: float) -> dict | None:
         self.payloads.append(payload)
         give_up_at = self._clock.now() + wait_seconds
-        answer = refresh_function.handler(dict(payload), LambdaContext(remaining_millis=REFRESH_FUNCTION_MILLIS))
+        # Another invocation with its own end: the caller's (InvocationClock.ends_at) does not stop it.
+        callers_end = getattr(self._clock, "ends_at", None)
+        if callers_end is not None:
+            self._clock.ends_at = None
+        try:
+            answer = refresh_function.handler(dict(payload), LambdaContext(remaining_millis=REFRESH_FUNCTION_MILLIS))
+        finally:
+            if callers_end is not None:
+                self._clock.ends_at = callers_end
         return answer if self._clock.now() <= give_up_at else None
 
 

@@ -249,10 +249,12 @@ class Services:
             return None
         from botocore.config import Config
 
-        from qbo_connect.adapters.lambda_handoff import LambdaRefreshHandoff
+        from qbo_connect.adapters.lambda_handoff import CONNECT_TIMEOUT_SECONDS, LambdaRefreshHandoff
 
         def client_with_read_timeout(seconds: float) -> Any:
-            config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=seconds)
+            config = Config(
+                retries={"total_max_attempts": 1}, connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=seconds
+            )
             with self._session_lock:
                 return self.session.client("lambda", config=config)
 

@@ -18,16 +18,26 @@ from botocore.exceptions import ReadTimeoutError
 
 from qbo_connect.adapters.aws_faults import raised_as_vault_unavailable
 
+# Connecting comes before the read timeout and within the caller's wait.
+CONNECT_TIMEOUT_SECONDS = 2
+
+
+def read_timeout_within(wait_seconds: float) -> int:
+    """The longest read timeout in powers of two (1, 2, 4, ... s) that keeps connecting and reading within the
+    wait: a warm container keeps a few clients, not one per second its callers had left."""
+    room = max(1.0, wait_seconds - CONNECT_TIMEOUT_SECONDS)
+    return 2 ** math.floor(math.log2(room))
+
 
 class LambdaRefreshHandoff:
     def __init__(self, client_with_read_timeout: Callable[[float], Any], function_name: str) -> None:
         self._client_with_read_timeout = client_with_read_timeout
         self._function_name = function_name
-        self._clients: dict[int, Any] = {}  # by whole seconds of read timeout: callers' waits differ
+        self._clients: dict[int, Any] = {}  # by read timeout: a handful, from read_timeout_within
         self._lock = threading.Lock()
 
     def refresh(self, payload: dict[str, Any], *, wait_seconds: float) -> dict[str, Any] | None:
-        client = self._client(max(1, math.floor(wait_seconds)))
+        client = self._client(read_timeout_within(wait_seconds))
         try:
             with raised_as_vault_unavailable():
                 response = client.invoke(

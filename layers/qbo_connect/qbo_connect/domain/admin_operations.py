@@ -62,6 +62,7 @@ ASKED_INTUIT = frozenset(
     {
         RefreshOutcome.REFRESHED,
         RefreshOutcome.RECOVERED,
+        RefreshOutcome.HANDED_OFF,
         RefreshOutcome.TRANSIENT_FAILURE,
         RefreshOutcome.OUTCOME_UNKNOWN,
         RefreshOutcome.NEEDS_REAUTHORIZATION,

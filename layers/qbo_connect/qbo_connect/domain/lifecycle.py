@@ -49,10 +49,11 @@ from qbo_connect.ports import (
 )
 from qbo_connect.settings import AWS_THROTTLED_CALL_SECONDS
 
-# After a hand-off's answer: reading the item and the new token (one throttled AWS call each), and answering.
+# After a hand-off's answer or a wait for another holder: reading the item and the new token (one throttled AWS
+# call each), and answering.
 AFTER_A_HANDOFF_SECONDS = 2 * AWS_THROTTLED_CALL_SECONDS + 1
-# A hand-off nobody can wait this long for is not made: its answer would come after the caller has gone.
-MIN_HANDOFF_WAIT_SECONDS = 1.0
+# A hand-off nobody can wait this long for is not made: connecting to Lambda (2 s at most) and a second to read.
+MIN_HANDOFF_WAIT_SECONDS = 3.0
 
 
 class RefreshOutcome(StrEnum):
@@ -61,6 +62,8 @@ class RefreshOutcome(StrEnum):
     NOT_DUE = "not_due"
     ALREADY_REFRESHED = "already_refreshed"  # someone else refreshed while we waited for the lease
     BUSY = "busy"
+    # Handed to the refresh function, which went on past the caller's wait: it stores the new token shortly.
+    HANDED_OFF = "handed_off"
     NOT_REFRESHABLE = "not_refreshable"
     TRANSIENT_FAILURE = "transient_failure"
     OUTCOME_UNKNOWN = "outcome_unknown"  # sent, answer lost: checked again once the call is certainly over
@@ -368,12 +371,20 @@ class TokenLifecycle:
         """Have the refresh function (which always has the time) refresh, and wait for it while `not_after` leaves
         time to read its token and answer. Past that, it goes on alone and stores the new token."""
         assert self._handoff is not None and not_after is not None
+        connection = self._store.get(connection_id)
+        if connection is not None and connection.lease_is_held(self._clock.now()):
+            # Someone is refreshing (or changing) it already: a herd waits for that holder rather than invoking the
+            # refresh function once each, only to hear busy from it.
+            return RefreshResult(
+                connection_id, RefreshOutcome.BUSY, "the connection is being refreshed by someone else"
+            )
         wait = not_after - self._clock.now() - AFTER_A_HANDOFF_SECONDS
         if wait < MIN_HANDOFF_WAIT_SECONDS:
             return RefreshResult(
                 connection_id,
                 RefreshOutcome.BUSY,
-                "too little time was left to wait for a refresh: nothing was sent; try again with more time left",
+                "too little of this invocation was left to wait for a refresh, so none was asked for: try again in a "
+                "minute",
             )
         payload = {"connection_id": connection_id, "force": force, "min_valid_seconds": int(min_valid_seconds or 0)}
         logger.info("Refresh handed to the refresh function", extra={"connection_id": connection_id, "force": force})
@@ -381,7 +392,7 @@ class TokenLifecycle:
         if answer is None:
             return RefreshResult(
                 connection_id,
-                RefreshOutcome.BUSY,
+                RefreshOutcome.HANDED_OFF,
                 "the refresh was handed to the refresh function, which is still waiting for Intuit and will store the "
                 "new token: try again in a minute",
             )
@@ -664,6 +675,8 @@ class TokenLifecycle:
                 RefreshOutcome.RECOVERED,
                 RefreshOutcome.ALREADY_REFRESHED,
             }
+            if result.outcome is RefreshOutcome.HANDED_OFF:
+                raise Busy(result.message or busy)  # nothing more can be had within this invocation
             if result.outcome is RefreshOutcome.BUSY:
                 busy = result.message or busy
                 failed_runs_before_waiting = connection.consecutive_refresh_failures
@@ -689,6 +702,8 @@ class TokenLifecycle:
                 "Access token rejected by Intuit; forced refresh",
                 extra={"connection_id": connection_id, "outcome": result.outcome.value},
             )
+            if result.outcome is RefreshOutcome.HANDED_OFF:
+                raise Busy(result.message or "The connection is being refreshed: try again in a minute")
             if result.outcome is not RefreshOutcome.BUSY:
                 break
             self._wait_for_lease(connection_id, not_after)
@@ -710,7 +725,9 @@ class TokenLifecycle:
         second. Gives up while `not_after` still leaves time to answer."""
         wait = self._leases.lease_seconds
         if not_after is not None:
-            wait = min(wait, not_after - self.timings.persist_seconds - self._clock.now())
+            # What follows a wait needs no more than reading the new token and answering: a caller left too little
+            # for a refresh of its own hands it off or answers busy.
+            wait = min(wait, not_after - AFTER_A_HANDOFF_SECONDS - self._clock.now())
 
         def given_back(now: float) -> None:
             connection = self._store.get(connection_id)
