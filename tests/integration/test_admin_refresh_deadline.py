@@ -174,7 +174,7 @@ def test_importing_tokens_after_waiting_for_the_lease_does_not_spend_the_importe
 ):
     """An administrator takes over a grant from another tool (POST .../import) while another holder has the
     connection's lease; it gives the lease back 25 s later. The import's one verifying refresh is sent with 5 s
-    of the 30 left and the import's 5 s call deadline (the consent's: an import has no stored grant to hand over); Intuit processes it (the imported refresh token is spent)
+    of the 30 left and the import's 8 s call deadline (an import has no stored grant to hand over); Intuit processes it (the imported refresh token is spent)
     and answers 6 s later, after Lambda stopped the invocation. The new refresh token is nowhere, the other
     tool's is spent: the company must reconnect. The import must instead refuse at once, change nothing and
     leave the imported token unused, so that trying again a moment later connects."""

@@ -13,11 +13,15 @@ import threading
 import time
 from typing import Any
 
+from botocore.config import Config
+from qbo_connect.adapters.lambda_handoff import LambdaRefreshHandoff
 from qbo_connect.domain.admin_operations import ConnectionUpdate
 from qbo_connect.errors import Busy
 from qbo_connect.invocation import work_deadline
 from qbo_connect.token_access import TokenAccess
-from refresh_support import COMPANY_NAME, MARGIN_SECONDS, Stack
+from qbo_local.functions import LocalFunction
+from qbo_local.lambda_service import LambdaServer, LambdaService
+from refresh_support import COMPANY_NAME, MARGIN_SECONDS, OffsetClock, Stack
 from test_handlers import LambdaContext
 from virtual_time import SlowIntuit, VirtualClock
 
@@ -173,3 +177,32 @@ def test_a_caller_that_stops_waiting_leaves_the_refresh_function_to_finish_and_s
     assert "refresh function" in (result.message or "")
     assert stack.refresh_calls() == 1
     the_grant_survives(stack, connection_id, clock, checks)
+
+
+def test_a_short_caller_hands_off_over_lambdas_invoke_api_to_a_refresh_function_that_refreshes(make_stack):
+    """The real adapter (LambdaRefreshHandoff, boto3's lambda client) over real HTTP to the local stack's Invoke API,
+    whose refresh function refreshes against moto and the strict emulator: a caller with 28 s left (the admin API)
+    gets Intuit's new token, and the refresh was sent once, by the refresh function."""
+    clock = OffsetClock()
+    stack = make_stack(clock, **PRODUCTION_TIMINGS)
+    connection_id = stack.connect().connection_id
+    clock.advance(stack.token_set(connection_id).expires_at - clock.now() + 60)  # expired: due
+    function = LocalFunction.from_handler("Refresh", stack.services().refresh_runs.handle, timeout_seconds=360)
+    before = stack.token_set(connection_id)
+
+    with LambdaServer(LambdaService([function])) as server:
+        caller = stack.services()
+        caller.refresh_handoff = LambdaRefreshHandoff(
+            lambda read_timeout: caller.session.client(
+                "lambda",
+                endpoint_url=server.url,
+                config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=read_timeout),
+            ),
+            function.spec.function_name,
+        )
+        connection, token_set = caller.lifecycle.valid_token(connection_id, not_after=clock.now() + 28)
+
+    assert stack.refresh_calls() == 1
+    assert token_set.access_token != before.access_token and token_set.seconds_valid(clock.now()) > 3000
+    assert connection.status.value == "connected"
+    assert stack.company_name(token_set.access_token) == COMPANY_NAME

@@ -67,6 +67,9 @@ class Settings:
     refresh_call_deadline_seconds: float = float(intuit.REQUEST_TIME_LIMIT_SECONDS)
     # The callback answers through API Gateway, which gives up after 29 s: the code exchange gets less.
     consent_call_deadline_seconds: float = 15.0
+    # An import's one verifying refresh (admin_operations.import_tokens): no stored grant exists yet to hand to the
+    # refresh function, so the admin API sends it itself, within its own 30 s.
+    import_call_deadline_seconds: float = 15.0
     vault_write_deadline_seconds: float = 30.0
     # How far two machines' clocks may disagree: nobody takes over a lease before expiry + this.
     clock_skew_seconds: float = 30.0
@@ -233,6 +236,7 @@ class Settings:
                 "QBO_REFRESH_CALL_DEADLINE_SECONDS", float(intuit.REQUEST_TIME_LIMIT_SECONDS), float
             ),
             consent_call_deadline_seconds=number("QBO_CONSENT_CALL_DEADLINE_SECONDS", 15.0, float),
+            import_call_deadline_seconds=number("QBO_IMPORT_CALL_DEADLINE_SECONDS", 15.0, float),
             vault_write_deadline_seconds=number("QBO_VAULT_WRITE_DEADLINE_SECONDS", 30.0, float),
             clock_skew_seconds=number("QBO_CLOCK_SKEW_SECONDS", 30.0, float),
             secrets_write_budget_per_second=number("QBO_SECRETS_WRITE_BUDGET", 40.0, float),

@@ -465,9 +465,9 @@ class AdminOperations:
 
     @property
     def _import_call_seconds(self) -> float:
-        """An import's refresh is a person's one-off call, like a consent's code exchange, and has its deadline: it
-        cannot be handed to the refresh function (no grant is stored yet), and the admin API has 30 s in all."""
-        return self._settings.consent_call_deadline_seconds
+        """An import's refresh cannot be handed to the refresh function (no grant is stored yet): it has a deadline
+        of its own, within the admin API's 30 s."""
+        return self._settings.import_call_deadline_seconds
 
     @contextlib.contextmanager
     def _importing(self, client_id: str, realm_id: str, connection_id: str) -> Iterator[HeldAppCompanyLease]:
