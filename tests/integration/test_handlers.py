@@ -89,7 +89,7 @@ class RefreshFunctionInProcess:
         # Another invocation with its own end: the caller's (InvocationClock.ends_at) does not stop it.
         callers_end = getattr(self._clock, "ends_at", None)
         if callers_end is not None:
-            self._clock.ends_at = None
+            self._clock.ends_at = float("inf")
         try:
             answer = refresh_function.handler(dict(payload), LambdaContext(remaining_millis=REFRESH_FUNCTION_MILLIS))
         finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from botocore.retries.standard import ExponentialBackoff
 from fakes import FakeClock
 from qbo_connect import intuit, runtime
 from qbo_connect.domain.connection import ConnectionStatus
-from qbo_connect.domain.lifecycle import UNREFRESHED_LOOK_SECONDS
+from qbo_connect.domain.lifecycle import UNREFRESHED_LOOK_SECONDS, RefreshTimings
 from qbo_connect.invocation import ANSWER_SECONDS
 from qbo_connect.runtime import build_services
 from qbo_connect.settings import AWS_ATTEMPTS
@@ -254,10 +255,10 @@ def newest_grant_is_kept(stack) -> bool:
 def test_a_workflow_refresh_persisted_while_secrets_manager_throttles_is_kept_whatever_botocores_backoff(
     stack, monkeypatch, jitter
 ):
-    """A workflow Lambda (examples/list_customers) asks for a token with 70 s of its invocation left; the
-    stored one expired an hour ago. The refresh goes out with what the invocation leaves after persisting's 40 s
-    (the vault write's 30 s deadline and 10 s for the metadata) and 2 s to answer: 28 s. Intuit rotates and answers
-    after 27.5 s. Secrets Manager throttles every PutSecretValue (a burst of writes in the region, 50 a second
+    """A workflow Lambda (examples/list_customers) asks for a token with just enough of its invocation left to
+    refresh itself (Intuit's 120 s, persisting's 40 s: the vault write's 30 s deadline and 10 s for the metadata,
+    the lease's write and 2 s to answer); the stored one expired an hour ago. (It was 70 s, with the call cut to
+    28 s, before a refresh had to have Intuit's whole time limit.) Intuit rotates and answers just inside its 120 s. Secrets Manager throttles every PutSecretValue (a burst of writes in the region, 50 a second
     shared): the vault retries until its deadline, then seals the token set onto the connection item instead.
     But each vault attempt is itself retried by botocore, five times, rand(0, 1) x 1, 2, 4, 8, 16 s: an attempt
     started before the deadline runs up to 31 s past it. Lambda stops the invocation before the seal: the rotated
@@ -295,7 +296,7 @@ def test_a_refresh_whose_seal_meets_kms_and_dynamodb_throttling_too_is_kept_with
 
 
 def refresh_in_a_workflow(stack, monkeypatch, jitter: float, session: boto3.Session, aws: AwsRefusals) -> Refusal:
-    """The example workflow refreshing with 70 s of its invocation left, Intuit answering after 27.5 s, Secrets
+    """The example workflow refreshing with just enough of its invocation left, Intuit answering late, Secrets
     Manager throttling every PutSecretValue (on `session`, with what else `aws` refuses); returns that refusal.
     Lambda stopping the invocation is not raised: what it left behind is for the caller to look at."""
     key = stack.aws.client("kms").create_key(Description="rotation key")["KeyMetadata"]["Arn"]
@@ -306,14 +307,14 @@ def refresh_in_a_workflow(stack, monkeypatch, jitter: float, session: boto3.Sess
         re.compile(re.escape(f"{intuit.SANDBOX_API_BASE_URL}/v3/company/{REALM}/query") + r".*"),
         json={"QueryResponse": {"Customer": [{"Id": "1", "DisplayName": "Amy's Bird Sanctuary"}]}},
     )
-    clock = Invocation(time.time() + 2 * HOUR, seconds=70)
+    clock = Invocation(time.time() + 2 * HOUR, seconds=math.ceil(RefreshTimings().to_see_a_refresh_through) + 2)
     throttled = aws.refuse("secrets-manager.PutSecretValue", "ThrottlingException", "Rate exceeded")
     on_invocation(monkeypatch, clock, session)
     botocore_backoff_on(clock, monkeypatch, jitter=jitter)
 
     def slow_token_endpoint(request):
         answer = stack.token_endpoint(request)  # Intuit has processed the call: the old refresh token is spent
-        clock.advance(27.5)
+        clock.advance(RefreshTimings().call_deadline_seconds - 0.5)
         return answer
 
     stack.http.remove(responses.POST, intuit.TOKEN_URL)
