@@ -307,12 +307,7 @@ class LambdaServer(BackgroundServer):
 
     def __init__(self, service: LambdaService, host: str = "127.0.0.1", port: int = 0) -> None:
         self.service = service
-        self.host = host
         super().__init__(service, host, port, request_handler=QuietRequestHandler, thread_name="lambda-api")
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def stop(self, timeout: float = 5.0) -> None:
         super().stop(timeout)

@@ -359,9 +359,4 @@ class RouterServer(BackgroundServer):
 
     def __init__(self, router: Router, host: str = "localhost", port: int = 0) -> None:
         self.router = router
-        self.host = host
         super().__init__(router, host, port, request_handler=_RequestHandler, thread_name="api-router")
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"

@@ -28,12 +28,17 @@ class BackgroundServer:
         except SystemExit:
             # werkzeug exits the process when it cannot bind; the caller should say what to do instead.
             raise OSError(errno.EADDRINUSE, f"cannot listen on {host}:{port}") from None
+        self.host = host
         self._thread_name = thread_name
         self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
         return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> Self:
         if self._thread is None:

@@ -463,3 +463,24 @@ def botocore_hook(session: boto3.Session, event: str, handler: Callable[..., Any
 
 if os.environ.get(WARM_MODELS_VARIABLE) == "1":
     warm_service_models()
+
+
+def run_queued_checks(stack: Stack, checks: Any, clock: Any) -> list[str]:
+    """The refresh function taking the checks the service queued (`checks`, chaos.soak.DelayedChecks: SQS delivering
+    each when due, re-queued ones too); returns the detail types of the events they published."""
+    from chaos.soak import deliver_checks
+
+    reported: list[str] = []
+
+    def refresh_function(connection_ids: list[str]) -> tuple[list, list]:
+        services = stack.services()
+        services.refresh_queue = checks
+        rows = [
+            (cid, services.lifecycle.refresh(cid, requeue_if_in_flight=True).outcome.value, clock.now(), None)
+            for cid in connection_ids
+        ]
+        reported.extend(services.events.detail_types)
+        return rows, checks.take()
+
+    deliver_checks(checks.take(), clock, refresh_function)
+    return reported

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from botocore.config import Config
 from qbo_connect.adapters.lambda_handoff import LambdaRefreshHandoff
 from qbo_connect.domain.admin_operations import ConnectionUpdate
@@ -21,11 +22,11 @@ from qbo_connect.invocation import work_deadline
 from qbo_connect.token_access import TokenAccess
 from qbo_local.functions import LocalFunction
 from qbo_local.lambda_service import LambdaServer, LambdaService
-from refresh_support import COMPANY_NAME, MARGIN_SECONDS, OffsetClock, Stack
+from refresh_support import COMPANY_NAME, MARGIN_SECONDS, OffsetClock, Stack, run_queued_checks
 from test_handlers import LambdaContext
 from virtual_time import SlowIntuit, VirtualClock
 
-from chaos.soak import DelayedChecks, deliver_checks
+from chaos.soak import DelayedChecks
 
 WORKFLOW_TIMEOUT_MILLIS = 60_000  # a workflow Lambda's timeout
 REFRESH_FUNCTION_TIMEOUT_MILLIS = 360_000  # template.yaml: RefreshFunction's Timeout
@@ -38,6 +39,15 @@ PRODUCTION_TIMINGS = {
 }
 INTUIT_ANSWERS_AFTER_SECONDS = 25.0  # Intuit's slow tail: within its 120 s, past a 60 s workflow's share
 ADMIN_SECONDS_LEFT = 20.0  # the admin API's invocation, after its reads: less than Intuit takes
+
+
+@pytest.fixture
+def expired(make_stack) -> tuple[Stack, VirtualClock, str, DelayedChecks]:
+    """An on-demand connection whose token expired a minute ago, on virtual time with the service's own timings, and
+    the refresh queue its checks go to."""
+    clock = VirtualClock(int(time.time()))
+    stack = make_stack(clock, **PRODUCTION_TIMINGS)
+    return stack, clock, on_demand_and_expired(stack), DelayedChecks(now=clock.now)
 
 
 def on_demand_and_expired(stack: Stack) -> str:
@@ -106,17 +116,7 @@ def ask_within_a_workflow(access: TokenAccess, connection_id: str, clock: Virtua
 def the_grant_survives(stack: Stack, connection_id: str, clock: VirtualClock, checks: DelayedChecks) -> None:
     """Whatever checks the service queued run when due; then the stored grant still refreshes at Intuit (strict
     rotation refuses any but the newest refresh token) and its access token reads the company."""
-
-    def refresh_function(connection_ids: list[str]) -> tuple[list, list]:
-        services = stack.services()
-        services.refresh_queue = checks
-        rows = [
-            (cid, services.lifecycle.refresh(cid, requeue_if_in_flight=True).outcome.value, clock.now(), None)
-            for cid in connection_ids
-        ]
-        return rows, checks.take()
-
-    deliver_checks(checks.take(), clock, refresh_function)
+    run_queued_checks(stack, checks, clock)
     assert stack.connection(connection_id).status.value == "connected"
     clock.advance(max(0.0, stack.token_set(connection_id).expires_at - clock.now() - MARGIN_SECONDS + 1))
     with clock.member():
@@ -125,11 +125,8 @@ def the_grant_survives(stack: Stack, connection_id: str, clock: VirtualClock, ch
     assert not stack.grant()["revoked"]
 
 
-def test_a_short_workflow_hands_a_slow_refresh_to_the_refresh_function_and_keeps_the_grant(make_stack):
-    clock = VirtualClock(int(time.time()))
-    stack = make_stack(clock, **PRODUCTION_TIMINGS)
-    connection_id = on_demand_and_expired(stack)
-    checks = DelayedChecks(now=clock.now)
+def test_a_short_workflow_hands_a_slow_refresh_to_the_refresh_function_and_keeps_the_grant(expired):
+    stack, clock, connection_id, checks = expired
     refresh_function = RefreshFunctionInThread(stack, clock, INTUIT_ANSWERS_AFTER_SECONDS, checks)
     asked_at = clock.now()
 
@@ -144,11 +141,8 @@ def test_a_short_workflow_hands_a_slow_refresh_to_the_refresh_function_and_keeps
     the_grant_survives(stack, connection_id, clock, checks)
 
 
-def test_a_short_workflow_with_nowhere_to_hand_the_refresh_sends_nothing_and_says_so(make_stack):
-    clock = VirtualClock(int(time.time()))
-    stack = make_stack(clock, **PRODUCTION_TIMINGS)
-    connection_id = on_demand_and_expired(stack)
-    checks = DelayedChecks(now=clock.now)
+def test_a_short_workflow_with_nowhere_to_hand_the_refresh_sends_nothing_and_says_so(expired):
+    stack, clock, connection_id, checks = expired
 
     answer = ask_within_a_workflow(workflow(stack, clock, checks), connection_id, clock)
 
@@ -158,13 +152,10 @@ def test_a_short_workflow_with_nowhere_to_hand_the_refresh_sends_nothing_and_say
     the_grant_survives(stack, connection_id, clock, checks)
 
 
-def test_a_caller_that_stops_waiting_leaves_the_refresh_function_to_finish_and_store_it(make_stack):
+def test_a_caller_that_stops_waiting_leaves_the_refresh_function_to_finish_and_store_it(expired):
     """The admin API's caller gives up first (Lambda stops it at 30 s): the refresh goes on in the refresh function, and the
     connection holds Intuit's new grant; the caller heard busy, not a lost grant."""
-    clock = VirtualClock(int(time.time()))
-    stack = make_stack(clock, **PRODUCTION_TIMINGS)
-    connection_id = on_demand_and_expired(stack)
-    checks = DelayedChecks(now=clock.now)
+    stack, clock, connection_id, checks = expired
     refresh_function = RefreshFunctionInThread(stack, clock, INTUIT_ANSWERS_AFTER_SECONDS, checks)
     services = stack.services()
     services.refresh_handoff = refresh_function

@@ -17,11 +17,11 @@ from qbo_connect.domain.admin_operations import ConnectionUpdate
 from qbo_connect.invocation import work_deadline
 from qbo_connect.token_access import TokenAccess
 from qbo_local.emulator.latency import LatencyProfile
-from refresh_support import CallLog, Crash, Stack
+from refresh_support import CallLog, Crash, Stack, run_queued_checks
 from test_handlers import LambdaContext
 from virtual_time import SlowIntuit, VirtualClock, at_once
 
-from chaos.soak import DelayedChecks, deliver_checks
+from chaos.soak import DelayedChecks
 
 HERD = 20
 TOKEN_FUNCTION_TIMEOUT_MILLIS = 200_000  # template.yaml: TokenFunction's Timeout
@@ -120,19 +120,7 @@ def test_a_holder_killed_mid_refresh_leaves_the_herd_busy_and_the_service_finds_
     assert codes(answers) == {"busy": HERD}
     assert all(a["answered_at"] < a["ends_at"] for a in answers)
     assert stack.refresh_calls() == 1, "the consumed refresh token was sent while the dead call could be in flight"
-    reported: list[str] = []
-
-    def refresh_function(connection_ids: list[str]) -> tuple[list, list]:
-        services = stack.services()
-        services.refresh_queue = checks
-        rows = [
-            (cid, services.lifecycle.refresh(cid, requeue_if_in_flight=True).outcome.value, clock.now(), None)
-            for cid in connection_ids
-        ]
-        reported.extend(services.events.detail_types)
-        return rows, checks.take()
-
-    deliver_checks(checks.take(), clock, refresh_function)
+    reported = run_queued_checks(stack, checks, clock)
 
     assert stack.connection(connection_id).status.value == "needs_reauthorization"
     assert reported == ["Connection Needs Reauthorization"]
