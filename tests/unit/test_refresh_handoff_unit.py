@@ -1,5 +1,5 @@
-"""Review of the refresh hand-off (TokenLifecycle._hand_off, LambdaRefreshHandoff): faults in their real shape on the
-fakes. A Lambda synchronous invocation goes on after its caller stops waiting; a herd's other callers find the
+"""The refresh hand-off (TokenLifecycle._hand_off, LambdaRefreshHandoff), from an adversarial review: faults in their
+real shape on the fakes. A Lambda synchronous invocation goes on after its caller stops waiting; a herd's other callers find the
 refresh function busy with the first one's refresh; botocore's connect timeout comes before its read timeout."""
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ import io
 from typing import Any
 
 import boto3
+import pytest
+from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 from fakes import FakeWorld
 from qbo_connect.adapters.lambda_handoff import LambdaRefreshHandoff
 from qbo_connect.domain.admin_operations import ConnectionUpdate
 from qbo_connect.domain.lifecycle import MIN_HANDOFF_WAIT_SECONDS, TokenLifecycle
-from qbo_connect.errors import Busy
+from qbo_connect.errors import Busy, VaultUnavailable
 from qbo_connect.runtime import build_services
 from qbo_connect.settings import Settings
 from qbo_connect.token_access import TokenAccess
@@ -170,3 +172,33 @@ def test_the_hand_off_client_answers_within_the_wait_it_was_given_including_its_
         assert config.connect_timeout + config.read_timeout <= wait, (
             f"connect {config.connect_timeout} s + read {config.read_timeout} s for a {wait} s wait"
         )
+
+
+class FailingClient:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def invoke(self, **_request: Any) -> dict[str, Any]:
+        raise self.error
+
+
+def test_what_a_caller_hears_when_lambda_does_not_answer_the_hand_off():
+    """An Invoke cut off after it was sent (a read timeout, a reset) may still run: the caller hears it is under way.
+    One Lambda refused (throttled) says so, without claiming botocore retried it (one attempt) or that nothing
+    changed; a deployment's mistake (the role may not invoke) is raised as it is."""
+
+    def handoff(error: Exception) -> LambdaRefreshHandoff:
+        return LambdaRefreshHandoff(lambda _seconds: FailingClient(error), "qbo-connect-refresh")
+
+    payload = {"connection_id": "qbc-1"}
+    sent = ReadTimeoutError(endpoint_url="https://lambda")
+    reset = ConnectionClosedError(endpoint_url="https://lambda")
+    assert handoff(sent).refresh(payload, wait_seconds=20) is None
+    assert handoff(reset).refresh(payload, wait_seconds=20) is None
+    throttled = ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}, "Invoke")
+    with pytest.raises(VaultUnavailable) as refused:
+        handoff(throttled).refresh(payload, wait_seconds=20)
+    assert "TooManyRequestsException" in refused.value.message and "retried" not in refused.value.message
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "Invoke")
+    with pytest.raises(ClientError):
+        handoff(denied).refresh(payload, wait_seconds=20)
