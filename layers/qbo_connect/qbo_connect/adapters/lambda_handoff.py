@@ -14,9 +14,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
-from qbo_connect.adapters.aws_faults import raised_as_vault_unavailable
+from qbo_connect.adapters.aws_faults import AWS_ERRORS, error_code, is_transient
+from qbo_connect.errors import VaultUnavailable
 
 # Connecting comes before the read timeout and within the caller's wait.
 CONNECT_TIMEOUT_SECONDS = 2
@@ -39,14 +40,20 @@ class LambdaRefreshHandoff:
     def refresh(self, payload: dict[str, Any], *, wait_seconds: float) -> dict[str, Any] | None:
         client = self._client(read_timeout_within(wait_seconds))
         try:
-            with raised_as_vault_unavailable():
-                response = client.invoke(
-                    FunctionName=self._function_name,
-                    InvocationType="RequestResponse",
-                    Payload=json.dumps(payload).encode(),
-                )
-        except ReadTimeoutError:
-            return None
+            response = client.invoke(
+                FunctionName=self._function_name,
+                InvocationType="RequestResponse",
+                Payload=json.dumps(payload).encode(),
+            )
+        except (ReadTimeoutError, ConnectionClosedError):
+            return None  # sent: the refresh function may be at it, and stores what Intuit answers
+        except AWS_ERRORS as error:
+            if not is_transient(error):
+                raise  # a deployment's mistake (the role may not invoke it, no such function): loud
+            code = error_code(error) if isinstance(error, ClientError) else type(error).__name__
+            raise VaultUnavailable(
+                f"Lambda did not run the refresh function for this call ({code}): try again in a few seconds"
+            ) from None
         answer = json.loads(response["Payload"].read() or b"null")
         return answer if isinstance(answer, dict) else {"errorType": "an answer that is no JSON object"}
 
