@@ -13,10 +13,12 @@ import threading
 import time
 from typing import Any
 
+import boto3
 import pytest
 from botocore.config import Config
 from qbo_connect.adapters.lambda_handoff import LambdaRefreshHandoff
 from qbo_connect.domain.admin_operations import ConnectionUpdate
+from qbo_connect.domain.lifecycle import MIN_HANDOFF_WAIT_SECONDS
 from qbo_connect.errors import Busy
 from qbo_connect.invocation import work_deadline
 from qbo_connect.token_access import TokenAccess
@@ -197,3 +199,32 @@ def test_a_short_caller_hands_off_over_lambdas_invoke_api_to_a_refresh_function_
     assert token_set.access_token != before.access_token and token_set.seconds_valid(clock.now()) > 3000
     assert connection.status.value == "connected"
     assert stack.company_name(token_set.access_token) == COMPANY_NAME
+
+
+def test_the_real_adapter_reports_a_refresh_still_running_when_its_wait_ends_and_the_function_runs_on():
+    """boto3's read timeout over real HTTP to the local Invoke API: the caller hears the refresh is under way after
+    its wait (about a second here), and the refresh function's invocation goes on to its end, as Lambda's does."""
+    may_finish, finished = threading.Event(), threading.Event()
+
+    def slow_refresh_function(event: dict, _context: Any) -> dict:
+        may_finish.wait(30)
+        finished.set()
+        return {"connection_id": event["connection_id"], "outcome": "refreshed", "message": None}
+
+    function = LocalFunction.from_handler("Refresh", slow_refresh_function, timeout_seconds=360)
+    with LambdaServer(LambdaService([function])) as server:
+        session = boto3.Session(region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
+        handoff = LambdaRefreshHandoff(
+            lambda read_timeout: session.client(
+                "lambda",
+                endpoint_url=server.url,
+                config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=read_timeout),
+            ),
+            function.spec.function_name,
+        )
+
+        answer = handoff.refresh({"connection_id": "qbc-0123456789ab"}, wait_seconds=MIN_HANDOFF_WAIT_SECONDS)
+        may_finish.set()
+
+        assert answer is None
+        assert finished.wait(30), "the refresh function's invocation stopped with its caller"
