@@ -20,6 +20,7 @@ from qbo_connect.domain.metering import UsageKey
 from qbo_connect.errors import ErrorCode, Forbidden, QboConnectError, Unauthorized
 from qbo_connect.observability import MetricUnit, logger, metrics
 from qbo_connect.ports import Clock, CompanyApi, ConnectionStore, EventPublisher
+from qbo_connect.settings import AWS_THROTTLED_CALL_SECONDS
 
 # What each error asks of the user, beside the error's own message.
 NEXT_STEPS: dict[ErrorCode, str] = {
@@ -50,6 +51,9 @@ NEXT_STEPS: dict[ErrorCode, str] = {
 COMPANY_INFO_CHECK = "company_info"
 ACCOUNTING_SCOPE_CHECK = "accounting_scope"
 ACCOUNTING_QUERY_CHECK = "accounting_query"
+# After Intuit's answers: recording the result on the item and publishing its event (one throttled AWS call each),
+# and a second to spare: the calls to Intuit get what the invocation leaves before that.
+RECORD_SECONDS = 2 * AWS_THROTTLED_CALL_SECONDS + 1
 
 
 class AccountingProbe(Protocol):
