@@ -695,13 +695,17 @@ class FakeCompanyApi:
         self.company_name = company_name
         self.calls = 0
         self.usages: list[UsageKey] = []  # whose call each was, for metering
+        self.deadlines: list[float | None] = []  # each call's whole-call deadline
         self._failures: deque[QboConnectError | type[QboConnectError]] = deque()
 
     def fail_next(self, count: int, error: QboConnectError | type[QboConnectError]) -> None:
         self._failures.extend([error] * count)
 
-    def company_info(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey) -> CompanyInfo:
+    def company_info(
+        self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey, deadline_seconds: float | None = None
+    ) -> CompanyInfo:
         self.calls += 1
+        self.deadlines.append(deadline_seconds)
         self.usages.append(usage)
         tid = f"1-fake-{self.calls}"
         _raise_next(self._failures)

@@ -481,7 +481,7 @@ class FakeIntuit:
 
 
 class FakeCompanyApi:
-    def company_info(self, *, base_url: str, realm_id: str, access_token: str, usage=None) -> CompanyInfo:
+    def company_info(self, *, base_url: str, realm_id: str, access_token: str, usage=None, deadline_seconds=None):
         return CompanyInfo(company_name="Acme Books Ltd", realm_id=realm_id, intuit_tid="1-abc-tid")
 
 

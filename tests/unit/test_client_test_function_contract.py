@@ -55,7 +55,7 @@ class DeepCompanyApi(FakeCompanyApi):
 
     customers = 3
 
-    def customer_count(self, *, base_url: str, realm_id: str, access_token: str, usage) -> int:
+    def customer_count(self, *, base_url: str, realm_id: str, access_token: str, usage, deadline_seconds=None) -> int:
         self.company_info(base_url=base_url, realm_id=realm_id, access_token=access_token, usage=usage)  # same checks
         return self.customers
 

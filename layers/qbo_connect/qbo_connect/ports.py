@@ -251,9 +251,18 @@ class CompanyInfo:
 
 
 class CompanyApi(Protocol):
-    def company_info(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey) -> CompanyInfo:
-        """Raises Unauthorized, Forbidden, Throttled or IntuitUnavailable (each with intuit_tid). The call
-        is metered as `usage`'s (domain/metering.py)."""
+    def company_info(
+        self,
+        *,
+        base_url: str,
+        realm_id: str,
+        access_token: str,
+        usage: UsageKey,
+        deadline_seconds: float | None = None,
+    ) -> CompanyInfo:
+        """Raises Unauthorized, Forbidden, Throttled or IntuitUnavailable (each with intuit_tid; the latter also when
+        no answer came within `deadline_seconds`, the whole call). The call is metered as `usage`'s
+        (domain/metering.py)."""
 
 
 @dataclass(frozen=True)

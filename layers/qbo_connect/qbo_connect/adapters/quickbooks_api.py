@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from qbo_connect import intuit
+from qbo_connect.adapters.deadline import DeadlineExceeded, call_with_deadline
 from qbo_connect.domain.metering import UsageKey, UsageMeter
 from qbo_connect.errors import (
     Forbidden,
@@ -134,8 +135,18 @@ class QuickBooksApi:
 
         return self._given_session or requests.Session()
 
-    def company_info(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey) -> CompanyInfo:
-        response = self._get(base_url, intuit.company_info_path(realm_id), access_token, usage=usage)
+    def company_info(
+        self,
+        *,
+        base_url: str,
+        realm_id: str,
+        access_token: str,
+        usage: UsageKey,
+        deadline_seconds: float | None = None,
+    ) -> CompanyInfo:
+        response = self._get(
+            base_url, intuit.company_info_path(realm_id), access_token, usage=usage, deadline_seconds=deadline_seconds
+        )
         info = response.json().get("CompanyInfo", {})
         return CompanyInfo(
             company_name=info.get("CompanyName", ""),
@@ -146,7 +157,15 @@ class QuickBooksApi:
             subscription_status=_name_value(info, intuit.SUBSCRIPTION_STATUS_NAME),
         )
 
-    def customer_count(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey) -> int:
+    def customer_count(
+        self,
+        *,
+        base_url: str,
+        realm_id: str,
+        access_token: str,
+        usage: UsageKey,
+        deadline_seconds: float | None = None,
+    ) -> int:
         """How many customers the company has: a cheap query that only the accounting scope allows."""
         response = self._get(
             base_url,
@@ -154,6 +173,7 @@ class QuickBooksApi:
             access_token,
             {"query": CUSTOMER_COUNT_QUERY},
             usage=usage,
+            deadline_seconds=deadline_seconds,
         )
         return int((response.json().get("QueryResponse") or {}).get("totalCount", 0))
 
@@ -165,19 +185,30 @@ class QuickBooksApi:
         params: dict[str, str] | None = None,
         *,
         usage: UsageKey,
+        deadline_seconds: float | None = None,
     ) -> requests.Response:
         import requests
 
         if not self._settings.is_allowed_api_base_url(base_url):
             # The token must never travel to a host the deployment did not allow.
             raise Forbidden(f"The base URL {base_url!r} is not an allowed QuickBooks API host: fix the connection")
-        try:
-            response = self._session.get(
+
+        def get() -> requests.Response:
+            return self._session.get(
                 base_url.rstrip("/") + path,
                 params={**(params or {}), "minorversion": self._settings.minor_version},
                 headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
                 timeout=self._settings.http_timeout,
             )
+
+        try:
+            # The socket timeouts bound each read, not the call: a caller with an end of its own gives a deadline.
+            response = get() if deadline_seconds is None else call_with_deadline(get, deadline_seconds)
+        except DeadlineExceeded:
+            self._count(usage)  # sent: Intuit may have answered (and metered) it after we stopped waiting
+            raise IntuitUnavailable(
+                f"Intuit's API did not answer within {max(deadline_seconds or 0, 0):.0f} s: try again shortly"
+            ) from None
         except requests.RequestException as error:
             if not certainly_not_sent(error):
                 self._count(usage)  # sent: Intuit may have processed (and metered) it

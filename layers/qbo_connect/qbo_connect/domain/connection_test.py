@@ -59,7 +59,15 @@ RECORD_SECONDS = 2 * AWS_THROTTLED_CALL_SECONDS + 1
 class AccountingProbe(Protocol):
     """What a deep test needs besides CompanyInfo (QuickBooksApi has it)."""
 
-    def customer_count(self, *, base_url: str, realm_id: str, access_token: str, usage: UsageKey) -> int: ...
+    def customer_count(
+        self,
+        *,
+        base_url: str,
+        realm_id: str,
+        access_token: str,
+        usage: UsageKey,
+        deadline_seconds: float | None = None,
+    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,7 @@ class ConnectionTests:
             )
             try:
                 step("the company's name (CompanyInfo)")
-                info = self._call(connection, token_set.access_token)
+                info = self._call(connection, token_set.access_token, not_after)
             except Unauthorized:
                 # The token may have been revoked early: one forced refresh (or another caller's), then one more try.
                 step("a new access token after Intuit refused the old one")
@@ -148,7 +156,7 @@ class ConnectionTests:
                     connection_id, token_set.access_token, min_valid_seconds=60, not_after=not_after
                 )
                 step("the company's name again, with the new token")
-                info = self._call(connection, token_set.access_token)
+                info = self._call(connection, token_set.access_token, not_after)
             if checks is not None:
                 checks[COMPANY_INFO_CHECK] = {"ok": True, "message": f"company {info.company_name!r}"}
                 running = ACCOUNTING_SCOPE_CHECK
@@ -166,6 +174,7 @@ class ConnectionTests:
                     realm_id=connection.realm_id or "",
                     access_token=token_set.access_token,
                     usage=UsageKey.of(connection),
+                    deadline_seconds=self._call_deadline(not_after),
                 )
                 checks[ACCOUNTING_QUERY_CHECK] = {"ok": True, "message": f"the company has {customers} customers"}
         except QboConnectError as error:
@@ -190,13 +199,18 @@ class ConnectionTests:
         )
         return self._record(connection_id, connection, result, checks)
 
-    def _call(self, connection: Connection, access_token: str):
+    def _call(self, connection: Connection, access_token: str, not_after: float | None):
         return self._company_api.company_info(
             base_url=connection.base_url,
             realm_id=connection.realm_id or "",
             access_token=access_token,
             usage=UsageKey.of(connection),
+            deadline_seconds=self._call_deadline(not_after),
         )
+
+    def _call_deadline(self, not_after: float | None) -> float | None:
+        """What a call to Intuit may take for the result to be recorded and answered by `not_after`."""
+        return None if not_after is None else not_after - self._clock.now() - RECORD_SECONDS
 
     def _record(
         self,
