@@ -2,7 +2,7 @@
 company's name from Intuit (CompanyInfo) must end within what the invocation leaves, with time to record the
 result and answer: a CompanyInfo that hangs (connect 5 s + read 30 s by the HTTP timeouts alone) outlived the
 invocation, Lambda stopped it, the console showed API Gateway's bare 503 and no result was recorded. Real time:
-Intuit's side holds the answer on an event, and the invocation is given about a second for the call."""
+Intuit's side holds the answer on an event, and the invocation is given about two seconds for the call."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ __all__ = ["stack"]  # the fixture
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
 HUNG_SECONDS = 15.0  # how long Intuit holds CompanyInfo's answer at most (released when the test ends)
-LEFT_FOR_THE_CALL = 1.0  # what the invocation leaves for CompanyInfo after answering and recording
+LEFT_FOR_THE_CALL = 2.0  # what the invocation leaves for CompanyInfo after answering and recording
 
 
 def test_the_admin_test_of_a_hung_companyinfo_answers_within_the_invocation_and_records_it(stack):

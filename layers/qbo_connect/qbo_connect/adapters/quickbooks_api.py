@@ -13,6 +13,7 @@ from qbo_connect import intuit
 from qbo_connect.adapters.deadline import DeadlineExceeded, call_with_deadline
 from qbo_connect.domain.metering import UsageKey, UsageMeter
 from qbo_connect.errors import (
+    Busy,
     Forbidden,
     IntuitUnavailable,
     ObjectNotFound,
@@ -193,6 +194,10 @@ class QuickBooksApi:
             # The token must never travel to a host the deployment did not allow.
             raise Forbidden(f"The base URL {base_url!r} is not an allowed QuickBooks API host: fix the connection")
 
+        if deadline_seconds is not None and deadline_seconds <= 0:
+            # Nobody would wait for the answer: the token is not sent, and nothing is metered.
+            raise Busy("No time was left to wait for Intuit's answer: nothing was sent; try again")
+
         def get() -> requests.Response:
             return self._session.get(
                 base_url.rstrip("/") + path,
@@ -207,7 +212,7 @@ class QuickBooksApi:
         except DeadlineExceeded:
             self._count(usage)  # sent: Intuit may have answered (and metered) it after we stopped waiting
             raise IntuitUnavailable(
-                f"Intuit's API did not answer within {max(deadline_seconds or 0, 0):.0f} s: try again shortly"
+                f"Intuit's API did not answer within {deadline_seconds:.0f} s: try again shortly"
             ) from None
         except requests.RequestException as error:
             if not certainly_not_sent(error):

@@ -17,7 +17,7 @@ from qbo_connect.domain.connection import Connection, TestResult
 from qbo_connect.domain.events import EventType, connection_event
 from qbo_connect.domain.lifecycle import TokenLifecycle
 from qbo_connect.domain.metering import UsageKey
-from qbo_connect.errors import ErrorCode, Forbidden, QboConnectError, Unauthorized
+from qbo_connect.errors import Busy, ErrorCode, Forbidden, QboConnectError, Unauthorized
 from qbo_connect.observability import MetricUnit, logger, metrics
 from qbo_connect.ports import Clock, CompanyApi, ConnectionStore, EventPublisher
 from qbo_connect.settings import AWS_THROTTLED_CALL_SECONDS
@@ -54,6 +54,8 @@ ACCOUNTING_QUERY_CHECK = "accounting_query"
 # After Intuit's answers: recording the result on the item and publishing its event (one throttled AWS call each),
 # and a second to spare: the calls to Intuit get what the invocation leaves before that.
 RECORD_SECONDS = 2 * AWS_THROTTLED_CALL_SECONDS + 1
+# A call to Intuit given less than this is not sent.
+MIN_CALL_SECONDS = 1.0
 
 
 class AccountingProbe(Protocol):
@@ -209,8 +211,18 @@ class ConnectionTests:
         )
 
     def _call_deadline(self, not_after: float | None) -> float | None:
-        """What a call to Intuit may take for the result to be recorded and answered by `not_after`."""
-        return None if not_after is None else not_after - self._clock.now() - RECORD_SECONDS
+        """What a call to Intuit may take for the result to be recorded and answered by `not_after`. Less than a
+        second (what came before took the time: a slow CompanyInfo, a hand-off answered late): not sent at all,
+        since nobody would wait for its answer."""
+        if not_after is None:
+            return None
+        deadline = not_after - self._clock.now() - RECORD_SECONDS
+        if deadline < MIN_CALL_SECONDS:
+            raise Busy(
+                "Too little of this invocation was left to ask Intuit (what came before took the time): nothing was "
+                "sent; test again"
+            )
+        return deadline
 
     def _record(
         self,

@@ -9,7 +9,6 @@ once: the in-flight mark stays until the call is certainly over at Intuit, and o
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -645,6 +644,7 @@ class TokenLifecycle:
         busy = "The connection is being refreshed by someone else: try again in a minute"
         fresh = False  # a refresh just happened (ours or another's): its token is the best there is
         failed_runs_before_waiting: int | None = None  # while another holder refreshed
+        out_of_time = False  # a wait for another holder ran to the reserve kept for one last look and the answer
         for attempt in range(3):
             connection = require(self._store.get(connection_id), connection_id)
             if attempt == 0 and connection.status is ConnectionStatus.NOT_CONNECTED and connection.has_client_secret:
@@ -663,6 +663,8 @@ class TokenLifecycle:
                     "Intuit could not refresh the token: the refresh another caller sent while this one waited "
                     f"failed ({connection.last_refresh_error}): try again shortly"
                 )
+            if out_of_time:
+                raise Busy(busy)  # the look the reserve was kept for: nothing better can be had in time
             if fresh and secret and secret.token_set:
                 # Refreshing again would only rotate the grant and spend a secret version for nothing.
                 raise InvalidInput(
@@ -680,7 +682,7 @@ class TokenLifecycle:
             if result.outcome is RefreshOutcome.BUSY:
                 busy = result.message or busy
                 failed_runs_before_waiting = connection.consecutive_refresh_failures
-                self._wait_for_lease(connection_id, not_after)
+                out_of_time = not self._wait_for_lease(connection_id, not_after)
             elif result.outcome in {RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.OUTCOME_UNKNOWN}:
                 raise IntuitUnavailable(f"Intuit could not refresh the token ({result.message}): try again shortly")
         connection = require(self._store.get(connection_id), connection_id)
@@ -719,10 +721,10 @@ class TokenLifecycle:
             raise IntuitUnavailable(f"Intuit could not refresh the token ({result.message}): try again shortly")
         return self.valid_token(connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after)
 
-    def _wait_for_lease(self, connection_id: str, not_after: float | None) -> None:
+    def _wait_for_lease(self, connection_id: str, not_after: float | None) -> bool:
         """Until the holder gives the lease back or it lapses, looking less often the longer it takes (take_waiting's
         backoff, up to 2 s): a herd waiting out Intuit's slow tail reads the item a few dozen times each, not 5 a
-        second. Gives up while `not_after` still leaves time to answer."""
+        second. Gives up while `not_after` still leaves time to answer. True when the lease was given back in time."""
         wait = self._leases.lease_seconds
         if not_after is not None:
             # What follows a wait needs no more than reading the new token and answering: a caller left too little
@@ -734,8 +736,11 @@ class TokenLifecycle:
             if connection is not None and connection.lease_is_held(now):
                 raise Busy("the lease is still held")
 
-        with contextlib.suppress(Busy):
+        try:
             take_waiting(given_back, self._clock, wait)
+        except Busy:
+            return False  # still held: what is left is for one look at the token and the answer
+        return True
 
 
 def failed_by_another(connection: Connection, failed_runs_before_waiting: int | None) -> bool:
