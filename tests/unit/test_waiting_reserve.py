@@ -59,3 +59,34 @@ def test_a_caller_that_waited_out_another_holder_answers_within_its_invocation_w
     assert world.clock.now() <= not_after, (
         f"answered {world.clock.now() - not_after:.1f} s after not_after: Lambda had already stopped the invocation"
     )
+
+
+def test_a_caller_whose_token_was_refused_answers_within_its_invocation_while_another_holder_refreshes(
+    world: FakeWorld,
+):
+    """The same reserve on the 401 path (token_after_rejection): a workflow or the console's Test hears 401 while the
+    sweep holds the lease; its wait ends at the reserve with the lease still held, and it must answer then, not
+    look at the token, force another refresh and wait again, each read throttled, past its invocation's end."""
+    connection = world.connected()
+    cid = connection.connection_id
+    refused = world.vault.read(cid).token_set.access_token
+    assert world.store.acquire_lease(cid, owner="sweep", now=world.clock.now(), seconds=200) is not None
+    read = world.store.get
+
+    def throttled_get(connection_id: str):
+        world.clock.advance(AWS_THROTTLED_CALL_SECONDS)
+        return read(connection_id)
+
+    world.store.get = throttled_get  # type: ignore[method-assign]
+    lifecycle = TokenLifecycle(
+        world.store, world.vault, world.identity, world.recorder, world.clock, world.leases, world.timings,
+        handoff=BusyRefreshFunction(),
+    )  # fmt: skip
+    not_after = world.clock.now() + ADMIN_SECONDS
+
+    with contextlib.suppress(QboConnectError):
+        TokenAccess(lifecycle, world.store, world.clock).token_rejected(cid, refused, not_after=not_after)
+
+    assert world.clock.now() <= not_after, (
+        f"answered {world.clock.now() - not_after:.1f} s after not_after: Lambda had already stopped the invocation"
+    )
