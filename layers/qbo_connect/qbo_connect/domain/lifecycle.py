@@ -708,7 +708,9 @@ class TokenLifecycle:
                 raise Busy(result.message or "The connection is being refreshed: try again in a minute")
             if result.outcome is not RefreshOutcome.BUSY:
                 break
-            self._wait_for_lease(connection_id, not_after)
+            if not self._wait_for_lease(connection_id, not_after):
+                # Still held at the reserve kept for answering: the vault still holds the refused token.
+                raise Busy(result.message or "The connection is being refreshed by someone else: try again in a minute")
             connection, token_set = self.valid_token(
                 connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after
             )
