@@ -51,6 +51,8 @@ from qbo_connect.settings import AWS_THROTTLED_CALL_SECONDS
 # After a hand-off's answer or a wait for another holder: reading the item and the new token (one throttled AWS
 # call each), and answering.
 AFTER_A_HANDOFF_SECONDS = 2 * AWS_THROTTLED_CALL_SECONDS + 1
+# What a caller hears while another holder refreshes, unless that holder's state says more.
+BEING_REFRESHED = "The connection is being refreshed by someone else: try again in a minute"
 # A hand-off nobody can wait this long for is not made: connecting to Lambda (2 s at most) and a second to read.
 MIN_HANDOFF_WAIT_SECONDS = 3.0
 
@@ -398,15 +400,15 @@ class TokenLifecycle:
         try:
             return RefreshResult(connection_id, RefreshOutcome(answer["outcome"]), answer.get("message"))
         except (KeyError, TypeError, ValueError):
-            failure = answer.get("errorType") or (answer.get("error") or {}).get("code") or "no outcome"
+            failure = str(answer.get("errorType") or (answer.get("error") or {}).get("code") or "no outcome")[:100]
             logger.error(
                 "The refresh function answered a hand-off without an outcome",
-                extra={"connection_id": connection_id, "error": str(failure)[:100]},
+                extra={"connection_id": connection_id, "error": failure},
             )
             return RefreshResult(
                 connection_id,
                 RefreshOutcome.TRANSIENT_FAILURE,
-                f"the refresh function could not refresh ({str(failure)[:100]}): its log says why",
+                f"the refresh function could not refresh ({failure}): its log says why",
             )
 
     def _time_for_calls(self, held: HeldLease, not_after: float | None) -> float:
@@ -641,7 +643,7 @@ class TokenLifecycle:
     ) -> tuple[Connection, TokenSet]:
         """A token valid for at least `min_valid_seconds`: from the vault, refreshed through the lease only
         when needed. Raises a QboConnectError that says what a person must do when none can be had."""
-        busy = "The connection is being refreshed by someone else: try again in a minute"
+        busy = BEING_REFRESHED
         fresh = False  # a refresh just happened (ours or another's): its token is the best there is
         failed_runs_before_waiting: int | None = None  # while another holder refreshed
         out_of_time = False  # a wait for another holder ran to the reserve kept for one last look and the answer
@@ -705,19 +707,19 @@ class TokenLifecycle:
                 extra={"connection_id": connection_id, "outcome": result.outcome.value},
             )
             if result.outcome is RefreshOutcome.HANDED_OFF:
-                raise Busy(result.message or "The connection is being refreshed: try again in a minute")
+                raise Busy(result.message or BEING_REFRESHED)
             if result.outcome is not RefreshOutcome.BUSY:
                 break
             if not self._wait_for_lease(connection_id, not_after):
                 # Still held at the reserve kept for answering: the vault still holds the refused token.
-                raise Busy(result.message or "The connection is being refreshed by someone else: try again in a minute")
+                raise Busy(result.message or BEING_REFRESHED)
             connection, token_set = self.valid_token(
                 connection_id, min_valid_seconds=min_valid_seconds, not_after=not_after
             )
             if token_set.access_token != rejected:
                 return connection, token_set
         else:
-            raise Busy(result.message or "The connection is being refreshed by someone else: try again in a minute")
+            raise Busy(result.message or BEING_REFRESHED)
         if result.outcome in {RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.OUTCOME_UNKNOWN}:
             # The vault still holds the refused token; nothing newer can be had until the call is over and checked.
             raise IntuitUnavailable(f"Intuit could not refresh the token ({result.message}): try again shortly")
