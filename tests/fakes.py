@@ -17,6 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from qbo_connect import intuit
@@ -54,6 +55,7 @@ from qbo_connect.ports import (
     RecordedEvent,
 )
 from qbo_connect.settings import Settings
+from qbo_connect.token_access import TokenAccess
 
 # 2026-01-01T00:00:00Z: a fixed start keeps times in failure messages readable.
 EPOCH = 1_767_225_600.0
@@ -910,6 +912,14 @@ class FakeWorld:
     def connect(self, connection_id: str, *, realm_id: str = "9341453050000001") -> FlowResult:
         url, cookie = self.start(connection_id)
         return self.consent.complete(self.identity.approve(url, realm_id=realm_id), state_cookie=cookie)
+
+    def container(self, *, handoff: Any = None) -> TokenAccess:
+        """Another Lambda container's token access: its own lifecycle (handing refreshes to `handoff`, if given) on
+        the world's store, vault, Intuit and leases."""
+        lifecycle = TokenLifecycle(
+            self.store, self.vault, self.identity, self.recorder, self.clock, self.leases, self.timings, handoff=handoff
+        )
+        return TokenAccess(lifecycle, self.store, self.clock)
 
     def connected(self, name: str = "Acme Books", *, realm_id: str = "9341453050000001") -> Connection:
         connection = self.create_connection(name)

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
-from botocore.config import Config
-from qbo_connect.adapters.lambda_handoff import LambdaRefreshHandoff
 from qbo_connect.domain.admin_operations import ConnectionUpdate
 from qbo_connect.domain.lifecycle import MIN_HANDOFF_WAIT_SECONDS
 from qbo_connect.errors import Busy
 from qbo_connect.invocation import work_deadline
+from qbo_connect.runtime import build_services
+from qbo_connect.settings import Settings
 from qbo_connect.token_access import TokenAccess
 from qbo_local.functions import LocalFunction
 from qbo_local.lambda_service import LambdaServer, LambdaService
@@ -172,8 +173,8 @@ def test_a_caller_that_stops_waiting_leaves_the_refresh_function_to_finish_and_s
     the_grant_survives(stack, connection_id, clock, checks)
 
 
-def test_a_short_caller_hands_off_over_lambdas_invoke_api_to_a_refresh_function_that_refreshes(make_stack):
-    """The real adapter (LambdaRefreshHandoff, boto3's lambda client) over real HTTP to the local stack's Invoke API,
+def test_a_short_caller_hands_off_over_lambdas_invoke_api_to_a_refresh_function_that_refreshes(make_stack, monkeypatch):
+    """The service's own hand-off (runtime's LambdaRefreshHandoff, boto3's lambda client) over real HTTP to the local stack's Invoke API,
     whose refresh function refreshes against moto and the strict emulator: a caller with 28 s left (the admin API)
     gets Intuit's new token, and the refresh was sent once, by the refresh function."""
     clock = OffsetClock()
@@ -184,15 +185,8 @@ def test_a_short_caller_hands_off_over_lambdas_invoke_api_to_a_refresh_function_
     before = stack.token_set(connection_id)
 
     with LambdaServer(LambdaService([function])) as server:
-        caller = stack.services()
-        caller.refresh_handoff = LambdaRefreshHandoff(
-            lambda read_timeout: caller.session.client(
-                "lambda",
-                endpoint_url=server.url,
-                config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=read_timeout),
-            ),
-            function.spec.function_name,
-        )
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", server.url)  # as the local stack points its functions there
+        caller = stack.services(settings=replace(stack.settings, refresh_function_name=function.spec.function_name))
         connection, token_set = caller.lifecycle.valid_token(connection_id, not_after=clock.now() + 28)
 
     assert stack.refresh_calls() == 1
@@ -201,7 +195,7 @@ def test_a_short_caller_hands_off_over_lambdas_invoke_api_to_a_refresh_function_
     assert stack.company_name(token_set.access_token) == COMPANY_NAME
 
 
-def test_the_real_adapter_reports_a_refresh_still_running_when_its_wait_ends_and_the_function_runs_on():
+def test_the_real_adapter_reports_a_refresh_still_running_when_its_wait_ends_and_the_function_runs_on(monkeypatch):
     """boto3's read timeout over real HTTP to the local Invoke API: the caller hears the refresh is under way after
     its wait (about a second here), and the refresh function's invocation goes on to its end, as Lambda's does."""
     may_finish, finished = threading.Event(), threading.Event()
@@ -213,15 +207,10 @@ def test_the_real_adapter_reports_a_refresh_still_running_when_its_wait_ends_and
 
     function = LocalFunction.from_handler("Refresh", slow_refresh_function, timeout_seconds=360)
     with LambdaServer(LambdaService([function])) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", server.url)
         session = boto3.Session(region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
-        handoff = LambdaRefreshHandoff(
-            lambda read_timeout: session.client(
-                "lambda",
-                endpoint_url=server.url,
-                config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=read_timeout),
-            ),
-            function.spec.function_name,
-        )
+        settings = Settings(table_name="connections", refresh_function_name=function.spec.function_name)
+        handoff = build_services(settings, session=session).refresh_handoff
 
         answer = handoff.refresh({"connection_id": "qbc-0123456789ab"}, wait_seconds=MIN_HANDOFF_WAIT_SECONDS)
         may_finish.set()

@@ -13,11 +13,10 @@ from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutE
 from fakes import FakeWorld
 from qbo_connect.adapters.lambda_handoff import LambdaRefreshHandoff
 from qbo_connect.domain.admin_operations import ConnectionUpdate
-from qbo_connect.domain.lifecycle import MIN_HANDOFF_WAIT_SECONDS, TokenLifecycle
+from qbo_connect.domain.lifecycle import MIN_HANDOFF_WAIT_SECONDS
 from qbo_connect.errors import Busy, VaultUnavailable
 from qbo_connect.runtime import build_services
 from qbo_connect.settings import Settings
-from qbo_connect.token_access import TokenAccess
 
 WORKFLOW_SECONDS = 58.0  # a 60 s workflow's work deadline
 INTUIT_ANSWERS_AFTER = 25.0
@@ -61,15 +60,6 @@ class RefreshFunction:
             assert self.world.lifecycle.refresh(self.connection_id, force=True).outcome.value == "refreshed"
 
 
-def short_caller(world: FakeWorld, handoff: Any) -> TokenAccess:
-    """A workflow's container: its own lifecycle, handing refreshes off, on the same store, vault and lease."""
-    lifecycle = TokenLifecycle(
-        world.store, world.vault, world.identity, world.recorder, world.clock, world.leases, world.timings,
-        handoff=handoff,
-    )  # fmt: skip
-    return TokenAccess(lifecycle, world.store, world.clock)
-
-
 def on_demand_and_expired(world: FakeWorld) -> str:
     connection = world.connected()
     world.admin.update(connection.connection_id, ConnectionUpdate(refresh_policy="on_demand"), actor="test")
@@ -95,7 +85,7 @@ def test_a_herd_member_whose_hand_off_found_the_refresh_function_busy_gets_the_t
 
     answer: Any
     try:
-        answer = short_caller(world, refresh_function).access(connection_id, not_after=now + WORKFLOW_SECONDS)
+        answer = world.container(handoff=refresh_function).access(connection_id, not_after=now + WORKFLOW_SECONDS)
     except Busy as busy:
         answer = busy
 
@@ -113,7 +103,7 @@ def test_a_caller_whose_hand_off_timed_out_is_not_told_that_nothing_was_sent(wor
     false (a refresh is under way and will be stored) and asks for what no 30 s caller can have."""
     connection_id = on_demand_and_expired(world)
     refresh_function = RefreshFunction(world, connection_id)
-    access = short_caller(world, refresh_function)
+    access = world.container(handoff=refresh_function)
     now = world.clock.now()
 
     try:

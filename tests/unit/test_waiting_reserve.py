@@ -14,7 +14,6 @@ from typing import Any
 
 from fakes import FakeWorld
 from qbo_connect.domain.admin_operations import ConnectionUpdate
-from qbo_connect.domain.lifecycle import TokenLifecycle
 from qbo_connect.errors import QboConnectError
 from qbo_connect.settings import AWS_THROTTLED_CALL_SECONDS
 from qbo_connect.token_access import TokenAccess
@@ -31,6 +30,19 @@ class BusyRefreshFunction:
         return {"connection_id": payload["connection_id"], "outcome": "busy", "message": "the lease is held"}
 
 
+def throttled_container(world: FakeWorld) -> TokenAccess:
+    """A short caller's container whose hand-offs find the refresh function busy, every read of the item throttled
+    (each attempt refused, as the budget assumes)."""
+    read = world.store.get
+
+    def throttled_get(connection_id: str):
+        world.clock.advance(AWS_THROTTLED_CALL_SECONDS)
+        return read(connection_id)
+
+    world.store.get = throttled_get  # type: ignore[method-assign]
+    return world.container(handoff=BusyRefreshFunction())
+
+
 def test_a_caller_that_waited_out_another_holder_answers_within_its_invocation_while_aws_throttles(world: FakeWorld):
     connection = world.connected()
     cid = connection.connection_id
@@ -39,18 +51,7 @@ def test_a_caller_that_waited_out_another_holder_answers_within_its_invocation_w
     # The sweep (or another caller's hand-off) holds the lease, waiting out Intuit's slow tail.
     assert world.store.acquire_lease(cid, owner="sweep", now=world.clock.now(), seconds=200) is not None
 
-    read = world.store.get
-
-    def throttled_get(connection_id: str):
-        world.clock.advance(AWS_THROTTLED_CALL_SECONDS)  # every attempt throttled, as the budget assumes
-        return read(connection_id)
-
-    world.store.get = throttled_get  # type: ignore[method-assign]
-    lifecycle = TokenLifecycle(
-        world.store, world.vault, world.identity, world.recorder, world.clock, world.leases, world.timings,
-        handoff=BusyRefreshFunction(),
-    )  # fmt: skip
-    access = TokenAccess(lifecycle, world.store, world.clock)
+    access = throttled_container(world)
     not_after = world.clock.now() + ADMIN_SECONDS
 
     with contextlib.suppress(QboConnectError):  # busy is the right answer: the holder is still at it
@@ -71,21 +72,11 @@ def test_a_caller_whose_token_was_refused_answers_within_its_invocation_while_an
     cid = connection.connection_id
     refused = world.vault.read(cid).token_set.access_token
     assert world.store.acquire_lease(cid, owner="sweep", now=world.clock.now(), seconds=200) is not None
-    read = world.store.get
-
-    def throttled_get(connection_id: str):
-        world.clock.advance(AWS_THROTTLED_CALL_SECONDS)
-        return read(connection_id)
-
-    world.store.get = throttled_get  # type: ignore[method-assign]
-    lifecycle = TokenLifecycle(
-        world.store, world.vault, world.identity, world.recorder, world.clock, world.leases, world.timings,
-        handoff=BusyRefreshFunction(),
-    )  # fmt: skip
+    access = throttled_container(world)
     not_after = world.clock.now() + ADMIN_SECONDS
 
     with contextlib.suppress(QboConnectError):
-        TokenAccess(lifecycle, world.store, world.clock).token_rejected(cid, refused, not_after=not_after)
+        access.token_rejected(cid, refused, not_after=not_after)
 
     assert world.clock.now() <= not_after, (
         f"answered {world.clock.now() - not_after:.1f} s after not_after: Lambda had already stopped the invocation"
