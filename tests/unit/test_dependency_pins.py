@@ -38,3 +38,12 @@ def test_the_tools_are_pinned_to_one_version() -> None:
     pins = _pins(ROOT / "constraints-tools.txt")
 
     assert tools and not sorted(set(tools) - pins.keys())
+
+
+def test_the_layer_ships_the_versions_the_tests_run() -> None:
+    # layers/qbo_connect/requirements.txt (its own boto3 and botocore too) against constraints.txt.
+    layer = _pins(ROOT / "layers" / "qbo_connect" / "requirements.txt")
+    pins = _pins(ROOT / "constraints.txt")
+
+    assert {"boto3", "botocore"} <= layer.keys()
+    assert {name: version for name, version in layer.items() if pins.get(name) != version} == {}

@@ -7,6 +7,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 from fakes import FakeClock
 from qbo_connect.runtime import Services
@@ -108,3 +109,13 @@ def test_threads_that_first_call_clients_at_once_create_each_once_and_never_two_
     # RecordingSession.client fails the call if a second thread enters it while one creates a client.
     assert sorted(session.created) == ["secretsmanager", "sqs"]
     assert sorted(session.calls) == ["secretsmanager.get_secret_value"] * 4 + ["sqs.send_message_batch"] * 4
+
+
+def test_a_client_of_a_service_the_layer_has_no_model_for_is_refused_here_as_it_would_fail_in_lambda():
+    # The layer's botocore has the models of qbo_connect.aws_services.AWS_SERVICES only (tests/unit/test_layer_sdk.py).
+    session = RecordingSession()
+
+    with pytest.raises(ValueError, match=r"no AWS client for 's3': add it to qbo_connect.aws_services.AWS_SERVICES"):
+        services(session)._client("s3").list_buckets()
+
+    assert session.created == []

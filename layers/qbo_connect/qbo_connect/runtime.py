@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from qbo_connect.aws_services import AWS_SERVICES
 from qbo_connect.settings import AWS_ATTEMPTS, Settings
 
 if TYPE_CHECKING:
@@ -96,10 +97,15 @@ class Services:
         with self._session_lock:
             if name not in self._clients:
                 config = _aws_config(self.settings.refresh_batch_size)
-                self._clients[name] = ClientOnFirstUse(
-                    lambda: self.session.client(name, config=config), self._session_lock
-                )
+                self._clients[name] = ClientOnFirstUse(lambda: self._new_client(name, config), self._session_lock)
             return self._clients[name]
+
+    def _new_client(self, name: str, config: Any) -> Any:
+        # The layer's botocore has the models of AWS_SERVICES only: a client of another would work here and
+        # fail in Lambda, so it fails here too.
+        if name not in AWS_SERVICES:
+            raise ValueError(f"no AWS client for {name!r}: add it to qbo_connect.aws_services.AWS_SERVICES")
+        return self.session.client(name, config=config)
 
     @cached_property
     def table(self):
@@ -256,7 +262,7 @@ class Services:
                 retries={"total_max_attempts": 1}, connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=seconds
             )
             with self._session_lock:
-                return self.session.client("lambda", config=config)
+                return self._new_client("lambda", config)
 
         return LambdaRefreshHandoff(client_with_read_timeout, self.settings.refresh_function_name)
 
