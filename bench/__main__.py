@@ -131,6 +131,7 @@ class Plan:
     """What each part runs: the full benchmark's sizes, or the quick ones (small, to try the machinery)."""
 
     cold_start_rounds: int = 11
+    count_instructions: bool = True  # one callgrind process per function and kind (minutes), when valgrind is here
     due_finding: tuple[str, ...] = ()  # bench.due_finding's defaults: 1,000 / 10,000 / 100,000 stored
     throughput: tuple[str, ...] = ()  # bench.throughput's defaults: a quarter region, 10,000 due, two profiles
     on_demand: tuple[str, ...] = ()  # bench.on_demand's defaults: 400 cold requests, 50 shared connections
@@ -140,6 +141,7 @@ class Plan:
     def quick(cls) -> Plan:
         return cls(
             cold_start_rounds=3,
+            count_instructions=False,
             due_finding=("1000", "5000"),
             throughput=("--slice", "0.1", "2000", "2000:long_tail"),
             on_demand=("40", "5"),
@@ -205,10 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     step("layer size (make build when the layer changed)")
     results["layer"] = layer_size()
     step(
-        "cold start: four functions' first requests, their floors and two variants, interleaved, "
-        f"{plan.cold_start_rounds} rounds"
+        "cold start: four functions' first requests, their two floors and two variants, interleaved, "
+        f"{plan.cold_start_rounds} rounds" + (", then their instructions" if plan.count_instructions else "")
     )
-    results["cold_start"] = [r.as_json() for r in cold_start.run(plan.cold_start_rounds)]
+    cold_starts = cold_start.run(plan.cold_start_rounds, count_instructions=plan.count_instructions)
+    results["cold_start"] = [r.as_json() for r in cold_starts]
     step("token read: cached and cold")
     results["token_read"] = _run_module("bench.token_read", [], timeout=300)
     step(f"finding due connections: {plan.describe('due_finding')}")

@@ -28,9 +28,12 @@ with the layer's code compiled from source at import, as Lambda must when the la
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
+import py_compile
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,7 +53,12 @@ from bench.cold_world import FUNCTIONS, LAYER, ROOT, Sample, World, world
 CHILD = Path(__file__).resolve().parent / "cold_child.py"
 RATIO_LIMIT = 1.0
 FUNCTION, FLOOR, TRACED, NO_BYTECODE = "function", "floor", "detailed tracing", "layer without bytecode"
-KINDS = (FUNCTION, FLOOR, TRACED, NO_BYTECODE)
+FLOOR_ON_LAYER_SDK = "floor on the layer's SDK"
+KINDS = (FUNCTION, FLOOR, TRACED, NO_BYTECODE, FLOOR_ON_LAYER_SDK)
+INSTRUCTION_KINDS = (FUNCTION, FLOOR, FLOOR_ON_LAYER_SDK)
+# The layer's own copies of these (layers/qbo_connect/requirements.txt), botocore's data trimmed.
+SDK_PACKAGES = ("boto3", "botocore", "s3transfer")
+LAYER_SDK = ROOT / "bench" / "out" / "layer-sdk"
 # What each function's first request must answer (the recording is checked against it, every sample of
 # the function against the recording).
 EXPECTED_ANSWERS: dict[str, list[dict[str, Any]]] = {
@@ -169,17 +177,41 @@ def first_difference(expected: list[dict[str, Any]], made: list[dict[str, Any]])
 # --- one process -----------------------------------------------------------------------------------
 
 
-def _python_path(function: str) -> str:
-    """Lambda's sys.path: the function's folder, then the layer (/opt/python), then the runtime's packages
-    (here the project's virtual environment, where boto3 and the layer's dependencies are installed). The
-    floor gets the same path: it would run in the same Lambda, only without the service's code."""
+def layer_sdk(out: Path = LAYER_SDK) -> Path:
+    """The layer's boto3 and botocore as `make build` ships them: the pinned packages (the virtual
+    environment's, at the same versions) with botocore's data trimmed by the layer's own Makefile target,
+    and their bytecode (the layer ships it)."""
+    python = out / "python"
+    shutil.rmtree(out, ignore_errors=True)
+    site_packages = Path(sysconfig.get_paths()["purelib"])
+    for name in SDK_PACKAGES:
+        shutil.copytree(site_packages / name, python / name, ignore=shutil.ignore_patterns("__pycache__"))
+    trimmed = subprocess.run(  # noqa: S603 - our Makefile
+        ["make", "--no-print-directory", "-C", str(LAYER), "sdk-data", f"ARTIFACTS_DIR={out}"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if trimmed.returncode != 0:
+        raise RuntimeError(f"trimming the layer's SDK failed: {trimmed.stderr.strip()}")
+    invalidation = py_compile.PycInvalidationMode.UNCHECKED_HASH
+    compileall.compile_dir(python, quiet=1, invalidation_mode=invalidation)
+    return python
+
+
+def _python_path(function: str, sdk: Path | None = None) -> str:
+    """Lambda's sys.path: the function's folder, then the layer (/opt/python: qbo_connect, and the layer's
+    boto3 and botocore when `sdk` is given), then the runtime's packages (here the project's virtual
+    environment, where the runtime's boto3 and the layer's other dependencies are installed). The issue's
+    floor imports the runtime's boto3: the SDK Lambda ships, which a function without its own would use."""
     site_packages = sysconfig.get_paths()["purelib"]
-    return os.pathsep.join([str(ROOT / "functions" / function), str(LAYER), site_packages])
+    layer = [str(LAYER)] + ([str(sdk)] if sdk else [])
+    return os.pathsep.join([str(ROOT / "functions" / function), *layer, site_packages])
 
 
-def layer_code_paths(requirements: Path = LAYER / "requirements.txt") -> list[str]:
+def layer_code_paths(requirements: Path = LAYER / "requirements.txt", sdk: Path | None = None) -> list[str]:
     """Where the layer's code is imported from here: the qbo_connect package and the installed files of
-    each distribution the layer pins (boto3 and botocore come from Lambda's runtime, with bytecode)."""
+    each distribution the layer pins (boto3 and botocore from `sdk`, the layer's copies, when given)."""
     paths = {str(LAYER / "qbo_connect")}
     for line in requirements.read_text(encoding="utf-8").splitlines():
         name = line.split("#", 1)[0].split("==", 1)[0].strip()
@@ -188,7 +220,9 @@ def layer_code_paths(requirements: Path = LAYER / "requirements.txt") -> list[st
         distribution = metadata.distribution(name)
         for file in distribution.files or []:
             if file.suffix == ".py" and file.parts[0] != ".." and ".dist-info" not in str(file):
-                paths.add(str(Path(distribution.locate_file(file.parts[0])).resolve()))
+                top = file.parts[0]
+                located = sdk / top if sdk and top in SDK_PACKAGES else Path(distribution.locate_file(top)).resolve()
+                paths.add(str(located))
     return sorted(paths)
 
 
@@ -200,10 +234,12 @@ def launch(
     *,
     python: str = sys.executable,
     log: Path | None = None,
+    sdk: Path | None = None,
+    wrapper: tuple[str, ...] = (),
 ) -> Run:
     """One fresh process (`python -S`: no site hooks of this virtual environment, which Lambda's
     interpreter does not have either; the packages come from PYTHONPATH as Lambda's come from sys.path)."""
-    env = dict(environment, PYTHONPATH=_python_path(function))
+    env = dict(environment, PYTHONPATH=_python_path(function, sdk))
     with tempfile.TemporaryDirectory(prefix="qbo-cold-") as tmp:
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -212,7 +248,7 @@ def launch(
         started = time.perf_counter()
         try:
             process = subprocess.Popen(  # noqa: S603 - our interpreter, our script
-                [python, "-S", str(CHILD), mode, str(spec_path), str(write_end)],
+                [*wrapper, python, "-S", str(CHILD), mode, str(spec_path), str(write_end)],
                 env=env,
                 cwd=ROOT / "functions" / function,
                 stdin=subprocess.DEVNULL,
@@ -256,7 +292,8 @@ class Bench:
     def __init__(self, the_world: World, log: Path | None = None) -> None:
         self.world = the_world
         self.log = log
-        self.layer_code = layer_code_paths()
+        self.sdk = layer_sdk()
+        self.layer_code = layer_code_paths(sdk=self.sdk)
         self.recordings = {function: self.record(function) for function in FUNCTIONS}
         for recording in self.recordings.values():
             self.check_floor(recording)
@@ -280,7 +317,8 @@ class Bench:
         with tempfile.TemporaryDirectory(prefix=f"qbo-cold-{mode}-") as tmp:
             recorded = Path(tmp) / "calls.json"
             spec = spec | {"record_to": str(recorded)}
-            run = launch(mode, function, spec, self.world.environment(function), log=self.log)
+            sdk = self.sdk if mode == FUNCTION else None
+            run = launch(mode, function, spec, self.world.environment(function), log=self.log, sdk=sdk)
             return run, json.loads(recorded.read_text(encoding="utf-8"))
 
     def record(self, function: str) -> Recording:
@@ -304,20 +342,35 @@ class Bench:
         if [report["calls"] for report in run.reports] != recording.answers_after:
             raise RuntimeError(f"the floor of {function} answers at other points than the function")
 
-    def sample(self, function: str, kind: str) -> Run:
+    def sample(self, function: str, kind: str, wrapper: tuple[str, ...] = ()) -> Run:
         """One measured process of that kind, from the fixture's first-request state."""
         recording = self.recordings[function]
         with self._prepared(function, recording.snapshot) as sample:
             environment = self.world.environment(function)
-            spec = recording.floor_spec(sample.single_use) if kind == FLOOR else self._function_spec(function, sample)
+            floor = kind in (FLOOR, FLOOR_ON_LAYER_SDK)
+            spec = recording.floor_spec(sample.single_use) if floor else self._function_spec(function, sample)
             if kind == TRACED:
                 environment["QBO_DETAILED_TRACING"] = "true"
             if kind == NO_BYTECODE:
                 spec["compile_from_source"] = self.layer_code
-            run = launch(FLOOR if kind == FLOOR else FUNCTION, function, spec, environment, log=self.log)
-        if kind != FLOOR:
+            sdk = None if kind == FLOOR else self.sdk
+            mode = FLOOR if floor else FUNCTION
+            run = launch(mode, function, spec, environment, log=self.log, sdk=sdk, wrapper=wrapper)
+        if not floor:
             _expect_answers(function, run)
         return run
+
+    def instructions(self, function: str, kind: str) -> int | None:
+        """The instructions one process of that kind executes, counted by valgrind's callgrind (None without
+        valgrind): unlike its time, the count does not move with whatever else the machine is doing."""
+        valgrind = shutil.which("valgrind")
+        if not valgrind:
+            return None
+        with tempfile.TemporaryDirectory(prefix="qbo-cold-callgrind-") as tmp:
+            counts = Path(tmp) / "callgrind.out"
+            self.sample(function, kind, wrapper=(valgrind, "--tool=callgrind", f"--callgrind-out-file={counts}"))
+            summary = next(line for line in counts.read_text().splitlines() if line.startswith("summary:"))
+            return int(summary.split()[1])
 
 
 def _expect_answers(function: str, run: Run) -> None:
@@ -339,9 +392,13 @@ class ColdStart:
     without_bytecode_ms: float | None = None
     cpu_ms: float | None = None  # the function's process, to its end (user + system)
     floor_cpu_ms: float | None = None
+    floor_on_layer_sdk_ms: float | None = None  # the floor's calls, made with the layer's boto3 and botocore
+    floor_on_layer_sdk_cpu_ms: float | None = None
     detailed_tracing_cpu_ms: float | None = None
     without_bytecode_cpu_ms: float | None = None
     calls: dict[str, Any] = field(default_factory=dict)
+    # One process of each of INSTRUCTION_KINDS, in millions of instructions (callgrind), when valgrind is here.
+    instructions: dict[str, float] = field(default_factory=dict)
     load_average: tuple[float, float] | None = None  # the machine's, at the start and at the end
 
     @property
@@ -352,8 +409,13 @@ class ColdStart:
     def holds(self) -> bool:
         return self.ratio <= RATIO_LIMIT
 
+    @property
+    def instruction_ratio(self) -> float | None:
+        counted = self.instructions
+        return counted[FUNCTION] / counted[FLOOR] if counted else None
+
     def as_json(self) -> dict[str, Any]:
-        return asdict(self) | {"ratio": self.ratio, "holds": self.holds}
+        return asdict(self) | {"ratio": self.ratio, "holds": self.holds, "instruction_ratio": self.instruction_ratio}
 
 
 def summarize(function: str, runs: dict[str, list[Run]], rounds: int, **extra: Any) -> ColdStart:
@@ -374,13 +436,17 @@ def summarize(function: str, runs: dict[str, list[Run]], rounds: int, **extra: A
         without_bytecode_ms=median(NO_BYTECODE, "first_request_ms"),
         cpu_ms=median(FUNCTION, "cpu_ms"),
         floor_cpu_ms=median(FLOOR, "cpu_ms"),
+        floor_on_layer_sdk_ms=median(FLOOR_ON_LAYER_SDK, "first_request_ms"),
+        floor_on_layer_sdk_cpu_ms=median(FLOOR_ON_LAYER_SDK, "cpu_ms"),
         detailed_tracing_cpu_ms=median(TRACED, "cpu_ms"),
         without_bytecode_cpu_ms=median(NO_BYTECODE, "cpu_ms"),
         **extra,
     )
 
 
-def run(rounds: int = 11, *, seed: int | None = None, log: Path | None = None) -> list[ColdStart]:
+def run(
+    rounds: int = 11, *, seed: int | None = None, log: Path | None = None, count_instructions: bool = True
+) -> list[ColdStart]:
     rng = random.Random(seed)  # noqa: S311 - run order, not security
     load_at_start = os.getloadavg()[0]
     targets = [(function, kind) for function in FUNCTIONS for kind in KINDS]
@@ -395,6 +461,9 @@ def run(rounds: int = 11, *, seed: int | None = None, log: Path | None = None) -
             for function, kind in order:
                 runs[(function, kind)].append(bench.sample(function, kind))
         calls = {function: recording.summary() for function, recording in bench.recordings.items()}
+        instructions = {
+            function: _instructions(bench, function) if count_instructions else {} for function in FUNCTIONS
+        }
     load = (round(load_at_start, 2), round(os.getloadavg()[0], 2))
     return [
         summarize(
@@ -402,10 +471,16 @@ def run(rounds: int = 11, *, seed: int | None = None, log: Path | None = None) -
             {kind: runs[(function, kind)] for kind in KINDS},
             rounds,
             calls=calls[function],
+            instructions=instructions[function],
             load_average=load,
         )
         for function in FUNCTIONS
     ]
+
+
+def _instructions(bench: Bench, function: str) -> dict[str, float]:
+    counted = {kind: bench.instructions(function, kind) for kind in INSTRUCTION_KINDS}
+    return {kind: count / 1e6 for kind, count in counted.items() if count is not None}
 
 
 def layer_size(build_dir: Path = ROOT / ".aws-sam" / "build" / "SharedLayer") -> int | None:
@@ -422,15 +497,19 @@ def main(argv: list[str]) -> int:
     print(f"{rounds} rounds; load average {start:.1f} at the start, {end:.1f} at the end; medians")
     print(
         f"{'':10} {'import':>7} {'first request':>14} {'floor':>6} {'ratio':>6}       {'CPU / floor':>13}  "
-        f"{'+traced CPU':>11} {'+no bytecode CPU':>16}  calls (floor = the same)"
+        f"{'+traced CPU':>11} {'+no bytecode CPU':>16} {'floor, layer SDK':>16}  calls (floor = the same)"
     )
     for r in results:
         calls = ", ".join(f"{name} {count}" for part in r.calls.values() for name, count in part.items())
         print(
             f"{r.function:10} {r.import_ms:4.0f} ms {r.first_request_ms:11.0f} ms {r.floor_ms:3.0f} ms {r.ratio:6.2f} "
             f"{'ok' if r.holds else 'ABOVE':5} {r.cpu_ms:4.0f} / {r.floor_cpu_ms:3.0f} ms  "
-            f"{r.detailed_tracing_cpu_ms - r.cpu_ms:+8.0f} ms {r.without_bytecode_cpu_ms - r.cpu_ms:+13.0f} ms  {calls}"
+            f"{r.detailed_tracing_cpu_ms - r.cpu_ms:+8.0f} ms {r.without_bytecode_cpu_ms - r.cpu_ms:+13.0f} ms "
+            f"{r.floor_on_layer_sdk_ms:13.0f} ms  {calls}"
         )
+        if r.instructions:
+            counted = " / ".join(f"{r.instructions[kind]:,.0f}" for kind in INSTRUCTION_KINDS)
+            print(f"{'':10} instructions (millions), function / floor / floor on the layer's SDK: {counted}")
     print(json.dumps([r.as_json() for r in results]))
     return 0 if all(r.holds for r in results) else 1
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import cost
+from bench.cold_start import FLOOR_ON_LAYER_SDK as SDK_FLOOR
 from bench.cold_start import FUNCTIONS, KINDS, RATIO_LIMIT
 
 
@@ -68,6 +69,15 @@ def cold_start_rows(results: dict[str, Any]) -> list[Row]:
                 f"{cold['import_ms']:.0f} ms (floor's boto3 and clients: {cold['floor_import_ms']:.0f} ms)",
             ),
         ]
+        counted = cold.get("instructions") or {}
+        if {"function", "floor", SDK_FLOOR} <= counted.keys():
+            out.append(
+                Row(
+                    f"Cold start: {name}, instructions (callgrind)",
+                    f"{counted['function']:,.0f} M = {counted['function'] / counted['floor']:.2f} x floor "
+                    f"({counted['floor']:,.0f} M); the floor on the layer's SDK {counted[SDK_FLOOR]:,.0f} M",
+                )
+            )
     for variant, what in (
         ("detailed_tracing", "with DetailedTracing=true"),
         ("without_bytecode", "without layer bytecode"),
@@ -99,9 +109,9 @@ COLD_START_EVENTS = {
 
 def _cold_start_table(cold_starts: list[dict[str, Any]]) -> str:
     lines = [
-        "| Function | Import only | First request | Floor | Ratio | CPU, function / floor | DetailedTracing=true "
-        "(CPU) | Layer without bytecode (CPU) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Function | Import only | First request | Floor | Ratio | CPU, function / floor | Floor on the layer's SDK "
+        "(CPU) | DetailedTracing=true (CPU) | Layer without bytecode (CPU) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in cold_starts:
 
@@ -111,7 +121,8 @@ def _cold_start_table(cold_starts: list[dict[str, Any]]) -> str:
         cpu = f"{c['cpu_ms']:.0f} / {c['floor_cpu_ms']:.0f} ms" if c.get("cpu_ms") else "-"
         lines.append(
             f"| {c['function']} | {ms('import_ms')} | {ms('first_request_ms')} | {ms('floor_ms')} | "
-            f"{c['ratio']:.2f} | {cpu} | {ms('detailed_tracing_ms')} ({ms('detailed_tracing_cpu_ms')}) | "
+            f"{c['ratio']:.2f} | {cpu} | {ms('floor_on_layer_sdk_ms')} ({ms('floor_on_layer_sdk_cpu_ms')}) | "
+            f"{ms('detailed_tracing_ms')} ({ms('detailed_tracing_cpu_ms')}) | "
             f"{ms('without_bytecode_ms')} ({ms('without_bytecode_cpu_ms')}) |"
         )
     lines += ["", "| Function | AWS calls of the first request (the floor makes the same) | Intuit calls |"]
@@ -121,6 +132,15 @@ def _cold_start_table(cold_starts: list[dict[str, Any]]) -> str:
         aws = ", ".join(f"{name.split('.')[1]} {n}" for name, n in (calls.get("aws") or {}).items()) or "none"
         http = ", ".join(f"{name} {n}" for name, n in (calls.get("http") or {}).items()) or "none"
         lines.append(f"| {c['function']} | {aws} | {http} |")
+    if all(c.get("instructions") for c in cold_starts):
+        lines += ["", "| Function | Instructions: function | floor | ratio | floor on the layer's SDK |"]
+        lines.append("| --- | ---: | ---: | ---: | ---: |")
+        for c in cold_starts:
+            counted = c["instructions"]
+            lines.append(
+                f"| {c['function']} | {counted['function']:,.0f} M | {counted['floor']:,.0f} M | "
+                f"{counted['function'] / counted['floor']:.2f} | {counted[SDK_FLOOR]:,.0f} M |"
+            )
     return "\n".join(lines)
 
 
@@ -146,15 +166,19 @@ process imports the handler (Lambda's init phase) and serves one realistic first
 AWS is moto in server mode and Intuit the emulator, each a process of its own, as the local stack has
 them, so that the measured process holds the function's own work only (`bench/cold_world.py`). The
 process gets the environment Lambda gives the function (template.yaml's variables, Lambda's own,
-active tracing's trace header) and Lambda's `sys.path`: the function's folder, the layer, then the
-packages (`python -S`: no hooks of the development virtual environment). Time runs from just before
+active tracing's trace header) and Lambda's `sys.path`: the function's folder, the layer (with its own
+boto3 and botocore, botocore's data trimmed by the layer's `sdk-data` target, built here from the
+virtual environment's copies of the same versions), then the packages (`python -S`: no hooks of the
+development virtual environment). Time runs from just before
 the process is started to the moment its answer arrives in the benchmark's process: interpreter
 start-up is included, for every process alike. Import only stops the same clock when the handler
 module is imported.
 
 **The floor** of a function is a fresh process that imports boto3 (and requests, when the function
 calls Intuit), creates the clients the function used and makes exactly the calls its first request
-made, in the same order, with no service code: what the same I/O costs at the least. The calls are
+made, in the same order, with no service code: what the same I/O costs with the SDK Lambda's runtime
+ships, as the issue defines it. **The floor on the layer's SDK** makes the same calls with the layer's
+trimmed boto3 and botocore: the function's time above it is the service's own work. The calls are
 recorded, not guessed: the function's first request runs once with a botocore hook that records
 each AWS call's operation and final parameters (after the DynamoDB transformation) and one on
 requests' sessions that records each HTTP request; the floor replays that recording, with Intuit's
@@ -163,7 +187,7 @@ checks once that a floor, recorded the same way, makes exactly the recorded call
 from the same state: before every sample the connection is deleted and created (and connected through
 the emulator) again, and the table items the recorded calls touch are put back.
 
-Each round runs the four functions, their floors and two variants (below) in a shuffled order, {len(FUNCTIONS) * len(KINDS)} fresh
+Each round runs the four functions, their two floors and two variants (below) in a shuffled order, {len(FUNCTIONS) * len(KINDS)} fresh
 processes; {first["rounds"]} rounds after one warm-up round (bytecode and page caches), {load_text}. Each
 figure is the median. {verdict}
 
@@ -175,9 +199,13 @@ service's own work. The variants' columns give the wall clock, and the CPU in br
 adds is read from the CPU (the table's rows), because the wall clock's medians move by tens of
 milliseconds from run to run here. **DetailedTracing=true** is the first request with the X-Ray SDK patching botocore and
 requests (the opt-in below); **layer without bytecode** is the first request with every module of the
-layer (qbo_connect and the pinned dependencies, not boto3 and botocore, which the runtime ships
-compiled) compiled from source at import, as Lambda must when the layer ships no bytecode: `/opt` is
+layer (qbo_connect and the pinned dependencies, boto3 and botocore included) compiled from source at import, as Lambda must when the layer ships no bytecode: `/opt` is
 read-only, so nothing is cached from one cold start to the next.
+
+**Instructions** (the last table, when valgrind is installed): one process of each kind run under
+valgrind's callgrind, which counts the instructions the process executes. The count does not move with
+the machine's load, so it says reliably whether a function's own work is above its floor's; the wall
+clock adds the waits on moto and the emulator, the same on both sides.
 
 What made the first request shorter. The issue measured the test function's whole process at about
 1.4 times a boto3 process making the same call, and 1.9 to 2.5 times in-process for the four functions.
@@ -203,12 +231,22 @@ boto3, requests and two clients (about 1,200 million):
   source's, about 90 million); the signing key is cached by its adapter, not by the parameters utility
   (about 60 million); refresh batches run on a thread pool with SQS's partial batch response built in
   `refresh_runs.py`, not on the async batch utility (asyncio and the event classes, about 135 million).
+- **The SDK's data** (about 190 million, 15% of the floor): botocore's first client of a process lists
+  every service folder it has a model for (over 400, thousands of `stat` calls) and parses
+  `endpoints.json`, the endpoints of every service in every partition (1.2 MB of JSON). The layer ships
+  its own boto3 and botocore at the pins the tests run, and its Makefile keeps the models of the
+  services the functions call (`qbo_connect/aws_services.py`) and their endpoints only
+  (`trim_sdk_data.py`, 18.6 MiB of data to 0.6 MiB); a botocore without one of them fails the build,
+  and the runtime refuses a client of a service not on the list. Lambda puts a layer's packages before
+  its runtime's on `sys.path`, so the layer's SDK is the one that runs, in step with the layer's
+  urllib3 and jmespath.
 - **Bytecode**: the layer's Makefile compiles the layer's `.pyc` with a Python of the runtime's version
   (unchecked hash-based, so file times in the zip do not matter). Lambda cannot write a cache under
   `/opt`, and without them every cold start compiled Powertools, requests, urllib3 and qbo_connect from
   source: the **layer without bytecode** column. `make build` says when the build host has no Python 3.13.
 
-What the service still adds to the floor's work is its own code: importing Powertools' Logger and
+What the service still adds to the floor's work (the function's instructions above the floor on the
+layer's SDK) is its own code: importing Powertools' Logger and
 Metrics (about 35 million instructions) and qbo_connect's domain, ports and settings (over 100 million,
 two thirds of it the dataclass decorator compiling the frozen dataclasses' methods at import), with
 requests-oauthlib where a function exchanges or refreshes a token (about 50 million): 16 to 20 per
@@ -217,8 +255,8 @@ in wall-clock time; the functions with the fewest calls show it most. The proces
 Python 3.11; Lambda runs 3.13, where the same comparison (instruction counts of the set-up) differs by
 under a per cent.
 
-Rerun: `python -m bench.cold_start [ROUNDS]` (15 rounds take about four minutes on two cores) prints the
-figures and the calls; `make bench` runs it with everything else. The machine is shared and noisy:
+Rerun: `python -m bench.cold_start [ROUNDS]` (15 rounds take about five minutes on two cores, and the
+instruction counts about four more when valgrind is installed) prints the figures and the calls; `make bench` runs it with everything else. The machine is shared and noisy:
 single samples vary by a factor of two under load, and medians of 15 rounds by up to a tenth from one run
 to the next (the callback's and the test function's ratios fell on either side of 1.0 in two runs an
 hour apart); instruction counts do not move, which is why the analysis above uses them.
@@ -708,8 +746,8 @@ not the CPU per refresh or the calls).
 """,
         cold_start_section(results),
         f"""Built layer: {layer_text} (`make build`; pinned dependencies for arm64 and the `qbo_connect`
-package, with their bytecode when the build host has a Python 3.13; boto3 and botocore come from the
-runtime). The measure is the sum of the files' sizes in
+package, with their bytecode when the build host has a Python 3.13; boto3 and botocore among them,
+botocore's data trimmed). The measure is the sum of the files' sizes in
 MiB, which is what counts towards Lambda's 250 MB unzipped limit.
 """,
         throughput_section(results),

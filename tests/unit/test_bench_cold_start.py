@@ -10,6 +10,7 @@ import pytest
 from bench import cold_child, report
 from bench.cold_start import (
     FLOOR,
+    FLOOR_ON_LAYER_SDK,
     FUNCTION,
     NO_BYTECODE,
     TRACED,
@@ -151,6 +152,23 @@ def test_a_first_request_holds_only_within_one_times_its_floor_and_the_variants_
     assert judged["Cold start: first request without layer bytecode, added CPU"][0] == (
         "authorize +220 ms (wall +250 ms), test +220 ms (wall +250 ms)"
     )
+
+
+def test_instructions_are_reported_against_both_floors_when_counted_and_judge_nothing():
+    counted = _cold("test", 400, 450) | {"instructions": {FUNCTION: 1283.0, FLOOR: 1236.0, FLOOR_ON_LAYER_SDK: 1046.0}}
+    runs_with_the_layers_sdk = {FUNCTION: [_run(400)], FLOOR: [_run(450)], FLOOR_ON_LAYER_SDK: [_run(300, cpu_ms=250)]}
+
+    rows = report.cold_start_rows({"cold_start": [counted, _cold("authorize", 400, 400)]})
+
+    judged = {row.metric: (row.result, row.holds) for row in rows}
+    assert judged["Cold start: test, instructions (callgrind)"] == (
+        "1,283 M = 1.04 x floor (1,236 M); the floor on the layer's SDK 1,046 M",
+        None,
+    )
+    assert "Cold start: authorize, instructions (callgrind)" not in judged  # not counted: no row
+    cold = summarize("test", runs_with_the_layers_sdk, rounds=1)
+    assert (cold.floor_on_layer_sdk_ms, cold.floor_on_layer_sdk_cpu_ms) == (300, 250)
+    assert cold.instruction_ratio is None
 
 
 def test_each_function_is_invoked_with_the_timeout_the_template_gives_it():
