@@ -57,7 +57,7 @@ def _layer_is_stale(built: Path) -> bool:
 
 
 def layer_size() -> dict[str, Any]:
-    """The built layer's size; `make build` first when the layer's sources are newer than the build."""
+    """The built layers' sizes; `make build` first when the layers' sources are newer than the build."""
     built = ROOT / ".aws-sam" / "build" / "SharedLayer"
     rebuilt = False
     if _layer_is_stale(built):
@@ -72,9 +72,15 @@ def layer_size() -> dict[str, Any]:
         if done.returncode != 0:
             return {"bytes": None, "note": "make build failed: " + (done.stderr.strip().splitlines() or ["?"])[-1]}
         rebuilt = True
-    size = cold_start.layer_size(built)
-    files = sum(1 for p in built.rglob("*") if p.is_file()) if size else 0
-    return {"bytes": size, "files": files, "rebuilt": rebuilt}
+    sizes = {"rebuilt": rebuilt}
+    for name, prefix in (("SharedLayer", ""), ("AwsSdkLayer", "sdk_")):
+        folder = built.parent / name
+        size = cold_start.layer_size(folder)
+        sizes |= {
+            f"{prefix}bytes": size,
+            f"{prefix}files": sum(1 for p in folder.rglob("*") if p.is_file()) if size else 0,
+        }
+    return sizes
 
 
 def machine() -> dict[str, Any]:

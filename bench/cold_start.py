@@ -21,9 +21,15 @@ created). Every sample is a new process; each round runs every function, its flo
 variants below in a shuffled order, after one warm-up round (bytecode and page caches); figures are
 medians.
 
+The functions import the layer's own boto3 and botocore (botocore's data trimmed by the layer's Makefile,
+layer_sdk); the floor imports the runtime's, the SDK Lambda ships, as the issue defines it. A second
+floor makes the same calls on the layer's SDK: the function's time above it is the service's own work.
+
 Variants, to say what they cost: the first request with detailed tracing on (DetailedTracing=true), and
 with the layer's code compiled from source at import, as Lambda must when the layer ships no bytecode
-(/opt is read-only, so nothing is cached between cold starts).
+(/opt is read-only, so nothing is cached between cold starts). With valgrind installed, one process of
+the function and of each floor also runs under callgrind, whose instruction count does not move with
+the machine's load as the times do.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ FUNCTION, FLOOR, TRACED, NO_BYTECODE = "function", "floor", "detailed tracing", 
 FLOOR_ON_LAYER_SDK = "floor on the layer's SDK"
 KINDS = (FUNCTION, FLOOR, TRACED, NO_BYTECODE, FLOOR_ON_LAYER_SDK)
 INSTRUCTION_KINDS = (FUNCTION, FLOOR, FLOOR_ON_LAYER_SDK)
-# The layer's own copies of these (layers/qbo_connect/requirements.txt), botocore's data trimmed.
+# AwsSdkLayer's copies of these (layers/qbo_connect/requirements-sdk.txt), botocore's data trimmed.
 SDK_PACKAGES = ("boto3", "botocore", "s3transfer")
 LAYER_SDK = ROOT / "bench" / "out" / "layer-sdk"
 # What each function's first request must answer (the recording is checked against it, every sample of
@@ -209,11 +215,15 @@ def _python_path(function: str, sdk: Path | None = None) -> str:
     return os.pathsep.join([str(ROOT / "functions" / function), *layer, site_packages])
 
 
-def layer_code_paths(requirements: Path = LAYER / "requirements.txt", sdk: Path | None = None) -> list[str]:
-    """Where the layer's code is imported from here: the qbo_connect package and the installed files of
-    each distribution the layer pins (boto3 and botocore from `sdk`, the layer's copies, when given)."""
+LAYER_REQUIREMENTS = (LAYER / "requirements.txt", LAYER / "requirements-sdk.txt")
+
+
+def layer_code_paths(requirements: tuple[Path, ...] = LAYER_REQUIREMENTS, sdk: Path | None = None) -> list[str]:
+    """Where the layers' code is imported from here: the qbo_connect package and the installed files of
+    each distribution the layers pin (boto3 and botocore from `sdk`, the SDK layer's copies, when given)."""
     paths = {str(LAYER / "qbo_connect")}
-    for line in requirements.read_text(encoding="utf-8").splitlines():
+    lines = [line for file in requirements for line in file.read_text(encoding="utf-8").splitlines()]
+    for line in lines:
         name = line.split("#", 1)[0].split("==", 1)[0].strip()
         if not name:
             continue

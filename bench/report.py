@@ -22,6 +22,15 @@ class Row:
     holds: bool | None = None  # None: reported, no floor (or the run was too small to judge it)
 
 
+def _layer_sizes(layer: dict[str, Any]) -> str:
+    if not layer.get("bytes"):
+        return layer.get("note", "not built")
+    sizes = [f"SharedLayer {layer['bytes'] / 2**20:.1f} MiB ({layer['files']} files)"]
+    if layer.get("sdk_bytes"):
+        sizes.append(f"AwsSdkLayer {layer['sdk_bytes'] / 2**20:.1f} MiB ({layer['sdk_files']} files)")
+    return ", ".join(sizes)
+
+
 def _mark(holds: bool | None) -> str:
     return {True: "yes", False: "NO", None: ""}[holds]
 
@@ -29,9 +38,7 @@ def _mark(holds: bool | None) -> str:
 def rows(results: dict[str, Any]) -> list[Row]:
     out: list[Row] = []
     out += cold_start_rows(results)
-    layer = results["layer"]
-    size = f"{layer['bytes'] / 1024 / 1024:.1f} MiB ({layer['files']} files)" if layer.get("bytes") else layer["note"]
-    out.append(Row("Built layer (.aws-sam/build/SharedLayer)", size))
+    out.append(Row("Built layers (.aws-sam/build)", _layer_sizes(results["layer"])))
     for run in results["throughput"]:
         out += throughput_rows(run, machine_ms=machine_speed_ms(results))
     out += due_finding_rows(results["due_finding"])
@@ -166,8 +173,8 @@ process imports the handler (Lambda's init phase) and serves one realistic first
 AWS is moto in server mode and Intuit the emulator, each a process of its own, as the local stack has
 them, so that the measured process holds the function's own work only (`bench/cold_world.py`). The
 process gets the environment Lambda gives the function (template.yaml's variables, Lambda's own,
-active tracing's trace header) and Lambda's `sys.path`: the function's folder, the layer (with its own
-boto3 and botocore, botocore's data trimmed by the layer's `sdk-data` target, built here from the
+active tracing's trace header) and Lambda's `sys.path`: the function's folder, the layers (qbo_connect,
+and AwsSdkLayer's boto3 and botocore, botocore's data trimmed by the layers' Makefile, built here from the
 virtual environment's copies of the same versions), then the packages (`python -S`: no hooks of the
 development virtual environment). Time runs from just before
 the process is started to the moment its answer arrives in the benchmark's process: interpreter
@@ -177,7 +184,7 @@ module is imported.
 **The floor** of a function is a fresh process that imports boto3 (and requests, when the function
 calls Intuit), creates the clients the function used and makes exactly the calls its first request
 made, in the same order, with no service code: what the same I/O costs with the SDK Lambda's runtime
-ships, as the issue defines it. **The floor on the layer's SDK** makes the same calls with the layer's
+ships, as the issue defines it. **The floor on the layer's SDK** makes the same calls with AwsSdkLayer's
 trimmed boto3 and botocore: the function's time above it is the service's own work. The calls are
 recorded, not guessed: the function's first request runs once with a botocore hook that records
 each AWS call's operation and final parameters (after the DynamoDB transformation) and one on
@@ -199,7 +206,7 @@ service's own work. The variants' columns give the wall clock, and the CPU in br
 adds is read from the CPU (the table's rows), because the wall clock's medians move by tens of
 milliseconds from run to run here. **DetailedTracing=true** is the first request with the X-Ray SDK patching botocore and
 requests (the opt-in below); **layer without bytecode** is the first request with every module of the
-layer (qbo_connect and the pinned dependencies, boto3 and botocore included) compiled from source at import, as Lambda must when the layer ships no bytecode: `/opt` is
+layers (qbo_connect and the pinned dependencies, boto3 and botocore included) compiled from source at import, as Lambda must when the layer ships no bytecode: `/opt` is
 read-only, so nothing is cached from one cold start to the next.
 
 **Instructions** (the last table, when valgrind is installed): one process of each kind run under
@@ -233,13 +240,14 @@ boto3, requests and two clients (about 1,200 million):
   `refresh_runs.py`, not on the async batch utility (asyncio and the event classes, about 135 million).
 - **The SDK's data** (about 190 million, 15% of the floor): botocore's first client of a process lists
   every service folder it has a model for (over 400, thousands of `stat` calls) and parses
-  `endpoints.json`, the endpoints of every service in every partition (1.2 MB of JSON). The layer ships
-  its own boto3 and botocore at the pins the tests run, and its Makefile keeps the models of the
-  services the functions call (`qbo_connect/aws_services.py`) and their endpoints only
-  (`trim_sdk_data.py`, 18.6 MiB of data to 0.6 MiB); a botocore without one of them fails the build,
-  and the runtime refuses a client of a service not on the list. Lambda puts a layer's packages before
-  its runtime's on `sys.path`, so the layer's SDK is the one that runs, in step with the layer's
-  urllib3 and jmespath.
+  `endpoints.json`, the endpoints of every service in every partition (1.2 MB of JSON). The functions
+  attach a second layer, AwsSdkLayer, with their own boto3 and botocore at the pins the tests run; its
+  build keeps the models of the services the functions call (`qbo_connect/aws_services.py`) and their
+  endpoints only (`trim_sdk_data.py`, 18.6 MiB of data to 0.6 MiB); a botocore without one of them
+  fails the build, and the runtime refuses a client of a service not on the list. Lambda puts layers'
+  packages before its runtime's on `sys.path`, so that SDK is the one that runs, in step with the
+  shared layer's urllib3 and jmespath. Workflows attach the shared layer alone and keep the runtime's
+  whole SDK.
 - **Bytecode**: the layer's Makefile compiles the layer's `.pyc` with a Python of the runtime's version
   (unchecked hash-based, so file times in the zip do not matter). Lambda cannot write a cache under
   `/opt`, and without them every cold start compiled Powertools, requests, urllib3 and qbo_connect from
@@ -717,12 +725,7 @@ not say whether AWS answers the largest deliveries within 3 s; the webhook funct
 
 def document(results: dict[str, Any], table_rows: list[Row]) -> str:
     m = results["machine"]
-    layer = results["layer"]
-    layer_text = (
-        f"{layer['bytes'] / 1024 / 1024:.1f} MiB in {layer['files']} files"
-        if layer.get("bytes")
-        else f"not measured ({layer.get('note')})"
-    )
+    layer_text = _layer_sizes(results["layer"])
     parts = [
         f"""# Performance
 
@@ -745,10 +748,10 @@ not the CPU per refresh or the calls).
 {markdown_table(table_rows)}
 """,
         cold_start_section(results),
-        f"""Built layer: {layer_text} (`make build`; pinned dependencies for arm64 and the `qbo_connect`
-package, with their bytecode when the build host has a Python 3.13; boto3 and botocore among them,
-botocore's data trimmed). The measure is the sum of the files' sizes in
-MiB, which is what counts towards Lambda's 250 MB unzipped limit.
+        f"""Built layers: {layer_text} (`make build`; SharedLayer holds the pinned dependencies for arm64
+and the `qbo_connect` package, AwsSdkLayer the functions' boto3 and botocore, botocore's data trimmed,
+both with their bytecode when the build host has a Python 3.13). The measure is the sum of the files'
+sizes in MiB, which is what counts, for the two together, towards Lambda's 250 MB unzipped limit.
 """,
         throughput_section(results),
         due_finding_section(results["due_finding"]),

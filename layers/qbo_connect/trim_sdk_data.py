@@ -1,4 +1,4 @@
-"""Trim the layer's botocore to the models of the AWS services the functions call (layers/qbo_connect/Makefile).
+"""Trim AwsSdkLayer's botocore to the models of the AWS services the functions call (Makefile, build-AwsSdkLayer).
 
     python3 trim_sdk_data.py ARTIFACTS_DIR/python
 
@@ -62,4 +62,4 @@ def trim(site: Path) -> str:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
-    print(f"SharedLayer: {trim(Path(sys.argv[1]))}")
+    print(f"AwsSdkLayer: {trim(Path(sys.argv[1]))}")

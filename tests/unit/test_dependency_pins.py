@@ -40,10 +40,12 @@ def test_the_tools_are_pinned_to_one_version() -> None:
     assert tools and not sorted(set(tools) - pins.keys())
 
 
-def test_the_layer_ships_the_versions_the_tests_run() -> None:
-    # layers/qbo_connect/requirements.txt (its own boto3 and botocore too) against constraints.txt.
-    layer = _pins(ROOT / "layers" / "qbo_connect" / "requirements.txt")
+def test_the_layers_ship_the_versions_the_tests_run() -> None:
+    # layers/qbo_connect/requirements*.txt (the service's own boto3 and botocore too) against constraints.txt.
     pins = _pins(ROOT / "constraints.txt")
+    shared = _pins(ROOT / "layers" / "qbo_connect" / "requirements.txt")
+    sdk = _pins(ROOT / "layers" / "qbo_connect" / "requirements-sdk.txt")
 
-    assert {"boto3", "botocore"} <= layer.keys()
-    assert {name: version for name, version in layer.items() if pins.get(name) != version} == {}
+    assert {"boto3", "botocore"} <= sdk.keys()
+    layers = shared | sdk
+    assert {name: version for name, version in layers.items() if pins.get(name) != version} == {}

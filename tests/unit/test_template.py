@@ -121,21 +121,34 @@ def test_functions_run_python_3_12_or_newer_on_arm64_with_the_shared_layer(templ
     assert runtime.startswith("python3.")
     assert int(runtime.removeprefix("python3.")) >= 12
     assert properties["Architectures"] == ["arm64"]
-    assert Tag("Ref", "SharedLayer") in properties["Layers"]
+    assert properties["Layers"] == [Tag("Ref", "SharedLayer"), Tag("Ref", "AwsSdkLayer")]
 
 
-def test_the_shared_layer_is_built_for_the_functions_runtime_and_architecture(template):
-    layer = template["Resources"]["SharedLayer"]
+@pytest.mark.parametrize(
+    ("name", "requirements"), [("SharedLayer", "requirements.txt"), ("AwsSdkLayer", "requirements-sdk.txt")]
+)
+def test_the_layers_are_built_for_the_functions_runtime_and_architecture(template, name, requirements):
+    layer = template["Resources"][name]
     runtime = template["Globals"]["Function"]["Runtime"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/qbo_connect/"
     assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
-    # Built by layers/qbo_connect/Makefile from pinned arm64 wheels, for the runtime's Python.
+    # Built by layers/qbo_connect/Makefile's build-<name> target from pinned arm64 wheels, for the runtime's Python.
     assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     layer_makefile = (ROOT / "layers/qbo_connect/Makefile").read_text()
     assert f"LAMBDA_PYTHON ?= {runtime.removeprefix('python')}" in layer_makefile
-    assert (ROOT / "layers/qbo_connect/requirements.txt").is_file()
+    target = layer_makefile.split(f"\nbuild-{name}:\n", 1)[1].split("\n\n", 1)[0]
+    assert f"-r {requirements}" in target
+    assert ("sdk-data" in target) == (name == "AwsSdkLayer")  # only the service's own SDK layer is trimmed
+
+
+def test_the_layer_for_workflows_leaves_them_the_runtimes_whole_sdk(template):
+    # Workflows attach SharedLayerArn alone: a botocore trimmed to the service's AWS services would break
+    # their calls to any other service.
+    shared = (ROOT / "layers/qbo_connect/requirements.txt").read_text()
+    assert "boto3==" not in shared and "botocore==" not in shared
+    assert "AwsSdkLayer" not in str(template["Outputs"]["SharedLayerArn"]["Value"])
 
 
 def test_timeouts_fit_the_worst_case_of_each_function(template):

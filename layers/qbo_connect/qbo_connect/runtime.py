@@ -101,7 +101,7 @@ class Services:
             return self._clients[name]
 
     def _new_client(self, name: str, config: Any) -> Any:
-        # The layer's botocore has the models of AWS_SERVICES only: a client of another would work here and
+        # AwsSdkLayer's botocore has the models of AWS_SERVICES only: a client of another would work here and
         # fail in Lambda, so it fails here too.
         if name not in AWS_SERVICES:
             raise ValueError(f"no AWS client for {name!r}: add it to qbo_connect.aws_services.AWS_SERVICES")
