@@ -1,7 +1,8 @@
 """moto's server as the benchmark runs it: `python -m bench.moto_server -H 127.0.0.1 -p PORT`.
 
-It is the local stack's (qbo_local.serialized_moto: DynamoDB's and Secrets Manager's requests applied
-atomically, as AWS does; plain moto lets two processes racing for one lease both win). And four changes
+It is the local stack's embedded AWS (qbo_local.stack.local_aws_server: DynamoDB's and Secrets Manager's
+requests applied atomically, as AWS does, where plain moto lets two processes racing for one lease both
+win; and Cognito's SRP sign-in, which the stack's start makes for its administrator). And four changes
 to moto, for the benchmark only, where moto does per call work that grows with what it
 holds (AWS does not), so that the throughput figure measures qbo-connect and not moto:
 
@@ -129,13 +130,13 @@ def _exit_with_parent() -> None:
 def main(argv: list[str]) -> int:
     import argparse
 
-    from qbo_local.serialized_moto import SerializedMotoServer
+    from qbo_local.stack import local_aws_server
 
     parser = argparse.ArgumentParser(prog="python -m bench.moto_server")
-    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-H", "--host", default="127.0.0.1", choices=["127.0.0.1"])
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args(argv)
-    SerializedMotoServer(host=args.host, port=args.port)
+    local_aws_server(args.port)  # make dev's embedded AWS: serialized writes, and Cognito's sign-in as strict as AWS's
     threading.Event().wait()  # serves in its thread until the benchmark stops this process
     return 0
 
