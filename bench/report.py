@@ -759,7 +759,7 @@ sizes in MiB, which is what counts, for the two together, towards Lambda's 250 M
     if "on_demand" in results:
         parts.append(on_demand_section(results["on_demand"]))
     parts.append(token_read_section(results))
-    if results.get("webhook_answer"):
+    if (results.get("webhook_answer") or {}).get("sizes"):
         parts.append(webhook_answer_section(results["webhook_answer"]))
     parts.append(cost_section(results["cost"]))
     return "\n".join(parts)

@@ -110,3 +110,26 @@ def test_the_quick_plan_names_the_sizes_it_runs():
 def test_a_run_the_benchmark_cannot_make_is_refused_with_what_it_takes(argv):
     with pytest.raises(SystemExit, match=r"bench\.throughput"):
         parse_runs(argv)
+
+
+def test_a_webhook_part_that_runs_over_its_time_keeps_the_runs_other_figures_and_fails_its_row(monkeypatch):
+    import subprocess
+
+    import bench.__main__ as bench_main
+
+    def over_time(module, args, timeout):
+        raise subprocess.TimeoutExpired(module, timeout)
+
+    monkeypatch.setattr(bench_main, "_run_module", over_time)
+
+    part = bench_main._webhook_answer(())
+
+    assert part["sizes"] == []
+    assert part["rows"] == [
+        {
+            "metric": "webhook answer",
+            "result": "not measured: it ran over 900 s (bench/out/webhook_answer.log)",
+            "floor": "p99 < 3,000 ms (Intuit's limit)",
+            "holds": False,
+        }
+    ]
