@@ -254,14 +254,16 @@ boto3, requests and two clients (about 1,200 million):
   source: the **layer without bytecode** column. `make build` says when the build host has no Python 3.13.
 
 What the service still adds to the floor's work (the function's instructions above the floor on the
-layer's SDK) is its own code: importing Powertools' Logger and
-Metrics (about 35 million instructions) and qbo_connect's domain, ports and settings (over 100 million,
-two thirds of it the dataclass decorator compiling the frozen dataclasses' methods at import), with
-requests-oauthlib where a function exchanges or refreshes a token (about 50 million): 16 to 20 per
-cent of the floor's instructions for the four functions (callgrind, one run each). The waits on AWS and Intuit, the same on both sides, hide part of it
-in wall-clock time; the functions with the fewest calls show it most. The processes run the project's
-Python 3.11; Lambda runs 3.13, where the same comparison (instruction counts of the set-up) differs by
-under a per cent.
+layer's SDK, about 240 million for authorize and test and 320 to 340 million for refresh and callback) is
+its own code: importing Powertools' Logger and Metrics (about 40 million instructions on top of boto3 and
+requests), qbo_connect's domain, ports and settings (about 150 million for the test function, most of it
+the dataclass decorator compiling each frozen dataclass's methods at import, about 0.7 ms a class), and
+requests-oauthlib where a function exchanges or refreshes a token (about 50 million). The trimmed SDK
+saves about 190 million, so authorize and test now run within the issue's floor and refresh and callback,
+the two that also import requests-oauthlib and make the most calls, about a tenth above it. The waits on
+AWS and Intuit, the same on both sides, hide part of it in wall-clock time. The processes run the
+project's Python 3.11; Lambda runs 3.13, where the same comparison (instruction counts of the set-up)
+differs by under a per cent.
 
 Rerun: `python -m bench.cold_start [ROUNDS]` (15 rounds take about five minutes on two cores, and the
 instruction counts about four more when valgrind is installed) prints the figures and the calls; `make bench` runs it with everything else. The machine is shared and noisy:
