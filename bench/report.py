@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import cost
-from bench.cold_start import FLOOR_ON_LAYER_SDK as SDK_FLOOR
-from bench.cold_start import FUNCTIONS, KINDS, RATIO_LIMIT
+from bench.cold_start import FLOOR, FLOOR_ON_LAYER_SDK, FUNCTION, FUNCTIONS, KINDS, RATIO_LIMIT
 
 
 @dataclass(frozen=True)
@@ -77,12 +76,12 @@ def cold_start_rows(results: dict[str, Any]) -> list[Row]:
             ),
         ]
         counted = cold.get("instructions") or {}
-        if {"function", "floor", SDK_FLOOR} <= counted.keys():
+        if cold.get("instruction_ratio") is not None:
             out.append(
                 Row(
                     f"Cold start: {name}, instructions (callgrind)",
-                    f"{counted['function']:,.0f} M = {counted['function'] / counted['floor']:.2f} x floor "
-                    f"({counted['floor']:,.0f} M); the floor on the layer's SDK {counted[SDK_FLOOR]:,.0f} M",
+                    f"{counted[FUNCTION]:,.0f} M = {cold['instruction_ratio']:.2f} x floor "
+                    f"({counted[FLOOR]:,.0f} M); the floor on the layer's SDK {counted[FLOOR_ON_LAYER_SDK]:,.0f} M",
                 )
             )
     for variant, what in (
@@ -139,14 +138,14 @@ def _cold_start_table(cold_starts: list[dict[str, Any]]) -> str:
         aws = ", ".join(f"{name.split('.')[1]} {n}" for name, n in (calls.get("aws") or {}).items()) or "none"
         http = ", ".join(f"{name} {n}" for name, n in (calls.get("http") or {}).items()) or "none"
         lines.append(f"| {c['function']} | {aws} | {http} |")
-    if all(c.get("instructions") for c in cold_starts):
+    if all(c.get("instruction_ratio") is not None for c in cold_starts):
         lines += ["", "| Function | Instructions: function | floor | ratio | floor on the layer's SDK |"]
         lines.append("| --- | ---: | ---: | ---: | ---: |")
         for c in cold_starts:
             counted = c["instructions"]
             lines.append(
-                f"| {c['function']} | {counted['function']:,.0f} M | {counted['floor']:,.0f} M | "
-                f"{counted['function'] / counted['floor']:.2f} | {counted[SDK_FLOOR]:,.0f} M |"
+                f"| {c['function']} | {counted[FUNCTION]:,.0f} M | {counted[FLOOR]:,.0f} M | "
+                f"{c['instruction_ratio']:.2f} | {counted[FLOOR_ON_LAYER_SDK]:,.0f} M |"
             )
     return "\n".join(lines)
 

@@ -155,10 +155,11 @@ def test_a_first_request_holds_only_within_one_times_its_floor_and_the_variants_
 
 
 def test_instructions_are_reported_against_both_floors_when_counted_and_judge_nothing():
-    counted = _cold("test", 400, 450) | {"instructions": {FUNCTION: 1283.0, FLOOR: 1236.0, FLOOR_ON_LAYER_SDK: 1046.0}}
+    instructions = {FUNCTION: 1283.0, FLOOR: 1236.0, FLOOR_ON_LAYER_SDK: 1046.0}
+    counted = summarize("test", {FUNCTION: [_run(400)], FLOOR: [_run(450)]}, rounds=1, instructions=instructions)
     runs_with_the_layers_sdk = {FUNCTION: [_run(400)], FLOOR: [_run(450)], FLOOR_ON_LAYER_SDK: [_run(300, cpu_ms=250)]}
 
-    rows = report.cold_start_rows({"cold_start": [counted, _cold("authorize", 400, 400)]})
+    rows = report.cold_start_rows({"cold_start": [counted.as_json(), _cold("authorize", 400, 400)]})
 
     judged = {row.metric: (row.result, row.holds) for row in rows}
     assert judged["Cold start: test, instructions (callgrind)"] == (
