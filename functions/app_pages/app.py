@@ -1,5 +1,7 @@
 """GET /intuit/launch, /intuit/disconnect, /intuit/reconnect: the URLs Intuit asks the app to publish."""
 
+from qbo_connect.cold_start import resume_collection_after_first_invocation
+
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from qbo_connect import app_web
@@ -25,6 +27,7 @@ def reconnect() -> Response:
     return app_web.reconnect(app.current_event, services())
 
 
+@resume_collection_after_first_invocation
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)

@@ -1,6 +1,8 @@
 """GET / and GET /console/{file}: the admin console's page, script, style sheet and configuration (public files;
 every admin call they make carries the signed-in person's Cognito token)."""
 
+from qbo_connect.cold_start import resume_collection_after_first_invocation
+
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from qbo_connect.console import asset, security_headers
@@ -19,6 +21,7 @@ def console_file(name: str = "") -> Response:
     return Response(status_code=found.status, headers=headers, body=found.body)
 
 
+@resume_collection_after_first_invocation
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
 def handler(event: dict, context) -> dict:
