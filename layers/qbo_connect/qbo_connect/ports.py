@@ -197,6 +197,8 @@ class AdministratorDirectory(Protocol):
 
 @dataclass(frozen=True)
 class ClientCredentials:
+    """An app's OAuth client: its ID and secret."""
+
     client_id: str
     client_secret: str = field(repr=False)
 
@@ -237,6 +239,8 @@ class IdentityProvider(Protocol):
 
 @dataclass(frozen=True)
 class CompanyInfo:
+    """The company facts a connection test reads from QuickBooks Online's CompanyInfo."""
+
     company_name: str
     realm_id: str
     intuit_tid: str | None = None
@@ -275,6 +279,11 @@ class ConnectionEvent:
 
 class EventPublisher(Protocol):
     def publish(self, events: list[ConnectionEvent]) -> None: ...
+
+
+class StrictPublisher(EventPublisher, Protocol):
+    def deliver(self, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
+        """Publish; return the events EventBridge did not accept."""
 
 
 @dataclass(frozen=True)

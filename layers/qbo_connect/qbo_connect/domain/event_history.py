@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from qbo_connect.domain.events import EVENT_ID, EventType, event_id_time
-from qbo_connect.domain.webhooks import StrictPublisher
 from qbo_connect.errors import InvalidInput
 from qbo_connect.observability import MetricUnit, logger, metrics
-from qbo_connect.ports import Clock, ConnectionEvent, EventHistory, RecordedEvent
+from qbo_connect.ports import Clock, ConnectionEvent, EventHistory, RecordedEvent, StrictPublisher
 
 DAY_SECONDS = 86_400
 DEFAULT_RETENTION_DAYS = 90
@@ -49,6 +48,8 @@ MAX_PAGE = 100
 
 @dataclass(frozen=True)
 class EventPage:
+    """One page of a connection's event history, newest first, and where the next one starts."""
+
     events: list[RecordedEvent]
     next_before: str | None
 

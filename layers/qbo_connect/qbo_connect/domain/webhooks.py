@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection
-from qbo_connect.ports import ConnectionEvent, EventPublisher
+from qbo_connect.ports import ConnectionEvent, StrictPublisher
 from qbo_connect.settings import WEBHOOK_DEDUP_SECONDS
 
 ENTITY_CHANGED = "QuickBooks Entity Changed"
@@ -227,11 +227,6 @@ class DeliveryLedger(Protocol):
 
 class ConnectionDirectory(Protocol):
     def find_by_realm(self, realm_id: str, *, client_id: str | None = None) -> list[Connection]: ...
-
-
-class StrictPublisher(EventPublisher, Protocol):
-    def deliver(self, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
-        """Publish; return the events EventBridge did not accept."""
 
 
 class PublishFailed(RuntimeError):
