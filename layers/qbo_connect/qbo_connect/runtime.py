@@ -15,7 +15,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -82,15 +81,25 @@ class ClientOnFirstUse:
         return getattr(client, name)
 
 
-@dataclass
 class Services:
-    settings: Settings
-    session: boto3.Session
-    clock: Clock
-    identity_override: IdentityProvider | None = None
-    company_api_override: CompanyApi | None = None
-    _clients: dict[str, ClientOnFirstUse] = field(default_factory=dict, init=False, repr=False)
-    _session_lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    """One process's domain services, each built on its first use. A plain class: nothing compares or copies
+    the wiring, and a dataclass's generated methods would cost every cold start their compilation."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session: boto3.Session,
+        clock: Clock,
+        identity_override: IdentityProvider | None = None,
+        company_api_override: CompanyApi | None = None,
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self.clock = clock
+        self.identity_override = identity_override
+        self.company_api_override = company_api_override
+        self._clients: dict[str, ClientOnFirstUse] = {}
+        self._session_lock = threading.RLock()
 
     def _client(self, name: str) -> Any:
         """The service's one client (one DynamoDB client for both tables), created on its first call."""
