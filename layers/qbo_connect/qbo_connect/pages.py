@@ -35,6 +35,8 @@ SECURITY_HEADERS = {
 
 @dataclass(frozen=True)
 class Page:
+    """An HTML page the browser is shown, with its status code."""
+
     status: int
     title: str
     html: str

@@ -75,6 +75,8 @@ _DOING = {
 
 @dataclass
 class HeldAppCompanyLease:
+    """An app-company lease as its holder sees it."""
+
     app_company: AppCompany
     owner: str
     expires_at: float  # on the holder's clock

@@ -170,6 +170,8 @@ class LinkRejected(Exception):
 
 @dataclass(frozen=True)
 class FlowStart:
+    """Where the authorize link sends the browser, and the cookie that ties the consent to it."""
+
     redirect_url: str
     state_cookie: str  # the cookie value: a hash of the state, never the state
     cookie_max_age: int
@@ -177,6 +179,8 @@ class FlowStart:
 
 @dataclass(frozen=True)
 class FlowResult:
+    """A completed consent: the connected connection and the company it reached."""
+
     connection: Connection
     company_name: str | None
     realm_id: str

@@ -186,6 +186,8 @@ class ConsentIdentity(_ItemRecord):
 
 @dataclass(frozen=True)
 class Connection:
+    """One QuickBooks Online company's connection as the table keeps it: identity, status and token facts, never a secret."""
+
     connection_id: str
     name: str
     environment: intuit.Environment

@@ -74,6 +74,8 @@ class AccountingProbe(Protocol):
 
 @dataclass(frozen=True)
 class TestReport:
+    """What a connection test found: its result, the connection as read, and a deep test's checks."""
+
     connection_id: str
     result: TestResult
     connection: Connection | None = None

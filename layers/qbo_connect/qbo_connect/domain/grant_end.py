@@ -27,6 +27,8 @@ class GrantEndKind(StrEnum):
 
 @dataclass(frozen=True)
 class GrantEnd:
+    """When Intuit's grant ends (epoch seconds) and which limit ends it."""
+
     at: float
     by: GrantEndKind
 

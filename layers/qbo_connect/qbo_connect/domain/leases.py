@@ -35,6 +35,8 @@ T = TypeVar("T")
 
 @dataclass
 class HeldLease:
+    """A connection's lease as its holder sees it: the item and secret read when it was taken."""
+
     owner: str
     connection: Connection
     secret: ConnectionSecret | None

@@ -75,6 +75,8 @@ class RefreshOutcome(StrEnum):
 
 @dataclass(frozen=True)
 class RefreshResult:
+    """How one refresh ended, as the refresh function, the CLI and the admin API report it."""
+
     connection_id: str
     outcome: RefreshOutcome
     message: str | None = None
@@ -87,6 +89,8 @@ class RefreshResult:
 
 @dataclass(frozen=True)
 class RefreshTimings:
+    """The refresh schedule's and the retries' numbers (runtime.py builds them from Settings)."""
+
     margin_seconds: float = 900
     attempts: int = 3
     backoff_base_seconds: float = 0.5
@@ -776,6 +780,8 @@ UNREFRESHED_LOOK_SECONDS = 6 * AWS_THROTTLED_CALL_SECONDS
 
 @dataclass(frozen=True)
 class ExpiryWarning:
+    """A reconnect warning that is due: the threshold crossed, the days left and the end that comes first."""
+
     threshold_days: int
     days_left: float
     end: GrantEnd

@@ -77,6 +77,8 @@ def call_kinds(method: str, relative_path: str, body: Any = None) -> tuple[int, 
 
 @dataclass
 class Tally:
+    """Reads and writes counted so far, not yet recorded."""
+
     reads: int = 0
     writes: int = 0
 
@@ -180,6 +182,8 @@ class UsageMeter:
 
 @dataclass(frozen=True)
 class ConnectionUsage:
+    """One connection's calls to Intuit in a month."""
+
     connection_id: str
     environment: str
     reads: int = 0

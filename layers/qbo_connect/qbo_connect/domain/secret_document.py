@@ -23,6 +23,8 @@ SCHEMA = "qbo-connect/connection-secret/v1"
 
 @dataclass(frozen=True)
 class ConnectionSecret:
+    """The connection's secret in Secrets Manager: the client secret and the token set, with what they belong to."""
+
     connection_id: str
     client_id: str
     base_url: str

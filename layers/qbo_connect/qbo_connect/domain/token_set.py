@@ -11,6 +11,8 @@ from qbo_connect import intuit
 
 @dataclass(frozen=True)
 class TokenSet:
+    """Intuit's tokens and when each expires (epoch seconds)."""
+
     # repr=False keeps tokens out of reprs, tracebacks and log lines.
     access_token: str = field(repr=False)
     refresh_token: str = field(repr=False)
