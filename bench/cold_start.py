@@ -21,9 +21,11 @@ created). Every sample is a new process; each round runs every function, its flo
 variants below in a shuffled order, after one warm-up round (bytecode and page caches); figures are
 medians.
 
-The functions import the layer's own boto3 and botocore (botocore's data trimmed by the layer's Makefile,
-layer_sdk); the floor imports the runtime's, the SDK Lambda ships, as the issue defines it. A second
-floor makes the same calls on the layer's SDK: the function's time above it is the service's own work.
+The functions import what their layers ship and nothing else: the layer's own boto3 and botocore
+(botocore's data trimmed by the layer's Makefile, layer_sdk) and the shared layer's other packages
+(layer_packages), not the virtual environment's. The floor imports the runtime's boto3, the SDK Lambda
+ships, as the issue defines it. A second floor makes the same calls on the layer's SDK: the function's
+time above it is the service's own work.
 
 Variants, to say what they cost: the first request with detailed tracing on (DetailedTracing=true), and
 with the layer's code compiled from source at import, as Lambda must when the layer ships no bytecode
@@ -63,8 +65,8 @@ FLOOR_ON_LAYER_SDK = "floor on the layer's SDK"
 KINDS = (FUNCTION, FLOOR, TRACED, NO_BYTECODE, FLOOR_ON_LAYER_SDK)
 INSTRUCTION_KINDS = (FUNCTION, FLOOR, FLOOR_ON_LAYER_SDK)
 # AwsSdkLayer's copies of these (layers/qbo_connect/requirements-sdk.txt), botocore's data trimmed.
-SDK_PACKAGES = ("boto3", "botocore", "s3transfer")
 LAYER_SDK = ROOT / "bench" / "out" / "layer-sdk"
+LAYER_PACKAGES = ROOT / "bench" / "out" / "layer-packages"
 # What each function's first request must answer (the recording is checked against it, every sample of
 # the function against the recording).
 EXPECTED_ANSWERS: dict[str, list[dict[str, Any]]] = {
@@ -183,15 +185,15 @@ def first_difference(expected: list[dict[str, Any]], made: list[dict[str, Any]])
 # --- one process -----------------------------------------------------------------------------------
 
 
+SHARED_REQUIREMENTS = LAYER / "requirements.txt"
+SDK_REQUIREMENTS = LAYER / "requirements-sdk.txt"
+
+
 def layer_sdk(out: Path = LAYER_SDK) -> Path:
-    """The layer's boto3 and botocore as `make build` ships them: the pinned packages (the virtual
-    environment's, at the same versions) with botocore's data trimmed by the layer's own Makefile target,
-    and their bytecode (the layer ships it)."""
-    python = out / "python"
-    shutil.rmtree(out, ignore_errors=True)
-    site_packages = Path(sysconfig.get_paths()["purelib"])
-    for name in SDK_PACKAGES:
-        shutil.copytree(site_packages / name, python / name, ignore=shutil.ignore_patterns("__pycache__"))
+    """AwsSdkLayer as `make build` ships it: its pinned packages (boto3, botocore and theirs: the virtual
+    environment's copies, at the same versions) with botocore's data trimmed by the layer's own Makefile
+    target, and their bytecode (the layer ships it)."""
+    python = _copy_distributions(SDK_REQUIREMENTS, out)
     trimmed = subprocess.run(  # noqa: S603 - our Makefile
         ["make", "--no-print-directory", "-C", str(LAYER), "sdk-data", f"ARTIFACTS_DIR={out}"],  # noqa: S607
         capture_output=True,
@@ -200,39 +202,67 @@ def layer_sdk(out: Path = LAYER_SDK) -> Path:
     )
     if trimmed.returncode != 0:
         raise RuntimeError(f"trimming the layer's SDK failed: {trimmed.stderr.strip()}")
-    invalidation = py_compile.PycInvalidationMode.UNCHECKED_HASH
-    compileall.compile_dir(python, quiet=1, invalidation_mode=invalidation)
+    _compile(python)
     return python
 
 
-def _python_path(function: str, sdk: Path | None = None) -> str:
-    """Lambda's sys.path: the function's folder, then the layer (/opt/python: qbo_connect, and the layer's
-    boto3 and botocore when `sdk` is given), then the runtime's packages (here the project's virtual
-    environment, where the runtime's boto3 and the layer's other dependencies are installed). The issue's
-    floor imports the runtime's boto3: the SDK Lambda ships, which a function without its own would use."""
-    site_packages = sysconfig.get_paths()["purelib"]
-    layer = [str(LAYER)] + ([str(sdk)] if sdk else [])
-    return os.pathsep.join([str(ROOT / "functions" / function), *layer, site_packages])
+def layer_packages(out: Path = LAYER_PACKAGES) -> Path:
+    """SharedLayer's packages besides qbo_connect (requirements.txt), with their bytecode, and nothing else.
+    A function's process must not import what only the virtual environment has: moto's Flask brings
+    blinker, which oauthlib loads when it finds it."""
+    python = _copy_distributions(SHARED_REQUIREMENTS, out)
+    _compile(python)
+    return python
 
 
-LAYER_REQUIREMENTS = (LAYER / "requirements.txt", LAYER / "requirements-sdk.txt")
-
-
-def layer_code_paths(requirements: tuple[Path, ...] = LAYER_REQUIREMENTS, sdk: Path | None = None) -> list[str]:
-    """Where the layers' code is imported from here: the qbo_connect package and the installed files of
-    each distribution the layers pin (boto3 and botocore from `sdk`, the SDK layer's copies, when given)."""
-    paths = {str(LAYER / "qbo_connect")}
-    lines = [line for file in requirements for line in file.read_text(encoding="utf-8").splitlines()]
-    for line in lines:
-        name = line.split("#", 1)[0].split("==", 1)[0].strip()
-        if not name:
-            continue
+def _copy_distributions(requirements: Path, out: Path) -> Path:
+    """The installed files of each distribution the requirements file pins, copied into out/python."""
+    python = out / "python"
+    shutil.rmtree(out, ignore_errors=True)
+    for name in pinned_names(requirements):
         distribution = metadata.distribution(name)
         for file in distribution.files or []:
-            if file.suffix == ".py" and file.parts[0] != ".." and ".dist-info" not in str(file):
-                top = file.parts[0]
-                located = sdk / top if sdk and top in SDK_PACKAGES else Path(distribution.locate_file(top)).resolve()
-                paths.add(str(located))
+            source = Path(distribution.locate_file(file))
+            if file.parts[0] == ".." or "__pycache__" in file.parts or not source.is_file():
+                continue  # console scripts; bytecode, compiled afresh
+            (python / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, python / file)
+    return python
+
+
+def _compile(python: Path) -> None:
+    compileall.compile_dir(python, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+
+
+def pinned_names(requirements: Path) -> list[str]:
+    """The distributions a layer's requirements file pins."""
+    lines = requirements.read_text(encoding="utf-8").splitlines()
+    names = (line.split("#", 1)[0].split("==", 1)[0].strip() for line in lines)
+    return [name for name in names if name]
+
+
+def _python_path(function: str, sdk: Path | None = None, packages: Path | None = None) -> str:
+    """Lambda's sys.path: the function's folder, then the layers (/opt/python: qbo_connect, AwsSdkLayer's
+    packages when `sdk` is given, SharedLayer's others when `packages` is given), then the runtime's
+    packages (here the project's virtual environment, where the runtime's boto3 is installed). A function
+    has both layers and needs nothing of the runtime's; the issue's floor imports the runtime's boto3: the
+    SDK Lambda ships, which a function without its own would use."""
+    layers = [str(LAYER)] + [str(path) for path in (sdk, packages) if path]
+    runtime = [] if packages else [sysconfig.get_paths()["purelib"]]
+    return os.pathsep.join([str(ROOT / "functions" / function), *layers, *runtime])
+
+
+def layer_code_paths(sdk: Path | None = None, packages: Path | None = None) -> list[str]:
+    """Where the layers' code is imported from here: the qbo_connect package and the installed files of
+    each distribution the layers pin (from the copies in `sdk` and `packages`, when given)."""
+    paths = {str(LAYER / "qbo_connect")}
+    for requirements, copy in ((SDK_REQUIREMENTS, sdk), (SHARED_REQUIREMENTS, packages)):
+        for name in pinned_names(requirements):
+            distribution = metadata.distribution(name)
+            for file in distribution.files or []:
+                if file.suffix == ".py" and file.parts[0] != ".." and ".dist-info" not in str(file):
+                    top = file.parts[0]
+                    paths.add(str(copy / top if copy else Path(distribution.locate_file(top)).resolve()))
     return sorted(paths)
 
 
@@ -245,11 +275,12 @@ def launch(
     python: str = sys.executable,
     log: Path | None = None,
     sdk: Path | None = None,
+    packages: Path | None = None,
     wrapper: tuple[str, ...] = (),
 ) -> Run:
     """One fresh process (`python -S`: no site hooks of this virtual environment, which Lambda's
     interpreter does not have either; the packages come from PYTHONPATH as Lambda's come from sys.path)."""
-    env = dict(environment, PYTHONPATH=_python_path(function, sdk))
+    env = dict(environment, PYTHONPATH=_python_path(function, sdk, packages))
     with tempfile.TemporaryDirectory(prefix="qbo-cold-") as tmp:
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -303,7 +334,8 @@ class Bench:
         self.world = the_world
         self.log = log
         self.sdk = layer_sdk()
-        self.layer_code = layer_code_paths(sdk=self.sdk)
+        self.packages = layer_packages()
+        self.layer_code = layer_code_paths(sdk=self.sdk, packages=self.packages)
         self.recordings = {function: self.record(function) for function in FUNCTIONS}
         for recording in self.recordings.values():
             self.check_floor(recording)
@@ -327,8 +359,8 @@ class Bench:
         with tempfile.TemporaryDirectory(prefix=f"qbo-cold-{mode}-") as tmp:
             recorded = Path(tmp) / "calls.json"
             spec = spec | {"record_to": str(recorded)}
-            sdk = self.sdk if mode == FUNCTION else None
-            run = launch(mode, function, spec, self.world.environment(function), log=self.log, sdk=sdk)
+            layers = {"sdk": self.sdk, "packages": self.packages} if mode == FUNCTION else {}
+            run = launch(mode, function, spec, self.world.environment(function), log=self.log, **layers)
             return run, json.loads(recorded.read_text(encoding="utf-8"))
 
     def record(self, function: str) -> Recording:
@@ -364,8 +396,9 @@ class Bench:
             if kind == NO_BYTECODE:
                 spec["compile_from_source"] = self.layer_code
             sdk = None if kind == FLOOR else self.sdk
+            packages = None if floor else self.packages
             mode = FLOOR if floor else FUNCTION
-            run = launch(mode, function, spec, environment, log=self.log, sdk=sdk, wrapper=wrapper)
+            run = launch(mode, function, spec, environment, log=self.log, sdk=sdk, packages=packages, wrapper=wrapper)
         if not floor:
             _expect_answers(function, run)
         return run

@@ -4,6 +4,8 @@ table rows judge the floor (bench/cold_start.py, bench/report.py)."""
 from __future__ import annotations
 
 import base64
+import os
+import sysconfig
 
 import pytest
 
@@ -15,8 +17,10 @@ from bench.cold_start import (
     NO_BYTECODE,
     TRACED,
     Run,
+    _python_path,
     first_difference,
     floor_spec,
+    layer_packages,
     services_in_order,
     summarize,
     touched_keys,
@@ -183,3 +187,15 @@ def test_each_function_is_invoked_with_the_timeout_the_template_gives_it():
     template = load_template(ROOT / "template.yaml")
     for function, seconds in TIMEOUT_SECONDS.items():
         assert seconds == function_properties(template, f"{function.capitalize()}Function")["Timeout"], function
+
+
+def test_a_function_process_imports_what_its_layers_ship_and_nothing_of_the_virtual_environment(tmp_path):
+    """Lambda has no moto, Flask or blinker beside the layers: oauthlib loads blinker when it finds it."""
+    packages = layer_packages(tmp_path / "layer-packages")
+    shipped = {path.name for path in packages.iterdir()}
+    site_packages = sysconfig.get_paths()["purelib"]
+
+    assert {"requests_oauthlib", "oauthlib", "aws_lambda_powertools", "requests"} <= shipped
+    assert not {"blinker", "moto", "flask", "boto3", "botocore"} & shipped  # boto3: AwsSdkLayer's
+    assert site_packages not in _python_path("test", tmp_path / "sdk", packages).split(os.pathsep)
+    assert site_packages in _python_path("test").split(os.pathsep)  # the issue's floor: the runtime's SDK
