@@ -172,10 +172,11 @@ process imports the handler (Lambda's init phase) and serves one realistic first
 AWS is moto in server mode and Intuit the emulator, each a process of its own, as the local stack has
 them, so that the measured process holds the function's own work only (`bench/cold_world.py`). The
 process gets the environment Lambda gives the function (template.yaml's variables, Lambda's own,
-active tracing's trace header) and Lambda's `sys.path`: the function's folder, the layers (qbo_connect,
-and AwsSdkLayer's boto3 and botocore, botocore's data trimmed by the layers' Makefile, built here from the
-virtual environment's copies of the same versions), then the packages (`python -S`: no hooks of the
-development virtual environment). Time runs from just before
+active tracing's trace header, the runtime interface's address) and Lambda's `sys.path`: the function's
+folder, then its two layers and nothing else: qbo_connect, SharedLayer's other packages and AwsSdkLayer's
+boto3 and botocore (botocore's data trimmed by the layers' Makefile), copied from the virtual environment's
+installs of the same versions (`python -S`: no hooks of the development virtual environment, and none of
+its other packages: moto's Flask brings blinker, which oauthlib would load). Time runs from just before
 the process is started to the moment its answer arrives in the benchmark's process: interpreter
 start-up is included, for every process alike. Import only stops the same clock when the handler
 module is imported.
@@ -199,7 +200,9 @@ figure is the median. {verdict}
 
 {_cold_start_table(cold_starts)}
 
-CPU is the process's own user and system time, to its end (interpreter shutdown included): it moves
+CPU is the process's own user and system time, to its last answer: the process then ends at once, as a
+Lambda container is frozen after answering and never runs the interpreter's shutdown (module teardown, a
+last full garbage collection: about 100 million instructions of a floor, which earlier runs counted). It moves
 less with the machine's load than the wall clock, and the difference between function and floor is the
 service's own work. The variants' columns give the wall clock, and the CPU in brackets; what a variant
 adds is read from the CPU (the table's rows), because the wall clock's medians move by tens of
@@ -247,19 +250,26 @@ boto3, requests and two clients (about 1,200 million):
   packages before its runtime's on `sys.path`, so that SDK is the one that runs, in step with the
   shared layer's urllib3 and jmespath. Workflows attach the shared layer alone and keep the runtime's
   whole SDK.
+- **Garbage collection** (about 35 to 65 million): a cold start creates some 60,000 to 90,000 objects
+  that live as long as the container (modules, classes, botocore's models and clients), and Python's
+  cyclic collector walked them again and again as they piled up, to free a few hundred. Every handler
+  module now imports `qbo_connect.cold_start` first, which pauses the collector where Lambda's runtime
+  interface runs the process; the handler's outermost decorator freezes what is alive (later collections
+  skip it) and resumes the collector when the first invocation ends. What it keeps for the container's
+  life is the few hundred objects of garbage found at that point.
 - **Bytecode**: the layer's Makefile compiles the layer's `.pyc` with a Python of the runtime's version
   (unchecked hash-based, so file times in the zip do not matter). Lambda cannot write a cache under
   `/opt`, and without them every cold start compiled Powertools, requests, urllib3 and qbo_connect from
   source: the **layer without bytecode** column. `make build` says when the build host has no Python 3.13.
 
 What the service still adds to the floor's work (the function's instructions above the floor on the
-layer's SDK, about 240 million for authorize and test and 320 to 340 million for refresh and callback) is
+layer's SDK, about 160 million for authorize and test and 220 to 230 million for refresh and callback) is
 its own code: importing Powertools' Logger and Metrics (about 40 million instructions on top of boto3 and
-requests), qbo_connect's domain, ports and settings (about 150 million for the test function, most of it
-the dataclass decorator compiling each frozen dataclass's methods at import, about 0.7 ms a class), and
-requests-oauthlib where a function exchanges or refreshes a token (about 50 million). The trimmed SDK
-saves about 190 million, so authorize and test now run within the issue's floor and refresh and callback,
-the two that also import requests-oauthlib and make the most calls, about a tenth above it. The waits on
+requests), qbo_connect's domain, ports and settings (about 110 million, half of it the dataclass decorator
+compiling each dataclass's methods at import, about 0.6 ms a class), and requests-oauthlib where a function
+exchanges or refreshes a token (about 50 million: its package imports OAuth 1 and every OAuth 2 grant). The
+trimmed SDK saves about 170 million, so authorize and test run within the issue's floor, and refresh and
+callback, the two that also import requests-oauthlib, about 4 and 5% above it in instructions. The waits on
 AWS and Intuit, the same on both sides, hide part of it in wall-clock time. The processes run the
 project's Python 3.11; Lambda runs 3.13, where the same comparison (instruction counts of the set-up)
 differs by under a per cent.
