@@ -64,7 +64,7 @@ FUNCTION, FLOOR, TRACED, NO_BYTECODE = "function", "floor", "detailed tracing", 
 FLOOR_ON_LAYER_SDK = "floor on the layer's SDK"
 KINDS = (FUNCTION, FLOOR, TRACED, NO_BYTECODE, FLOOR_ON_LAYER_SDK)
 INSTRUCTION_KINDS = (FUNCTION, FLOOR, FLOOR_ON_LAYER_SDK)
-# AwsSdkLayer's copies of these (layers/qbo_connect/requirements-sdk.txt), botocore's data trimmed.
+# Where the layers' packages are copied for the functions' processes (layer_sdk, layer_packages).
 LAYER_SDK = ROOT / "bench" / "out" / "layer-sdk"
 LAYER_PACKAGES = ROOT / "bench" / "out" / "layer-packages"
 # What each function's first request must answer (the recording is checked against it, every sample of

@@ -177,7 +177,6 @@ class World:
             "LAMBDA_TASK_ROOT": str(ROOT / "functions" / function),
             "LAMBDA_RUNTIME_DIR": "/var/runtime",
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
-            "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",  # the runtime interface Lambda starts the process with
             "AWS_LAMBDA_FUNCTION_NAME": name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",

@@ -172,7 +172,7 @@ process imports the handler (Lambda's init phase) and serves one realistic first
 AWS is moto in server mode and Intuit the emulator, each a process of its own, as the local stack has
 them, so that the measured process holds the function's own work only (`bench/cold_world.py`). The
 process gets the environment Lambda gives the function (template.yaml's variables, Lambda's own,
-active tracing's trace header, the runtime interface's address) and Lambda's `sys.path`: the function's
+active tracing's trace header) and Lambda's `sys.path`: the function's
 folder, then its two layers and nothing else: qbo_connect, SharedLayer's other packages and AwsSdkLayer's
 boto3 and botocore (botocore's data trimmed by the layers' Makefile), copied from the virtual environment's
 installs of the same versions (`python -S`: no hooks of the development virtual environment, and none of
@@ -253,8 +253,8 @@ boto3, requests and two clients (about 1,200 million):
 - **Garbage collection** (about 35 to 65 million): a cold start creates some 60,000 to 90,000 objects
   that live as long as the container (modules, classes, botocore's models and clients), and Python's
   cyclic collector walked them again and again as they piled up, to free a few hundred. Every handler
-  module now imports `qbo_connect.cold_start` first, which pauses the collector where Lambda's runtime
-  interface runs the process; the handler's outermost decorator freezes what is alive (later collections
+  module now imports `qbo_connect.cold_start` first, which pauses the collector in Lambda (and nowhere
+  else); the handler's outermost decorator freezes what is alive (later collections
   skip it) and resumes the collector when the first invocation ends. What it keeps for the container's
   life is the few hundred objects of garbage found at that point.
 - **Bytecode**: the layer's Makefile compiles the layer's `.pyc` with a Python of the runtime's version

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = sorted(path.parent.name for path in (ROOT / "functions").glob("*/app.py"))
-IN_LAMBDA = {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}
+IN_LAMBDA = {"AWS_EXECUTION_ENV": "AWS_Lambda_python3.13"}  # Lambda sets it in the function's process
 
 INVOCATIONS = """
 import gc, json

@@ -13,8 +13,8 @@ the start-up objects either.
 The cost: the reference cycles that became garbage before the freeze stay for the container's life. In the
 benchmark's first requests (bench/cold_start.py) that was 23 to 646 objects of the 60,000 to 92,000 alive.
 
-Only where Lambda's runtime interface sets AWS_LAMBDA_RUNTIME_API: the CLI, the tests and the local stack
-(which imports the handlers into one long-running process) keep Python's collector as it is.
+Only in Lambda: the CLI, the tests and the local stack (which imports the handlers into one long-running
+process) keep Python's collector as it is.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-LAMBDA_RUNTIME_VARIABLE = "AWS_LAMBDA_RUNTIME_API"
+# Lambda's reserved variable, set in the function's own process (botocore reads it into its user agent there);
+# AWS_LAMBDA_RUNTIME_API is not a safe sign: a runtime's bootstrap may take it out before importing the handler.
+IN_LAMBDA = os.environ.get("AWS_EXECUTION_ENV", "").startswith("AWS_Lambda_")
 
-_paused = LAMBDA_RUNTIME_VARIABLE in os.environ and gc.isenabled()
+_paused = IN_LAMBDA and gc.isenabled()
 if _paused:
     gc.disable()
 
