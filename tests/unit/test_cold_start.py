@@ -4,13 +4,10 @@ nowhere else is it touched. Each runs in a process of its own: the collector is 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from function_process import run_in_function_process
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = sorted(path.parent.name for path in (ROOT / "functions").glob("*/app.py"))
@@ -41,29 +38,8 @@ print(json.dumps(seen))
 """
 
 
-def _python(script: str, *, function: str | None = None, extra_env: dict[str, str] | None = None) -> dict:
-    paths = ([str(ROOT / "functions" / function)] if function else []) + [str(ROOT / "layers" / "qbo_connect")]
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": os.pathsep.join(paths),
-        "QBO_TABLE_NAME": "connections",
-        **(extra_env or {}),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT / "functions" / (function or "refresh"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def test_in_lambda_the_collector_waits_for_the_end_of_the_first_invocation_even_a_failed_one():
-    seen = _python(INVOCATIONS, extra_env=IN_LAMBDA)
+    seen = run_in_function_process(INVOCATIONS, environment=IN_LAMBDA)
 
     assert seen["after_import"] is False
     assert seen["during_first"] is False
@@ -75,7 +51,7 @@ def test_in_lambda_the_collector_waits_for_the_end_of_the_first_invocation_even_
 
 def test_outside_lambda_the_collector_is_left_alone():
     """The CLI, the tests and the local stack import the same handlers into processes that may never invoke one."""
-    seen = _python(INVOCATIONS)
+    seen = run_in_function_process(INVOCATIONS)
 
     assert seen["after_import"] is True
     assert seen["after_first"] is True
@@ -105,7 +81,7 @@ print(json.dumps({
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_every_function_pauses_the_collector_before_importing_anything_else(function):
-    seen = _python(IMPORT_ORDER, function=function, extra_env=IN_LAMBDA)
+    seen = run_in_function_process(IMPORT_ORDER, function=function, environment=IN_LAMBDA)
 
     assert seen["paused"] is True
     assert seen["first_of_ours"] == "qbo_connect.cold_start"

@@ -4,15 +4,9 @@ stack, nor the X-Ray SDK (runtime.py and observability.py say why); the two cons
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from function_process import run_in_function_process
 
-ROOT = Path(__file__).resolve().parents[2]
 # Powertools imports botocore's package to register its user agent; the SDK's machinery stays unloaded.
 NEVER_AT_IMPORT = [
     "boto3",
@@ -33,25 +27,9 @@ def test_importing_a_handler_loads_no_sdk_and_no_http_stack(function):
         "import app\n"
         f"print(json.dumps([name for name in {NEVER_AT_IMPORT!r} if name in sys.modules]))\n"
     )
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / function), str(ROOT / "layers" / "qbo_connect")]),
-        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / function),
-        "AWS_LAMBDA_FUNCTION_NAME": f"qbo-connect-{function}",
-        "QBO_TABLE_NAME": "connections",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT / "functions" / function,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    loaded = run_in_function_process(
+        script, function=function, environment={"AWS_LAMBDA_FUNCTION_NAME": f"qbo-connect-{function}"}
     )
-    assert done.returncode == 0, done.stderr
-
-    loaded = json.loads(done.stdout.strip().splitlines()[-1])
 
     # The refresh and test functions have no HTTP route; the two consent routes answer without a router.
     assert loaded == []
