@@ -1,7 +1,7 @@
 """Imported first by every function's handler module: in a Lambda runtime, no cyclic garbage collection
 until the first invocation has answered.
 
-A cold start creates a few hundred thousand objects that live as long as the container: modules,
+A cold start creates tens of thousands of objects that live as long as the container: modules,
 classes, botocore's models and clients, the service's wiring. Python's collector walks them again and
 again as they pile up and finds next to nothing to free: about 5% of the instructions of a cold start's
 import and first request (docs/performance.md, "Cold start"). Importing this module pauses the collector
