@@ -1,7 +1,9 @@
 """Webhook answer time: what Intuit waits for, from sending a signed delivery to the receiver's answer.
 
 Intuit gives an endpoint 3 seconds to answer a delivery and retries it otherwise (intuit.py). This runs
-the local stack as `make dev` runs it (a subprocess: moto, the router, the functions, the emulator)
+the local stack as `make dev` runs it (a subprocess: moto, the router, the functions, the emulator), with
+the benchmarks' changes to moto (bench/patched_stack.py: its SQS counted the whole queue for every message
+sent, received and deleted, which grew each answer with every delivery before it),
 and, over real HTTP to the router, POSTs signed CloudEvents deliveries of 1, 100, 1,000, 5,000 and 19,000
 changes to POST /intuit/webhooks, timing each whole request at the client: the router building API Gateway's
 event, the signature check over the raw body, parsing, the SQS hand-off to moto, the answer. Each
@@ -126,7 +128,10 @@ def measure(url: str, token: str, changes: int, deliveries: int) -> SizeResult:
 
 def run(*, quick: bool = False) -> dict[str, Any]:
     token = secrets.token_urlsafe(32)
-    with tempfile.TemporaryDirectory(prefix="qbo-bench-webhooks-") as folder, background_stack(Path(folder)) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="qbo-bench-webhooks-") as folder,
+        background_stack(Path(folder), module="bench.patched_stack") as stack,
+    ):
         verifier = stack.cli("webhooks", "set-verifier", BENCH_APP, "--stdin", input=token)
         if verifier.returncode != 0:
             raise RuntimeError(f"qbo-connect webhooks set-verifier failed: {verifier.stderr.strip()}")

@@ -93,14 +93,15 @@ class BackgroundStack:
 
 
 @contextmanager
-def background_stack(folder: Path, *options: str) -> Iterator[BackgroundStack]:
+def background_stack(folder: Path, *options: str, module: str = "qbo_local") -> Iterator[BackgroundStack]:
     """The stack started with `options` after the free ports (a later flag wins), its files under `folder`;
-    stopped on the way out if the caller has not stopped it."""
+    stopped on the way out if the caller has not stopped it. `module` runs it (`python -m MODULE up`): the
+    benchmarks' bench.patched_stack is qbo_local with their changes to moto."""
     state_file = folder / "state" / "local-stack.json"
     ready_file, log_file = folder / "ready.json", folder / "stack.log"
     with log_file.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - our interpreter and our module
-            [sys.executable, "-m", "qbo_local", "up", *FREE_PORTS, *options, "--ready-file", str(ready_file)],
+            [sys.executable, "-m", module, "up", *FREE_PORTS, *options, "--ready-file", str(ready_file)],
             env=stack_env(state_file),
             cwd=ROOT,
             stdout=log,
