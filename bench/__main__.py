@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,8 @@ DOC = ROOT / "docs" / "performance.md"
 
 
 WEBHOOK_TIMEOUT_SECONDS = 900
+# What an interrupted part gets to stop what it started (a local stack stops in seconds).
+INTERRUPTED_GRACE_SECONDS = 60
 
 
 def _webhook_answer(args: tuple[str, ...]) -> dict[str, Any]:
@@ -49,19 +52,30 @@ def _run_module(module: str, args: list[str], timeout: float) -> Any:
     log = OUT / f"{module.rsplit('.', 1)[-1]}.log"
     env = dict(os.environ, POWERTOOLS_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
     with log.open("w", encoding="utf-8") as stderr:
-        done = subprocess.run(  # noqa: S603 - our interpreter and our module
-            [sys.executable, "-m", module, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"{module} failed (exit {done.returncode}): see {log.relative_to(ROOT)}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        returncode, stdout = run_interruptibly([sys.executable, "-m", module, *args], env, stderr, timeout)
+    if returncode != 0:
+        raise RuntimeError(f"{module} failed (exit {returncode}): see {log.relative_to(ROOT)}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_interruptibly(command: list[str], env: dict[str, str], stderr: Any, timeout: float) -> tuple[int, str]:
+    """Run the command; past `timeout`, interrupt it (SIGINT) so that its own clean-up runs, and raise
+    TimeoutExpired. A part that runs the local stack starts it in a session of its own (background_stack):
+    killed outright, as subprocess.run's timeout does, it left the whole stack running behind it."""
+    with subprocess.Popen(  # noqa: S603 - our interpreter and our module
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+    ) as process:
+        try:
+            stdout, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.communicate(timeout=INTERRUPTED_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+            raise
+    return process.returncode, stdout
 
 
 def _layer_is_stale(built: Path) -> bool:

@@ -1,0 +1,45 @@
+"""How `make bench` runs a part (bench/__main__.py): a part that runs over its time is interrupted so that what it
+started stops too. The webhook part's local stack runs in a session of its own; killed outright, the part left the
+whole stack running, and every figure measured after it shared the machine with it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.__main__ import run_interruptibly
+
+# Starts a stand-in for the local stack in a session of its own, writes down its pid, and stops it on the way out.
+PART = """
+import os, signal, subprocess, sys, time
+stack = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(300)"],
+    start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # a log of its own, as the stack's
+)
+open(sys.argv[1], "w").write(str(stack.pid))
+try:
+    time.sleep(300)
+finally:
+    os.killpg(stack.pid, signal.SIGTERM)
+    stack.wait()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_part_over_its_time_stops_what_it_started(tmp_path):
+    pid_file = tmp_path / "stack.pid"
+
+    with open(os.devnull, "w") as stderr, pytest.raises(subprocess.TimeoutExpired):
+        run_interruptibly([sys.executable, "-c", PART, str(pid_file)], dict(os.environ), stderr, timeout=3)
+
+    assert not _alive(int(pid_file.read_text()))  # stopped, and reaped by the part before it returned
