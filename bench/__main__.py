@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark, print the table, write docs/performance.md.
 
-    .venv/bin/python -m bench            # everything (about half an hour on a two-core machine)
+    .venv/bin/python -m bench            # everything (about twenty minutes on a two-core machine)
     .venv/bin/python -m bench --quick    # smaller runs to try the machinery (not for the figures)
 
 The throughput, on-demand, due-finding, token-read and webhook runs each get a fresh interpreter (they
