@@ -271,8 +271,8 @@ exchanges or refreshes a token (about 50 million: its package imports OAuth 1 an
 trimmed SDK saves about 170 million, so authorize and test run within the issue's floor, and refresh and
 callback, the two that also import requests-oauthlib, about 5% above it in instructions. Wall-clock ratios,
 where the floor's extra file-system work on the runtime's SDK counts too, move from run to run on this
-shared machine far more than that: in three runs on 2026-12-07 with the same instruction counts, authorize
-read 0.87 to 1.04, callback 0.88 to 1.00, refresh 0.97 to 1.17 and test 0.86 to 0.91. Refresh and callback
+shared machine far more than that: in three runs on 2026-12-07 with instruction counts within 1% of each other, authorize
+read 0.86 to 1.04, callback 0.88 to 1.00, refresh 0.97 to 1.17 and test 0.86 to 0.91. Refresh and callback
 are at the floor, not clearly within it. The waits on
 AWS and Intuit, the same on both sides, hide part of it in wall-clock time. The processes run the
 project's Python 3.11; Lambda runs 3.13, where the same comparison (instruction counts of the set-up)
