@@ -10,6 +10,7 @@ set up their own AWS and environment); their handler logs go to bench/out/*.log.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -63,7 +64,15 @@ def run_interruptibly(command: list[str], env: dict[str, str], stderr: Any, time
     TimeoutExpired. A part that runs the local stack starts it in a session of its own (background_stack):
     killed outright, as subprocess.run's timeout does, it left the whole stack running behind it."""
     with subprocess.Popen(  # noqa: S603 - our interpreter and our module
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        # A shell runs a background job (`make bench &`) with SIGINT ignored, and a Python started so never
+        # turns SIGINT into KeyboardInterrupt: the part must get it as a Python started in a terminal does.
+        preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL),
     ) as process:
         try:
             stdout, _ = process.communicate(timeout=timeout)

@@ -5,6 +5,7 @@ whole stack running, and every figure measured after it shared the machine with 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -36,10 +37,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_a_part_over_its_time_stops_what_it_started(tmp_path):
+@pytest.mark.parametrize("sigint", ["default", "ignored"], ids=["from a terminal", "as a background job"])
+def test_a_part_over_its_time_stops_what_it_started(tmp_path, sigint):
     pid_file = tmp_path / "stack.pid"
-
-    with open(os.devnull, "w") as stderr, pytest.raises(subprocess.TimeoutExpired):
-        run_interruptibly([sys.executable, "-c", PART, str(pid_file)], dict(os.environ), stderr, timeout=3)
+    # A shell starts a background job (`make bench &`, CI) with SIGINT ignored, and its children inherit that.
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN if sigint == "ignored" else signal.default_int_handler)
+    try:
+        with open(os.devnull, "w") as stderr, pytest.raises(subprocess.TimeoutExpired):
+            run_interruptibly([sys.executable, "-c", PART, str(pid_file)], dict(os.environ), stderr, timeout=3)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
     assert not _alive(int(pid_file.read_text()))  # stopped, and reaped by the part before it returned
