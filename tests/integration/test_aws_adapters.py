@@ -97,13 +97,9 @@ def aws(monkeypatch):
         yield boto3.Session(region_name=REGION)
 
 
-@pytest.fixture(params=["plain client", "boto3 resource"])
-def store(aws, request) -> DynamoDbConnectionStore:
-    """The store on the table the functions use (a plain client with boto3's DynamoDB transformation), and on
-    boto3's Table resource that it replaces: every store test holds for both."""
+@pytest.fixture
+def store(aws) -> DynamoDbConnectionStore:
     create_table(aws.client("dynamodb"), TABLE)
-    if request.param == "boto3 resource":
-        return DynamoDbConnectionStore(aws.resource("dynamodb").Table(TABLE))
     return DynamoDbConnectionStore(DynamoDbTable(aws.client("dynamodb"), TABLE))
 
 
@@ -650,7 +646,7 @@ EVENTS_TABLE = "qbo-connection-events-test"
 @pytest.fixture
 def history(aws) -> DynamoDbEventHistory:
     create_events_table(aws.client("dynamodb"), EVENTS_TABLE)
-    return DynamoDbEventHistory(aws.resource("dynamodb").Table(EVENTS_TABLE))
+    return DynamoDbEventHistory(DynamoDbTable(aws.client("dynamodb"), EVENTS_TABLE))
 
 
 class FlakyEventBridge:

@@ -9,6 +9,7 @@ from fakes import EPOCH
 from moto import mock_aws
 from qbo_connect import intuit
 from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore, create_table
+from qbo_connect.adapters.dynamodb_table import DynamoDbTable
 from qbo_connect.domain.connection import Connection
 from qbo_connect.errors import Busy
 
@@ -23,7 +24,7 @@ def store(monkeypatch):
     with mock_aws():
         session = boto3.Session()
         create_table(session.client("dynamodb"), "leases")
-        store = DynamoDbConnectionStore(session.resource("dynamodb").Table("leases"))
+        store = DynamoDbConnectionStore(DynamoDbTable(session.client("dynamodb"), "leases"))
         store.create(
             Connection(
                 connection_id="qbc-1",

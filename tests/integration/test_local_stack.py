@@ -238,11 +238,12 @@ def _take_leases(endpoint: str, table: str, connection_ids: list[str], start_at:
     import boto3
     from botocore.config import Config
     from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
+    from qbo_connect.adapters.dynamodb_table import DynamoDbTable
     from qbo_connect.errors import Busy
 
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-    table_resource = session.resource("dynamodb", endpoint_url=endpoint, config=Config(max_pool_connections=RACERS))
-    store = DynamoDbConnectionStore(table_resource.Table(table))
+    client = session.client("dynamodb", endpoint_url=endpoint, config=Config(max_pool_connections=RACERS))
+    store = DynamoDbConnectionStore(DynamoDbTable(client, table))
 
     def take(connection_id: str, racer: int) -> bool:
         try:
@@ -270,11 +271,12 @@ def test_the_embedded_aws_applies_conditional_writes_atomically_as_dynamodb_does
 
     from qbo_connect import intuit
     from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
+    from qbo_connect.adapters.dynamodb_table import DynamoDbTable
     from qbo_connect.domain.connection import Connection
 
     endpoint, table = stack.discovery["aws_endpoint_url"], stack.discovery["environment"]["QBO_TABLE_NAME"]
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-    store = DynamoDbConnectionStore(session.resource("dynamodb", endpoint_url=endpoint).Table(table))
+    store = DynamoDbConnectionStore(DynamoDbTable(session.client("dynamodb", endpoint_url=endpoint), table))
     connection_ids = [f"race-{n:03d}" for n in range(100)]
     for n, connection_id in enumerate(connection_ids):
         store.create(

@@ -11,6 +11,7 @@ from fakes import EPOCH, FakeClock
 from moto import mock_aws
 from qbo_connect import intuit
 from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore, create_table
+from qbo_connect.adapters.dynamodb_table import DynamoDbTable
 from qbo_connect.adapters.dynamodb_usage import DynamoDbUsageLedger
 from qbo_connect.bulk import BatchOperation
 from qbo_connect.domain.connection import Connection, ConnectionStatus
@@ -34,7 +35,7 @@ def table(monkeypatch):
         monkeypatch.setenv(name, value)
     with mock_aws():
         create_table(boto3.client("dynamodb"), TABLE)
-        yield boto3.resource("dynamodb").Table(TABLE)
+        yield DynamoDbTable(boto3.client("dynamodb"), TABLE)
 
 
 def _tokens_sent(table) -> list[str]:

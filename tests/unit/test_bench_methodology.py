@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 
-from boto3.dynamodb.conditions import Attr, Key
 from qbo_connect.adapters import dynamodb_store
+from qbo_connect.adapters.dynamodb_conditions import Attr, Key
 from test_bench_judging import a_run
 
 from bench import due_finding, report

@@ -33,3 +33,18 @@ def test_importing_a_handler_loads_no_sdk_and_no_http_stack(function):
 
     # The refresh and test functions have no HTTP route; the two consent routes answer without a router.
     assert loaded == []
+
+
+def test_no_module_of_the_layer_loads_boto3_so_no_request_can():
+    # The functions create clients with botocore's session (runtime.BotocoreSession) and type DynamoDB's values
+    # themselves (adapters/dynamodb_table.py): importing boto3 costs a cold start about 80 million
+    # instructions (s3transfer, multiprocessing) for nothing the functions use.
+    script = (
+        "import importlib, json, pkgutil, sys\n"
+        "import qbo_connect\n"
+        "for module in pkgutil.walk_packages(qbo_connect.__path__, 'qbo_connect.'):\n"
+        "    importlib.import_module(module.name)\n"
+        "print(json.dumps([name for name in ('boto3', 's3transfer') if name in sys.modules]))\n"
+    )
+
+    assert run_in_function_process(script) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ class FakeClient:
     """Answers any API call with {} (Secrets Manager: no such secret) and records it."""
 
     def __init__(self, service: str, calls: list[str]) -> None:
-        self.meta = SimpleNamespace(events=SimpleNamespace(register=lambda *args, **kwargs: None))
         self._service = service
         self._calls = calls
 
@@ -33,7 +31,7 @@ class FakeClient:
 
 
 class RecordingSession:
-    """A boto3 session that records the clients it creates, and fails if two threads create one at once."""
+    """A session that records the clients it creates, and fails if two threads create one at once."""
 
     def __init__(self, creation_seconds: float = 0.0) -> None:
         self.created: list[str] = []
@@ -61,7 +59,7 @@ def services(session: RecordingSession) -> Services:
     return Services(settings=settings, session=session, clock=FakeClock())  # type: ignore[arg-type]
 
 
-def test_building_every_service_a_function_uses_creates_only_the_tables_client():
+def test_building_every_service_a_function_uses_creates_no_client():
     session = RecordingSession()
     built = services(session)
 
@@ -69,7 +67,7 @@ def test_building_every_service_a_function_uses_creates_only_the_tables_client()
     # flow (signing keys, identity, company API) and the connection test.
     assert built.refresh_runs and built.consent and built.connection_tests and built.authorize_links
 
-    assert session.created == ["dynamodb"]
+    assert session.created == []
 
 
 def test_a_client_is_created_at_its_first_call_once_per_service_and_shared_by_its_adapters():
@@ -81,7 +79,7 @@ def test_a_client_is_created_at_its_first_call_once_per_service_and_shared_by_it
     built.authorize_links  # noqa: B018 - wires the signing keys
     built.vault.read("qbc-2")
 
-    assert session.created == ["dynamodb", "secretsmanager"]
+    assert session.created == ["secretsmanager"]
     assert built.signing_keys._client is built.vault._client
     assert session.calls == ["secretsmanager.get_secret_value"] * 2
 

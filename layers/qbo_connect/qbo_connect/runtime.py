@@ -2,7 +2,7 @@
 
 Clients are created on first use, not at import, so a cold start pays only for what it uses. For the
 same reason the adapters and services are imported where they are first built: a handler's import
-(its cold start) does not load boto3, requests-oauthlib or Powertools' batch utility until a request
+(its cold start) does not load botocore, requests-oauthlib or Powertools' batch utility until a request
 needs them, and a function that never needs one (authorize never touches SQS) never loads it.
 "First use" means the first call: building a service wires every adapter it might need (the test
 function's lifecycle holds an SQS queue, an event bus and a KMS sealer it calls only when something
@@ -16,14 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qbo_connect.aws_services import AWS_SERVICES
 from qbo_connect.settings import AWS_ATTEMPTS, Settings
 
 if TYPE_CHECKING:
-    import boto3
-
     from qbo_connect.adapters.dynamodb_store import DynamoDbConnectionStore
     from qbo_connect.adapters.dynamodb_usage import DynamoDbUsageLedger
     from qbo_connect.adapters.eventbridge import EventBridgePublisher
@@ -62,13 +60,33 @@ def _aws_config(connections: int = 10):
     )
 
 
+class AwsClients(Protocol):
+    """Where clients come from: botocore's session here, or a boto3 session (the CLI's, tests')."""
+
+    def client(self, service_name: str, config: Any = None) -> Any: ...
+
+
+class BotocoreSession:
+    """AWS clients from botocore's own session. boto3's `Session.client` makes the same client with boto3's
+    import in front of it (s3transfer, multiprocessing): about 80 million instructions of each cold start
+    for nothing the functions use (docs/performance.md)."""
+
+    def __init__(self) -> None:
+        from botocore.session import get_session
+
+        self._session = get_session()
+
+    def client(self, service_name: str, config: Any = None) -> Any:
+        return self._session.create_client(service_name, config=config)
+
+
 class ClientOnFirstUse:
-    """A boto3 client, created when an adapter first calls it. Creating one loads the service's model and
+    """An AWS client, created when an adapter first calls it. Creating one loads the service's model and
     endpoint rules: milliseconds a cold start should not spend on a client it never calls."""
 
     def __init__(self, create: Callable[[], Any], lock: threading.RLock) -> None:
         self._create = create
-        self._lock = lock  # the session's: a boto3 session must not create clients in two threads at once
+        self._lock = lock  # the session's: a session must not create clients in two threads at once
         self._client: Any = None
 
     def __getattr__(self, name: str) -> Any:
@@ -88,7 +106,7 @@ class Services:
     def __init__(
         self,
         settings: Settings,
-        session: boto3.Session,
+        session: AwsClients,
         clock: Clock,
         identity_override: IdentityProvider | None = None,
         company_api_override: CompanyApi | None = None,
@@ -425,15 +443,13 @@ class Services:
 
 
 def build_services(
-    settings: Settings | None = None, *, session: boto3.Session | None = None, clock: Clock | None = None
+    settings: Settings | None = None, *, session: AwsClients | None = None, clock: Clock | None = None
 ) -> Services:
-    import boto3
-
     from qbo_connect.adapters.clock import SystemClock
 
     return Services(
         settings=settings or Settings.from_environment(),
-        session=session or boto3.Session(),
+        session=session or BotocoreSession(),
         clock=clock or SystemClock(),
     )
 

@@ -18,10 +18,10 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from qbo_connect.adapters.dynamodb_table import create_declared_table, query_pages
+from qbo_connect.adapters.dynamodb_conditions import Attr, Key
+from qbo_connect.adapters.dynamodb_table import DynamoDbTable, create_declared_table, query_pages
 from qbo_connect.domain.events import event_id_prefix
 from qbo_connect.ports import RecordedEvent
 
@@ -72,24 +72,24 @@ def _event(item: dict[str, Any]) -> RecordedEvent:
 
 
 class DynamoDbEventHistory:
-    def __init__(self, table) -> None:
-        """`table` is a boto3 DynamoDB Table resource."""
+    def __init__(self, table: DynamoDbTable) -> None:
         self._table = table
 
     def record(self, events: list[RecordedEvent], *, expires_at: float) -> None:
-        with self._table.batch_writer() as batch:
-            for event in events:
-                batch.put_item(
-                    Item={
-                        "connection_id": event.connection_id,
-                        "event_id": event.event_id,
-                        "detail_type": event.detail_type,
-                        "detail": json.dumps(event.detail, sort_keys=True, default=str),
-                        "occurred_at": Decimal(str(round(event.occurred_at, 6))),
-                        TTL_ATTRIBUTE: int(expires_at),
-                        PENDING_ATTRIBUTE: PENDING_VALUE,
-                    }
-                )
+        self._table.put_items(
+            [
+                {
+                    "connection_id": event.connection_id,
+                    "event_id": event.event_id,
+                    "detail_type": event.detail_type,
+                    "detail": json.dumps(event.detail, sort_keys=True, default=str),
+                    "occurred_at": Decimal(str(round(event.occurred_at, 6))),
+                    TTL_ATTRIBUTE: int(expires_at),
+                    PENDING_ATTRIBUTE: PENDING_VALUE,
+                }
+                for event in events
+            ]
+        )
 
     def mark_published(self, events: list[RecordedEvent]) -> None:
         for event in events:

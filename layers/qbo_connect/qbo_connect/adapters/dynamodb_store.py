@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from qbo_connect import intuit
 from qbo_connect.adapters.aws_faults import cancellation_reasons
-from qbo_connect.adapters.dynamodb_table import create_declared_table, query_pages
+from qbo_connect.adapters.dynamodb_conditions import Attr, Key
+from qbo_connect.adapters.dynamodb_table import DynamoDbTable, create_declared_table, query_pages
+from qbo_connect.adapters.dynamodb_values import from_item
 from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentIdentity, RefreshPolicy, TestResult
 from qbo_connect.domain.leases import busy_because
 from qbo_connect.errors import CompanyBusy, Conflict, ConnectionAlreadyExists, ConnectionNotFound
@@ -83,8 +83,6 @@ TABLE_SCHEMA: dict[str, Any] = {
     "BillingMode": "PAY_PER_REQUEST",
 }
 
-_DESERIALIZER = TypeDeserializer()
-
 # Fields the domain changes through save(); the lease and the last test have their own writes.
 _SAVED_FIELDS = (
     "environment",
@@ -147,7 +145,7 @@ def _lease_is_free(owner: str, *, now: float, skew_seconds: float):
 def _old_item(error: ClientError) -> dict[str, Any] | None:
     """The item a failed conditional write found (ReturnValuesOnConditionCheckFailure=ALL_OLD)."""
     old = error.response.get("Item")
-    return {k: _DESERIALIZER.deserialize(v) for k, v in old.items()} if old else None
+    return from_item(old) if old else None
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -240,15 +238,13 @@ def item_to_connection(item: dict[str, Any]) -> Connection:
 
 
 class DynamoDbConnectionStore:
-    def __init__(self, table) -> None:
-        """`table` is a boto3 DynamoDB Table resource."""
+    def __init__(self, table: DynamoDbTable) -> None:
         self._table = table
 
     # --- connections ----------------------------------------------------------------------
     def create(self, connection: Connection) -> Connection:
-        client = self._table.meta.client
         try:
-            client.transact_write_items(
+            self._table.transact_write_items(
                 TransactItems=[
                     {
                         "Put": {
@@ -341,9 +337,8 @@ class DynamoDbConnectionStore:
         return item_to_connection(updated["Attributes"])
 
     def delete(self, connection: Connection, *, lease_owner: str) -> None:
-        client = self._table.meta.client
         try:
-            client.transact_write_items(
+            self._table.transact_write_items(
                 TransactItems=[
                     {
                         "Delete": {
@@ -395,7 +390,7 @@ class DynamoDbConnectionStore:
                 },
             ]
         try:
-            self._table.meta.client.transact_write_items(
+            self._table.transact_write_items(
                 TransactItems=[
                     *claim_writes,
                     {

@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
-
 from qbo_connect import intuit
+from qbo_connect.adapters.dynamodb_conditions import Key
 from qbo_connect.adapters.dynamodb_store import BY_NAME_INDEX, STATE_TTL_ATTRIBUTE
-from qbo_connect.adapters.dynamodb_table import query_pages
+from qbo_connect.adapters.dynamodb_table import DynamoDbTable, query_pages
 from qbo_connect.domain.metering import AppUsage, ConnectionUsage, Flush, Tally, UsageKey
 
 MAX_TRANSACTION_ITEMS = 100
@@ -32,16 +31,15 @@ def listing_of(month: str) -> str:
 
 
 class DynamoDbUsageLedger:
-    def __init__(self, table) -> None:
+    def __init__(self, table: DynamoDbTable) -> None:
         self._table = table
 
     def add(self, flush: Flush) -> None:
         updates = self._updates(flush.counts)
-        client = self._table.meta.client
         for index in range(0, len(updates), MAX_TRANSACTION_ITEMS):
             chunk = updates[index : index + MAX_TRANSACTION_ITEMS]
             # One token per chunk, the same on every retry of this flush: DynamoDB applies it once.
-            client.transact_write_items(TransactItems=chunk, ClientRequestToken=f"{flush.token}-{index}")
+            self._table.transact_write_items(TransactItems=chunk, ClientRequestToken=f"{flush.token}-{index}")
 
     def month(self, month: str, *, connections_too: bool = True) -> list[AppUsage]:
         """The month's figures; without `connections_too` only the apps' items are read (the sweep's gauge:
@@ -126,7 +124,7 @@ class DynamoDbUsageLedger:
         return {
             "Update": {
                 "TableName": self._table.name,
-                # The table resource's client: plain Python values, serialized by boto3.
+                # Plain Python values: the table adapter types them (dynamodb_table.py).
                 "Key": {"pk": f"{listing_of(month)}#{name}"},
                 "UpdateExpression": f"SET {', '.join(sets)} ADD {', '.join(adds)}",
                 "ExpressionAttributeNames": names,
