@@ -229,8 +229,19 @@ boto3, requests and two clients (about 1,200 million):
   `QBO_DETAILED_TRACING`), and the SDK loses AWS support on 2027-02-25.
 - **Clients nobody calls**: building the test function's services created five AWS clients (the
   lifecycle holds an SQS queue, an event bus and a KMS sealer for failures) to call two. Each client is
-  now created at its adapter's first call, one per AWS service. The table runs on a plain client with
-  boto3's own DynamoDB transformation instead of the Table resource, which loads a model of its own.
+  now created at its adapter's first call, one per AWS service.
+- **boto3** (about 75 million): importing boto3 loads s3transfer, multiprocessing and boto3's resource
+  machinery, which the functions never use. They create their clients from botocore's own session
+  (`runtime.BotocoreSession`; `boto3.client` is the same call behind that import), and the table adapter
+  types DynamoDB's values and renders `Attr`/`Key` conditions itself (`adapters/dynamodb_table.py`,
+  `dynamodb_values.py`, `dynamodb_conditions.py`; a test holds its typing to boto3's, and another fails if
+  any module of the layer loads boto3).
+- **Dataclasses** (about 95 million): `dataclasses.dataclass` writes each class's methods as source text
+  and compiles it when the class is defined, about 3 million instructions a frozen class, and a first
+  request defines some 25 of them. The service's value classes are `@record` (`qbo_connect/records.py`):
+  `dataclass` collects their fields (so `fields`, `replace` and `asdict` work as ever) and every record
+  shares one `__init__`, `__repr__`, `__eq__` and `__hash__` written once, which read those fields; a test
+  holds them to a dataclass's behaviour.
 - **Imports for what the request does not do**: requests and requests-oauthlib are imported by the
   calls that send something (the authorize function only builds the consent URL; the test function
   seldom refreshes); the consent URL is built without oauthlib (about 40 million).
@@ -262,21 +273,19 @@ boto3, requests and two clients (about 1,200 million):
   `/opt`, and without them every cold start compiled Powertools, requests, urllib3 and qbo_connect from
   source: the **layer without bytecode** column. `make build` says when the build host has no Python 3.13.
 
-What the service still adds to the floor's work (the function's instructions above the floor on the
-layer's SDK, about 160 million for authorize and test and 220 to 230 million for refresh and callback) is
-its own code: importing Powertools' Logger and Metrics (about 40 million instructions on top of boto3 and
-requests), qbo_connect's domain, ports and settings (about 110 million, half of it the dataclass decorator
-compiling each dataclass's methods at import, about 0.6 ms a class), and requests-oauthlib where a function
-exchanges or refreshes a token (about 50 million: its package imports OAuth 1 and every OAuth 2 grant). The
-trimmed SDK saves about 170 million, so authorize and test run within the issue's floor, and refresh and
-callback, the two that also import requests-oauthlib, about 5% above it in instructions. Wall-clock ratios,
-where the floor's extra file-system work on the runtime's SDK counts too, move from run to run on this
-shared machine far more than that: in three runs on 2026-12-07 with instruction counts within 1% of each other, authorize
-read 0.86 to 1.04, callback 0.88 to 1.00, refresh 0.97 to 1.17 and test 0.86 to 0.91. Refresh and callback
-are at the floor, not clearly within it. The waits on
-AWS and Intuit, the same on both sides, hide part of it in wall-clock time. The processes run the
-project's Python 3.11; Lambda runs 3.13, where the same comparison (instruction counts of the set-up)
-differs by under a per cent.
+What the service still adds to the floor's work is its own code: importing Powertools' Logger and Metrics
+(about 40 million instructions on top of botocore and requests), qbo_connect's domain, ports and settings,
+and requests-oauthlib where a function exchanges or refreshes a token (about 50 million: its package
+imports OAuth 1 and every OAuth 2 grant). Without boto3 and with the trimmed SDK and records, authorize and
+test run at their floor on the layer's SDK in instructions, refresh and callback (the two that import
+requests-oauthlib) about 5% above it, and all four about 10 to 16% below the issue's floor (the table
+above). Wall-clock ratios, where the floor's extra file-system work on the runtime's SDK counts too, move
+from run to run on this shared machine more than instruction counts do: in three runs on 2026-12-07 with
+instruction counts within 1% of each other (before boto3 and the dataclasses went), authorize read 0.86 to
+1.04, callback 0.88 to 1.00, refresh 0.97 to 1.17 and test 0.86 to 0.91. The waits on AWS and Intuit, the
+same on both sides, hide part of the difference in wall-clock time. The processes run the project's
+Python 3.11; Lambda runs 3.13, where the same comparison (instruction counts of the set-up) differs by
+under a per cent.
 
 Rerun: `python -m bench.cold_start [ROUNDS]` (15 rounds take about five minutes on two cores, and the
 instruction counts about four more when valgrind is installed) prints the figures and the calls; `make bench` runs it with everything else. The machine is shared and noisy:

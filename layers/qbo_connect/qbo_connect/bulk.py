@@ -12,19 +12,20 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
 from qbo_connect import intuit
 from qbo_connect.adapters.quickbooks_api import error_for_fault, fault_of
 from qbo_connect.errors import InvalidInput, QboConnectError
+from qbo_connect.records import record
 
 ENTITY_NAME = re.compile(intuit.ENTITY_NAME_PATTERN)
 BATCH_OPERATIONS = ("create", "update", "delete")
 
 
-@dataclass(frozen=True)
+@record
 class ChangedObject:
     entity: str
     entity_id: str
@@ -32,7 +33,7 @@ class ChangedObject:
     object: dict[str, Any] = field(repr=False)
 
 
-@dataclass(frozen=True)
+@record
 class ChangeSet:
     changed_since: datetime
     changes: dict[str, list[ChangedObject]]
@@ -159,7 +160,7 @@ def with_queried(entity: str, listed: list[ChangedObject], queried: Iterable[dic
 # --- batch -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class BatchOperation:
     """One item: `operation` create/update/delete of `entity` with `body`, or a `query` statement."""
 
@@ -185,7 +186,7 @@ class BatchOperation:
         return {"bId": bid, "operation": self.operation, self.entity: dict(self.body)}
 
 
-@dataclass(frozen=True)
+@record
 class BatchResult:
     bid: str
     operation: BatchOperation

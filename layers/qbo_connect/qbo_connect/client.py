@@ -32,7 +32,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -73,6 +72,7 @@ from qbo_connect.errors import (
 )
 from qbo_connect.invocation import invocation_end
 from qbo_connect.observability import logger
+from qbo_connect.records import record
 from qbo_connect.settings import Settings
 from qbo_connect.token_access import (
     DEFAULT_MIN_VALID_SECONDS,
@@ -106,7 +106,7 @@ class TokenSource(Protocol):
     ) -> ConnectionAccess: ...
 
 
-@dataclass(frozen=True)
+@record
 class RealmLimits:
     requests_per_second: int = intuit.API_REQUESTS_PER_SECOND
     requests_per_minute: int = intuit.API_REQUESTS_PER_MINUTE

@@ -13,12 +13,12 @@ Every admin call still needs the signed-in person's token.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from qbo_connect.pages import TRANSPORT_SECURITY
+from qbo_connect.records import record
 from qbo_connect.settings import Settings
 
 ASSETS = Path(__file__).with_name("console_assets")
@@ -31,7 +31,7 @@ _FILES = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Asset:
     status: int
     content_type: str

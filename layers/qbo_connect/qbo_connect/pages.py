@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
 from html import escape
 
 from qbo_connect.domain.authorization import FlowError
+from qbo_connect.records import record
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}"
@@ -33,7 +33,7 @@ SECURITY_HEADERS = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Page:
     """An HTML page the browser is shown, with its status code."""
 

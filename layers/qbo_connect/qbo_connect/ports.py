@@ -4,7 +4,7 @@ tests implement them in memory."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 from qbo_connect import intuit
@@ -12,6 +12,7 @@ from qbo_connect.domain.connection import Connection, ConnectionStatus, ConsentI
 from qbo_connect.domain.metering import UsageKey
 from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.domain.token_set import TokenSet
+from qbo_connect.records import record
 
 
 class Clock(Protocol):
@@ -20,7 +21,7 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None: ...
 
 
-@dataclass(frozen=True)
+@record
 class OAuthState:
     """A pending consent flow. Stored under a hash of the state value, never the value itself."""
 
@@ -97,7 +98,7 @@ class ConnectionStore(Protocol):
         """Delete the state if it exists and return it; None if someone consumed it first."""
 
 
-@dataclass(frozen=True)
+@record
 class AppCompany:
     """One app (client ID) on one company (realm ID): what Intuit's revocation disconnects as a whole."""
 
@@ -105,7 +106,7 @@ class AppCompany:
     realm_id: str
 
 
-@dataclass(frozen=True)
+@record
 class AppCompanyLeaseRecord:
     """The app-company lease's item as a writer found it: its holder (if any) and the connections that stored a
     grant of the app on the company under it."""
@@ -195,7 +196,7 @@ class AdministratorDirectory(Protocol):
         again under the name, nor one the name is an alias of), enabled, and in the administrators' group."""
 
 
-@dataclass(frozen=True)
+@record
 class ClientCredentials:
     """An app's OAuth client: its ID and secret."""
 
@@ -237,7 +238,7 @@ class IdentityProvider(Protocol):
         Unauthorized, Forbidden or IntuitUnavailable."""
 
 
-@dataclass(frozen=True)
+@record
 class CompanyInfo:
     """The company facts a connection test reads from QuickBooks Online's CompanyInfo."""
 
@@ -269,7 +270,7 @@ class CompanyApi(Protocol):
         (domain/metering.py)."""
 
 
-@dataclass(frozen=True)
+@record
 class ConnectionEvent:
     """An EventBridge event; `detail` follows the documented shape and never holds secrets."""
 
@@ -286,7 +287,7 @@ class StrictPublisher(EventPublisher, Protocol):
         """Publish; return the events EventBridge did not accept."""
 
 
-@dataclass(frozen=True)
+@record
 class RecordedEvent:
     """An event as the connection's history keeps it: the published detail verbatim (never a secret)."""
 

@@ -9,11 +9,12 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from urllib.parse import urlsplit
 
 from qbo_connect import intuit
 from qbo_connect.domain.metering import Allowances
+from qbo_connect.records import record
 
 # The template's AdminGroupName default (tests/unit/test_template.py keeps the two equal).
 DEFAULT_ADMIN_GROUP = "qbo-connect-admins"
@@ -33,7 +34,7 @@ class SettingsError(ValueError):
     """A configuration value is missing or malformed."""
 
 
-@dataclass(frozen=True)
+@record
 class Settings:
     table_name: str
     secret_prefix: str = "qbo-connect/"

@@ -20,7 +20,7 @@ token back and sees its 401 as an error, instead of making the service refresh i
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from qbo_connect import intuit, invocation
@@ -32,6 +32,7 @@ from qbo_connect.errors import InvalidInput, QboConnectError, VaultUnavailable
 from qbo_connect.invocation import error_body, invocation_end
 from qbo_connect.observability import logger
 from qbo_connect.ports import Clock, ConnectionStore
+from qbo_connect.records import record
 
 DEFAULT_MIN_VALID_SECONDS = float(invocation.DEFAULT_MIN_VALID_SECONDS)
 # A fresh access token lives an hour. Asking for nearly all of it would refresh a token minutes old on
@@ -43,7 +44,7 @@ MAX_MIN_VALID_SECONDS = RefreshTimings.max_min_valid_seconds
 RECHECK_SECONDS = 60.0
 
 
-@dataclass(frozen=True)
+@record
 class ConnectionAccess:
     """What a request to one company's accounting API needs: where to send it, and the bearer token."""
 
@@ -76,7 +77,7 @@ class ConnectionAccess:
         }
 
 
-@dataclass
+@record(frozen=False)
 class _Cached:
     access: ConnectionAccess
     generation: int  # the secret's generation the token came from

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from qbo_connect.domain.administration import Administration, NewConnection
@@ -50,6 +50,7 @@ from qbo_connect.errors import (
 )
 from qbo_connect.observability import logger
 from qbo_connect.ports import AppCompany, ClientCredentials, Clock, ConnectionStore, EventPublisher, IdentityProvider
+from qbo_connect.records import record
 from qbo_connect.settings import Settings
 
 # A link mailed to a company administrator may live longer than the default, but not for ever.
@@ -71,7 +72,7 @@ ASKED_INTUIT = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@record
 class ConnectionUpdate:
     """The fields an administrator may change; None leaves a field as it is. `realm_id=""` removes the pin."""
 
@@ -84,7 +85,7 @@ class ConnectionUpdate:
     refresh_policy: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class AuthorizeLink:
     connection_id: str
     name: str
@@ -103,7 +104,7 @@ class AuthorizeLink:
         }
 
 
-@dataclass(frozen=True)
+@record
 class ImportedTokens:
     refresh_token: str = field(repr=False)
     access_token: str | None = field(default=None, repr=False)

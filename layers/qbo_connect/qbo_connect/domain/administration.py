@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from qbo_connect import intuit
 from qbo_connect.domain.connection import (
@@ -33,13 +33,14 @@ from qbo_connect.ports import (
     EventPublisher,
     TokenVault,
 )
+from qbo_connect.records import record
 from qbo_connect.settings import Settings
 
 # How long a change waits for another holder of the connection's lease (a refresh) before it answers busy.
 LEASE_WAIT_SECONDS = 30.0
 
 
-@dataclass(frozen=True)
+@record
 class NewConnection:
     name: str
     client_id: str

@@ -35,7 +35,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 
 from qbo_connect import intuit
@@ -43,6 +43,7 @@ from qbo_connect.domain.leases import give_back, take_waiting, utc_time
 from qbo_connect.errors import CompanyBusy, LeaseRanOut
 from qbo_connect.observability import logger
 from qbo_connect.ports import AppCompany, AppCompanyLeaseStore, Clock, ConnectionStore
+from qbo_connect.records import record
 
 # How long a holder waits for another to finish: a consent's exchange and store, or a revocation, take a second
 # or two. A callback's wait comes out of API Gateway's 30 s, and the code it holds expires within minutes.
@@ -73,7 +74,7 @@ _DOING = {
 }
 
 
-@dataclass
+@record(frozen=False)
 class HeldAppCompanyLease:
     """An app-company lease as its holder sees it."""
 

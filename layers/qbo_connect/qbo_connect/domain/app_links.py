@@ -15,10 +15,10 @@ calling it in a loop, costs Intuit nothing more.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection, ConnectionStatus
+from qbo_connect.records import record
 
 LAUNCH_PATH = "/intuit/launch"
 DISCONNECT_PATH = "/intuit/disconnect"
@@ -29,7 +29,7 @@ DISCONNECT_CHECK_INTERVAL_SECONDS = 60
 _REALM = re.compile(intuit.REALM_ID_PATTERN)
 
 
-@dataclass(frozen=True)
+@record
 class AppUrls:
     redirect_uri: str
     launch: str
@@ -52,7 +52,7 @@ def app_urls(api_base_url: str, redirect_uri: str) -> AppUrls:
     )
 
 
-@dataclass(frozen=True)
+@record
 class CheckedConnection:
     name: str
     status: str

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import StrEnum
 from urllib.parse import urlencode
 
@@ -53,6 +53,7 @@ from qbo_connect.ports import (
     OAuthState,
     SigningKeys,
 )
+from qbo_connect.records import record
 
 STATE_COOKIE = "__Host-qbo_oauth_state"
 # Set on a completed consent, so that reloading the result page says what holds, not "already used".
@@ -168,7 +169,7 @@ class LinkRejected(Exception):
         self.details = details
 
 
-@dataclass(frozen=True)
+@record
 class FlowStart:
     """Where the authorize link sends the browser, and the cookie that ties the consent to it."""
 
@@ -177,7 +178,7 @@ class FlowStart:
     cookie_max_age: int
 
 
-@dataclass(frozen=True)
+@record
 class FlowResult:
     """A completed consent: the connected connection and the company it reached."""
 

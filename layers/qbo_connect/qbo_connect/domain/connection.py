@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from enum import StrEnum
 from typing import Any, Self
 
@@ -15,6 +15,7 @@ from qbo_connect import intuit
 from qbo_connect.domain.grant_end import GrantEnd
 from qbo_connect.domain.token_set import TokenSet
 from qbo_connect.errors import InvalidInput
+from qbo_connect.records import record
 
 
 class ConnectionStatus(StrEnum):
@@ -145,7 +146,7 @@ class _ItemRecord:
         return cls(**{k: item.get(k) for k in cls.__dataclass_fields__})  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
+@record
 class TestResult(_ItemRecord):
     """The outcome of signing in and reading CompanyInfo; recorded on the connection."""
 
@@ -164,7 +165,7 @@ class TestResult(_ItemRecord):
         return self.ok and intuit.subscription_is_read_only(self.subscription_status)
 
 
-@dataclass(frozen=True)
+@record
 class ConsentIdentity(_ItemRecord):
     """Who consented, from Intuit's userinfo (openid scopes): `sub` is stable, `email` as Intuit holds it.
     When it could not be learned, both are None and `unknown_reason` says why; the consent stands."""
@@ -184,7 +185,7 @@ class ConsentIdentity(_ItemRecord):
         )
 
 
-@dataclass(frozen=True)
+@record
 class Connection:
     """One QuickBooks Online company's connection as the table keeps it: identity, status and token facts, never a secret."""
 

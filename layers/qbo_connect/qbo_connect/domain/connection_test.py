@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from qbo_connect import intuit
@@ -20,6 +19,7 @@ from qbo_connect.domain.metering import UsageKey
 from qbo_connect.errors import Busy, ErrorCode, Forbidden, QboConnectError, Unauthorized
 from qbo_connect.observability import MetricUnit, logger, metrics
 from qbo_connect.ports import Clock, CompanyApi, ConnectionStore, EventPublisher
+from qbo_connect.records import record
 from qbo_connect.settings import AWS_THROTTLED_CALL_SECONDS
 
 # What each error asks of the user, beside the error's own message.
@@ -72,7 +72,7 @@ class AccountingProbe(Protocol):
     ) -> int: ...
 
 
-@dataclass(frozen=True)
+@record
 class TestReport:
     """What a connection test found: its result, the connection as read, and a deep test's checks."""
 

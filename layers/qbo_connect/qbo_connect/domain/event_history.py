@@ -28,13 +28,13 @@ Webhook entity changes (QuickBooks Entity Changed) are not connection events and
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from qbo_connect.domain.events import EVENT_ID, EventType, event_id_time
 from qbo_connect.errors import InvalidInput
 from qbo_connect.observability import MetricUnit, logger, metrics
 from qbo_connect.ports import Clock, ConnectionEvent, EventHistory, RecordedEvent, StrictPublisher
+from qbo_connect.records import record
 
 DAY_SECONDS = 86_400
 DEFAULT_RETENTION_DAYS = 90
@@ -46,7 +46,7 @@ DEFAULT_PAGE = 20
 MAX_PAGE = 100
 
 
-@dataclass(frozen=True)
+@record
 class EventPage:
     """One page of a connection's event history, newest first, and where the next one starts."""
 

@@ -13,8 +13,9 @@ GrantsEndingSoonAlarm and the connection's attention show.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+from qbo_connect.records import record
 
 DAY_SECONDS = 86_400
 WARNING_DAYS = (30, 7, 1)
@@ -25,7 +26,7 @@ class GrantEndKind(StrEnum):
     ROLLING = "rolling"  # the refresh token's ~100 days since the refresh that issued it: a refresh moves it
 
 
-@dataclass(frozen=True)
+@record
 class GrantEnd:
     """When Intuit's grant ends (epoch seconds) and which limit ends it."""
 

@@ -19,7 +19,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -29,11 +29,12 @@ from qbo_connect.domain.secret_document import ConnectionSecret
 from qbo_connect.errors import Busy, ConnectionNotFound, InFlight, VaultUnavailable
 from qbo_connect.observability import MetricUnit, logger, metrics
 from qbo_connect.ports import Clock, ConnectionStore, TokenSealer, TokenVault
+from qbo_connect.records import record
 
 T = TypeVar("T")
 
 
-@dataclass
+@record(frozen=False)
 class HeldLease:
     """A connection's lease as its holder sees it: the item and secret read when it was taken."""
 

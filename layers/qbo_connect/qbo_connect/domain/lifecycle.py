@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import StrEnum
 
 from qbo_connect import intuit
@@ -46,6 +46,7 @@ from qbo_connect.ports import (
     RefreshQueue,
     TokenVault,
 )
+from qbo_connect.records import record
 from qbo_connect.settings import AWS_THROTTLED_CALL_SECONDS
 
 # After a hand-off's answer or a wait for another holder: reading the item and the new token (one throttled AWS
@@ -73,7 +74,7 @@ class RefreshOutcome(StrEnum):
     NOT_FOUND = "not_found"
 
 
-@dataclass(frozen=True)
+@record
 class RefreshResult:
     """How one refresh ended, as the refresh function, the CLI and the admin API report it."""
 
@@ -87,7 +88,7 @@ class RefreshResult:
         return {"connection_id": self.connection_id, "outcome": self.outcome.value, "message": self.message}
 
 
-@dataclass(frozen=True)
+@record
 class RefreshTimings:
     """The refresh schedule's and the retries' numbers (runtime.py builds them from Settings)."""
 
@@ -778,7 +779,7 @@ END_MOVED_SECONDS = 3600
 UNREFRESHED_LOOK_SECONDS = 6 * AWS_THROTTLED_CALL_SECONDS
 
 
-@dataclass(frozen=True)
+@record
 class ExpiryWarning:
     """A reconnect warning that is due: the threshold crossed, the days left and the end that comes first."""
 

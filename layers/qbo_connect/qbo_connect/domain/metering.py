@@ -24,7 +24,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection
 from qbo_connect.errors import InvalidInput
 from qbo_connect.observability import logger
+from qbo_connect.records import record
 
 BATCH_PATH = "batch"
 # Flushes kept for another try while the ledger refuses them; beyond this the oldest is given up, loudly.
@@ -45,7 +46,7 @@ def month_of(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m")
 
 
-@dataclass(frozen=True)
+@record
 class UsageKey:
     """Whose call it is: the app (client ID) Intuit meters, the connection, and its environment."""
 
@@ -75,7 +76,7 @@ def call_kinds(method: str, relative_path: str, body: Any = None) -> tuple[int, 
     return 0, 1
 
 
-@dataclass
+@record(frozen=False)
 class Tally:
     """Reads and writes counted so far, not yet recorded."""
 
@@ -91,7 +92,7 @@ class Tally:
         return self.reads + self.writes
 
 
-@dataclass(frozen=True)
+@record
 class Flush:
     """One batch of counts on its way to the ledger, with the token that makes its write idempotent."""
 
@@ -180,7 +181,7 @@ class UsageMeter:
 # --- reading the figures --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class ConnectionUsage:
     """One connection's calls to Intuit in a month."""
 
@@ -193,7 +194,7 @@ class ConnectionUsage:
         return dict(self.__dict__)
 
 
-@dataclass(frozen=True)
+@record
 class AppUsage:
     """One app's month: production reads are what Intuit meters (CorePlus); the rest is for context."""
 
@@ -228,7 +229,7 @@ class AppUsage:
         }
 
 
-@dataclass(frozen=True)
+@record
 class Allowances:
     """Each app's monthly CorePlus allowance: one default (the tier's), overridden per client ID."""
 

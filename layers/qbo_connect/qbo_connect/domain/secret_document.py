@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from qbo_connect.domain.connection import RefreshPolicy
 from qbo_connect.domain.token_set import TokenSet
+from qbo_connect.records import record
 
 SCHEMA = "qbo-connect/connection-secret/v1"
 
 
-@dataclass(frozen=True)
+@record
 class ConnectionSecret:
     """The connection's secret in Secrets Manager: the client secret and the token set, with what they belong to."""
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from qbo_connect import intuit
+from qbo_connect.records import record
 
 
-@dataclass(frozen=True)
+@record
 class TokenSet:
     """Intuit's tokens and when each expires (epoch seconds)."""
 

@@ -25,7 +25,7 @@ import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from qbo_connect import intuit
 from qbo_connect.domain.connection import Connection
 from qbo_connect.ports import ConnectionEvent, StrictPublisher
+from qbo_connect.records import record
 from qbo_connect.settings import WEBHOOK_DEDUP_SECONDS
 
 ENTITY_CHANGED = "QuickBooks Entity Changed"
@@ -58,7 +59,7 @@ class UnreadablePayload(ValueError):
     """A signed delivery in neither of Intuit's shapes. The message names what was wrong, never the data."""
 
 
-@dataclass(frozen=True)
+@record
 class EntityChange:
     event_id: str
     realm_id: str
@@ -233,7 +234,7 @@ class PublishFailed(RuntimeError):
     """EventBridge refused some events: the hand-off is retried (its claims were released)."""
 
 
-@dataclass(frozen=True)
+@record
 class RoutingResult:
     published: int = 0
     duplicates: int = 0
