@@ -79,6 +79,11 @@ class BotocoreSession:
     def client(self, service_name: str, config: Any = None) -> Any:
         return self._session.create_client(service_name, config=config)
 
+    @property
+    def events(self) -> Any:
+        """The session's event hooks, as boto3's session has them: clients created afterwards copy them."""
+        return self._session.get_component("event_emitter")
+
 
 class ClientOnFirstUse:
     """An AWS client, created when an adapter first calls it. Creating one loads the service's model and
