@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
+from qbo_connect.adapters.dynamodb_values import from_item
+
 STORED = (1_000, 10_000, 100_000)
 DUE = 100  # of each policy
 EAGER_SHARE = 0.05
@@ -72,7 +74,8 @@ def _attribute_size(name: str, value: Any) -> int:
 
 
 def _read_units(items: list[dict[str, Any]]) -> tuple[int, float]:
-    total = sum(_attribute_size(name, value) for item in items for name, value in item.items())
+    """`items` as the client's answer has them, typed ({"S": ...}): sized by their plain values."""
+    total = sum(_attribute_size(name, value) for item in items for name, value in from_item(item).items())
     return total, math.ceil(total / 4096) * 0.5 if total else 0.5  # a Query costs at least half a unit
 
 

@@ -118,3 +118,13 @@ def test_the_on_demand_floor_judges_what_the_workflow_waits_for():
 
     assert not result.holds, "a cold request answered in 2.6 s at p99 was judged within 1 s"
     assert replace(result, total_p99_ms=900.0).holds
+
+
+def test_an_index_entry_is_sized_by_its_values_not_by_the_answers_type_tags():
+    """The Query hook sees the client's typed answer; DynamoDB bills names plus values."""
+    typed = {"pk": {"S": "connection#qbc-1"}, "access_token_expires_at": {"N": "1767225600"}}
+
+    size, units = due_finding._read_units([typed])
+
+    assert size == len("pk") + len("connection#qbc-1") + len("access_token_expires_at") + 5 + 1
+    assert units == 0.5
