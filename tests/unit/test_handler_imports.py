@@ -37,7 +37,7 @@ def test_importing_a_handler_loads_no_sdk_and_no_http_stack(function):
 
 def test_no_module_of_the_layer_loads_boto3_so_no_request_can():
     # The functions create clients with botocore's session (runtime.BotocoreSession) and type DynamoDB's values
-    # themselves (adapters/dynamodb_table.py): importing boto3 costs a cold start about 80 million
+    # themselves (adapters/dynamodb_table.py): importing boto3 costs a cold start about 75 million
     # instructions (s3transfer, multiprocessing) for nothing the functions use.
     script = (
         "import importlib, json, pkgutil, sys\n"

@@ -2,8 +2,8 @@
 
 `dataclasses.dataclass` writes each class's `__init__`, `__repr__`, `__eq__` (and, frozen, `__setattr__`,
 `__delattr__` and `__hash__`) as source text and compiles it when the class is defined: about 3 million
-instructions a frozen class, and a function's first request defines some 25 of them, 6% of its cold start
-(docs/performance.md). `record` lets `dataclass` collect the fields only, so `dataclasses.fields`,
+instructions a frozen class, and a function's first request defines some 25 of them: about 95 million,
+8% of its cold start (docs/performance.md). `record` lets `dataclass` collect the fields only, so `dataclasses.fields`,
 `replace` and `asdict` work as ever, and gives every record the same methods, written once here, which read
 the class's fields. Fields take `dataclasses.field` (default, default_factory, repr, compare); a
 `__post_init__` runs after `__init__`, as in a dataclass.

@@ -68,7 +68,7 @@ class AwsClients(Protocol):
 
 class BotocoreSession:
     """AWS clients from botocore's own session. boto3's `Session.client` makes the same client with boto3's
-    import in front of it (s3transfer, multiprocessing): about 80 million instructions of each cold start
+    import in front of it (s3transfer, multiprocessing): about 75 million instructions of each cold start
     for nothing the functions use (docs/performance.md)."""
 
     def __init__(self) -> None:

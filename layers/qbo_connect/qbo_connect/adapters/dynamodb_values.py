@@ -1,7 +1,7 @@
 """Python values to DynamoDB's typed attribute values and back, for the table adapter (dynamodb_table.py).
 
 The functions talk to DynamoDB through botocore's client, not boto3: importing boto3 loads s3transfer and
-multiprocessing with it, about 80 million instructions of every cold start for nothing the functions use
+multiprocessing with it, about 75 million instructions of every cold start for nothing the functions use
 (docs/performance.md). These are the conversions boto3's resource would make, for the types the service
 stores: numbers are int or Decimal (a float's binary rounding has no place in a conditional write) and
 come back as Decimal.
