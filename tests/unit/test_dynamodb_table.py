@@ -3,6 +3,7 @@ boto3's resource would have sent for the same values, and what comes back the va
 
 from __future__ import annotations
 
+import enum
 from decimal import Decimal
 from typing import Any
 
@@ -39,12 +40,29 @@ def test_a_value_is_sent_as_boto3_would_send_it_and_read_back_unchanged(value):
     assert from_attribute(sent) == value
 
 
-@pytest.mark.parametrize(("value", "says"), [(1.5, "not float"), (set(), "empty set"), ({"a", 1}, "one kind")])
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (1.5, "not float"),
+        (set(), "empty set"),
+        ({"a", 1}, "one kind"),
+        (10**38 + 1, "38 significant digits"),
+        (Decimal("1E+126"), "under 1E"),
+        (Decimal("1E-131"), "from 1E-130"),
+    ],
+)
 def test_a_value_dynamodb_cannot_store_is_refused_naming_its_type_not_its_content(value, says):
     with pytest.raises((TypeError, ValueError), match=says) as refused:
         to_attribute({"access_token": value})
 
-    assert "1.5" not in str(refused.value)
+    assert "1.5" not in str(refused.value) and "10000" not in str(refused.value)
+
+
+def test_an_int_based_enum_is_stored_as_its_number():
+    class Warning(int, enum.Enum):
+        THIRTY_DAYS = 30
+
+    assert to_attribute(Warning.THIRTY_DAYS) == {"N": "30"}
 
 
 def test_conditions_render_with_placeholders_that_never_take_the_requests_own():

@@ -6,7 +6,8 @@ instructions a frozen class, and a function's first request defines some 25 of t
 8% of its cold start (docs/performance.md). `record` lets `dataclass` collect the fields only, so `dataclasses.fields`,
 `replace` and `asdict` work as ever, and gives every record the same methods, written once here, which read
 the class's fields. Fields take `dataclasses.field` (default, default_factory, repr, compare); a
-`__post_init__` runs after `__init__`, as in a dataclass.
+`__post_init__` runs after `__init__`, as in a dataclass. To `dataclasses` a record looks unfrozen
+(`__dataclass_params__`): a dataclass may not subclass a frozen record, and none does.
 
     @record                     # frozen, as dataclass(frozen=True)
     @record(frozen=False)       # as dataclass()
