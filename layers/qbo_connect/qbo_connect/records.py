@@ -72,21 +72,20 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
         if name in values:
             raise TypeError(f"{kind.__name__}() got multiple values for argument {name!r}")
         values[name] = value
-    missing = [
-        name
-        for name in shape.names
-        if name not in values and name not in shape.defaults and name not in shape.factories
-    ]
-    if missing:
-        raise TypeError(f"{kind.__name__}() missing required argument(s): {', '.join(map(repr, missing))}")
-    for name in shape.names:
+    missing = []
+    for name in shape.names:  # one pass: the given value, else the default, else the factory's
         if name in values:
             value = values[name]
         elif name in shape.defaults:
             value = shape.defaults[name]
-        else:
+        elif name in shape.factories:
             value = shape.factories[name]()
+        else:
+            missing.append(name)
+            continue
         object.__setattr__(self, name, value)
+    if missing:
+        raise TypeError(f"{kind.__name__}() missing required argument(s): {', '.join(map(repr, missing))}")
     post_init = getattr(self, "__post_init__", None)
     if post_init is not None:
         post_init()

@@ -66,13 +66,15 @@ def from_item(typed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def _number(value: int | Decimal) -> str:
     """Refused here, not sent, when DynamoDB could not hold it exactly (boto3 refused the same)."""
-    number = Decimal(int(value)) if isinstance(value, int) else value  # int(): an int-based enum's value
+    if isinstance(value, int):
+        value = int(value)  # an int-based enum's own number, not its name
+    number = Decimal(value)
     if not number.is_finite():
         raise TypeError("DynamoDB cannot store infinity or NaN")
     digits = len("".join(map(str, number.as_tuple().digits)).strip("0"))  # normalize() would round to 28
     if number and (digits > 38 or not -130 <= number.adjusted() <= 125):
         raise ValueError("DynamoDB numbers hold 38 significant digits, from 1E-130 to under 1E+126")
-    return str(int(value)) if isinstance(value, int) else str(value)
+    return str(value)
 
 
 def _set(values: set[Any] | frozenset[Any]) -> dict[str, list[Any]]:
