@@ -17,7 +17,7 @@ from botocore.exceptions import ConnectionError as NoAnswer
 
 from qbo_connect.errors import VaultUnavailable
 
-# Everything a boto3 call raises.
+# Everything a botocore client's call raises.
 AWS_ERRORS = (ClientError, BotoCoreError)
 
 THROTTLING_CODES = frozenset(

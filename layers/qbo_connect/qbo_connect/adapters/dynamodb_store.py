@@ -137,7 +137,7 @@ def _app_company_key(app_company: AppCompany) -> dict[str, str]:
 def _lease_is_free(owner: str, *, now: float, skew_seconds: float):
     """Nobody holds the lease, or its expiry has passed by our clock less the skew allowance (a writer whose clock
     runs behind ours still holds what it thinks it holds), or it is already ours: when a response is lost (a
-    timeout, a 5xx after the write) boto3 retries, and the retry must not find it "held by someone else"."""
+    timeout, a 5xx after the write) botocore retries, and the retry must not find it "held by someone else"."""
     settled = _to_dynamo(float(now - skew_seconds))
     return Attr("lease_owner").not_exists() | Attr("lease_expires_at").lt(settled) | Attr("lease_owner").eq(owner)
 

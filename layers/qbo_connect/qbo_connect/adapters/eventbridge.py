@@ -35,7 +35,7 @@ class EventBridgePublisher:
     def deliver(self, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
         """Publish, and return the events EventBridge did not take (for a caller that retries them).
 
-        A call that fails outright (boto3's retries spent: throttling, an outage) refuses its events and
+        A call that fails outright (botocore's retries spent: throttling, an outage) refuses its events and
         every later one, but not those earlier calls published: raising instead would have the caller
         send those again, and subscribers receive them twice."""
         refused: list[ConnectionEvent] = []

@@ -38,7 +38,7 @@ from qbo_connect.records import record
 
 DAY_SECONDS = 86_400
 DEFAULT_RETENTION_DAYS = 90
-# A record this old and still unpublished was not being published by anyone any more: boto3's standard retries
+# A record this old and still unpublished was not being published by anyone any more: botocore's standard retries
 # (3 attempts, 5 s connect + 20 s read timeout each, with backoff) are over within about 80 seconds.
 REDELIVERY_GRACE_SECONDS = 300
 REDELIVERY_BATCH = 100
